@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "carehare-error-private.h"
+
+#include <string.h>
+
+/**
+ * carehare_error_quark:
+ *
+ * Returns: the quark of the %CAREHARE_ERROR domain
+ */
+G_DEFINE_QUARK (carehare-error-quark, carehare_error)
+
+static const struct {
+  guint16 code;
+  const char *name;
+} reply_code_names[] = {
+  { 200, "REPLY_SUCCESS" },
+  { 311, "CONTENT_TOO_LARGE" },
+  { 312, "NO_ROUTE" },
+  { 313, "NO_CONSUMERS" },
+  { 320, "CONNECTION_FORCED" },
+  { 402, "INVALID_PATH" },
+  { 403, "ACCESS_REFUSED" },
+  { 404, "NOT_FOUND" },
+  { 405, "RESOURCE_LOCKED" },
+  { 406, "PRECONDITION_FAILED" },
+  { 501, "FRAME_ERROR" },
+  { 502, "SYNTAX_ERROR" },
+  { 503, "COMMAND_INVALID" },
+  { 504, "CHANNEL_ERROR" },
+  { 505, "UNEXPECTED_FRAME" },
+  { 506, "RESOURCE_ERROR" },
+  { 530, "NOT_ALLOWED" },
+  { 540, "NOT_IMPLEMENTED" },
+  { 541, "INTERNAL_ERROR" },
+};
+
+const char *
+carehare_reply_code_name (guint16 reply_code)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (reply_code_names); i++)
+    if (reply_code_names[i].code == reply_code)
+      return reply_code_names[i].name;
+  return NULL;
+}
+
+GError *
+carehare_error_new_from_reply (CarehareError  code,
+                               const char    *what,
+                               guint16        reply_code,
+                               const char    *reply_text)
+{
+  const char *name = carehare_reply_code_name (reply_code);
+
+  if (reply_text == NULL)
+    reply_text = "";
+
+  /* RabbitMQ's texts start with the code's name ("NOT_FOUND - no queue...");
+   * other servers' may not, so add it when missing: the message always reads
+   * "WHAT: CODE NAME - TEXT", which carehare_error_get_reply_code() parses. */
+  if (name != NULL && g_str_has_prefix (reply_text, name))
+    return g_error_new (CAREHARE_ERROR, code, "%s: %u %s", what, reply_code, reply_text);
+  if (name == NULL)
+    name = "UNKNOWN_REPLY_CODE";
+  if (*reply_text == '\0')
+    return g_error_new (CAREHARE_ERROR, code, "%s: %u %s", what, reply_code, name);
+  return g_error_new (CAREHARE_ERROR, code, "%s: %u %s - %s", what, reply_code, name, reply_text);
+}
+
+/**
+ * carehare_error_get_reply_code:
+ * @error: an error
+ *
+ * Gets the AMQP reply code that the server sent when it closed a channel
+ * or the connection, such as 404 (NOT_FOUND) or 320 (CONNECTION_FORCED).
+ *
+ * Only errors with the codes %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER and
+ * %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER carry a reply code. The code
+ * is read back from the error's message, so it survives the trip through
+ * language bindings, which copy only an error's domain, code and message.
+ *
+ * Returns: the reply code, or 0 if @error carries none
+ */
+guint
+carehare_error_get_reply_code (const GError *error)
+{
+  const char *msg;
+
+  g_return_val_if_fail (error != NULL, 0);
+
+  if (error->domain != CAREHARE_ERROR ||
+      (error->code != CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER &&
+       error->code != CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER) ||
+      error->message == NULL)
+    return 0;
+
+  /* The first "DDD NAME" token, at the start or after a space. */
+  msg = error->message;
+  for (gsize i = 0; msg[i] != '\0'; i++)
+    {
+      if ((i == 0 || msg[i - 1] == ' ') &&
+          g_ascii_isdigit (msg[i]) && msg[i] != '0' &&
+          g_ascii_isdigit (msg[i + 1]) &&
+          g_ascii_isdigit (msg[i + 2]) &&
+          msg[i + 3] == ' ' &&
+          g_ascii_isupper (msg[i + 4]))
+        return (guint) ((msg[i] - '0') * 100 + (msg[i + 1] - '0') * 10 + (msg[i + 2] - '0'));
+    }
+  return 0;
+}

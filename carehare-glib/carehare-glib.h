@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#define __CAREHARE_GLIB_INSIDE__
+
+#include <carehare-glib/carehare-macros.h>
+#include <carehare-glib/carehare-version.h>
+#include <carehare-glib/carehare-error.h>
+#include <carehare-glib/carehare-flags.h>
+#include <carehare-glib/carehare-enum-types.h>
+
+#undef __CAREHARE_GLIB_INSIDE__
