@@ -1,0 +1,1397 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The connection state machine. See carehare-protocol.h for the contract.
+ *
+ * States: AWAIT_START -> AWAIT_TUNE -> AWAIT_OPEN_OK -> OPEN -> CLOSING ->
+ * FINISHED. Any state may jump to FINISHED (server Close, socket abort,
+ * heartbeat monitor, bad bytes).
+ *
+ * Channels: ids 1..channel_max in a table. A channel is FREE (id unused),
+ * BUSY (opened for, or running, one RPC), IDLE (open, in the pool) or
+ * CLOSING (we sent Channel.Close after a cancellation and wait for
+ * Close-Ok before the id may be reused). Channel.Open and the first request
+ * are pipelined, so a fresh channel costs one round trip and a pooled one
+ * too. RPCs that find every id in use wait in a FIFO and take the next
+ * channel that becomes idle or free.
+ *
+ * Re-entrancy: completions, the finished callback and blocked notifications
+ * are queued while the machine runs and delivered when the outermost public
+ * entry point returns (see leave()), so callbacks see a consistent state
+ * and may call back in.
+ */
+#include "carehare-protocol.h"
+
+#include "carehare-error-private.h"
+
+#include <string.h>
+
+#define CLASS_CONNECTION 10
+#define CLASS_CHANNEL    20
+
+typedef enum {
+  STATE_INITIAL,
+  STATE_AWAIT_START,
+  STATE_AWAIT_TUNE,
+  STATE_AWAIT_OPEN_OK,
+  STATE_OPEN,
+  STATE_CLOSING,
+  STATE_FINISHED,
+} State;
+
+typedef enum {
+  OP_HANDSHAKE,
+  OP_RPC,
+  OP_CLOSE,
+} OpKind;
+
+struct _CarehareProtocolOp {
+  OpKind kind;
+  CarehareProtocolOpCallback callback;
+  gpointer user_data;
+  gboolean done;           /* completion queued */
+  GByteArray *frame;       /* RPC: owned encoded frame; channel patched when sent */
+  guint32 reply_id;
+  guint16 channel;         /* RPC: the channel it runs on, 0 while waiting */
+  CarehareMethod reply;    /* owned once done, if has_reply */
+  gboolean has_reply;
+  GError *error;           /* owned once done */
+};
+
+typedef enum {
+  CHANNEL_FREE = 0,
+  CHANNEL_BUSY,
+  CHANNEL_IDLE,
+  CHANNEL_CLOSING,
+} ChannelState;
+
+typedef struct {
+  ChannelState state;
+  CarehareProtocolOp *op;  /* BUSY: the RPC running here (not owned) */
+} Channel;
+
+typedef enum {
+  EVENT_OP_DONE,
+  EVENT_FINISHED,
+  EVENT_BLOCKED,
+} EventKind;
+
+typedef struct {
+  EventKind kind;
+  CarehareProtocolOp *op;  /* OP_DONE: owned */
+  gboolean blocked;
+  char *reason;
+} Event;
+
+struct _CarehareProtocol {
+  State state;
+  CarehareProtocolCallbacks callbacks;
+  gpointer user_data;
+
+  /* configuration (owned copies) */
+  char *username;
+  char *password;
+  char *vhost;
+  char *connection_name;
+  char *product;
+  char *version;
+  char *platform;
+  CarehareAuthMechanism mechanism;
+  gint want_heartbeat;
+  gint want_channel_max;
+  gint64 want_frame_max;
+  gint64 close_timeout_us;
+
+  /* negotiated */
+  guint16 heartbeat;
+  guint32 frame_max;
+  guint16 channel_max;
+  GVariant *server_properties;
+  gboolean blocked;
+
+  GByteArray *in;          /* bytes received, not yet a whole frame */
+  GByteArray *out;         /* bytes to write */
+  gint64 last_read;
+  gint64 last_write;
+  gint64 close_deadline;
+
+  CarehareProtocolOp *handshake;  /* pending handshake op, not owned */
+  GPtrArray *close_ops;           /* pending close ops, not owned */
+
+  Channel *channels;       /* channel_max + 1 entries, [0] unused */
+  guint n_open_channels;
+  guint16 free_hint;
+  GQueue idle;             /* of GUINT_TO_POINTER (channel id) */
+  GQueue waiting;          /* of CarehareProtocolOp *, not owned */
+
+  GError *finish_error;    /* why it finished; NULL if we closed it */
+  gboolean finish_reported;
+
+  guint depth;
+  GQueue events;           /* of Event * */
+};
+
+static void fail_everything (CarehareProtocol *self, const GError *cause);
+
+/* ---- plumbing ------------------------------------------------------------ */
+
+static void
+enter (CarehareProtocol *self)
+{
+  self->depth++;
+}
+
+static void
+leave (CarehareProtocol *self)
+{
+  g_assert (self->depth > 0);
+  if (self->depth > 1)
+    {
+      self->depth--;
+      return;
+    }
+
+  /* Still at depth 1 while delivering, so that calls made by the callbacks
+   * queue their events here instead of recursing. */
+  for (Event *ev; (ev = g_queue_pop_head (&self->events)) != NULL; g_free (ev))
+    {
+      switch (ev->kind)
+        {
+        case EVENT_OP_DONE:
+          {
+            CarehareProtocolOp *op = ev->op;
+            op->callback (op, op->has_reply ? &op->reply : NULL, op->error, op->user_data);
+            if (op->has_reply)
+              carehare_method_clear (&op->reply);
+            g_clear_error (&op->error);
+            g_clear_pointer (&op->frame, g_byte_array_unref);
+            g_free (op);
+          }
+          break;
+        case EVENT_FINISHED:
+          if (self->callbacks.finished != NULL)
+            self->callbacks.finished (self, self->finish_error, self->user_data);
+          break;
+        case EVENT_BLOCKED:
+          if (self->callbacks.blocked_changed != NULL)
+            self->callbacks.blocked_changed (self, ev->blocked, ev->reason, self->user_data);
+          g_free (ev->reason);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+    }
+  self->depth--;
+}
+
+/* leave() for the calls that start an operation: returns @op, or NULL when
+ * @op completed during this outermost call, because leave() then ran its
+ * callback and freed it. */
+static CarehareProtocolOp *
+leave_with_op (CarehareProtocol   *self,
+               CarehareProtocolOp *op)
+{
+  gboolean delivered = op->done && self->depth == 1;
+
+  leave (self);
+  return delivered ? NULL : op;
+}
+
+static CarehareProtocolOp *
+op_new (OpKind                     kind,
+        CarehareProtocolOpCallback callback,
+        gpointer                   user_data)
+{
+  CarehareProtocolOp *op = g_new0 (CarehareProtocolOp, 1);
+
+  op->kind = kind;
+  op->callback = callback;
+  op->user_data = user_data;
+  return op;
+}
+
+/* Queues the completion of @op. Takes @error; moves @reply (if any) into
+ * the op. */
+static void
+complete (CarehareProtocol   *self,
+          CarehareProtocolOp *op,
+          CarehareMethod     *reply,
+          GError             *error)
+{
+  Event *ev;
+
+  g_assert (!op->done);
+  op->done = TRUE;
+  if (reply != NULL)
+    {
+      op->reply = *reply;
+      memset (reply, 0, sizeof *reply);
+      op->has_reply = TRUE;
+    }
+  op->error = error;
+
+  ev = g_new0 (Event, 1);
+  ev->kind = EVENT_OP_DONE;
+  ev->op = op;
+  g_queue_push_tail (&self->events, ev);
+}
+
+static gboolean
+append_method (CarehareProtocol     *self,
+               guint16               channel,
+               const CarehareMethod *method)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* Only the library's own methods come here, with values it checked. */
+  if (!carehare_wire_append_method_frame (self->out, channel, method, &error))
+    {
+      g_critical ("carehare: cannot encode %s: %s",
+                  carehare_method_name (method->id), error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+finish (CarehareProtocol *self,
+        GError           *cause)
+{
+  Event *ev;
+
+  if (self->state == STATE_FINISHED)
+    {
+      g_clear_error (&cause);
+      return;
+    }
+
+  fail_everything (self, cause);
+  self->state = STATE_FINISHED;
+  g_clear_error (&self->finish_error);
+  self->finish_error = cause;
+  g_byte_array_set_size (self->in, 0);
+
+  /* Close ops complete with the cause (NULL when we closed it). */
+  for (guint i = 0; i < self->close_ops->len; i++)
+    complete (self, g_ptr_array_index (self->close_ops, i), NULL,
+              cause != NULL ? g_error_copy (cause) : NULL);
+  g_ptr_array_set_size (self->close_ops, 0);
+
+  ev = g_new0 (Event, 1);
+  ev->kind = EVENT_FINISHED;
+  g_queue_push_tail (&self->events, ev);
+}
+
+/* An error for operations that were pending when the connection went away
+ * because of @cause (NULL: we closed it). */
+static GError *
+closed_error_for (const GError *cause)
+{
+  if (cause == NULL)
+    return g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                                "Connection closed");
+  if (g_error_matches (cause, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED))
+    return g_error_copy (cause);
+  return g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                      "Connection closed: %s", cause->message);
+}
+
+/* Fails every pending RPC and the handshake; leaves close ops alone. */
+static void
+fail_everything (CarehareProtocol *self,
+                 const GError     *cause)
+{
+  CarehareProtocolOp *op;
+
+  if (self->handshake != NULL)
+    {
+      /* The handshake reports the cause itself: a wrong password is a
+       * CONNECTION_CLOSED_BY_SERVER 403, not just "closed". */
+      complete (self, self->handshake, NULL,
+                cause != NULL ? g_error_copy (cause)
+                              : closed_error_for (NULL));
+      self->handshake = NULL;
+    }
+
+  while ((op = g_queue_pop_head (&self->waiting)) != NULL)
+    complete (self, op, NULL, closed_error_for (cause));
+
+  if (self->channels != NULL)
+    {
+      for (guint i = 1; i <= self->channel_max; i++)
+        {
+          Channel *ch = &self->channels[i];
+
+          if (ch->op != NULL)
+            complete (self, ch->op, NULL, closed_error_for (cause));
+          ch->op = NULL;
+          ch->state = CHANNEL_FREE;
+        }
+    }
+  g_queue_clear (&self->idle);
+  self->n_open_channels = 0;
+}
+
+/* We found the server's bytes unacceptable: say so with Connection.Close
+ * (the socket is still writable) and finish. The framing may be lost, so
+ * waiting for Close-Ok would be waiting on bytes we cannot trust. */
+static void
+fail_bad_bytes (CarehareProtocol *self,
+                guint16           reply_code,
+                guint32           method_id,
+                GError           *error)
+{
+  GError *cause;
+
+  g_debug ("closing the connection with %u: %s", reply_code, error->message);
+
+  /* Before Start there is no AMQP session to close; while closing we
+   * already said Close. */
+  if (self->state == STATE_AWAIT_TUNE || self->state == STATE_AWAIT_OPEN_OK ||
+      self->state == STATE_OPEN)
+    {
+      CarehareMethod close = { .id = CAREHARE_METHOD_CONNECTION_CLOSE };
+      g_autofree char *text = NULL;
+
+      /* reply-text is a shortstr: cut it at a character boundary. */
+      text = g_strdup_printf ("%s - %s", carehare_reply_code_name (reply_code), error->message);
+      if (strlen (text) > 250)
+        *g_utf8_find_prev_char (text, text + 250) = '\0';
+      close.connection_close.reply_code = reply_code;
+      close.connection_close.reply_text = text;
+      close.connection_close.class_id = method_id >> 16;
+      close.connection_close.method_id = method_id & 0xffff;
+      append_method (self, 0, &close);
+    }
+
+  if (error->domain == CAREHARE_ERROR)
+    cause = error;
+  else
+    {
+      cause = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+                           self->state == STATE_AWAIT_START
+                           ? "Bad bytes from server: not an AMQP 0-9-1 server (%s)"
+                           : "Bad bytes from server: %s",
+                           error->message);
+      g_error_free (error);
+    }
+  finish (self, cause);
+}
+
+static void
+fail_unexpected (CarehareProtocol *self,
+                 guint16           reply_code,
+                 guint32           method_id,
+                 const char       *format,
+                 ...) G_GNUC_PRINTF (4, 5);
+
+static void
+fail_unexpected (CarehareProtocol *self,
+                 guint16           reply_code,
+                 guint32           method_id,
+                 const char       *format,
+                 ...)
+{
+  g_autofree char *message = NULL;
+  va_list args;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+
+  fail_bad_bytes (self, reply_code, method_id,
+                  g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+                               "Bad bytes from server: %s", message));
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+CarehareProtocol *
+carehare_protocol_new (const CarehareProtocolConfig    *config,
+                       const CarehareProtocolCallbacks *callbacks,
+                       gpointer                         user_data)
+{
+  CarehareProtocol *self = g_new0 (CarehareProtocol, 1);
+
+  self->state = STATE_INITIAL;
+  if (callbacks != NULL)
+    self->callbacks = *callbacks;
+  self->user_data = user_data;
+
+  self->username = g_strdup (config->username != NULL ? config->username : "guest");
+  self->password = g_strdup (config->password != NULL ? config->password : "guest");
+  self->vhost = g_strdup (config->vhost != NULL ? config->vhost : "/");
+  self->connection_name = g_strdup (config->connection_name);
+  self->product = g_strdup (config->product != NULL ? config->product : "carehare-glib");
+  self->version = g_strdup (config->version != NULL ? config->version : "");
+  self->platform = g_strdup (config->platform != NULL ? config->platform : "GLib");
+  self->mechanism = config->mechanism;
+  self->want_heartbeat = config->heartbeat;
+  self->want_channel_max = config->channel_max;
+  self->want_frame_max = config->frame_max;
+  self->close_timeout_us = config->close_timeout_us > 0 ? config->close_timeout_us
+                                                        : 5 * G_USEC_PER_SEC;
+
+  /* Until Tune, accept frames up to our default: Start is small, and a
+   * server that sends more before Tune is not one we want. */
+  self->frame_max = CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX;
+
+  self->in = g_byte_array_new ();
+  self->out = g_byte_array_new ();
+  self->close_ops = g_ptr_array_new ();
+  self->close_deadline = G_MAXINT64;
+  self->free_hint = 1;
+  g_queue_init (&self->idle);
+  g_queue_init (&self->waiting);
+  g_queue_init (&self->events);
+  return self;
+}
+
+void
+carehare_protocol_free (CarehareProtocol *self)
+{
+  if (self == NULL)
+    return;
+
+  g_return_if_fail (self->depth == 0);
+
+  enter (self);
+  finish (self, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                                     "Connection closed: the connection object was destroyed"));
+  /* Nobody is left to hear "finished". */
+  self->callbacks.finished = NULL;
+  self->callbacks.blocked_changed = NULL;
+  leave (self);
+
+  g_free (self->username);
+  if (self->password != NULL)
+    memset (self->password, 0, strlen (self->password));
+  g_free (self->password);
+  g_free (self->vhost);
+  g_free (self->connection_name);
+  g_free (self->product);
+  g_free (self->version);
+  g_free (self->platform);
+  g_clear_pointer (&self->server_properties, g_variant_unref);
+  g_byte_array_unref (self->in);
+  g_byte_array_unref (self->out);
+  g_ptr_array_unref (self->close_ops);
+  g_free (self->channels);
+  g_queue_clear (&self->idle);
+  g_clear_error (&self->finish_error);
+  g_free (self);
+}
+
+/* ---- handshake ----------------------------------------------------------- */
+
+CarehareProtocolOp *
+carehare_protocol_start (CarehareProtocol           *self,
+                         gint64                      now,
+                         CarehareProtocolOpCallback  callback,
+                         gpointer                    user_data)
+{
+  CarehareProtocolOp *op;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (callback != NULL, NULL);
+  g_return_val_if_fail (self->handshake == NULL, NULL);
+
+  enter (self);
+  op = op_new (OP_HANDSHAKE, callback, user_data);
+  if (self->state != STATE_INITIAL)
+    complete (self, op, NULL, closed_error_for (self->finish_error));
+  else
+    {
+      self->handshake = op;
+      self->state = STATE_AWAIT_START;
+      self->last_read = now;
+      self->last_write = now;
+      g_byte_array_append (self->out, carehare_wire_protocol_header,
+                           sizeof carehare_wire_protocol_header);
+    }
+  return leave_with_op (self, op);
+}
+
+static gboolean
+mechanism_offered (GBytes     *mechanisms,
+                   const char *name)
+{
+  gsize size = 0;
+  const char *data = mechanisms != NULL ? g_bytes_get_data (mechanisms, &size) : NULL;
+  gsize len = strlen (name);
+
+  /* A space-separated list. */
+  for (gsize i = 0; i < size;)
+    {
+      gsize j = i;
+
+      while (j < size && data[j] != ' ')
+        j++;
+      if (j - i == len && memcmp (data + i, name, len) == 0)
+        return TRUE;
+      i = j + 1;
+    }
+  return FALSE;
+}
+
+static GVariant *
+client_properties (CarehareProtocol *self)
+{
+  GVariantBuilder caps;
+  GVariantBuilder props;
+  static const char *const capabilities[] = {
+    "publisher_confirms",
+    "exchange_exchange_bindings",
+    "basic.nack",
+    "consumer_cancel_notify",
+    "connection.blocked",
+    "consumer_priorities",
+    "authentication_failure_close",
+    "per_consumer_qos",
+  };
+
+  g_variant_builder_init (&caps, G_VARIANT_TYPE_VARDICT);
+  for (gsize i = 0; i < G_N_ELEMENTS (capabilities); i++)
+    g_variant_builder_add (&caps, "{sv}", capabilities[i], g_variant_new_boolean (TRUE));
+
+  g_variant_builder_init (&props, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&props, "{sv}", "product", g_variant_new_string (self->product));
+  g_variant_builder_add (&props, "{sv}", "version", g_variant_new_string (self->version));
+  g_variant_builder_add (&props, "{sv}", "platform", g_variant_new_string (self->platform));
+  g_variant_builder_add (&props, "{sv}", "capabilities", g_variant_builder_end (&caps));
+  if (self->connection_name != NULL)
+    g_variant_builder_add (&props, "{sv}", "connection_name",
+                           g_variant_new_string (self->connection_name));
+  return g_variant_ref_sink (g_variant_builder_end (&props));
+}
+
+static void
+handle_start (CarehareProtocol     *self,
+              const CarehareMethod *method)
+{
+  const CarehareConnectionStart *start = &method->connection_start;
+  CarehareMethod ok = { .id = CAREHARE_METHOD_CONNECTION_START_OK };
+  g_autoptr(GVariant) props = NULL;
+  g_autoptr(GBytes) response = NULL;
+  const char *mechanism;
+
+  if (start->version_major != 0 || start->version_minor != 9)
+    {
+      fail_unexpected (self, 0, method->id,
+                       "the server offers AMQP %u-%u, not 0-9",
+                       start->version_major, start->version_minor);
+      return;
+    }
+
+  g_clear_pointer (&self->server_properties, g_variant_unref);
+  if (start->server_properties != NULL)
+    self->server_properties = g_variant_ref (start->server_properties);
+
+  if (self->mechanism == CAREHARE_AUTH_MECHANISM_EXTERNAL)
+    {
+      mechanism = "EXTERNAL";
+      response = g_bytes_new_static ("", 0);
+    }
+  else
+    {
+      GByteArray *plain = g_byte_array_new ();
+
+      mechanism = "PLAIN";
+      /* authzid NUL authcid NUL password */
+      g_byte_array_append (plain, (const guint8 *) "", 1);
+      g_byte_array_append (plain, (const guint8 *) self->username, strlen (self->username));
+      g_byte_array_append (plain, (const guint8 *) "", 1);
+      g_byte_array_append (plain, (const guint8 *) self->password, strlen (self->password));
+      response = g_byte_array_free_to_bytes (plain);
+    }
+
+  if (!mechanism_offered (start->mechanisms, mechanism))
+    {
+      gsize size = 0;
+      const char *offered = start->mechanisms != NULL
+                            ? g_bytes_get_data (start->mechanisms, &size) : NULL;
+      GError *error;
+
+      error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_FAILED,
+                           "The server does not offer the %s authentication mechanism "
+                           "(it offers: %.*s)", mechanism,
+                           (int) MIN (size, 200), offered != NULL ? offered : "");
+      finish (self, error);
+      return;
+    }
+
+  props = client_properties (self);
+  ok.connection_start_ok.client_properties = props;
+  ok.connection_start_ok.mechanism = (char *) mechanism;
+  ok.connection_start_ok.response = response;
+  ok.connection_start_ok.locale = (char *) "en_US";
+  append_method (self, 0, &ok);
+  self->state = STATE_AWAIT_TUNE;
+}
+
+/* The client may lower what the server offers, never raise it; 0 from the
+ * server means "no limit". */
+static guint32
+negotiate_limit (guint32 server,
+                 gint64  want,
+                 guint32 fallback)
+{
+  guint32 value;
+
+  if (want < 0)
+    value = server != 0 ? server : fallback;
+  else if (server == 0)
+    value = want != 0 ? (guint32) want : fallback;
+  else if (want == 0)
+    value = server;
+  else
+    value = MIN (server, (guint32) want);
+  return value;
+}
+
+static void
+handle_tune (CarehareProtocol     *self,
+             const CarehareMethod *method)
+{
+  const CarehareConnectionTune *tune = &method->connection_tune;
+  CarehareMethod ok = { .id = CAREHARE_METHOD_CONNECTION_TUNE_OK };
+  CarehareMethod open = { .id = CAREHARE_METHOD_CONNECTION_OPEN };
+  guint32 channel_max;
+
+  channel_max = negotiate_limit (tune->channel_max, self->want_channel_max,
+                                 G_MAXUINT16);
+  self->channel_max = (guint16) MIN (channel_max, G_MAXUINT16);
+  self->frame_max = negotiate_limit (tune->frame_max, self->want_frame_max,
+                                     CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX);
+  if (self->frame_max < CAREHARE_FRAME_MIN_SIZE)
+    self->frame_max = CAREHARE_FRAME_MIN_SIZE;
+
+  /* Heartbeat: -1 takes the server's; 0 from us disables it; 0 from the
+   * server leaves it to us. */
+  if (self->want_heartbeat < 0)
+    self->heartbeat = tune->heartbeat;
+  else if (self->want_heartbeat == 0 || tune->heartbeat == 0)
+    self->heartbeat = (guint16) self->want_heartbeat;
+  else
+    self->heartbeat = (guint16) MIN ((guint) self->want_heartbeat, tune->heartbeat);
+
+  self->channels = g_new0 (Channel, (gsize) self->channel_max + 1);
+
+  ok.connection_tune_ok.channel_max = self->channel_max;
+  ok.connection_tune_ok.frame_max = self->frame_max;
+  ok.connection_tune_ok.heartbeat = self->heartbeat;
+  append_method (self, 0, &ok);
+
+  open.connection_open.virtual_host = self->vhost;
+  append_method (self, 0, &open);
+  self->state = STATE_AWAIT_OPEN_OK;
+}
+
+/* ---- channels ------------------------------------------------------------ */
+
+static void
+send_rpc (CarehareProtocol   *self,
+          guint16             channel,
+          CarehareProtocolOp *op)
+{
+  Channel *ch = &self->channels[channel];
+
+  ch->state = CHANNEL_BUSY;
+  ch->op = op;
+  op->channel = channel;
+  /* The frame was encoded for channel 0; its bytes 1-2 are the channel. */
+  op->frame->data[1] = channel >> 8;
+  op->frame->data[2] = channel & 0xff;
+  g_byte_array_append (self->out, op->frame->data, op->frame->len);
+}
+
+static guint16
+allocate_channel_id (CarehareProtocol *self)
+{
+  if (self->n_open_channels >= self->channel_max)
+    return 0;
+
+  for (guint n = 0; n < self->channel_max; n++)
+    {
+      guint16 id = self->free_hint;
+
+      self->free_hint = id >= self->channel_max ? 1 : id + 1;
+      if (self->channels[id].state == CHANNEL_FREE)
+        return id;
+    }
+  return 0;
+}
+
+/* Starts @op on a pooled channel, a new one, or queues it. */
+static void
+dispatch_rpc (CarehareProtocol   *self,
+              CarehareProtocolOp *op)
+{
+  guint16 id = GPOINTER_TO_UINT (g_queue_pop_head (&self->idle));
+
+  if (id == 0)
+    {
+      CarehareMethod open = { .id = CAREHARE_METHOD_CHANNEL_OPEN };
+
+      id = allocate_channel_id (self);
+      if (id == 0)
+        {
+          g_queue_push_tail (&self->waiting, op);
+          return;
+        }
+      self->n_open_channels++;
+      /* Pipelined: Open and the request go out together. */
+      append_method (self, id, &open);
+    }
+  send_rpc (self, id, op);
+}
+
+/* Channel @id is usable again (idle) or its id is free: hand it to the
+ * first waiter. */
+static void
+channel_available (CarehareProtocol *self,
+                   guint16           id)
+{
+  CarehareProtocolOp *waiter;
+
+  if (self->channels[id].state == CHANNEL_IDLE)
+    g_queue_push_tail (&self->idle, GUINT_TO_POINTER (id));
+
+  while (self->state == STATE_OPEN &&
+         !g_queue_is_empty (&self->waiting) &&
+         (!g_queue_is_empty (&self->idle) || self->n_open_channels < self->channel_max))
+    {
+      waiter = g_queue_pop_head (&self->waiting);
+      dispatch_rpc (self, waiter);
+    }
+}
+
+static void
+release_channel (CarehareProtocol *self,
+                 guint16           id)
+{
+  Channel *ch = &self->channels[id];
+
+  g_queue_remove (&self->idle, GUINT_TO_POINTER (id));
+  ch->state = CHANNEL_FREE;
+  ch->op = NULL;
+  g_assert (self->n_open_channels > 0);
+  self->n_open_channels--;
+  channel_available (self, id);
+}
+
+/* We no longer trust channel @id (its op was cancelled): close it and keep
+ * its id until Close-Ok. */
+static void
+discard_channel (CarehareProtocol *self,
+                 guint16           id,
+                 const char       *why)
+{
+  Channel *ch = &self->channels[id];
+  CarehareMethod close = { .id = CAREHARE_METHOD_CHANNEL_CLOSE };
+
+  ch->op = NULL;
+  ch->state = CHANNEL_CLOSING;
+  close.channel_close.reply_code = 200;
+  close.channel_close.reply_text = (char *) why;
+  append_method (self, id, &close);
+}
+
+static void
+handle_channel_method (CarehareProtocol *self,
+                       guint16           id,
+                       CarehareMethod   *method)
+{
+  Channel *ch;
+
+  if (id > self->channel_max || self->channels[id].state == CHANNEL_FREE)
+    {
+      fail_unexpected (self, 504, method->id,
+                       "%s on channel %u, which is not open",
+                       carehare_method_name (method->id), id);
+      return;
+    }
+  ch = &self->channels[id];
+
+  switch (method->id)
+    {
+    case CAREHARE_METHOD_CHANNEL_OPEN_OK:
+      return;
+
+    case CAREHARE_METHOD_CHANNEL_CLOSE:
+      {
+        CarehareMethod ok = { .id = CAREHARE_METHOD_CHANNEL_CLOSE_OK };
+
+        append_method (self, id, &ok);
+        if (ch->state == CHANNEL_CLOSING)
+          return;  /* crossed closes: the server still answers ours */
+        if (ch->op != NULL)
+          complete (self, ch->op, NULL,
+                    carehare_error_new_from_reply (CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER,
+                                                   "Channel closed by server",
+                                                   method->channel_close.reply_code,
+                                                   method->channel_close.reply_text));
+        release_channel (self, id);
+        return;
+      }
+
+    case CAREHARE_METHOD_CHANNEL_CLOSE_OK:
+      if (ch->state != CHANNEL_CLOSING)
+        {
+          fail_unexpected (self, 505, method->id,
+                           "channel.close-ok on channel %u, which we did not close", id);
+          return;
+        }
+      release_channel (self, id);
+      return;
+
+    case CAREHARE_METHOD_CHANNEL_FLOW:
+      {
+        CarehareMethod ok = { .id = CAREHARE_METHOD_CHANNEL_FLOW_OK };
+
+        ok.channel_flow_ok.active = method->channel_flow.active;
+        append_method (self, id, &ok);
+        return;
+      }
+
+    default:
+      break;
+    }
+
+  if (ch->state == CHANNEL_CLOSING)
+    return;  /* the reply to a cancelled operation */
+
+  if (ch->state == CHANNEL_BUSY && ch->op != NULL && method->id == ch->op->reply_id)
+    {
+      CarehareProtocolOp *op = ch->op;
+
+      ch->op = NULL;
+      ch->state = CHANNEL_IDLE;
+      complete (self, op, method, NULL);
+      channel_available (self, id);
+      return;
+    }
+
+  fail_unexpected (self, 505, method->id, "unexpected %s on channel %u",
+                   carehare_method_name (method->id), id);
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+static void
+handle_connection_method (CarehareProtocol *self,
+                          CarehareMethod   *method)
+{
+  switch (method->id)
+    {
+    case CAREHARE_METHOD_CONNECTION_CLOSE:
+      {
+        CarehareMethod ok = { .id = CAREHARE_METHOD_CONNECTION_CLOSE_OK };
+        GError *cause = NULL;
+
+        append_method (self, 0, &ok);
+        /* Crossed with our own Close: we closed it. */
+        if (self->state != STATE_CLOSING)
+          cause = carehare_error_new_from_reply (CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER,
+                                                 "Connection closed by server",
+                                                 method->connection_close.reply_code,
+                                                 method->connection_close.reply_text);
+        finish (self, cause);
+        return;
+      }
+
+    case CAREHARE_METHOD_CONNECTION_CLOSE_OK:
+      if (self->state == STATE_CLOSING)
+        {
+          finish (self, NULL);
+          return;
+        }
+      break;
+
+    case CAREHARE_METHOD_CONNECTION_BLOCKED:
+    case CAREHARE_METHOD_CONNECTION_UNBLOCKED:
+      {
+        gboolean blocked = method->id == CAREHARE_METHOD_CONNECTION_BLOCKED;
+        Event *ev;
+
+        if (blocked == self->blocked)
+          return;
+        self->blocked = blocked;
+        ev = g_new0 (Event, 1);
+        ev->kind = EVENT_BLOCKED;
+        ev->blocked = blocked;
+        ev->reason = blocked ? g_strdup (method->connection_blocked.reason) : NULL;
+        g_queue_push_tail (&self->events, ev);
+        return;
+      }
+
+    case CAREHARE_METHOD_CONNECTION_START:
+      if (self->state == STATE_AWAIT_START)
+        {
+          handle_start (self, method);
+          return;
+        }
+      break;
+
+    case CAREHARE_METHOD_CONNECTION_SECURE:
+      if (self->state == STATE_AWAIT_TUNE)
+        {
+          finish (self, g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_FAILED,
+                                     "The server sent an authentication challenge "
+                                     "(connection.secure), which the %s mechanism does not use",
+                                     self->mechanism == CAREHARE_AUTH_MECHANISM_EXTERNAL
+                                     ? "EXTERNAL" : "PLAIN"));
+          return;
+        }
+      break;
+
+    case CAREHARE_METHOD_CONNECTION_TUNE:
+      if (self->state == STATE_AWAIT_TUNE)
+        {
+          handle_tune (self, method);
+          return;
+        }
+      break;
+
+    case CAREHARE_METHOD_CONNECTION_OPEN_OK:
+      if (self->state == STATE_AWAIT_OPEN_OK)
+        {
+          self->state = STATE_OPEN;
+          complete (self, self->handshake, method, NULL);
+          self->handshake = NULL;
+          return;
+        }
+      break;
+
+    default:
+      break;
+    }
+
+  if (self->state == STATE_CLOSING)
+    return;  /* the server may still be talking before it reads our Close */
+
+  fail_unexpected (self, 503, method->id, "unexpected %s on channel 0",
+                   carehare_method_name (method->id));
+}
+
+static void
+handle_frame (CarehareProtocol    *self,
+              const CarehareFrame *frame)
+{
+  CarehareMethod method = { 0 };
+  GError *error = NULL;
+
+  switch (frame->type)
+    {
+    case CAREHARE_FRAME_HEARTBEAT:
+      if (frame->channel != 0)
+        fail_unexpected (self, 501, 0, "heartbeat frame on channel %u", frame->channel);
+      return;
+
+    case CAREHARE_FRAME_METHOD:
+      if (!carehare_method_decode (frame->payload, frame->size, &method, &error))
+        {
+          fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
+          return;
+        }
+      if (frame->channel == 0)
+        handle_connection_method (self, &method);
+      else if (self->state == STATE_CLOSING)
+        ;  /* every channel is gone on our side; the server has yet to read our Close */
+      else if (self->state == STATE_OPEN)
+        handle_channel_method (self, frame->channel, &method);
+      else
+        fail_unexpected (self, 504, method.id, "%s on channel %u during the handshake",
+                         carehare_method_name (method.id), frame->channel);
+      carehare_method_clear (&method);
+      return;
+
+    default:
+      /* Content frames: the RPCs never receive content. */
+      if (self->state == STATE_CLOSING)
+        return;
+      fail_unexpected (self, 505, 0, "unexpected content frame (type %u) on channel %u",
+                       frame->type, frame->channel);
+      return;
+    }
+}
+
+gboolean
+carehare_protocol_receive (CarehareProtocol *self,
+                           const guint8     *data,
+                           gsize             size,
+                           gint64            now)
+{
+  gsize offset = 0;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (data != NULL || size == 0, FALSE);
+
+  if (self->state == STATE_FINISHED || self->state == STATE_INITIAL)
+    return self->state != STATE_FINISHED;
+
+  enter (self);
+  self->last_read = now;
+  g_byte_array_append (self->in, data, size);
+
+  /* A server that rejects our protocol header answers with its own. */
+  if (self->state == STATE_AWAIT_START && self->in->len >= 1 && self->in->data[0] == 'A')
+    {
+      if (self->in->len >= 8)
+        {
+          const guint8 *h = self->in->data;
+
+          if (memcmp (h, "AMQP", 4) == 0)
+            finish (self, g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+                                       "The server does not support AMQP 0-9-1: it answered "
+                                       "with protocol header AMQP %u-%u-%u-%u",
+                                       h[4], h[5], h[6], h[7]));
+          else
+            finish (self, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+                                               "Bad bytes from server: not an AMQP 0-9-1 server"));
+        }
+      leave (self);
+      return self->state != STATE_FINISHED;
+    }
+
+  while (self->state != STATE_FINISHED && offset < self->in->len)
+    {
+      CarehareFrame frame;
+      GError *error = NULL;
+      gssize n;
+
+      n = carehare_frame_decode (self->in->data + offset, self->in->len - offset,
+                                 self->frame_max, &frame, &error);
+      if (n < 0)
+        {
+          fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
+          break;
+        }
+      if (n == 0)
+        break;
+      offset += n;
+      handle_frame (self, &frame);
+    }
+
+  if (self->state != STATE_FINISHED && offset > 0)
+    g_byte_array_remove_range (self->in, 0, offset);
+
+  leave (self);
+  return self->state != STATE_FINISHED;
+}
+
+/* ---- output and time ----------------------------------------------------- */
+
+gboolean
+carehare_protocol_has_output (CarehareProtocol *self)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+  return self->out->len > 0;
+}
+
+GBytes *
+carehare_protocol_take_output (CarehareProtocol *self,
+                               gint64            now)
+{
+  GBytes *bytes;
+
+  g_return_val_if_fail (self != NULL, NULL);
+
+  if (self->out->len == 0)
+    return NULL;
+  bytes = g_byte_array_free_to_bytes (self->out);
+  self->out = g_byte_array_new ();
+  self->last_write = now;
+  return bytes;
+}
+
+gint64
+carehare_protocol_get_deadline (CarehareProtocol *self)
+{
+  gint64 deadline = G_MAXINT64;
+
+  g_return_val_if_fail (self != NULL, G_MAXINT64);
+
+  if (self->state == STATE_FINISHED)
+    return G_MAXINT64;
+  if (self->state == STATE_CLOSING)
+    deadline = self->close_deadline;
+  if (self->heartbeat > 0 &&
+      (self->state == STATE_AWAIT_OPEN_OK || self->state == STATE_OPEN ||
+       self->state == STATE_CLOSING))
+    {
+      gint64 interval = (gint64) self->heartbeat * G_USEC_PER_SEC;
+
+      /* Output already waiting will be written: no heartbeat needed. */
+      if (self->out->len == 0)
+        deadline = MIN (deadline, self->last_write + interval / 2);
+      deadline = MIN (deadline, self->last_read + 2 * interval);
+    }
+  return deadline;
+}
+
+gint64
+carehare_protocol_tick (CarehareProtocol *self,
+                        gint64            now)
+{
+  gint64 deadline;
+
+  g_return_val_if_fail (self != NULL, G_MAXINT64);
+
+  enter (self);
+  if (self->state == STATE_CLOSING && now >= self->close_deadline)
+    {
+      /* The server never answered our Close: we closed it all the same. */
+      finish (self, NULL);
+    }
+
+  if (self->heartbeat > 0 &&
+      (self->state == STATE_AWAIT_OPEN_OK || self->state == STATE_OPEN ||
+       self->state == STATE_CLOSING))
+    {
+      gint64 interval = (gint64) self->heartbeat * G_USEC_PER_SEC;
+
+      /* While closing, a silent server is a close that timed out early:
+       * we closed it (as in carehare_protocol_abort()). */
+      if (now >= self->last_read + 2 * interval && self->state == STATE_CLOSING)
+        finish (self, NULL);
+      else if (now >= self->last_read + 2 * interval)
+        finish (self, g_error_new (CAREHARE_ERROR,
+                                   CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR,
+                                   "Connection closed by heartbeat monitor: nothing "
+                                   "arrived from the server for %u seconds",
+                                   2 * (guint) self->heartbeat));
+      else if (now >= self->last_write + interval / 2 && self->out->len == 0)
+        carehare_wire_append_heartbeat_frame (self->out);
+    }
+  deadline = carehare_protocol_get_deadline (self);
+  leave (self);
+  return deadline;
+}
+
+void
+carehare_protocol_abort (CarehareProtocol *self,
+                         const GError     *error)
+{
+  GError *cause;
+
+  g_return_if_fail (self != NULL);
+  g_return_if_fail (error != NULL);
+
+  if (self->state == STATE_FINISHED)
+    return;
+
+  enter (self);
+  if (self->state == STATE_CLOSING)
+    cause = NULL;  /* we were closing anyway: the server just hung up first */
+  else if (error->domain == CAREHARE_ERROR)
+    cause = g_error_copy (error);
+  else if (self->state == STATE_AWAIT_START || self->state == STATE_AWAIT_TUNE ||
+           self->state == STATE_AWAIT_OPEN_OK)
+    cause = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                         "Connection closed during the AMQP handshake: %s", error->message);
+  else
+    cause = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                         "Connection closed: %s", error->message);
+  finish (self, cause);
+  leave (self);
+}
+
+CarehareProtocolOp *
+carehare_protocol_close (CarehareProtocol           *self,
+                         gint64                      now,
+                         CarehareProtocolOpCallback  callback,
+                         gpointer                    user_data)
+{
+  CarehareProtocolOp *op;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (callback != NULL, NULL);
+
+  enter (self);
+  op = op_new (OP_CLOSE, callback, user_data);
+
+  switch (self->state)
+    {
+    case STATE_FINISHED:
+      complete (self, op, NULL,
+                self->finish_error != NULL ? g_error_copy (self->finish_error) : NULL);
+      break;
+
+    case STATE_CLOSING:
+      g_ptr_array_add (self->close_ops, op);
+      break;
+
+    case STATE_INITIAL:
+    case STATE_AWAIT_START:
+      /* Nothing to say to the server yet. */
+      g_ptr_array_add (self->close_ops, op);
+      finish (self, NULL);
+      break;
+
+    case STATE_AWAIT_TUNE:
+    case STATE_AWAIT_OPEN_OK:
+    case STATE_OPEN:
+      {
+        CarehareMethod close = { .id = CAREHARE_METHOD_CONNECTION_CLOSE };
+        g_autoptr(GError) cause = g_error_new_literal (CAREHARE_ERROR,
+                                                       CAREHARE_ERROR_CONNECTION_CLOSED,
+                                                       "Connection closed by the application");
+
+        close.connection_close.reply_code = 200;
+        close.connection_close.reply_text = (char *) "Goodbye";
+        append_method (self, 0, &close);
+        g_ptr_array_add (self->close_ops, op);
+        fail_everything (self, cause);
+        self->state = STATE_CLOSING;
+        self->close_deadline = now + self->close_timeout_us;
+      }
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+  return leave_with_op (self, op);
+}
+
+/* ---- RPCs ---------------------------------------------------------------- */
+
+CarehareProtocolOp *
+carehare_protocol_rpc (CarehareProtocol           *self,
+                       const CarehareMethod       *request,
+                       guint32                     reply_id,
+                       CarehareProtocolOpCallback  callback,
+                       gpointer                    user_data)
+{
+  CarehareProtocolOp *op;
+  GError *error = NULL;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (request != NULL, NULL);
+  g_return_val_if_fail (callback != NULL, NULL);
+
+  enter (self);
+  op = op_new (OP_RPC, callback, user_data);
+  op->reply_id = reply_id;
+  op->frame = g_byte_array_new ();
+
+  if (self->state != STATE_OPEN)
+    complete (self, op, NULL, closed_error_for (self->state == STATE_FINISHED
+                                                ? self->finish_error : NULL));
+  else if (!carehare_wire_append_method_frame (op->frame, 0, request, &error))
+    {
+      /* Arguments the wire cannot carry (a name over 255 bytes, a table
+       * value with no AMQP type): the caller's mistake, reported where it
+       * waits. */
+      GError *invalid = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                     "Cannot send %s: %s",
+                                     carehare_method_name (request->id), error->message);
+      g_error_free (error);
+      complete (self, op, NULL, invalid);
+    }
+  else if (op->frame->len > self->frame_max)
+    {
+      /* The server would close the whole connection with FRAME_ERROR. */
+      complete (self, op, NULL,
+                g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                             "Cannot send %s: its frame of %u bytes exceeds the "
+                             "negotiated frame_max of %u bytes",
+                             carehare_method_name (request->id), op->frame->len,
+                             self->frame_max));
+    }
+  else
+    dispatch_rpc (self, op);
+  return leave_with_op (self, op);
+}
+
+void
+carehare_protocol_cancel (CarehareProtocol   *self,
+                          CarehareProtocolOp *op)
+{
+  g_return_if_fail (self != NULL);
+  g_return_if_fail (op != NULL);
+
+  if (op->done)
+    return;
+
+  enter (self);
+  switch (op->kind)
+    {
+    case OP_RPC:
+      if (op->channel == 0)
+        g_queue_remove (&self->waiting, op);
+      else
+        discard_channel (self, op->channel, "operation cancelled");
+      break;
+    case OP_HANDSHAKE:
+      self->handshake = NULL;
+      break;
+    case OP_CLOSE:
+      g_ptr_array_remove (self->close_ops, op);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  complete (self, op, NULL,
+            g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled"));
+  /* Nobody waits for a connection whose handshake was cancelled: end it
+   * (as a close would), or a late Open-Ok would complete a freed op. */
+  if (op->kind == OP_HANDSHAKE)
+    finish (self, NULL);
+  leave (self);
+}
+
+/* ---- accessors ----------------------------------------------------------- */
+
+guint16
+carehare_protocol_get_heartbeat (CarehareProtocol *self)
+{
+  return self->heartbeat;
+}
+
+guint32
+carehare_protocol_get_frame_max (CarehareProtocol *self)
+{
+  return self->frame_max;
+}
+
+guint16
+carehare_protocol_get_channel_max (CarehareProtocol *self)
+{
+  return self->channel_max;
+}
+
+GVariant *
+carehare_protocol_get_server_properties (CarehareProtocol *self)
+{
+  return self->server_properties;
+}
+
+gboolean
+carehare_protocol_is_blocked (CarehareProtocol *self)
+{
+  return self->blocked;
+}
+
+gboolean
+carehare_protocol_is_finished (CarehareProtocol *self)
+{
+  return self->state == STATE_FINISHED;
+}
+
+const GError *
+carehare_protocol_get_finish_error (CarehareProtocol *self)
+{
+  return self->state == STATE_FINISHED ? self->finish_error : NULL;
+}
+
+guint
+carehare_protocol_get_n_open_channels (CarehareProtocol *self)
+{
+  return self->n_open_channels;
+}
+
+guint
+carehare_protocol_get_n_waiting (CarehareProtocol *self)
+{
+  return g_queue_get_length (&self->waiting);
+}

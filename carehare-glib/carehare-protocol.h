@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * carehare-protocol: the AMQP 0-9-1 connection state machine, sans I/O.
+ *
+ * It consumes bytes (carehare_protocol_receive) and the passing of time
+ * (carehare_protocol_tick, with a monotonic "now" in microseconds supplied
+ * by the caller) and produces bytes to write (carehare_protocol_take_output),
+ * a deadline for the next tick, and completions of the operations it was
+ * given. It never touches a socket, a timer or a main context, so every
+ * transition is unit tested byte for byte.
+ *
+ * Operations are the library's intents, not channels:
+ *  - the handshake (carehare_protocol_start);
+ *  - an RPC (declare, bind, delete...) on a pooled channel of its own
+ *    (carehare_protocol_rpc): a channel goes back to the pool after a
+ *    success and is discarded after any error or cancellation, so a server
+ *    channel error fails exactly that operation;
+ *  - closing the connection (carehare_protocol_close).
+ *
+ * Every operation completes exactly once through its callback. Callbacks
+ * never run while the state machine is half updated: completions are queued
+ * and run when the outermost public call returns, so a callback may start
+ * new operations. The op returned by the call that starts an operation is
+ * valid until its callback has run; when that already happened before the
+ * call returned (an rpc on a finished connection, arguments that cannot be
+ * encoded...), the call returns NULL. When the connection closes for any
+ * reason, every pending operation completes at once with
+ * CAREHARE_ERROR_CONNECTION_CLOSED (or the cause, for the handshake), and
+ * operations started later complete the same way before the call that
+ * started them returns.
+ */
+
+#include <glib.h>
+
+#include "carehare-uri.h"
+#include "carehare-wire.h"
+
+G_BEGIN_DECLS
+
+typedef struct _CarehareProtocol CarehareProtocol;
+typedef struct _CarehareProtocolOp CarehareProtocolOp;
+
+/* What the client asks for; the server's Tune decides within these. */
+typedef struct {
+  const char *username;           /* PLAIN only */
+  const char *password;           /* PLAIN only; never logged */
+  const char *vhost;
+  CarehareAuthMechanism mechanism;
+  gint heartbeat;                 /* seconds; -1: accept the server's */
+  gint channel_max;               /* -1: accept the server's */
+  gint64 frame_max;               /* -1: accept the server's */
+  const char *connection_name;    /* nullable */
+  const char *product;            /* client-properties.product */
+  const char *version;            /* client-properties.version */
+  const char *platform;           /* client-properties.platform */
+  gint64 close_timeout_us;        /* how long to wait for Close-Ok */
+} CarehareProtocolConfig;
+
+/* Completion of an operation. @reply is the method that completed it
+ * (borrowed, valid during the call), NULL on error. */
+typedef void (*CarehareProtocolOpCallback) (CarehareProtocolOp    *op,
+                                            const CarehareMethod  *reply,
+                                            const GError          *error,
+                                            gpointer               user_data);
+
+typedef struct {
+  /* The connection is over: flush what carehare_protocol_take_output()
+   * still holds, then close the socket. @error is NULL when we closed it
+   * (Close-Ok received or the close timed out), otherwise the cause. Runs
+   * once. */
+  void (*finished) (CarehareProtocol *protocol,
+                    const GError     *error,
+                    gpointer          user_data);
+  /* connection.blocked / connection.unblocked */
+  void (*blocked_changed) (CarehareProtocol *protocol,
+                           gboolean          blocked,
+                           const char       *reason,
+                           gpointer          user_data);
+} CarehareProtocolCallbacks;
+
+#define CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX   131072
+#define CAREHARE_PROTOCOL_DEFAULT_CHANNEL_MAX 2047
+#define CAREHARE_PROTOCOL_MAX_BODY_SIZE       (G_GUINT64_CONSTANT (512) * 1024 * 1024)
+
+CarehareProtocol *carehare_protocol_new  (const CarehareProtocolConfig    *config,
+                                          const CarehareProtocolCallbacks *callbacks,
+                                          gpointer                         user_data);
+/* Fails every pending operation with CONNECTION_CLOSED (callbacks run)
+ * before freeing. */
+void              carehare_protocol_free (CarehareProtocol *protocol);
+
+/* Starts the handshake: queues the protocol header. The op completes after
+ * Connection.Open-Ok, or with the reason the handshake failed. */
+CarehareProtocolOp *carehare_protocol_start (CarehareProtocol           *protocol,
+                                             gint64                      now,
+                                             CarehareProtocolOpCallback  callback,
+                                             gpointer                    user_data);
+
+/* Feeds bytes read from the socket. Returns FALSE once the connection is
+ * finished (further input is ignored). */
+gboolean carehare_protocol_receive (CarehareProtocol *protocol,
+                                    const guint8     *data,
+                                    gsize             size,
+                                    gint64            now);
+
+/* Bytes to write, or NULL if there are none; taking them counts as writing
+ * them for the heartbeat. */
+GBytes  *carehare_protocol_take_output (CarehareProtocol *protocol,
+                                        gint64            now);
+gboolean carehare_protocol_has_output  (CarehareProtocol *protocol);
+
+/* Heartbeats and timeouts. Returns the next deadline (monotonic µs) or
+ * G_MAXINT64 when nothing is due. */
+gint64   carehare_protocol_tick         (CarehareProtocol *protocol,
+                                         gint64            now);
+gint64   carehare_protocol_get_deadline (CarehareProtocol *protocol);
+
+/* The socket reached end of file or failed: fail everything with @error
+ * (a CONNECTION_CLOSED error naming the cause is made from it). */
+void     carehare_protocol_abort (CarehareProtocol *protocol,
+                                  const GError     *error);
+
+/* Sends Connection.Close (or ends the handshake) and fails every pending
+ * operation with CONNECTION_CLOSED. The op completes when the server
+ * answers Close-Ok, the close times out, or at once when the connection was
+ * already finished; its error is then the cause the connection had
+ * finished with, if any. */
+CarehareProtocolOp *carehare_protocol_close (CarehareProtocol           *protocol,
+                                             gint64                      now,
+                                             CarehareProtocolOpCallback  callback,
+                                             gpointer                    user_data);
+
+/* Runs @request (borrowed; encoded before this returns) on a pooled channel
+ * and completes with the method whose id is @reply_id. Waits for a free
+ * channel when all channel_max are busy. */
+CarehareProtocolOp *carehare_protocol_rpc (CarehareProtocol           *protocol,
+                                           const CarehareMethod       *request,
+                                           guint32                     reply_id,
+                                           CarehareProtocolOpCallback  callback,
+                                           gpointer                    user_data);
+
+/* Completes @op with G_IO_ERROR_CANCELLED at once if it is still pending;
+ * the channel it used is closed and not reused. */
+void     carehare_protocol_cancel (CarehareProtocol   *protocol,
+                                   CarehareProtocolOp *op);
+
+/* Negotiated values; valid after the handshake. */
+guint16   carehare_protocol_get_heartbeat   (CarehareProtocol *protocol);
+guint32   carehare_protocol_get_frame_max   (CarehareProtocol *protocol);
+guint16   carehare_protocol_get_channel_max (CarehareProtocol *protocol);
+GVariant *carehare_protocol_get_server_properties (CarehareProtocol *protocol);
+gboolean  carehare_protocol_is_blocked  (CarehareProtocol *protocol);
+gboolean  carehare_protocol_is_finished (CarehareProtocol *protocol);
+/* The cause the connection finished with, NULL when we closed it or it is
+ * not finished. */
+const GError *carehare_protocol_get_finish_error (CarehareProtocol *protocol);
+
+/* Channels currently open (pooled or busy) and operations waiting for one;
+ * for tests. */
+guint     carehare_protocol_get_n_open_channels (CarehareProtocol *protocol);
+guint     carehare_protocol_get_n_waiting       (CarehareProtocol *protocol);
+
+G_END_DECLS

@@ -1,0 +1,2770 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Byte-level tests of the sans-I/O connection state machine.
+ *
+ * A fake server encodes its frames with the wire codec and feeds them to
+ * carehare_protocol_receive(); what the client writes is taken with
+ * carehare_protocol_take_output() and decoded again, so every test asserts
+ * the exact methods, channels and arguments that would cross the socket.
+ * Time is a number the test advances by hand.
+ */
+#include <string.h>
+
+#include <gio/gio.h>
+
+#include "carehare-error-private.h"
+#include "carehare-protocol.h"
+
+#define SEC G_GINT64_CONSTANT (1000000)
+#define MSEC G_GINT64_CONSTANT (1000)
+
+typedef struct _Fixture Fixture;
+typedef struct _Completion Completion;
+
+/* What one operation's callback saw. */
+struct _Completion {
+  Fixture *f;
+  CarehareProtocolOp *op;   /* NULL once completed */
+  guint n_calls;
+  guint seq;                /* completion order, from 1 */
+  GError *error;
+  guint32 reply_id;         /* 0 when completed with an error */
+  char *queue;              /* queue.declare-ok */
+  guint32 message_count;
+  guint32 consumer_count;
+  /* Re-entrancy: the callback starts an rpc and records it here. */
+  gboolean chain;
+  Completion *chained;
+};
+
+struct _Fixture {
+  CarehareProtocolConfig config;
+  CarehareProtocol *p;
+  gint64 now;
+  gboolean split;           /* feed input one byte at a time */
+  GPtrArray *completions;   /* owned Completion * */
+  guint next_seq;
+  Completion *handshake;
+
+  guint n_finished;
+  GError *finish_error;
+  guint n_blocked_changed;
+  gboolean blocked;
+  char *blocked_reason;
+
+  GByteArray *transcript;   /* everything the client wrote */
+};
+
+static const guint8 heartbeat_frame[] = { 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xCE };
+static const guint8 protocol_header[] = { 'A', 'M', 'Q', 'P', 0x00, 0x00, 0x09, 0x01 };
+
+/* ---- completions ---------------------------------------------------------- */
+
+static Completion *rpc_declare (Fixture *f, const char *queue);
+
+static Completion *
+completion_new (Fixture *f)
+{
+  Completion *c = g_new0 (Completion, 1);
+
+  c->f = f;
+  g_ptr_array_add (f->completions, c);
+  return c;
+}
+
+static void
+completion_free (gpointer data)
+{
+  Completion *c = data;
+
+  g_clear_error (&c->error);
+  g_free (c->queue);
+  g_free (c);
+}
+
+static void
+op_done_cb (CarehareProtocolOp   *op,
+            const CarehareMethod *reply,
+            const GError         *error,
+            gpointer              user_data)
+{
+  Completion *c = user_data;
+
+  g_assert_nonnull (op);
+  /* Every operation completes exactly once. */
+  g_assert_cmpuint (c->n_calls, ==, 0);
+  c->n_calls++;
+  c->seq = ++c->f->next_seq;
+  c->op = NULL;
+
+  /* A reply only on success (a close succeeds without one). */
+  if (error != NULL)
+    g_assert_null (reply);
+  if (error != NULL)
+    c->error = g_error_copy (error);
+  else if (reply != NULL)
+    {
+      c->reply_id = reply->id;
+      if (reply->id == CAREHARE_METHOD_QUEUE_DECLARE_OK)
+        {
+          c->queue = g_strdup (reply->queue_declare_ok.queue);
+          c->message_count = reply->queue_declare_ok.message_count;
+          c->consumer_count = reply->queue_declare_ok.consumer_count;
+        }
+    }
+
+  if (c->chain)
+    c->chained = rpc_declare (c->f, "chained");
+}
+
+static void
+finished_cb (CarehareProtocol *protocol,
+             const GError     *error,
+             gpointer          user_data)
+{
+  Fixture *f = user_data;
+
+  g_assert_true (protocol == f->p);
+  g_assert_true (carehare_protocol_is_finished (protocol));
+  f->n_finished++;
+  g_clear_error (&f->finish_error);
+  if (error != NULL)
+    f->finish_error = g_error_copy (error);
+}
+
+static void
+blocked_changed_cb (CarehareProtocol *protocol,
+                    gboolean          blocked,
+                    const char       *reason,
+                    gpointer          user_data)
+{
+  Fixture *f = user_data;
+
+  f->n_blocked_changed++;
+  f->blocked = blocked;
+  g_free (f->blocked_reason);
+  f->blocked_reason = g_strdup (reason);
+}
+
+static void
+assert_ok (Completion *c)
+{
+  g_assert_no_error (c->error);
+  g_assert_cmpuint (c->n_calls, ==, 1);
+}
+
+static void
+assert_failed (Completion *c,
+               GQuark      domain,
+               gint        code)
+{
+  g_assert_cmpuint (c->n_calls, ==, 1);
+  g_assert_error (c->error, domain, code);
+  g_assert_cmpuint (c->reply_id, ==, 0);
+}
+
+static void
+assert_pending (Completion *c)
+{
+  g_assert_cmpuint (c->n_calls, ==, 0);
+  g_assert_nonnull (c->op);
+}
+
+static void
+assert_message_contains (const GError *error,
+                         const char   *needle)
+{
+  g_assert_nonnull (error);
+  if (strstr (error->message, needle) == NULL)
+    g_error ("error message \"%s\" does not contain \"%s\"", error->message, needle);
+}
+
+/* ---- fixture -------------------------------------------------------------- */
+
+static void
+fixture_setup (Fixture       *f,
+               gconstpointer  data)
+{
+  memset (f, 0, sizeof *f);
+  f->config.username = "guest";
+  f->config.password = "guest";
+  f->config.vhost = "/";
+  f->config.mechanism = CAREHARE_AUTH_MECHANISM_PLAIN;
+  f->config.heartbeat = -1;
+  f->config.channel_max = -1;
+  f->config.frame_max = -1;
+  f->config.connection_name = NULL;
+  f->config.product = "carehare-glib-test";
+  f->config.version = "0.1.0";
+  f->config.platform = "GLib test";
+  f->config.close_timeout_us = 5 * SEC;
+  f->now = 1000 * SEC;
+  f->completions = g_ptr_array_new_with_free_func (completion_free);
+  f->transcript = g_byte_array_new ();
+}
+
+static void
+fixture_teardown (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_clear_pointer (&f->p, carehare_protocol_free);
+
+  /* Nothing hangs: once the protocol is gone every operation has
+   * completed, exactly once. */
+  for (guint i = 0; i < f->completions->len; i++)
+    {
+      Completion *c = g_ptr_array_index (f->completions, i);
+
+      g_assert_cmpuint (c->n_calls, ==, 1);
+    }
+
+  g_ptr_array_unref (f->completions);
+  g_byte_array_unref (f->transcript);
+  g_clear_error (&f->finish_error);
+  g_free (f->blocked_reason);
+}
+
+static CarehareProtocol *
+protocol_new (Fixture *f)
+{
+  static const CarehareProtocolCallbacks callbacks = {
+    .finished = finished_cb,
+    .blocked_changed = blocked_changed_cb,
+  };
+
+  if (f->p == NULL)
+    f->p = carehare_protocol_new (&f->config, &callbacks, f);
+  return f->p;
+}
+
+/* ---- what the client sent ------------------------------------------------- */
+
+typedef struct {
+  guint8 type;
+  guint16 channel;
+  CarehareMethod method;    /* METHOD frames: owned */
+} Sent;
+
+static void
+sent_free (gpointer data)
+{
+  Sent *s = data;
+
+  carehare_method_clear (&s->method);
+  g_free (s);
+}
+
+/* Takes the client's output; NULL if there is none. */
+static GBytes *
+take_bytes (Fixture *f)
+{
+  GBytes *bytes = carehare_protocol_take_output (f->p, f->now);
+
+  if (bytes != NULL)
+    {
+      gsize size;
+      const guint8 *data = g_bytes_get_data (bytes, &size);
+
+      g_assert_cmpuint (size, >, 0);
+      g_byte_array_append (f->transcript, data, size);
+    }
+  g_assert_false (carehare_protocol_has_output (f->p));
+  return bytes;
+}
+
+static GPtrArray *
+decode_frames (const guint8 *data,
+               gsize         size)
+{
+  GPtrArray *frames = g_ptr_array_new_with_free_func (sent_free);
+  gsize offset = 0;
+
+  while (offset < size)
+    {
+      g_autoptr(GError) error = NULL;
+      CarehareFrame frame;
+      Sent *s;
+      gssize n;
+
+      n = carehare_frame_decode (data + offset, size - offset, 0, &frame, &error);
+      g_assert_no_error (error);
+      /* The client writes whole frames only. */
+      g_assert_cmpint (n, >, 0);
+      offset += n;
+
+      s = g_new0 (Sent, 1);
+      s->type = frame.type;
+      s->channel = frame.channel;
+      if (frame.type == CAREHARE_FRAME_METHOD)
+        {
+          carehare_method_decode (frame.payload, frame.size, &s->method, &error);
+          g_assert_no_error (error);
+        }
+      g_ptr_array_add (frames, s);
+    }
+  return frames;
+}
+
+/* Takes the client's output and decodes it into frames (an empty array
+ * when there is no output). */
+static GPtrArray *
+take_sent (Fixture *f)
+{
+  g_autoptr(GBytes) bytes = take_bytes (f);
+  gsize size = 0;
+  const guint8 *data = bytes != NULL ? g_bytes_get_data (bytes, &size) : NULL;
+
+  return decode_frames (data, size);
+}
+
+/* Asserts frame @i of @sent is method @id on @channel and returns it. */
+static const CarehareMethod *
+sent_method (GPtrArray *sent,
+             guint      i,
+             guint16    channel,
+             guint32    id)
+{
+  Sent *s;
+
+  g_assert_cmpuint (i, <, sent->len);
+  s = g_ptr_array_index (sent, i);
+  g_assert_cmpuint (s->type, ==, CAREHARE_FRAME_METHOD);
+  if (s->method.id != id)
+    g_error ("frame %u: expected %s, got %s", i, carehare_method_name (id),
+             carehare_method_name (s->method.id));
+  g_assert_cmpuint (s->channel, ==, channel);
+  return &s->method;
+}
+
+static void
+assert_no_output (Fixture *f)
+{
+  g_assert_false (carehare_protocol_has_output (f->p));
+  g_assert_null (carehare_protocol_take_output (f->p, f->now));
+}
+
+/* ---- the fake server ------------------------------------------------------ */
+
+static gboolean
+feed (Fixture      *f,
+      const guint8 *data,
+      gsize         size)
+{
+  gboolean alive = TRUE;
+
+  if (!f->split)
+    return carehare_protocol_receive (f->p, data, size, f->now);
+
+  for (gsize i = 0; i < size; i++)
+    {
+      alive = carehare_protocol_receive (f->p, data + i, 1, f->now);
+      if (!alive)
+        break;
+    }
+  return alive;
+}
+
+static void
+server_encode (GByteArray           *buf,
+               guint16               channel,
+               const CarehareMethod *method)
+{
+  g_autoptr(GError) error = NULL;
+
+  carehare_wire_append_method_frame (buf, channel, method, &error);
+  g_assert_no_error (error);
+}
+
+static gboolean
+server_method (Fixture              *f,
+               guint16               channel,
+               const CarehareMethod *method)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+  server_encode (buf, channel, method);
+  return feed (f, buf->data, buf->len);
+}
+
+static GVariant *
+server_properties (void)
+{
+  GVariantBuilder caps;
+  GVariantBuilder props;
+
+  g_variant_builder_init (&caps, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&caps, "{sv}", "publisher_confirms", g_variant_new_boolean (TRUE));
+  g_variant_builder_add (&caps, "{sv}", "connection.blocked", g_variant_new_boolean (TRUE));
+  g_variant_builder_init (&props, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&props, "{sv}", "product", g_variant_new_string ("RabbitMQ"));
+  g_variant_builder_add (&props, "{sv}", "version", g_variant_new_string ("3.12.1"));
+  g_variant_builder_add (&props, "{sv}", "capabilities", g_variant_builder_end (&caps));
+  return g_variant_ref_sink (g_variant_builder_end (&props));
+}
+
+static gboolean
+server_start_full (Fixture    *f,
+                   guint8      major,
+                   guint8      minor,
+                   const char *mechanisms)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_START };
+  g_autoptr(GVariant) props = server_properties ();
+  g_autoptr(GBytes) mechs = g_bytes_new (mechanisms, strlen (mechanisms));
+  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
+
+  m.connection_start.version_major = major;
+  m.connection_start.version_minor = minor;
+  m.connection_start.server_properties = props;
+  m.connection_start.mechanisms = mechs;
+  m.connection_start.locales = locales;
+  return server_method (f, 0, &m);
+}
+
+static gboolean
+server_start (Fixture *f)
+{
+  return server_start_full (f, 0, 9, "AMQPLAIN PLAIN");
+}
+
+static gboolean
+server_tune (Fixture *f,
+             guint16  channel_max,
+             guint32  frame_max,
+             guint16  heartbeat)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_TUNE };
+
+  m.connection_tune.channel_max = channel_max;
+  m.connection_tune.frame_max = frame_max;
+  m.connection_tune.heartbeat = heartbeat;
+  return server_method (f, 0, &m);
+}
+
+static gboolean
+server_open_ok (Fixture *f)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_OPEN_OK };
+
+  return server_method (f, 0, &m);
+}
+
+static void
+encode_close (GByteArray *buf,
+              guint16     reply_code,
+              const char *reply_text)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_CLOSE };
+
+  m.connection_close.reply_code = reply_code;
+  m.connection_close.reply_text = (char *) reply_text;
+  server_encode (buf, 0, &m);
+}
+
+static gboolean
+server_close (Fixture    *f,
+              guint16     reply_code,
+              const char *reply_text)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+  encode_close (buf, reply_code, reply_text);
+  return feed (f, buf->data, buf->len);
+}
+
+static gboolean
+server_close_ok (Fixture *f)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_CLOSE_OK };
+
+  return server_method (f, 0, &m);
+}
+
+static void
+encode_channel_close (GByteArray *buf,
+                      guint16     channel,
+                      guint16     reply_code,
+                      const char *reply_text,
+                      guint32     method_id)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CHANNEL_CLOSE };
+
+  m.channel_close.reply_code = reply_code;
+  m.channel_close.reply_text = (char *) reply_text;
+  m.channel_close.class_id = CAREHARE_METHOD_CLASS_ID (method_id);
+  m.channel_close.method_id = CAREHARE_METHOD_METHOD_ID (method_id);
+  server_encode (buf, channel, &m);
+}
+
+static gboolean
+server_channel_close (Fixture    *f,
+                      guint16     channel,
+                      guint16     reply_code,
+                      const char *reply_text)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+  encode_channel_close (buf, channel, reply_code, reply_text, CAREHARE_METHOD_QUEUE_DECLARE);
+  return feed (f, buf->data, buf->len);
+}
+
+static gboolean
+server_channel_close_ok (Fixture *f,
+                         guint16  channel)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CHANNEL_CLOSE_OK };
+
+  return server_method (f, channel, &m);
+}
+
+static void
+encode_declare_ok (GByteArray *buf,
+                   guint16     channel,
+                   const char *queue,
+                   guint32     message_count,
+                   guint32     consumer_count)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DECLARE_OK };
+
+  m.queue_declare_ok.queue = (char *) queue;
+  m.queue_declare_ok.message_count = message_count;
+  m.queue_declare_ok.consumer_count = consumer_count;
+  server_encode (buf, channel, &m);
+}
+
+static gboolean
+server_declare_ok (Fixture    *f,
+                   guint16     channel,
+                   const char *queue)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+  encode_declare_ok (buf, channel, queue, 0, 0);
+  return feed (f, buf->data, buf->len);
+}
+
+static gboolean
+server_heartbeat (Fixture *f)
+{
+  return feed (f, heartbeat_frame, sizeof heartbeat_frame);
+}
+
+/* ---- connecting ----------------------------------------------------------- */
+
+static void
+assert_bytes (GBytes       *bytes,
+              const guint8 *expected,
+              gsize         expected_size)
+{
+  gsize size = 0;
+  const guint8 *data;
+
+  g_assert_nonnull (bytes);
+  data = g_bytes_get_data (bytes, &size);
+  g_assert_cmpmem (data, size, expected, expected_size);
+}
+
+/* Creates the protocol and starts the handshake; takes the header. */
+static void
+start (Fixture *f)
+{
+  g_autoptr(GBytes) header = NULL;
+  CarehareProtocolOp *op;
+
+  protocol_new (f);
+  f->handshake = completion_new (f);
+  op = carehare_protocol_start (f->p, f->now, op_done_cb, f->handshake);
+  g_assert_nonnull (op);
+  f->handshake->op = op;
+  header = take_bytes (f);
+  assert_bytes (header, protocol_header, sizeof protocol_header);
+  assert_pending (f->handshake);
+}
+
+/* A whole handshake: the server offers @channel_max, @frame_max and
+ * @heartbeat in Tune. */
+static void
+handshake (Fixture *f,
+           guint16  channel_max,
+           guint32  frame_max,
+           guint16  heartbeat)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+
+  start (f);
+  g_assert_true (server_start (f));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_START_OK);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  g_assert_true (server_tune (f, channel_max, frame_max, heartbeat));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_TUNE_OK);
+  sent_method (sent, 1, 0, CAREHARE_METHOD_CONNECTION_OPEN);
+  assert_pending (f->handshake);
+
+  g_assert_true (server_open_ok (f));
+  assert_ok (f->handshake);
+  g_assert_cmpuint (f->handshake->reply_id, ==, CAREHARE_METHOD_CONNECTION_OPEN_OK);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+connect_default (Fixture *f)
+{
+  handshake (f, 2047, 131072, 0);
+}
+
+/* ---- rpcs ----------------------------------------------------------------- */
+
+/* The returned op is NULL when the operation completed before the call
+ * returned; otherwise it is valid until its callback runs. */
+static Completion *
+rpc_start (Fixture              *f,
+           const CarehareMethod *request,
+           guint32               reply_id)
+{
+  Completion *c = completion_new (f);
+  CarehareProtocolOp *op;
+
+  op = carehare_protocol_rpc (f->p, request, reply_id, op_done_cb, c);
+  if (c->n_calls > 0)
+    g_assert_null (op);
+  else
+    {
+      g_assert_nonnull (op);
+      c->op = op;
+    }
+  return c;
+}
+
+static Completion *
+rpc_declare (Fixture    *f,
+             const char *queue)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DECLARE };
+
+  m.queue_declare.queue = (char *) queue;
+  m.queue_declare.durable = TRUE;
+  return rpc_start (f, &m, CAREHARE_METHOD_QUEUE_DECLARE_OK);
+}
+
+/* ======================================================================== */
+/* handshake                                                                 */
+/* ======================================================================== */
+
+static void
+test_handshake_header (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_assert_cmpmem (carehare_wire_protocol_header, 8, "AMQP\0\0\x09\x01", 8);
+  start (f);
+  /* Nothing more until the server speaks; no timers before Tune. */
+  assert_no_output (f);
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now + 3600 * SEC), ==, G_MAXINT64);
+  assert_no_output (f);
+}
+
+static void
+check_client_properties (GVariant   *props,
+                         const char *connection_name)
+{
+  g_autoptr(GVariant) caps = NULL;
+  static const char *const capabilities[] = {
+    "publisher_confirms",
+    "exchange_exchange_bindings",
+    "basic.nack",
+    "consumer_cancel_notify",
+    "connection.blocked",
+    "consumer_priorities",
+    "authentication_failure_close",
+    "per_consumer_qos",
+  };
+  const char *s;
+
+  g_assert_nonnull (props);
+  g_assert_true (g_variant_is_of_type (props, G_VARIANT_TYPE_VARDICT));
+  g_assert_true (g_variant_lookup (props, "product", "&s", &s));
+  g_assert_cmpstr (s, ==, "carehare-glib-test");
+  g_assert_true (g_variant_lookup (props, "version", "&s", &s));
+  g_assert_cmpstr (s, ==, "0.1.0");
+  g_assert_true (g_variant_lookup (props, "platform", "&s", &s));
+  g_assert_cmpstr (s, ==, "GLib test");
+
+  caps = g_variant_lookup_value (props, "capabilities", G_VARIANT_TYPE_VARDICT);
+  g_assert_nonnull (caps);
+  g_assert_cmpuint (g_variant_n_children (caps), ==, G_N_ELEMENTS (capabilities));
+  for (gsize i = 0; i < G_N_ELEMENTS (capabilities); i++)
+    {
+      gboolean value = FALSE;
+
+      if (!g_variant_lookup (caps, capabilities[i], "b", &value))
+        g_error ("capability %s missing", capabilities[i]);
+      g_assert_true (value);
+    }
+
+  if (connection_name != NULL)
+    {
+      g_assert_true (g_variant_lookup (props, "connection_name", "&s", &s));
+      g_assert_cmpstr (s, ==, connection_name);
+    }
+  else
+    g_assert_false (g_variant_lookup (props, "connection_name", "&s", &s));
+}
+
+static void
+test_handshake_start_ok_plain (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  const CarehareConnectionStartOk *ok;
+  GVariant *server_props;
+  const char *s;
+
+  start (f);
+  g_assert_true (server_start (f));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_START_OK);
+  ok = &m->connection_start_ok;
+  g_assert_cmpstr (ok->mechanism, ==, "PLAIN");
+  g_assert_cmpstr (ok->locale, ==, "en_US");
+  g_assert_nonnull (ok->response);
+  g_assert_cmpmem (g_bytes_get_data (ok->response, NULL), g_bytes_get_size (ok->response),
+                   "\0guest\0guest", 12);
+  check_client_properties (ok->client_properties, NULL);
+
+  /* The server's properties are kept. */
+  server_props = carehare_protocol_get_server_properties (f->p);
+  g_assert_nonnull (server_props);
+  g_assert_true (g_variant_lookup (server_props, "product", "&s", &s));
+  g_assert_cmpstr (s, ==, "RabbitMQ");
+  assert_pending (f->handshake);
+}
+
+static void
+test_handshake_start_ok_credentials (Fixture       *f,
+                                     gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+
+  f->config.username = "alice";
+  f->config.password = "s3cr\xc3\xa9t";
+  f->config.connection_name = "orders worker";
+  start (f);
+  g_assert_true (server_start_full (f, 0, 9, "PLAIN"));
+  sent = take_sent (f);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_START_OK);
+  g_assert_cmpstr (m->connection_start_ok.mechanism, ==, "PLAIN");
+  g_assert_cmpmem (g_bytes_get_data (m->connection_start_ok.response, NULL),
+                   g_bytes_get_size (m->connection_start_ok.response),
+                   "\0alice\0s3cr\xc3\xa9t", 14);
+  check_client_properties (m->connection_start_ok.client_properties, "orders worker");
+}
+
+static void
+test_handshake_start_ok_external (Fixture       *f,
+                                  gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+
+  f->config.mechanism = CAREHARE_AUTH_MECHANISM_EXTERNAL;
+  start (f);
+  g_assert_true (server_start_full (f, 0, 9, "PLAIN AMQPLAIN EXTERNAL"));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_START_OK);
+  g_assert_cmpstr (m->connection_start_ok.mechanism, ==, "EXTERNAL");
+  g_assert_cmpuint (m->connection_start_ok.response != NULL
+                    ? g_bytes_get_size (m->connection_start_ok.response) : 0, ==, 0);
+  check_client_properties (m->connection_start_ok.client_properties, NULL);
+}
+
+typedef struct {
+  CarehareAuthMechanism mechanism;
+  const char *offered;
+  const char *message;
+} MechanismCase;
+
+static const MechanismCase mechanism_plain_missing = {
+  CAREHARE_AUTH_MECHANISM_PLAIN, "AMQPLAIN PLAINX", "PLAIN",
+};
+static const MechanismCase mechanism_external_missing = {
+  CAREHARE_AUTH_MECHANISM_EXTERNAL, "PLAIN AMQPLAIN", "EXTERNAL",
+};
+
+static void
+test_handshake_mechanism_not_offered (Fixture       *f,
+                                      gconstpointer  data)
+{
+  const MechanismCase *mc = data;
+
+  f->config.mechanism = mc->mechanism;
+  start (f);
+  g_assert_false (server_start_full (f, 0, 9, mc->offered));
+  g_assert_cmpuint (f->handshake->n_calls, ==, 1);
+  g_assert_nonnull (f->handshake->error);
+  g_assert_true (f->handshake->error->domain == CAREHARE_ERROR);
+  assert_message_contains (f->handshake->error, mc->message);
+  assert_message_contains (f->handshake->error, "mechanism");
+  /* What the server offers is named, so the user can fix the config. */
+  assert_message_contains (f->handshake->error, mc->offered);
+  /* No Start-Ok went out. */
+  assert_no_output (f);
+  g_assert_true (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_handshake_bad_version (Fixture       *f,
+                            gconstpointer  data)
+{
+  start (f);
+  g_assert_false (server_start_full (f, 0, 8, "PLAIN"));
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->handshake->error, "0-8");
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+}
+
+typedef struct {
+  gint want_channel_max;
+  gint64 want_frame_max;
+  gint want_heartbeat;
+  guint16 server_channel_max;
+  guint32 server_frame_max;
+  guint16 server_heartbeat;
+  guint16 channel_max;
+  guint32 frame_max;
+  guint16 heartbeat;
+} TuneCase;
+
+static const TuneCase tune_cases[] = {
+  /* client takes what the server offers */
+  { -1, -1, -1, 2047, 131072, 60, 2047, 131072, 60 },
+  /* server 0 means no limit */
+  { -1, -1, -1, 0, 0, 0, 65535, 131072, 0 },
+  { 100, 8192, 30, 0, 0, 0, 100, 8192, 30 },
+  { 0, 0, -1, 0, 0, 0, 65535, 131072, 0 },
+  /* client lowers */
+  { 100, 8192, 10, 2047, 131072, 60, 100, 8192, 10 },
+  /* client never raises */
+  { 5000, 1048576, 600, 2047, 131072, 60, 2047, 131072, 60 },
+  /* client 0 means "no limit" for channel_max and frame_max... */
+  { 0, 0, -1, 2047, 131072, 60, 2047, 131072, 60 },
+  /* ...but disables heartbeats */
+  { -1, -1, 0, 2047, 131072, 60, 2047, 131072, 0 },
+  { -1, -1, 0, 0, 0, 0, 65535, 131072, 0 },
+  /* server 0 heartbeat: the client's */
+  { -1, -1, 5, 2047, 131072, 0, 2047, 131072, 5 },
+  /* otherwise the smaller */
+  { -1, -1, 5, 2047, 131072, 60, 2047, 131072, 5 },
+  { -1, -1, 120, 2047, 131072, 60, 2047, 131072, 60 },
+};
+
+static void
+test_handshake_tune_negotiation (void)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (tune_cases); i++)
+    {
+      const TuneCase *tc = &tune_cases[i];
+      Fixture fixture;
+      Fixture *f = &fixture;
+      g_autoptr(GPtrArray) sent = NULL;
+      const CarehareMethod *m;
+
+      g_test_message ("case %" G_GSIZE_FORMAT, i);
+      fixture_setup (f, NULL);
+      f->config.channel_max = tc->want_channel_max;
+      f->config.frame_max = tc->want_frame_max;
+      f->config.heartbeat = tc->want_heartbeat;
+      start (f);
+      g_assert_true (server_start (f));
+      g_ptr_array_unref (take_sent (f));
+      g_assert_true (server_tune (f, tc->server_channel_max, tc->server_frame_max,
+                                  tc->server_heartbeat));
+      sent = take_sent (f);
+      g_assert_cmpuint (sent->len, ==, 2);
+      m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_TUNE_OK);
+      g_assert_cmpuint (m->connection_tune_ok.channel_max, ==, tc->channel_max);
+      g_assert_cmpuint (m->connection_tune_ok.frame_max, ==, tc->frame_max);
+      g_assert_cmpuint (m->connection_tune_ok.heartbeat, ==, tc->heartbeat);
+      m = sent_method (sent, 1, 0, CAREHARE_METHOD_CONNECTION_OPEN);
+      g_assert_cmpstr (m->connection_open.virtual_host, ==, "/");
+
+      g_assert_true (server_open_ok (f));
+      assert_ok (f->handshake);
+      g_assert_cmpuint (carehare_protocol_get_channel_max (f->p), ==, tc->channel_max);
+      g_assert_cmpuint (carehare_protocol_get_frame_max (f->p), ==, tc->frame_max);
+      g_assert_cmpuint (carehare_protocol_get_heartbeat (f->p), ==, tc->heartbeat);
+      fixture_teardown (f, NULL);
+    }
+}
+
+static void
+test_handshake_tune_ok_bytes (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autoptr(GBytes) bytes = NULL;
+  static const guint8 expected[] = {
+    /* connection.tune-ok: channel_max 2047, frame_max 131072, heartbeat 60 */
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0C,
+    0x00, 0x0A, 0x00, 0x1F,
+    0x07, 0xFF, 0x00, 0x02, 0x00, 0x00, 0x00, 0x3C,
+    0xCE,
+    /* connection.open: vhost "myvhost", capabilities "", insist false */
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0E,
+    0x00, 0x0A, 0x00, 0x28,
+    0x07, 'm', 'y', 'v', 'h', 'o', 's', 't', 0x00, 0x00,
+    0xCE,
+  };
+
+  f->config.vhost = "myvhost";
+  start (f);
+  g_assert_true (server_start (f));
+  g_bytes_unref (take_bytes (f));
+  g_assert_true (server_tune (f, 2047, 131072, 60));
+  bytes = take_bytes (f);
+  assert_bytes (bytes, expected, sizeof expected);
+}
+
+static void
+test_handshake_open_ok (Fixture       *f,
+                        gconstpointer  data)
+{
+  handshake (f, 2047, 131072, 60);
+  g_assert_cmpuint (f->n_finished, ==, 0);
+
+  /* A second Open-Ok is a protocol error, and the handshake op does not
+   * complete a second time. */
+  g_assert_false (server_open_ok (f));
+  g_assert_cmpuint (f->handshake->n_calls, ==, 1);
+  g_assert_no_error (f->handshake->error);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+}
+
+typedef struct {
+  guint step;               /* 0: after Start-Ok, 1: after Open */
+  guint16 reply_code;
+  const char *reply_text;
+} ServerCloseCase;
+
+static const ServerCloseCase close_access_refused = {
+  0, 403, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. "
+          "For details see the broker logfile.",
+};
+static const ServerCloseCase close_not_allowed = {
+  1, 530, "NOT_ALLOWED - vhost nope not found",
+};
+
+static void
+test_handshake_server_close (Fixture       *f,
+                             gconstpointer  data)
+{
+  const ServerCloseCase *sc = data;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  start (f);
+  g_assert_true (server_start (f));
+  g_ptr_array_unref (take_sent (f));
+  if (sc->step == 1)
+    {
+      g_assert_true (server_tune (f, 2047, 131072, 60));
+      g_ptr_array_unref (take_sent (f));
+    }
+
+  g_assert_false (server_close (f, sc->reply_code, sc->reply_text));
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (f->handshake->error), ==, sc->reply_code);
+  assert_message_contains (f->handshake->error, sc->reply_text);
+
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE_OK);
+
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (carehare_protocol_get_finish_error (f->p)),
+                    ==, sc->reply_code);
+}
+
+static void
+test_handshake_rejected_header (Fixture       *f,
+                                gconstpointer  data)
+{
+  start (f);
+  g_assert_false (feed (f, (const guint8 *) "AMQP\0\0\x09\x00", 8));
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->handshake->error, "AMQP 0-9-1");
+  assert_message_contains (f->handshake->error, "0-0-9-0");
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_handshake_garbage (Fixture       *f,
+                        gconstpointer  data)
+{
+  static const char http[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+
+  start (f);
+  g_assert_false (feed (f, (const guint8 *) http, strlen (http)));
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->handshake->error, "not an AMQP 0-9-1 server");
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+}
+
+static void
+test_handshake_garbage_a (Fixture       *f,
+                          gconstpointer  data)
+{
+  /* Starts like a protocol header but is not one. */
+  start (f);
+  g_assert_true (feed (f, (const guint8 *) "ABC", 3));
+  assert_pending (f->handshake);
+  g_assert_false (feed (f, (const guint8 *) "DEFGH", 5));
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->handshake->error, "not an AMQP 0-9-1 server");
+}
+
+static void
+test_handshake_abort (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr(GError) eof = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                                               "Connection reset by peer");
+
+  start (f);
+  g_assert_true (server_start (f));
+  g_ptr_array_unref (take_sent (f));
+  carehare_protocol_abort (f->p, eof);
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (f->handshake->error, "handshake");
+  assert_message_contains (f->handshake->error, "Connection reset by peer");
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_no_output (f);
+
+  /* Aborting again, receiving, ticking: nothing happens. */
+  carehare_protocol_abort (f->p, eof);
+  g_assert_false (server_tune (f, 2047, 131072, 60));
+  carehare_protocol_tick (f->p, f->now + 3600 * SEC);
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_handshake_abort_before_start (Fixture       *f,
+                                   gconstpointer  data)
+{
+  g_autoptr(GError) eof = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                                               "end of file");
+
+  start (f);
+  carehare_protocol_abort (f->p, eof);
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (f->handshake->error, "handshake");
+}
+
+static void
+test_handshake_cancel (Fixture       *f,
+                       gconstpointer  data)
+{
+  CarehareProtocolOp *op;
+
+  start (f);
+  g_assert_true (server_start (f));
+  g_assert_true (server_tune (f, 2047, 131072, 60));
+  g_ptr_array_unref (take_sent (f));
+
+  op = f->handshake->op;
+  carehare_protocol_cancel (f->p, op);
+  assert_failed (f->handshake, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+  /* Nobody waits for this connection any more: it is over, and a late
+   * Open-Ok must not try to complete the cancelled handshake. */
+  g_assert_true (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_null (f->finish_error);
+  g_assert_false (server_open_ok (f));
+  g_assert_cmpuint (f->handshake->n_calls, ==, 1);
+}
+
+static void
+test_handshake_secure (Fixture       *f,
+                       gconstpointer  data)
+{
+  CarehareMethod secure = { .id = CAREHARE_METHOD_CONNECTION_SECURE };
+  g_autoptr(GBytes) challenge = g_bytes_new_static ("x", 1);
+
+  /* Neither PLAIN nor EXTERNAL has a challenge step. */
+  start (f);
+  g_assert_true (server_start (f));
+  g_ptr_array_unref (take_sent (f));
+  secure.connection_secure.challenge = challenge;
+  g_assert_false (server_method (f, 0, &secure));
+  g_assert_cmpuint (f->handshake->n_calls, ==, 1);
+  g_assert_nonnull (f->handshake->error);
+  assert_message_contains (f->handshake->error, "connection.secure");
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_handshake_start_twice (Fixture       *f,
+                            gconstpointer  data)
+{
+  Completion *c;
+
+  connect_default (f);
+  /* Starting an already started connection fails that op only. */
+  c = completion_new (f);
+  g_assert_null (carehare_protocol_start (f->p, f->now, op_done_cb, c));
+  assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_handshake_channel_method (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+
+  start (f);
+  g_assert_true (server_start (f));
+  g_assert_true (server_tune (f, 2047, 131072, 60));
+  g_ptr_array_unref (take_sent (f));
+  g_assert_false (server_declare_ok (f, 1, "q"));
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->handshake->error, "during the handshake");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  g_assert_cmpuint (m->connection_close.reply_code, ==, 504);
+}
+
+/* One run of a connection's life; returns a summary of what the client
+ * reported, so that a run fed byte by byte can be compared with one fed
+ * whole. The transcript of written bytes is in f->transcript. */
+static char *
+run_scenario (gboolean split)
+{
+  Fixture fixture;
+  Fixture *f = &fixture;
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  GString *summary = g_string_new (NULL);
+  Completion *a, *b, *c, *close_c;
+
+  fixture_setup (f, NULL);
+  f->split = split;
+  handshake (f, 2047, 131072, 60);
+
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_bytes_unref (take_bytes (f));
+
+  /* Several frames in one read: both replies and a heartbeat. */
+  encode_declare_ok (buf, 2, "b", 7, 1);
+  g_byte_array_append (buf, heartbeat_frame, sizeof heartbeat_frame);
+  encode_declare_ok (buf, 1, "a", 3, 0);
+  g_assert_true (feed (f, buf->data, buf->len));
+  assert_ok (a);
+  assert_ok (b);
+  g_assert_cmpuint (b->seq, <, a->seq);
+
+  c = rpc_declare (f, "c");
+  g_bytes_unref (take_bytes (f));
+  g_byte_array_set_size (buf, 0);
+  encode_channel_close (buf, 2, 404, "NOT_FOUND - no queue 'c' in vhost '/'",
+                        CAREHARE_METHOD_QUEUE_DECLARE);
+  g_assert_true (feed (f, buf->data, buf->len));
+  assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_bytes_unref (take_bytes (f));
+
+  close_c = completion_new (f);
+  close_c->op = carehare_protocol_close (f->p, f->now, op_done_cb, close_c);
+  g_bytes_unref (take_bytes (f));
+  g_assert_false (server_close_ok (f));
+  assert_ok (close_c);
+
+  for (guint i = 0; i < f->completions->len; i++)
+    {
+      Completion *x = g_ptr_array_index (f->completions, i);
+
+      g_string_append_printf (summary, "%u:%u:%s:%d:%s:%s:%u:%u\n", i, x->seq,
+                              x->error != NULL ? g_quark_to_string (x->error->domain) : "-",
+                              x->error != NULL ? x->error->code : -1,
+                              x->error != NULL ? x->error->message : "-",
+                              x->queue != NULL ? x->queue : "-",
+                              x->message_count, x->consumer_count);
+    }
+  g_string_append_printf (summary, "finished %u %s\n", f->n_finished,
+                          f->finish_error != NULL ? f->finish_error->message : "-");
+  g_string_append_len (summary, (const char *) f->transcript->data, f->transcript->len);
+  fixture_teardown (f, NULL);
+  return g_string_free (summary, FALSE);
+}
+
+static void
+test_handshake_split_bytes (void)
+{
+  g_autofree char *whole = run_scenario (FALSE);
+  g_autofree char *split = run_scenario (TRUE);
+
+  g_assert_cmpstr (whole, ==, split);
+}
+
+static void
+test_handshake_split_bytes_bad (void)
+{
+  static const struct {
+    const char *bytes;
+    gsize size;
+  } replies[] = {
+    { "HTTP/1.1 400 Bad Request\r\n\r\n", 28 },
+    { "AMQP\0\0\x09\x00", 8 },
+    { "AMQP\0\0\x09\x01", 8 },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (replies); i++)
+    {
+      Fixture fixture;
+      Fixture *f = &fixture;
+      g_autofree char *whole = NULL;
+
+      fixture_setup (f, NULL);
+      start (f);
+      g_assert_false (feed (f, (const guint8 *) replies[i].bytes, replies[i].size));
+      whole = g_strdup (f->handshake->error->message);
+      fixture_teardown (f, NULL);
+
+      fixture_setup (f, NULL);
+      f->split = TRUE;
+      start (f);
+      g_assert_false (feed (f, (const guint8 *) replies[i].bytes, replies[i].size));
+      assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+      g_assert_cmpstr (f->handshake->error->message, ==, whole);
+      fixture_teardown (f, NULL);
+    }
+}
+
+/* ======================================================================== */
+/* heartbeats                                                                */
+/* ======================================================================== */
+
+static void
+test_heartbeat_deadline (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autoptr(GBytes) bytes = NULL;
+  gint64 deadline;
+  gint64 last_write;
+
+  start (f);
+  g_assert_true (server_start (f));
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_tune (f, 2047, 131072, 1));
+  /* Tune-Ok and Open are waiting to be written: no heartbeat needed yet,
+   * but the monitor runs. */
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), <=, f->now + 2 * SEC);
+  f->now += 10 * MSEC;
+  last_write = f->now;
+  g_ptr_array_unref (take_sent (f));
+  g_assert_cmpuint (carehare_protocol_get_heartbeat (f->p), ==, 1);
+
+  deadline = carehare_protocol_get_deadline (f->p);
+  g_assert_cmpint (deadline, >, f->now);
+  g_assert_cmpint (deadline, <=, last_write + SEC / 2);
+
+  f->now += 100 * MSEC;
+  g_assert_true (server_open_ok (f));
+  assert_ok (f->handshake);
+
+  /* Before the deadline nothing is sent. */
+  f->now = deadline - 1;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==, deadline);
+  assert_no_output (f);
+
+  /* At the deadline, exactly one heartbeat frame. */
+  f->now = deadline;
+  carehare_protocol_tick (f->p, f->now);
+  carehare_protocol_tick (f->p, f->now);
+  f->now += MSEC;
+  carehare_protocol_tick (f->p, f->now);
+  bytes = take_bytes (f);
+  assert_bytes (bytes, heartbeat_frame, sizeof heartbeat_frame);
+
+  /* Taking output resets the write deadline. */
+  deadline = carehare_protocol_get_deadline (f->p);
+  g_assert_cmpint (deadline, >, f->now);
+  g_assert_cmpint (deadline, <=, f->now + SEC / 2);
+
+  /* Output of any kind counts as a write. */
+  f->now = deadline - 10 * MSEC;
+  rpc_declare (f, "q");
+  f->now += 5 * MSEC;
+  g_bytes_unref (take_bytes (f));
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, f->now + SEC / 2);
+  f->now += SEC / 2 - 1;
+  carehare_protocol_tick (f->p, f->now);
+  assert_no_output (f);
+}
+
+static void
+test_heartbeat_keepalive (Fixture       *f,
+                          gconstpointer  data)
+{
+  gint64 begin;
+  guint n_sent = 0;
+
+  handshake (f, 2047, 131072, 1);
+  begin = f->now;
+  for (gint64 t = begin; t <= begin + 60 * SEC; t += 250 * MSEC)
+    {
+      g_autoptr(GBytes) bytes = NULL;
+      gint64 deadline;
+
+      f->now = t;
+      if ((t - begin) % SEC == 0)
+        g_assert_true (server_heartbeat (f));
+      deadline = carehare_protocol_tick (f->p, f->now);
+      /* Never a deadline in the past: that would spin the main loop. */
+      g_assert_cmpint (deadline, >, f->now);
+      bytes = take_bytes (f);
+      if (bytes != NULL)
+        {
+          assert_bytes (bytes, heartbeat_frame, sizeof heartbeat_frame);
+          n_sent++;
+        }
+      g_assert_false (carehare_protocol_is_finished (f->p));
+    }
+  /* One every half interval. */
+  g_assert_cmpuint (n_sent, >=, 110);
+  g_assert_cmpuint (n_sent, <=, 121);
+  g_assert_cmpuint (f->n_finished, ==, 0);
+}
+
+static void
+test_heartbeat_timeout (Fixture       *f,
+                        gconstpointer  data)
+{
+  Completion *a, *b, *waiting;
+  gint64 last_read;
+
+  handshake (f, 2, 131072, 1);
+  last_read = f->now;
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  waiting = rpc_declare (f, "c");
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+  g_bytes_unref (take_bytes (f));
+
+  /* Tick at every deadline, writing what is produced, until it gives up. */
+  while (!carehare_protocol_is_finished (f->p))
+    {
+      f->now = carehare_protocol_get_deadline (f->p);
+      g_assert_cmpint (f->now, <=, last_read + 2 * SEC);
+      carehare_protocol_tick (f->p, f->now);
+      if (carehare_protocol_has_output (f->p))
+        g_bytes_unref (take_bytes (f));
+    }
+  g_assert_cmpint (f->now, ==, last_read + 2 * SEC);
+
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR,
+                  CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
+  g_assert_error (carehare_protocol_get_finish_error (f->p), CAREHARE_ERROR,
+                  CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (waiting, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (a->error, "heartbeat");
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
+  assert_no_output (f);
+}
+
+static void
+test_heartbeat_disabled (Fixture       *f,
+                         gconstpointer  data)
+{
+  f->config.heartbeat = 0;
+  handshake (f, 2047, 131072, 60);
+  g_assert_cmpuint (carehare_protocol_get_heartbeat (f->p), ==, 0);
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
+  f->now += 3600 * SEC;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==, G_MAXINT64);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_heartbeat_server_zero (Fixture       *f,
+                            gconstpointer  data)
+{
+  handshake (f, 2047, 131072, 0);
+  g_assert_cmpuint (carehare_protocol_get_heartbeat (f->p), ==, 0);
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
+  f->now += 3600 * SEC;
+  carehare_protocol_tick (f->p, f->now);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* ======================================================================== */
+/* rpcs                                                                      */
+/* ======================================================================== */
+
+static void
+test_rpc_pipelined (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GVariant) args = NULL;
+  CarehareMethod req = { .id = CAREHARE_METHOD_QUEUE_DECLARE };
+  const CarehareMethod *m;
+  GVariantBuilder b;
+  Completion *c;
+  gint32 ttl = 0;
+  const char *s;
+
+  connect_default (f);
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "x-message-ttl", g_variant_new_int32 (60000));
+  g_variant_builder_add (&b, "{sv}", "x-queue-type", g_variant_new_string ("quorum"));
+  args = g_variant_ref_sink (g_variant_builder_end (&b));
+  req.queue_declare.queue = (char *) "orders";
+  req.queue_declare.durable = TRUE;
+  req.queue_declare.auto_delete = TRUE;
+  req.queue_declare.arguments = args;
+  c = rpc_start (f, &req, CAREHARE_METHOD_QUEUE_DECLARE_OK);
+  assert_pending (c);
+
+  /* Channel.Open and the request, in one write. */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_QUEUE_DECLARE);
+  g_assert_cmpstr (m->queue_declare.queue, ==, "orders");
+  g_assert_false (m->queue_declare.passive);
+  g_assert_true (m->queue_declare.durable);
+  g_assert_false (m->queue_declare.exclusive);
+  g_assert_true (m->queue_declare.auto_delete);
+  g_assert_false (m->queue_declare.nowait);
+  g_assert_true (g_variant_lookup (m->queue_declare.arguments, "x-message-ttl", "i", &ttl));
+  g_assert_cmpint (ttl, ==, 60000);
+  g_assert_true (g_variant_lookup (m->queue_declare.arguments, "x-queue-type", "&s", &s));
+  g_assert_cmpstr (s, ==, "quorum");
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* Open-Ok then Declare-Ok completes it with the reply. */
+  {
+    CarehareMethod open_ok = { .id = CAREHARE_METHOD_CHANNEL_OPEN_OK };
+    g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+    server_encode (buf, 1, &open_ok);
+    g_assert_true (feed (f, buf->data, buf->len));
+    assert_pending (c);
+    g_byte_array_set_size (buf, 0);
+    encode_declare_ok (buf, 1, "orders", 42, 3);
+    g_assert_true (feed (f, buf->data, buf->len));
+  }
+  assert_ok (c);
+  g_assert_cmpuint (c->reply_id, ==, CAREHARE_METHOD_QUEUE_DECLARE_OK);
+  g_assert_cmpstr (c->queue, ==, "orders");
+  g_assert_cmpuint (c->message_count, ==, 42);
+  g_assert_cmpuint (c->consumer_count, ==, 3);
+  assert_no_output (f);
+  /* The channel stays open, in the pool. */
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+}
+
+static void
+test_rpc_server_named (Fixture       *f,
+                       gconstpointer  data)
+{
+  Completion *c;
+
+  connect_default (f);
+  c = rpc_declare (f, "");
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_declare_ok (f, 1, "amq.gen-JzTY20BRgKO-HjmUJj0wLg"));
+  assert_ok (c);
+  g_assert_cmpstr (c->queue, ==, "amq.gen-JzTY20BRgKO-HjmUJj0wLg");
+}
+
+static void
+test_rpc_reuse (Fixture       *f,
+                gconstpointer  data)
+{
+  Completion *a, *b;
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  assert_ok (a);
+
+  /* One round trip: the pooled channel, no Channel.Open. */
+  b = rpc_declare (f, "b");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_QUEUE_DECLARE);
+  g_assert_cmpstr (m->queue_declare.queue, ==, "b");
+  g_assert_true (server_declare_ok (f, 1, "b"));
+  assert_ok (b);
+  g_assert_cmpstr (b->queue, ==, "b");
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+}
+
+static void
+test_rpc_concurrent (Fixture       *f,
+                     gconstpointer  data)
+{
+  Completion *a, *b;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 4);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_cmpstr (sent_method (sent, 1, 1, CAREHARE_METHOD_QUEUE_DECLARE)->queue_declare.queue,
+                   ==, "a");
+  sent_method (sent, 2, 2, CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_cmpstr (sent_method (sent, 3, 2, CAREHARE_METHOD_QUEUE_DECLARE)->queue_declare.queue,
+                   ==, "b");
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 2);
+
+  /* Replies in any order go to the right operation. */
+  g_assert_true (server_declare_ok (f, 2, "b"));
+  assert_pending (a);
+  assert_ok (b);
+  g_assert_cmpstr (b->queue, ==, "b");
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  assert_ok (a);
+  g_assert_cmpstr (a->queue, ==, "a");
+}
+
+static void
+test_rpc_other_methods (Fixture       *f,
+                        gconstpointer  data)
+{
+  CarehareMethod bind = { .id = CAREHARE_METHOD_QUEUE_BIND };
+  CarehareMethod bind_ok = { .id = CAREHARE_METHOD_QUEUE_BIND_OK };
+  CarehareMethod ex = { .id = CAREHARE_METHOD_EXCHANGE_DECLARE };
+  CarehareMethod ex_ok = { .id = CAREHARE_METHOD_EXCHANGE_DECLARE_OK };
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *a, *b;
+
+  connect_default (f);
+  bind.queue_bind.queue = (char *) "q";
+  bind.queue_bind.exchange = (char *) "x";
+  bind.queue_bind.routing_key = (char *) "k.#";
+  a = rpc_start (f, &bind, CAREHARE_METHOD_QUEUE_BIND_OK);
+  ex.exchange_declare.exchange = (char *) "x";
+  ex.exchange_declare.type = (char *) "topic";
+  ex.exchange_declare.durable = TRUE;
+  ex.exchange_declare.internal = TRUE;
+  b = rpc_start (f, &ex, CAREHARE_METHOD_EXCHANGE_DECLARE_OK);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 4);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_QUEUE_BIND);
+  g_assert_cmpstr (m->queue_bind.routing_key, ==, "k.#");
+  m = sent_method (sent, 3, 2, CAREHARE_METHOD_EXCHANGE_DECLARE);
+  g_assert_cmpstr (m->exchange_declare.type, ==, "topic");
+  g_assert_true (m->exchange_declare.durable);
+  g_assert_false (m->exchange_declare.auto_delete);
+  g_assert_true (m->exchange_declare.internal);
+
+  g_assert_true (server_method (f, 2, &ex_ok));
+  g_assert_true (server_method (f, 1, &bind_ok));
+  assert_ok (a);
+  assert_ok (b);
+  g_assert_cmpuint (a->reply_id, ==, CAREHARE_METHOD_QUEUE_BIND_OK);
+  g_assert_cmpuint (b->reply_id, ==, CAREHARE_METHOD_EXCHANGE_DECLARE_OK);
+}
+
+static void
+test_rpc_channel_closed_by_server (Fixture       *f,
+                                   gconstpointer  data)
+{
+  Completion *a, *b, *c;
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_ptr_array_unref (take_sent (f));
+
+  g_assert_true (server_channel_close (f, 1, 404, "NOT_FOUND - no queue 'a' in vhost '/'"));
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (a->error), ==, 404);
+  assert_message_contains (a->error, "no queue 'a' in vhost '/'");
+  /* Only that operation. */
+  assert_pending (b);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* Channel 1 is not pooled: the next rpc opens a channel. */
+  c = rpc_declare (f, "c");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  m = sent_method (sent, 0, ((Sent *) g_ptr_array_index (sent, 0))->channel,
+                   CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_nonnull (m);
+  g_assert_cmpuint (((Sent *) g_ptr_array_index (sent, 0))->channel, !=, 2);
+  sent_method (sent, 1, ((Sent *) g_ptr_array_index (sent, 0))->channel,
+               CAREHARE_METHOD_QUEUE_DECLARE);
+
+  g_assert_true (server_declare_ok (f, 2, "b"));
+  assert_ok (b);
+  g_assert_true (server_declare_ok (f, ((Sent *) g_ptr_array_index (sent, 0))->channel, "c"));
+  assert_ok (c);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 2);
+}
+
+static void
+test_rpc_channel_closed_idle (Fixture       *f,
+                              gconstpointer  data)
+{
+  Completion *a, *b;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  /* The server may close a pooled channel (e.g. an internal error): the
+   * client answers and drops it from the pool. */
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  assert_ok (a);
+  g_assert_true (server_channel_close (f, 1, 541, "INTERNAL_ERROR"));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+
+  b = rpc_declare (f, "b");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  g_assert_cmpuint (((Sent *) g_ptr_array_index (sent, 0))->method.id, ==,
+                    CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_true (server_declare_ok (f, ((Sent *) g_ptr_array_index (sent, 0))->channel, "b"));
+  assert_ok (b);
+}
+
+static void
+test_rpc_channel_max_fifo (Fixture       *f,
+                           gconstpointer  data)
+{
+  Completion *a, *b, *c, *d;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  handshake (f, 2, 131072, 0);
+  g_assert_cmpuint (carehare_protocol_get_channel_max (f->p), ==, 2);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  c = rpc_declare (f, "c");
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+  d = rpc_declare (f, "d");
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 2);
+  sent = take_sent (f);
+  /* Only a and b went out. */
+  g_assert_cmpuint (sent->len, ==, 4);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* Channel 2 comes back first: the first waiter (c) takes it, in the
+   * same turn and without a Channel.Open. */
+  g_assert_true (server_declare_ok (f, 2, "b"));
+  assert_ok (b);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpstr (sent_method (sent, 0, 2, CAREHARE_METHOD_QUEUE_DECLARE)->queue_declare.queue,
+                   ==, "c");
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* Channel 1 closed by the server: its id is freed and d gets a fresh
+   * channel with that id. */
+  g_assert_true (server_channel_close (f, 1, 406, "PRECONDITION_FAILED - inequivalent arg"));
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  sent_method (sent, 1, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_cmpstr (sent_method (sent, 2, 1, CAREHARE_METHOD_QUEUE_DECLARE)->queue_declare.queue,
+                   ==, "d");
+
+  g_assert_true (server_declare_ok (f, 1, "d"));
+  g_assert_true (server_declare_ok (f, 2, "c"));
+  assert_ok (c);
+  assert_ok (d);
+  g_assert_cmpuint (d->seq, <, c->seq);
+}
+
+static void
+test_rpc_cancel_waiting (Fixture       *f,
+                         gconstpointer  data)
+{
+  Completion *a, *b, *c;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  handshake (f, 1, 131072, 0);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  c = rpc_declare (f, "c");
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 2);
+  g_ptr_array_unref (take_sent (f));
+
+  carehare_protocol_cancel (f->p, b->op);
+  assert_failed (b, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+  /* Nothing to tell the server. */
+  assert_no_output (f);
+
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  assert_ok (a);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpstr (sent_method (sent, 0, 1, CAREHARE_METHOD_QUEUE_DECLARE)->queue_declare.queue,
+                   ==, "c");
+  g_assert_true (server_declare_ok (f, 1, "c"));
+  assert_ok (c);
+}
+
+static void
+test_rpc_cancel_sent (Fixture       *f,
+                      gconstpointer  data)
+{
+  Completion *a, *b;
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+
+  handshake (f, 1, 131072, 0);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_ptr_array_unref (take_sent (f));
+
+  carehare_protocol_cancel (f->p, a->op);
+  assert_failed (a, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_pending (b);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+  g_assert_cmpuint (m->channel_close.reply_code, ==, 200);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  /* The id stays taken until Close-Ok. */
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+
+  /* The late reply is ignored. */
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  g_assert_cmpuint (a->n_calls, ==, 1);
+  assert_pending (b);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  /* Close-Ok frees the id; b runs on a fresh channel 1. */
+  g_assert_true (server_channel_close_ok (f, 1));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_cmpstr (sent_method (sent, 1, 1, CAREHARE_METHOD_QUEUE_DECLARE)->queue_declare.queue,
+                   ==, "b");
+  g_assert_true (server_declare_ok (f, 1, "b"));
+  assert_ok (b);
+  g_assert_cmpstr (b->queue, ==, "b");
+}
+
+static void
+test_rpc_cancel_crossed (Fixture       *f,
+                         gconstpointer  data)
+{
+  Completion *a, *b;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  g_ptr_array_unref (take_sent (f));
+  carehare_protocol_cancel (f->p, a->op);
+  assert_failed (a, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_ptr_array_unref (take_sent (f));
+
+  /* The server closed the channel before it read our Close. */
+  g_assert_true (server_channel_close (f, 1, 404, "NOT_FOUND - no queue 'a'"));
+  g_assert_cmpuint (a->n_calls, ==, 1);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* ...and then answers ours. */
+  g_assert_true (server_channel_close_ok (f, 1));
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  b = rpc_declare (f, "b");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  g_assert_cmpuint (((Sent *) g_ptr_array_index (sent, 0))->method.id, ==,
+                    CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_true (server_declare_ok (f, ((Sent *) g_ptr_array_index (sent, 0))->channel, "b"));
+  assert_ok (b);
+}
+
+static void
+test_rpc_unencodable (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autofree char *name = g_strnfill (300, 'x');
+  Completion *c;
+
+  connect_default (f);
+  c = rpc_declare (f, name);
+  assert_failed (c, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_message_contains (c->error, "queue.declare");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_rpc_too_large (Fixture       *f,
+                    gconstpointer  data)
+{
+  CarehareMethod req = { .id = CAREHARE_METHOD_QUEUE_DECLARE };
+  g_autofree char *big = g_strnfill (8000, 'v');
+  g_autoptr(GVariant) args = NULL;
+  GVariantBuilder b;
+  Completion *c, *d;
+
+  /* A request that does not fit in one frame would make the server close
+   * the whole connection with FRAME_ERROR: it fails alone instead. */
+  handshake (f, 2047, 4096, 0);
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "x-big", g_variant_new_string (big));
+  args = g_variant_ref_sink (g_variant_builder_end (&b));
+  req.queue_declare.queue = (char *) "q";
+  req.queue_declare.arguments = args;
+  c = rpc_start (f, &req, CAREHARE_METHOD_QUEUE_DECLARE_OK);
+  assert_failed (c, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_message_contains (c->error, "frame_max");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+
+  d = rpc_declare (f, "small");
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_declare_ok (f, 1, "small"));
+  assert_ok (d);
+}
+
+static void
+test_rpc_reentrant (Fixture       *f,
+                    gconstpointer  data)
+{
+  Completion *a;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  a->chain = TRUE;
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  assert_ok (a);
+
+  /* The rpc started from inside a's callback reuses channel 1. */
+  g_assert_nonnull (a->chained);
+  assert_pending (a->chained);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpstr (sent_method (sent, 0, 1, CAREHARE_METHOD_QUEUE_DECLARE)->queue_declare.queue,
+                   ==, "chained");
+  g_assert_true (server_declare_ok (f, 1, "chained"));
+  assert_ok (a->chained);
+  g_assert_cmpstr (a->chained->queue, ==, "chained");
+}
+
+static void
+test_rpc_reentrant_failure (Fixture       *f,
+                            gconstpointer  data)
+{
+  Completion *a, *b;
+
+  /* Callbacks that run because the connection went away may start new
+   * operations; those complete at once, in the same dispatch. */
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  a->chain = TRUE;
+  b = rpc_declare (f, "b");
+  b->chain = TRUE;
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - broker forced connection closure"));
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (a->chained, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (b->chained, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_rpc_channel_flow (Fixture       *f,
+                       gconstpointer  data)
+{
+  CarehareMethod flow = { .id = CAREHARE_METHOD_CHANNEL_FLOW };
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *a;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  g_ptr_array_unref (take_sent (f));
+  flow.channel_flow.active = FALSE;
+  g_assert_true (server_method (f, 1, &flow));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_FLOW_OK);
+  g_assert_false (m->channel_flow_ok.active);
+  assert_pending (a);
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  assert_ok (a);
+}
+
+static void
+test_rpc_before_open (Fixture       *f,
+                      gconstpointer  data)
+{
+  Completion *c;
+
+  start (f);
+  c = rpc_declare (f, "q");
+  assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_no_output (f);
+  assert_pending (f->handshake);
+}
+
+/* ======================================================================== */
+/* close                                                                     */
+/* ======================================================================== */
+
+static Completion *
+close_start (Fixture *f)
+{
+  Completion *c = completion_new (f);
+  CarehareProtocolOp *op;
+
+  op = carehare_protocol_close (f->p, f->now, op_done_cb, c);
+  if (c->n_calls > 0)
+    g_assert_null (op);
+  else
+    {
+      g_assert_nonnull (op);
+      c->op = op;
+    }
+  return c;
+}
+
+static void
+test_close_clean (Fixture       *f,
+                  gconstpointer  data)
+{
+  Completion *a, *b, *c;
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+
+  handshake (f, 1, 131072, 0);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_ptr_array_unref (take_sent (f));
+
+  c = close_start (f);
+  /* Pending operations fail at once; the close waits for Close-Ok. */
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_pending (c);
+  g_assert_cmpuint (f->n_finished, ==, 0);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  g_assert_cmpuint (m->connection_close.reply_code, ==, 200);
+  g_assert_cmpuint (m->connection_close.class_id, ==, 0);
+  g_assert_cmpuint (m->connection_close.method_id, ==, 0);
+
+  g_assert_false (server_close_ok (f));
+  assert_ok (c);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_null (f->finish_error);
+  g_assert_null (carehare_protocol_get_finish_error (f->p));
+  g_assert_true (carehare_protocol_is_finished (f->p));
+  assert_no_output (f);
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
+
+  /* Afterwards: rpcs fail, input is refused, finished is not repeated. */
+  assert_failed (rpc_declare (f, "late"), CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_false (server_heartbeat (f));
+  carehare_protocol_tick (f->p, f->now + 3600 * SEC);
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_close_replies_in_flight (Fixture       *f,
+                              gconstpointer  data)
+{
+  Completion *a, *b, *c;
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+  /* The server sent these before it read our Close: they are discarded,
+   * and the close still completes cleanly. */
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_ptr_array_unref (take_sent (f));
+  carehare_protocol_cancel (f->p, b->op);
+  g_ptr_array_unref (take_sent (f));
+
+  c = close_start (f);
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_ptr_array_unref (take_sent (f));
+
+  encode_declare_ok (buf, 1, "a", 0, 0);
+  {
+    CarehareMethod close_ok = { .id = CAREHARE_METHOD_CHANNEL_CLOSE_OK };
+
+    server_encode (buf, 2, &close_ok);
+  }
+  encode_channel_close (buf, 1, 406, "PRECONDITION_FAILED - x", CAREHARE_METHOD_QUEUE_DECLARE);
+  carehare_wire_append_body_frame (buf, 1, (const guint8 *) "xyz", 3);
+  g_byte_array_append (buf, heartbeat_frame, sizeof heartbeat_frame);
+  g_assert_true (feed (f, buf->data, buf->len));
+  assert_pending (c);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  g_assert_false (server_close_ok (f));
+  assert_ok (c);
+  g_assert_null (f->finish_error);
+}
+
+static void
+test_close_timeout (Fixture       *f,
+                    gconstpointer  data)
+{
+  Completion *c;
+  gint64 closed_at;
+
+  f->config.close_timeout_us = 3 * SEC;
+  connect_default (f);
+  closed_at = f->now;
+  c = close_start (f);
+  g_ptr_array_unref (take_sent (f));
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, closed_at + 3 * SEC);
+
+  f->now = closed_at + 3 * SEC - 1;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==, closed_at + 3 * SEC);
+  assert_pending (c);
+
+  f->now = closed_at + 3 * SEC;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==, G_MAXINT64);
+  assert_ok (c);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_null (f->finish_error);
+  assert_no_output (f);
+}
+
+static void
+test_close_heartbeat_while_closing (Fixture       *f,
+                                    gconstpointer  data)
+{
+  Completion *c;
+
+  /* A dead server while we close: the heartbeat monitor may fire before
+   * the close timeout; we were closing, so it is still our close. */
+  handshake (f, 2047, 131072, 1);
+  c = close_start (f);
+  g_ptr_array_unref (take_sent (f));
+  while (!carehare_protocol_is_finished (f->p))
+    {
+      f->now = carehare_protocol_get_deadline (f->p);
+      carehare_protocol_tick (f->p, f->now);
+      if (carehare_protocol_has_output (f->p))
+        g_bytes_unref (take_bytes (f));
+    }
+  assert_ok (c);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_null (f->finish_error);
+}
+
+static void
+test_close_after_server_close (Fixture       *f,
+                               gconstpointer  data)
+{
+  Completion *c;
+
+  connect_default (f);
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - broker forced connection closure "
+                                "with reason 'shutdown'"));
+  g_ptr_array_unref (take_sent (f));
+  c = close_start (f);
+  assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (c->error), ==, 320);
+  assert_message_contains (c->error, "shutdown");
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_close_crossed (Fixture       *f,
+                    gconstpointer  data)
+{
+  Completion *c;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  connect_default (f);
+  c = close_start (f);
+  g_ptr_array_unref (take_sent (f));
+  /* Both sides said Close at once: answer, and we closed it. */
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - shutdown"));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE_OK);
+  assert_ok (c);
+  g_assert_null (f->finish_error);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_close_idempotent (Fixture       *f,
+                       gconstpointer  data)
+{
+  Completion *c1, *c2, *c3;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  connect_default (f);
+  c1 = close_start (f);
+  c2 = close_start (f);
+  sent = take_sent (f);
+  /* Close is said once. */
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  assert_pending (c1);
+  assert_pending (c2);
+  g_assert_false (server_close_ok (f));
+  assert_ok (c1);
+  assert_ok (c2);
+  g_assert_cmpuint (c1->seq, <, c2->seq);
+
+  c3 = close_start (f);
+  assert_ok (c3);
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_close_cancel (Fixture       *f,
+                   gconstpointer  data)
+{
+  Completion *c1, *c2;
+
+  connect_default (f);
+  c1 = close_start (f);
+  c2 = close_start (f);
+  g_ptr_array_unref (take_sent (f));
+  carehare_protocol_cancel (f->p, c1->op);
+  assert_failed (c1, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (server_close_ok (f));
+  assert_ok (c2);
+}
+
+static void
+test_close_during_handshake (Fixture       *f,
+                             gconstpointer  data)
+{
+  Completion *c;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  start (f);
+  g_assert_true (server_start (f));
+  g_assert_true (server_tune (f, 2047, 131072, 0));
+  g_ptr_array_unref (take_sent (f));
+  c = close_start (f);
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  /* The Open-Ok that crossed our Close is ignored. */
+  g_assert_true (server_open_ok (f));
+  assert_pending (c);
+  g_assert_false (server_close_ok (f));
+  assert_ok (c);
+}
+
+static void
+test_close_before_start (Fixture       *f,
+                         gconstpointer  data)
+{
+  Completion *c;
+
+  start (f);
+  c = close_start (f);
+  /* Nothing was said yet: done at once. */
+  assert_ok (c);
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_null (f->finish_error);
+  assert_no_output (f);
+}
+
+static void
+test_close_by_server (Fixture       *f,
+                      gconstpointer  data)
+{
+  Completion *a, *b;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  handshake (f, 1, 131072, 0);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_ptr_array_unref (take_sent (f));
+
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - broker forced connection closure "
+                                "with reason 'shutdown'"));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE_OK);
+
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (f->finish_error), ==, 320);
+  assert_message_contains (f->finish_error, "reason 'shutdown'");
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (a->error, "320");
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+}
+
+static void
+test_close_abort_while_open (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GError) eof = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE, "Broken pipe");
+  Completion *a;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  carehare_protocol_abort (f->p, eof);
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (a->error, "Broken pipe");
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_close_abort_while_closing (Fixture       *f,
+                                gconstpointer  data)
+{
+  g_autoptr(GError) eof = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED, "EOF");
+  Completion *c;
+
+  /* A server that hangs up instead of Close-Ok: still our close. */
+  connect_default (f);
+  c = close_start (f);
+  g_ptr_array_unref (take_sent (f));
+  carehare_protocol_abort (f->p, eof);
+  assert_ok (c);
+  g_assert_null (f->finish_error);
+}
+
+static void
+test_close_free_pending (Fixture       *f,
+                         gconstpointer  data)
+{
+  Completion *a, *b, *c, *close_c;
+
+  handshake (f, 1, 131072, 0);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  c = rpc_declare (f, "c");
+  carehare_protocol_cancel (f->p, a->op);
+  close_c = close_start (f);
+  g_assert_cmpuint (b->n_calls, ==, 1);
+  g_clear_pointer (&f->p, carehare_protocol_free);
+
+  assert_failed (a, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (close_c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
+static void
+test_close_free_pending_rpcs (Fixture       *f,
+                              gconstpointer  data)
+{
+  Completion *a, *b;
+
+  handshake (f, 1, 131072, 0);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_clear_pointer (&f->p, carehare_protocol_free);
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  /* Nobody is left to be told the connection finished. */
+  g_assert_cmpuint (f->n_finished, ==, 0);
+}
+
+static void
+test_close_free_handshake (Fixture       *f,
+                           gconstpointer  data)
+{
+  start (f);
+  g_assert_true (server_start (f));
+  g_clear_pointer (&f->p, carehare_protocol_free);
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
+/* ======================================================================== */
+/* blocked                                                                   */
+/* ======================================================================== */
+
+static void
+test_blocked (Fixture       *f,
+              gconstpointer  data)
+{
+  CarehareMethod blocked = { .id = CAREHARE_METHOD_CONNECTION_BLOCKED };
+  CarehareMethod unblocked = { .id = CAREHARE_METHOD_CONNECTION_UNBLOCKED };
+  Completion *a;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  g_ptr_array_unref (take_sent (f));
+  g_assert_false (carehare_protocol_is_blocked (f->p));
+
+  blocked.connection_blocked.reason = (char *) "low on memory";
+  g_assert_true (server_method (f, 0, &blocked));
+  g_assert_cmpuint (f->n_blocked_changed, ==, 1);
+  g_assert_true (f->blocked);
+  g_assert_cmpstr (f->blocked_reason, ==, "low on memory");
+  g_assert_true (carehare_protocol_is_blocked (f->p));
+
+  /* Only changes are reported. */
+  blocked.connection_blocked.reason = (char *) "low on disk";
+  g_assert_true (server_method (f, 0, &blocked));
+  g_assert_cmpuint (f->n_blocked_changed, ==, 1);
+
+  /* Nothing else is disturbed. */
+  assert_pending (a);
+  assert_no_output (f);
+
+  g_assert_true (server_method (f, 0, &unblocked));
+  g_assert_cmpuint (f->n_blocked_changed, ==, 2);
+  g_assert_false (f->blocked);
+  g_assert_false (carehare_protocol_is_blocked (f->p));
+  g_assert_true (server_method (f, 0, &unblocked));
+  g_assert_cmpuint (f->n_blocked_changed, ==, 2);
+
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  assert_ok (a);
+}
+
+/* ======================================================================== */
+/* bad bytes                                                                 */
+/* ======================================================================== */
+
+/* Each case runs on a connection (frame_max 4096) where channel 1 is idle
+ * in the pool and an rpc is pending on channel 2. */
+typedef struct {
+  guint16 reply_code;       /* of the Connection.Close the client sends */
+  guint32 method_id;        /* class/method in that Close, 0 if none */
+  const char *message;      /* in the error */
+  void (*build) (GByteArray *buf);
+} BadBytesCase;
+
+static void
+build_bad_frame_end (GByteArray *buf)
+{
+  encode_declare_ok (buf, 2, "b", 0, 0);
+  buf->data[buf->len - 1] = 0x00;
+}
+
+static void
+build_unknown_frame_type (GByteArray *buf)
+{
+  static const guint8 bytes[] = { 0x04, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0xCE };
+
+  g_byte_array_append (buf, bytes, sizeof bytes);
+}
+
+static void
+build_frame_too_large (GByteArray *buf)
+{
+  /* A method frame announcing 4089 bytes: 4097 with overhead. Only the
+   * header is needed for the client to refuse it. */
+  static const guint8 bytes[] = { 0x01, 0x00, 0x02, 0x00, 0x00, 0x0F, 0xF9 };
+
+  g_byte_array_append (buf, bytes, sizeof bytes);
+}
+
+static void
+build_heartbeat_on_channel (GByteArray *buf)
+{
+  static const guint8 bytes[] = { 0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0xCE };
+
+  g_byte_array_append (buf, bytes, sizeof bytes);
+}
+
+static void
+build_channel_never_opened (GByteArray *buf)
+{
+  encode_declare_ok (buf, 9, "b", 0, 0);
+}
+
+static void
+build_channel_above_max (GByteArray *buf)
+{
+  encode_declare_ok (buf, 60000, "b", 0, 0);
+}
+
+static void
+build_unexpected_on_pooled (GByteArray *buf)
+{
+  encode_declare_ok (buf, 1, "a", 0, 0);
+}
+
+static void
+build_wrong_reply (GByteArray *buf)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_BIND_OK };
+
+  server_encode (buf, 2, &m);
+}
+
+static void
+build_unasked_close_ok (GByteArray *buf)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CHANNEL_CLOSE_OK };
+
+  server_encode (buf, 2, &m);
+}
+
+static void
+build_body_on_rpc_channel (GByteArray *buf)
+{
+  carehare_wire_append_body_frame (buf, 2, (const guint8 *) "hello", 5);
+}
+
+static void
+build_header_on_rpc_channel (GByteArray *buf)
+{
+  g_autoptr(GError) error = NULL;
+
+  carehare_wire_append_header_frame (buf, 2, CAREHARE_CLASS_BASIC, 5, NULL, &error);
+  g_assert_no_error (error);
+}
+
+static void
+build_undecodable (GByteArray *buf)
+{
+  /* queue.declare-ok whose queue name says 5 bytes and has none */
+  static const guint8 bytes[] = {
+    0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x05,
+    0x00, 0x32, 0x00, 0x0B, 0x05,
+    0xCE,
+  };
+
+  g_byte_array_append (buf, bytes, sizeof bytes);
+}
+
+static void
+build_bad_utf8 (GByteArray *buf)
+{
+  /* queue.declare-ok whose queue name is not UTF-8 */
+  static const guint8 bytes[] = {
+    0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0E,
+    0x00, 0x32, 0x00, 0x0B, 0x01, 0xFF,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xCE,
+  };
+
+  g_byte_array_append (buf, bytes, sizeof bytes);
+}
+
+static void
+build_unknown_method (GByteArray *buf)
+{
+  static const guint8 bytes[] = {
+    0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x04,
+    0x00, 0x63, 0x00, 0x01,
+    0xCE,
+  };
+
+  g_byte_array_append (buf, bytes, sizeof bytes);
+}
+
+static void
+build_unexpected_on_channel_zero (GByteArray *buf)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_TUNE };
+
+  m.connection_tune.channel_max = 1;
+  m.connection_tune.frame_max = 4096;
+  server_encode (buf, 0, &m);
+}
+
+static void
+build_method_on_channel_zero (GByteArray *buf)
+{
+  encode_declare_ok (buf, 0, "b", 0, 0);
+}
+
+static const BadBytesCase bad_frame_end = {
+  501, 0, "Frame end octet is 0x00", build_bad_frame_end,
+};
+static const BadBytesCase bad_frame_type = {
+  501, 0, "Unknown frame type 4", build_unknown_frame_type,
+};
+static const BadBytesCase bad_frame_too_large = {
+  501, 0, "exceed frame_max 4096", build_frame_too_large,
+};
+static const BadBytesCase bad_heartbeat_channel = {
+  501, 0, "Heartbeat frame on channel 2", build_heartbeat_on_channel,
+};
+static const BadBytesCase bad_channel_never_opened = {
+  504, CAREHARE_METHOD_QUEUE_DECLARE_OK, "queue.declare-ok on channel 9, which is not open",
+  build_channel_never_opened,
+};
+static const BadBytesCase bad_channel_above_max = {
+  504, CAREHARE_METHOD_QUEUE_DECLARE_OK, "channel 60000, which is not open",
+  build_channel_above_max,
+};
+static const BadBytesCase bad_unexpected_pooled = {
+  505, CAREHARE_METHOD_QUEUE_DECLARE_OK, "unexpected queue.declare-ok on channel 1",
+  build_unexpected_on_pooled,
+};
+static const BadBytesCase bad_wrong_reply = {
+  505, CAREHARE_METHOD_QUEUE_BIND_OK, "unexpected queue.bind-ok on channel 2",
+  build_wrong_reply,
+};
+static const BadBytesCase bad_unasked_close_ok = {
+  505, CAREHARE_METHOD_CHANNEL_CLOSE_OK, "channel.close-ok on channel 2",
+  build_unasked_close_ok,
+};
+static const BadBytesCase bad_body = {
+  505, 0, "content frame (type 3) on channel 2", build_body_on_rpc_channel,
+};
+static const BadBytesCase bad_header = {
+  505, 0, "content frame (type 2) on channel 2", build_header_on_rpc_channel,
+};
+static const BadBytesCase bad_undecodable = {
+  502, 0, "Truncated queue", build_undecodable,
+};
+static const BadBytesCase bad_utf8 = {
+  502, 0, "UTF-8", build_bad_utf8,
+};
+static const BadBytesCase bad_unknown_method = {
+  540, 0, "Unknown method: class 99, method 1", build_unknown_method,
+};
+static const BadBytesCase bad_channel_zero = {
+  503, CAREHARE_METHOD_CONNECTION_TUNE, "unexpected connection.tune on channel 0",
+  build_unexpected_on_channel_zero,
+};
+static const BadBytesCase bad_method_channel_zero = {
+  503, CAREHARE_METHOD_QUEUE_DECLARE_OK, "unexpected queue.declare-ok on channel 0",
+  build_method_on_channel_zero,
+};
+
+static void
+test_bad_bytes (Fixture       *f,
+                gconstpointer  data)
+{
+  const BadBytesCase *bc = data;
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *a, *b, *late, *close_c;
+
+  handshake (f, 2047, 4096, 0);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_declare_ok (f, 1, "a"));
+  assert_ok (a);
+  assert_pending (b);
+
+  bc->build (buf);
+  g_assert_false (feed (f, buf->data, buf->len));
+
+  g_assert_true (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->finish_error, bc->message);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (b->error, bc->message);
+
+  /* The client tells the server why, with the right reply code. */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  g_assert_cmpuint (m->connection_close.reply_code, ==, bc->reply_code);
+  g_assert_cmpuint (m->connection_close.class_id, ==, CAREHARE_METHOD_CLASS_ID (bc->method_id));
+  g_assert_cmpuint (m->connection_close.method_id, ==, CAREHARE_METHOD_METHOD_ID (bc->method_id));
+  g_assert_true (g_str_has_prefix (m->connection_close.reply_text,
+                                   carehare_reply_code_name (bc->reply_code)));
+  g_assert_cmpuint (strlen (m->connection_close.reply_text), <=, 255);
+
+  /* Nothing more, whatever happens next. */
+  g_assert_false (server_heartbeat (f));
+  g_assert_false (server_declare_ok (f, 2, "b"));
+  f->now += 3600 * SEC;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==, G_MAXINT64);
+  late = rpc_declare (f, "late");
+  assert_failed (late, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  close_c = close_start (f);
+  assert_failed (close_c, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+}
+
+static void
+test_bad_bytes_split (Fixture       *f,
+                      gconstpointer  data)
+{
+  /* The same, one byte at a time. */
+  f->split = TRUE;
+  test_bad_bytes (f, data);
+}
+
+/* ======================================================================== */
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, func) \
+  g_test_add ("/protocol/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+#define ADD_DATA(path, data, func) \
+  g_test_add ("/protocol/" path, Fixture, data, fixture_setup, func, fixture_teardown)
+
+  ADD ("handshake/header", test_handshake_header);
+  ADD ("handshake/start-ok/plain", test_handshake_start_ok_plain);
+  ADD ("handshake/start-ok/credentials", test_handshake_start_ok_credentials);
+  ADD ("handshake/start-ok/external", test_handshake_start_ok_external);
+  ADD_DATA ("handshake/mechanism-not-offered/plain", &mechanism_plain_missing,
+            test_handshake_mechanism_not_offered);
+  ADD_DATA ("handshake/mechanism-not-offered/external", &mechanism_external_missing,
+            test_handshake_mechanism_not_offered);
+  ADD ("handshake/bad-version", test_handshake_bad_version);
+  g_test_add_func ("/protocol/handshake/tune/negotiation", test_handshake_tune_negotiation);
+  ADD ("handshake/tune/bytes", test_handshake_tune_ok_bytes);
+  ADD ("handshake/open-ok", test_handshake_open_ok);
+  ADD_DATA ("handshake/server-close/access-refused", &close_access_refused,
+            test_handshake_server_close);
+  ADD_DATA ("handshake/server-close/not-allowed", &close_not_allowed,
+            test_handshake_server_close);
+  ADD ("handshake/rejected-protocol-header", test_handshake_rejected_header);
+  ADD ("handshake/garbage/http", test_handshake_garbage);
+  ADD ("handshake/garbage/starts-with-a", test_handshake_garbage_a);
+  ADD ("handshake/abort", test_handshake_abort);
+  ADD ("handshake/abort-before-start", test_handshake_abort_before_start);
+  ADD ("handshake/cancel", test_handshake_cancel);
+  ADD ("handshake/secure", test_handshake_secure);
+  ADD ("handshake/start-twice", test_handshake_start_twice);
+  ADD ("handshake/channel-method", test_handshake_channel_method);
+  g_test_add_func ("/protocol/handshake/split-bytes", test_handshake_split_bytes);
+  g_test_add_func ("/protocol/handshake/split-bytes-bad", test_handshake_split_bytes_bad);
+
+  ADD ("heartbeat/deadline", test_heartbeat_deadline);
+  ADD ("heartbeat/keepalive", test_heartbeat_keepalive);
+  ADD ("heartbeat/timeout", test_heartbeat_timeout);
+  ADD ("heartbeat/disabled", test_heartbeat_disabled);
+  ADD ("heartbeat/server-zero", test_heartbeat_server_zero);
+
+  ADD ("rpc/pipelined", test_rpc_pipelined);
+  ADD ("rpc/server-named", test_rpc_server_named);
+  ADD ("rpc/reuse", test_rpc_reuse);
+  ADD ("rpc/concurrent", test_rpc_concurrent);
+  ADD ("rpc/other-methods", test_rpc_other_methods);
+  ADD ("rpc/channel-closed-by-server", test_rpc_channel_closed_by_server);
+  ADD ("rpc/channel-closed-idle", test_rpc_channel_closed_idle);
+  ADD ("rpc/channel-max-fifo", test_rpc_channel_max_fifo);
+  ADD ("rpc/cancel-waiting", test_rpc_cancel_waiting);
+  ADD ("rpc/cancel-sent", test_rpc_cancel_sent);
+  ADD ("rpc/cancel-crossed", test_rpc_cancel_crossed);
+  ADD ("rpc/unencodable", test_rpc_unencodable);
+  ADD ("rpc/too-large", test_rpc_too_large);
+  ADD ("rpc/reentrant", test_rpc_reentrant);
+  ADD ("rpc/reentrant-failure", test_rpc_reentrant_failure);
+  ADD ("rpc/channel-flow", test_rpc_channel_flow);
+  ADD ("rpc/before-open", test_rpc_before_open);
+
+  ADD ("close/clean", test_close_clean);
+  ADD ("close/replies-in-flight", test_close_replies_in_flight);
+  ADD ("close/timeout", test_close_timeout);
+  ADD ("close/heartbeat-while-closing", test_close_heartbeat_while_closing);
+  ADD ("close/after-server-close", test_close_after_server_close);
+  ADD ("close/crossed", test_close_crossed);
+  ADD ("close/idempotent", test_close_idempotent);
+  ADD ("close/cancel", test_close_cancel);
+  ADD ("close/during-handshake", test_close_during_handshake);
+  ADD ("close/before-start", test_close_before_start);
+  ADD ("close/by-server", test_close_by_server);
+  ADD ("close/abort-while-open", test_close_abort_while_open);
+  ADD ("close/abort-while-closing", test_close_abort_while_closing);
+  ADD ("close/free-pending", test_close_free_pending);
+  ADD ("close/free-pending-rpcs", test_close_free_pending_rpcs);
+  ADD ("close/free-handshake", test_close_free_handshake);
+
+  ADD ("blocked", test_blocked);
+
+  ADD_DATA ("bad-bytes/frame-end", &bad_frame_end, test_bad_bytes);
+  ADD_DATA ("bad-bytes/frame-type", &bad_frame_type, test_bad_bytes);
+  ADD_DATA ("bad-bytes/frame-too-large", &bad_frame_too_large, test_bad_bytes);
+  ADD_DATA ("bad-bytes/heartbeat-on-channel", &bad_heartbeat_channel, test_bad_bytes);
+  ADD_DATA ("bad-bytes/channel-never-opened", &bad_channel_never_opened, test_bad_bytes);
+  ADD_DATA ("bad-bytes/channel-above-max", &bad_channel_above_max, test_bad_bytes);
+  ADD_DATA ("bad-bytes/unexpected-on-pooled-channel", &bad_unexpected_pooled, test_bad_bytes);
+  ADD_DATA ("bad-bytes/wrong-reply", &bad_wrong_reply, test_bad_bytes);
+  ADD_DATA ("bad-bytes/unasked-close-ok", &bad_unasked_close_ok, test_bad_bytes);
+  ADD_DATA ("bad-bytes/body-on-rpc-channel", &bad_body, test_bad_bytes);
+  ADD_DATA ("bad-bytes/header-on-rpc-channel", &bad_header, test_bad_bytes);
+  ADD_DATA ("bad-bytes/undecodable", &bad_undecodable, test_bad_bytes);
+  ADD_DATA ("bad-bytes/bad-utf8", &bad_utf8, test_bad_bytes);
+  ADD_DATA ("bad-bytes/unknown-method", &bad_unknown_method, test_bad_bytes);
+  ADD_DATA ("bad-bytes/unexpected-on-channel-zero", &bad_channel_zero, test_bad_bytes);
+  ADD_DATA ("bad-bytes/channel-method-on-channel-zero", &bad_method_channel_zero,
+            test_bad_bytes);
+  ADD_DATA ("bad-bytes/split/frame-end", &bad_frame_end, test_bad_bytes_split);
+  ADD_DATA ("bad-bytes/split/frame-too-large", &bad_frame_too_large, test_bad_bytes_split);
+  ADD_DATA ("bad-bytes/split/undecodable", &bad_undecodable, test_bad_bytes_split);
+
+#undef ADD
+#undef ADD_DATA
+
+  return g_test_run ();
+}
