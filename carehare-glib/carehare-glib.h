@@ -8,5 +8,6 @@
 #include <carehare-glib/carehare-error.h>
 #include <carehare-glib/carehare-flags.h>
 #include <carehare-glib/carehare-enum-types.h>
+#include <carehare-glib/carehare-connection.h>
 
 #undef __CAREHARE_GLIB_INSIDE__

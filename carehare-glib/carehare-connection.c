@@ -1,0 +1,2080 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * CarehareConnection: the GObject and I/O layer over the sans-I/O protocol
+ * core (carehare-protocol.c). It owns the socket (TCP, or TLS through
+ * GTlsClientConnection), one read loop, one write loop that sends whatever
+ * the protocol produced since the last write in a single write, and one
+ * timer source whose ready time is the protocol's next deadline
+ * (heartbeats, close timeout). Every source lives on the thread-default
+ * main context captured at construction and is destroyed in dispose; the
+ * read and write callbacks hold only weak references, so an idle connection
+ * dies with its last reference.
+ *
+ * Each public operation is a GTask kept alive by the protocol operation it
+ * started; the protocol completes every operation exactly once (success,
+ * server error, cancellation or connection closed), so no task is left
+ * pending.
+ */
+#include "carehare-connection.h"
+
+#include "carehare-enum-types.h"
+#include "carehare-error-private.h"
+#include "carehare-protocol.h"
+#include "carehare-uri.h"
+#include "carehare-version.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 30000
+#define CLOSE_TIMEOUT_US (5 * G_USEC_PER_SEC)
+#define READ_SIZE 65536
+/* How long the last frames (Close, Close-Ok) may take to write once the
+ * connection is over, before the socket is closed regardless. */
+#define LINGER_MS 2000
+
+/**
+ * CarehareConnection:
+ *
+ * A connection to a RabbitMQ broker.
+ *
+ * Create one with [func@Carehare.Connection.new_async], or with
+ * [func@Gio.AsyncInitable.new_async] to set [property@Carehare.Connection:tls-database],
+ * [property@Carehare.Connection:tls-certificate] or
+ * [property@Carehare.Connection:connect-timeout]. Every operation runs on
+ * a channel of its own, so a server-side error (for example 404 NOT_FOUND)
+ * fails exactly that operation with %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER
+ * and the connection stays usable.
+ *
+ * When the connection closes, for any reason, every pending operation fails
+ * at once with %CAREHARE_ERROR_CONNECTION_CLOSED and
+ * [signal@Carehare.Connection::closed] is emitted with the cause.
+ *
+ * ```c
+ * static void
+ * declared_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+ * {
+ *   g_autoptr(GError) error = NULL;
+ *   g_autofree char *name = NULL;
+ *
+ *   name = carehare_connection_queue_declare_finish (CAREHARE_CONNECTION (source),
+ *                                                    result, NULL, NULL, &error);
+ *   if (name == NULL)
+ *     g_printerr ("declare failed: %s (reply code %u)\n", error->message,
+ *                 carehare_error_get_reply_code (error));
+ * }
+ * ```
+ */
+
+struct _CarehareConnection
+{
+  GObject parent_instance;
+
+  GMainContext *context;          /* owned: thread-default at construction */
+
+  /* construct-only */
+  char *uri;                      /* owned; never exposed, it may hold a password */
+  GTlsDatabase *tls_database;     /* owned, nullable */
+  GTlsCertificate *tls_certificate; /* owned, nullable */
+  guint connect_timeout_ms;       /* 0: from the URI, else the default */
+
+  CarehareUriSettings settings;   /* owned members */
+  char *redacted_uri;             /* owned: for messages */
+
+  CarehareProtocol *protocol;     /* owned */
+  GIOStream *stream;              /* owned: socket or TLS connection */
+  GCancellable *io_cancellable;   /* owned: cancels reads and writes in dispose */
+  GSource *timer;                 /* owned, attached: fires at the protocol deadline */
+  GSource *flush_source;          /* owned, attached while a flush is scheduled */
+  gboolean writing;               /* a write is in flight */
+  gboolean stream_closing;        /* g_io_stream_close_async() started */
+  gboolean force_close;           /* stop writing: close the socket now */
+  GSource *linger;                /* owned, attached after the protocol finished */
+  gboolean stream_closed;
+
+  /* initialisation */
+  GTask *init_task;               /* owned while initialising */
+  GCancellable *init_cancellable; /* owned while initialising */
+  GCancellable *init_user_cancellable; /* owned while initialising */
+  gulong init_cancelled_id;
+  GSource *init_timeout;          /* owned while initialising */
+  GSource *init_cancel_source;    /* owned while initialising */
+  gboolean init_timed_out;
+  gboolean initialized;
+  GTlsCertificateFlags tls_errors; /* why the server's certificate was refused */
+
+  /* closing */
+  gboolean is_closed;
+  gboolean is_blocked;
+  GPtrArray *close_tasks;         /* owned GTasks waiting for the socket to close */
+};
+
+enum {
+  PROP_0,
+  PROP_URI,
+  PROP_TLS_DATABASE,
+  PROP_TLS_CERTIFICATE,
+  PROP_CONNECT_TIMEOUT,
+  PROP_HEARTBEAT,
+  PROP_FRAME_MAX,
+  PROP_CHANNEL_MAX,
+  PROP_SERVER_PROPERTIES,
+  PROP_IS_CLOSED,
+  PROP_IS_BLOCKED,
+  N_PROPS
+};
+
+enum {
+  SIGNAL_CLOSED,
+  N_SIGNALS
+};
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+
+static void carehare_connection_async_initable_iface_init (GAsyncInitableIface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (CarehareConnection, carehare_connection, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_ASYNC_INITABLE,
+                                                      carehare_connection_async_initable_iface_init))
+
+static void update (CarehareConnection *self);
+static void start_read (CarehareConnection *self);
+static void init_fail (CarehareConnection *self,
+                       GError             *error);
+
+/* ---- I/O ----------------------------------------------------------------- */
+
+typedef struct {
+  GWeakRef self;
+  GBytes *bytes;  /* write: what is being written */
+} IoData;
+
+static IoData *
+io_data_new (CarehareConnection *self,
+             GBytes             *bytes)
+{
+  IoData *data = g_new0 (IoData, 1);
+
+  g_weak_ref_init (&data->self, self);
+  data->bytes = bytes;
+  return data;
+}
+
+static void
+io_data_free (IoData *data)
+{
+  g_weak_ref_clear (&data->self);
+  g_clear_pointer (&data->bytes, g_bytes_unref);
+  g_free (data);
+}
+
+static void
+stream_closed_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  IoData *data = user_data;
+  g_autoptr(CarehareConnection) self = g_weak_ref_get (&data->self);
+
+  g_io_stream_close_finish (G_IO_STREAM (source), result, NULL);
+  io_data_free (data);
+  if (self == NULL)
+    return;
+
+  self->stream_closed = TRUE;
+  while (self->close_tasks->len > 0)
+    {
+      GTask *task = g_ptr_array_steal_index (self->close_tasks, 0);
+      GError *error = g_task_get_task_data (task);
+
+      if (error != NULL)
+        g_task_return_error (task, g_error_copy (error));
+      else
+        g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+    }
+}
+
+/* The protocol finished and its last bytes are written: close the socket. */
+static void
+maybe_close_stream (CarehareConnection *self)
+{
+  if (self->stream == NULL || self->stream_closing || self->writing ||
+      !carehare_protocol_is_finished (self->protocol) ||
+      (carehare_protocol_has_output (self->protocol) && !self->force_close))
+    return;
+
+  self->stream_closing = TRUE;
+  g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL,
+                           stream_closed_cb, io_data_new (self, NULL));
+}
+
+static void
+write_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  IoData *data = user_data;
+  g_autoptr(CarehareConnection) self = g_weak_ref_get (&data->self);
+  g_autoptr(GError) error = NULL;
+
+  g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error);
+  io_data_free (data);
+  if (self == NULL)
+    return;
+
+  self->writing = FALSE;
+  if (error != NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_debug ("write failed: %s", error->message);
+      carehare_protocol_abort (self->protocol, error);
+    }
+  update (self);
+}
+
+static void
+flush_now (CarehareConnection *self)
+{
+  GBytes *bytes;
+  gsize size;
+  const guint8 *buf;
+
+  if (self->writing || self->stream == NULL || self->stream_closing)
+    return;
+  if (self->force_close)
+    {
+      maybe_close_stream (self);
+      return;
+    }
+
+  bytes = carehare_protocol_take_output (self->protocol, g_get_monotonic_time ());
+  if (bytes == NULL)
+    {
+      maybe_close_stream (self);
+      return;
+    }
+
+  buf = g_bytes_get_data (bytes, &size);
+  self->writing = TRUE;
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (self->stream),
+                                   buf, size, G_PRIORITY_DEFAULT, self->io_cancellable,
+                                   write_done_cb, io_data_new (self, bytes));
+}
+
+static gboolean
+flush_source_cb (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+
+  g_clear_pointer (&self->flush_source, g_source_unref);
+  flush_now (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* After anything that may have changed the protocol's state: write what it
+ * produced (once per main-loop dispatch, so frames produced together go out
+ * in one write) and re-arm the timer. */
+static void
+update (CarehareConnection *self)
+{
+  gint64 deadline;
+
+  if (self->protocol == NULL)
+    return;
+
+  if (self->stream != NULL && !self->writing && self->flush_source == NULL)
+    {
+      if (carehare_protocol_has_output (self->protocol) && !self->force_close)
+        {
+          self->flush_source = g_idle_source_new ();
+          g_source_set_priority (self->flush_source, G_PRIORITY_DEFAULT);
+          g_source_set_callback (self->flush_source, flush_source_cb, self, NULL);
+          g_source_set_static_name (self->flush_source, "[carehare] flush");
+          g_source_attach (self->flush_source, self->context);
+        }
+      else
+        maybe_close_stream (self);
+    }
+
+  deadline = carehare_protocol_get_deadline (self->protocol);
+  if (self->timer != NULL)
+    g_source_set_ready_time (self->timer, deadline == G_MAXINT64 ? -1 : deadline);
+}
+
+static void
+read_done_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  IoData *data = user_data;
+  g_autoptr(CarehareConnection) self = g_weak_ref_get (&data->self);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+
+  bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result, &error);
+  io_data_free (data);
+  if (self == NULL || self->protocol == NULL)
+    return;
+
+  if (bytes == NULL)
+    {
+      if (error->domain == G_TLS_ERROR && self->init_task != NULL)
+        {
+          /* With TLS 1.3 the server judges our certificate after the
+           * handshake returned: its refusal arrives on the first read and
+           * is still a TLS error for the caller. */
+          init_fail (self, g_error_new (G_TLS_ERROR, error->code,
+                                        "TLS handshake with %s:%u failed: %s",
+                                        self->settings.host, self->settings.port,
+                                        error->message));
+        }
+      else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          g_debug ("read failed: %s", error->message);
+          carehare_protocol_abort (self->protocol, error);
+        }
+    }
+  else if (g_bytes_get_size (bytes) == 0)
+    {
+      g_autoptr(GError) eof = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                                                   "the server closed the socket");
+      carehare_protocol_abort (self->protocol, eof);
+    }
+  else
+    {
+      gsize size;
+      const guint8 *buf = g_bytes_get_data (bytes, &size);
+
+      if (carehare_protocol_receive (self->protocol, buf, size, g_get_monotonic_time ()))
+        start_read (self);
+    }
+  update (self);
+}
+
+static void
+start_read (CarehareConnection *self)
+{
+  g_input_stream_read_bytes_async (g_io_stream_get_input_stream (self->stream),
+                                   READ_SIZE, G_PRIORITY_DEFAULT, self->io_cancellable,
+                                   read_done_cb, io_data_new (self, NULL));
+}
+
+static gboolean
+timer_dispatch (GSource     *source,
+                GSourceFunc  callback,
+                gpointer     user_data)
+{
+  CarehareConnection *self = user_data;
+
+  g_source_set_ready_time (source, -1);
+  carehare_protocol_tick (self->protocol, g_get_monotonic_time ());
+  update (self);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs timer_funcs = {
+  .dispatch = timer_dispatch,
+};
+
+/* ---- protocol callbacks -------------------------------------------------- */
+
+static void
+force_close (CarehareConnection *self)
+{
+  self->force_close = TRUE;
+  if (self->io_cancellable != NULL)
+    g_cancellable_cancel (self->io_cancellable);
+  update (self);
+}
+
+static gboolean
+linger_cb (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+
+  g_clear_pointer (&self->linger, g_source_unref);
+  if (!self->stream_closing)
+    g_debug ("the last frames were not written in %u ms: closing the socket", LINGER_MS);
+  force_close (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+protocol_finished_cb (CarehareProtocol *protocol,
+                      const GError     *error,
+                      gpointer          user_data)
+{
+  CarehareConnection *self = user_data;
+
+  if (self->is_closed)
+    return;
+  self->is_closed = TRUE;
+
+  if (error != NULL)
+    g_debug ("connection to %s closed: %s", self->redacted_uri, error->message);
+  else
+    g_debug ("connection to %s closed", self->redacted_uri);
+
+  /* A peer that stopped reading must not keep the socket open: the last
+   * frames get a bounded time, and none after a heartbeat timeout. */
+  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR))
+    force_close (self);
+  else if (self->linger == NULL && self->stream != NULL)
+    {
+      self->linger = g_timeout_source_new (LINGER_MS);
+      g_source_set_callback (self->linger, linger_cb, self, NULL);
+      g_source_set_static_name (self->linger, "[carehare] linger");
+      g_source_attach (self->linger, self->context);
+    }
+
+  /* Before initialisation completed nobody has seen this object. */
+  if (self->initialized)
+    {
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_IS_CLOSED]);
+      g_signal_emit (self, signals[SIGNAL_CLOSED], 0, error);
+    }
+  update (self);
+}
+
+static void
+protocol_blocked_cb (CarehareProtocol *protocol,
+                     gboolean          blocked,
+                     const char       *reason,
+                     gpointer          user_data)
+{
+  CarehareConnection *self = user_data;
+
+  g_debug ("connection %s%s%s", blocked ? "blocked" : "unblocked",
+           reason != NULL ? ": " : "", reason != NULL ? reason : "");
+  if (self->is_blocked == blocked)
+    return;
+  self->is_blocked = blocked;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_IS_BLOCKED]);
+}
+
+static const CarehareProtocolCallbacks protocol_callbacks = {
+  .finished = protocol_finished_cb,
+  .blocked_changed = protocol_blocked_cb,
+};
+
+/* ---- initialisation ------------------------------------------------------ */
+
+static void
+init_cleanup (CarehareConnection *self)
+{
+  if (self->init_user_cancellable != NULL)
+    g_cancellable_disconnect (self->init_user_cancellable, self->init_cancelled_id);
+  self->init_cancelled_id = 0;
+  g_clear_object (&self->init_user_cancellable);
+  g_clear_object (&self->init_cancellable);
+  if (self->init_timeout != NULL)
+    {
+      g_source_destroy (self->init_timeout);
+      g_clear_pointer (&self->init_timeout, g_source_unref);
+    }
+  if (self->init_cancel_source != NULL)
+    {
+      g_source_destroy (self->init_cancel_source);
+      g_clear_pointer (&self->init_cancel_source, g_source_unref);
+    }
+}
+
+/* Completes initialisation with @error (taken), translating our own
+ * cancellation into the timeout or the caller's cancellation. */
+static void
+init_fail (CarehareConnection *self,
+           GError             *error)
+{
+  g_autoptr(GTask) task = g_steal_pointer (&self->init_task);
+
+  if (task == NULL)
+    {
+      g_error_free (error);
+      return;
+    }
+
+  if (self->init_timed_out)
+    {
+      g_error_free (error);
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           "Connecting to %s timed out after %u ms",
+                           self->redacted_uri, self->connect_timeout_ms);
+    }
+  else if (self->init_user_cancellable != NULL &&
+           g_cancellable_is_cancelled (self->init_user_cancellable) &&
+           !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_error_free (error);
+      error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
+    }
+  init_cleanup (self);
+
+  if (self->protocol != NULL && !carehare_protocol_is_finished (self->protocol))
+    carehare_protocol_abort (self->protocol, error);
+  if (self->io_cancellable != NULL)
+    g_cancellable_cancel (self->io_cancellable);
+  if (self->stream != NULL && !self->stream_closing)
+    {
+      self->stream_closing = TRUE;
+      g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL,
+                               stream_closed_cb, io_data_new (self, NULL));
+    }
+  g_task_return_error (task, error);
+}
+
+static void
+handshake_done_cb (CarehareProtocolOp   *op,
+                   const CarehareMethod *reply,
+                   const GError         *error,
+                   gpointer              user_data)
+{
+  CarehareConnection *self = user_data;
+  g_autoptr(GTask) task = NULL;
+
+  if (error != NULL)
+    {
+      init_fail (self, g_error_copy (error));
+      return;
+    }
+
+  task = g_steal_pointer (&self->init_task);
+  init_cleanup (self);
+  self->initialized = TRUE;
+  g_debug ("connected to %s: heartbeat %u s, frame_max %u, channel_max %u",
+           self->redacted_uri,
+           carehare_protocol_get_heartbeat (self->protocol),
+           carehare_protocol_get_frame_max (self->protocol),
+           carehare_protocol_get_channel_max (self->protocol));
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HEARTBEAT]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FRAME_MAX]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHANNEL_MAX]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SERVER_PROPERTIES]);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+stream_ready (CarehareConnection *self,
+              GIOStream          *stream)
+{
+  CarehareProtocolConfig config = { 0 };
+  g_autofree char *platform = NULL;
+
+  self->stream = stream;
+  self->io_cancellable = g_cancellable_new ();
+
+  platform = g_strdup_printf ("GLib %u.%u.%u", glib_major_version, glib_minor_version,
+                              glib_micro_version);
+  config.username = self->settings.username;
+  config.password = self->settings.password;
+  config.vhost = self->settings.vhost;
+  config.mechanism = self->settings.auth_mechanism;
+  config.heartbeat = self->settings.heartbeat;
+  config.channel_max = self->settings.channel_max;
+  config.frame_max = self->settings.frame_max;
+  config.connection_name = self->settings.connection_name;
+  config.product = "carehare-glib";
+  config.version = CAREHARE_VERSION_S;
+  config.platform = platform;
+  config.close_timeout_us = CLOSE_TIMEOUT_US;
+  self->protocol = carehare_protocol_new (&config, &protocol_callbacks, self);
+
+  self->timer = g_source_new (&timer_funcs, sizeof (GSource));
+  g_source_set_callback (self->timer, NULL, self, NULL);
+  g_source_set_static_name (self->timer, "[carehare] heartbeat");
+  g_source_set_ready_time (self->timer, -1);
+  g_source_attach (self->timer, self->context);
+
+  carehare_protocol_start (self->protocol, g_get_monotonic_time (), handshake_done_cb, self);
+  start_read (self);
+  update (self);
+}
+
+static char *
+describe_certificate_errors (GTlsCertificateFlags flags)
+{
+  static const struct {
+    GTlsCertificateFlags flag;
+    const char *text;
+  } reasons[] = {
+    { G_TLS_CERTIFICATE_UNKNOWN_CA, "it is not signed by a trusted certificate authority" },
+    { G_TLS_CERTIFICATE_BAD_IDENTITY, "it does not match the server's host name" },
+    { G_TLS_CERTIFICATE_NOT_ACTIVATED, "it is not valid yet" },
+    { G_TLS_CERTIFICATE_EXPIRED, "it has expired" },
+    { G_TLS_CERTIFICATE_REVOKED, "it has been revoked" },
+    { G_TLS_CERTIFICATE_INSECURE, "its algorithm is insecure" },
+    { G_TLS_CERTIFICATE_GENERIC_ERROR, "it could not be validated" },
+  };
+  GString *text = g_string_new (NULL);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (reasons); i++)
+    if (flags & reasons[i].flag)
+      {
+        if (text->len > 0)
+          g_string_append (text, "; ");
+        g_string_append (text, reasons[i].text);
+      }
+  return g_string_free (text, FALSE);
+}
+
+static gboolean
+accept_certificate_cb (GTlsConnection       *conn,
+                       GTlsCertificate      *peer_cert,
+                       GTlsCertificateFlags  errors,
+                       gpointer              user_data)
+{
+  CarehareConnection *self = user_data;
+
+  if (self->settings.verify == CAREHARE_TLS_VERIFY_NONE)
+    return TRUE;  /* verify=verify_none: the user asked for no checks */
+
+  self->tls_errors = errors;
+  return FALSE;
+}
+
+static void
+tls_handshake_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(CarehareConnection) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error))
+    {
+      g_signal_handlers_disconnect_by_data (source, self);
+      g_object_unref (source);
+      if (g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE) &&
+          self->tls_errors != 0)
+        {
+          g_autofree char *why = describe_certificate_errors (self->tls_errors);
+          init_fail (self, g_error_new (G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE,
+                                        "The TLS certificate of %s:%u was refused: %s",
+                                        self->settings.host, self->settings.port, why));
+        }
+      else
+        init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
+                                      self->settings.host, self->settings.port, error->message));
+      return;
+    }
+  g_signal_handlers_disconnect_by_data (source, self);
+  stream_ready (self, G_IO_STREAM (source));
+}
+
+static void
+socket_connected_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  g_autoptr(CarehareConnection) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketConnection) conn = NULL;
+  g_autoptr(GSocketConnectable) identity = NULL;
+  GIOStream *tls;
+  const char *server_name;
+
+  conn = g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
+  if (conn == NULL)
+    {
+      init_fail (self, g_error_new (error->domain, error->code,
+                                    "Cannot connect to %s:%u: %s", self->settings.host,
+                                    self->settings.port, error->message));
+      return;
+    }
+
+  /* AMQP frames are small and latency matters. */
+  g_socket_set_option (g_socket_connection_get_socket (conn), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+
+  if (!self->settings.tls)
+    {
+      stream_ready (self, G_IO_STREAM (g_steal_pointer (&conn)));
+      return;
+    }
+
+  /* server_name_indication=disable: neither SNI nor a host name check, as
+   * in RabbitMQ's Erlang client; the chain is still verified. */
+  server_name = self->settings.server_name_indication != NULL
+                ? self->settings.server_name_indication : self->settings.host;
+  if (!self->settings.server_name_indication_disabled)
+    identity = g_network_address_new (server_name, self->settings.port);
+  tls = g_tls_client_connection_new (G_IO_STREAM (conn), identity, &error);
+  if (tls == NULL)
+    {
+      init_fail (self, g_steal_pointer (&error));
+      return;
+    }
+
+  if (self->tls_database != NULL)
+    g_tls_connection_set_database (G_TLS_CONNECTION (tls), self->tls_database);
+  else if (self->settings.cacertfile != NULL)
+    {
+      g_autoptr(GTlsDatabase) db = g_tls_file_database_new (self->settings.cacertfile, &error);
+
+      if (db == NULL)
+        {
+          g_object_unref (tls);
+          init_fail (self, g_error_new (error->domain, error->code,
+                                        "Cannot load cacertfile %s: %s",
+                                        self->settings.cacertfile, error->message));
+          return;
+        }
+      g_tls_connection_set_database (G_TLS_CONNECTION (tls), db);
+    }
+
+  if (self->tls_certificate != NULL)
+    g_tls_connection_set_certificate (G_TLS_CONNECTION (tls), self->tls_certificate);
+  else if (self->settings.certfile != NULL)
+    {
+      g_autoptr(GTlsCertificate) cert = NULL;
+
+      cert = g_tls_certificate_new_from_files (self->settings.certfile,
+                                               self->settings.keyfile, &error);
+      if (cert == NULL)
+        {
+          g_object_unref (tls);
+          init_fail (self, g_error_new (error->domain, error->code,
+                                        "Cannot load certfile %s / keyfile %s: %s",
+                                        self->settings.certfile, self->settings.keyfile,
+                                        error->message));
+          return;
+        }
+      g_tls_connection_set_certificate (G_TLS_CONNECTION (tls), cert);
+    }
+
+  g_signal_connect (tls, "accept-certificate", G_CALLBACK (accept_certificate_cb), self);
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
+                                    self->init_cancellable, tls_handshake_cb,
+                                    g_object_ref (self));
+}
+
+static gboolean
+init_timeout_cb (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+
+  g_clear_pointer (&self->init_timeout, g_source_unref);
+  self->init_timed_out = TRUE;
+  g_debug ("connecting to %s timed out", self->redacted_uri);
+
+  /* Before the socket is ready the cancellable stops GIO; after, the
+   * protocol is waiting for the server. */
+  if (self->stream == NULL)
+    g_cancellable_cancel (self->init_cancellable);
+  else
+    init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "timed out"));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+init_cancelled_cb (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  GCancellable *ours = user_data;
+
+  /* May run in any thread: only pass it on. */
+  g_cancellable_cancel (ours);
+}
+
+static gboolean
+init_cancelled_after_socket_cb (GCancellable *cancellable,
+                                gpointer      user_data)
+{
+  CarehareConnection *self = user_data;
+
+  /* Before the socket is up, GIO's own operations see the cancellation. */
+  if (self->init_task != NULL && self->stream != NULL)
+    init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                          "Operation was cancelled"));
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+carehare_connection_init_async (GAsyncInitable      *initable,
+                                int                  io_priority,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  CarehareConnection *self = CAREHARE_CONNECTION (initable);
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GSocketClient) client = NULL;
+  g_autoptr(GSocketConnectable) address = NULL;
+  GError *error = NULL;
+  guint timeout_ms;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_connection_init_async);
+
+  if (self->init_task != NULL || self->protocol != NULL)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                               "The connection is already initialised");
+      return;
+    }
+
+  if (self->uri == NULL)
+    {
+      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI,
+                               "No URI given: set the \"uri\" property to amqp://... or amqps://...");
+      return;
+    }
+
+  carehare_uri_settings_clear (&self->settings);
+  if (!carehare_uri_parse (self->uri, &self->settings, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  g_free (self->redacted_uri);
+  self->redacted_uri = carehare_uri_redact (self->uri);
+
+  if (self->connect_timeout_ms > 0)
+    timeout_ms = self->connect_timeout_ms;
+  else if (self->settings.connection_timeout_ms >= 0)
+    timeout_ms = (guint) MIN (self->settings.connection_timeout_ms, G_MAXUINT);
+  else
+    timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+  self->connect_timeout_ms = timeout_ms;
+
+  self->init_task = g_steal_pointer (&task);
+  self->init_cancellable = g_cancellable_new ();
+  if (cancellable != NULL)
+    {
+      self->init_user_cancellable = g_object_ref (cancellable);
+      self->init_cancelled_id = g_cancellable_connect (cancellable,
+                                                       G_CALLBACK (init_cancelled_cb),
+                                                       g_object_ref (self->init_cancellable),
+                                                       g_object_unref);
+    }
+  if (timeout_ms > 0)
+    {
+      self->init_timeout = g_timeout_source_new (timeout_ms);
+      g_source_set_callback (self->init_timeout, init_timeout_cb, self, NULL);
+      g_source_set_static_name (self->init_timeout, "[carehare] connect timeout");
+      g_source_attach (self->init_timeout, self->context);
+    }
+  /* Cancellation after the socket is up ends the AMQP handshake: watch our
+   * own cancellable from this context. */
+  self->init_cancel_source = g_cancellable_source_new (self->init_cancellable);
+  g_source_set_callback (self->init_cancel_source,
+                         G_SOURCE_FUNC (init_cancelled_after_socket_cb), self, NULL);
+  g_source_set_static_name (self->init_cancel_source, "[carehare] connect cancelled");
+  g_source_attach (self->init_cancel_source, self->context);
+
+  client = g_socket_client_new ();
+  /* The desktop's proxy settings describe web traffic; applying them to a
+   * broker connection would send AMQP to an HTTP proxy. (It also keeps
+   * libproxy, and its thread, out of the process.) */
+  g_socket_client_set_enable_proxy (client, FALSE);
+  address = g_network_address_new (self->settings.host, self->settings.port);
+  g_debug ("connecting to %s", self->redacted_uri);
+  g_socket_client_connect_async (client, address, self->init_cancellable,
+                                 socket_connected_cb, g_object_ref (self));
+}
+
+static gboolean
+carehare_connection_init_finish (GAsyncInitable  *initable,
+                                 GAsyncResult    *result,
+                                 GError         **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, initable), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static void
+carehare_connection_async_initable_iface_init (GAsyncInitableIface *iface)
+{
+  iface->init_async = carehare_connection_init_async;
+  iface->init_finish = carehare_connection_init_finish;
+}
+
+/* ---- GObject ------------------------------------------------------------- */
+
+static void
+carehare_connection_dispose (GObject *object)
+{
+  CarehareConnection *self = CAREHARE_CONNECTION (object);
+
+  if (self->protocol != NULL)
+    {
+      /* Nobody is listening any more: the protocol fails what is left. */
+      carehare_protocol_free (g_steal_pointer (&self->protocol));
+    }
+  if (self->io_cancellable != NULL)
+    g_cancellable_cancel (self->io_cancellable);
+  if (self->timer != NULL)
+    {
+      g_source_destroy (self->timer);
+      g_clear_pointer (&self->timer, g_source_unref);
+    }
+  if (self->flush_source != NULL)
+    {
+      g_source_destroy (self->flush_source);
+      g_clear_pointer (&self->flush_source, g_source_unref);
+    }
+  if (self->linger != NULL)
+    {
+      g_source_destroy (self->linger);
+      g_clear_pointer (&self->linger, g_source_unref);
+    }
+  init_cleanup (self);
+
+  G_OBJECT_CLASS (carehare_connection_parent_class)->dispose (object);
+}
+
+static void
+carehare_connection_finalize (GObject *object)
+{
+  CarehareConnection *self = CAREHARE_CONNECTION (object);
+
+  g_assert (self->timer == NULL);
+  g_assert (self->flush_source == NULL);
+  g_assert (self->linger == NULL);
+  g_assert (self->init_task == NULL);
+
+  g_clear_object (&self->stream);
+  g_clear_object (&self->io_cancellable);
+  g_clear_object (&self->tls_database);
+  g_clear_object (&self->tls_certificate);
+  if (self->uri != NULL)
+    memset (self->uri, 0, strlen (self->uri));
+  g_free (self->uri);
+  g_free (self->redacted_uri);
+  carehare_uri_settings_clear (&self->settings);
+  g_ptr_array_unref (self->close_tasks);
+  g_main_context_unref (self->context);
+
+  G_OBJECT_CLASS (carehare_connection_parent_class)->finalize (object);
+}
+
+static void
+carehare_connection_get_property (GObject    *object,
+                                  guint       prop_id,
+                                  GValue     *value,
+                                  GParamSpec *pspec)
+{
+  CarehareConnection *self = CAREHARE_CONNECTION (object);
+
+  switch (prop_id)
+    {
+    case PROP_TLS_DATABASE:
+      g_value_set_object (value, self->tls_database);
+      break;
+    case PROP_TLS_CERTIFICATE:
+      g_value_set_object (value, self->tls_certificate);
+      break;
+    case PROP_CONNECT_TIMEOUT:
+      g_value_set_uint (value, self->connect_timeout_ms);
+      break;
+    case PROP_HEARTBEAT:
+      g_value_set_uint (value, carehare_connection_get_heartbeat (self));
+      break;
+    case PROP_FRAME_MAX:
+      g_value_set_uint (value, carehare_connection_get_frame_max (self));
+      break;
+    case PROP_CHANNEL_MAX:
+      g_value_set_uint (value, carehare_connection_get_channel_max (self));
+      break;
+    case PROP_SERVER_PROPERTIES:
+      g_value_set_variant (value, carehare_connection_get_server_properties (self));
+      break;
+    case PROP_IS_CLOSED:
+      g_value_set_boolean (value, carehare_connection_get_is_closed (self));
+      break;
+    case PROP_IS_BLOCKED:
+      g_value_set_boolean (value, carehare_connection_get_is_blocked (self));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+carehare_connection_set_property (GObject      *object,
+                                  guint         prop_id,
+                                  const GValue *value,
+                                  GParamSpec   *pspec)
+{
+  CarehareConnection *self = CAREHARE_CONNECTION (object);
+
+  switch (prop_id)
+    {
+    case PROP_URI:
+      g_free (self->uri);
+      self->uri = g_value_dup_string (value);
+      break;
+    case PROP_TLS_DATABASE:
+      g_set_object (&self->tls_database, g_value_get_object (value));
+      break;
+    case PROP_TLS_CERTIFICATE:
+      g_set_object (&self->tls_certificate, g_value_get_object (value));
+      break;
+    case PROP_CONNECT_TIMEOUT:
+      self->connect_timeout_ms = g_value_get_uint (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+carehare_connection_class_init (CarehareConnectionClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = carehare_connection_dispose;
+  object_class->finalize = carehare_connection_finalize;
+  object_class->get_property = carehare_connection_get_property;
+  object_class->set_property = carehare_connection_set_property;
+
+  /**
+   * CarehareConnection:uri:
+   *
+   * The broker's URI, `amqp://user:password@host:port/vhost?params` or
+   * `amqps://...`; see the URI reference for every parameter. Write-only:
+   * it may hold a password, so it is never read back.
+   */
+  properties[PROP_URI] =
+    g_param_spec_string ("uri", NULL, NULL, NULL,
+                         G_PARAM_WRITABLE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:tls-database:
+   *
+   * The certificate authorities to trust for an `amqps://` connection,
+   * instead of the system's (or the URI's `cacertfile`).
+   */
+  properties[PROP_TLS_DATABASE] =
+    g_param_spec_object ("tls-database", NULL, NULL, G_TYPE_TLS_DATABASE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:tls-certificate:
+   *
+   * The client certificate (with its private key) to present for an
+   * `amqps://` connection, instead of the URI's `certfile`/`keyfile`.
+   */
+  properties[PROP_TLS_CERTIFICATE] =
+    g_param_spec_object ("tls-certificate", NULL, NULL, G_TYPE_TLS_CERTIFICATE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:connect-timeout:
+   *
+   * How long, in milliseconds, connecting may take in all: TCP, TLS and the
+   * AMQP handshake together. 0 takes the URI's `connection_timeout`, or 30
+   * seconds. Past it, initialisation fails with %G_IO_ERROR_TIMED_OUT.
+   */
+  properties[PROP_CONNECT_TIMEOUT] =
+    g_param_spec_uint ("connect-timeout", NULL, NULL, 0, G_MAXUINT, 0,
+                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:heartbeat:
+   *
+   * The negotiated heartbeat interval in seconds; 0 when disabled.
+   */
+  properties[PROP_HEARTBEAT] =
+    g_param_spec_uint ("heartbeat", NULL, NULL, 0, G_MAXUINT16, 0,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:frame-max:
+   *
+   * The negotiated largest frame size in bytes.
+   */
+  properties[PROP_FRAME_MAX] =
+    g_param_spec_uint ("frame-max", NULL, NULL, 0, G_MAXUINT32, 0,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:channel-max:
+   *
+   * The negotiated number of channels; it bounds how many operations run
+   * at once (more wait for a channel).
+   */
+  properties[PROP_CHANNEL_MAX] =
+    g_param_spec_uint ("channel-max", NULL, NULL, 0, G_MAXUINT16, 0,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:server-properties:
+   *
+   * What the server said of itself in Connection.Start (`product`,
+   * `version`, `capabilities`...), as an `a{sv}` dictionary.
+   */
+  properties[PROP_SERVER_PROPERTIES] =
+    g_param_spec_variant ("server-properties", NULL, NULL, G_VARIANT_TYPE_VARDICT, NULL,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:is-closed:
+   *
+   * Whether the connection is closed, by us or otherwise.
+   */
+  properties[PROP_IS_CLOSED] =
+    g_param_spec_boolean ("is-closed", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:is-blocked:
+   *
+   * Whether the broker has stopped reading from this connection
+   * (connection.blocked, for example on a memory or disk alarm).
+   */
+  properties[PROP_IS_BLOCKED] =
+    g_param_spec_boolean ("is-blocked", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * CarehareConnection::closed:
+   * @self: the connection
+   * @error: (nullable): why it closed, or %NULL when the program closed it
+   *
+   * Emitted once, when the connection closes: closed by the program
+   * (@error is %NULL), by the server (%CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER
+   * with the reply code), by the heartbeat monitor
+   * (%CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR), or by a
+   * socket error or end of file (%CAREHARE_ERROR_CONNECTION_CLOSED).
+   */
+  signals[SIGNAL_CLOSED] =
+    g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
+}
+
+static void
+carehare_connection_init (CarehareConnection *self)
+{
+  self->context = g_main_context_ref_thread_default ();
+  self->close_tasks = g_ptr_array_new ();
+}
+
+/* ---- public API: creation and state -------------------------------------- */
+
+/**
+ * carehare_connection_new_async:
+ * @uri: the broker's URI (`amqp://...` or `amqps://...`)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when connected or failed
+ * @user_data: data for @callback
+ *
+ * Connects to a broker: TCP, TLS for `amqps://`, and the AMQP handshake.
+ * Fails with %CAREHARE_ERROR_INVALID_URI for a bad URI,
+ * %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER for a refused login (403) or
+ * unknown vhost (530), %G_TLS_ERROR for certificate problems,
+ * %G_IO_ERROR_TIMED_OUT past the connect timeout, or the socket's
+ * %G_IO_ERROR.
+ */
+void
+carehare_connection_new_async (const char          *uri,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  g_return_if_fail (uri != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, cancellable,
+                              callback, user_data, "uri", uri, NULL);
+}
+
+/**
+ * carehare_connection_new_finish:
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: (transfer full): the connection, or %NULL with @error set
+ */
+CarehareConnection *
+carehare_connection_new_finish (GAsyncResult  *result,
+                                GError       **error)
+{
+  g_autoptr(GObject) source = g_async_result_get_source_object (result);
+  GObject *object;
+
+  object = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, error);
+  return object != NULL ? CAREHARE_CONNECTION (object) : NULL;
+}
+
+/**
+ * carehare_connection_get_heartbeat:
+ * @self: a connection
+ *
+ * Returns: the negotiated heartbeat interval in seconds, 0 if disabled
+ */
+guint
+carehare_connection_get_heartbeat (CarehareConnection *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
+  return self->protocol != NULL ? carehare_protocol_get_heartbeat (self->protocol) : 0;
+}
+
+/**
+ * carehare_connection_get_frame_max:
+ * @self: a connection
+ *
+ * Returns: the negotiated largest frame size in bytes
+ */
+guint
+carehare_connection_get_frame_max (CarehareConnection *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
+  return self->protocol != NULL ? carehare_protocol_get_frame_max (self->protocol) : 0;
+}
+
+/**
+ * carehare_connection_get_channel_max:
+ * @self: a connection
+ *
+ * Returns: the negotiated number of channels
+ */
+guint
+carehare_connection_get_channel_max (CarehareConnection *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
+  return self->protocol != NULL ? carehare_protocol_get_channel_max (self->protocol) : 0;
+}
+
+/**
+ * carehare_connection_get_server_properties:
+ * @self: a connection
+ *
+ * Returns: (transfer none) (nullable): the server's properties as `a{sv}`
+ */
+GVariant *
+carehare_connection_get_server_properties (CarehareConnection *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
+  return self->protocol != NULL ? carehare_protocol_get_server_properties (self->protocol) : NULL;
+}
+
+/**
+ * carehare_connection_get_is_closed:
+ * @self: a connection
+ *
+ * Returns: whether the connection is closed
+ */
+gboolean
+carehare_connection_get_is_closed (CarehareConnection *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), TRUE);
+  return self->is_closed || self->protocol == NULL;
+}
+
+/**
+ * carehare_connection_get_is_blocked:
+ * @self: a connection
+ *
+ * Returns: whether the broker has blocked this connection
+ */
+gboolean
+carehare_connection_get_is_blocked (CarehareConnection *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), FALSE);
+  return self->is_blocked;
+}
+
+/* ---- public API: close --------------------------------------------------- */
+
+static void
+close_done_cb (CarehareProtocolOp   *op,
+               const CarehareMethod *reply,
+               const GError         *error,
+               gpointer              user_data)
+{
+  GTask *task = user_data;
+  CarehareConnection *self = g_task_get_source_object (task);
+
+  if (error != NULL)
+    g_task_set_task_data (task, g_error_copy (error), (GDestroyNotify) g_error_free);
+  if (self->stream_closed || self->stream == NULL)
+    {
+      if (error != NULL)
+        g_task_return_error (task, g_error_copy (error));
+      else
+        g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+      return;
+    }
+  /* Completes when the socket is closed. */
+  g_ptr_array_add (self->close_tasks, task);
+}
+
+/**
+ * carehare_connection_close_async:
+ * @self: a connection
+ * @cancellable: (nullable): ignored: closing always runs to the end
+ * @callback: (scope async) (nullable): called when the socket is closed
+ * @user_data: data for @callback
+ *
+ * Closes the connection: sends Connection.Close, waits a bounded time for
+ * the server's Close-Ok, and closes the socket. Every pending operation
+ * fails at once with %CAREHARE_ERROR_CONNECTION_CLOSED. Calling it again,
+ * or after the connection closed by itself, is fine.
+ */
+void
+carehare_connection_close_async (CarehareConnection  *self,
+                                 GCancellable        *cancellable,
+                                 GAsyncReadyCallback  callback,
+                                 gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_connection_close_async);
+  g_task_set_check_cancellable (task, FALSE);
+
+  if (self->protocol == NULL)
+    {
+      g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+      return;
+    }
+  carehare_protocol_close (self->protocol, g_get_monotonic_time (), close_done_cb, task);
+  update (self);
+}
+
+/**
+ * carehare_connection_close_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if we closed the connection; %FALSE with the cause if the
+ *   server or the heartbeat monitor had closed it first
+ */
+gboolean
+carehare_connection_close_finish (CarehareConnection  *self,
+                                  GAsyncResult        *result,
+                                  GError             **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == carehare_connection_close_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* ---- public API: operations ---------------------------------------------- */
+
+typedef struct {
+  CarehareProtocolOp *op;        /* while pending */
+  gboolean done;
+  GCancellable *cancellable;     /* owned */
+  gulong cancelled_id;
+  char *queue;                   /* declare-ok */
+  guint message_count;
+  guint consumer_count;
+} RpcData;
+
+static void
+rpc_data_free (RpcData *data)
+{
+  g_clear_object (&data->cancellable);
+  g_free (data->queue);
+  g_free (data);
+}
+
+static void
+rpc_done_cb (CarehareProtocolOp   *op,
+             const CarehareMethod *reply,
+             const GError         *error,
+             gpointer              user_data)
+{
+  GTask *task = user_data;
+  RpcData *data = g_task_get_task_data (task);
+
+  data->op = NULL;
+  data->done = TRUE;
+  if (data->cancelled_id != 0)
+    {
+      g_cancellable_disconnect (data->cancellable, data->cancelled_id);
+      data->cancelled_id = 0;
+    }
+
+  if (error != NULL)
+    g_task_return_error (task, g_error_copy (error));
+  else
+    {
+      switch (reply->id)
+        {
+        case CAREHARE_METHOD_QUEUE_DECLARE_OK:
+          data->queue = g_strdup (reply->queue_declare_ok.queue);
+          data->message_count = reply->queue_declare_ok.message_count;
+          data->consumer_count = reply->queue_declare_ok.consumer_count;
+          break;
+        case CAREHARE_METHOD_QUEUE_DELETE_OK:
+          data->message_count = reply->queue_delete_ok.message_count;
+          break;
+        case CAREHARE_METHOD_QUEUE_PURGE_OK:
+          data->message_count = reply->queue_purge_ok.message_count;
+          break;
+        default:
+          break;
+        }
+      g_task_return_boolean (task, TRUE);
+    }
+  g_object_unref (task);
+}
+
+static gboolean
+rpc_cancel_idle_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  RpcData *data = g_task_get_task_data (task);
+  CarehareConnection *self = g_task_get_source_object (task);
+
+  if (data->op != NULL && self->protocol != NULL)
+    {
+      carehare_protocol_cancel (self->protocol, data->op);
+      update (self);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+rpc_cancelled_cb (GCancellable *cancellable,
+                  gpointer      user_data)
+{
+  GTask *task = user_data;
+  CarehareConnection *self = g_task_get_source_object (task);
+  g_autoptr(GSource) idle = g_idle_source_new ();
+
+  /* May run in any thread, and inside the cancellable's lock: defer the
+   * work to our context. */
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+  g_source_set_callback (idle, rpc_cancel_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_set_static_name (idle, "[carehare] cancel");
+  g_source_attach (idle, self->context);
+}
+
+/* Runs @method on a pooled channel for a new task. @method's pointers are
+ * borrowed: it is encoded before this returns. */
+static void
+start_rpc (CarehareConnection   *self,
+           gpointer              source_tag,
+           const CarehareMethod *method,
+           guint32               reply_id,
+           GCancellable         *cancellable,
+           GAsyncReadyCallback   callback,
+           gpointer              user_data)
+{
+  GTask *task;
+  RpcData *data;
+  CarehareProtocolOp *op;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  data = g_new0 (RpcData, 1);
+  g_task_set_task_data (task, data, (GDestroyNotify) rpc_data_free);
+
+  if (self->protocol == NULL)
+    {
+      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                               "Connection closed: it was never opened");
+      g_object_unref (task);
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_object_unref (task);
+      return;
+    }
+
+  /* The protocol holds the task's reference until it completes the op,
+   * which may happen before this returns (connection already closed). */
+  op = carehare_protocol_rpc (self->protocol, method, reply_id, rpc_done_cb, task);
+  if (!data->done)
+    {
+      data->op = op;
+      if (cancellable != NULL)
+        {
+          data->cancellable = g_object_ref (cancellable);
+          data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (rpc_cancelled_cb),
+                                                      g_object_ref (task), g_object_unref);
+        }
+    }
+  update (self);
+}
+
+static RpcData *
+finish_rpc (CarehareConnection  *self,
+            GAsyncResult        *result,
+            gpointer             source_tag,
+            GError             **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, NULL);
+
+  if (!g_task_propagate_boolean (G_TASK (result), error))
+    return NULL;
+  return g_task_get_task_data (G_TASK (result));
+}
+
+/* Table arguments may arrive floating (a GVariant built for the call). */
+static GVariant *
+sink_arguments (GVariant *arguments)
+{
+  return arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
+}
+
+#define ARGUMENTS_OK(arguments) \
+  ((arguments) == NULL || g_variant_is_of_type ((arguments), G_VARIANT_TYPE ("a{s*}")))
+
+/**
+ * carehare_connection_queue_declare_async:
+ * @self: a connection
+ * @queue: the queue's name, or "" for a server-named queue
+ * @flags: passive, durable, exclusive, auto-delete
+ * @arguments: (nullable): optional arguments as `a{sv}` (`x-message-ttl`,
+ *   `x-max-length`, `x-overflow`, `x-queue-type`...)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Declares a queue (Queue.Declare) on a channel of its own. A server error,
+ * such as 406 PRECONDITION_FAILED for different flags or arguments or 404
+ * NOT_FOUND for a passive declare of a missing queue, fails it with
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER.
+ */
+void
+carehare_connection_queue_declare_async (CarehareConnection  *self,
+                                         const char          *queue,
+                                         CarehareQueueFlags   flags,
+                                         GVariant            *arguments,
+                                         GCancellable        *cancellable,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DECLARE };
+  g_autoptr(GVariant) args = NULL;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  args = sink_arguments (arguments);
+  m.queue_declare.queue = (char *) queue;
+  m.queue_declare.passive = (flags & CAREHARE_QUEUE_FLAGS_PASSIVE) != 0;
+  m.queue_declare.durable = (flags & CAREHARE_QUEUE_FLAGS_DURABLE) != 0;
+  m.queue_declare.exclusive = (flags & CAREHARE_QUEUE_FLAGS_EXCLUSIVE) != 0;
+  m.queue_declare.auto_delete = (flags & CAREHARE_QUEUE_FLAGS_AUTO_DELETE) != 0;
+  m.queue_declare.arguments = args;
+  start_rpc (self, carehare_connection_queue_declare_async, &m,
+             CAREHARE_METHOD_QUEUE_DECLARE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_declare_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @message_count: (out) (optional): messages ready in the queue
+ * @consumer_count: (out) (optional): consumers of the queue
+ * @error: return location for an error
+ *
+ * Returns: (transfer full): the queue's name (chosen by the server when
+ *   declared as ""), or %NULL with @error set
+ */
+char *
+carehare_connection_queue_declare_finish (CarehareConnection  *self,
+                                          GAsyncResult        *result,
+                                          guint               *message_count,
+                                          guint               *consumer_count,
+                                          GError             **error)
+{
+  RpcData *data = finish_rpc (self, result, carehare_connection_queue_declare_async, error);
+
+  if (data == NULL)
+    return NULL;
+  if (message_count != NULL)
+    *message_count = data->message_count;
+  if (consumer_count != NULL)
+    *consumer_count = data->consumer_count;
+  return g_strdup (data->queue);
+}
+
+/**
+ * carehare_connection_queue_delete_async:
+ * @self: a connection
+ * @queue: the queue's name
+ * @flags: if-unused, if-empty
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Deletes a queue (Queue.Delete). With a flag whose condition does not hold
+ * it fails with 406 PRECONDITION_FAILED.
+ */
+void
+carehare_connection_queue_delete_async (CarehareConnection       *self,
+                                        const char               *queue,
+                                        CarehareQueueDeleteFlags  flags,
+                                        GCancellable             *cancellable,
+                                        GAsyncReadyCallback       callback,
+                                        gpointer                  user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DELETE };
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+
+  m.queue_delete.queue = (char *) queue;
+  m.queue_delete.if_unused = (flags & CAREHARE_QUEUE_DELETE_FLAGS_IF_UNUSED) != 0;
+  m.queue_delete.if_empty = (flags & CAREHARE_QUEUE_DELETE_FLAGS_IF_EMPTY) != 0;
+  start_rpc (self, carehare_connection_queue_delete_async, &m,
+             CAREHARE_METHOD_QUEUE_DELETE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_delete_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @message_count: (out) (optional): how many messages the queue held
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the queue was deleted
+ */
+gboolean
+carehare_connection_queue_delete_finish (CarehareConnection  *self,
+                                         GAsyncResult        *result,
+                                         guint               *message_count,
+                                         GError             **error)
+{
+  RpcData *data = finish_rpc (self, result, carehare_connection_queue_delete_async, error);
+
+  if (data == NULL)
+    return FALSE;
+  if (message_count != NULL)
+    *message_count = data->message_count;
+  return TRUE;
+}
+
+/**
+ * carehare_connection_queue_purge_async:
+ * @self: a connection
+ * @queue: the queue's name
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Removes every ready message from a queue (Queue.Purge).
+ */
+void
+carehare_connection_queue_purge_async (CarehareConnection  *self,
+                                       const char          *queue,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_PURGE };
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+
+  m.queue_purge.queue = (char *) queue;
+  start_rpc (self, carehare_connection_queue_purge_async, &m,
+             CAREHARE_METHOD_QUEUE_PURGE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_purge_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @message_count: (out) (optional): how many messages were removed
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the queue was purged
+ */
+gboolean
+carehare_connection_queue_purge_finish (CarehareConnection  *self,
+                                        GAsyncResult        *result,
+                                        guint               *message_count,
+                                        GError             **error)
+{
+  RpcData *data = finish_rpc (self, result, carehare_connection_queue_purge_async, error);
+
+  if (data == NULL)
+    return FALSE;
+  if (message_count != NULL)
+    *message_count = data->message_count;
+  return TRUE;
+}
+
+static void
+queue_bind_common (CarehareConnection  *self,
+                   gboolean             bind,
+                   const char          *queue,
+                   const char          *exchange,
+                   const char          *routing_key,
+                   GVariant            *arguments,
+                   GCancellable        *cancellable,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data)
+{
+  CarehareMethod m = { 0 };
+  g_autoptr(GVariant) args = sink_arguments (arguments);
+
+  if (bind)
+    {
+      m.id = CAREHARE_METHOD_QUEUE_BIND;
+      m.queue_bind.queue = (char *) queue;
+      m.queue_bind.exchange = (char *) exchange;
+      m.queue_bind.routing_key = (char *) routing_key;
+      m.queue_bind.arguments = args;
+      start_rpc (self, carehare_connection_queue_bind_async, &m,
+                 CAREHARE_METHOD_QUEUE_BIND_OK, cancellable, callback, user_data);
+    }
+  else
+    {
+      m.id = CAREHARE_METHOD_QUEUE_UNBIND;
+      m.queue_unbind.queue = (char *) queue;
+      m.queue_unbind.exchange = (char *) exchange;
+      m.queue_unbind.routing_key = (char *) routing_key;
+      m.queue_unbind.arguments = args;
+      start_rpc (self, carehare_connection_queue_unbind_async, &m,
+                 CAREHARE_METHOD_QUEUE_UNBIND_OK, cancellable, callback, user_data);
+    }
+}
+
+/**
+ * carehare_connection_queue_bind_async:
+ * @self: a connection
+ * @queue: the queue's name
+ * @exchange: the exchange to bind it to
+ * @routing_key: the binding key
+ * @arguments: (nullable): binding arguments as `a{sv}` (for headers exchanges)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Binds a queue to an exchange (Queue.Bind).
+ */
+void
+carehare_connection_queue_bind_async (CarehareConnection  *self,
+                                      const char          *queue,
+                                      const char          *exchange,
+                                      const char          *routing_key,
+                                      GVariant            *arguments,
+                                      GCancellable        *cancellable,
+                                      GAsyncReadyCallback  callback,
+                                      gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  queue_bind_common (self, TRUE, queue, exchange, routing_key, arguments,
+                     cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_bind_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the queue was bound
+ */
+gboolean
+carehare_connection_queue_bind_finish (CarehareConnection  *self,
+                                       GAsyncResult        *result,
+                                       GError             **error)
+{
+  return finish_rpc (self, result, carehare_connection_queue_bind_async, error) != NULL;
+}
+
+/**
+ * carehare_connection_queue_unbind_async:
+ * @self: a connection
+ * @queue: the queue's name
+ * @exchange: the exchange it is bound to
+ * @routing_key: the binding key
+ * @arguments: (nullable): the binding's arguments as `a{sv}`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Removes a binding between a queue and an exchange (Queue.Unbind).
+ */
+void
+carehare_connection_queue_unbind_async (CarehareConnection  *self,
+                                        const char          *queue,
+                                        const char          *exchange,
+                                        const char          *routing_key,
+                                        GVariant            *arguments,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  queue_bind_common (self, FALSE, queue, exchange, routing_key, arguments,
+                     cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_unbind_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the binding was removed
+ */
+gboolean
+carehare_connection_queue_unbind_finish (CarehareConnection  *self,
+                                         GAsyncResult        *result,
+                                         GError             **error)
+{
+  return finish_rpc (self, result, carehare_connection_queue_unbind_async, error) != NULL;
+}
+
+/**
+ * carehare_connection_exchange_declare_async:
+ * @self: a connection
+ * @exchange: the exchange's name
+ * @type: `direct`, `fanout`, `topic`, `headers` or a plugin's type
+ * @flags: passive, durable, auto-delete, internal
+ * @arguments: (nullable): optional arguments as `a{sv}`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Declares an exchange (Exchange.Declare).
+ */
+void
+carehare_connection_exchange_declare_async (CarehareConnection    *self,
+                                            const char            *exchange,
+                                            const char            *type,
+                                            CarehareExchangeFlags  flags,
+                                            GVariant              *arguments,
+                                            GCancellable          *cancellable,
+                                            GAsyncReadyCallback    callback,
+                                            gpointer               user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_EXCHANGE_DECLARE };
+  g_autoptr(GVariant) args = NULL;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (type != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  args = sink_arguments (arguments);
+  m.exchange_declare.exchange = (char *) exchange;
+  m.exchange_declare.type = (char *) type;
+  m.exchange_declare.passive = (flags & CAREHARE_EXCHANGE_FLAGS_PASSIVE) != 0;
+  m.exchange_declare.durable = (flags & CAREHARE_EXCHANGE_FLAGS_DURABLE) != 0;
+  m.exchange_declare.auto_delete = (flags & CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE) != 0;
+  m.exchange_declare.internal = (flags & CAREHARE_EXCHANGE_FLAGS_INTERNAL) != 0;
+  m.exchange_declare.arguments = args;
+  start_rpc (self, carehare_connection_exchange_declare_async, &m,
+             CAREHARE_METHOD_EXCHANGE_DECLARE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_exchange_declare_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the exchange exists as declared
+ */
+gboolean
+carehare_connection_exchange_declare_finish (CarehareConnection  *self,
+                                             GAsyncResult        *result,
+                                             GError             **error)
+{
+  return finish_rpc (self, result, carehare_connection_exchange_declare_async, error) != NULL;
+}
+
+/**
+ * carehare_connection_exchange_delete_async:
+ * @self: a connection
+ * @exchange: the exchange's name
+ * @flags: if-unused
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Deletes an exchange (Exchange.Delete).
+ */
+void
+carehare_connection_exchange_delete_async (CarehareConnection          *self,
+                                           const char                  *exchange,
+                                           CarehareExchangeDeleteFlags  flags,
+                                           GCancellable                *cancellable,
+                                           GAsyncReadyCallback          callback,
+                                           gpointer                     user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_EXCHANGE_DELETE };
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (exchange != NULL);
+
+  m.exchange_delete.exchange = (char *) exchange;
+  m.exchange_delete.if_unused = (flags & CAREHARE_EXCHANGE_DELETE_FLAGS_IF_UNUSED) != 0;
+  start_rpc (self, carehare_connection_exchange_delete_async, &m,
+             CAREHARE_METHOD_EXCHANGE_DELETE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_exchange_delete_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the exchange was deleted
+ */
+gboolean
+carehare_connection_exchange_delete_finish (CarehareConnection  *self,
+                                            GAsyncResult        *result,
+                                            GError             **error)
+{
+  return finish_rpc (self, result, carehare_connection_exchange_delete_async, error) != NULL;
+}
+
+static void
+exchange_bind_common (CarehareConnection  *self,
+                      gboolean             bind,
+                      const char          *destination,
+                      const char          *source,
+                      const char          *routing_key,
+                      GVariant            *arguments,
+                      GCancellable        *cancellable,
+                      GAsyncReadyCallback  callback,
+                      gpointer             user_data)
+{
+  CarehareMethod m = { 0 };
+  g_autoptr(GVariant) args = sink_arguments (arguments);
+
+  if (bind)
+    {
+      m.id = CAREHARE_METHOD_EXCHANGE_BIND;
+      m.exchange_bind.destination = (char *) destination;
+      m.exchange_bind.source = (char *) source;
+      m.exchange_bind.routing_key = (char *) routing_key;
+      m.exchange_bind.arguments = args;
+      start_rpc (self, carehare_connection_exchange_bind_async, &m,
+                 CAREHARE_METHOD_EXCHANGE_BIND_OK, cancellable, callback, user_data);
+    }
+  else
+    {
+      m.id = CAREHARE_METHOD_EXCHANGE_UNBIND;
+      m.exchange_unbind.destination = (char *) destination;
+      m.exchange_unbind.source = (char *) source;
+      m.exchange_unbind.routing_key = (char *) routing_key;
+      m.exchange_unbind.arguments = args;
+      start_rpc (self, carehare_connection_exchange_unbind_async, &m,
+                 CAREHARE_METHOD_EXCHANGE_UNBIND_OK, cancellable, callback, user_data);
+    }
+}
+
+/**
+ * carehare_connection_exchange_bind_async:
+ * @self: a connection
+ * @destination: the exchange that receives the messages
+ * @source: the exchange the messages come from
+ * @routing_key: the binding key
+ * @arguments: (nullable): binding arguments as `a{sv}`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Binds an exchange to another (Exchange.Bind, a RabbitMQ extension).
+ */
+void
+carehare_connection_exchange_bind_async (CarehareConnection  *self,
+                                         const char          *destination,
+                                         const char          *source,
+                                         const char          *routing_key,
+                                         GVariant            *arguments,
+                                         GCancellable        *cancellable,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (destination != NULL);
+  g_return_if_fail (source != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  exchange_bind_common (self, TRUE, destination, source, routing_key, arguments,
+                        cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_exchange_bind_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the exchanges were bound
+ */
+gboolean
+carehare_connection_exchange_bind_finish (CarehareConnection  *self,
+                                          GAsyncResult        *result,
+                                          GError             **error)
+{
+  return finish_rpc (self, result, carehare_connection_exchange_bind_async, error) != NULL;
+}
+
+/**
+ * carehare_connection_exchange_unbind_async:
+ * @self: a connection
+ * @destination: the exchange that receives the messages
+ * @source: the exchange the messages come from
+ * @routing_key: the binding key
+ * @arguments: (nullable): the binding's arguments as `a{sv}`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Removes a binding between two exchanges (Exchange.Unbind).
+ */
+void
+carehare_connection_exchange_unbind_async (CarehareConnection  *self,
+                                           const char          *destination,
+                                           const char          *source,
+                                           const char          *routing_key,
+                                           GVariant            *arguments,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (destination != NULL);
+  g_return_if_fail (source != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  exchange_bind_common (self, FALSE, destination, source, routing_key, arguments,
+                        cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_exchange_unbind_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the binding was removed
+ */
+gboolean
+carehare_connection_exchange_unbind_finish (CarehareConnection  *self,
+                                            GAsyncResult        *result,
+                                            GError             **error)
+{
+  return finish_rpc (self, result, carehare_connection_exchange_unbind_async, error) != NULL;
+}

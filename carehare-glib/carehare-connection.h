@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#if !defined(__CAREHARE_GLIB_INSIDE__) && !defined(CAREHARE_COMPILATION)
+#error "Only <carehare-glib/carehare-glib.h> can be included directly."
+#endif
+
+#include <carehare-glib/carehare-macros.h>
+#include <carehare-glib/carehare-flags.h>
+
+G_BEGIN_DECLS
+
+#define CAREHARE_TYPE_CONNECTION (carehare_connection_get_type ())
+
+CAREHARE_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (CarehareConnection, carehare_connection, CAREHARE, CONNECTION, GObject)
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_new_async         (const char           *uri,
+                                                           GCancellable         *cancellable,
+                                                           GAsyncReadyCallback   callback,
+                                                           gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+CarehareConnection *carehare_connection_new_finish        (GAsyncResult         *result,
+                                                           GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+guint               carehare_connection_get_heartbeat     (CarehareConnection   *self);
+CAREHARE_AVAILABLE_IN_ALL
+guint               carehare_connection_get_frame_max     (CarehareConnection   *self);
+CAREHARE_AVAILABLE_IN_ALL
+guint               carehare_connection_get_channel_max   (CarehareConnection   *self);
+CAREHARE_AVAILABLE_IN_ALL
+GVariant           *carehare_connection_get_server_properties (CarehareConnection *self);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_get_is_closed     (CarehareConnection   *self);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_get_is_blocked    (CarehareConnection   *self);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_close_async       (CarehareConnection   *self,
+                                                           GCancellable         *cancellable,
+                                                           GAsyncReadyCallback   callback,
+                                                           gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_close_finish      (CarehareConnection   *self,
+                                                           GAsyncResult         *result,
+                                                           GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_queue_declare_async  (CarehareConnection   *self,
+                                                              const char           *queue,
+                                                              CarehareQueueFlags    flags,
+                                                              GVariant             *arguments,
+                                                              GCancellable         *cancellable,
+                                                              GAsyncReadyCallback   callback,
+                                                              gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+char               *carehare_connection_queue_declare_finish (CarehareConnection   *self,
+                                                              GAsyncResult         *result,
+                                                              guint                *message_count,
+                                                              guint                *consumer_count,
+                                                              GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_queue_delete_async   (CarehareConnection       *self,
+                                                              const char               *queue,
+                                                              CarehareQueueDeleteFlags  flags,
+                                                              GCancellable             *cancellable,
+                                                              GAsyncReadyCallback       callback,
+                                                              gpointer                  user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_queue_delete_finish  (CarehareConnection   *self,
+                                                              GAsyncResult         *result,
+                                                              guint                *message_count,
+                                                              GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_queue_purge_async    (CarehareConnection   *self,
+                                                              const char           *queue,
+                                                              GCancellable         *cancellable,
+                                                              GAsyncReadyCallback   callback,
+                                                              gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_queue_purge_finish   (CarehareConnection   *self,
+                                                              GAsyncResult         *result,
+                                                              guint                *message_count,
+                                                              GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_queue_bind_async     (CarehareConnection   *self,
+                                                              const char           *queue,
+                                                              const char           *exchange,
+                                                              const char           *routing_key,
+                                                              GVariant             *arguments,
+                                                              GCancellable         *cancellable,
+                                                              GAsyncReadyCallback   callback,
+                                                              gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_queue_bind_finish    (CarehareConnection   *self,
+                                                              GAsyncResult         *result,
+                                                              GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_queue_unbind_async   (CarehareConnection   *self,
+                                                              const char           *queue,
+                                                              const char           *exchange,
+                                                              const char           *routing_key,
+                                                              GVariant             *arguments,
+                                                              GCancellable         *cancellable,
+                                                              GAsyncReadyCallback   callback,
+                                                              gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_queue_unbind_finish  (CarehareConnection   *self,
+                                                              GAsyncResult         *result,
+                                                              GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_exchange_declare_async  (CarehareConnection    *self,
+                                                                 const char            *exchange,
+                                                                 const char            *type,
+                                                                 CarehareExchangeFlags  flags,
+                                                                 GVariant              *arguments,
+                                                                 GCancellable          *cancellable,
+                                                                 GAsyncReadyCallback    callback,
+                                                                 gpointer               user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_exchange_declare_finish (CarehareConnection    *self,
+                                                                 GAsyncResult          *result,
+                                                                 GError               **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_exchange_delete_async   (CarehareConnection          *self,
+                                                                 const char                  *exchange,
+                                                                 CarehareExchangeDeleteFlags  flags,
+                                                                 GCancellable                *cancellable,
+                                                                 GAsyncReadyCallback          callback,
+                                                                 gpointer                     user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_exchange_delete_finish  (CarehareConnection    *self,
+                                                                 GAsyncResult          *result,
+                                                                 GError               **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_exchange_bind_async     (CarehareConnection    *self,
+                                                                 const char            *destination,
+                                                                 const char            *source,
+                                                                 const char            *routing_key,
+                                                                 GVariant              *arguments,
+                                                                 GCancellable          *cancellable,
+                                                                 GAsyncReadyCallback    callback,
+                                                                 gpointer               user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_exchange_bind_finish    (CarehareConnection    *self,
+                                                                 GAsyncResult          *result,
+                                                                 GError               **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_exchange_unbind_async   (CarehareConnection    *self,
+                                                                 const char            *destination,
+                                                                 const char            *source,
+                                                                 const char            *routing_key,
+                                                                 GVariant              *arguments,
+                                                                 GCancellable          *cancellable,
+                                                                 GAsyncReadyCallback    callback,
+                                                                 gpointer               user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_exchange_unbind_finish  (CarehareConnection    *self,
+                                                                 GAsyncResult          *result,
+                                                                 GError               **error);
+
+G_END_DECLS
