@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "carehare-delivery.h"
+#include "carehare-wire.h"
+
+G_BEGIN_DECLS
+
+/* A delivery that takes over everything it is given, so that building one
+ * from a decoded basic.deliver and content header copies nothing:
+ * - @body: transfer full, not copied (the consumer hands over its slice);
+ * - @props: nullable (no properties); its members are taken and it is
+ *   zeroed; the CarehareProperties object is only built if asked for;
+ * - @exchange, @routing_key, @consumer_tag: transfer full, non-NULL (steal
+ *   them from the decoded CarehareBasicDeliver). */
+CarehareDelivery *carehare_delivery_new (GBytes                  *body,
+                                         CarehareBasicProperties *props,
+                                         guint64                  delivery_tag,
+                                         char                    *exchange,
+                                         char                    *routing_key,
+                                         gboolean                 redelivered,
+                                         char                    *consumer_tag);
+
+G_END_DECLS
