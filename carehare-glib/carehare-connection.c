@@ -15,10 +15,12 @@
  * server error, cancellation or connection closed), so no task is left
  * pending.
  */
-#include "carehare-connection.h"
+#include "carehare-connection-private.h"
 
+#include "carehare-consumer-private.h"
 #include "carehare-enum-types.h"
 #include "carehare-error-private.h"
+#include "carehare-properties-private.h"
 #include "carehare-protocol.h"
 #include "carehare-uri.h"
 #include "carehare-version.h"
@@ -130,7 +132,7 @@ enum {
   N_SIGNALS
 };
 
-static GParamSpec *properties[N_PROPS];
+static GParamSpec *obj_props[N_PROPS];
 static guint signals[N_SIGNALS];
 
 static void carehare_connection_async_initable_iface_init (GAsyncInitableIface *iface);
@@ -432,7 +434,7 @@ protocol_finished_cb (CarehareProtocol *protocol,
   /* Before initialisation completed nobody has seen this object. */
   if (self->initialized)
     {
-      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_IS_CLOSED]);
+      g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_IS_CLOSED]);
       g_signal_emit (self, signals[SIGNAL_CLOSED], 0, error);
     }
   update (self);
@@ -451,7 +453,7 @@ protocol_blocked_cb (CarehareProtocol *protocol,
   if (self->is_blocked == blocked)
     return;
   self->is_blocked = blocked;
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_IS_BLOCKED]);
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_IS_BLOCKED]);
 }
 
 static const CarehareProtocolCallbacks protocol_callbacks = {
@@ -547,10 +549,10 @@ handshake_done_cb (CarehareProtocolOp   *op,
            carehare_protocol_get_heartbeat (self->protocol),
            carehare_protocol_get_frame_max (self->protocol),
            carehare_protocol_get_channel_max (self->protocol));
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HEARTBEAT]);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FRAME_MAX]);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHANNEL_MAX]);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SERVER_PROPERTIES]);
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_HEARTBEAT]);
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_FRAME_MAX]);
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_CHANNEL_MAX]);
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_SERVER_PROPERTIES]);
   g_task_return_boolean (task, TRUE);
 }
 
@@ -1035,7 +1037,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * `amqps://...`; see the URI reference for every parameter. Write-only:
    * it may hold a password, so it is never read back.
    */
-  properties[PROP_URI] =
+  obj_props[PROP_URI] =
     g_param_spec_string ("uri", NULL, NULL, NULL,
                          G_PARAM_WRITABLE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
@@ -1045,7 +1047,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * The certificate authorities to trust for an `amqps://` connection,
    * instead of the system's (or the URI's `cacertfile`).
    */
-  properties[PROP_TLS_DATABASE] =
+  obj_props[PROP_TLS_DATABASE] =
     g_param_spec_object ("tls-database", NULL, NULL, G_TYPE_TLS_DATABASE,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
@@ -1055,7 +1057,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * The client certificate (with its private key) to present for an
    * `amqps://` connection, instead of the URI's `certfile`/`keyfile`.
    */
-  properties[PROP_TLS_CERTIFICATE] =
+  obj_props[PROP_TLS_CERTIFICATE] =
     g_param_spec_object ("tls-certificate", NULL, NULL, G_TYPE_TLS_CERTIFICATE,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
@@ -1066,7 +1068,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * AMQP handshake together. 0 takes the URI's `connection_timeout`, or 30
    * seconds. Past it, initialisation fails with %G_IO_ERROR_TIMED_OUT.
    */
-  properties[PROP_CONNECT_TIMEOUT] =
+  obj_props[PROP_CONNECT_TIMEOUT] =
     g_param_spec_uint ("connect-timeout", NULL, NULL, 0, G_MAXUINT, 0,
                        G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
@@ -1075,7 +1077,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    *
    * The negotiated heartbeat interval in seconds; 0 when disabled.
    */
-  properties[PROP_HEARTBEAT] =
+  obj_props[PROP_HEARTBEAT] =
     g_param_spec_uint ("heartbeat", NULL, NULL, 0, G_MAXUINT16, 0,
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
@@ -1084,7 +1086,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    *
    * The negotiated largest frame size in bytes.
    */
-  properties[PROP_FRAME_MAX] =
+  obj_props[PROP_FRAME_MAX] =
     g_param_spec_uint ("frame-max", NULL, NULL, 0, G_MAXUINT32, 0,
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
@@ -1094,7 +1096,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * The negotiated number of channels; it bounds how many operations run
    * at once (more wait for a channel).
    */
-  properties[PROP_CHANNEL_MAX] =
+  obj_props[PROP_CHANNEL_MAX] =
     g_param_spec_uint ("channel-max", NULL, NULL, 0, G_MAXUINT16, 0,
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
@@ -1104,7 +1106,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * What the server said of itself in Connection.Start (`product`,
    * `version`, `capabilities`...), as an `a{sv}` dictionary.
    */
-  properties[PROP_SERVER_PROPERTIES] =
+  obj_props[PROP_SERVER_PROPERTIES] =
     g_param_spec_variant ("server-properties", NULL, NULL, G_VARIANT_TYPE_VARDICT, NULL,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
@@ -1113,7 +1115,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    *
    * Whether the connection is closed, by us or otherwise.
    */
-  properties[PROP_IS_CLOSED] =
+  obj_props[PROP_IS_CLOSED] =
     g_param_spec_boolean ("is-closed", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
@@ -1123,11 +1125,11 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * Whether the broker has stopped reading from this connection
    * (connection.blocked, for example on a memory or disk alarm).
    */
-  properties[PROP_IS_BLOCKED] =
+  obj_props[PROP_IS_BLOCKED] =
     g_param_spec_boolean ("is-blocked", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
-  g_object_class_install_properties (object_class, N_PROPS, properties);
+  g_object_class_install_properties (object_class, N_PROPS, obj_props);
 
   /**
    * CarehareConnection::closed:
@@ -1453,6 +1455,58 @@ rpc_cancelled_cb (GCancellable *cancellable,
   g_source_attach (idle, self->context);
 }
 
+/* After a protocol op was started for @task (whose data is an RpcData):
+ * remember it for cancellation unless it already completed. */
+static void
+watch_op (CarehareConnection *self,
+          GTask              *task,
+          CarehareProtocolOp *op)
+{
+  RpcData *data = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+
+  if (!data->done)
+    {
+      data->op = op;
+      if (cancellable != NULL)
+        {
+          data->cancellable = g_object_ref (cancellable);
+          data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (rpc_cancelled_cb),
+                                                      g_object_ref (task), g_object_unref);
+        }
+    }
+  update (self);
+}
+
+/* A task for an operation, or NULL when it already failed (the connection
+ * never opened, or the cancellable was cancelled). */
+static GTask *
+op_task_new (CarehareConnection  *self,
+             gpointer             source_tag,
+             GCancellable        *cancellable,
+             GAsyncReadyCallback  callback,
+             gpointer             user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_task_data (task, g_new0 (RpcData, 1), (GDestroyNotify) rpc_data_free);
+
+  if (self->protocol == NULL)
+    {
+      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                               "Connection closed: it was never opened");
+      g_object_unref (task);
+      return NULL;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_object_unref (task);
+      return NULL;
+    }
+  return task;
+}
+
 /* Runs @method on a pooled channel for a new task. @method's pointers are
  * borrowed: it is encoded before this returns. */
 static void
@@ -1465,41 +1519,16 @@ start_rpc (CarehareConnection   *self,
            gpointer              user_data)
 {
   GTask *task;
-  RpcData *data;
   CarehareProtocolOp *op;
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  data = g_new0 (RpcData, 1);
-  g_task_set_task_data (task, data, (GDestroyNotify) rpc_data_free);
-
-  if (self->protocol == NULL)
-    {
-      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                               "Connection closed: it was never opened");
-      g_object_unref (task);
-      return;
-    }
-  if (g_task_return_error_if_cancelled (task))
-    {
-      g_object_unref (task);
-      return;
-    }
+  task = op_task_new (self, source_tag, cancellable, callback, user_data);
+  if (task == NULL)
+    return;
 
   /* The protocol holds the task's reference until it completes the op,
    * which may happen before this returns (connection already closed). */
   op = carehare_protocol_rpc (self->protocol, method, reply_id, rpc_done_cb, task);
-  if (!data->done)
-    {
-      data->op = op;
-      if (cancellable != NULL)
-        {
-          data->cancellable = g_object_ref (cancellable);
-          data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (rpc_cancelled_cb),
-                                                      g_object_ref (task), g_object_unref);
-        }
-    }
-  update (self);
+  watch_op (self, task, op);
 }
 
 static RpcData *
@@ -2077,4 +2106,210 @@ carehare_connection_exchange_unbind_finish (CarehareConnection  *self,
                                             GError             **error)
 {
   return finish_rpc (self, result, carehare_connection_exchange_unbind_async, error) != NULL;
+}
+
+/* ---- public API: publishing ---------------------------------------------- */
+
+/**
+ * carehare_connection_publish_async:
+ * @self: a connection
+ * @exchange: the exchange to publish to ("" for the default exchange)
+ * @routing_key: the routing key (the queue's name on the default exchange)
+ * @body: the message body
+ * @properties: (nullable): the message's properties
+ * @flags: %CAREHARE_PUBLISH_FLAGS_MANDATORY to fail unroutable messages
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the broker confirmed the message
+ * @user_data: data for @callback
+ *
+ * Publishes a message with publisher confirms: it completes when the
+ * broker has taken responsibility for it (basic.ack), or fails with
+ * %CAREHARE_ERROR_SERVER_SENT_NACK when the broker refused this message,
+ * %CAREHARE_ERROR_UNROUTABLE when it was published with
+ * %CAREHARE_PUBLISH_FLAGS_MANDATORY and no queue took it,
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER when the exchange's channel hit
+ * an error (for example 404 NOT_FOUND for a missing exchange), or
+ * %CAREHARE_ERROR_CONNECTION_CLOSED.
+ *
+ * Messages to one exchange go out in call order on one channel and are
+ * never interleaved. While the broker blocks the connection
+ * ([property@Carehare.Connection:is-blocked]), publishes wait and go out
+ * when it unblocks. Keep the number of publishes in flight bounded: each
+ * one holds its body until the broker confirms it is written.
+ *
+ * Cancelling a publish that is still waiting (for a channel, or for the
+ * broker to unblock the connection) drops it and completes it with
+ * %G_IO_ERROR_CANCELLED. Once its frames are written it cannot be
+ * recalled: cancelling then has no effect, and it completes with the
+ * broker's answer.
+ */
+void
+carehare_connection_publish_async (CarehareConnection   *self,
+                                   const char           *exchange,
+                                   const char           *routing_key,
+                                   GBytes               *body,
+                                   CarehareProperties   *properties,
+                                   CareharePublishFlags  flags,
+                                   GCancellable         *cancellable,
+                                   GAsyncReadyCallback   callback,
+                                   gpointer              user_data)
+{
+  CarehareBasicProperties basic;
+  CarehareProtocolOp *op;
+  GTask *task;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (body != NULL);
+  g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
+
+  task = op_task_new (self, carehare_connection_publish_async, cancellable, callback, user_data);
+  if (task == NULL)
+    return;
+
+  carehare_properties_to_basic (properties, &basic);
+  op = carehare_protocol_publish (self->protocol, exchange, routing_key, body, &basic,
+                                  (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0,
+                                  rpc_done_cb, task);
+  watch_op (self, task, op);
+}
+
+/**
+ * carehare_connection_publish_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE if the broker confirmed the message
+ */
+gboolean
+carehare_connection_publish_finish (CarehareConnection  *self,
+                                    GAsyncResult        *result,
+                                    GError             **error)
+{
+  return finish_rpc (self, result, carehare_connection_publish_async, error) != NULL;
+}
+
+/* ---- public API: consuming ----------------------------------------------- */
+
+static void
+consumer_started_cb (CarehareProtocolOp   *op,
+                     const CarehareMethod *reply,
+                     const GError         *error,
+                     gpointer              user_data)
+{
+  GTask *task = user_data;
+  CarehareConsumer *consumer = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+
+  if (error != NULL && cancellable != NULL && g_cancellable_is_cancelled (cancellable))
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
+  else if (error != NULL)
+    g_task_return_error (task, g_error_copy (error));
+  else
+    g_task_return_pointer (task, g_object_ref (consumer), g_object_unref);
+  _carehare_consumer_started (consumer);
+  g_object_unref (task);
+}
+
+/**
+ * carehare_connection_acking_consumer_async:
+ * @self: a connection
+ * @queue: the queue to consume from
+ * @prefetch_size: the most unacknowledged bytes the broker sends (0: no
+ *   limit; RabbitMQ supports only 0)
+ * @prefetch_count: the most unacknowledged messages the broker sends (0:
+ *   no limit)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the consumer is running
+ * @user_data: data for @callback
+ *
+ * Starts a consumer on a channel of its own. It completes once the broker
+ * confirmed it (basic.consume-ok), so a missing queue fails here with
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER 404 NOT_FOUND and another
+ * connection's exclusive queue with 403 ACCESS_REFUSED or 405
+ * RESOURCE_LOCKED.
+ *
+ * Every delivery must be acknowledged with [method@Carehare.Consumer.ack]
+ * or [method@Carehare.Consumer.nack]; the consumer holds at most
+ * @prefetch_count deliveries that [method@Carehare.Consumer.next_delivery_async]
+ * has not taken yet.
+ */
+void
+carehare_connection_acking_consumer_async (CarehareConnection  *self,
+                                           const char          *queue,
+                                           guint32              prefetch_size,
+                                           guint16              prefetch_count,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data)
+{
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  GTask *task;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_connection_acking_consumer_async);
+  if (self->protocol == NULL)
+    {
+      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                               "Connection closed: it was never opened");
+      g_object_unref (task);
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_object_unref (task);
+      return;
+    }
+
+  consumer = _carehare_consumer_new (self, queue);
+  g_task_set_task_data (task, g_object_ref (consumer), g_object_unref);
+  _carehare_consumer_start (consumer, prefetch_size, prefetch_count, cancellable,
+                            consumer_started_cb, task);
+  update (self);
+}
+
+/**
+ * carehare_connection_acking_consumer_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: (transfer full): the running consumer, or %NULL with @error set
+ */
+CarehareConsumer *
+carehare_connection_acking_consumer_finish (CarehareConnection  *self,
+                                            GAsyncResult        *result,
+                                            GError             **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+                        carehare_connection_acking_consumer_async, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- private ------------------------------------------------------------- */
+
+CarehareProtocol *
+_carehare_connection_get_protocol (CarehareConnection *self)
+{
+  return self->protocol;
+}
+
+GMainContext *
+_carehare_connection_get_context (CarehareConnection *self)
+{
+  return self->context;
+}
+
+void
+_carehare_connection_update (CarehareConnection *self)
+{
+  update (self);
 }

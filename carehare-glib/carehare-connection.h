@@ -7,6 +7,7 @@
 
 #include <carehare-glib/carehare-macros.h>
 #include <carehare-glib/carehare-flags.h>
+#include <carehare-glib/carehare-properties.h>
 
 G_BEGIN_DECLS
 
@@ -14,6 +15,8 @@ G_BEGIN_DECLS
 
 CAREHARE_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (CarehareConnection, carehare_connection, CAREHARE, CONNECTION, GObject)
+
+typedef struct _CarehareConsumer CarehareConsumer;
 
 CAREHARE_AVAILABLE_IN_ALL
 void                carehare_connection_new_async         (const char           *uri,
@@ -168,5 +171,33 @@ CAREHARE_AVAILABLE_IN_ALL
 gboolean            carehare_connection_exchange_unbind_finish  (CarehareConnection    *self,
                                                                  GAsyncResult          *result,
                                                                  GError               **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_publish_async   (CarehareConnection   *self,
+                                                         const char           *exchange,
+                                                         const char           *routing_key,
+                                                         GBytes               *body,
+                                                         CarehareProperties   *properties,
+                                                         CareharePublishFlags  flags,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_publish_finish  (CarehareConnection   *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_acking_consumer_async  (CarehareConnection   *self,
+                                                                const char           *queue,
+                                                                guint32               prefetch_size,
+                                                                guint16               prefetch_count,
+                                                                GCancellable         *cancellable,
+                                                                GAsyncReadyCallback   callback,
+                                                                gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+CarehareConsumer   *carehare_connection_acking_consumer_finish (CarehareConnection   *self,
+                                                                GAsyncResult         *result,
+                                                                GError              **error);
 
 G_END_DECLS

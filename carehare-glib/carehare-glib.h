@@ -9,5 +9,8 @@
 #include <carehare-glib/carehare-flags.h>
 #include <carehare-glib/carehare-enum-types.h>
 #include <carehare-glib/carehare-connection.h>
+#include <carehare-glib/carehare-properties.h>
+#include <carehare-glib/carehare-delivery.h>
+#include <carehare-glib/carehare-consumer.h>
 
 #undef __CAREHARE_GLIB_INSIDE__

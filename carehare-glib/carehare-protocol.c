@@ -42,7 +42,13 @@ typedef enum {
   OP_HANDSHAKE,
   OP_RPC,
   OP_CLOSE,
+  OP_PUBLISH,
+  OP_CONSUME,            /* a consumer's start */
+  OP_CONSUMER_CLOSE,
+  OP_PUBLISHER_OPEN,     /* internal: a publisher waiting for a channel */
 } OpKind;
+
+typedef struct _Publisher Publisher;
 
 struct _CarehareProtocolOp {
   OpKind kind;
@@ -55,6 +61,63 @@ struct _CarehareProtocolOp {
   CarehareMethod reply;    /* owned once done, if has_reply */
   gboolean has_reply;
   GError *error;           /* owned once done */
+
+  /* OP_PUBLISH: frame holds the method and header frames */
+  Publisher *publisher;    /* also OP_PUBLISHER_OPEN */
+  guint method_len;        /* where the header frame starts in frame */
+  GBytes *body;            /* owned until written */
+  char *routing_key;       /* owned: matches basic.return to its publish */
+  gboolean mandatory;
+  gboolean written;
+  guint64 seq;             /* delivery tag, once written */
+  GError *returned;        /* owned: basic.return arrived for it */
+
+  /* OP_CONSUME, OP_CONSUMER_CLOSE */
+  CarehareProtocolConsumer *consumer;  /* not owned */
+};
+
+/* A basic.deliver or basic.return and the content frames that follow it. */
+typedef struct {
+  gboolean active;         /* a content method arrived */
+  gboolean have_header;
+  CarehareMethod method;   /* owned */
+  CarehareBasicProperties props;  /* owned */
+  guint64 body_size;
+  GByteArray *body;        /* owned */
+} Content;
+
+struct _Publisher {
+  char *exchange;          /* owned; the key in publishers */
+  guint16 channel;         /* 0 until it has one */
+  CarehareProtocolOp open_op;  /* OP_PUBLISHER_OPEN; in waiting while it waits */
+  gboolean waiting;
+  guint64 next_seq;        /* delivery tag of the last publish written */
+  GQueue unwritten;        /* of CarehareProtocolOp *: waiting for a channel or unblock */
+  GQueue unconfirmed;      /* of CarehareProtocolOp *: written, ascending seq */
+  Content content;         /* a basic.return being received */
+};
+
+typedef enum {
+  CONSUMER_WAITING,        /* for a channel */
+  CONSUMER_STARTING,       /* Open, Qos, Consume sent */
+  CONSUMER_ACTIVE,
+  CONSUMER_CLOSING,        /* we sent Channel.Close */
+  CONSUMER_ENDED,
+} ConsumerState;
+
+struct _CarehareProtocolConsumer {
+  guint ref_count;
+  ConsumerState state;
+  char *queue;
+  guint32 prefetch_size;
+  guint16 prefetch_count;
+  char *tag;               /* from Consume-Ok */
+  guint16 channel;
+  CarehareProtocolConsumerCallbacks callbacks;  /* cleared by the owner's unref */
+  gpointer user_data;
+  CarehareProtocolOp *start_op;    /* pending start, not owned */
+  GPtrArray *close_ops;            /* pending closes, not owned */
+  Content content;
 };
 
 typedef enum {
@@ -64,15 +127,26 @@ typedef enum {
   CHANNEL_CLOSING,
 } ChannelState;
 
+typedef enum {
+  CHANNEL_KIND_RPC,
+  CHANNEL_KIND_PUBLISHER,
+  CHANNEL_KIND_CONSUMER,
+} ChannelKind;
+
 typedef struct {
   ChannelState state;
-  CarehareProtocolOp *op;  /* BUSY: the RPC running here (not owned) */
+  ChannelKind kind;
+  CarehareProtocolOp *op;  /* BUSY RPC: the RPC running here (not owned) */
+  Publisher *publisher;    /* PUBLISHER: owned by publishers */
+  CarehareProtocolConsumer *consumer;  /* CONSUMER: the protocol's ref is in consumers */
 } Channel;
 
 typedef enum {
   EVENT_OP_DONE,
   EVENT_FINISHED,
   EVENT_BLOCKED,
+  EVENT_DELIVERY,
+  EVENT_CONSUMER_CLOSED,
 } EventKind;
 
 typedef struct {
@@ -80,6 +154,9 @@ typedef struct {
   CarehareProtocolOp *op;  /* OP_DONE: owned */
   gboolean blocked;
   char *reason;
+  CarehareProtocolConsumer *consumer;  /* owned ref */
+  CarehareProtocolDelivery *delivery;  /* owned */
+  GError *error;                       /* owned */
 } Event;
 
 struct _CarehareProtocol {
@@ -100,6 +177,7 @@ struct _CarehareProtocol {
   gint want_channel_max;
   gint64 want_frame_max;
   gint64 close_timeout_us;
+  guint64 max_body_size;
 
   /* negotiated */
   guint16 heartbeat;
@@ -121,7 +199,9 @@ struct _CarehareProtocol {
   guint n_open_channels;
   guint16 free_hint;
   GQueue idle;             /* of GUINT_TO_POINTER (channel id) */
-  GQueue waiting;          /* of CarehareProtocolOp *, not owned */
+  GQueue waiting;          /* of CarehareProtocolOp * (RPC, CONSUME, PUBLISHER_OPEN), not owned */
+  GHashTable *publishers;  /* exchange -> owned Publisher * */
+  GPtrArray *consumers;    /* the protocol's refs on live consumers */
 
   GError *finish_error;    /* why it finished; NULL if we closed it */
   gboolean finish_reported;
@@ -131,6 +211,10 @@ struct _CarehareProtocol {
 };
 
 static void fail_everything (CarehareProtocol *self, const GError *cause);
+static void consumer_unref_internal (CarehareProtocolConsumer *consumer);
+static void publisher_fail_ops (CarehareProtocol *self, Publisher *pub, GError *error);
+static void consumer_end (CarehareProtocol *self, CarehareProtocolConsumer *consumer, GError *error);
+static void publisher_free (Publisher *pub);
 
 /* ---- plumbing ------------------------------------------------------------ */
 
@@ -163,9 +247,25 @@ leave (CarehareProtocol *self)
             if (op->has_reply)
               carehare_method_clear (&op->reply);
             g_clear_error (&op->error);
+            g_clear_error (&op->returned);
             g_clear_pointer (&op->frame, g_byte_array_unref);
+            g_clear_pointer (&op->body, g_bytes_unref);
+            g_free (op->routing_key);
             g_free (op);
           }
+          break;
+        case EVENT_DELIVERY:
+          if (ev->consumer->callbacks.delivery != NULL)
+            ev->consumer->callbacks.delivery (ev->consumer, g_steal_pointer (&ev->delivery),
+                                              ev->consumer->user_data);
+          g_clear_pointer (&ev->delivery, carehare_protocol_delivery_free);
+          consumer_unref_internal (ev->consumer);
+          break;
+        case EVENT_CONSUMER_CLOSED:
+          if (ev->consumer->callbacks.closed != NULL)
+            ev->consumer->callbacks.closed (ev->consumer, ev->error, ev->consumer->user_data);
+          g_clear_error (&ev->error);
+          consumer_unref_internal (ev->consumer);
           break;
         case EVENT_FINISHED:
           if (self->callbacks.finished != NULL)
@@ -313,7 +413,13 @@ fail_everything (CarehareProtocol *self,
     }
 
   while ((op = g_queue_pop_head (&self->waiting)) != NULL)
-    complete (self, op, NULL, closed_error_for (cause));
+    {
+      /* Publishers and consumers are failed as a whole below. */
+      if (op->kind == OP_PUBLISHER_OPEN)
+        op->publisher->waiting = FALSE;
+      else if (op->kind != OP_CONSUME)
+        complete (self, op, NULL, closed_error_for (cause));
+    }
 
   if (self->channels != NULL)
     {
@@ -329,6 +435,22 @@ fail_everything (CarehareProtocol *self,
     }
   g_queue_clear (&self->idle);
   self->n_open_channels = 0;
+
+  if (self->publishers != NULL)
+    {
+      GHashTableIter iter;
+      Publisher *pub;
+
+      g_hash_table_iter_init (&iter, self->publishers);
+      while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &pub))
+        {
+          publisher_fail_ops (self, pub, closed_error_for (cause));
+          g_hash_table_iter_remove (&iter);
+        }
+    }
+
+  while (self->consumers != NULL && self->consumers->len > 0)
+    consumer_end (self, g_ptr_array_index (self->consumers, 0), closed_error_for (cause));
 }
 
 /* We found the server's bytes unacceptable: say so with Connection.Close
@@ -435,6 +557,12 @@ carehare_protocol_new (const CarehareProtocolConfig    *config,
    * server that sends more before Tune is not one we want. */
   self->frame_max = CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX;
 
+  self->max_body_size = config->max_body_size > 0 ? config->max_body_size
+                                                   : CAREHARE_PROTOCOL_MAX_BODY_SIZE;
+  self->publishers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                            (GDestroyNotify) publisher_free);
+  self->consumers = g_ptr_array_new ();
+
   self->in = g_byte_array_new ();
   self->out = g_byte_array_new ();
   self->close_ops = g_ptr_array_new ();
@@ -475,6 +603,8 @@ carehare_protocol_free (CarehareProtocol *self)
   g_byte_array_unref (self->in);
   g_byte_array_unref (self->out);
   g_ptr_array_unref (self->close_ops);
+  g_hash_table_unref (self->publishers);
+  g_ptr_array_unref (self->consumers);
   g_free (self->channels);
   g_queue_clear (&self->idle);
   g_clear_error (&self->finish_error);
@@ -696,6 +826,7 @@ send_rpc (CarehareProtocol   *self,
   Channel *ch = &self->channels[channel];
 
   ch->state = CHANNEL_BUSY;
+  ch->kind = CHANNEL_KIND_RPC;
   ch->op = op;
   op->channel = channel;
   /* The frame was encoded for channel 0; its bytes 1-2 are the channel. */
@@ -721,10 +852,10 @@ allocate_channel_id (CarehareProtocol *self)
   return 0;
 }
 
-/* Starts @op on a pooled channel, a new one, or queues it. */
-static void
-dispatch_rpc (CarehareProtocol   *self,
-              CarehareProtocolOp *op)
+/* A channel for new work: an idle pooled one, or a new id (for which
+ * Channel.Open is queued, pipelined with what follows). 0 if none. */
+static guint16
+acquire_channel (CarehareProtocol *self)
 {
   guint16 id = GPOINTER_TO_UINT (g_queue_pop_head (&self->idle));
 
@@ -734,15 +865,48 @@ dispatch_rpc (CarehareProtocol   *self,
 
       id = allocate_channel_id (self);
       if (id == 0)
-        {
-          g_queue_push_tail (&self->waiting, op);
-          return;
-        }
+        return 0;
       self->n_open_channels++;
-      /* Pipelined: Open and the request go out together. */
       append_method (self, id, &open);
     }
-  send_rpc (self, id, op);
+  self->channels[id].state = CHANNEL_BUSY;
+  return id;
+}
+
+static void publisher_start (CarehareProtocol *self, Publisher *pub, guint16 id);
+static void consumer_start (CarehareProtocol *self, CarehareProtocolConsumer *consumer, guint16 id);
+
+/* Starts @op (an RPC, a consumer's start or a publisher's channel) on a
+ * channel, or queues it until one is available. */
+static void
+dispatch (CarehareProtocol   *self,
+          CarehareProtocolOp *op)
+{
+  guint16 id = acquire_channel (self);
+
+  if (id == 0)
+    {
+      g_queue_push_tail (&self->waiting, op);
+      if (op->kind == OP_PUBLISHER_OPEN)
+        op->publisher->waiting = TRUE;
+      return;
+    }
+
+  switch (op->kind)
+    {
+    case OP_RPC:
+      send_rpc (self, id, op);
+      break;
+    case OP_PUBLISHER_OPEN:
+      op->publisher->waiting = FALSE;
+      publisher_start (self, op->publisher, id);
+      break;
+    case OP_CONSUME:
+      consumer_start (self, op->consumer, id);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
 }
 
 /* Channel @id is usable again (idle) or its id is free: hand it to the
@@ -751,18 +915,13 @@ static void
 channel_available (CarehareProtocol *self,
                    guint16           id)
 {
-  CarehareProtocolOp *waiter;
-
   if (self->channels[id].state == CHANNEL_IDLE)
     g_queue_push_tail (&self->idle, GUINT_TO_POINTER (id));
 
   while (self->state == STATE_OPEN &&
          !g_queue_is_empty (&self->waiting) &&
          (!g_queue_is_empty (&self->idle) || self->n_open_channels < self->channel_max))
-    {
-      waiter = g_queue_pop_head (&self->waiting);
-      dispatch_rpc (self, waiter);
-    }
+    dispatch (self, g_queue_pop_head (&self->waiting));
 }
 
 static void
@@ -773,10 +932,514 @@ release_channel (CarehareProtocol *self,
 
   g_queue_remove (&self->idle, GUINT_TO_POINTER (id));
   ch->state = CHANNEL_FREE;
+  ch->kind = CHANNEL_KIND_RPC;
   ch->op = NULL;
+  ch->publisher = NULL;
+  ch->consumer = NULL;
   g_assert (self->n_open_channels > 0);
   self->n_open_channels--;
   channel_available (self, id);
+}
+
+/* ---- content ------------------------------------------------------------- */
+
+static void
+content_clear (Content *content)
+{
+  if (content->active)
+    carehare_method_clear (&content->method);
+  carehare_basic_properties_clear (&content->props);
+  g_clear_pointer (&content->body, g_byte_array_unref);
+  memset (content, 0, sizeof *content);
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+static void
+publisher_free (Publisher *pub)
+{
+  g_assert (g_queue_is_empty (&pub->unwritten));
+  g_assert (g_queue_is_empty (&pub->unconfirmed));
+  content_clear (&pub->content);
+  g_free (pub->exchange);
+  g_free (pub);
+}
+
+/* Completes every publish of @pub with a copy of @error (taken). */
+static void
+publisher_fail_ops (CarehareProtocol *self,
+                    Publisher        *pub,
+                    GError           *error)
+{
+  CarehareProtocolOp *op;
+
+  while ((op = g_queue_pop_head (&pub->unconfirmed)) != NULL)
+    complete (self, op, NULL, g_error_copy (error));
+  while ((op = g_queue_pop_head (&pub->unwritten)) != NULL)
+    complete (self, op, NULL, g_error_copy (error));
+  if (pub->waiting)
+    {
+      g_queue_remove (&self->waiting, &pub->open_op);
+      pub->waiting = FALSE;
+    }
+  g_error_free (error);
+}
+
+static void
+write_publish (CarehareProtocol   *self,
+               Publisher          *pub,
+               CarehareProtocolOp *op)
+{
+  guint8 *frame = op->frame->data;
+  gsize size = 0;
+  const guint8 *body = op->body != NULL ? g_bytes_get_data (op->body, &size) : NULL;
+  gsize chunk = self->frame_max - CAREHARE_FRAME_OVERHEAD;
+
+  /* Method and header frames were encoded for channel 0. */
+  frame[1] = frame[op->method_len + 1] = pub->channel >> 8;
+  frame[2] = frame[op->method_len + 2] = pub->channel & 0xff;
+  g_byte_array_append (self->out, frame, op->frame->len);
+  for (gsize offset = 0; offset < size; offset += chunk)
+    carehare_wire_append_body_frame (self->out, pub->channel, body + offset,
+                                     MIN (chunk, size - offset));
+
+  g_clear_pointer (&op->frame, g_byte_array_unref);
+  g_clear_pointer (&op->body, g_bytes_unref);
+  op->written = TRUE;
+  op->seq = ++pub->next_seq;
+  g_queue_push_tail (&pub->unconfirmed, op);
+}
+
+/* Writes what waits, unless the broker blocked us or there is no channel
+ * yet. */
+static void
+publisher_flush (CarehareProtocol *self,
+                 Publisher        *pub)
+{
+  CarehareProtocolOp *op;
+
+  if (pub->channel == 0 || self->blocked)
+    return;
+  while ((op = g_queue_pop_head (&pub->unwritten)) != NULL)
+    write_publish (self, pub, op);
+}
+
+static void
+publisher_start (CarehareProtocol *self,
+                 Publisher        *pub,
+                 guint16           id)
+{
+  Channel *ch = &self->channels[id];
+  CarehareMethod select = { .id = CAREHARE_METHOD_CONFIRM_SELECT };
+
+  ch->kind = CHANNEL_KIND_PUBLISHER;
+  ch->publisher = pub;
+  pub->channel = id;
+  pub->next_seq = 0;
+  /* Publishes may follow Confirm.Select at once: the broker reads in
+   * order, and numbers them from 1 after Select. */
+  append_method (self, id, &select);
+  publisher_flush (self, pub);
+}
+
+/* The broker closed the channel of @pub (or @pub's work is over): fail
+ * what is pending and forget it, so the next publish opens a new one. */
+static void
+publisher_end (CarehareProtocol *self,
+               Publisher        *pub,
+               GError           *error)
+{
+  publisher_fail_ops (self, pub, error);
+  g_hash_table_remove (self->publishers, pub->exchange);
+}
+
+static CarehareProtocolOp *
+find_unconfirmed (Publisher *pub,
+                  guint64    seq)
+{
+  for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
+    {
+      CarehareProtocolOp *op = l->data;
+
+      if (op->seq == seq)
+        return op;
+      if (op->seq > seq)
+        break;
+    }
+  return NULL;
+}
+
+static GError *
+publish_result (CarehareProtocolOp *op,
+                gboolean            ack)
+{
+  if (op->returned != NULL)
+    return g_steal_pointer (&op->returned);
+  if (!ack)
+    return g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_SERVER_SENT_NACK,
+                                "The broker refused the message (basic.nack): for "
+                                "example a full queue with x-overflow=reject-publish");
+  return NULL;
+}
+
+static void
+handle_confirm (CarehareProtocol *self,
+                Publisher        *pub,
+                guint32           method_id,
+                guint64           tag,
+                gboolean          multiple)
+{
+  gboolean ack = method_id == CAREHARE_METHOD_BASIC_ACK;
+  CarehareProtocolOp *op;
+
+  if (multiple)
+    {
+      gboolean any = FALSE;
+
+      while ((op = g_queue_peek_head (&pub->unconfirmed)) != NULL && op->seq <= tag)
+        {
+          g_queue_pop_head (&pub->unconfirmed);
+          complete (self, op, NULL, publish_result (op, ack));
+          any = TRUE;
+        }
+      /* multiple=true for tags already confirmed one by one is legal. */
+      if (any || tag <= pub->next_seq)
+        return;
+    }
+  else if ((op = find_unconfirmed (pub, tag)) != NULL)
+    {
+      g_queue_remove (&pub->unconfirmed, op);
+      complete (self, op, NULL, publish_result (op, ack));
+      return;
+    }
+
+  fail_unexpected (self, 503, method_id, "%s for delivery tag %" G_GUINT64_FORMAT
+                   " on channel %u, which was never published or already confirmed",
+                   carehare_method_name (method_id), tag, pub->channel);
+}
+
+/* basic.return: RabbitMQ sends it before the ack of the message it
+ * returns. It names no delivery tag, so match it to the oldest unconfirmed
+ * mandatory publish with the same routing key: routing depends on the key
+ * (and, for headers exchanges, on headers that were in the same order). */
+static void
+handle_return (CarehareProtocol *self,
+               Publisher        *pub,
+               Content          *content)
+{
+  const CarehareBasicReturn *ret = &content->method.basic_return;
+
+  for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
+    {
+      CarehareProtocolOp *op = l->data;
+      g_autofree char *what = NULL;
+
+      if (!op->mandatory || op->returned != NULL ||
+          g_strcmp0 (op->routing_key, ret->routing_key) != 0)
+        continue;
+      what = g_strdup_printf ("Message returned by the broker: exchange '%s', routing key '%s'",
+                              pub->exchange, ret->routing_key);
+      op->returned = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE, what,
+                                                    ret->reply_code, ret->reply_text);
+      return;
+    }
+  g_debug ("basic.return for routing key '%s' matches no pending mandatory publish",
+           ret->routing_key);
+}
+
+CarehareProtocolOp *
+carehare_protocol_publish (CarehareProtocol               *self,
+                           const char                     *exchange,
+                           const char                     *routing_key,
+                           GBytes                         *body,
+                           const CarehareBasicProperties  *properties,
+                           gboolean                        mandatory,
+                           CarehareProtocolOpCallback      callback,
+                           gpointer                        user_data)
+{
+  CarehareMethod publish = { .id = CAREHARE_METHOD_BASIC_PUBLISH };
+  CarehareProtocolOp *op;
+  GError *error = NULL;
+  gsize size = body != NULL ? g_bytes_get_size (body) : 0;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (exchange != NULL, NULL);
+  g_return_val_if_fail (routing_key != NULL, NULL);
+  g_return_val_if_fail (callback != NULL, NULL);
+
+  enter (self);
+  op = op_new (OP_PUBLISH, callback, user_data);
+  op->frame = g_byte_array_new ();
+  op->mandatory = mandatory;
+
+  publish.basic_publish.exchange = (char *) exchange;
+  publish.basic_publish.routing_key = (char *) routing_key;
+  publish.basic_publish.mandatory = mandatory;
+
+  if (self->state != STATE_OPEN)
+    complete (self, op, NULL, closed_error_for (self->state == STATE_FINISHED
+                                                ? self->finish_error : NULL));
+  else if (!carehare_wire_append_method_frame (op->frame, 0, &publish, &error) ||
+           (op->method_len = op->frame->len,
+            !carehare_wire_append_header_frame (op->frame, 0, CAREHARE_CLASS_BASIC, size,
+                                                properties, &error)))
+    {
+      GError *invalid = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                     "Cannot publish to exchange '%s': %s",
+                                     exchange, error->message);
+      g_error_free (error);
+      complete (self, op, NULL, invalid);
+    }
+  else if (op->method_len > self->frame_max || op->frame->len - op->method_len > self->frame_max)
+    complete (self, op, NULL,
+              g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           "Cannot publish to exchange '%s': the properties need a frame "
+                           "larger than the negotiated frame_max of %u bytes",
+                           exchange, self->frame_max));
+  else
+    {
+      Publisher *pub = g_hash_table_lookup (self->publishers, exchange);
+
+      op->routing_key = g_strdup (routing_key);
+      op->body = body != NULL ? g_bytes_ref (body) : NULL;
+      if (pub == NULL)
+        {
+          pub = g_new0 (Publisher, 1);
+          pub->exchange = g_strdup (exchange);
+          pub->open_op.kind = OP_PUBLISHER_OPEN;
+          pub->open_op.publisher = pub;
+          g_hash_table_insert (self->publishers, pub->exchange, pub);
+          g_queue_push_tail (&pub->unwritten, op);
+          op->publisher = pub;
+          dispatch (self, &pub->open_op);
+        }
+      else
+        {
+          op->publisher = pub;
+          g_queue_push_tail (&pub->unwritten, op);
+          publisher_flush (self, pub);
+        }
+    }
+  return leave_with_op (self, op);
+}
+
+/* ---- consuming ----------------------------------------------------------- */
+
+void
+carehare_protocol_delivery_free (CarehareProtocolDelivery *delivery)
+{
+  if (delivery == NULL)
+    return;
+  g_free (delivery->consumer_tag);
+  g_free (delivery->exchange);
+  g_free (delivery->routing_key);
+  carehare_basic_properties_clear (&delivery->properties);
+  g_clear_pointer (&delivery->body, g_bytes_unref);
+  g_free (delivery);
+}
+
+static CarehareProtocolConsumer *
+consumer_ref (CarehareProtocolConsumer *consumer)
+{
+  consumer->ref_count++;
+  return consumer;
+}
+
+static void
+consumer_unref_internal (CarehareProtocolConsumer *consumer)
+{
+  g_assert (consumer->ref_count > 0);
+  if (--consumer->ref_count > 0)
+    return;
+  g_assert (consumer->start_op == NULL);
+  g_assert (consumer->close_ops->len == 0);
+  content_clear (&consumer->content);
+  g_ptr_array_unref (consumer->close_ops);
+  g_free (consumer->queue);
+  g_free (consumer->tag);
+  g_free (consumer);
+}
+
+void
+carehare_protocol_consumer_unref (CarehareProtocolConsumer *consumer)
+{
+  g_return_if_fail (consumer != NULL);
+
+  /* The owner is gone: no more callbacks. */
+  consumer->callbacks.delivery = NULL;
+  consumer->callbacks.closed = NULL;
+  consumer_unref_internal (consumer);
+}
+
+const char *
+carehare_protocol_consumer_get_tag (CarehareProtocolConsumer *consumer)
+{
+  g_return_val_if_fail (consumer != NULL, NULL);
+  return consumer->tag;
+}
+
+/* @consumer is over: fail its start or tell its owner (unless we closed
+ * it), complete pending closes, and drop the protocol's reference. Takes
+ * @error; NULL when we closed it. */
+static void
+consumer_end (CarehareProtocol         *self,
+              CarehareProtocolConsumer *consumer,
+              GError                   *error)
+{
+  gboolean ours = consumer->state == CONSUMER_CLOSING;
+
+  if (consumer->state == CONSUMER_ENDED)
+    {
+      g_clear_error (&error);
+      return;
+    }
+  if (consumer->state == CONSUMER_WAITING)
+    g_queue_remove (&self->waiting, consumer->start_op);
+  consumer->state = CONSUMER_ENDED;
+  consumer->channel = 0;
+  content_clear (&consumer->content);
+
+  if (consumer->start_op != NULL)
+    {
+      complete (self, consumer->start_op, NULL, error);
+      consumer->start_op = NULL;
+      error = NULL;
+    }
+  else if (!ours && error != NULL)
+    {
+      Event *ev = g_new0 (Event, 1);
+
+      ev->kind = EVENT_CONSUMER_CLOSED;
+      ev->consumer = consumer_ref (consumer);
+      ev->error = g_steal_pointer (&error);
+      g_queue_push_tail (&self->events, ev);
+    }
+  g_clear_error (&error);
+
+  for (guint i = 0; i < consumer->close_ops->len; i++)
+    complete (self, g_ptr_array_index (consumer->close_ops, i), NULL, NULL);
+  g_ptr_array_set_size (consumer->close_ops, 0);
+
+  if (g_ptr_array_remove_fast (self->consumers, consumer))
+    consumer_unref_internal (consumer);
+}
+
+static void
+consumer_start (CarehareProtocol         *self,
+                CarehareProtocolConsumer *consumer,
+                guint16                   id)
+{
+  Channel *ch = &self->channels[id];
+  CarehareMethod qos = { .id = CAREHARE_METHOD_BASIC_QOS };
+  CarehareMethod consume = { .id = CAREHARE_METHOD_BASIC_CONSUME };
+
+  ch->kind = CHANNEL_KIND_CONSUMER;
+  ch->consumer = consumer;
+  consumer->channel = id;
+  consumer->state = CONSUMER_STARTING;
+
+  qos.basic_qos.prefetch_size = consumer->prefetch_size;
+  qos.basic_qos.prefetch_count = consumer->prefetch_count;
+  append_method (self, id, &qos);
+  /* The server names the consumer; acks are required. */
+  consume.basic_consume.queue = consumer->queue;
+  append_method (self, id, &consume);
+}
+
+CarehareProtocolConsumer *
+carehare_protocol_consume (CarehareProtocol                        *self,
+                           const char                              *queue,
+                           guint32                                  prefetch_size,
+                           guint16                                  prefetch_count,
+                           const CarehareProtocolConsumerCallbacks *callbacks,
+                           gpointer                                 user_data,
+                           CarehareProtocolOpCallback               start,
+                           gpointer                                 start_data)
+{
+  CarehareProtocolConsumer *consumer;
+  CarehareProtocolOp *op;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (queue != NULL, NULL);
+  g_return_val_if_fail (start != NULL, NULL);
+
+  enter (self);
+  consumer = g_new0 (CarehareProtocolConsumer, 1);
+  consumer->ref_count = 1;  /* the caller's */
+  consumer->queue = g_strdup (queue);
+  consumer->prefetch_size = prefetch_size;
+  consumer->prefetch_count = prefetch_count;
+  consumer->close_ops = g_ptr_array_new ();
+  if (callbacks != NULL)
+    consumer->callbacks = *callbacks;
+  consumer->user_data = user_data;
+
+  op = op_new (OP_CONSUME, start, start_data);
+  op->consumer = consumer;
+  consumer->start_op = op;
+  g_ptr_array_add (self->consumers, consumer_ref (consumer));
+
+  if (strlen (queue) > 255 || !g_utf8_validate (queue, -1, NULL))
+    consumer_end (self, consumer,
+                  g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                               "Cannot consume from queue '%s': a queue name is at most "
+                               "255 bytes of UTF-8", queue));
+  else if (self->state != STATE_OPEN)
+    consumer_end (self, consumer, closed_error_for (self->state == STATE_FINISHED
+                                                    ? self->finish_error : NULL));
+  else
+    {
+      consumer->state = CONSUMER_WAITING;
+      dispatch (self, op);
+    }
+  leave (self);
+  return consumer;
+}
+
+static void
+consumer_send_ack (CarehareProtocol         *self,
+                   CarehareProtocolConsumer *consumer,
+                   const CarehareMethod     *method)
+{
+  /* After the consumer or the connection closed, acks are dropped: the
+   * broker redelivers what was not acked. */
+  if (consumer->state != CONSUMER_ACTIVE || self->state != STATE_OPEN)
+    return;
+  append_method (self, consumer->channel, method);
+}
+
+void
+carehare_protocol_consumer_ack (CarehareProtocol         *self,
+                                CarehareProtocolConsumer *consumer,
+                                guint64                   delivery_tag,
+                                gboolean                  multiple)
+{
+  CarehareMethod ack = { .id = CAREHARE_METHOD_BASIC_ACK };
+
+  g_return_if_fail (self != NULL);
+  g_return_if_fail (consumer != NULL);
+
+  ack.basic_ack.delivery_tag = delivery_tag;
+  ack.basic_ack.multiple = multiple;
+  consumer_send_ack (self, consumer, &ack);
+}
+
+void
+carehare_protocol_consumer_nack (CarehareProtocol         *self,
+                                 CarehareProtocolConsumer *consumer,
+                                 guint64                   delivery_tag,
+                                 gboolean                  multiple,
+                                 gboolean                  requeue)
+{
+  CarehareMethod nack = { .id = CAREHARE_METHOD_BASIC_NACK };
+
+  g_return_if_fail (self != NULL);
+  g_return_if_fail (consumer != NULL);
+
+  nack.basic_nack.delivery_tag = delivery_tag;
+  nack.basic_nack.multiple = multiple;
+  nack.basic_nack.requeue = requeue;
+  consumer_send_ack (self, consumer, &nack);
 }
 
 /* We no longer trust channel @id (its op was cancelled): close it and keep
@@ -794,6 +1457,205 @@ discard_channel (CarehareProtocol *self,
   close.channel_close.reply_code = 200;
   close.channel_close.reply_text = (char *) why;
   append_method (self, id, &close);
+}
+
+/* A basic.deliver or basic.return: its content follows. Takes @method. */
+static gboolean
+content_begin (CarehareProtocol *self,
+               guint16           id,
+               Content          *content,
+               CarehareMethod   *method)
+{
+  if (content->active)
+    {
+      fail_unexpected (self, 505, method->id,
+                       "%s on channel %u before the previous message's content was complete",
+                       carehare_method_name (method->id), id);
+      return FALSE;
+    }
+  content->active = TRUE;
+  content->method = *method;
+  memset (method, 0, sizeof *method);
+  return TRUE;
+}
+
+static void
+content_done (CarehareProtocol *self,
+              Channel          *ch,
+              Content          *content)
+{
+  if (ch->kind == CHANNEL_KIND_PUBLISHER)
+    handle_return (self, ch->publisher, content);
+  else
+    {
+      CarehareBasicDeliver *deliver = &content->method.basic_deliver;
+      CarehareProtocolDelivery *delivery = g_new0 (CarehareProtocolDelivery, 1);
+      Event *ev = g_new0 (Event, 1);
+
+      delivery->delivery_tag = deliver->delivery_tag;
+      delivery->redelivered = deliver->redelivered;
+      delivery->consumer_tag = g_steal_pointer (&deliver->consumer_tag);
+      delivery->exchange = g_steal_pointer (&deliver->exchange);
+      delivery->routing_key = g_steal_pointer (&deliver->routing_key);
+      delivery->properties = content->props;
+      memset (&content->props, 0, sizeof content->props);
+      delivery->body = content->body != NULL
+                       ? g_byte_array_free_to_bytes (g_steal_pointer (&content->body))
+                       : g_bytes_new_static ("", 0);
+
+      ev->kind = EVENT_DELIVERY;
+      ev->consumer = consumer_ref (ch->consumer);
+      ev->delivery = delivery;
+      g_queue_push_tail (&self->events, ev);
+    }
+  content_clear (content);
+}
+
+/* The largest body buffer reserved ahead of its frames; bigger bodies grow
+ * as their frames arrive, so a lying header cannot make us allocate. */
+#define BODY_RESERVE_MAX (1024 * 1024)
+
+static void
+handle_content_frame (CarehareProtocol    *self,
+                      Channel             *ch,
+                      Content             *content,
+                      const CarehareFrame *frame)
+{
+  if (frame->type == CAREHARE_FRAME_HEADER)
+    {
+      GError *error = NULL;
+      guint16 class_id = 0;
+
+      if (content->have_header)
+        {
+          fail_unexpected (self, 505, 0, "a second content header on channel %u", frame->channel);
+          return;
+        }
+      if (!carehare_content_header_decode (frame->payload, frame->size, self->max_body_size,
+                                           &class_id, &content->body_size, &content->props,
+                                           &error))
+        {
+          guint16 code = carehare_wire_error_reply_code (error);
+
+          /* A body too large for us is a connection-level frame error. */
+          fail_bad_bytes (self, code >= 500 ? code : 501, 0, error);
+          return;
+        }
+      content->have_header = TRUE;
+      if (content->body_size == 0)
+        content_done (self, ch, content);
+      else
+        content->body = g_byte_array_sized_new ((guint) MIN (content->body_size, BODY_RESERVE_MAX));
+      return;
+    }
+
+  /* a body frame */
+  if (!content->have_header)
+    {
+      fail_unexpected (self, 505, 0, "a body frame on channel %u before its content header",
+                       frame->channel);
+      return;
+    }
+  if (frame->size > content->body_size - content->body->len)
+    {
+      fail_unexpected (self, 505, 0, "the body on channel %u is longer than the %"
+                       G_GUINT64_FORMAT " bytes its content header declared",
+                       frame->channel, content->body_size);
+      return;
+    }
+  g_byte_array_append (content->body, frame->payload, frame->size);
+  if (content->body->len == content->body_size)
+    content_done (self, ch, content);
+}
+
+static void
+handle_publisher_method (CarehareProtocol *self,
+                         guint16           id,
+                         Publisher        *pub,
+                         CarehareMethod   *method)
+{
+  switch (method->id)
+    {
+    case CAREHARE_METHOD_CONFIRM_SELECT_OK:
+      return;
+    case CAREHARE_METHOD_BASIC_ACK:
+      handle_confirm (self, pub, method->id, method->basic_ack.delivery_tag,
+                      method->basic_ack.multiple);
+      return;
+    case CAREHARE_METHOD_BASIC_NACK:
+      handle_confirm (self, pub, method->id, method->basic_nack.delivery_tag,
+                      method->basic_nack.multiple);
+      return;
+    case CAREHARE_METHOD_BASIC_RETURN:
+      content_begin (self, id, &pub->content, method);
+      return;
+    default:
+      fail_unexpected (self, 505, method->id, "unexpected %s on publishing channel %u",
+                       carehare_method_name (method->id), id);
+    }
+}
+
+static void
+handle_consumer_method (CarehareProtocol         *self,
+                        guint16                   id,
+                        CarehareProtocolConsumer *consumer,
+                        CarehareMethod           *method)
+{
+  switch (method->id)
+    {
+    case CAREHARE_METHOD_BASIC_QOS_OK:
+      return;
+
+    case CAREHARE_METHOD_BASIC_CONSUME_OK:
+      if (consumer->state != CONSUMER_STARTING)
+        break;
+      consumer->tag = g_strdup (method->basic_consume_ok.consumer_tag);
+      consumer->state = CONSUMER_ACTIVE;
+      complete (self, consumer->start_op, method, NULL);
+      consumer->start_op = NULL;
+      return;
+
+    case CAREHARE_METHOD_BASIC_DELIVER:
+      if (consumer->state != CONSUMER_ACTIVE ||
+          g_strcmp0 (method->basic_deliver.consumer_tag, consumer->tag) != 0)
+        {
+          fail_unexpected (self, 505, method->id,
+                           "basic.deliver on channel %u for consumer tag '%s', which is "
+                           "not a consumer there", id, method->basic_deliver.consumer_tag);
+          return;
+        }
+      content_begin (self, id, &consumer->content, method);
+      return;
+
+    case CAREHARE_METHOD_BASIC_CANCEL:
+      {
+        /* consumer_cancel_notify: the queue was deleted, or its node went
+         * away. The channel has no further use: close it. */
+        GError *error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER,
+                                     "Consumer cancelled by server: the queue '%s' was "
+                                     "deleted or became unavailable", consumer->queue);
+
+        if (!method->basic_cancel.nowait)
+          {
+            CarehareMethod ok = { .id = CAREHARE_METHOD_BASIC_CANCEL_OK };
+
+            ok.basic_cancel_ok.consumer_tag = method->basic_cancel.consumer_tag;
+            append_method (self, id, &ok);
+          }
+        consumer_end (self, consumer, error);
+        self->channels[id].consumer = NULL;
+        discard_channel (self, id, "consumer cancelled by server");
+        return;
+      }
+
+    case CAREHARE_METHOD_BASIC_CANCEL_OK:
+      return;
+
+    default:
+      break;
+    }
+  fail_unexpected (self, 505, method->id, "unexpected %s on consumer channel %u",
+                   carehare_method_name (method->id), id);
 }
 
 static void
@@ -820,16 +1682,23 @@ handle_channel_method (CarehareProtocol *self,
     case CAREHARE_METHOD_CHANNEL_CLOSE:
       {
         CarehareMethod ok = { .id = CAREHARE_METHOD_CHANNEL_CLOSE_OK };
+        GError *error;
 
         append_method (self, id, &ok);
         if (ch->state == CHANNEL_CLOSING)
           return;  /* crossed closes: the server still answers ours */
-        if (ch->op != NULL)
-          complete (self, ch->op, NULL,
-                    carehare_error_new_from_reply (CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER,
-                                                   "Channel closed by server",
-                                                   method->channel_close.reply_code,
-                                                   method->channel_close.reply_text));
+        error = carehare_error_new_from_reply (CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER,
+                                               "Channel closed by server",
+                                               method->channel_close.reply_code,
+                                               method->channel_close.reply_text);
+        if (ch->kind == CHANNEL_KIND_PUBLISHER)
+          publisher_end (self, ch->publisher, error);
+        else if (ch->kind == CHANNEL_KIND_CONSUMER && ch->consumer != NULL)
+          consumer_end (self, ch->consumer, error);
+        else if (ch->op != NULL)
+          complete (self, ch->op, NULL, error);
+        else
+          g_error_free (error);
         release_channel (self, id);
         return;
       }
@@ -841,6 +1710,8 @@ handle_channel_method (CarehareProtocol *self,
                            "channel.close-ok on channel %u, which we did not close", id);
           return;
         }
+      if (ch->kind == CHANNEL_KIND_CONSUMER && ch->consumer != NULL)
+        consumer_end (self, ch->consumer, NULL);
       release_channel (self, id);
       return;
 
@@ -858,7 +1729,20 @@ handle_channel_method (CarehareProtocol *self,
     }
 
   if (ch->state == CHANNEL_CLOSING)
-    return;  /* the reply to a cancelled operation */
+    return;  /* in flight before the server read our Close */
+
+  switch (ch->kind)
+    {
+    case CHANNEL_KIND_PUBLISHER:
+      handle_publisher_method (self, id, ch->publisher, method);
+      return;
+    case CHANNEL_KIND_CONSUMER:
+      handle_consumer_method (self, id, ch->consumer, method);
+      return;
+    case CHANNEL_KIND_RPC:
+    default:
+      break;
+    }
 
   if (ch->state == CHANNEL_BUSY && ch->op != NULL && method->id == ch->op->reply_id)
     {
@@ -873,6 +1757,59 @@ handle_channel_method (CarehareProtocol *self,
 
   fail_unexpected (self, 505, method->id, "unexpected %s on channel %u",
                    carehare_method_name (method->id), id);
+}
+
+CarehareProtocolOp *
+carehare_protocol_consumer_close (CarehareProtocol           *self,
+                                  CarehareProtocolConsumer   *consumer,
+                                  CarehareProtocolOpCallback  callback,
+                                  gpointer                    user_data)
+{
+  CarehareProtocolOp *op;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (consumer != NULL, NULL);
+  g_return_val_if_fail (callback != NULL, NULL);
+
+  enter (self);
+  op = op_new (OP_CONSUMER_CLOSE, callback, user_data);
+  op->consumer = consumer;
+
+  switch (consumer->state)
+    {
+    case CONSUMER_ENDED:
+      complete (self, op, NULL, NULL);
+      break;
+    case CONSUMER_WAITING:
+      g_ptr_array_add (consumer->close_ops, op);
+      consumer_end (self, consumer,
+                    g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                                         "Consumer closed before it started"));
+      break;
+    case CONSUMER_STARTING:
+    case CONSUMER_ACTIVE:
+      g_ptr_array_add (consumer->close_ops, op);
+      if (consumer->start_op != NULL)
+        {
+          complete (self, consumer->start_op, NULL,
+                    g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                                         "Consumer closed before it started"));
+          consumer->start_op = NULL;
+        }
+      consumer->state = CONSUMER_CLOSING;
+      content_clear (&consumer->content);
+      discard_channel (self, consumer->channel, "consumer closed");
+      /* discard_channel() forgets the RPC op; the consumer stays linked
+       * until Close-Ok ends it. */
+      self->channels[consumer->channel].consumer = consumer;
+      break;
+    case CONSUMER_CLOSING:
+      g_ptr_array_add (consumer->close_ops, op);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  return leave_with_op (self, op);
 }
 
 /* ---- input --------------------------------------------------------------- */
@@ -916,6 +1853,16 @@ handle_connection_method (CarehareProtocol *self,
         if (blocked == self->blocked)
           return;
         self->blocked = blocked;
+        if (!blocked)
+          {
+            GHashTableIter iter;
+            Publisher *pub;
+
+            /* Publishes waited while the broker was not reading. */
+            g_hash_table_iter_init (&iter, self->publishers);
+            while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &pub))
+              publisher_flush (self, pub);
+          }
         ev = g_new0 (Event, 1);
         ev->kind = EVENT_BLOCKED;
         ev->blocked = blocked;
@@ -1006,12 +1953,31 @@ handle_frame (CarehareProtocol    *self,
       return;
 
     default:
-      /* Content frames: the RPCs never receive content. */
-      if (self->state == STATE_CLOSING)
+      {
+        Channel *ch = NULL;
+        Content *content = NULL;
+
+        if (self->state == STATE_CLOSING)
+          return;
+        if (self->state == STATE_OPEN && frame->channel != 0 &&
+            frame->channel <= self->channel_max &&
+            self->channels[frame->channel].state != CHANNEL_FREE)
+          ch = &self->channels[frame->channel];
+        if (ch != NULL && ch->state == CHANNEL_CLOSING)
+          return;  /* content of a message for a consumer we closed */
+        if (ch != NULL && ch->kind == CHANNEL_KIND_PUBLISHER)
+          content = &ch->publisher->content;
+        else if (ch != NULL && ch->kind == CHANNEL_KIND_CONSUMER && ch->consumer != NULL)
+          content = &ch->consumer->content;
+        if (content == NULL || !content->active)
+          {
+            fail_unexpected (self, 505, 0, "unexpected content frame (type %u) on channel %u",
+                             frame->type, frame->channel);
+            return;
+          }
+        handle_content_frame (self, ch, content, frame);
         return;
-      fail_unexpected (self, 505, 0, "unexpected content frame (type %u) on channel %u",
-                       frame->type, frame->channel);
-      return;
+      }
     }
 }
 
@@ -1299,7 +2265,7 @@ carehare_protocol_rpc (CarehareProtocol           *self,
                              self->frame_max));
     }
   else
-    dispatch_rpc (self, op);
+    dispatch (self, op);
   return leave_with_op (self, op);
 }
 
@@ -1327,6 +2293,37 @@ carehare_protocol_cancel (CarehareProtocol   *self,
       break;
     case OP_CLOSE:
       g_ptr_array_remove (self->close_ops, op);
+      break;
+    case OP_PUBLISH:
+      /* Written publishes cannot be recalled: they complete with the
+       * broker's answer. */
+      if (op->written)
+        {
+          leave (self);
+          return;
+        }
+      g_queue_remove (&op->publisher->unwritten, op);
+      break;
+    case OP_CONSUME:
+      {
+        CarehareProtocolConsumer *consumer = op->consumer;
+
+        consumer->start_op = NULL;
+        if (consumer->state == CONSUMER_WAITING)
+          {
+            g_queue_remove (&self->waiting, op);
+            consumer_end (self, consumer, NULL);
+          }
+        else
+          {
+            consumer->state = CONSUMER_CLOSING;
+            discard_channel (self, consumer->channel, "consumer cancelled");
+            self->channels[consumer->channel].consumer = consumer;
+          }
+      }
+      break;
+    case OP_CONSUMER_CLOSE:
+      g_ptr_array_remove (op->consumer->close_ops, op);
       break;
     default:
       g_assert_not_reached ();

@@ -41,6 +41,7 @@ G_BEGIN_DECLS
 
 typedef struct _CarehareProtocol CarehareProtocol;
 typedef struct _CarehareProtocolOp CarehareProtocolOp;
+typedef struct _CarehareProtocolConsumer CarehareProtocolConsumer;
 
 /* What the client asks for; the server's Tune decides within these. */
 typedef struct {
@@ -56,6 +57,7 @@ typedef struct {
   const char *version;            /* client-properties.version */
   const char *platform;           /* client-properties.platform */
   gint64 close_timeout_us;        /* how long to wait for Close-Ok */
+  guint64 max_body_size;          /* largest inbound body; 0: CAREHARE_PROTOCOL_MAX_BODY_SIZE */
 } CarehareProtocolConfig;
 
 /* Completion of an operation. @reply is the method that completed it
@@ -141,8 +143,88 @@ CarehareProtocolOp *carehare_protocol_rpc (CarehareProtocol           *protocol,
                                            CarehareProtocolOpCallback  callback,
                                            gpointer                    user_data);
 
+/* Publishes a message on the exchange's confirm-mode channel (opened on
+ * first use, reopened after a channel error). The op completes when the
+ * broker acks it, with CAREHARE_ERROR_SERVER_SENT_NACK when it nacks it,
+ * CAREHARE_ERROR_UNROUTABLE when @mandatory and it was returned, or
+ * CHANNEL_CLOSED_BY_SERVER / CONNECTION_CLOSED. @properties is borrowed and
+ * encoded before this returns; @body is referenced until written. While the
+ * connection is blocked, publishes are kept, in order, and written after
+ * connection.unblocked. */
+CarehareProtocolOp *carehare_protocol_publish (CarehareProtocol               *protocol,
+                                               const char                     *exchange,
+                                               const char                     *routing_key,
+                                               GBytes                         *body,
+                                               const CarehareBasicProperties  *properties,
+                                               gboolean                        mandatory,
+                                               CarehareProtocolOpCallback      callback,
+                                               gpointer                        user_data);
+
+/* One consumed message; the delivery callback owns it. */
+typedef struct {
+  guint64 delivery_tag;
+  gboolean redelivered;
+  char *consumer_tag;
+  char *exchange;
+  char *routing_key;
+  CarehareBasicProperties properties;
+  GBytes *body;
+} CarehareProtocolDelivery;
+
+void carehare_protocol_delivery_free (CarehareProtocolDelivery *delivery);
+
+typedef struct {
+  /* A message arrived; @delivery is the callee's to free. */
+  void (*delivery) (CarehareProtocolConsumer *consumer,
+                    CarehareProtocolDelivery *delivery,
+                    gpointer                  user_data);
+  /* The consumer ended by itself: the server cancelled it or closed its
+   * channel (CHANNEL_CLOSED_BY_SERVER), or the connection closed
+   * (CONNECTION_CLOSED). Not called when the start op failed, nor after
+   * carehare_protocol_consumer_close(). At most once. */
+  void (*closed) (CarehareProtocolConsumer *consumer,
+                  const GError             *error,
+                  gpointer                  user_data);
+} CarehareProtocolConsumerCallbacks;
+
+/* Opens a channel of its own, sets basic.qos and starts basic.consume
+ * (acks required). @start completes after Consume-Ok, or with the error
+ * that stopped it (a missing queue: CHANNEL_CLOSED_BY_SERVER 404). The
+ * caller holds one reference on the returned consumer and must give it
+ * back with carehare_protocol_consumer_unref(); no callback runs after
+ * that. */
+CarehareProtocolConsumer *carehare_protocol_consume (CarehareProtocol                        *protocol,
+                                                     const char                              *queue,
+                                                     guint32                                  prefetch_size,
+                                                     guint16                                  prefetch_count,
+                                                     const CarehareProtocolConsumerCallbacks *callbacks,
+                                                     gpointer                                 user_data,
+                                                     CarehareProtocolOpCallback               start,
+                                                     gpointer                                 start_data);
+/* Never fail: dropped once the consumer or the connection is closed. */
+void carehare_protocol_consumer_ack  (CarehareProtocol         *protocol,
+                                      CarehareProtocolConsumer *consumer,
+                                      guint64                   delivery_tag,
+                                      gboolean                  multiple);
+void carehare_protocol_consumer_nack (CarehareProtocol         *protocol,
+                                      CarehareProtocolConsumer *consumer,
+                                      guint64                   delivery_tag,
+                                      gboolean                  multiple,
+                                      gboolean                  requeue);
+/* Closes the consumer's channel (the broker requeues what was not acked);
+ * the op completes at Channel.Close-Ok, or at once if it had ended. */
+CarehareProtocolOp *carehare_protocol_consumer_close (CarehareProtocol           *protocol,
+                                                      CarehareProtocolConsumer   *consumer,
+                                                      CarehareProtocolOpCallback  callback,
+                                                      gpointer                    user_data);
+void carehare_protocol_consumer_unref (CarehareProtocolConsumer *consumer);
+const char *carehare_protocol_consumer_get_tag (CarehareProtocolConsumer *consumer);
+
 /* Completes @op with G_IO_ERROR_CANCELLED at once if it is still pending;
- * the channel it used is closed and not reused. */
+ * the channel it used is closed and not reused. A publish can be
+ * cancelled only while it is not written yet (waiting for a channel or
+ * for connection.unblocked); after that it completes with the broker's
+ * answer. */
 void     carehare_protocol_cancel (CarehareProtocol   *protocol,
                                    CarehareProtocolOp *op);
 

@@ -1,0 +1,664 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "carehare-consumer-private.h"
+
+#include "carehare-connection-private.h"
+#include "carehare-delivery-private.h"
+#include "carehare-error.h"
+
+/**
+ * CarehareConsumer:
+ *
+ * Messages from one queue, each to be acknowledged.
+ *
+ * Start one with [method@Carehare.Connection.acking_consumer_async]. Take
+ * messages with [method@Carehare.Consumer.next_delivery_async] and settle
+ * each with [method@Carehare.Consumer.ack] or [method@Carehare.Consumer.nack].
+ * The broker sends at most the prefetch count of unacknowledged messages,
+ * so that is all the consumer ever holds in memory.
+ *
+ * The consumer ends when the program closes it
+ * ([method@Carehare.Consumer.close_async]; then `next_delivery` fails with
+ * %CAREHARE_ERROR_CHANNEL_CLOSED, the end of the stream), when the broker
+ * cancels it or closes its channel (the queue was deleted, a consumer
+ * timeout: %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER), or when the
+ * connection closes (%CAREHARE_ERROR_CONNECTION_CLOSED).
+ * [signal@Carehare.Consumer::closed] tells once. Messages it had received
+ * but not acknowledged go back to the queue and are delivered again, to
+ * this program or another, marked redelivered.
+ *
+ * ```c
+ * static void
+ * next_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+ * {
+ *   CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+ *   g_autoptr(GError) error = NULL;
+ *   g_autoptr(CarehareDelivery) delivery = NULL;
+ *
+ *   delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+ *   if (delivery == NULL)
+ *     {
+ *       if (!g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED))
+ *         g_printerr ("consumer stopped: %s\n", error->message);
+ *       return;
+ *     }
+ *   handle (carehare_delivery_get_body (delivery));
+ *   carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+ *   carehare_consumer_next_delivery_async (consumer, NULL, next_cb, NULL);
+ * }
+ * ```
+ */
+
+struct _CarehareConsumer
+{
+  GObject parent_instance;
+
+  CarehareConnection *connection;     /* owned */
+  CarehareProtocolConsumer *pc;       /* owned reference */
+  char *queue;                        /* owned */
+
+  GQueue buffered;                    /* owned CarehareDelivery *, oldest first */
+  GQueue waiters;                     /* owned GTask * of next_delivery, oldest first */
+
+  gboolean closed;                    /* ended, for whatever reason */
+  GError *closed_error;               /* owned; NULL when we closed it */
+
+  GCancellable *start_cancellable;    /* owned while starting */
+  gulong start_cancelled_id;
+};
+
+enum {
+  PROP_0,
+  PROP_QUEUE,
+  PROP_CONSUMER_TAG,
+  PROP_IS_CLOSED,
+  N_PROPS
+};
+
+enum {
+  SIGNAL_CLOSED,
+  N_SIGNALS
+};
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (CarehareConsumer, carehare_consumer, G_TYPE_OBJECT)
+
+/* Task data of a waiting next_delivery. */
+typedef struct {
+  GCancellable *cancellable;  /* owned, nullable */
+  gulong cancelled_id;
+} WaiterData;
+
+static void
+waiter_data_free (WaiterData *data)
+{
+  g_clear_object (&data->cancellable);
+  g_free (data);
+}
+
+/* Takes the waiting task out of cancellation's reach before it returns. */
+static GTask *
+waiter_done (GTask *task)
+{
+  WaiterData *data = g_task_get_task_data (task);
+
+  if (data != NULL && data->cancelled_id != 0)
+    {
+      g_cancellable_disconnect (data->cancellable, data->cancelled_id);
+      data->cancelled_id = 0;
+    }
+  return task;
+}
+
+static CarehareProtocol *
+get_protocol (CarehareConsumer *self)
+{
+  return _carehare_connection_get_protocol (self->connection);
+}
+
+/* Ends the stream: drops what was buffered (the broker redelivers it),
+ * fails every waiter, and emits ::closed once. Takes @error (NULL: we
+ * closed it). */
+static void
+end_stream (CarehareConsumer *self,
+            GError           *error)
+{
+  GTask *task;
+
+  if (self->closed)
+    {
+      g_clear_error (&error);
+      return;
+    }
+  self->closed = TRUE;
+  self->closed_error = error;
+
+  g_queue_clear_full (&self->buffered, g_object_unref);
+  while ((task = g_queue_pop_head (&self->waiters)) != NULL)
+    {
+      waiter_done (task);
+      if (self->closed_error != NULL)
+        g_task_return_error (task, g_error_copy (self->closed_error));
+      else
+        g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                                 "Consumer closed");
+      g_object_unref (task);
+    }
+
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_IS_CLOSED]);
+  g_signal_emit (self, signals[SIGNAL_CLOSED], 0, self->closed_error);
+}
+
+static void
+delivery_cb (CarehareProtocolConsumer *pc,
+             CarehareProtocolDelivery *d,
+             gpointer                  user_data)
+{
+  CarehareConsumer *self = user_data;
+  CarehareDelivery *delivery;
+  GTask *task;
+
+  delivery = carehare_delivery_new (g_steal_pointer (&d->body), &d->properties,
+                                    d->delivery_tag, g_steal_pointer (&d->exchange),
+                                    g_steal_pointer (&d->routing_key), d->redelivered,
+                                    g_steal_pointer (&d->consumer_tag));
+  carehare_protocol_delivery_free (d);
+
+  if (self->closed)
+    {
+      g_object_unref (delivery);
+      return;
+    }
+  task = g_queue_pop_head (&self->waiters);
+  if (task != NULL)
+    {
+      waiter_done (task);
+      g_task_return_pointer (task, delivery, g_object_unref);
+      g_object_unref (task);
+    }
+  else
+    g_queue_push_tail (&self->buffered, delivery);
+}
+
+static void
+closed_cb (CarehareProtocolConsumer *pc,
+           const GError             *error,
+           gpointer                  user_data)
+{
+  CarehareConsumer *self = user_data;
+
+  end_stream (self, g_error_copy (error));
+}
+
+static const CarehareProtocolConsumerCallbacks consumer_callbacks = {
+  .delivery = delivery_cb,
+  .closed = closed_cb,
+};
+
+static void
+ignore_op_cb (CarehareProtocolOp   *op,
+              const CarehareMethod *reply,
+              const GError         *error,
+              gpointer              user_data)
+{
+}
+
+CarehareConsumer *
+_carehare_consumer_new (CarehareConnection *connection,
+                        const char         *queue)
+{
+  CarehareConsumer *self = g_object_new (CAREHARE_TYPE_CONSUMER, NULL);
+
+  self->connection = g_object_ref (connection);
+  self->queue = g_strdup (queue);
+  return self;
+}
+
+static gboolean
+start_cancelled_idle_cb (gpointer user_data)
+{
+  CarehareConsumer *self = user_data;
+  CarehareProtocol *protocol = get_protocol (self);
+
+  /* Still starting: closing fails the start, reported as cancelled. */
+  if (self->start_cancellable != NULL && self->pc != NULL && protocol != NULL)
+    {
+      carehare_protocol_consumer_close (protocol, self->pc, ignore_op_cb, NULL);
+      _carehare_connection_update (self->connection);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+start_cancelled_cb (GCancellable *cancellable,
+                    gpointer      user_data)
+{
+  CarehareConsumer *self = user_data;
+  g_autoptr(GSource) idle = g_idle_source_new ();
+
+  /* May run in any thread: defer to the connection's context. */
+  g_source_set_callback (idle, start_cancelled_idle_cb, g_object_ref (self), g_object_unref);
+  g_source_set_static_name (idle, "[carehare] consumer start cancelled");
+  g_source_attach (idle, _carehare_connection_get_context (self->connection));
+}
+
+void
+_carehare_consumer_start (CarehareConsumer           *self,
+                          guint32                     prefetch_size,
+                          guint16                     prefetch_count,
+                          GCancellable               *cancellable,
+                          CarehareProtocolOpCallback  started,
+                          gpointer                    user_data)
+{
+  self->pc = carehare_protocol_consume (get_protocol (self), self->queue, prefetch_size,
+                                        prefetch_count, &consumer_callbacks, self,
+                                        started, user_data);
+  if (cancellable != NULL && self->pc != NULL)
+    {
+      self->start_cancellable = g_object_ref (cancellable);
+      self->start_cancelled_id = g_cancellable_connect (cancellable,
+                                                        G_CALLBACK (start_cancelled_cb),
+                                                        g_object_ref (self), g_object_unref);
+    }
+}
+
+void
+_carehare_consumer_started (CarehareConsumer *self)
+{
+  if (self->start_cancellable != NULL)
+    {
+      g_cancellable_disconnect (self->start_cancellable, self->start_cancelled_id);
+      self->start_cancelled_id = 0;
+      g_clear_object (&self->start_cancellable);
+    }
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CONSUMER_TAG]);
+}
+
+/* ---- GObject ------------------------------------------------------------- */
+
+static void
+carehare_consumer_dispose (GObject *object)
+{
+  CarehareConsumer *self = CAREHARE_CONSUMER (object);
+
+  if (self->pc != NULL)
+    {
+      CarehareProtocol *protocol = get_protocol (self);
+
+      /* Release the broker's side too; unacked messages go back to the
+       * queue. */
+      if (protocol != NULL)
+        {
+          carehare_protocol_consumer_close (protocol, self->pc, ignore_op_cb, NULL);
+          _carehare_connection_update (self->connection);
+        }
+      g_clear_pointer (&self->pc, carehare_protocol_consumer_unref);
+    }
+  g_queue_clear_full (&self->buffered, g_object_unref);
+  if (self->start_cancellable != NULL)
+    {
+      g_cancellable_disconnect (self->start_cancellable, self->start_cancelled_id);
+      g_clear_object (&self->start_cancellable);
+    }
+  g_clear_object (&self->connection);
+
+  G_OBJECT_CLASS (carehare_consumer_parent_class)->dispose (object);
+}
+
+static void
+carehare_consumer_finalize (GObject *object)
+{
+  CarehareConsumer *self = CAREHARE_CONSUMER (object);
+
+  /* Waiting tasks hold a reference: none can be left. */
+  g_assert (g_queue_is_empty (&self->waiters));
+  g_free (self->queue);
+  g_clear_error (&self->closed_error);
+
+  G_OBJECT_CLASS (carehare_consumer_parent_class)->finalize (object);
+}
+
+static void
+carehare_consumer_get_property (GObject    *object,
+                                guint       prop_id,
+                                GValue     *value,
+                                GParamSpec *pspec)
+{
+  CarehareConsumer *self = CAREHARE_CONSUMER (object);
+
+  switch (prop_id)
+    {
+    case PROP_QUEUE:
+      g_value_set_string (value, self->queue);
+      break;
+    case PROP_CONSUMER_TAG:
+      g_value_set_string (value, carehare_consumer_get_consumer_tag (self));
+      break;
+    case PROP_IS_CLOSED:
+      g_value_set_boolean (value, self->closed);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+carehare_consumer_class_init (CarehareConsumerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = carehare_consumer_dispose;
+  object_class->finalize = carehare_consumer_finalize;
+  object_class->get_property = carehare_consumer_get_property;
+
+  /**
+   * CarehareConsumer:queue:
+   *
+   * The queue this consumer takes messages from.
+   */
+  properties[PROP_QUEUE] =
+    g_param_spec_string ("queue", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConsumer:consumer-tag:
+   *
+   * The tag the broker gave this consumer.
+   */
+  properties[PROP_CONSUMER_TAG] =
+    g_param_spec_string ("consumer-tag", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConsumer:is-closed:
+   *
+   * Whether the consumer has ended.
+   */
+  properties[PROP_IS_CLOSED] =
+    g_param_spec_boolean ("is-closed", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * CarehareConsumer::closed:
+   * @self: the consumer
+   * @error: (nullable): why it ended, or %NULL when the program closed it
+   *
+   * Emitted once, when the consumer ends.
+   */
+  signals[SIGNAL_CLOSED] =
+    g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
+}
+
+static void
+carehare_consumer_init (CarehareConsumer *self)
+{
+  g_queue_init (&self->buffered);
+  g_queue_init (&self->waiters);
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+static gboolean
+next_cancelled_idle_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  CarehareConsumer *self = g_task_get_source_object (task);
+
+  if (g_queue_remove (&self->waiters, task))
+    {
+      waiter_done (task);
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
+      g_object_unref (task);  /* the waiters queue's reference */
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+next_cancelled_cb (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  GTask *task = user_data;
+  CarehareConsumer *self = g_task_get_source_object (task);
+  g_autoptr(GSource) idle = g_idle_source_new ();
+
+  g_source_set_callback (idle, next_cancelled_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_set_static_name (idle, "[carehare] next delivery cancelled");
+  g_source_attach (idle, _carehare_connection_get_context (self->connection));
+}
+
+/**
+ * carehare_consumer_next_delivery_async:
+ * @self: a consumer
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the next message
+ * @user_data: data for @callback
+ *
+ * Takes the next message, waiting for one if none has arrived. Fails with
+ * %CAREHARE_ERROR_CHANNEL_CLOSED once the program closed the consumer (the
+ * end of the stream), %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER when the
+ * broker cancelled it or closed its channel, and
+ * %CAREHARE_ERROR_CONNECTION_CLOSED when the connection closed; every later
+ * call fails the same way.
+ */
+void
+carehare_consumer_next_delivery_async (CarehareConsumer    *self,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  CarehareDelivery *delivery;
+
+  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_consumer_next_delivery_async);
+
+  delivery = g_queue_pop_head (&self->buffered);
+  if (delivery != NULL)
+    g_task_return_pointer (task, delivery, g_object_unref);
+  else if (self->closed && self->closed_error != NULL)
+    g_task_return_error (task, g_error_copy (self->closed_error));
+  else if (self->closed)
+    g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                             "Consumer closed");
+  else if (!g_task_return_error_if_cancelled (task))
+    {
+      WaiterData *data = g_new0 (WaiterData, 1);
+
+      g_task_set_task_data (task, data, (GDestroyNotify) waiter_data_free);
+      g_queue_push_tail (&self->waiters, g_object_ref (task));
+      if (cancellable != NULL)
+        {
+          data->cancellable = g_object_ref (cancellable);
+          data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (next_cancelled_cb),
+                                                      g_object_ref (task), g_object_unref);
+        }
+    }
+}
+
+/**
+ * carehare_consumer_next_delivery_finish:
+ * @self: a consumer
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: (transfer full): the message, or %NULL with @error set
+ */
+CarehareDelivery *
+carehare_consumer_next_delivery_finish (CarehareConsumer  *self,
+                                        GAsyncResult      *result,
+                                        GError           **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+                        carehare_consumer_next_delivery_async, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * carehare_consumer_ack:
+ * @self: a consumer
+ * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
+ *
+ * Acknowledges a message: the broker forgets it. Never fails and is never
+ * waited for; once the consumer or the connection closed, it is dropped and
+ * the broker delivers the message again.
+ */
+void
+carehare_consumer_ack (CarehareConsumer *self,
+                       guint64           delivery_tag)
+{
+  CarehareProtocol *protocol;
+
+  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+
+  protocol = get_protocol (self);
+  if (self->closed || self->pc == NULL || protocol == NULL)
+    return;
+  carehare_protocol_consumer_ack (protocol, self->pc, delivery_tag, FALSE);
+  _carehare_connection_update (self->connection);
+}
+
+/**
+ * carehare_consumer_nack:
+ * @self: a consumer
+ * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
+ * @requeue: %TRUE to put the message back in the queue, %FALSE to drop it
+ *   (or dead-letter it, if the queue has a dead-letter exchange)
+ *
+ * Rejects a message. Never fails and is never waited for; once the consumer
+ * or the connection closed, it is dropped and the broker delivers the
+ * message again.
+ */
+void
+carehare_consumer_nack (CarehareConsumer *self,
+                        guint64           delivery_tag,
+                        gboolean          requeue)
+{
+  CarehareProtocol *protocol;
+
+  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+
+  protocol = get_protocol (self);
+  if (self->closed || self->pc == NULL || protocol == NULL)
+    return;
+  carehare_protocol_consumer_nack (protocol, self->pc, delivery_tag, FALSE, requeue);
+  _carehare_connection_update (self->connection);
+}
+
+static void
+close_done_cb (CarehareProtocolOp   *op,
+               const CarehareMethod *reply,
+               const GError         *error,
+               gpointer              user_data)
+{
+  GTask *task = user_data;
+
+  g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+/**
+ * carehare_consumer_close_async:
+ * @self: a consumer
+ * @cancellable: (nullable): ignored: closing always runs to the end
+ * @callback: (scope async) (nullable): called when the broker released the
+ *   consumer's channel
+ * @user_data: data for @callback
+ *
+ * Stops consuming. A pending [method@Carehare.Consumer.next_delivery_async]
+ * fails at once with %CAREHARE_ERROR_CHANNEL_CLOSED, and so does every
+ * later one; messages received but not taken or not acknowledged go back
+ * to the queue. Calling it again is fine.
+ */
+void
+carehare_consumer_close_async (CarehareConsumer    *self,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  GTask *task;
+  CarehareProtocol *protocol;
+
+  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_consumer_close_async);
+  g_task_set_check_cancellable (task, FALSE);
+
+  end_stream (self, NULL);
+  protocol = get_protocol (self);
+  if (self->pc == NULL || protocol == NULL)
+    {
+      g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+      return;
+    }
+  carehare_protocol_consumer_close (protocol, self->pc, close_done_cb, task);
+  _carehare_connection_update (self->connection);
+}
+
+/**
+ * carehare_consumer_close_finish:
+ * @self: a consumer
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: %TRUE (closing a consumer does not fail)
+ */
+gboolean
+carehare_consumer_close_finish (CarehareConsumer  *self,
+                                GAsyncResult      *result,
+                                GError           **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * carehare_consumer_get_queue:
+ * @self: a consumer
+ *
+ * Returns: the queue this consumer takes messages from
+ */
+const char *
+carehare_consumer_get_queue (CarehareConsumer *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), NULL);
+  return self->queue;
+}
+
+/**
+ * carehare_consumer_get_consumer_tag:
+ * @self: a consumer
+ *
+ * Returns: (nullable): the tag the broker gave this consumer
+ */
+const char *
+carehare_consumer_get_consumer_tag (CarehareConsumer *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), NULL);
+  return self->pc != NULL ? carehare_protocol_consumer_get_tag (self->pc) : NULL;
+}
+
+/**
+ * carehare_consumer_get_is_closed:
+ * @self: a consumer
+ *
+ * Returns: whether the consumer has ended
+ */
+gboolean
+carehare_consumer_get_is_closed (CarehareConsumer *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), TRUE);
+  return self->closed;
+}
