@@ -1401,6 +1401,8 @@ rpc_done_cb (CarehareProtocolOp   *op,
 
   if (error != NULL)
     g_task_return_error (task, g_error_copy (error));
+  else if (reply == NULL)
+    g_task_return_boolean (task, TRUE);  /* a publish: acked */
   else
     {
       switch (reply->id)

@@ -1,0 +1,851 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Publishing with confirms and consuming with acks, against the private
+ * broker.
+ */
+#include "carehare-test-util.h"
+
+#include <string.h>
+
+#define TIMEOUT_MS 30000
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static char *
+declare_queue_with_flags (CarehareConnection *conn,
+                          const char         *name,
+                          CarehareQueueFlags  flags,
+                          GVariant           *arguments)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  char *queue;
+
+  carehare_connection_queue_declare_async (conn, name, flags,
+                                           arguments, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  queue = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+  return queue;
+}
+
+/* Deleted with its last consumer, or with the connection when the test
+ * fails before that. */
+static char *
+declare_queue (CarehareConnection *conn,
+               const char         *name,
+               GVariant           *arguments)
+{
+  return declare_queue_with_flags (conn, name, CAREHARE_QUEUE_FLAGS_AUTO_DELETE, arguments);
+}
+
+static guint
+queue_message_count (CarehareConnection *conn,
+                     const char         *queue)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = NULL;
+  guint count = 0;
+
+  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  name = carehare_connection_queue_declare_finish (conn, result, &count, NULL, &error);
+  g_assert_no_error (error);
+  return count;
+}
+
+static gboolean
+publish (CarehareConnection    *conn,
+         const char            *exchange,
+         const char            *routing_key,
+         GBytes                *body,
+         CarehareProperties    *properties,
+         CareharePublishFlags   flags,
+         GError               **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+
+  carehare_connection_publish_async (conn, exchange, routing_key, body, properties, flags,
+                                     NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_connection_publish_finish (conn, result, error);
+}
+
+static gboolean
+publish_text (CarehareConnection  *conn,
+              const char          *exchange,
+              const char          *routing_key,
+              const char          *text,
+              GError             **error)
+{
+  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+  return publish (conn, exchange, routing_key, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE, error);
+}
+
+static CarehareConsumer *
+start_consumer (CarehareConnection  *conn,
+                const char          *queue,
+                guint16              prefetch,
+                GError             **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+
+  carehare_connection_acking_consumer_async (conn, queue, 0, prefetch, NULL,
+                                             carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_connection_acking_consumer_finish (conn, result, error);
+}
+
+static CarehareDelivery *
+next_delivery (CarehareConsumer  *consumer,
+               GError           **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_consumer_next_delivery_finish (consumer, result, error);
+}
+
+static void
+close_connection (CarehareConnection *conn)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_close_finish (conn, result, &error));
+  g_assert_no_error (error);
+}
+
+static void
+assert_body (CarehareDelivery *delivery,
+             const char       *text)
+{
+  GBytes *body = carehare_delivery_get_body (delivery);
+  g_autoptr(GBytes) expected = g_bytes_new_static (text, strlen (text));
+
+  g_assert_true (g_bytes_equal (body, expected));
+}
+
+/* Headers with a value of every field-table type RabbitMQ knows. */
+static GVariant *
+every_type_headers (void)
+{
+  return g_variant_new_parsed ("{"
+                               "'bool': <true>,"
+                               "'int8': <(@n -5,)>,"
+                               "'uint8': <@y 200>,"
+                               "'int16': <@n -30000>,"
+                               "'uint16': <@q 60000>,"
+                               "'int32': <-2000000000>,"
+                               "'uint32': <@u 4000000000>,"
+                               "'int64': <@x -9000000000000000000>,"
+                               "'float': <(1.5,)>,"
+                               "'double': <3.25>,"
+                               "'decimal': <(@y 2, 12345)>,"
+                               "'string': <'héllo'>,"
+                               "'bytes': <b'\\x00\\xff\\x01'>,"
+                               "'array': <[<1>, <'two'>, <[<true>]>]>,"
+                               "'timestamp': <@t 1700000000>,"
+                               "'table': <{'nested': <{'deeper': <'yes'>}>}>,"
+                               "'void': <()>"
+                               "}");
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+static void
+test_round_trip_every_property (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareProperties) props = carehare_properties_new ();
+  g_autoptr(GVariant) headers = g_variant_ref_sink (every_type_headers ());
+  g_autoptr(GBytes) body = g_bytes_new_static ("payload", 7);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  CarehareProperties *got;
+
+  carehare_properties_set_content_type (props, "text/plain");
+  carehare_properties_set_content_encoding (props, "utf-8");
+  carehare_properties_set_headers (props, headers);
+  carehare_properties_set_delivery_mode (props, 2);
+  carehare_properties_set_priority (props, 7);
+  carehare_properties_set_correlation_id (props, "corr-1");
+  carehare_properties_set_reply_to (props, "reply-queue");
+  carehare_properties_set_expiration (props, "60000");
+  carehare_properties_set_message_id (props, "msg-1");
+  carehare_properties_set_timestamp (props, 1700000000);
+  carehare_properties_set_message_type (props, "greeting");
+  carehare_properties_set_user_id (props, "guest");  /* must be the logged-in user */
+  carehare_properties_set_app_id (props, "carehare-tests");
+  carehare_properties_set_cluster_id (props, "cluster-a");
+
+  g_assert_true (publish (conn, "", queue, body, props, CAREHARE_PUBLISH_FLAGS_NONE, &error));
+  g_assert_no_error (error);
+
+  consumer = start_consumer (conn, queue, 10, &error);
+  g_assert_no_error (error);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+
+  assert_body (delivery, "payload");
+  g_assert_cmpstr (carehare_delivery_get_exchange (delivery), ==, "");
+  g_assert_cmpstr (carehare_delivery_get_routing_key (delivery), ==, queue);
+  g_assert_false (carehare_delivery_get_redelivered (delivery));
+  g_assert_cmpstr (carehare_delivery_get_consumer_tag (delivery), ==,
+                   carehare_consumer_get_consumer_tag (consumer));
+  got = carehare_delivery_get_properties (delivery);
+  g_assert_cmpstr (carehare_properties_get_content_type (got), ==, "text/plain");
+  g_assert_cmpstr (carehare_properties_get_content_encoding (got), ==, "utf-8");
+  g_assert_cmpuint (carehare_properties_get_delivery_mode (got), ==, 2);
+  g_assert_cmpint (carehare_properties_get_priority (got), ==, 7);
+  g_assert_cmpstr (carehare_properties_get_correlation_id (got), ==, "corr-1");
+  g_assert_cmpstr (carehare_properties_get_reply_to (got), ==, "reply-queue");
+  g_assert_cmpstr (carehare_properties_get_expiration (got), ==, "60000");
+  g_assert_cmpstr (carehare_properties_get_message_id (got), ==, "msg-1");
+  g_assert_cmpint (carehare_properties_get_timestamp (got), ==, 1700000000);
+  g_assert_cmpstr (carehare_properties_get_message_type (got), ==, "greeting");
+  g_assert_cmpstr (carehare_properties_get_user_id (got), ==, "guest");
+  g_assert_cmpstr (carehare_properties_get_app_id (got), ==, "carehare-tests");
+  /* RabbitMQ drops the deprecated cluster-id; everything else is kept. */
+  g_assert_true (g_variant_equal (carehare_properties_get_headers (got), headers));
+
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  close_connection (conn);
+}
+
+static void
+test_empty_and_large_bodies (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+  gsize sizes[] = { 0, 1, 131072 - 8, 131072 - 7, 1024 * 1024 + 1, 16 * 1024 * 1024 };
+
+  consumer = start_consumer (conn, queue, 2, &error);
+  g_assert_no_error (error);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (sizes); i++)
+    {
+      guint8 *data = g_malloc (sizes[i] + 1);
+      g_autoptr(GBytes) body = NULL;
+      g_autoptr(CarehareDelivery) delivery = NULL;
+
+      for (gsize j = 0; j < sizes[i]; j++)
+        data[j] = (guint8) (j * 7 + i);
+      body = g_bytes_new_take (data, sizes[i]);
+      g_assert_true (publish (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE, &error));
+      g_assert_no_error (error);
+      delivery = next_delivery (consumer, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (g_bytes_get_size (carehare_delivery_get_body (delivery)), ==, sizes[i]);
+      g_assert_true (g_bytes_equal (carehare_delivery_get_body (delivery), body));
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+    }
+  close_connection (conn);
+}
+
+typedef struct {
+  guint done;
+  guint failed;
+  GError *first_error;
+} Counter;
+
+static void
+count_publish_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  Counter *counter = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error))
+    {
+      counter->failed++;
+      if (counter->first_error == NULL)
+        counter->first_error = g_steal_pointer (&error);
+    }
+  counter->done++;
+}
+
+static void
+test_many_in_flight_arrive_in_order (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+  Counter counter = { 0 };
+  const guint n = 2000;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("%u", i);
+      g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+      carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                         NULL, count_publish_cb, &counter);
+    }
+  while (counter.done < n)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (counter.first_error);
+  g_assert_cmpuint (counter.failed, ==, 0);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, n);
+
+  consumer = start_consumer (conn, queue, 100, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(CarehareDelivery) delivery = next_delivery (consumer, &error);
+      g_autofree char *expected = g_strdup_printf ("%u", i);
+
+      g_assert_no_error (error);
+      assert_body (delivery, expected);
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+    }
+  close_connection (conn);
+}
+
+static void
+test_nack_for_that_message_only (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GVariant) args = g_variant_ref_sink (g_variant_new_parsed (
+    "{'x-max-length': <1>, 'x-overflow': <'reject-publish'>}"));
+  g_autofree char *queue = declare_queue (conn, "", args);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (publish_text (conn, "", queue, "first", &error));
+  g_assert_no_error (error);
+  g_assert_false (publish_text (conn, "", queue, "second", &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_SERVER_SENT_NACK);
+  g_clear_error (&error);
+  /* The channel is fine: other queues still take messages. */
+  {
+    g_autofree char *other = declare_queue (conn, "", NULL);
+
+    g_assert_true (publish_text (conn, "", other, "third", &error));
+    g_assert_no_error (error);
+  }
+  close_connection (conn);
+}
+
+static void
+test_channel_error_fails_that_exchange_only (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *exchange = carehare_test_unique_name ("later");
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(GBytes) body = g_bytes_new_static ("x", 1);
+  GAsyncResult *missing[5] = { NULL };
+  g_autoptr(GAsyncResult) other = NULL;
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (missing); i++)
+    carehare_connection_publish_async (conn, exchange, "key", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                       NULL, carehare_test_store_result, &missing[i]);
+  carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     NULL, carehare_test_store_result, &other);
+  for (guint i = 0; i < G_N_ELEMENTS (missing); i++)
+    {
+      g_autoptr(GError) op_error = NULL;
+
+      carehare_test_wait_for_result (&missing[i], TIMEOUT_MS);
+      g_assert_false (carehare_connection_publish_finish (conn, missing[i], &op_error));
+      g_assert_error (op_error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+      g_assert_cmpuint (carehare_error_get_reply_code (op_error), ==, 404);
+      g_assert_nonnull (strstr (op_error->message, exchange));
+      g_object_unref (missing[i]);
+    }
+  carehare_test_wait_for_result (&other, TIMEOUT_MS);
+  g_assert_true (carehare_connection_publish_finish (conn, other, &error));
+  g_assert_no_error (error);
+
+  /* Once the exchange exists, a fresh channel carries the next publish. */
+  carehare_connection_exchange_declare_async (conn, exchange, "fanout",
+                                              CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE, NULL, NULL,
+                                              carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, TIMEOUT_MS);
+  g_assert_true (carehare_connection_exchange_declare_finish (conn, declared, &error));
+  g_assert_true (publish_text (conn, exchange, "key", "now it exists", &error));
+  g_assert_no_error (error);
+  close_connection (conn);
+}
+
+static void
+test_mandatory_unroutable (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(GBytes) body = g_bytes_new_static ("m", 1);
+  g_autoptr(GAsyncResult) routed = NULL;
+  g_autoptr(GAsyncResult) lost = NULL;
+  g_autoptr(GAsyncResult) routed2 = NULL;
+  g_autoptr(GAsyncResult) plain = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *nowhere = carehare_test_unique_name ("nowhere");
+
+  carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_MANDATORY,
+                                     NULL, carehare_test_store_result, &routed);
+  carehare_connection_publish_async (conn, "", nowhere, body, NULL, CAREHARE_PUBLISH_FLAGS_MANDATORY,
+                                     NULL, carehare_test_store_result, &lost);
+  carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_MANDATORY,
+                                     NULL, carehare_test_store_result, &routed2);
+  /* Without the flag an unroutable message is just confirmed. */
+  carehare_connection_publish_async (conn, "", nowhere, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     NULL, carehare_test_store_result, &plain);
+
+  carehare_test_wait_for_result (&routed, TIMEOUT_MS);
+  g_assert_true (carehare_connection_publish_finish (conn, routed, &error));
+  carehare_test_wait_for_result (&lost, TIMEOUT_MS);
+  g_assert_false (carehare_connection_publish_finish (conn, lost, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  g_assert_nonnull (strstr (error->message, "312 NO_ROUTE"));
+  g_clear_error (&error);
+  carehare_test_wait_for_result (&routed2, TIMEOUT_MS);
+  g_assert_true (carehare_connection_publish_finish (conn, routed2, &error));
+  carehare_test_wait_for_result (&plain, TIMEOUT_MS);
+  g_assert_true (carehare_connection_publish_finish (conn, plain, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 2);
+  close_connection (conn);
+}
+
+static void
+test_publish_invalid_properties (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(CarehareProperties) props = carehare_properties_new ();
+  g_autoptr(GBytes) body = g_bytes_new_static ("x", 1);
+  g_autoptr(GError) error = NULL;
+
+  carehare_properties_set_headers (props, g_variant_new_parsed ("{'fd': <@h 3>}"));
+  g_assert_false (publish (conn, "", "whatever", body, props, CAREHARE_PUBLISH_FLAGS_NONE, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "fd"));
+  close_connection (conn);
+}
+
+static void
+test_publish_after_close (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GError) error = NULL;
+
+  close_connection (conn);
+  g_assert_false (publish_text (conn, "", "q", "late", &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
+/* ---- consuming ----------------------------------------------------------- */
+
+static void
+test_consume_missing_queue (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(CarehareConnection) other = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *missing = carehare_test_unique_name ("missing");
+  g_autofree char *exclusive = carehare_test_unique_name ("exclusive");
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = NULL;
+
+  consumer = start_consumer (conn, missing, 10, &error);
+  g_assert_null (consumer);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 404);
+  g_clear_error (&error);
+
+  carehare_connection_queue_declare_async (other, exclusive, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
+                                           NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  name = carehare_connection_queue_declare_finish (other, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+  consumer = start_consumer (conn, exclusive, 10, &error);
+  g_assert_null (consumer);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_true (carehare_error_get_reply_code (error) == 403 ||
+                 carehare_error_get_reply_code (error) == 405);
+  close_connection (other);
+  close_connection (conn);
+}
+
+static guint
+unacked_on_broker (const char *queue)
+{
+  g_autofree char *out = carehare_test_broker_ctl ("list_queues", "--quiet", "--no-table-headers",
+                                                   "name", "messages_unacknowledged", NULL);
+  g_auto(GStrv) lines = g_strsplit (out, "\n", -1);
+
+  for (char **line = lines; *line != NULL; line++)
+    {
+      g_auto(GStrv) fields = g_strsplit_set (*line, " \t", -1);
+
+      if (fields[0] != NULL && g_str_equal (fields[0], queue))
+        for (guint i = 1; fields[i] != NULL; i++)
+          if (*fields[i] != '\0')
+            return (guint) g_ascii_strtoull (fields[i], NULL, 10);
+    }
+  g_error ("queue %s not listed by the broker", queue);
+  return 0;
+}
+
+static void
+test_prefetch_bounds_what_is_held (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < 50; i++)
+    g_assert_true (publish_text (conn, "", queue, "m", &error));
+  consumer = start_consumer (conn, queue, 10, &error);
+  g_assert_no_error (error);
+  /* Take nothing: the broker sends prefetch_count and stops. */
+  carehare_test_run_for (1000);
+  g_assert_cmpuint (unacked_on_broker (queue), ==, 10);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 40);
+
+  /* Taking and acking one lets exactly one more in. */
+  {
+    g_autoptr(CarehareDelivery) delivery = next_delivery (consumer, &error);
+
+    g_assert_no_error (error);
+    carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  }
+  carehare_test_run_for (500);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 39);
+  close_connection (conn);
+}
+
+static void
+test_unacked_are_redelivered_after_close (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *wanted = carehare_test_unique_name ("redeliver");
+  g_autofree char *queue = declare_queue (conn, wanted, NULL);
+  g_autoptr(CarehareConsumer) first = NULL;
+  g_autoptr(CarehareConsumer) second = NULL;
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 tags[3];
+
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("m%u", i);
+
+      g_assert_true (publish_text (conn, "", queue, text, &error));
+    }
+
+  first = start_consumer (conn, queue, 10, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autoptr(CarehareDelivery) delivery = next_delivery (first, &error);
+
+      g_assert_no_error (error);
+      g_assert_false (carehare_delivery_get_redelivered (delivery));
+      tags[i] = carehare_delivery_get_delivery_tag (delivery);
+    }
+  /* Ack the first only; the others go back when the consumer closes. A
+   * second consumer keeps the auto-delete queue alive meanwhile. */
+  carehare_consumer_ack (first, tags[0]);
+  second = start_consumer (conn, queue, 10, &error);
+  g_assert_no_error (error);
+  carehare_consumer_close_async (first, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_consumer_close_finish (first, closed, &error));
+  /* After close, acks are dropped without fuss. */
+  carehare_consumer_ack (first, tags[1]);
+  carehare_consumer_nack (first, tags[2], TRUE);
+
+  for (guint i = 1; i < 3; i++)
+    {
+      g_autoptr(CarehareDelivery) delivery = next_delivery (second, &error);
+      g_autofree char *text = g_strdup_printf ("m%u", i);
+
+      g_assert_no_error (error);
+      assert_body (delivery, text);
+      g_assert_true (carehare_delivery_get_redelivered (delivery));
+      carehare_consumer_ack (second, carehare_delivery_get_delivery_tag (delivery));
+    }
+  close_connection (conn);
+}
+
+static void
+test_nack_requeue_and_drop (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) d1 = NULL;
+  g_autoptr(CarehareDelivery) d2 = NULL;
+  g_autoptr(CarehareDelivery) d3 = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (publish_text (conn, "", queue, "again", &error));
+  g_assert_true (publish_text (conn, "", queue, "drop", &error));
+  consumer = start_consumer (conn, queue, 1, &error);
+  g_assert_no_error (error);
+
+  d1 = next_delivery (consumer, &error);
+  assert_body (d1, "again");
+  carehare_consumer_nack (consumer, carehare_delivery_get_delivery_tag (d1), TRUE);
+  d2 = next_delivery (consumer, &error);
+  assert_body (d2, "again");
+  g_assert_true (carehare_delivery_get_redelivered (d2));
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (d2));
+  d3 = next_delivery (consumer, &error);
+  assert_body (d3, "drop");
+  carehare_consumer_nack (consumer, carehare_delivery_get_delivery_tag (d3), FALSE);
+  carehare_test_run_for (300);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
+  close_connection (conn);
+}
+
+typedef struct {
+  guint n;
+  GError *error;
+} ConsumerClosed;
+
+static void
+consumer_closed_cb (CarehareConsumer *consumer,
+                    const GError     *error,
+                    gpointer          user_data)
+{
+  ConsumerClosed *rec = user_data;
+
+  rec->n++;
+  g_clear_error (&rec->error);
+  if (error != NULL)
+    rec->error = g_error_copy (error);
+}
+
+static void
+test_close_consumer (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *wanted = carehare_test_unique_name ("close");
+  /* Exclusive, not auto-delete: it must outlive its consumer. */
+  g_autofree char *queue = declare_queue_with_flags (conn, wanted, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(CarehareDelivery) none = NULL;
+  g_autoptr(GError) error = NULL;
+  ConsumerClosed rec = { 0 };
+
+  consumer = start_consumer (conn, queue, 5, &error);
+  g_assert_no_error (error);
+  g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), &rec);
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &pending);
+
+  /* NULL callback: fire and forget. */
+  carehare_consumer_close_async (consumer, NULL, NULL, NULL);
+  carehare_test_wait_for_result (&pending, TIMEOUT_MS);
+  none = carehare_consumer_next_delivery_finish (consumer, pending, &error);
+  g_assert_null (none);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  g_clear_error (&error);
+  g_assert_cmpuint (rec.n, ==, 1);
+  g_assert_null (rec.error);
+  g_assert_true (carehare_consumer_get_is_closed (consumer));
+
+  /* Later calls fail the same way; closing again is fine. */
+  none = next_delivery (consumer, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  g_clear_error (&error);
+  carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_consumer_close_finish (consumer, closed, &error));
+  g_assert_cmpuint (rec.n, ==, 1);
+
+  /* The broker no longer counts it. */
+  {
+    g_autoptr(GAsyncResult) result = NULL;
+    g_autofree char *name = NULL;
+    guint consumers = 99;
+
+    carehare_test_run_for (200);
+    carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
+                                             carehare_test_store_result, &result);
+    carehare_test_wait_for_result (&result, TIMEOUT_MS);
+    name = carehare_connection_queue_declare_finish (conn, result, NULL, &consumers, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (consumers, ==, 0);
+  }
+  close_connection (conn);
+}
+
+static void
+test_queue_deleted_cancels_consumer (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GAsyncResult) deleted = NULL;
+  g_autoptr(CarehareDelivery) none = NULL;
+  g_autoptr(GError) error = NULL;
+  ConsumerClosed rec = { 0 };
+
+  {
+    g_autoptr(GAsyncResult) result = NULL;
+    g_autofree char *name = carehare_test_unique_name ("deleted");
+
+    carehare_connection_queue_declare_async (conn, name, CAREHARE_QUEUE_FLAGS_NONE, NULL, NULL,
+                                             carehare_test_store_result, &result);
+    carehare_test_wait_for_result (&result, TIMEOUT_MS);
+    queue = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+    g_assert_no_error (error);
+  }
+  consumer = start_consumer (conn, queue, 5, &error);
+  g_assert_no_error (error);
+  g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), &rec);
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &pending);
+
+  carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                          carehare_test_store_result, &deleted);
+  carehare_test_wait_for_result (&deleted, TIMEOUT_MS);
+  g_assert_true (carehare_connection_queue_delete_finish (conn, deleted, NULL, &error));
+
+  carehare_test_wait_for_result (&pending, TIMEOUT_MS);
+  none = carehare_consumer_next_delivery_finish (consumer, pending, &error);
+  g_assert_null (none);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_nonnull (strstr (error->message, queue));
+  g_clear_error (&error);
+  g_assert_cmpuint (rec.n, ==, 1);
+  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+
+  none = next_delivery (consumer, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_clear_error (&rec.error);
+  close_connection (conn);
+}
+
+static void
+test_channel_error_on_consumer (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  ConsumerClosed rec = { 0 };
+
+  g_assert_true (publish_text (conn, "", queue, "m", &error));
+  consumer = start_consumer (conn, queue, 5, &error);
+  g_assert_no_error (error);
+  g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), &rec);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+
+  /* Acking a tag twice is a channel error (406 PRECONDITION_FAILED,
+   * "unknown delivery tag"): the consumer ends with it. */
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  while (rec.n == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (rec.error), ==, 406);
+  g_clear_object (&delivery);
+  delivery = next_delivery (consumer, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 406);
+  g_clear_error (&rec.error);
+
+  /* The connection is fine. */
+  g_assert_false (carehare_connection_get_is_closed (conn));
+  g_clear_error (&error);
+  g_assert_true (publish_text (conn, "", queue, "after", &error));
+  close_connection (conn);
+}
+
+static void
+test_connection_close_ends_consumer (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(CarehareDelivery) none = NULL;
+  g_autoptr(GError) error = NULL;
+  ConsumerClosed rec = { 0 };
+
+  consumer = start_consumer (conn, queue, 5, &error);
+  g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), &rec);
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &pending);
+  close_connection (conn);
+  carehare_test_wait_for_result (&pending, TIMEOUT_MS);
+  none = carehare_consumer_next_delivery_finish (consumer, pending, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (rec.n, ==, 1);
+  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_clear_error (&rec.error);
+}
+
+static void
+test_cancel_next_delivery (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+
+  consumer = start_consumer (conn, queue, 5, &error);
+  carehare_consumer_next_delivery_async (consumer, cancellable, carehare_test_store_result, &pending);
+  carehare_test_run_for (100);
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&pending, TIMEOUT_MS);
+  delivery = carehare_consumer_next_delivery_finish (consumer, pending, &error);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* The message goes to the next caller instead. */
+  g_assert_true (publish_text (conn, "", queue, "still here", &error));
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  assert_body (delivery, "still here");
+  close_connection (conn);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/publish/round-trip-every-property", test_round_trip_every_property);
+  g_test_add_func ("/publish/empty-and-large-bodies", test_empty_and_large_bodies);
+  g_test_add_func ("/publish/many-in-flight-in-order", test_many_in_flight_arrive_in_order);
+  g_test_add_func ("/publish/nack", test_nack_for_that_message_only);
+  g_test_add_func ("/publish/channel-error", test_channel_error_fails_that_exchange_only);
+  g_test_add_func ("/publish/mandatory-unroutable", test_mandatory_unroutable);
+  g_test_add_func ("/publish/invalid-properties", test_publish_invalid_properties);
+  g_test_add_func ("/publish/after-close", test_publish_after_close);
+  g_test_add_func ("/consume/missing-queue", test_consume_missing_queue);
+  g_test_add_func ("/consume/prefetch-bounds-what-is-held", test_prefetch_bounds_what_is_held);
+  g_test_add_func ("/consume/unacked-redelivered-after-close", test_unacked_are_redelivered_after_close);
+  g_test_add_func ("/consume/nack-requeue-and-drop", test_nack_requeue_and_drop);
+  g_test_add_func ("/consume/close", test_close_consumer);
+  g_test_add_func ("/consume/queue-deleted", test_queue_deleted_cancels_consumer);
+  g_test_add_func ("/consume/channel-error", test_channel_error_on_consumer);
+  g_test_add_func ("/consume/connection-closed", test_connection_close_ends_consumer);
+  g_test_add_func ("/consume/cancel-next-delivery", test_cancel_next_delivery);
+
+  return g_test_run ();
+}
