@@ -557,7 +557,8 @@ carehare_protocol_new (const CarehareProtocolConfig    *config,
    * server that sends more before Tune is not one we want. */
   self->frame_max = CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX;
 
-  self->max_body_size = config->max_body_size > 0 ? config->max_body_size
+  /* Bodies are assembled in a GByteArray, whose length is a guint. */
+  self->max_body_size = config->max_body_size > 0 ? MIN (config->max_body_size, G_MAXUINT / 2)
                                                    : CAREHARE_PROTOCOL_MAX_BODY_SIZE;
   self->publishers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                             (GDestroyNotify) publisher_free);
@@ -1092,21 +1093,19 @@ handle_confirm (CarehareProtocol *self,
   gboolean ack = method_id == CAREHARE_METHOD_BASIC_ACK;
   CarehareProtocolOp *op;
 
-  if (multiple)
+  if (multiple && tag <= pub->next_seq)
     {
-      gboolean any = FALSE;
-
+      /* multiple=true for tags already confirmed one by one is legal; a
+       * tag beyond the last publish is not, even when it would also
+       * confirm real ones. */
       while ((op = g_queue_peek_head (&pub->unconfirmed)) != NULL && op->seq <= tag)
         {
           g_queue_pop_head (&pub->unconfirmed);
           complete (self, op, NULL, publish_result (op, ack));
-          any = TRUE;
         }
-      /* multiple=true for tags already confirmed one by one is legal. */
-      if (any || tag <= pub->next_seq)
-        return;
+      return;
     }
-  else if ((op = find_unconfirmed (pub, tag)) != NULL)
+  else if (!multiple && (op = find_unconfirmed (pub, tag)) != NULL)
     {
       g_queue_remove (&pub->unconfirmed, op);
       complete (self, op, NULL, publish_result (op, ack));

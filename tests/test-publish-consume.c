@@ -149,7 +149,7 @@ every_type_headers (void)
                                "'double': <3.25>,"
                                "'decimal': <(@y 2, 12345)>,"
                                "'string': <'héllo'>,"
-                               "'bytes': <b'\\x00\\xff\\x01'>,"
+                               "'bytes': <@ay [0, 255, 1]>,"
                                "'array': <[<1>, <'two'>, <[<true>]>]>,"
                                "'timestamp': <@t 1700000000>,"
                                "'table': <{'nested': <{'deeper': <'yes'>}>}>,"

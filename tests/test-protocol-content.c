@@ -1,0 +1,2181 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Byte-level tests of publishing with confirms, acking consumers and the
+ * content frames (header, body) that carry messages both ways, on the
+ * sans-I/O connection state machine. The fake server is the one of
+ * test-protocol.c (protocol-fixture.c).
+ */
+#include <string.h>
+
+#include "protocol-fixture.h"
+
+#define CHUNK_4096 (4096 - CAREHARE_FRAME_OVERHEAD)
+
+/* ======================================================================== */
+/* helpers                                                                   */
+/* ======================================================================== */
+
+/* @size bytes that differ from one offset (and one @seed) to the next. */
+static GBytes *
+make_body (gsize  size,
+           guint8 seed)
+{
+  guint8 *data = g_malloc (size + 1);
+
+  for (gsize i = 0; i < size; i++)
+    data[i] = (guint8) (seed + i * 7 + i / 251);
+  return g_bytes_new_take (data, size);
+}
+
+static Completion *
+publish_full (Fixture                       *f,
+              const char                    *exchange,
+              const char                    *routing_key,
+              GBytes                        *body,
+              const CarehareBasicProperties *props,
+              gboolean                       mandatory)
+{
+  Completion *c = completion_new (f);
+  CarehareProtocolOp *op;
+
+  op = carehare_protocol_publish (f->p, exchange, routing_key, body, props, mandatory,
+                                  op_done_cb, c);
+  if (c->n_calls > 0)
+    g_assert_null (op);
+  else
+    {
+      g_assert_nonnull (op);
+      c->op = op;
+    }
+  return c;
+}
+
+/* A publish whose body is its routing key. */
+static Completion *
+publish (Fixture    *f,
+         const char *exchange,
+         const char *routing_key,
+         gboolean    mandatory)
+{
+  g_autoptr(GBytes) body = g_bytes_new (routing_key, strlen (routing_key));
+
+  return publish_full (f, exchange, routing_key, body, NULL, mandatory);
+}
+
+/* Frame @i of @sent must be a content header on @channel: returns the
+ * body size, and the properties in @props if not NULL. */
+static guint64
+sent_header (GPtrArray               *sent,
+             guint                    i,
+             guint16                  channel,
+             CarehareBasicProperties *props)
+{
+  g_autoptr(GError) error = NULL;
+  CarehareBasicProperties decoded = { 0 };
+  guint16 class_id = 0;
+  guint64 body_size = 0;
+  const guint8 *data;
+  gsize size;
+  Sent *s;
+
+  g_assert_cmpuint (i, <, sent->len);
+  s = g_ptr_array_index (sent, i);
+  g_assert_cmpuint (s->type, ==, CAREHARE_FRAME_HEADER);
+  g_assert_cmpuint (s->channel, ==, channel);
+  data = g_bytes_get_data (s->payload, &size);
+  /* Class basic, weight 0 (checked by the decoder too). */
+  g_assert_cmpuint (size, >=, 14);
+  g_assert_cmpuint (data[0], ==, 0);
+  g_assert_cmpuint (data[1], ==, CAREHARE_CLASS_BASIC);
+  g_assert_cmpuint (data[2], ==, 0);
+  g_assert_cmpuint (data[3], ==, 0);
+  g_assert_true (carehare_content_header_decode (data, size, G_MAXUINT64, &class_id,
+                                                 &body_size, &decoded, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (class_id, ==, CAREHARE_CLASS_BASIC);
+  if (props != NULL)
+    *props = decoded;
+  else
+    carehare_basic_properties_clear (&decoded);
+  return body_size;
+}
+
+/* Frames @*i... of @sent must be one whole publish on @channel: method,
+ * header, then body frames of at most @frame_max - 8 bytes carrying @body.
+ * Advances @*i past it. */
+static void
+sent_publish (GPtrArray                     *sent,
+              guint                         *i,
+              guint16                        channel,
+              const char                    *exchange,
+              const char                    *routing_key,
+              gboolean                       mandatory,
+              GBytes                        *body,
+              guint32                        frame_max,
+              CarehareBasicProperties       *props)
+{
+  const CarehareMethod *m;
+  g_autoptr(GByteArray) received = g_byte_array_new ();
+  gsize size = g_bytes_get_size (body);
+  guint64 body_size;
+  guint n_body = 0;
+
+  m = sent_method (sent, (*i)++, channel, CAREHARE_METHOD_BASIC_PUBLISH);
+  g_assert_cmpstr (m->basic_publish.exchange, ==, exchange);
+  g_assert_cmpstr (m->basic_publish.routing_key, ==, routing_key);
+  g_assert_cmpint (m->basic_publish.mandatory, ==, mandatory);
+  g_assert_false (m->basic_publish.immediate);
+
+  body_size = sent_header (sent, (*i)++, channel, props);
+  g_assert_cmpuint (body_size, ==, size);
+
+  while (received->len < size)
+    {
+      Sent *s;
+      const guint8 *data;
+      gsize n;
+
+      g_assert_cmpuint (*i, <, sent->len);
+      s = g_ptr_array_index (sent, (*i)++);
+      g_assert_cmpuint (s->type, ==, CAREHARE_FRAME_BODY);
+      g_assert_cmpuint (s->channel, ==, channel);
+      data = g_bytes_get_data (s->payload, &n);
+      g_assert_cmpuint (n, >, 0);
+      g_assert_cmpuint (n, <=, frame_max - CAREHARE_FRAME_OVERHEAD);
+      g_byte_array_append (received, data, n);
+      n_body++;
+    }
+  g_assert_cmpmem (received->data, received->len, g_bytes_get_data (body, NULL), size);
+  /* As few frames as the limit allows: all full but the last. */
+  g_assert_cmpuint (n_body, ==, (size + frame_max - CAREHARE_FRAME_OVERHEAD - 1) /
+                                (frame_max - CAREHARE_FRAME_OVERHEAD));
+}
+
+/* The body of a publish made by publish(). */
+static void
+sent_publish_rk (GPtrArray  *sent,
+                 guint      *i,
+                 guint16     channel,
+                 const char *exchange,
+                 const char *routing_key,
+                 gboolean    mandatory)
+{
+  g_autoptr(GBytes) body = g_bytes_new (routing_key, strlen (routing_key));
+
+  sent_publish (sent, i, channel, exchange, routing_key, mandatory, body, 131072, NULL);
+}
+
+static guint
+count_frames (GPtrArray *sent,
+              guint8     type,
+              guint32    method_id)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < sent->len; i++)
+    {
+      Sent *s = g_ptr_array_index (sent, i);
+
+      if (s->type == type && (type != CAREHARE_FRAME_METHOD || s->method.id == method_id))
+        n++;
+    }
+  return n;
+}
+
+/* ---- the fake server: content ------------------------------------------- */
+
+static void
+encode_confirm (GByteArray *buf,
+                guint16     channel,
+                guint32     id,
+                guint64     tag,
+                gboolean    multiple)
+{
+  CarehareMethod m = { .id = id };
+
+  if (id == CAREHARE_METHOD_BASIC_ACK)
+    {
+      m.basic_ack.delivery_tag = tag;
+      m.basic_ack.multiple = multiple;
+    }
+  else
+    {
+      g_assert_cmpuint (id, ==, CAREHARE_METHOD_BASIC_NACK);
+      m.basic_nack.delivery_tag = tag;
+      m.basic_nack.multiple = multiple;
+    }
+  server_encode (buf, channel, &m);
+}
+
+static gboolean
+server_confirm (Fixture  *f,
+                guint16   channel,
+                guint32   id,
+                guint64   tag,
+                gboolean  multiple)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+  encode_confirm (buf, channel, id, tag, multiple);
+  return feed (f, buf->data, buf->len);
+}
+
+static gboolean
+server_ack (Fixture  *f,
+            guint16   channel,
+            guint64   tag,
+            gboolean  multiple)
+{
+  return server_confirm (f, channel, CAREHARE_METHOD_BASIC_ACK, tag, multiple);
+}
+
+/* Channel.Open-Ok and Confirm.Select-Ok for a publisher's channel. */
+static void
+server_publisher_ready (Fixture *f,
+                        guint16  channel)
+{
+  CarehareMethod open_ok = { .id = CAREHARE_METHOD_CHANNEL_OPEN_OK };
+  CarehareMethod select_ok = { .id = CAREHARE_METHOD_CONFIRM_SELECT_OK };
+
+  g_assert_true (server_method (f, channel, &open_ok));
+  g_assert_true (server_method (f, channel, &select_ok));
+}
+
+/* A content header declaring @body_size, then @size bytes of @body in
+ * frames of at most @chunk bytes. */
+static void
+encode_content (GByteArray                    *buf,
+                guint16                        channel,
+                guint64                        body_size,
+                const CarehareBasicProperties *props,
+                const guint8                  *body,
+                gsize                          size,
+                gsize                          chunk)
+{
+  g_autoptr(GError) error = NULL;
+
+  carehare_wire_append_header_frame (buf, channel, CAREHARE_CLASS_BASIC, body_size, props,
+                                     &error);
+  g_assert_no_error (error);
+  for (gsize offset = 0; offset < size; offset += chunk)
+    carehare_wire_append_body_frame (buf, channel, body + offset, MIN (chunk, size - offset));
+}
+
+static void
+encode_body (GByteArray *buf,
+             guint16     channel,
+             gsize       size)
+{
+  g_autoptr(GBytes) body = make_body (size, 3);
+
+  carehare_wire_append_body_frame (buf, channel, g_bytes_get_data (body, NULL), size);
+}
+
+static void
+encode_header (GByteArray *buf,
+               guint16     channel,
+               guint64     body_size)
+{
+  encode_content (buf, channel, body_size, NULL, NULL, 0, 1);
+}
+
+static void
+encode_deliver (GByteArray *buf,
+                guint16     channel,
+                const char *consumer_tag,
+                guint64     delivery_tag,
+                gboolean    redelivered,
+                const char *exchange,
+                const char *routing_key)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_BASIC_DELIVER };
+
+  m.basic_deliver.consumer_tag = (char *) consumer_tag;
+  m.basic_deliver.delivery_tag = delivery_tag;
+  m.basic_deliver.redelivered = redelivered;
+  m.basic_deliver.exchange = (char *) exchange;
+  m.basic_deliver.routing_key = (char *) routing_key;
+  server_encode (buf, channel, &m);
+}
+
+/* A whole message for @consumer_tag: deliver, header, body in frames of at
+ * most @chunk bytes. */
+static void
+encode_message (GByteArray *buf,
+                guint16     channel,
+                const char *consumer_tag,
+                guint64     delivery_tag,
+                GBytes     *body,
+                gsize       chunk)
+{
+  gsize size = 0;
+  const guint8 *data = g_bytes_get_data (body, &size);
+
+  encode_deliver (buf, channel, consumer_tag, delivery_tag, FALSE, "ex", "rk");
+  encode_content (buf, channel, size, NULL, data, size, chunk);
+}
+
+static gboolean
+server_message (Fixture    *f,
+                guint16     channel,
+                const char *consumer_tag,
+                guint64     delivery_tag,
+                const char *text)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+  encode_message (buf, channel, consumer_tag, delivery_tag, body, CHUNK_4096);
+  return feed (f, buf->data, buf->len);
+}
+
+static void
+encode_return (GByteArray *buf,
+               guint16     channel,
+               guint16     reply_code,
+               const char *reply_text,
+               const char *exchange,
+               const char *routing_key)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_BASIC_RETURN };
+
+  m.basic_return.reply_code = reply_code;
+  m.basic_return.reply_text = (char *) reply_text;
+  m.basic_return.exchange = (char *) exchange;
+  m.basic_return.routing_key = (char *) routing_key;
+  server_encode (buf, channel, &m);
+}
+
+/* basic.return of @routing_key with a two-frame body. */
+static gboolean
+server_return (Fixture    *f,
+               guint16     channel,
+               const char *exchange,
+               const char *routing_key)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GBytes) body = make_body (CHUNK_4096 + 10, 9);
+
+  encode_return (buf, channel, 312, "NO_ROUTE", exchange, routing_key);
+  encode_content (buf, channel, g_bytes_get_size (body), NULL,
+                  g_bytes_get_data (body, NULL), g_bytes_get_size (body), CHUNK_4096);
+  return feed (f, buf->data, buf->len);
+}
+
+/* ---- consumers ------------------------------------------------------------ */
+
+/* What one consumer's callbacks saw. */
+typedef struct {
+  Fixture *f;
+  CarehareProtocolConsumer *consumer;  /* our reference; NULL once given back */
+  Completion *start;
+  GPtrArray *deliveries;               /* CarehareProtocolDelivery * */
+  guint n_closed;
+  GError *closed_error;
+  /* Re-entrancy: the delivery callback acks, and closes the consumer. */
+  gboolean ack_in_callback;
+  gboolean close_in_callback;
+  Completion *close;
+} Rec;
+
+static Completion *consumer_close_start (Fixture *f, Rec *r);
+
+static void
+rec_free (gpointer data)
+{
+  Rec *r = data;
+
+  g_clear_pointer (&r->consumer, carehare_protocol_consumer_unref);
+  g_ptr_array_unref (r->deliveries);
+  g_clear_error (&r->closed_error);
+  g_free (r);
+}
+
+static void
+delivery_cb (CarehareProtocolConsumer *consumer,
+             CarehareProtocolDelivery *delivery,
+             gpointer                  user_data)
+{
+  Rec *r = user_data;
+
+  /* Never after the owner gave its reference back, nor after the end. */
+  g_assert_nonnull (r->consumer);
+  g_assert_true (consumer == r->consumer);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_nonnull (delivery);
+  g_ptr_array_add (r->deliveries, delivery);
+
+  if (r->ack_in_callback)
+    carehare_protocol_consumer_ack (r->f->p, consumer, delivery->delivery_tag, FALSE);
+  if (r->close_in_callback && r->close == NULL)
+    r->close = consumer_close_start (r->f, r);
+}
+
+static void
+closed_cb (CarehareProtocolConsumer *consumer,
+           const GError             *error,
+           gpointer                  user_data)
+{
+  Rec *r = user_data;
+
+  g_assert_nonnull (r->consumer);
+  g_assert_true (consumer == r->consumer);
+  /* At most once, never when the start failed. */
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_cmpuint (r->start->n_calls, ==, 1);
+  g_assert_no_error (r->start->error);
+  g_assert_nonnull (error);
+  r->n_closed++;
+  r->closed_error = g_error_copy (error);
+}
+
+static Rec *
+consume (Fixture    *f,
+         const char *queue,
+         guint16     prefetch_count)
+{
+  static const CarehareProtocolConsumerCallbacks callbacks = {
+    .delivery = delivery_cb,
+    .closed = closed_cb,
+  };
+  Rec *r = g_new0 (Rec, 1);
+
+  r->f = f;
+  r->deliveries = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_delivery_free);
+  r->start = completion_new (f);
+  fixture_own (f, r, rec_free);
+  r->consumer = carehare_protocol_consume (f->p, queue, 0, prefetch_count, &callbacks, r,
+                                           op_done_cb, r->start);
+  g_assert_nonnull (r->consumer);
+  return r;
+}
+
+static void
+assert_start_pending (Rec *r)
+{
+  g_assert_cmpuint (r->start->n_calls, ==, 0);
+}
+
+static gboolean
+server_consume_ok (Fixture    *f,
+                   guint16     channel,
+                   const char *tag)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_BASIC_CONSUME_OK };
+
+  m.basic_consume_ok.consumer_tag = (char *) tag;
+  return server_method (f, channel, &m);
+}
+
+/* Open-Ok and Qos-Ok on a consumer's channel. */
+static void
+server_consumer_ready (Fixture *f,
+                       guint16  channel)
+{
+  CarehareMethod open_ok = { .id = CAREHARE_METHOD_CHANNEL_OPEN_OK };
+  CarehareMethod qos_ok = { .id = CAREHARE_METHOD_BASIC_QOS_OK };
+
+  g_assert_true (server_method (f, channel, &open_ok));
+  g_assert_true (server_method (f, channel, &qos_ok));
+}
+
+/* A consumer on @queue, started on the new channel @channel with @tag. */
+static Rec *
+consume_started (Fixture    *f,
+                 const char *queue,
+                 guint16     channel,
+                 const char *tag)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r = consume (f, queue, 10);
+
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  sent_method (sent, 0, channel, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, 1, channel, CAREHARE_METHOD_BASIC_QOS);
+  sent_method (sent, 2, channel, CAREHARE_METHOD_BASIC_CONSUME);
+  server_consumer_ready (f, channel);
+  g_assert_true (server_consume_ok (f, channel, tag));
+  assert_ok (r->start);
+  g_assert_cmpstr (carehare_protocol_consumer_get_tag (r->consumer), ==, tag);
+  assert_no_output (f);
+  return r;
+}
+
+static Completion *
+consumer_close_start (Fixture *f,
+                      Rec     *r)
+{
+  Completion *c = completion_new (f);
+  CarehareProtocolOp *op;
+
+  op = carehare_protocol_consumer_close (f->p, r->consumer, op_done_cb, c);
+  if (c->n_calls > 0)
+    g_assert_null (op);
+  else
+    {
+      g_assert_nonnull (op);
+      c->op = op;
+    }
+  return c;
+}
+
+static CarehareProtocolDelivery *
+delivery (Rec   *r,
+          guint  i)
+{
+  g_assert_cmpuint (i, <, r->deliveries->len);
+  return g_ptr_array_index (r->deliveries, i);
+}
+
+/* ======================================================================== */
+/* publish                                                                   */
+/* ======================================================================== */
+
+static void
+test_publish_first (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GBytes) body = make_body (5, 1);
+  CarehareBasicProperties props = { 0 };
+  CarehareBasicProperties got = { 0 };
+  Completion *a, *b, *c;
+  guint i = 0;
+
+  connect_default (f);
+
+  props.flags = CAREHARE_PROPERTY_CONTENT_TYPE | CAREHARE_PROPERTY_DELIVERY_MODE |
+                CAREHARE_PROPERTY_MESSAGE_ID;
+  props.content_type = (char *) "text/plain";
+  props.delivery_mode = 2;
+  props.message_id = (char *) "m-1";
+  a = publish_full (f, "ex", "rk.a", body, &props, TRUE);
+  assert_pending (a);
+
+  /* Everything in one output, in order, on one new channel: no waiting
+   * for Open-Ok or Select-Ok. */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 5);
+  sent_method (sent, i++, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_false (sent_method (sent, i++, 1, CAREHARE_METHOD_CONFIRM_SELECT)->confirm_select.nowait);
+  sent_publish (sent, &i, 1, "ex", "rk.a", TRUE, body, 131072, &got);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_assert_cmpuint (got.flags, ==, props.flags);
+  g_assert_cmpstr (got.content_type, ==, "text/plain");
+  g_assert_cmpuint (got.delivery_mode, ==, 2);
+  g_assert_cmpstr (got.message_id, ==, "m-1");
+  carehare_basic_properties_clear (&got);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* The same exchange: the same channel, no Open, no Select. */
+  b = publish (f, "ex", "rk.b", FALSE);
+  sent = take_sent (f);
+  i = 0;
+  sent_publish_rk (sent, &i, 1, "ex", "rk.b", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* No properties: a header with flags 0. */
+  {
+    CarehareBasicProperties none = { 0 };
+    GPtrArray *s;
+
+    c = publish (f, "other", "rk.c", FALSE);
+    s = take_sent (f);
+    i = 0;
+    sent_method (s, i++, 2, CAREHARE_METHOD_CHANNEL_OPEN);
+    sent_method (s, i++, 2, CAREHARE_METHOD_CONFIRM_SELECT);
+    {
+      g_autoptr(GBytes) cbody = g_bytes_new ("rk.c", 4);
+
+      sent_publish (s, &i, 2, "other", "rk.c", FALSE, cbody, 131072, &none);
+    }
+    g_assert_cmpuint (i, ==, s->len);
+    g_assert_cmpuint (none.flags, ==, 0);
+    carehare_basic_properties_clear (&none);
+    g_ptr_array_unref (s);
+  }
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 2);
+
+  /* Open-Ok and Select-Ok complete nothing. */
+  server_publisher_ready (f, 1);
+  server_publisher_ready (f, 2);
+  assert_pending (a);
+  assert_pending (b);
+  assert_pending (c);
+  assert_no_output (f);
+
+  /* Each channel numbers its publishes from 1. */
+  g_assert_true (server_ack (f, 2, 1, FALSE));
+  assert_ok (c);
+  assert_pending (a);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (a);
+  assert_pending (b);
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_ok (b);
+  /* A publish completes without a reply method. */
+  g_assert_cmpuint (a->reply_id, ==, 0);
+  assert_no_output (f);
+}
+
+static const gsize split_sizes[] = { 0, 1, CHUNK_4096, CHUNK_4096 + 1, 3 * CHUNK_4096 + 5 };
+
+static void
+test_publish_body_split (Fixture       *f,
+                         gconstpointer  data)
+{
+  gsize size = *(const gsize *) data;
+  g_autoptr(GBytes) body = make_body (size, 42);
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *c;
+  guint i = 0;
+
+  handshake (f, 2047, 4096, 0);
+  c = publish_full (f, "ex", "rk", body, NULL, FALSE);
+  sent = take_sent (f);
+  sent_method (sent, i++, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, i++, 1, CAREHARE_METHOD_CONFIRM_SELECT);
+  /* Body frames of frame_max - 8 bytes (the last one shorter), none for
+   * an empty body. */
+  sent_publish (sent, &i, 1, "ex", "rk", FALSE, body, 4096, NULL);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_BODY, 0), ==,
+                    (size + CHUNK_4096 - 1) / CHUNK_4096);
+
+  /* Every frame fits in frame_max, frame end included. */
+  {
+    const guint8 *bytes = f->transcript->data;
+    gsize len = f->transcript->len;
+    gsize offset = sizeof protocol_header;
+
+    g_assert_cmpmem (bytes, offset, protocol_header, sizeof protocol_header);
+
+    while (offset < len)
+      {
+        g_autoptr(GError) error = NULL;
+        CarehareFrame frame;
+        gssize n = carehare_frame_decode (bytes + offset, len - offset, 4096, &frame, &error);
+
+        g_assert_no_error (error);
+        g_assert_cmpint (n, >, 0);
+        g_assert_cmpint (n, <=, 4096);
+        offset += n;
+      }
+  }
+
+  server_publisher_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (c);
+}
+
+static void
+test_publish_ack_multiple (Fixture       *f,
+                           gconstpointer  data)
+{
+  Completion *c[5];
+
+  connect_default (f);
+  for (guint i = 0; i < G_N_ELEMENTS (c); i++)
+    c[i] = publish (f, "ex", "rk", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  /* All up to the tag, in order, and none after. */
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  for (guint i = 0; i < 3; i++)
+    {
+      assert_ok (c[i]);
+      g_assert_cmpuint (c[i]->seq, ==, c[0]->seq + i);
+    }
+  assert_pending (c[3]);
+  assert_pending (c[4]);
+
+  /* Multiple again, up to a tag already partly confirmed. */
+  g_assert_true (server_ack (f, 1, 4, TRUE));
+  assert_ok (c[3]);
+  assert_pending (c[4]);
+  g_assert_true (server_ack (f, 1, 5, FALSE));
+  assert_ok (c[4]);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_publish_ack_out_of_order (Fixture       *f,
+                               gconstpointer  data)
+{
+  Completion *c1, *c2, *c3;
+
+  connect_default (f);
+  c1 = publish (f, "ex", "one", FALSE);
+  c2 = publish (f, "ex", "two", FALSE);
+  c3 = publish (f, "ex", "three", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  /* Exactly the publish named by the tag. */
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_ok (c2);
+  assert_pending (c1);
+  assert_pending (c3);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (c1);
+  assert_pending (c3);
+  /* multiple=true over tags already confirmed one by one. */
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  assert_ok (c3);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_publish_nack (Fixture       *f,
+                   gconstpointer  data)
+{
+  Completion *c[4];
+
+  connect_default (f);
+  for (guint i = 0; i < G_N_ELEMENTS (c); i++)
+    c[i] = publish (f, "ex", "rk", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  g_assert_true (server_confirm (f, 1, CAREHARE_METHOD_BASIC_NACK, 2, FALSE));
+  assert_failed (c[1], CAREHARE_ERROR, CAREHARE_ERROR_SERVER_SENT_NACK);
+  assert_pending (c[0]);
+
+  g_assert_true (server_confirm (f, 1, CAREHARE_METHOD_BASIC_NACK, 3, TRUE));
+  assert_failed (c[0], CAREHARE_ERROR, CAREHARE_ERROR_SERVER_SENT_NACK);
+  assert_failed (c[2], CAREHARE_ERROR, CAREHARE_ERROR_SERVER_SENT_NACK);
+  assert_pending (c[3]);
+
+  /* That message only: the channel goes on. */
+  g_assert_true (server_ack (f, 1, 4, FALSE));
+  assert_ok (c[3]);
+  assert_no_output (f);
+}
+
+static void
+test_publish_return (Fixture       *f,
+                     gconstpointer  data)
+{
+  Completion *unroutable, *routed, *not_mandatory, *again;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  handshake (f, 2047, 4096, 0);
+  routed = publish (f, "ex", "bound", TRUE);
+  unroutable = publish (f, "ex", "nowhere", TRUE);
+  not_mandatory = publish (f, "ex", "nowhere", FALSE);
+  again = publish (f, "ex", "nowhere", TRUE);
+  sent = take_sent (f);
+  g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_METHOD, CAREHARE_METHOD_BASIC_PUBLISH), ==, 4);
+  server_publisher_ready (f, 1);
+
+  /* RabbitMQ returns, then acks. The return's body is two frames. */
+  g_assert_true (server_return (f, 1, "ex", "nowhere"));
+  assert_pending (unroutable);
+  assert_no_output (f);
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+
+  assert_ok (routed);
+  assert_failed (unroutable, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_message_contains (unroutable->error, "312 NO_ROUTE");
+  assert_message_contains (unroutable->error, "'nowhere'");
+  assert_ok (not_mandatory);
+  /* The return was for one message: the oldest one it can be. */
+  assert_pending (again);
+  g_assert_true (server_ack (f, 1, 4, FALSE));
+  assert_ok (again);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* The same conversation, the server's bytes one at a time. */
+static void
+test_publish_split_bytes (Fixture       *f,
+                          gconstpointer  data)
+{
+  Completion *unroutable, *routed;
+
+  handshake (f, 2047, 4096, 0);
+  unroutable = publish (f, "ex", "nowhere", TRUE);
+  routed = publish (f, "ex", "bound", TRUE);
+  g_ptr_array_unref (take_sent (f));
+  f->split = TRUE;
+  server_publisher_ready (f, 1);
+  g_assert_true (server_return (f, 1, "ex", "nowhere"));
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_failed (unroutable, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_pending (routed);
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_ok (routed);
+  assert_no_output (f);
+}
+
+static void
+test_publish_return_unmatched (Fixture       *f,
+                               gconstpointer  data)
+{
+  Completion *c;
+
+  handshake (f, 2047, 4096, 0);
+  c = publish (f, "ex", "rk", TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  /* No pending mandatory publish has this key: ignored. */
+  g_assert_true (server_return (f, 1, "ex", "other"));
+  g_assert_false (carehare_protocol_is_finished (f->p));
+  assert_no_output (f);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (c);
+}
+
+static void
+test_publish_channel_closed (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *m1, *m2, *ok, *fresh, *late;
+  guint16 channel;
+
+  connect_default (f);
+  m1 = publish (f, "missing", "a", FALSE);
+  ok = publish (f, "present", "b", FALSE);
+  m2 = publish (f, "missing", "c", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+  server_publisher_ready (f, 2);
+
+  encode_channel_close (buf, 1, 404, "NOT_FOUND - no exchange 'missing' in vhost '/'",
+                        CAREHARE_METHOD_BASIC_PUBLISH);
+  g_assert_true (feed (f, buf->data, buf->len));
+
+  /* Every publish pending on that exchange, with the broker's reason. */
+  assert_failed (m1, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  assert_failed (m2, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (m1->error), ==, 404);
+  g_assert_cmpuint (carehare_error_get_reply_code (m2->error), ==, 404);
+  assert_message_contains (m1->error, "no exchange 'missing'");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* Other exchanges are not disturbed. */
+  assert_pending (ok);
+
+  /* A late confirm for the closed channel would be on a channel that is
+   * not open: the next publish gets a fresh channel and numbers from 1. */
+  fresh = publish (f, "missing", "d", FALSE);
+  late = publish (f, "missing", "e", FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2 + 3 + 3);
+  channel = ((Sent *) g_ptr_array_index (sent, 0))->channel;
+  sent_method (sent, 0, channel, CAREHARE_METHOD_CHANNEL_OPEN);
+  g_assert_cmpuint (channel, !=, 0);
+  g_assert_cmpuint (channel, !=, 2);
+  sent_method (sent, 1, channel, CAREHARE_METHOD_CONFIRM_SELECT);
+  {
+    guint i = 2;
+
+    sent_publish_rk (sent, &i, channel, "missing", "d", FALSE);
+    sent_publish_rk (sent, &i, channel, "missing", "e", FALSE);
+  }
+  server_publisher_ready (f, channel);
+  g_assert_true (server_ack (f, channel, 1, FALSE));
+  assert_ok (fresh);
+  assert_pending (late);
+  g_assert_true (server_ack (f, channel, 2, FALSE));
+  assert_ok (late);
+
+  g_assert_true (server_ack (f, 2, 1, FALSE));
+  assert_ok (ok);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_publish_blocked (Fixture       *f,
+                      gconstpointer  data)
+{
+  CarehareMethod blocked = { .id = CAREHARE_METHOD_CONNECTION_BLOCKED };
+  CarehareMethod unblocked = { .id = CAREHARE_METHOD_CONNECTION_UNBLOCKED };
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *first, *a, *b, *c, *fresh;
+  guint i = 0;
+
+  connect_default (f);
+  first = publish (f, "ex", "first", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  blocked.connection_blocked.reason = (char *) "low on memory";
+  g_assert_true (server_method (f, 0, &blocked));
+  g_assert_true (carehare_protocol_is_blocked (f->p));
+
+  /* Kept, not written. */
+  a = publish (f, "ex", "a", FALSE);
+  b = publish (f, "ex", "b", FALSE);
+  c = publish (f, "ex", "c", FALSE);
+  assert_no_output (f);
+  assert_pending (a);
+  assert_pending (b);
+  assert_pending (c);
+
+  /* A new exchange may get its channel, but no publish goes out. */
+  fresh = publish (f, "fresh", "f", FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_METHOD, CAREHARE_METHOD_BASIC_PUBLISH), ==, 0);
+  g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_HEADER, 0), ==, 0);
+  g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_BODY, 0), ==, 0);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* An unwritten publish can be cancelled, at once. */
+  carehare_protocol_cancel (f->p, b->op);
+  assert_failed (b, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_no_output (f);
+
+  /* A confirm for an earlier publish still completes it. */
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (first);
+
+  g_assert_true (server_method (f, 0, &unblocked));
+  g_assert_false (carehare_protocol_is_blocked (f->p));
+  sent = take_sent (f);
+  /* a and c in order on channel 1 (not b), f on its own channel. */
+  g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_METHOD, CAREHARE_METHOD_BASIC_PUBLISH), ==, 3);
+  for (i = 0; i < sent->len; i++)
+    if (((Sent *) g_ptr_array_index (sent, i))->channel == 1)
+      break;
+  sent_publish_rk (sent, &i, 1, "ex", "a", FALSE);
+  sent_publish_rk (sent, &i, 1, "ex", "c", FALSE);
+  for (i = 0; i < sent->len; i++)
+    if (((Sent *) g_ptr_array_index (sent, i))->channel == 2)
+      break;
+  sent_publish_rk (sent, &i, 2, "fresh", "f", FALSE);
+
+  /* Tags follow what was written: a is 2, c is 3. */
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_ok (a);
+  assert_pending (c);
+  g_assert_true (server_ack (f, 1, 3, FALSE));
+  assert_ok (c);
+  server_publisher_ready (f, 2);
+  g_assert_true (server_ack (f, 2, 1, FALSE));
+  assert_ok (fresh);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_publish_cancel_written (Fixture       *f,
+                             gconstpointer  data)
+{
+  Completion *c;
+
+  connect_default (f);
+  c = publish (f, "ex", "rk", FALSE);
+  g_ptr_array_unref (take_sent (f));
+
+  /* Written: it completes with the broker's answer. */
+  carehare_protocol_cancel (f->p, c->op);
+  assert_pending (c);
+  assert_no_output (f);
+  server_publisher_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (c);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_publish_connection_closed (Fixture       *f,
+                                gconstpointer  data)
+{
+  CarehareMethod blocked = { .id = CAREHARE_METHOD_CONNECTION_BLOCKED };
+  Completion *written, *other, *kept, *close_c, *late;
+
+  connect_default (f);
+  written = publish (f, "ex", "a", FALSE);
+  other = publish (f, "other", "b", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_method (f, 0, &blocked));
+  kept = publish (f, "ex", "c", FALSE);
+
+  close_c = close_start (f);
+  assert_failed (written, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (other, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (kept, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  /* Blocked or not, Close goes out (it is not a publish). */
+  {
+    g_autoptr(GPtrArray) sent = take_sent (f);
+
+    g_assert_cmpuint (sent->len, ==, 1);
+    sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  }
+
+  /* Late confirms are ignored while closing. */
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  late = publish (f, "ex", "d", FALSE);
+  assert_failed (late, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_false (server_close_ok (f));
+  assert_ok (close_c);
+  assert_no_output (f);
+}
+
+static void
+test_publish_server_close (Fixture       *f,
+                           gconstpointer  data)
+{
+  Completion *c;
+
+  connect_default (f);
+  c = publish (f, "ex", "a", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - broker forced connection closure"));
+  assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (c->error, "320");
+}
+
+static void
+test_publish_unencodable (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(GVariant) headers = NULL;
+  CarehareBasicProperties props = { 0 };
+  GVariantBuilder b;
+  Completion *c, *ok;
+
+  connect_default (f);
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "fd", g_variant_new_handle (3));
+  headers = g_variant_ref_sink (g_variant_builder_end (&b));
+  props.flags = CAREHARE_PROPERTY_HEADERS;
+  props.headers = headers;
+
+  /* Completes before the call returns; nothing written, no channel. */
+  c = publish_full (f, "ex", "rk", NULL, &props, FALSE);
+  assert_failed (c, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_message_contains (c->error, "'ex'");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+
+  /* A routing key that is no shortstr, likewise. */
+  {
+    g_autofree char *long_key = g_strnfill (256, 'k');
+
+    c = publish (f, "ex", long_key, FALSE);
+    assert_failed (c, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+    assert_no_output (f);
+  }
+
+  /* The connection is fine. */
+  ok = publish (f, "ex", "rk", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (ok);
+}
+
+typedef struct {
+  guint32 method_id;
+  guint64 tag;
+  gboolean multiple;
+  gboolean confirm_first;   /* ack tag 1 before */
+} UnknownConfirmCase;
+
+static const UnknownConfirmCase unknown_ack = { CAREHARE_METHOD_BASIC_ACK, 5, FALSE, FALSE };
+static const UnknownConfirmCase unknown_ack_multiple = { CAREHARE_METHOD_BASIC_ACK, 5, TRUE, TRUE };
+static const UnknownConfirmCase unknown_nack = { CAREHARE_METHOD_BASIC_NACK, 7, FALSE, FALSE };
+static const UnknownConfirmCase twice_ack = { CAREHARE_METHOD_BASIC_ACK, 1, FALSE, TRUE };
+
+static void
+test_publish_unknown_tag (Fixture       *f,
+                          gconstpointer  data)
+{
+  const UnknownConfirmCase *uc = data;
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *c1, *c2;
+
+  connect_default (f);
+  c1 = publish (f, "ex", "a", FALSE);
+  c2 = publish (f, "ex", "b", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+  if (uc->confirm_first)
+    {
+      g_assert_true (server_ack (f, 1, 1, FALSE));
+      assert_ok (c1);
+    }
+
+  g_assert_false (server_confirm (f, 1, uc->method_id, uc->tag, uc->multiple));
+  g_assert_true (carehare_protocol_is_finished (f->p));
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->finish_error, "never published or already confirmed");
+  assert_failed (c2, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  if (!uc->confirm_first)
+    assert_failed (c1, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  g_assert_cmpuint (m->connection_close.reply_code, ==, 503);
+  g_assert_cmpuint (m->connection_close.class_id, ==, CAREHARE_METHOD_CLASS_ID (uc->method_id));
+  g_assert_cmpuint (m->connection_close.method_id, ==, CAREHARE_METHOD_METHOD_ID (uc->method_id));
+}
+
+/* A publish on a channel that the server closes while another waits for
+ * a channel (channel_max 1): the waiting exchange gets the freed id. */
+static void
+test_publish_channel_max (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *a, *b;
+
+  handshake (f, 1, 131072, 0);
+  a = publish (f, "a", "x", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+  b = publish (f, "b", "y", FALSE);
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+
+  g_assert_true (server_channel_close (f, 1, 404, "NOT_FOUND - no exchange 'a'"));
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  sent = take_sent (f);
+  {
+    guint i = 0;
+
+    sent_method (sent, i++, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+    sent_method (sent, i++, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+    sent_method (sent, i++, 1, CAREHARE_METHOD_CONFIRM_SELECT);
+    sent_publish_rk (sent, &i, 1, "b", "y", FALSE);
+    g_assert_cmpuint (i, ==, sent->len);
+  }
+  server_publisher_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (b);
+}
+
+/* ======================================================================== */
+/* consume                                                                   */
+/* ======================================================================== */
+
+static void
+test_consume_start (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Rec *r;
+
+  connect_default (f);
+  r = consume (f, "jobs", 25);
+  assert_start_pending (r);
+  g_assert_null (carehare_protocol_consumer_get_tag (r->consumer));
+
+  /* Pipelined: Open, Qos, Consume in one output. */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_QOS);
+  g_assert_cmpuint (m->basic_qos.prefetch_count, ==, 25);
+  g_assert_cmpuint (m->basic_qos.prefetch_size, ==, 0);
+  g_assert_false (m->basic_qos.global);
+  m = sent_method (sent, 2, 1, CAREHARE_METHOD_BASIC_CONSUME);
+  g_assert_cmpstr (m->basic_consume.queue, ==, "jobs");
+  g_assert_cmpstr (m->basic_consume.consumer_tag, ==, "");
+  g_assert_false (m->basic_consume.no_ack);
+  g_assert_false (m->basic_consume.nowait);
+  g_assert_false (m->basic_consume.exclusive);
+
+  server_consumer_ready (f, 1);
+  assert_start_pending (r);
+  g_assert_true (server_consume_ok (f, 1, "amq.ctag-xyz"));
+  assert_ok (r->start);
+  g_assert_cmpuint (r->start->reply_id, ==, CAREHARE_METHOD_BASIC_CONSUME_OK);
+  g_assert_cmpstr (r->start->consumer_tag, ==, "amq.ctag-xyz");
+  g_assert_cmpstr (carehare_protocol_consumer_get_tag (r->consumer), ==, "amq.ctag-xyz");
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  assert_no_output (f);
+}
+
+typedef struct {
+  gsize size;
+  gboolean split;
+} DeliverCase;
+
+static const DeliverCase deliver_single = { 5, FALSE };
+static const DeliverCase deliver_multi = { 2 * CHUNK_4096 + 100, FALSE };
+static const DeliverCase deliver_empty = { 0, FALSE };
+static const DeliverCase deliver_split = { CHUNK_4096 + 100, TRUE };
+
+static void
+test_consume_deliver (Fixture       *f,
+                      gconstpointer  data)
+{
+  const DeliverCase *dc = data;
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GBytes) body = make_body (dc->size, 77);
+  g_autoptr(GVariant) headers = NULL;
+  CarehareBasicProperties props = { 0 };
+  CarehareProtocolDelivery *d;
+  GVariantBuilder b;
+  gint32 n = 0;
+  const char *s = NULL;
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "x-n", g_variant_new_int32 (-7));
+  g_variant_builder_add (&b, "{sv}", "x-s", g_variant_new_string ("hi"));
+  headers = g_variant_ref_sink (g_variant_builder_end (&b));
+  props.flags = CAREHARE_PROPERTY_CONTENT_TYPE | CAREHARE_PROPERTY_HEADERS |
+                CAREHARE_PROPERTY_DELIVERY_MODE | CAREHARE_PROPERTY_TIMESTAMP |
+                CAREHARE_PROPERTY_APP_ID;
+  props.content_type = (char *) "application/json";
+  props.headers = headers;
+  props.delivery_mode = 2;
+  props.timestamp = G_GUINT64_CONSTANT (1700000000);
+  props.app_id = (char *) "test";
+
+  encode_deliver (buf, 1, "ctag", 42, TRUE, "logs", "a.b.c");
+  encode_content (buf, 1, dc->size, &props, g_bytes_get_data (body, NULL), dc->size, CHUNK_4096);
+
+  if (dc->split)
+    {
+      /* Nothing until the last byte of the last body frame. */
+      for (guint i = 0; i + 1 < buf->len; i++)
+        g_assert_true (carehare_protocol_receive (f->p, buf->data + i, 1, f->now));
+      g_assert_cmpuint (r->deliveries->len, ==, 0);
+      g_assert_true (carehare_protocol_receive (f->p, buf->data + buf->len - 1, 1, f->now));
+    }
+  else
+    g_assert_true (feed (f, buf->data, buf->len));
+
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+  d = delivery (r, 0);
+  g_assert_cmpuint (d->delivery_tag, ==, 42);
+  g_assert_true (d->redelivered);
+  g_assert_cmpstr (d->consumer_tag, ==, "ctag");
+  g_assert_cmpstr (d->exchange, ==, "logs");
+  g_assert_cmpstr (d->routing_key, ==, "a.b.c");
+  g_assert_cmpuint (d->properties.flags, ==, props.flags);
+  g_assert_cmpstr (d->properties.content_type, ==, "application/json");
+  g_assert_cmpuint (d->properties.delivery_mode, ==, 2);
+  g_assert_cmpuint (d->properties.timestamp, ==, G_GUINT64_CONSTANT (1700000000));
+  g_assert_cmpstr (d->properties.app_id, ==, "test");
+  g_assert_null (d->properties.message_id);
+  g_assert_nonnull (d->properties.headers);
+  g_assert_true (g_variant_lookup (d->properties.headers, "x-n", "i", &n));
+  g_assert_cmpint (n, ==, -7);
+  g_assert_true (g_variant_lookup (d->properties.headers, "x-s", "&s", &s));
+  g_assert_cmpstr (s, ==, "hi");
+  g_assert_nonnull (d->body);
+  g_assert_cmpmem (g_bytes_get_data (d->body, NULL), g_bytes_get_size (d->body),
+                   g_bytes_get_data (body, NULL), dc->size);
+
+  /* Nothing to say back until the application acks; and the next one. */
+  assert_no_output (f);
+  g_assert_true (server_message (f, 1, "ctag", 43, "next"));
+  g_assert_cmpuint (r->deliveries->len, ==, 2);
+  g_assert_cmpuint (delivery (r, 1)->delivery_tag, ==, 43);
+  g_assert_cmpmem (g_bytes_get_data (delivery (r, 1)->body, NULL),
+                   g_bytes_get_size (delivery (r, 1)->body), "next", 4);
+  g_assert_cmpuint (delivery (r, 1)->properties.flags, ==, 0);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+}
+
+static void
+test_consume_ack (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Rec *other, *r;
+
+  connect_default (f);
+  other = consume_started (f, "other", 1, "ctag-other");
+  r = consume_started (f, "q", 2, "ctag");
+  (void) other;
+  g_assert_true (server_message (f, 2, "ctag", 1, "one"));
+  g_assert_true (server_message (f, 2, "ctag", 2, "two"));
+  g_assert_true (server_message (f, 2, "ctag", 3, "three"));
+  g_assert_cmpuint (r->deliveries->len, ==, 3);
+
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 2, FALSE, TRUE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 3, TRUE, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 3, TRUE);
+
+  /* On the consumer's channel, in the order asked. */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 4);
+  m = sent_method (sent, 0, 2, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 1);
+  g_assert_false (m->basic_ack.multiple);
+  m = sent_method (sent, 1, 2, CAREHARE_METHOD_BASIC_NACK);
+  g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 2);
+  g_assert_false (m->basic_nack.multiple);
+  g_assert_true (m->basic_nack.requeue);
+  m = sent_method (sent, 2, 2, CAREHARE_METHOD_BASIC_NACK);
+  g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 3);
+  g_assert_true (m->basic_nack.multiple);
+  g_assert_false (m->basic_nack.requeue);
+  m = sent_method (sent, 3, 2, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 3);
+  g_assert_true (m->basic_ack.multiple);
+}
+
+static void
+test_consume_ack_after_close (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *close_c;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  g_assert_true (server_message (f, 1, "ctag", 1, "one"));
+
+  close_c = consumer_close_start (f, r);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+
+  /* Dropped while closing and after: the broker requeues. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 1, FALSE, TRUE);
+  assert_no_output (f);
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (close_c);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  assert_no_output (f);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+}
+
+static void
+test_consume_ack_after_finish (Fixture       *f,
+                               gconstpointer  data)
+{
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  g_assert_true (server_message (f, 1, "ctag", 1, "one"));
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - shutdown"));
+  g_ptr_array_unref (take_sent (f));
+
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 1, TRUE, TRUE);
+  assert_no_output (f);
+}
+
+static void
+test_consume_reentrant (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  r->ack_in_callback = TRUE;
+  g_assert_true (server_message (f, 1, "ctag", 1, "one"));
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 1);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* Closing from the callback: the ack goes first, then Close. */
+  r->close_in_callback = TRUE;
+  g_assert_true (server_message (f, 1, "ctag", 2, "two"));
+  g_assert_nonnull (r->close);
+  assert_pending (r->close);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  g_assert_cmpuint (sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK)->basic_ack.delivery_tag,
+                    ==, 2);
+  sent_method (sent, 1, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+
+  /* Later ones are dropped. */
+  g_assert_true (server_message (f, 1, "ctag", 3, "three"));
+  g_assert_cmpuint (r->deliveries->len, ==, 2);
+  assert_no_output (f);
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (r->close);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+}
+
+static void
+test_consume_not_found (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *close_c;
+  Rec *r;
+
+  connect_default (f);
+  r = consume (f, "missing", 1);
+  g_ptr_array_unref (take_sent (f));
+
+  /* RabbitMQ answers Open and Qos, then closes the channel at Consume. */
+  server_consumer_ready (f, 1);
+  encode_channel_close (buf, 1, 404, "NOT_FOUND - no queue 'missing' in vhost '/'",
+                        CAREHARE_METHOD_BASIC_CONSUME);
+  g_assert_true (feed (f, buf->data, buf->len));
+
+  assert_failed (r->start, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (r->start->error), ==, 404);
+  assert_message_contains (r->start->error, "no queue 'missing'");
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+
+  /* Over: closing it completes at once, acks are dropped. */
+  close_c = consumer_close_start (f, r);
+  assert_ok (close_c);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  assert_no_output (f);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+}
+
+static const gboolean cancel_nowait = TRUE;
+static const gboolean cancel_wait = FALSE;
+
+static void
+test_consume_server_cancel (Fixture       *f,
+                            gconstpointer  data)
+{
+  gboolean nowait = *(const gboolean *) data;
+  CarehareMethod cancel = { .id = CAREHARE_METHOD_BASIC_CANCEL };
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *close_c;
+  Rec *r;
+  guint i = 0;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  cancel.basic_cancel.consumer_tag = (char *) "ctag";
+  cancel.basic_cancel.nowait = nowait;
+  g_assert_true (server_method (f, 1, &cancel));
+
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  g_assert_error (r->closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  assert_message_contains (r->closed_error, "'q'");
+
+  sent = take_sent (f);
+  if (!nowait)
+    g_assert_cmpstr (sent_method (sent, i++, 1, CAREHARE_METHOD_BASIC_CANCEL_OK)->basic_cancel_ok.consumer_tag,
+                     ==, "ctag");
+  sent_method (sent, i++, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* In flight before the server read our Close: dropped. */
+  g_assert_true (server_message (f, 1, "ctag", 9, "late"));
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+  assert_no_output (f);
+
+  /* The id is free after Close-Ok. */
+  g_assert_true (server_channel_close_ok (f, 1));
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  close_c = consumer_close_start (f, r);
+  assert_ok (close_c);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static void
+test_consume_server_close (Fixture       *f,
+                           gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  encode_channel_close (buf, 1, 406, "PRECONDITION_FAILED - unknown delivery tag 7",
+                        CAREHARE_METHOD_BASIC_ACK);
+  g_assert_true (feed (f, buf->data, buf->len));
+
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  g_assert_error (r->closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (r->closed_error), ==, 406);
+  assert_message_contains (r->closed_error, "unknown delivery tag 7");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  assert_no_output (f);
+}
+
+static void
+test_consume_close (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GBytes) body = make_body (3 * CHUNK_4096, 5);
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *close_c, *close_again, *close_after;
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+
+  /* A message half received when we close. */
+  encode_message (buf, 1, "ctag", 1, body, CHUNK_4096);
+  g_assert_true (feed (f, buf->data, 2 * CHUNK_4096));
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+
+  close_c = consumer_close_start (f, r);
+  assert_pending (close_c);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+  g_assert_cmpuint (m->channel_close.reply_code, ==, 200);
+
+  /* The rest of it, and whole messages after it: dropped, no error. */
+  g_assert_true (feed (f, buf->data + 2 * CHUNK_4096, buf->len - 2 * CHUNK_4096));
+  g_assert_true (server_message (f, 1, "ctag", 2, "two"));
+  g_byte_array_set_size (buf, 0);
+  encode_deliver (buf, 1, "ctag", 3, FALSE, "", "q");
+  encode_header (buf, 1, 10);
+  g_assert_true (feed (f, buf->data, buf->len));
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  /* Idempotent while closing. */
+  close_again = consumer_close_start (f, r);
+  assert_pending (close_again);
+  assert_no_output (f);
+
+  /* The rest of message 3 after our Close-Ok? No: Close-Ok is the last
+   * thing the server sends on the channel. */
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (close_c);
+  assert_ok (close_again);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+
+  close_after = consumer_close_start (f, r);
+  assert_ok (close_after);
+  assert_no_output (f);
+}
+
+static void
+test_consume_close_before_consume_ok (Fixture       *f,
+                                      gconstpointer  data)
+{
+  Completion *close_c;
+  Rec *r;
+
+  connect_default (f);
+  r = consume (f, "q", 1);
+  g_ptr_array_unref (take_sent (f));
+  server_consumer_ready (f, 1);
+
+  close_c = consumer_close_start (f, r);
+  assert_failed (r->start, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  {
+    g_autoptr(GPtrArray) sent = take_sent (f);
+
+    g_assert_cmpuint (sent->len, ==, 1);
+    sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+  }
+  /* Consume-Ok and a delivery crossed our Close: ignored. */
+  g_assert_true (server_consume_ok (f, 1, "ctag"));
+  g_assert_true (server_message (f, 1, "ctag", 1, "one"));
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (close_c);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+}
+
+static const gboolean finish_by_server = TRUE;
+static const gboolean finish_by_us = FALSE;
+
+static void
+test_consume_connection_finish (Fixture       *f,
+                                gconstpointer  data)
+{
+  gboolean by_server = *(const gboolean *) data;
+  Rec *active, *starting, *waiting;
+
+  handshake (f, 2, 131072, 0);
+  active = consume_started (f, "a", 1, "ctag-a");
+  starting = consume (f, "b", 1);
+  waiting = consume (f, "c", 1);
+  g_ptr_array_unref (take_sent (f));
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+
+  if (by_server)
+    g_assert_false (server_close (f, 320, "CONNECTION_FORCED - broker forced connection closure"));
+  else
+    close_start (f);
+
+  g_assert_cmpuint (active->n_closed, ==, 1);
+  g_assert_error (active->closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  /* A start that fails reports there, not in closed. */
+  assert_failed (starting->start, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (starting->n_closed, ==, 0);
+  assert_failed (waiting->start, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (waiting->n_closed, ==, 0);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+
+  /* Started afterwards: fails at once. */
+  {
+    Rec *late = consume (f, "d", 1);
+
+    assert_failed (late->start, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+    g_assert_cmpuint (late->n_closed, ==, 0);
+  }
+}
+
+static void
+test_consume_unref (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  CarehareMethod cancel = { .id = CAREHARE_METHOD_BASIC_CANCEL };
+  Rec *r, *early;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+  early = consume (f, "e", 1);
+  g_ptr_array_unref (take_sent (f));
+
+  /* Given back while a message is half received, and one before it
+   * started. */
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, 100);
+  encode_body (buf, 1, 50);
+  g_assert_true (feed (f, buf->data, buf->len));
+  g_clear_pointer (&r->consumer, carehare_protocol_consumer_unref);
+  g_clear_pointer (&early->consumer, carehare_protocol_consumer_unref);
+
+  /* No callback afterwards (delivery_cb and closed_cb would fail on the
+   * NULL consumer), but the start op still completes. */
+  g_byte_array_set_size (buf, 0);
+  encode_body (buf, 1, 50);
+  g_assert_true (feed (f, buf->data, buf->len));
+  g_assert_true (server_message (f, 1, "ctag", 2, "two"));
+  server_consumer_ready (f, 2);
+  g_assert_true (server_consume_ok (f, 2, "ctag-e"));
+  assert_ok (early->start);
+  g_assert_true (server_message (f, 2, "ctag-e", 1, "one"));
+
+  cancel.basic_cancel.consumer_tag = (char *) "ctag";
+  cancel.basic_cancel.nowait = TRUE;
+  g_assert_true (server_method (f, 1, &cancel));
+  g_assert_true (server_channel_close_ok (f, 1));
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+  g_assert_cmpuint (early->deliveries->len, ==, 0);
+  /* early's channel stays open until the connection ends: teardown frees
+   * the protocol, which must free early without a callback. */
+}
+
+static void
+test_consume_channel_max (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *declare;
+  Rec *r;
+
+  handshake (f, 1, 131072, 0);
+  declare = rpc_declare (f, "d");
+  g_ptr_array_unref (take_sent (f));
+
+  r = consume (f, "q", 4);
+  assert_no_output (f);
+  assert_start_pending (r);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+
+  /* The rpc's channel goes back to the pool: the consumer takes it, no
+   * Open needed. */
+  g_assert_true (server_declare_ok (f, 1, "d"));
+  assert_ok (declare);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_QOS);
+  sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_CONSUME);
+  {
+    CarehareMethod qos_ok = { .id = CAREHARE_METHOD_BASIC_QOS_OK };
+
+    g_assert_true (server_method (f, 1, &qos_ok));
+  }
+  g_assert_true (server_consume_ok (f, 1, "ctag"));
+  assert_ok (r->start);
+  g_assert_true (server_message (f, 1, "ctag", 1, "one"));
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+}
+
+static void
+test_consume_channel_max_free (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *first, *second;
+  Completion *close_c;
+
+  handshake (f, 1, 131072, 0);
+  first = consume_started (f, "a", 1, "ctag-a");
+  second = consume (f, "b", 1);
+  assert_no_output (f);
+  assert_start_pending (second);
+
+  /* The first one's id is free after its Close-Ok: the second opens it. */
+  close_c = consumer_close_start (f, first);
+  g_ptr_array_unref (take_sent (f));
+  assert_start_pending (second);
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (close_c);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_QOS);
+  g_assert_cmpstr (sent_method (sent, 2, 1, CAREHARE_METHOD_BASIC_CONSUME)->basic_consume.queue,
+                   ==, "b");
+  server_consumer_ready (f, 1);
+  g_assert_true (server_consume_ok (f, 1, "ctag-b"));
+  assert_ok (second->start);
+  g_assert_cmpuint (first->n_closed, ==, 0);
+}
+
+/* ======================================================================== */
+/* content errors                                                            */
+/* ======================================================================== */
+
+/* Each case runs on a connection (frame_max 4096) with: a consumer on
+ * channel 1 (tag "ctag"), an rpc pending on channel 2, a consumer on
+ * channel 3 waiting for Consume-Ok, a publisher on channel 4 with a
+ * publish waiting for its confirm. */
+typedef struct {
+  guint16 reply_code;       /* of the Connection.Close the client sends */
+  guint32 method_id;        /* class/method in that Close, 0 if none */
+  const char *message;      /* in the error */
+  void (*build) (GByteArray *buf);
+  gboolean split;           /* fed one byte at a time */
+} ContentErrorCase;
+
+static void
+build_body_too_long (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, 3);
+  encode_body (buf, 1, 4);
+}
+
+static void
+build_body_too_long_second_frame (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, 5);
+  encode_body (buf, 1, 3);
+  encode_body (buf, 1, 3);
+}
+
+static void
+build_body_without_header (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_body (buf, 1, 3);
+}
+
+static void
+build_body_without_deliver (GByteArray *buf)
+{
+  encode_body (buf, 1, 3);
+}
+
+static void
+build_header_without_deliver (GByteArray *buf)
+{
+  encode_header (buf, 1, 3);
+}
+
+static void
+build_second_header (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, 5);
+  encode_header (buf, 1, 5);
+}
+
+static void
+build_second_header_after_body (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, 5);
+  encode_body (buf, 1, 2);
+  encode_header (buf, 1, 3);
+}
+
+static void
+build_unknown_consumer_tag (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "someone-else", 1, FALSE, "", "q");
+}
+
+static void
+build_deliver_before_consume_ok (GByteArray *buf)
+{
+  encode_deliver (buf, 3, "ctag-3", 1, FALSE, "", "q");
+}
+
+static void
+build_huge_body (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, G_GUINT64_CONSTANT (0x7FFFFFFFFFFFFFF0));
+}
+
+static void
+build_max_body (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, G_MAXUINT64);
+}
+
+static void
+build_body_over_limit (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, CAREHARE_PROTOCOL_MAX_BODY_SIZE + 1);
+}
+
+static void
+build_header_on_rpc_channel (GByteArray *buf)
+{
+  encode_header (buf, 2, 3);
+}
+
+static void
+build_body_on_rpc_channel (GByteArray *buf)
+{
+  encode_body (buf, 2, 3);
+}
+
+static void
+build_header_on_publisher_channel (GByteArray *buf)
+{
+  encode_header (buf, 4, 3);
+}
+
+static void
+build_return_body_too_long (GByteArray *buf)
+{
+  encode_return (buf, 4, 312, "NO_ROUTE", "ex", "rk");
+  encode_header (buf, 4, 2);
+  encode_body (buf, 4, 3);
+}
+
+static void
+build_second_deliver (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, 5);
+  encode_body (buf, 1, 2);
+  encode_deliver (buf, 1, "ctag", 2, FALSE, "", "q");
+}
+
+static void
+build_second_deliver_no_header (GByteArray *buf)
+{
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_deliver (buf, 1, "ctag", 2, FALSE, "", "q");
+}
+
+static const ContentErrorCase ce_body_too_long = {
+  505, 0, "longer than the 3 bytes its content header declared", build_body_too_long, FALSE,
+};
+static const ContentErrorCase ce_body_too_long_split = {
+  505, 0, "longer than the 3 bytes its content header declared", build_body_too_long, TRUE,
+};
+static const ContentErrorCase ce_body_too_long_second = {
+  505, 0, "longer than the 5 bytes", build_body_too_long_second_frame, FALSE,
+};
+static const ContentErrorCase ce_body_without_header = {
+  505, 0, "body frame on channel 1 before its content header", build_body_without_header, FALSE,
+};
+static const ContentErrorCase ce_body_without_deliver = {
+  505, 0, "content frame (type 3) on channel 1", build_body_without_deliver, FALSE,
+};
+static const ContentErrorCase ce_header_without_deliver = {
+  505, 0, "content frame (type 2) on channel 1", build_header_without_deliver, FALSE,
+};
+static const ContentErrorCase ce_second_header = {
+  505, 0, "second content header on channel 1", build_second_header, FALSE,
+};
+static const ContentErrorCase ce_second_header_after_body = {
+  505, 0, "second content header on channel 1", build_second_header_after_body, FALSE,
+};
+static const ContentErrorCase ce_unknown_tag = {
+  505, CAREHARE_METHOD_BASIC_DELIVER, "consumer tag 'someone-else'", build_unknown_consumer_tag,
+  FALSE,
+};
+static const ContentErrorCase ce_before_consume_ok = {
+  505, CAREHARE_METHOD_BASIC_DELIVER, "basic.deliver on channel 3",
+  build_deliver_before_consume_ok, FALSE,
+};
+static const ContentErrorCase ce_huge_body = {
+  501, 0, "exceeds the limit", build_huge_body, FALSE,
+};
+static const ContentErrorCase ce_huge_body_split = {
+  501, 0, "exceeds the limit", build_huge_body, TRUE,
+};
+static const ContentErrorCase ce_max_body = {
+  501, 0, "exceeds the limit", build_max_body, FALSE,
+};
+static const ContentErrorCase ce_body_over_limit = {
+  501, 0, "exceeds the limit", build_body_over_limit, FALSE,
+};
+static const ContentErrorCase ce_header_on_rpc = {
+  505, 0, "content frame (type 2) on channel 2", build_header_on_rpc_channel, FALSE,
+};
+static const ContentErrorCase ce_body_on_rpc = {
+  505, 0, "content frame (type 3) on channel 2", build_body_on_rpc_channel, FALSE,
+};
+static const ContentErrorCase ce_header_on_publisher = {
+  505, 0, "content frame (type 2) on channel 4", build_header_on_publisher_channel, FALSE,
+};
+static const ContentErrorCase ce_return_too_long = {
+  505, 0, "longer than the 2 bytes", build_return_body_too_long, FALSE,
+};
+static const ContentErrorCase ce_second_deliver = {
+  505, CAREHARE_METHOD_BASIC_DELIVER, "before the previous message's content was complete",
+  build_second_deliver, FALSE,
+};
+static const ContentErrorCase ce_second_deliver_no_header = {
+  505, CAREHARE_METHOD_BASIC_DELIVER, "before the previous message's content was complete",
+  build_second_deliver_no_header, FALSE,
+};
+static void
+test_content_error (Fixture       *f,
+                    gconstpointer  data)
+{
+  const ContentErrorCase *cc = data;
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *rpc, *pub;
+  Rec *active, *starting;
+  gint64 before;
+
+  handshake (f, 2047, 4096, 0);
+  active = consume_started (f, "qa", 1, "ctag");
+  rpc = rpc_declare (f, "b");
+  starting = consume (f, "qc", 1);
+  pub = publish (f, "ex", "rk", TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_consumer_ready (f, 3);
+  server_publisher_ready (f, 4);
+  assert_pending (rpc);
+  assert_pending (pub);
+  assert_start_pending (starting);
+
+  cc->build (buf);
+  f->split = cc->split;
+  before = g_get_monotonic_time ();
+  g_assert_false (feed (f, buf->data, buf->len));
+  /* No buffer the size of a lying header was ever allocated or filled. */
+  g_assert_cmpint (g_get_monotonic_time () - before, <, 2 * SEC);
+
+  g_assert_true (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->finish_error, cc->message);
+
+  /* Everything pending ends. */
+  assert_failed (rpc, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (pub, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (starting->start, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (starting->n_closed, ==, 0);
+  g_assert_cmpuint (active->n_closed, ==, 1);
+  g_assert_error (active->closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (active->closed_error, cc->message);
+  g_assert_cmpuint (active->deliveries->len, ==, 0);
+
+  /* The client says why, with the right reply code. */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  g_assert_cmpuint (m->connection_close.reply_code, ==, cc->reply_code);
+  g_assert_cmpuint (m->connection_close.class_id, ==, CAREHARE_METHOD_CLASS_ID (cc->method_id));
+  g_assert_cmpuint (m->connection_close.method_id, ==, CAREHARE_METHOD_METHOD_ID (cc->method_id));
+  g_assert_true (g_str_has_prefix (m->connection_close.reply_text,
+                                   carehare_reply_code_name (cc->reply_code)));
+
+  /* Nothing more. */
+  g_assert_false (server_message (f, 1, "ctag", 5, "late"));
+  carehare_protocol_consumer_ack (f->p, active->consumer, 1, FALSE);
+  assert_no_output (f);
+  g_assert_cmpuint (active->deliveries->len, ==, 0);
+}
+
+/* A large body declared within the limit is received as it comes, and
+ * the connection can end before it is complete without trouble. */
+static void
+test_content_large_partial (Fixture       *f,
+                            gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, CAREHARE_PROTOCOL_MAX_BODY_SIZE);
+  encode_body (buf, 1, CHUNK_4096);
+  g_assert_true (feed (f, buf->data, buf->len));
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - bye"));
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+}
+
+/* A configured max_body_size applies to deliveries and returns. */
+static void
+test_content_configured_limit (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  f->config.max_body_size = 1000;
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+
+  /* At the limit: fine. */
+  {
+    g_autoptr(GBytes) body = make_body (1000, 1);
+
+    encode_message (buf, 1, "ctag", 1, body, CHUNK_4096);
+    g_assert_true (feed (f, buf->data, buf->len));
+    g_assert_cmpuint (r->deliveries->len, ==, 1);
+  }
+
+  g_byte_array_set_size (buf, 0);
+  encode_deliver (buf, 1, "ctag", 2, FALSE, "", "q");
+  encode_header (buf, 1, 1001);
+  g_assert_false (feed (f, buf->data, buf->len));
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->finish_error, "1001");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpuint (sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE)->connection_close.reply_code,
+                    ==, 501);
+}
+
+/* ======================================================================== */
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, func) \
+  g_test_add ("/protocol/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+#define ADD_DATA(path, data, func) \
+  g_test_add ("/protocol/" path, Fixture, data, fixture_setup, func, fixture_teardown)
+
+  ADD ("publish/first", test_publish_first);
+  ADD_DATA ("publish/body-split/0", &split_sizes[0], test_publish_body_split);
+  ADD_DATA ("publish/body-split/1", &split_sizes[1], test_publish_body_split);
+  ADD_DATA ("publish/body-split/4088", &split_sizes[2], test_publish_body_split);
+  ADD_DATA ("publish/body-split/4089", &split_sizes[3], test_publish_body_split);
+  ADD_DATA ("publish/body-split/12269", &split_sizes[4], test_publish_body_split);
+  ADD ("publish/ack-multiple", test_publish_ack_multiple);
+  ADD ("publish/ack-out-of-order", test_publish_ack_out_of_order);
+  ADD ("publish/nack", test_publish_nack);
+  ADD ("publish/return", test_publish_return);
+  ADD ("publish/return-unmatched", test_publish_return_unmatched);
+  ADD ("publish/split-bytes", test_publish_split_bytes);
+  ADD ("publish/channel-closed", test_publish_channel_closed);
+  ADD ("publish/channel-max", test_publish_channel_max);
+  ADD ("publish/blocked", test_publish_blocked);
+  ADD ("publish/cancel-written", test_publish_cancel_written);
+  ADD ("publish/connection-closed", test_publish_connection_closed);
+  ADD ("publish/server-close", test_publish_server_close);
+  ADD ("publish/unencodable", test_publish_unencodable);
+  ADD_DATA ("publish/unknown-tag/ack", &unknown_ack, test_publish_unknown_tag);
+  ADD_DATA ("publish/unknown-tag/ack-multiple", &unknown_ack_multiple, test_publish_unknown_tag);
+  ADD_DATA ("publish/unknown-tag/nack", &unknown_nack, test_publish_unknown_tag);
+  ADD_DATA ("publish/unknown-tag/ack-twice", &twice_ack, test_publish_unknown_tag);
+
+  ADD ("consume/start", test_consume_start);
+  ADD_DATA ("consume/deliver/single-frame", &deliver_single, test_consume_deliver);
+  ADD_DATA ("consume/deliver/multi-frame", &deliver_multi, test_consume_deliver);
+  ADD_DATA ("consume/deliver/empty", &deliver_empty, test_consume_deliver);
+  ADD_DATA ("consume/deliver/split-bytes", &deliver_split, test_consume_deliver);
+  ADD ("consume/ack", test_consume_ack);
+  ADD ("consume/ack-after-close", test_consume_ack_after_close);
+  ADD ("consume/ack-after-finish", test_consume_ack_after_finish);
+  ADD ("consume/reentrant", test_consume_reentrant);
+  ADD ("consume/not-found", test_consume_not_found);
+  ADD_DATA ("consume/server-cancel/nowait", &cancel_nowait, test_consume_server_cancel);
+  ADD_DATA ("consume/server-cancel/wait", &cancel_wait, test_consume_server_cancel);
+  ADD ("consume/server-close", test_consume_server_close);
+  ADD ("consume/close", test_consume_close);
+  ADD ("consume/close-before-consume-ok", test_consume_close_before_consume_ok);
+  ADD_DATA ("consume/connection-finish/by-server", &finish_by_server,
+            test_consume_connection_finish);
+  ADD_DATA ("consume/connection-finish/by-us", &finish_by_us, test_consume_connection_finish);
+  ADD ("consume/unref", test_consume_unref);
+  ADD ("consume/channel-max", test_consume_channel_max);
+  ADD ("consume/channel-max-free", test_consume_channel_max_free);
+
+  ADD_DATA ("content/body-too-long", &ce_body_too_long, test_content_error);
+  ADD_DATA ("content/body-too-long/split", &ce_body_too_long_split, test_content_error);
+  ADD_DATA ("content/body-too-long/second-frame", &ce_body_too_long_second, test_content_error);
+  ADD_DATA ("content/body-without-header", &ce_body_without_header, test_content_error);
+  ADD_DATA ("content/body-without-deliver", &ce_body_without_deliver, test_content_error);
+  ADD_DATA ("content/header-without-deliver", &ce_header_without_deliver, test_content_error);
+  ADD_DATA ("content/second-header", &ce_second_header, test_content_error);
+  ADD_DATA ("content/second-header-after-body", &ce_second_header_after_body,
+            test_content_error);
+  ADD_DATA ("content/unknown-consumer-tag", &ce_unknown_tag, test_content_error);
+  ADD_DATA ("content/deliver-before-consume-ok", &ce_before_consume_ok, test_content_error);
+  ADD_DATA ("content/huge-body-size", &ce_huge_body, test_content_error);
+  ADD_DATA ("content/huge-body-size/split", &ce_huge_body_split, test_content_error);
+  ADD_DATA ("content/max-body-size-field", &ce_max_body, test_content_error);
+  ADD_DATA ("content/body-over-limit", &ce_body_over_limit, test_content_error);
+  ADD_DATA ("content/header-on-rpc-channel", &ce_header_on_rpc, test_content_error);
+  ADD_DATA ("content/body-on-rpc-channel", &ce_body_on_rpc, test_content_error);
+  ADD_DATA ("content/header-on-publisher-channel", &ce_header_on_publisher, test_content_error);
+  ADD_DATA ("content/return-body-too-long", &ce_return_too_long, test_content_error);
+  ADD_DATA ("content/second-deliver", &ce_second_deliver, test_content_error);
+  ADD_DATA ("content/second-deliver-no-header", &ce_second_deliver_no_header,
+            test_content_error);
+  ADD ("content/large-partial", test_content_large_partial);
+  ADD ("content/configured-limit", test_content_configured_limit);
+
+#undef ADD
+#undef ADD_DATA
+
+  return g_test_run ();
+}
