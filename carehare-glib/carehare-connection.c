@@ -268,7 +268,8 @@ flush_now (CarehareConnection *self)
 static gboolean
 flush_source_cb (gpointer user_data)
 {
-  CarehareConnection *self = user_data;
+  /* Alive until we return, whatever a signal handler does. */
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
 
   g_clear_pointer (&self->flush_source, g_source_unref);
   flush_now (self);
@@ -368,7 +369,8 @@ timer_dispatch (GSource     *source,
                 GSourceFunc  callback,
                 gpointer     user_data)
 {
-  CarehareConnection *self = user_data;
+  /* The tick may emit ::closed, whose handler may drop the last reference. */
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
 
   g_source_set_ready_time (source, -1);
   carehare_protocol_tick (self->protocol, g_get_monotonic_time ());
@@ -394,7 +396,7 @@ force_close (CarehareConnection *self)
 static gboolean
 linger_cb (gpointer user_data)
 {
-  CarehareConnection *self = user_data;
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
 
   g_clear_pointer (&self->linger, g_source_unref);
   if (!self->stream_closing)
@@ -753,7 +755,7 @@ socket_connected_cb (GObject      *source,
 static gboolean
 init_timeout_cb (gpointer user_data)
 {
-  CarehareConnection *self = user_data;
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
 
   g_clear_pointer (&self->init_timeout, g_source_unref);
   self->init_timed_out = TRUE;
@@ -1188,6 +1190,8 @@ carehare_connection_new_async (const char          *uri,
  * @result: the result passed to the callback
  * @error: return location for an error
  *
+ * Finishes [func@Carehare.Connection.new_async].
+ *
  * Returns: (transfer full): the connection, or %NULL with @error set
  */
 CarehareConnection *
@@ -1205,6 +1209,8 @@ carehare_connection_new_finish (GAsyncResult  *result,
  * carehare_connection_get_heartbeat:
  * @self: a connection
  *
+ * Gets the heartbeat interval negotiated with the server.
+ *
  * Returns: the negotiated heartbeat interval in seconds, 0 if disabled
  */
 guint
@@ -1217,6 +1223,8 @@ carehare_connection_get_heartbeat (CarehareConnection *self)
 /**
  * carehare_connection_get_frame_max:
  * @self: a connection
+ *
+ * Gets the largest frame size negotiated with the server.
  *
  * Returns: the negotiated largest frame size in bytes
  */
@@ -1231,6 +1239,8 @@ carehare_connection_get_frame_max (CarehareConnection *self)
  * carehare_connection_get_channel_max:
  * @self: a connection
  *
+ * Gets the number of channels negotiated with the server.
+ *
  * Returns: the negotiated number of channels
  */
 guint
@@ -1243,6 +1253,8 @@ carehare_connection_get_channel_max (CarehareConnection *self)
 /**
  * carehare_connection_get_server_properties:
  * @self: a connection
+ *
+ * Gets what the server said of itself when the connection opened.
  *
  * Returns: (transfer none) (nullable): the server's properties as `a{sv}`
  */
@@ -1257,6 +1269,8 @@ carehare_connection_get_server_properties (CarehareConnection *self)
  * carehare_connection_get_is_closed:
  * @self: a connection
  *
+ * Gets whether the connection is closed, for whatever reason.
+ *
  * Returns: whether the connection is closed
  */
 gboolean
@@ -1269,6 +1283,9 @@ carehare_connection_get_is_closed (CarehareConnection *self)
 /**
  * carehare_connection_get_is_blocked:
  * @self: a connection
+ *
+ * Gets whether the broker has blocked this connection; while it
+ * is blocked, publishes wait unwritten.
  *
  * Returns: whether the broker has blocked this connection
  */
@@ -1346,6 +1363,8 @@ carehare_connection_close_async (CarehareConnection  *self,
  * @self: a connection
  * @result: the result passed to the callback
  * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.close_async].
  *
  * Returns: %TRUE if we closed the connection; %FALSE with the cause if the
  *   server or the heartbeat monitor had closed it first
@@ -1609,6 +1628,8 @@ carehare_connection_queue_declare_async (CarehareConnection  *self,
  * @consumer_count: (out) (optional): consumers of the queue
  * @error: return location for an error
  *
+ * Finishes [method@Carehare.Connection.queue_declare_async].
+ *
  * Returns: (transfer full): the queue's name (chosen by the server when
  *   declared as ""), or %NULL with @error set
  */
@@ -1669,6 +1690,8 @@ carehare_connection_queue_delete_async (CarehareConnection       *self,
  * @message_count: (out) (optional): how many messages the queue held
  * @error: return location for an error
  *
+ * Finishes [method@Carehare.Connection.queue_delete_async].
+ *
  * Returns: %TRUE if the queue was deleted
  */
 gboolean
@@ -1719,6 +1742,8 @@ carehare_connection_queue_purge_async (CarehareConnection  *self,
  * @result: the result passed to the callback
  * @message_count: (out) (optional): how many messages were removed
  * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.queue_purge_async].
  *
  * Returns: %TRUE if the queue was purged
  */
@@ -1812,6 +1837,8 @@ carehare_connection_queue_bind_async (CarehareConnection  *self,
  * @result: the result passed to the callback
  * @error: return location for an error
  *
+ * Finishes [method@Carehare.Connection.queue_bind_async].
+ *
  * Returns: %TRUE if the queue was bound
  */
 gboolean
@@ -1860,6 +1887,8 @@ carehare_connection_queue_unbind_async (CarehareConnection  *self,
  * @self: a connection
  * @result: the result passed to the callback
  * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.queue_unbind_async].
  *
  * Returns: %TRUE if the binding was removed
  */
@@ -1920,6 +1949,8 @@ carehare_connection_exchange_declare_async (CarehareConnection    *self,
  * @result: the result passed to the callback
  * @error: return location for an error
  *
+ * Finishes [method@Carehare.Connection.exchange_declare_async].
+ *
  * Returns: %TRUE if the exchange exists as declared
  */
 gboolean
@@ -1965,6 +1996,8 @@ carehare_connection_exchange_delete_async (CarehareConnection          *self,
  * @self: a connection
  * @result: the result passed to the callback
  * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.exchange_delete_async].
  *
  * Returns: %TRUE if the exchange was deleted
  */
@@ -2051,6 +2084,8 @@ carehare_connection_exchange_bind_async (CarehareConnection  *self,
  * @result: the result passed to the callback
  * @error: return location for an error
  *
+ * Finishes [method@Carehare.Connection.exchange_bind_async].
+ *
  * Returns: %TRUE if the exchanges were bound
  */
 gboolean
@@ -2099,6 +2134,8 @@ carehare_connection_exchange_unbind_async (CarehareConnection  *self,
  * @self: a connection
  * @result: the result passed to the callback
  * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.exchange_unbind_async].
  *
  * Returns: %TRUE if the binding was removed
  */
@@ -2182,6 +2219,8 @@ carehare_connection_publish_async (CarehareConnection   *self,
  * @self: a connection
  * @result: the result passed to the callback
  * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.publish_async].
  *
  * Returns: %TRUE if the broker confirmed the message
  */
@@ -2280,6 +2319,8 @@ carehare_connection_acking_consumer_async (CarehareConnection  *self,
  * @self: a connection
  * @result: the result passed to the callback
  * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.acking_consumer_async].
  *
  * Returns: (transfer full): the running consumer, or %NULL with @error set
  */
