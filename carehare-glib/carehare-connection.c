@@ -1205,6 +1205,130 @@ carehare_connection_new_finish (GAsyncResult  *result,
   return object != NULL ? CAREHARE_CONNECTION (object) : NULL;
 }
 
+typedef struct {
+  char **uris;         /* owned */
+  guint next;          /* the next one to try */
+  GString *failures;   /* owned: every attempt's error, for the final one */
+  GError *last;        /* owned: the last attempt's error */
+} UrisData;
+
+static void
+uris_data_free (UrisData *data)
+{
+  g_strfreev (data->uris);
+  g_string_free (data->failures, TRUE);
+  g_clear_error (&data->last);
+  g_free (data);
+}
+
+static void try_next_uri (GTask *task);
+
+static void
+uri_attempt_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  UrisData *data = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  CarehareConnection *conn;
+  g_autofree char *redacted = NULL;
+
+  conn = carehare_connection_new_finish (result, &error);
+  if (conn != NULL)
+    {
+      g_task_return_pointer (task, conn, g_object_unref);
+      return;
+    }
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  redacted = carehare_uri_redact (data->uris[data->next - 1]);
+  g_debug ("%s failed: %s", redacted, error->message);
+  g_string_append_printf (data->failures, "%s%s: %s", data->failures->len > 0 ? "; " : "",
+                          redacted, error->message);
+  g_clear_error (&data->last);
+  data->last = g_steal_pointer (&error);
+  try_next_uri (g_steal_pointer (&task));
+}
+
+/* Takes @task. */
+static void
+try_next_uri (GTask *task)
+{
+  UrisData *data = g_task_get_task_data (task);
+
+  if (data->uris[data->next] == NULL)
+    {
+      /* Keep the last attempt's domain and code, so a program can still
+       * match (say) a refused login; the message names every attempt. */
+      g_task_return_new_error (task, data->last->domain, data->last->code,
+                               "Could not connect to any of %u brokers: %s",
+                               data->next, data->failures->str);
+      g_object_unref (task);
+      return;
+    }
+  carehare_connection_new_async (data->uris[data->next++], g_task_get_cancellable (task),
+                                 uri_attempt_cb, task);
+}
+
+/**
+ * carehare_connection_new_for_uris_async:
+ * @uris: (array zero-terminated=1): broker URIs to try, in order
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when connected or when every URI failed
+ * @user_data: data for @callback
+ *
+ * Connects to the first broker of @uris that completes the handshake, for
+ * example the nodes of a cluster. Each attempt is a whole
+ * [func@Carehare.Connection.new_async] (bounded by its URI's
+ * `connection_timeout`). When every attempt fails, the error has the domain
+ * and code of the last attempt's error and its message lists every
+ * attempt's error. An invalid URI is one of those failures, not a reason to
+ * stop.
+ */
+void
+carehare_connection_new_for_uris_async (const char * const  *uris,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data)
+{
+  GTask *task;
+  UrisData *data;
+
+  g_return_if_fail (uris != NULL && uris[0] != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (NULL, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_connection_new_for_uris_async);
+  data = g_new0 (UrisData, 1);
+  data->uris = g_strdupv ((char **) uris);
+  data->failures = g_string_new (NULL);
+  g_task_set_task_data (task, data, (GDestroyNotify) uris_data_free);
+  try_next_uri (task);
+}
+
+/**
+ * carehare_connection_new_for_uris_finish:
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: (transfer full): the connection, or %NULL with @error set
+ */
+CarehareConnection *
+carehare_connection_new_for_uris_finish (GAsyncResult  *result,
+                                         GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+                        carehare_connection_new_for_uris_async, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
 /**
  * carehare_connection_get_heartbeat:
  * @self: a connection

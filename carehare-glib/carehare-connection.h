@@ -28,6 +28,15 @@ CarehareConnection *carehare_connection_new_finish        (GAsyncResult         
                                                            GError              **error);
 
 CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_new_for_uris_async  (const char * const  *uris,
+                                                             GCancellable         *cancellable,
+                                                             GAsyncReadyCallback   callback,
+                                                             gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+CarehareConnection *carehare_connection_new_for_uris_finish (GAsyncResult         *result,
+                                                             GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
 guint               carehare_connection_get_heartbeat     (CarehareConnection   *self);
 CAREHARE_AVAILABLE_IN_ALL
 guint               carehare_connection_get_frame_max     (CarehareConnection   *self);

@@ -313,6 +313,42 @@ test_connect_refused (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
 }
 
+static void
+test_connect_uri_list (void)
+{
+  g_autofree char *refused = g_strdup_printf ("amqp://127.0.0.1:%u/", unused_port ());
+  g_autofree char *refused2 = g_strdup_printf ("amqp://127.0.0.1:%u/?heartbeat=5", unused_port ());
+  g_autofree char *bad_login = g_strdup_printf ("amqp://guest:s3cr3tPW@127.0.0.1:%s/",
+                                                g_getenv ("CAREHARE_TEST_BROKER_PORT"));
+  const char *good[] = { refused, "http://not-amqp/", carehare_test_amqp_uri (), NULL };
+  const char *bad[] = { refused, bad_login, refused2, NULL };
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GAsyncResult) failed = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(CarehareConnection) none = NULL;
+  g_autoptr(GError) error = NULL;
+
+  /* The first that completes the handshake wins. */
+  carehare_connection_new_for_uris_async (good, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, 20000);
+  conn = carehare_connection_new_for_uris_finish (result, &error);
+  g_assert_no_error (error);
+  g_assert_false (carehare_connection_get_is_closed (conn));
+
+  /* None does: every attempt is named, the last one's code is kept, and
+   * no password shows. */
+  carehare_connection_new_for_uris_async (bad, NULL, carehare_test_store_result, &failed);
+  carehare_test_wait_for_result (&failed, 20000);
+  none = carehare_connection_new_for_uris_finish (failed, &error);
+  g_assert_null (none);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "any of 3 brokers"));
+  g_assert_nonnull (strstr (error->message, "403 ACCESS_REFUSED"));
+  g_assert_nonnull (strstr (error->message, "heartbeat=5"));
+  g_assert_null (strstr (error->message, "s3cr3tPW"));
+}
+
 /* ---- scripted fake servers ----------------------------------------------- */
 
 typedef enum {
@@ -1148,6 +1184,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/connection/connect/second-vhost", test_connect_second_vhost);
   g_test_add_func ("/connection/connect/invalid-uri", test_connect_invalid_uri);
   g_test_add_func ("/connection/connect/refused", test_connect_refused);
+  g_test_add_func ("/connection/connect/uri-list", test_connect_uri_list);
   g_test_add_func ("/connection/connect/timeout", test_connect_timeout);
   g_test_add_func ("/connection/connect/cancelled", test_connect_cancelled);
   g_test_add_func ("/connection/connect/peer-hangs-up", test_connect_peer_hangs_up);
