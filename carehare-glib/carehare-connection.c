@@ -77,9 +77,11 @@ struct _CarehareConnection
 
   /* construct-only */
   char *uri;                      /* owned; never exposed, it may hold a password */
+  char **uris;                    /* owned; likewise; tried in order when set */
   GTlsDatabase *tls_database;     /* owned, nullable */
   GTlsCertificate *tls_certificate; /* owned, nullable */
   guint connect_timeout_ms;       /* 0: from the URI, else the default */
+  guint attempt_timeout_ms;       /* the current attempt's */
 
   CarehareUriSettings settings;   /* owned members */
   char *redacted_uri;             /* owned: for messages */
@@ -95,9 +97,19 @@ struct _CarehareConnection
   GSource *linger;                /* owned, attached after the protocol finished */
   gboolean stream_closed;
 
-  /* initialisation */
+  /* initialisation: one attempt per URI, in order, until one completes
+   * the handshake. Everything an attempt creates is torn down before the
+   * next; callbacks of an abandoned attempt see a stale generation and do
+   * nothing. */
+  guint generation;               /* bumped when an attempt is abandoned */
+  char **attempt_uris;            /* owned: uris, or just uri */
+  guint attempt;                  /* index into attempt_uris */
+  GString *failures;              /* owned while initialising: each failed attempt */
+  GError *last_failure;           /* owned while initialising */
+  GCancellable *attempt_cancellable; /* owned: stops this attempt's GIO calls */
+  GPtrArray *dead_protocols;      /* owned: abandoned attempts', freed outside their callbacks */
   GTask *init_task;               /* owned while initialising */
-  GCancellable *init_cancellable; /* owned while initialising */
+  GCancellable *init_cancellable; /* owned while initialising: the caller's, relayed */
   GCancellable *init_user_cancellable; /* owned while initialising */
   gulong init_cancelled_id;
   GSource *init_timeout;          /* owned while initialising */
@@ -115,6 +127,7 @@ struct _CarehareConnection
 enum {
   PROP_0,
   PROP_URI,
+  PROP_URIS,
   PROP_TLS_DATABASE,
   PROP_TLS_CERTIFICATE,
   PROP_CONNECT_TIMEOUT,
@@ -148,8 +161,11 @@ static void init_fail (CarehareConnection *self,
 
 /* ---- I/O ----------------------------------------------------------------- */
 
+/* What an asynchronous call of ours gets back: the connection, unless it
+ * is gone or the attempt that made the call was abandoned. */
 typedef struct {
   GWeakRef self;
+  guint generation;
   GBytes *bytes;  /* write: what is being written */
 } IoData;
 
@@ -160,16 +176,23 @@ io_data_new (CarehareConnection *self,
   IoData *data = g_new0 (IoData, 1);
 
   g_weak_ref_init (&data->self, self);
+  data->generation = self->generation;
   data->bytes = bytes;
   return data;
 }
 
-static void
-io_data_free (IoData *data)
+/* Frees @data; returns a reference on the connection if it still cares. */
+static CarehareConnection *
+io_data_finish (IoData *data)
 {
+  CarehareConnection *self = g_weak_ref_get (&data->self);
+
+  if (self != NULL && self->generation != data->generation)
+    g_clear_object (&self);
   g_weak_ref_clear (&data->self);
   g_clear_pointer (&data->bytes, g_bytes_unref);
   g_free (data);
+  return self;
 }
 
 static void
@@ -177,11 +200,9 @@ stream_closed_cb (GObject      *source,
                   GAsyncResult *result,
                   gpointer      user_data)
 {
-  IoData *data = user_data;
-  g_autoptr(CarehareConnection) self = g_weak_ref_get (&data->self);
+  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
 
   g_io_stream_close_finish (G_IO_STREAM (source), result, NULL);
-  io_data_free (data);
   if (self == NULL)
     return;
 
@@ -218,12 +239,10 @@ write_done_cb (GObject      *source,
                GAsyncResult *result,
                gpointer      user_data)
 {
-  IoData *data = user_data;
-  g_autoptr(CarehareConnection) self = g_weak_ref_get (&data->self);
+  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
   g_autoptr(GError) error = NULL;
 
   g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error);
-  io_data_free (data);
   if (self == NULL)
     return;
 
@@ -311,13 +330,11 @@ read_done_cb (GObject      *source,
               GAsyncResult *result,
               gpointer      user_data)
 {
-  IoData *data = user_data;
-  g_autoptr(CarehareConnection) self = g_weak_ref_get (&data->self);
+  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) bytes = NULL;
 
   bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result, &error);
-  io_data_free (data);
   if (self == NULL || self->protocol == NULL)
     return;
 
@@ -412,8 +429,8 @@ protocol_finished_cb (CarehareProtocol *protocol,
 {
   CarehareConnection *self = user_data;
 
-  if (self->is_closed)
-    return;
+  if (protocol != self->protocol || self->is_closed)
+    return;  /* an abandoned attempt's */
   self->is_closed = TRUE;
 
   if (error != NULL)
@@ -450,6 +467,8 @@ protocol_blocked_cb (CarehareProtocol *protocol,
 {
   CarehareConnection *self = user_data;
 
+  if (protocol != self->protocol)
+    return;
   g_debug ("connection %s%s%s", blocked ? "blocked" : "unblocked",
            reason != NULL ? ": " : "", reason != NULL ? reason : "");
   if (self->is_blocked == blocked)
@@ -465,6 +484,19 @@ static const CarehareProtocolCallbacks protocol_callbacks = {
 
 /* ---- initialisation ------------------------------------------------------ */
 
+static void attempt_start (CarehareConnection *self);
+
+static void
+destroy_source (GSource **source)
+{
+  if (*source != NULL)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
+
+/* Ends initialisation's own state (not the connection's). */
 static void
 init_cleanup (CarehareConnection *self)
 {
@@ -473,58 +505,129 @@ init_cleanup (CarehareConnection *self)
   self->init_cancelled_id = 0;
   g_clear_object (&self->init_user_cancellable);
   g_clear_object (&self->init_cancellable);
-  if (self->init_timeout != NULL)
-    {
-      g_source_destroy (self->init_timeout);
-      g_clear_pointer (&self->init_timeout, g_source_unref);
-    }
-  if (self->init_cancel_source != NULL)
-    {
-      g_source_destroy (self->init_cancel_source);
-      g_clear_pointer (&self->init_cancel_source, g_source_unref);
-    }
+  destroy_source (&self->init_timeout);
+  destroy_source (&self->init_cancel_source);
+  g_clear_pointer (&self->attempt_uris, g_strfreev);
+  if (self->failures != NULL)
+    g_string_free (g_steal_pointer (&self->failures), TRUE);
+  g_clear_error (&self->last_failure);
 }
 
-/* Completes initialisation with @error (taken), translating our own
- * cancellation into the timeout or the caller's cancellation. */
+/* Abandons the current attempt: everything it started is stopped, and its
+ * callbacks, still to come, find a stale generation. */
+static void
+attempt_teardown (CarehareConnection *self)
+{
+  self->generation++;
+  if (self->attempt_cancellable != NULL)
+    g_cancellable_cancel (self->attempt_cancellable);
+  g_clear_object (&self->attempt_cancellable);
+  if (self->io_cancellable != NULL)
+    g_cancellable_cancel (self->io_cancellable);
+  g_clear_object (&self->io_cancellable);
+  destroy_source (&self->init_timeout);
+  destroy_source (&self->timer);
+  destroy_source (&self->flush_source);
+  destroy_source (&self->linger);
+
+  if (self->protocol != NULL)
+    {
+      g_autoptr(GError) gone = g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                                                    "connection attempt abandoned");
+
+      carehare_protocol_abort (self->protocol, gone);
+      /* We may be inside one of its callbacks: free it later. */
+      g_ptr_array_add (self->dead_protocols, g_steal_pointer (&self->protocol));
+    }
+  if (self->stream != NULL)
+    {
+      if (!self->stream_closing)
+        g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      g_clear_object (&self->stream);
+    }
+  self->writing = FALSE;
+  self->stream_closing = FALSE;
+  self->stream_closed = FALSE;
+  self->force_close = FALSE;
+  self->is_closed = FALSE;
+  self->is_blocked = FALSE;
+  self->init_timed_out = FALSE;
+  self->tls_errors = 0;
+}
+
+static gboolean
+next_attempt_cb (gpointer user_data)
+{
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
+
+  if (self->init_task != NULL)
+    attempt_start (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* The current attempt failed with @error (taken): try the next URI, or
+ * complete initialisation with the error. Our own cancellations become the
+ * timeout or the caller's cancellation. */
 static void
 init_fail (CarehareConnection *self,
            GError             *error)
 {
-  g_autoptr(GTask) task = g_steal_pointer (&self->init_task);
+  g_autoptr(GTask) task = NULL;
+  gboolean cancelled;
+  guint n_attempts;
 
-  if (task == NULL)
+  if (self->init_task == NULL)
     {
       g_error_free (error);
       return;
     }
 
-  if (self->init_timed_out)
-    {
-      g_error_free (error);
-      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                           "Connecting to %s timed out after %u ms",
-                           self->redacted_uri, self->connect_timeout_ms);
-    }
-  else if (self->init_user_cancellable != NULL &&
-           g_cancellable_is_cancelled (self->init_user_cancellable) &&
-           !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+  cancelled = self->init_user_cancellable != NULL &&
+              g_cancellable_is_cancelled (self->init_user_cancellable);
+  if (cancelled && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
       g_error_free (error);
       error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
     }
-  init_cleanup (self);
-
-  if (self->protocol != NULL && !carehare_protocol_is_finished (self->protocol))
-    carehare_protocol_abort (self->protocol, error);
-  if (self->io_cancellable != NULL)
-    g_cancellable_cancel (self->io_cancellable);
-  if (self->stream != NULL && !self->stream_closing)
+  else if (!cancelled && self->init_timed_out)
     {
-      self->stream_closing = TRUE;
-      g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL,
-                               stream_closed_cb, io_data_new (self, NULL));
+      g_error_free (error);
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           "Connecting to %s timed out after %u ms",
+                           self->redacted_uri, self->attempt_timeout_ms);
     }
+  g_debug ("connecting to %s failed: %s", self->redacted_uri, error->message);
+  attempt_teardown (self);
+
+  n_attempts = self->attempt + 1;
+  if (!cancelled && self->attempt_uris[n_attempts] != NULL)
+    {
+      g_autoptr(GSource) idle = g_idle_source_new ();
+
+      g_string_append_printf (self->failures, "%s%s: %s", self->failures->len > 0 ? "; " : "",
+                              self->redacted_uri, error->message);
+      g_error_free (error);
+      self->attempt++;
+      /* Not from here: we may be inside the abandoned protocol's callback. */
+      g_source_set_callback (idle, next_attempt_cb, g_object_ref (self), g_object_unref);
+      g_source_set_static_name (idle, "[carehare] next connection attempt");
+      g_source_attach (idle, self->context);
+      return;
+    }
+
+  if (n_attempts > 1 && !cancelled)
+    {
+      /* Keep the last attempt's domain and code, so a program can still
+       * match (say) a refused login; the message names every attempt. */
+      GError *all = g_error_new (error->domain, error->code,
+                                 "Could not connect to any of %u brokers: %s; %s: %s",
+                                 n_attempts, self->failures->str, self->redacted_uri,
+                                 error->message);
+      g_error_free (error);
+      error = all;
+    }
+  task = g_steal_pointer (&self->init_task);
+  init_cleanup (self);
   g_task_return_error (task, error);
 }
 
@@ -534,9 +637,11 @@ handshake_done_cb (CarehareProtocolOp   *op,
                    const GError         *error,
                    gpointer              user_data)
 {
-  CarehareConnection *self = user_data;
+  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
   g_autoptr(GTask) task = NULL;
 
+  if (self == NULL)
+    return;
   if (error != NULL)
     {
       init_fail (self, g_error_copy (error));
@@ -545,6 +650,7 @@ handshake_done_cb (CarehareProtocolOp   *op,
 
   task = g_steal_pointer (&self->init_task);
   init_cleanup (self);
+  g_clear_object (&self->attempt_cancellable);
   self->initialized = TRUE;
   g_debug ("connected to %s: heartbeat %u s, frame_max %u, channel_max %u",
            self->redacted_uri,
@@ -590,7 +696,8 @@ stream_ready (CarehareConnection *self,
   g_source_set_ready_time (self->timer, -1);
   g_source_attach (self->timer, self->context);
 
-  carehare_protocol_start (self->protocol, g_get_monotonic_time (), handshake_done_cb, self);
+  carehare_protocol_start (self->protocol, g_get_monotonic_time (), handshake_done_cb,
+                           io_data_new (self, NULL));
   start_read (self);
   update (self);
 }
@@ -642,28 +749,29 @@ tls_handshake_cb (GObject      *source,
                   GAsyncResult *result,
                   gpointer      user_data)
 {
-  g_autoptr(CarehareConnection) self = user_data;
+  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
+  g_autoptr(GIOStream) tls = G_IO_STREAM (source);  /* ours since g_tls_client_connection_new() */
   g_autoptr(GError) error = NULL;
+  gboolean ok;
 
-  if (!g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error))
-    {
-      g_signal_handlers_disconnect_by_data (source, self);
-      g_object_unref (source);
-      if (g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE) &&
-          self->tls_errors != 0)
-        {
-          g_autofree char *why = describe_certificate_errors (self->tls_errors);
-          init_fail (self, g_error_new (G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE,
-                                        "The TLS certificate of %s:%u was refused: %s",
-                                        self->settings.host, self->settings.port, why));
-        }
-      else
-        init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
-                                      self->settings.host, self->settings.port, error->message));
-      return;
-    }
+  ok = g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error);
+  if (self == NULL)
+    return;
   g_signal_handlers_disconnect_by_data (source, self);
-  stream_ready (self, G_IO_STREAM (source));
+  if (ok)
+    stream_ready (self, g_steal_pointer (&tls));
+  else if (g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE) &&
+           self->tls_errors != 0)
+    {
+      g_autofree char *why = describe_certificate_errors (self->tls_errors);
+
+      init_fail (self, g_error_new (G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE,
+                                    "The TLS certificate of %s:%u was refused: %s",
+                                    self->settings.host, self->settings.port, why));
+    }
+  else
+    init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
+                                  self->settings.host, self->settings.port, error->message));
 }
 
 static void
@@ -671,7 +779,7 @@ socket_connected_cb (GObject      *source,
                      GAsyncResult *result,
                      gpointer      user_data)
 {
-  g_autoptr(CarehareConnection) self = user_data;
+  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
   g_autoptr(GError) error = NULL;
   g_autoptr(GSocketConnection) conn = NULL;
   g_autoptr(GSocketConnectable) identity = NULL;
@@ -679,6 +787,8 @@ socket_connected_cb (GObject      *source,
   const char *server_name;
 
   conn = g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
+  if (self == NULL)
+    return;
   if (conn == NULL)
     {
       init_fail (self, g_error_new (error->domain, error->code,
@@ -748,8 +858,8 @@ socket_connected_cb (GObject      *source,
 
   g_signal_connect (tls, "accept-certificate", G_CALLBACK (accept_certificate_cb), self);
   g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
-                                    self->init_cancellable, tls_handshake_cb,
-                                    g_object_ref (self));
+                                    self->attempt_cancellable, tls_handshake_cb,
+                                    io_data_new (self, NULL));
 }
 
 static gboolean
@@ -759,14 +869,7 @@ init_timeout_cb (gpointer user_data)
 
   g_clear_pointer (&self->init_timeout, g_source_unref);
   self->init_timed_out = TRUE;
-  g_debug ("connecting to %s timed out", self->redacted_uri);
-
-  /* Before the socket is ready the cancellable stops GIO; after, the
-   * protocol is waiting for the server. */
-  if (self->stream == NULL)
-    g_cancellable_cancel (self->init_cancellable);
-  else
-    init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "timed out"));
+  init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "timed out"));
   return G_SOURCE_REMOVE;
 }
 
@@ -776,21 +879,67 @@ init_cancelled_cb (GCancellable *cancellable,
 {
   GCancellable *ours = user_data;
 
-  /* May run in any thread: only pass it on. */
+  /* May run in any thread: only pass it on to our context. */
   g_cancellable_cancel (ours);
 }
 
 static gboolean
-init_cancelled_after_socket_cb (GCancellable *cancellable,
-                                gpointer      user_data)
+init_cancelled_source_cb (GCancellable *cancellable,
+                          gpointer      user_data)
 {
-  CarehareConnection *self = user_data;
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
 
-  /* Before the socket is up, GIO's own operations see the cancellation. */
-  if (self->init_task != NULL && self->stream != NULL)
-    init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                                          "Operation was cancelled"));
+  init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                        "Operation was cancelled"));
   return G_SOURCE_CONTINUE;
+}
+
+/* Starts connecting to attempt_uris[attempt]. */
+static void
+attempt_start (CarehareConnection *self)
+{
+  g_autoptr(GSocketClient) client = NULL;
+  g_autoptr(GSocketConnectable) address = NULL;
+  const char *uri = self->attempt_uris[self->attempt];
+  GError *error = NULL;
+  guint timeout_ms;
+
+  g_ptr_array_set_size (self->dead_protocols, 0);
+  g_free (self->redacted_uri);
+  self->redacted_uri = carehare_uri_redact (uri);
+  carehare_uri_settings_clear (&self->settings);
+  if (!carehare_uri_parse (uri, &self->settings, &error))
+    {
+      init_fail (self, error);
+      return;
+    }
+
+  if (self->connect_timeout_ms > 0)
+    timeout_ms = self->connect_timeout_ms;
+  else if (self->settings.connection_timeout_ms >= 0)
+    timeout_ms = (guint) MIN (self->settings.connection_timeout_ms, G_MAXUINT);
+  else
+    timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+  self->attempt_timeout_ms = timeout_ms;
+
+  self->attempt_cancellable = g_cancellable_new ();
+  if (timeout_ms > 0)
+    {
+      self->init_timeout = g_timeout_source_new (timeout_ms);
+      g_source_set_callback (self->init_timeout, init_timeout_cb, self, NULL);
+      g_source_set_static_name (self->init_timeout, "[carehare] connect timeout");
+      g_source_attach (self->init_timeout, self->context);
+    }
+
+  client = g_socket_client_new ();
+  /* The desktop's proxy settings describe web traffic; applying them to a
+   * broker connection would send AMQP to an HTTP proxy. (It also keeps
+   * libproxy, and its thread, out of the process.) */
+  g_socket_client_set_enable_proxy (client, FALSE);
+  address = g_network_address_new (self->settings.host, self->settings.port);
+  g_debug ("connecting to %s", self->redacted_uri);
+  g_socket_client_connect_async (client, address, self->attempt_cancellable,
+                                 socket_connected_cb, io_data_new (self, NULL));
 }
 
 static void
@@ -802,79 +951,56 @@ carehare_connection_init_async (GAsyncInitable      *initable,
 {
   CarehareConnection *self = CAREHARE_CONNECTION (initable);
   g_autoptr(GTask) task = NULL;
-  g_autoptr(GSocketClient) client = NULL;
-  g_autoptr(GSocketConnectable) address = NULL;
-  GError *error = NULL;
-  guint timeout_ms;
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_init_async);
 
-  if (self->init_task != NULL || self->protocol != NULL)
+  if (self->init_task != NULL || self->protocol != NULL || self->initialized)
     {
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
                                "The connection is already initialised");
       return;
     }
-
-  if (self->uri == NULL)
+  if (self->uris != NULL && self->uris[0] != NULL)
+    self->attempt_uris = g_strdupv (self->uris);
+  else if (self->uri != NULL)
+    {
+      self->attempt_uris = g_new0 (char *, 2);
+      self->attempt_uris[0] = g_strdup (self->uri);
+    }
+  else
     {
       g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI,
                                "No URI given: set the \"uri\" property to amqp://... or amqps://...");
       return;
     }
-
-  carehare_uri_settings_clear (&self->settings);
-  if (!carehare_uri_parse (self->uri, &self->settings, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  g_free (self->redacted_uri);
-  self->redacted_uri = carehare_uri_redact (self->uri);
-
-  if (self->connect_timeout_ms > 0)
-    timeout_ms = self->connect_timeout_ms;
-  else if (self->settings.connection_timeout_ms >= 0)
-    timeout_ms = (guint) MIN (self->settings.connection_timeout_ms, G_MAXUINT);
-  else
-    timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
-  self->connect_timeout_ms = timeout_ms;
-
+  self->attempt = 0;
+  self->failures = g_string_new (NULL);
   self->init_task = g_steal_pointer (&task);
-  self->init_cancellable = g_cancellable_new ();
+
   if (cancellable != NULL)
     {
+      /* Relayed through a cancellable of ours watched from our context,
+       * since the caller's may be cancelled from any thread. */
+      self->init_cancellable = g_cancellable_new ();
       self->init_user_cancellable = g_object_ref (cancellable);
       self->init_cancelled_id = g_cancellable_connect (cancellable,
                                                        G_CALLBACK (init_cancelled_cb),
                                                        g_object_ref (self->init_cancellable),
                                                        g_object_unref);
+      self->init_cancel_source = g_cancellable_source_new (self->init_cancellable);
+      g_source_set_callback (self->init_cancel_source,
+                             G_SOURCE_FUNC (init_cancelled_source_cb), self, NULL);
+      g_source_set_static_name (self->init_cancel_source, "[carehare] connect cancelled");
+      g_source_attach (self->init_cancel_source, self->context);
+      if (g_cancellable_is_cancelled (cancellable))
+        {
+          init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                                "Operation was cancelled"));
+          return;
+        }
     }
-  if (timeout_ms > 0)
-    {
-      self->init_timeout = g_timeout_source_new (timeout_ms);
-      g_source_set_callback (self->init_timeout, init_timeout_cb, self, NULL);
-      g_source_set_static_name (self->init_timeout, "[carehare] connect timeout");
-      g_source_attach (self->init_timeout, self->context);
-    }
-  /* Cancellation after the socket is up ends the AMQP handshake: watch our
-   * own cancellable from this context. */
-  self->init_cancel_source = g_cancellable_source_new (self->init_cancellable);
-  g_source_set_callback (self->init_cancel_source,
-                         G_SOURCE_FUNC (init_cancelled_after_socket_cb), self, NULL);
-  g_source_set_static_name (self->init_cancel_source, "[carehare] connect cancelled");
-  g_source_attach (self->init_cancel_source, self->context);
-
-  client = g_socket_client_new ();
-  /* The desktop's proxy settings describe web traffic; applying them to a
-   * broker connection would send AMQP to an HTTP proxy. (It also keeps
-   * libproxy, and its thread, out of the process.) */
-  g_socket_client_set_enable_proxy (client, FALSE);
-  address = g_network_address_new (self->settings.host, self->settings.port);
-  g_debug ("connecting to %s", self->redacted_uri);
-  g_socket_client_connect_async (client, address, self->init_cancellable,
-                                 socket_connected_cb, g_object_ref (self));
+  attempt_start (self);
 }
 
 static gboolean
@@ -905,6 +1031,7 @@ carehare_connection_dispose (GObject *object)
       /* Nobody is listening any more: the protocol fails what is left. */
       carehare_protocol_free (g_steal_pointer (&self->protocol));
     }
+  g_ptr_array_set_size (self->dead_protocols, 0);
   if (self->io_cancellable != NULL)
     g_cancellable_cancel (self->io_cancellable);
   if (self->timer != NULL)
@@ -947,6 +1074,8 @@ carehare_connection_finalize (GObject *object)
   g_free (self->redacted_uri);
   carehare_uri_settings_clear (&self->settings);
   g_ptr_array_unref (self->close_tasks);
+  g_ptr_array_unref (self->dead_protocols);
+  g_strfreev (self->uris);
   g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->finalize (object);
@@ -1008,6 +1137,10 @@ carehare_connection_set_property (GObject      *object,
       g_free (self->uri);
       self->uri = g_value_dup_string (value);
       break;
+    case PROP_URIS:
+      g_strfreev (self->uris);
+      self->uris = g_value_dup_boxed (value);
+      break;
     case PROP_TLS_DATABASE:
       g_set_object (&self->tls_database, g_value_get_object (value));
       break;
@@ -1042,6 +1175,17 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
   obj_props[PROP_URI] =
     g_param_spec_string ("uri", NULL, NULL, NULL,
                          G_PARAM_WRITABLE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:uris:
+   *
+   * Broker URIs to try in order, for example the nodes of a cluster; the
+   * first that completes the handshake is used. Takes precedence over
+   * [property@Carehare.Connection:uri]. Write-only, like it.
+   */
+  obj_props[PROP_URIS] =
+    g_param_spec_boxed ("uris", NULL, NULL, G_TYPE_STRV,
+                        G_PARAM_WRITABLE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
   /**
    * CarehareConnection:tls-database:
@@ -1154,6 +1298,7 @@ carehare_connection_init (CarehareConnection *self)
 {
   self->context = g_main_context_ref_thread_default ();
   self->close_tasks = g_ptr_array_new ();
+  self->dead_protocols = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_free);
 }
 
 /* ---- public API: creation and state -------------------------------------- */
@@ -1205,76 +1350,6 @@ carehare_connection_new_finish (GAsyncResult  *result,
   return object != NULL ? CAREHARE_CONNECTION (object) : NULL;
 }
 
-typedef struct {
-  char **uris;         /* owned */
-  guint next;          /* the next one to try */
-  GString *failures;   /* owned: every attempt's error, for the final one */
-  GError *last;        /* owned: the last attempt's error */
-} UrisData;
-
-static void
-uris_data_free (UrisData *data)
-{
-  g_strfreev (data->uris);
-  g_string_free (data->failures, TRUE);
-  g_clear_error (&data->last);
-  g_free (data);
-}
-
-static void try_next_uri (GTask *task);
-
-static void
-uri_attempt_cb (GObject      *source,
-                GAsyncResult *result,
-                gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  UrisData *data = g_task_get_task_data (task);
-  g_autoptr(GError) error = NULL;
-  CarehareConnection *conn;
-  g_autofree char *redacted = NULL;
-
-  conn = carehare_connection_new_finish (result, &error);
-  if (conn != NULL)
-    {
-      g_task_return_pointer (task, conn, g_object_unref);
-      return;
-    }
-  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-
-  redacted = carehare_uri_redact (data->uris[data->next - 1]);
-  g_debug ("%s failed: %s", redacted, error->message);
-  g_string_append_printf (data->failures, "%s%s: %s", data->failures->len > 0 ? "; " : "",
-                          redacted, error->message);
-  g_clear_error (&data->last);
-  data->last = g_steal_pointer (&error);
-  try_next_uri (g_steal_pointer (&task));
-}
-
-/* Takes @task. */
-static void
-try_next_uri (GTask *task)
-{
-  UrisData *data = g_task_get_task_data (task);
-
-  if (data->uris[data->next] == NULL)
-    {
-      /* Keep the last attempt's domain and code, so a program can still
-       * match (say) a refused login; the message names every attempt. */
-      g_task_return_new_error (task, data->last->domain, data->last->code,
-                               "Could not connect to any of %u brokers: %s",
-                               data->next, data->failures->str);
-      g_object_unref (task);
-      return;
-    }
-  carehare_connection_new_async (data->uris[data->next++], g_task_get_cancellable (task),
-                                 uri_attempt_cb, task);
-}
-
 /**
  * carehare_connection_new_for_uris_async:
  * @uris: (array zero-terminated=1): broker URIs to try, in order
@@ -1283,12 +1358,12 @@ try_next_uri (GTask *task)
  * @user_data: data for @callback
  *
  * Connects to the first broker of @uris that completes the handshake, for
- * example the nodes of a cluster. Each attempt is a whole
- * [func@Carehare.Connection.new_async] (bounded by its URI's
- * `connection_timeout`). When every attempt fails, the error has the domain
- * and code of the last attempt's error and its message lists every
- * attempt's error. An invalid URI is one of those failures, not a reason to
- * stop.
+ * example the nodes of a cluster; the same as setting
+ * [property@Carehare.Connection:uris]. Each attempt is bounded by its
+ * URI's `connection_timeout` (or [property@Carehare.Connection:connect-timeout]).
+ * When every attempt fails, the error has the domain and code of the last
+ * attempt's error and its message lists every attempt's error. An invalid
+ * URI is one of those failures, not a reason to stop.
  */
 void
 carehare_connection_new_for_uris_async (const char * const  *uris,
@@ -1296,19 +1371,11 @@ carehare_connection_new_for_uris_async (const char * const  *uris,
                                         GAsyncReadyCallback  callback,
                                         gpointer             user_data)
 {
-  GTask *task;
-  UrisData *data;
-
   g_return_if_fail (uris != NULL && uris[0] != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (NULL, cancellable, callback, user_data);
-  g_task_set_source_tag (task, carehare_connection_new_for_uris_async);
-  data = g_new0 (UrisData, 1);
-  data->uris = g_strdupv ((char **) uris);
-  data->failures = g_string_new (NULL);
-  g_task_set_task_data (task, data, (GDestroyNotify) uris_data_free);
-  try_next_uri (task);
+  g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, cancellable,
+                              callback, user_data, "uris", uris, NULL);
 }
 
 /**
@@ -1322,11 +1389,7 @@ CarehareConnection *
 carehare_connection_new_for_uris_finish (GAsyncResult  *result,
                                          GError       **error)
 {
-  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
-                        carehare_connection_new_for_uris_async, NULL);
-
-  return g_task_propagate_pointer (G_TASK (result), error);
+  return carehare_connection_new_finish (result, error);
 }
 
 /**

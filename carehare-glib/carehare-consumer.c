@@ -126,11 +126,15 @@ end_stream (CarehareConsumer *self,
 {
   GTask *task;
 
+  g_autoptr(CarehareConsumer) keep = NULL;
+
   if (self->closed)
     {
       g_clear_error (&error);
       return;
     }
+  /* A waiter's callback may drop the program's last reference. */
+  keep = g_object_ref (self);
   self->closed = TRUE;
   self->closed_error = error;
 
@@ -487,6 +491,8 @@ carehare_consumer_next_delivery_async (CarehareConsumer    *self,
  * @result: the result passed to the callback
  * @error: return location for an error
  *
+ * Finishes [method@Carehare.Consumer.next_delivery_async].
+ *
  * Returns: (transfer full): the message, or %NULL with @error set
  */
 CarehareDelivery *
@@ -611,6 +617,8 @@ carehare_consumer_close_async (CarehareConsumer    *self,
  * @result: the result passed to the callback
  * @error: return location for an error
  *
+ * Finishes [method@Carehare.Consumer.close_async].
+ *
  * Returns: %TRUE (closing a consumer does not fail)
  */
 gboolean
@@ -628,6 +636,8 @@ carehare_consumer_close_finish (CarehareConsumer  *self,
  * carehare_consumer_get_queue:
  * @self: a consumer
  *
+ * Gets the queue this consumer takes messages from.
+ *
  * Returns: the queue this consumer takes messages from
  */
 const char *
@@ -641,6 +651,8 @@ carehare_consumer_get_queue (CarehareConsumer *self)
  * carehare_consumer_get_consumer_tag:
  * @self: a consumer
  *
+ * Gets the tag the broker gave this consumer.
+ *
  * Returns: (nullable): the tag the broker gave this consumer
  */
 const char *
@@ -653,6 +665,8 @@ carehare_consumer_get_consumer_tag (CarehareConsumer *self)
 /**
  * carehare_consumer_get_is_closed:
  * @self: a consumer
+ *
+ * Gets whether the consumer has ended, for whatever reason.
  *
  * Returns: whether the consumer has ended
  */
