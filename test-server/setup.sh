@@ -35,6 +35,9 @@ PACKAGES=(
     iproute2
     git
     ca-certificates
+    libgtk-4-dev
+    xvfb
+    xauth
 )
 
 is_installed() {

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Consumes messages from a queue, acknowledging each, until COUNT messages
+// arrived (0 or none: until Ctrl-C), then closes cleanly.
+//
+//     gjs consumer.js URI QUEUE [COUNT]
+//
+// The GJS twin of consumer.c, written with Gio._promisify() and async/await:
+// a loop awaits next_delivery_async(), which rejects with CHANNEL_CLOSED
+// once the consumer was closed (the end of the stream).
+imports.gi.versions.Carehare = '1.0';
+const {Carehare, Gio, GLib} = imports.gi;
+const System = imports.system;
+
+Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
+Gio._promisify(Carehare.Connection.prototype, 'close_async', 'close_finish');
+Gio._promisify(Carehare.Connection.prototype, 'acking_consumer_async', 'acking_consumer_finish');
+Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
+Gio._promisify(Carehare.Consumer.prototype, 'close_async', 'close_finish');
+
+// What a carehare-glib error means to a program (see explain-error.h).
+function explain(error) {
+    if (!(error instanceof GLib.Error) || !error.matches(Carehare.error_quark(), error.code))
+        return 'a network or TLS error: check the host, port and certificates';
+    const code = Carehare.error_get_reply_code(error);
+    switch (error.code) {
+    case Carehare.Error.INVALID_URI:
+        return 'fix the URI: amqp://user:password@host:port/vhost';
+    case Carehare.Error.CONNECTION_CLOSED:
+        return 'the connection is gone: reconnect and retry';
+    case Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
+        return code === 403 ? 'login refused: check the user name and password'
+            : 'the broker closed the connection: reconnect';
+    case Carehare.Error.CHANNEL_CLOSED_BY_SERVER:
+        if (code === 404)
+            return 'the queue or exchange does not exist: declare it first';
+        return code === 0 ? 'the broker cancelled the consumer: its queue was deleted'
+            : 'the broker refused the operation; the connection is still usable';
+    default:
+        return 'an unexpected error';
+    }
+}
+
+function printError(what, error) {
+    printerr(`${what} failed: ${error.message}\n  -> ${explain(error)}`);
+}
+
+async function consume(uri, queue, count) {
+    let conn;
+    try {
+        conn = await Carehare.Connection.new_async(uri, null);
+    } catch (e) {
+        printError('connecting', e);
+        return 1;
+    }
+
+    let status = 0;
+    let consumer = null;
+    // Ctrl-C closes the consumer; the pending next_delivery_async() then
+    // rejects with CHANNEL_CLOSED and the loop below ends.
+    let sigint = GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, 2 /* SIGINT */, () => {
+        sigint = 0;
+        print('interrupted: closing');
+        if (consumer)
+            consumer.close_async(null).catch(() => {});
+        return GLib.SOURCE_REMOVE;
+    });
+    try {
+        // Prefetch 10: at most ten unacknowledged messages are ever held.
+        consumer = await conn.acking_consumer_async(queue, 0, 10, null);
+        print(`waiting for messages on ${queue}`);
+        const decoder = new TextDecoder();
+        for (let received = 0; count === 0 || received < count; received++) {
+            const delivery = await consumer.next_delivery_async(null);
+            const again = delivery.get_redelivered() ? ' (again)' : '';
+            print(`received${again}: ${decoder.decode(delivery.get_body().toArray())}`);
+            consumer.ack(delivery.get_delivery_tag());
+        }
+    } catch (e) {
+        if (!e.matches?.(Carehare.error_quark(), Carehare.Error.CHANNEL_CLOSED)) {
+            printError(consumer ? 'consuming' : 'starting the consumer', e);
+            status = 1;
+        }
+    }
+    if (sigint)
+        GLib.source_remove(sigint);
+
+    try {
+        if (consumer)
+            await consumer.close_async(null);
+        await conn.close_async(null);
+    } catch (e) {
+        printError('closing', e);
+    }
+    return status;
+}
+
+if (ARGV.length < 2 || ARGV.length > 3) {
+    printerr('usage: gjs consumer.js URI QUEUE [COUNT]');
+    System.exit(2);
+}
+const loop = new GLib.MainLoop(null, false);
+let exitStatus = 1;
+consume(ARGV[0], ARGV[1], ARGV.length > 2 ? parseInt(ARGV[2], 10) : 0).then(status => {
+    exitStatus = status;
+}).catch(e => {
+    logError(e);
+}).finally(() => loop.quit());
+loop.run();
+System.exit(exitStatus);

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Publishes messages to a durable queue with publisher confirms and reports,
+// for each, whether the broker took responsibility for it.
+//
+//     gjs publisher.js URI QUEUE MESSAGE...
+//
+// The GJS twin of publisher.c: Gio._promisify() turns each *_async/*_finish
+// pair into a method returning a Promise, so the program reads top to bottom
+// with await while everything still runs on the GLib main loop. A failed
+// *_finish() rejects the Promise with a GLib.Error.
+imports.gi.versions.Carehare = '1.0';
+const {Carehare, Gio, GLib} = imports.gi;
+const System = imports.system;
+
+Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
+for (const name of ['close', 'queue_declare', 'publish'])
+    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
+
+// What a carehare-glib error means to a program (see explain-error.h).
+function explain(error) {
+    if (!(error instanceof GLib.Error) || !error.matches(Carehare.error_quark(), error.code))
+        return 'a network or TLS error: check the host, port and certificates';
+    const code = Carehare.error_get_reply_code(error);
+    switch (error.code) {
+    case Carehare.Error.INVALID_URI:
+        return 'fix the URI: amqp://user:password@host:port/vhost';
+    case Carehare.Error.CONNECTION_CLOSED:
+        return 'the connection is gone: reconnect and retry';
+    case Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
+        return code === 403 ? 'login refused: check the user name and password'
+            : 'the broker closed the connection: reconnect';
+    case Carehare.Error.CHANNEL_CLOSED_BY_SERVER:
+        return code === 404 ? 'the queue or exchange does not exist: declare it first'
+            : 'the broker refused the operation; the connection is still usable';
+    case Carehare.Error.SERVER_SENT_NACK:
+        return 'the broker refused this message: publish it again later';
+    case Carehare.Error.UNROUTABLE:
+        return 'no queue is bound for this routing key: the message was returned';
+    default:
+        return 'an unexpected error';
+    }
+}
+
+function printError(what, error) {
+    printerr(`${what} failed: ${error.message}\n  -> ${explain(error)}`);
+}
+
+async function publishAll(uri, queue, messages) {
+    let conn;
+    try {
+        conn = await Carehare.Connection.new_async(uri, null);
+    } catch (e) {
+        printError('connecting', e);
+        return 1;
+    }
+
+    let status = 0;
+    try {
+        // The out arguments come back as an array after the return value.
+        const [name] = await conn.queue_declare_async(queue, Carehare.QueueFlags.DURABLE,
+            null, null);
+        const props = new Carehare.Properties({
+            delivery_mode: 2, // persistent: survives a broker restart
+            content_type: 'text/plain',
+        });
+        // Every message is in flight at once; each confirm settles on its own.
+        const results = await Promise.allSettled(messages.map(text =>
+            conn.publish_async('', name, new GLib.Bytes(new TextEncoder().encode(text)), props,
+                Carehare.PublishFlags.MANDATORY, null)));
+        results.forEach((result, i) => {
+            if (result.status === 'fulfilled') {
+                print(`confirmed: ${messages[i]}`);
+            } else {
+                // Only this message failed.
+                printError(messages[i], result.reason);
+                status = 1;
+            }
+        });
+    } catch (e) {
+        printError('declaring the queue', e);
+        status = 1;
+    }
+
+    try {
+        await conn.close_async(null);
+    } catch (e) {
+        printError('closing', e);
+    }
+    return status;
+}
+
+if (ARGV.length < 3) {
+    printerr('usage: gjs publisher.js URI QUEUE MESSAGE...');
+    System.exit(2);
+}
+const loop = new GLib.MainLoop(null, false);
+let exitStatus = 1;
+publishAll(ARGV[0], ARGV[1], ARGV.slice(2)).then(status => {
+    exitStatus = status;
+}).catch(e => {
+    logError(e);
+}).finally(() => loop.quit());
+loop.run();
+System.exit(exitStatus);

@@ -1,0 +1,471 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+//
+// carehare-glib end to end from GJS, against the private broker.
+//
+// Run by `meson test --suite bindings` as `gjs -m test-carehare.js`, with
+// GI_TYPELIB_PATH and LD_LIBRARY_PATH pointing at the build directory and
+// the broker's URIs in the environment (`eval "$(test-server/broker env)"`).
+// Prints TAP. Every async method is promisified with Gio._promisify, so the
+// tests read as async/await; a GLib.MainLoop runs them and a timeout on
+// every await keeps anything from hanging.
+
+import GLib from 'gi://GLib';
+import Gio from 'gi://Gio';
+import Carehare from 'gi://Carehare?version=1.0';
+import System from 'system';
+
+const TIMEOUT_MS = 15000;
+
+// ---- promisification --------------------------------------------------------
+
+Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
+Gio._promisify(Carehare.Connection, 'new_for_uris_async', 'new_for_uris_finish');
+for (const name of ['close', 'queue_declare', 'queue_delete', 'queue_purge', 'queue_bind',
+    'queue_unbind', 'exchange_declare', 'exchange_delete', 'exchange_bind', 'exchange_unbind',
+    'publish', 'acking_consumer'])
+    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
+Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
+Gio._promisify(Carehare.Consumer.prototype, 'close_async', 'close_finish');
+Gio._promisify(Gio.AsyncInitable.prototype, 'init_async', 'init_finish');
+
+// ---- helpers ------------------------------------------------------------------
+
+function env(name) {
+    const value = GLib.getenv(name);
+    // Integration tests fail, never skip, without the broker.
+    if (!value)
+        throw new Error(`${name} is not set: run eval "$(test-server/broker env)"`);
+    return value;
+}
+
+function unique(prefix) {
+    return `carehare-gjs-${prefix}-${GLib.uuid_string_random().slice(0, 12)}`;
+}
+
+// Rejects if @promise has not settled after @ms.
+function timeout(promise, ms = TIMEOUT_MS) {
+    let id = 0;
+    const expired = new Promise((resolve, reject) => {
+        id = GLib.timeout_add(GLib.PRIORITY_DEFAULT, ms, () => {
+            id = 0;
+            reject(new Error(`nothing happened in ${ms} ms`));
+            return GLib.SOURCE_REMOVE;
+        });
+    });
+    return Promise.race([promise, expired]).finally(() => {
+        if (id)
+            GLib.source_remove(id);
+    });
+}
+
+// Resolves once @predicate() is true (for signals).
+function until(predicate, ms = TIMEOUT_MS) {
+    return timeout(new Promise(resolve => {
+        GLib.timeout_add(GLib.PRIORITY_DEFAULT, 5, () => {
+            if (!predicate())
+                return GLib.SOURCE_CONTINUE;
+            resolve();
+            return GLib.SOURCE_REMOVE;
+        });
+    }), ms);
+}
+
+function assert(condition, message = 'assertion failed') {
+    if (!condition)
+        throw new Error(message);
+}
+
+function assertEqual(actual, expected, what = '') {
+    const a = JSON.stringify(actual), e = JSON.stringify(expected);
+    if (a !== e)
+        throw new Error(`${what}: expected ${e}, got ${a}`);
+}
+
+async function expectError(domain, code, promise) {
+    try {
+        await timeout(promise);
+    } catch (error) {
+        if (!(error instanceof GLib.Error))
+            throw error;
+        if (!error.matches(domain, code)) {
+            throw new Error(`expected ${GLib.quark_to_string(domain)}/${code}, got ` +
+                `${GLib.quark_to_string(error.domain)}/${error.code}: ${error.message}`);
+        }
+        return error;
+    }
+    throw new Error(`expected an error ${GLib.quark_to_string(domain)}/${code}, got success`);
+}
+
+const tlsUri = () => env('CAREHARE_TEST_AMQPS_URI');
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function connect(uri = tlsUri()) {
+    return timeout(Carehare.Connection.new_async(uri, null));
+}
+
+async function declareQueue(conn, flags = Carehare.QueueFlags.EXCLUSIVE, args = null) {
+    const [name] = await timeout(conn.queue_declare_async('', flags, args, null));
+    return name;
+}
+
+function publish(conn, routingKey, body, {properties = null, exchange = '',
+    flags = Carehare.PublishFlags.NONE} = {}) {
+    // A Uint8Array goes where the C API takes a GBytes.
+    return timeout(conn.publish_async(exchange, routingKey, encoder.encode(body),
+        properties, flags, null));
+}
+
+async function close(conn) {
+    if (!conn.is_closed)
+        await timeout(conn.close_async(null));
+}
+
+function nestedHeaders() {
+    const V = (type, value) => new GLib.Variant(type, value);
+    return V('a{sv}', {
+        'x-int': V('i', 42),
+        'x-long': V('x', -(2 ** 40)),
+        'x-string': V('s', 'h\u00e9llo'),
+        'x-bool': V('b', true),
+        'x-double': V('d', 2.5),
+        'x-bytes': V('ay', new Uint8Array([0, 255, 98, 105, 110])),
+        'x-list': V('av', [V('i', 1), V('s', 'two'), V('av', [V('b', false)])]),
+        'x-table': V('a{sv}', {
+            'inner': V('s', 'value'),
+            'deeper': V('a{sv}', {'n': V('q', 7), 'when': V('t', 1700000000)}),
+        }),
+        'x-decimal': V('(yi)', [2, 12345]),
+        'x-void': V('()', []),
+    });
+}
+
+// ---- tests ----------------------------------------------------------------------
+
+const tests = [];
+const test = (name, fn) => tests.push({name, fn});
+
+test('connect over TLS with a client certificate (Connection.new_async)', async () => {
+    const conn = await connect();
+    try {
+        assert(conn instanceof Carehare.Connection);
+        assert(!conn.is_closed && !conn.get_is_closed());
+        assert(conn.frame_max > 0 && conn.get_frame_max() === conn.frame_max);
+        assert(conn.channel_max > 0);
+        const server = conn.get_server_properties();
+        assertEqual(server.get_type_string(), 'a{sv}', 'server-properties type');
+        assertEqual(server.recursiveUnpack().product, 'RabbitMQ', 'product');
+        assert(conn.server_properties.equal(server));
+    } finally {
+        await close(conn);
+    }
+});
+
+test('GAsyncInitable with tls-database and tls-certificate', async () => {
+    const certs = env('CAREHARE_TEST_CERT_DIR');
+    const conn = new Carehare.Connection({
+        uri: tlsUri().split('?')[0],
+        tls_database: Gio.TlsFileDatabase.new(GLib.build_filenamev([certs, 'ca.pem'])),
+        tls_certificate: Gio.TlsCertificate.new_from_files(
+            GLib.build_filenamev([certs, 'client.pem']),
+            GLib.build_filenamev([certs, 'client-key.pem'])),
+        connect_timeout: 10000,
+    });
+    assert(conn instanceof Gio.AsyncInitable);
+    assert(await timeout(conn.init_async(GLib.PRIORITY_DEFAULT, null)) === true);
+    try {
+        assert((await declareQueue(conn)).startsWith('amq.gen-'));
+    } finally {
+        await close(conn);
+    }
+});
+
+test('invalid URI fails with INVALID_URI', async () => {
+    await expectError(Carehare.Error, Carehare.Error.INVALID_URI,
+        Carehare.Connection.new_async('amqp://guest:guest@127.0.0.1:notaport/', null));
+});
+
+test('queue_declare_finish returns [name, message_count, consumer_count]', async () => {
+    const conn = await connect();
+    try {
+        const args = new GLib.Variant('a{sv}', {
+            'x-message-ttl': new GLib.Variant('i', 60000),
+            'x-max-length': new GLib.Variant('i', 100),
+        });
+        const result = await timeout(conn.queue_declare_async('', Carehare.QueueFlags.EXCLUSIVE, args, null));
+        assert(Array.isArray(result) && result.length === 3, `got ${result}`);
+        const [name, messages, consumers] = result;
+        assert(name.startsWith('amq.gen-'), name);
+        assertEqual([messages, consumers], [0, 0], 'counts');
+
+        await publish(conn, name, 'one');
+        await publish(conn, name, 'two');
+        assertEqual(await timeout(conn.queue_declare_async(name, Carehare.QueueFlags.PASSIVE, null, null)),
+            [name, 2, 0], 'passive declare');
+        // Gio._promisify drops the leading `true` of a [true, out...] result.
+        const [purged] = await timeout(conn.queue_purge_async(name, null));
+        assertEqual(purged, 2, 'purged');
+        const [deleted] = await timeout(conn.queue_delete_async(name, Carehare.QueueDeleteFlags.NONE, null));
+        assertEqual(deleted, 0, 'deleted');
+    } finally {
+        await close(conn);
+    }
+});
+
+test('publish with properties and headers, consume, ack', async () => {
+    const conn = await connect();
+    try {
+        const exchange = unique('fanout');
+        assert(await timeout(conn.exchange_declare_async(exchange, 'fanout',
+            Carehare.ExchangeFlags.AUTO_DELETE, null, null)) === true);
+        const queue = await declareQueue(conn);
+        assert(await timeout(conn.queue_bind_async(queue, exchange, '', null, null)) === true);
+
+        const headers = nestedHeaders();
+        const properties = new Carehare.Properties({
+            content_type: 'application/json',
+            correlation_id: 'corr-1',
+            delivery_mode: 2,
+            priority: 5,
+            timestamp: 1700000000,
+            type: 'order.created',
+            app_id: 'carehare-gjs',
+            headers,
+        });
+        assertEqual(properties.get_message_type(), 'order.created', 'message type');
+        const body = '{"id": 1}';
+        assert(await publish(conn, '', body, {properties, exchange}) === true);
+
+        const consumer = await timeout(conn.acking_consumer_async(queue, 0, 10, null));
+        assert(consumer instanceof Carehare.Consumer);
+        assertEqual(consumer.queue, queue, 'consumer queue');
+        assert(consumer.get_consumer_tag());
+
+        const delivery = await timeout(consumer.next_delivery_async(null));
+        assert(delivery instanceof Carehare.Delivery);
+        assertEqual(decoder.decode(delivery.get_body().toArray()), body, 'body');
+        assertEqual(delivery.exchange, exchange, 'exchange');
+        assertEqual(delivery.routing_key, '', 'routing key');
+        assert(delivery.redelivered === false);
+        assertEqual(delivery.consumer_tag, consumer.consumer_tag, 'consumer tag');
+
+        const got = delivery.get_properties();
+        assertEqual(got.content_type, 'application/json', 'content-type');
+        assertEqual(got.get_correlation_id(), 'corr-1', 'correlation-id');
+        assertEqual(got.delivery_mode, 2, 'delivery-mode');
+        assertEqual(got.priority, 5, 'priority');
+        assertEqual(got.timestamp, 1700000000, 'timestamp');
+        assertEqual(got.get_message_type(), 'order.created', 'type');
+        assertEqual(got.app_id, 'carehare-gjs', 'app-id');
+        assert(got.get_reply_to() === null && got.expiration === null);
+
+        const received = got.get_headers();
+        assert(received instanceof GLib.Variant);
+        assertEqual(received.get_type_string(), 'a{sv}', 'headers type');
+        assert(received.equal(headers), `${received.print(true)} != ${headers.print(true)}`);
+        const unpacked = received.recursiveUnpack();
+        assertEqual(unpacked['x-table'].deeper.n, 7, 'nested table');
+        assertEqual(unpacked['x-list'], [1, 'two', [false]], 'array');
+        assertEqual(Array.from(received.lookup_value('x-bytes', null).deepUnpack()),
+            [0, 255, 98, 105, 110], 'bytes');
+
+        consumer.ack(delivery.delivery_tag);
+        await timeout(consumer.close_async(null));
+        const [, left] = await timeout(conn.queue_declare_async(queue, Carehare.QueueFlags.PASSIVE, null, null));
+        assertEqual(left, 0, 'messages left after ack');
+
+        assert(await timeout(conn.queue_unbind_async(queue, exchange, '', null, null)) === true);
+        assert(await timeout(conn.exchange_delete_async(exchange, Carehare.ExchangeDeleteFlags.NONE, null)) === true);
+    } finally {
+        await close(conn);
+    }
+});
+
+test('publish to a missing exchange: CHANNEL_CLOSED_BY_SERVER, reply code 404', async () => {
+    const conn = await connect();
+    try {
+        const missing = unique('missing');
+        const error = await expectError(Carehare.Error, Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+            publish(conn, 'key', 'lost', {exchange: missing}));
+        assert(error.domain === Carehare.error_quark());
+        assert(error.code === Carehare.Error.CHANNEL_CLOSED_BY_SERVER);
+        assertEqual(Carehare.error_get_reply_code(error), 404, 'reply code');
+        assert(error.message.includes('NOT_FOUND') && error.message.includes(missing), error.message);
+
+        // Only that operation failed: the connection is still usable.
+        assert(!conn.is_closed);
+        assert((await declareQueue(conn)).startsWith('amq.gen-'));
+    } finally {
+        await close(conn);
+    }
+});
+
+test('consume or passively declare a missing queue: 404', async () => {
+    const conn = await connect();
+    try {
+        let error = await expectError(Carehare.Error, Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+            conn.acking_consumer_async(unique('missing'), 0, 1, null));
+        assertEqual(Carehare.error_get_reply_code(error), 404, 'consume reply code');
+        error = await expectError(Carehare.Error, Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+            conn.queue_declare_async(unique('missing'), Carehare.QueueFlags.PASSIVE, null, null));
+        assertEqual(Carehare.error_get_reply_code(error), 404, 'declare reply code');
+    } finally {
+        await close(conn);
+    }
+});
+
+test('mandatory publish nobody takes: UNROUTABLE', async () => {
+    const conn = await connect();
+    try {
+        await expectError(Carehare.Error, Carehare.Error.UNROUTABLE,
+            publish(conn, unique('nobody'), 'x', {flags: Carehare.PublishFlags.MANDATORY}));
+    } finally {
+        await close(conn);
+    }
+});
+
+test('nack with requeue redelivers with redelivered=true', async () => {
+    const conn = await connect();
+    try {
+        const queue = await declareQueue(conn);
+        await publish(conn, queue, 'try again');
+        const consumer = await timeout(conn.acking_consumer_async(queue, 0, 1, null));
+        const first = await timeout(consumer.next_delivery_async(null));
+        assert(first.redelivered === false);
+        consumer.nack(first.delivery_tag, true);
+
+        const second = await timeout(consumer.next_delivery_async(null));
+        assertEqual(decoder.decode(second.get_body().toArray()), 'try again', 'body');
+        assert(second.redelivered === true && second.get_redelivered() === true);
+        assert(second.delivery_tag !== first.delivery_tag);
+        consumer.ack(second.delivery_tag);
+
+        // nack without requeue drops the message.
+        await publish(conn, queue, 'drop me');
+        const third = await timeout(consumer.next_delivery_async(null));
+        consumer.nack(third.delivery_tag, false);
+        await timeout(consumer.close_async(null));
+        const [, left] = await timeout(conn.queue_declare_async(queue, Carehare.QueueFlags.PASSIVE, null, null));
+        assertEqual(left, 0, 'messages left');
+    } finally {
+        await close(conn);
+    }
+});
+
+test('Consumer closed signal: null when we close, the server error when it cancels', async () => {
+    const conn = await connect();
+    try {
+        const queue = await declareQueue(conn);
+        const consumer = await timeout(conn.acking_consumer_async(queue, 0, 1, null));
+        const emitted = [];
+        consumer.connect('closed', (source, error) => emitted.push([source, error]));
+
+        // A pending next_delivery ends with CHANNEL_CLOSED (end of stream).
+        const pending = expectError(Carehare.Error, Carehare.Error.CHANNEL_CLOSED,
+            consumer.next_delivery_async(null));
+        await timeout(consumer.close_async(null));
+        await pending;
+        await until(() => emitted.length > 0);
+        assert(emitted.length === 1 && emitted[0][0] === consumer && emitted[0][1] === null,
+            `closed emitted with ${emitted}`);
+        assert(consumer.is_closed);
+        await expectError(Carehare.Error, Carehare.Error.CHANNEL_CLOSED, consumer.next_delivery_async(null));
+        await timeout(consumer.close_async(null)); // idempotent
+        assertEqual(emitted.length, 1, 'closed emissions');
+
+        const queue2 = await declareQueue(conn);
+        const consumer2 = await timeout(conn.acking_consumer_async(queue2, 0, 1, null));
+        const errors = [];
+        consumer2.connect('closed', (source, error) => errors.push(error));
+        await timeout(conn.queue_delete_async(queue2, Carehare.QueueDeleteFlags.NONE, null));
+        await until(() => errors.length > 0);
+        assert(errors[0] instanceof GLib.Error, `closed with ${errors[0]}`);
+        assert(errors[0].matches(Carehare.Error, Carehare.Error.CHANNEL_CLOSED_BY_SERVER), errors[0].message);
+        await expectError(Carehare.Error, Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+            consumer2.next_delivery_async(null));
+    } finally {
+        await close(conn);
+    }
+});
+
+test('Connection closed signal: null when we close; pending work fails', async () => {
+    const conn = await connect();
+    const queue = await declareQueue(conn);
+    const consumer = await timeout(conn.acking_consumer_async(queue, 0, 1, null));
+    const connClosed = [];
+    const consumerClosed = [];
+    conn.connect('closed', (source, error) => connClosed.push([source, error]));
+    consumer.connect('closed', (source, error) => consumerClosed.push(error));
+    let notified = false;
+    conn.connect('notify::is-closed', () => {
+        notified = true;
+    });
+
+    const pending = expectError(Carehare.Error, Carehare.Error.CONNECTION_CLOSED,
+        consumer.next_delivery_async(null));
+    assert(await timeout(conn.close_async(null)) === true);
+    await pending;
+    await until(() => consumerClosed.length > 0);
+
+    assert(connClosed.length === 1 && connClosed[0][0] === conn && connClosed[0][1] === null,
+        `closed emitted with ${connClosed}`);
+    assert(conn.is_closed && notified);
+    assert(consumerClosed[0] instanceof GLib.Error &&
+        consumerClosed[0].matches(Carehare.Error, Carehare.Error.CONNECTION_CLOSED));
+
+    await expectError(Carehare.Error, Carehare.Error.CONNECTION_CLOSED,
+        conn.queue_declare_async('', Carehare.QueueFlags.EXCLUSIVE, null, null));
+    assert(await timeout(conn.close_async(null)) === true); // idempotent
+    assertEqual(connClosed.length, 1, 'closed emissions');
+});
+
+test('Connection.new_for_uris_async: the first broker that answers', async () => {
+    // Port 1 refuses at once; the TLS broker answers.
+    const conn = await timeout(Carehare.Connection.new_for_uris_async(
+        ['amqp://guest:guest@127.0.0.1:1/', tlsUri()], null));
+    try {
+        assert(conn instanceof Carehare.Connection);
+        assert((await declareQueue(conn)).startsWith('amq.gen-'));
+    } finally {
+        await close(conn);
+    }
+});
+
+test('plain amqp:// URI', async () => {
+    const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+    try {
+        assert((await declareQueue(conn)).startsWith('amq.gen-'));
+    } finally {
+        await close(conn);
+    }
+});
+
+// ---- TAP runner ---------------------------------------------------------------------
+
+async function main() {
+    let failures = 0;
+    print(`1..${tests.length}`);
+    for (const [index, {name, fn}] of tests.entries()) {
+        try {
+            // eslint-disable-next-line no-await-in-loop
+            await fn();
+            print(`ok ${index + 1} - ${name}`);
+        } catch (error) {
+            failures++;
+            print(`not ok ${index + 1} - ${name}`);
+            for (const line of `${error}\n${error.stack ?? ''}`.split('\n'))
+                print(`# ${line}`);
+        }
+    }
+    return failures;
+}
+
+const loop = new GLib.MainLoop(null, false);
+let status = 1;
+main().then(failures => {
+    status = failures ? 1 : 0;
+}).catch(error => {
+    print(`Bail out! ${error}`);
+}).finally(() => loop.quit());
+loop.run();
+System.exit(status);
