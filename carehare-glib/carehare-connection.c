@@ -1383,6 +1383,8 @@ carehare_connection_new_for_uris_async (const char * const  *uris,
  * @result: the result passed to the callback
  * @error: return location for an error
  *
+ * Finishes [func@Carehare.Connection.new_for_uris_async].
+ *
  * Returns: (transfer full): the connection, or %NULL with @error set
  */
 CarehareConnection *

@@ -6,6 +6,8 @@
 /**
  * carehare_error_quark:
  *
+ * Gets the error domain of carehare-glib, %CAREHARE_ERROR.
+ *
  * Returns: the quark of the %CAREHARE_ERROR domain
  */
 G_DEFINE_QUARK (carehare-error-quark, carehare_error)

@@ -26,7 +26,7 @@ G_BEGIN_DECLS
  *   socket error or end of file) before or while the operation ran.
  * @CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER: the server closed the
  *   connection with Connection.Close; the message carries the AMQP reply
- *   code and text (see [func@Carehare.error_get_reply_code]).
+ *   code and text (see [func@Carehare.Error.get_reply_code]).
  * @CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR: nothing arrived
  *   from the server for twice the negotiated heartbeat interval.
  * @CAREHARE_ERROR_CHANNEL_CLOSED: the consumer or channel was closed by the

@@ -4,6 +4,8 @@
 /**
  * carehare_get_major_version:
  *
+ * Gets the major version of the library in use at run time.
+ *
  * Returns: the major version of the carehare-glib library in use at run time
  */
 guint
@@ -15,6 +17,8 @@ carehare_get_major_version (void)
 /**
  * carehare_get_minor_version:
  *
+ * Gets the minor version of the library in use at run time.
+ *
  * Returns: the minor version of the carehare-glib library in use at run time
  */
 guint
@@ -25,6 +29,8 @@ carehare_get_minor_version (void)
 
 /**
  * carehare_get_micro_version:
+ *
+ * Gets the micro version of the library in use at run time.
  *
  * Returns: the micro version of the carehare-glib library in use at run time
  */

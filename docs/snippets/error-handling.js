@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Error handling: what each failure looks like, and a connection that
+// reconnects with backoff.
+//
+//     gjs error-handling.js URI
+//
+// Shown in docs/error-handling.md and run by the tests.
+imports.gi.versions.Carehare = '1.0';
+const {Carehare, Gio, GLib} = imports.gi;
+const System = imports.system;
+
+Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
+for (const name of ['close', 'queue_declare', 'publish', 'acking_consumer'])
+    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
+Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
+
+// Whether trying again later can help. Configuration mistakes (a bad URI, a
+// refused login, an unknown vhost, a certificate problem) fail the same way
+// every time: report them instead of looping.
+function isRetryable(error) {
+    const inDomain = quark => error.matches(quark, error.code);
+    if (error.matches(Gio.IOErrorEnum, Gio.IOErrorEnum.CANCELLED))
+        return false;
+    if (inDomain(Gio.io_error_quark()))
+        return true; // refused, unreachable, reset, timed out
+    if (!inDomain(Carehare.error_quark()))
+        return false; // Gio.TlsError: fix the certificates or the host name
+    switch (error.code) {
+    case Carehare.Error.CONNECTION_CLOSED:
+    case Carehare.Error.CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR:
+        return true;
+    case Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
+        // 403 ACCESS_REFUSED: wrong credentials; 530 NOT_ALLOWED: no such
+        // vhost. Others (320 CONNECTION_FORCED: a restart) pass.
+        return ![403, 530].includes(Carehare.error_get_reply_code(error));
+    default: // INVALID_URI, BAD_BYTES_FROM_SERVER, ...
+        return false;
+    }
+}
+
+// A connection that comes back, waiting longer after each failure.
+class Keeper {
+    constructor(uri, onConnected, onGaveUp) {
+        this.uri = uri;
+        this.onConnected = onConnected; // called after each (re)connection
+        this.onGaveUp = onGaveUp; // called when retrying cannot help
+        this.delayMs = 1000;
+        this.conn = null;
+    }
+
+    async connect() {
+        let conn;
+        try {
+            conn = await Carehare.Connection.new_async(this.uri, null);
+        } catch (e) {
+            if (isRetryable(e))
+                this._retry(e);
+            else
+                this.onGaveUp(e);
+            return;
+        }
+        this.conn = conn;
+        this.delayMs = 1000;
+        const id = conn.connect('closed', (_conn, error) => {
+            // Every pending operation has failed with CONNECTION_CLOSED by
+            // now, and every consumer has ended.
+            conn.disconnect(id);
+            if (error === null)
+                return; // the program closed it
+            if (isRetryable(error))
+                this._retry(error);
+            else
+                this.onGaveUp(error);
+        });
+        // Exclusive or auto-delete queues, consumers and unconfirmed
+        // publishes do not outlive a connection: redo them here.
+        this.onConnected(conn);
+    }
+
+    _retry(error) {
+        // Jitter spreads out many clients that lost the same broker.
+        const waitMs = Math.floor(this.delayMs / 2 + Math.random() * this.delayMs / 2);
+        printerr(`${error.message}: retrying in ${waitMs} ms`);
+        this.delayMs = Math.min(this.delayMs * 2, 60000);
+        GLib.timeout_add(GLib.PRIORITY_DEFAULT, waitMs, () => {
+            this.connect();
+            return GLib.SOURCE_REMOVE;
+        });
+    }
+}
+
+let status = 0;
+
+// Runs @promise, which must fail with @code (and @replyCode), and prints how.
+async function expect(what, promise, code, replyCode = 0) {
+    try {
+        await promise;
+        printerr(`${what}: succeeded, expected an error`);
+        status = 1;
+    } catch (e) {
+        print(`${what}: ${e.message} (reply code ${Carehare.error_get_reply_code(e)})`);
+        if (!e.matches(Carehare.Error, code) || Carehare.error_get_reply_code(e) !== replyCode)
+            status = 1;
+    }
+}
+
+async function demonstrate(conn) {
+    const body = new GLib.Bytes(new TextEncoder().encode('hello'));
+
+    try {
+        await conn.queue_declare_async('carehare-docs-no-such-queue',
+            Carehare.QueueFlags.PASSIVE, null, null);
+        status = 1;
+    } catch (e) {
+        if (!e.matches(Carehare.Error, Carehare.Error.CHANNEL_CLOSED_BY_SERVER) ||
+            Carehare.error_get_reply_code(e) !== 404)
+            throw e;
+        // Only this operation failed: the connection is still open.
+        print(`no such queue (connection still open: ${!conn.is_closed}): ${e.message}`);
+    }
+
+    await expect('publish to a missing exchange',
+        conn.publish_async('carehare-docs-no-such-exchange', 'key', body, null,
+            Carehare.PublishFlags.NONE, null),
+        Carehare.Error.CHANNEL_CLOSED_BY_SERVER, 404);
+
+    // No queue is bound to this routing key: with MANDATORY the broker
+    // returns the message. 312 NO_ROUTE is in the message only.
+    await expect('unroutable mandatory publish',
+        conn.publish_async('', 'carehare-docs-nobody-listens', body, null,
+            Carehare.PublishFlags.MANDATORY, null),
+        Carehare.Error.UNROUTABLE);
+
+    // The queue is empty, so next_delivery waits, until the connection
+    // closes and fails it with CONNECTION_CLOSED: nothing hangs.
+    const [queue] = await conn.queue_declare_async('', Carehare.QueueFlags.EXCLUSIVE,
+        null, null);
+    const consumer = await conn.acking_consumer_async(queue, 0, 10, null);
+    const pending = expect('waiting for a delivery when the connection closes',
+        consumer.next_delivery_async(null), Carehare.Error.CONNECTION_CLOSED);
+    await conn.close_async(null);
+    await pending;
+}
+
+if (ARGV.length !== 1) {
+    printerr('usage: gjs error-handling.js amqp://user:password@host:port/vhost');
+    System.exit(2);
+}
+const loop = new GLib.MainLoop(null, false);
+
+// Even a malformed URI is reported by the Promise, never thrown by the call.
+expect('connecting to http://localhost', Carehare.Connection.new_async('http://localhost', null),
+    Carehare.Error.INVALID_URI).then(() => {
+    const keeper = new Keeper(ARGV[0], conn => {
+        demonstrate(conn).catch(e => {
+            printerr(`unexpected: ${e.message}`);
+            status = 1;
+        }).finally(() => loop.quit());
+    }, error => {
+        printerr(`giving up: ${error.message}`);
+        status = 1;
+        loop.quit();
+    });
+    keeper.connect();
+});
+loop.run();
+System.exit(status);

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Flow control: a publisher that keeps at most WINDOW publishes in flight
+ * and gives up on what the broker has not taken by a deadline, and a
+ * consumer whose memory the prefetch count bounds.
+ *
+ *   flow-control URI
+ *
+ * Shown in docs/flow-control.md and run by the tests.
+ */
+#include <carehare-glib/carehare-glib.h>
+
+#include <string.h>
+
+#define TOTAL 1000      /* messages to send */
+#define WINDOW 50       /* publishes in flight at most */
+#define PREFETCH 20     /* unacknowledged deliveries at most */
+#define DEADLINE_S 60   /* for the whole batch */
+
+typedef struct {
+  GMainLoop *loop;
+  CarehareConnection *conn;
+  CarehareConsumer *consumer;
+  char *queue;
+  GCancellable *give_up;        /* cancelled at the deadline */
+  guint deadline_id;
+  guint sent, in_flight, confirmed, received;
+  int status;
+} App;
+
+static void closed_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+static void start_consumer (App *app);
+
+static void
+finish (App          *app,
+        const char   *what,
+        const GError *error)
+{
+  if (error != NULL && app->status == 0)
+    g_printerr ("%s failed: %s\n", what, error->message);
+  if (error != NULL)
+    app->status = 1;
+  g_clear_handle_id (&app->deadline_id, g_source_remove);
+  if (app->conn != NULL && !carehare_connection_get_is_closed (app->conn))
+    carehare_connection_close_async (app->conn, NULL, closed_cb, app);
+  else
+    g_main_loop_quit (app->loop);
+}
+
+static void
+closed_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  App *app = user_data;
+
+  carehare_connection_close_finish (app->conn, result, NULL);
+  g_main_loop_quit (app->loop);
+}
+
+/* The broker's memory or disk alarm: while blocked, publishes wait in the
+ * library, unwritten, and complete once it unblocks. */
+static void
+blocked_changed_cb (GObject    *object,
+                    GParamSpec *pspec,
+                    gpointer    user_data)
+{
+  CarehareConnection *conn = CAREHARE_CONNECTION (object);
+
+  g_print ("the broker %s this connection\n",
+           carehare_connection_get_is_blocked (conn) ? "blocked" : "unblocked");
+}
+
+static gboolean
+deadline_cb (gpointer user_data)
+{
+  App *app = user_data;
+
+  /* Publishes not yet written complete with G_IO_ERROR_CANCELLED; those
+   * already written complete with the broker's answer. */
+  app->deadline_id = 0;
+  g_cancellable_cancel (app->give_up);
+  return G_SOURCE_REMOVE;
+}
+
+static void published_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+
+/* Fills the window: never more than WINDOW publishes (and their bodies)
+ * waiting for the broker. */
+static void
+publish_more (App *app)
+{
+  while (app->in_flight < WINDOW && app->sent < TOTAL)
+    {
+      g_autofree char *text = g_strdup_printf ("message %u", app->sent);
+      g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+      carehare_connection_publish_async (app->conn, "", app->queue, body, NULL,
+                                         CAREHARE_PUBLISH_FLAGS_NONE, app->give_up,
+                                         published_cb, app);
+      app->sent++;
+      app->in_flight++;
+    }
+}
+
+static void
+published_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  App *app = user_data;
+  g_autoptr(GError) error = NULL;
+
+  app->in_flight--;
+  if (!carehare_connection_publish_finish (app->conn, result, &error))
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_printerr ("not sent by the deadline: the broker is blocking us\n");
+      return finish (app, "publishing", error);
+    }
+  if (app->status != 0)
+    return;
+  if (++app->confirmed == TOTAL)
+    {
+      g_print ("%u messages confirmed, never more than %u in flight\n",
+               app->confirmed, WINDOW);
+      g_clear_handle_id (&app->deadline_id, g_source_remove);
+      start_consumer (app);
+    }
+  else
+    publish_more (app);
+}
+
+static void
+delivery_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  App *app = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  delivery = carehare_consumer_next_delivery_finish (app->consumer, result, &error);
+  if (delivery == NULL)
+    return finish (app, "receiving", error);
+
+  /* Acking lets the broker send the next message: the consumer never
+   * holds more than PREFETCH deliveries, however long the queue. */
+  carehare_consumer_ack (app->consumer, carehare_delivery_get_delivery_tag (delivery));
+  if (++app->received == TOTAL)
+    {
+      g_print ("%u messages received with prefetch %u\n", app->received, PREFETCH);
+      return finish (app, NULL, NULL);
+    }
+  carehare_consumer_next_delivery_async (app->consumer, NULL, delivery_cb, app);
+}
+
+static void
+consumer_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  App *app = user_data;
+  g_autoptr(GError) error = NULL;
+
+  app->consumer = carehare_connection_acking_consumer_finish (app->conn, result, &error);
+  if (app->consumer == NULL)
+    return finish (app, "starting the consumer", error);
+  carehare_consumer_next_delivery_async (app->consumer, NULL, delivery_cb, app);
+}
+
+static void
+start_consumer (App *app)
+{
+  /* prefetch_size 0: no byte limit (RabbitMQ supports no other). */
+  carehare_connection_acking_consumer_async (app->conn, app->queue, 0, PREFETCH, NULL,
+                                             consumer_cb, app);
+}
+
+static void
+declared_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  App *app = user_data;
+  g_autoptr(GError) error = NULL;
+
+  app->queue = carehare_connection_queue_declare_finish (app->conn, result, NULL, NULL, &error);
+  if (app->queue == NULL)
+    return finish (app, "declaring the queue", error);
+
+  app->give_up = g_cancellable_new ();
+  app->deadline_id = g_timeout_add_seconds (DEADLINE_S, deadline_cb, app);
+  publish_more (app);
+}
+
+static void
+connected_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  App *app = user_data;
+  g_autoptr(GError) error = NULL;
+
+  app->conn = carehare_connection_new_finish (result, &error);
+  if (app->conn == NULL)
+    return finish (app, "connecting", error);
+  g_signal_connect (app->conn, "notify::is-blocked", G_CALLBACK (blocked_changed_cb), app);
+  carehare_connection_queue_declare_async (app->conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                           NULL, NULL, declared_cb, app);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  App app = { 0 };
+
+  if (argc != 2)
+    {
+      g_printerr ("usage: %s amqp://user:password@host:port/vhost\n", argv[0]);
+      return 2;
+    }
+
+  app.loop = g_main_loop_new (NULL, FALSE);
+  carehare_connection_new_async (argv[1], NULL, connected_cb, &app);
+  g_main_loop_run (app.loop);
+
+  g_clear_object (&app.consumer);
+  g_clear_object (&app.conn);
+  g_clear_object (&app.give_up);
+  g_free (app.queue);
+  g_main_loop_unref (app.loop);
+  return app.status;
+}

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Flow control: a publisher that keeps at most WINDOW publishes in flight
+// and gives up on what the broker has not taken by a deadline, and a
+// consumer whose memory the prefetch count bounds.
+//
+//     gjs flow-control.js URI
+//
+// Shown in docs/flow-control.md and run by the tests.
+imports.gi.versions.Carehare = '1.0';
+const {Carehare, Gio, GLib} = imports.gi;
+const System = imports.system;
+
+Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
+for (const name of ['close', 'queue_declare', 'publish', 'acking_consumer'])
+    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
+Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
+
+const TOTAL = 1000; // messages to send
+const WINDOW = 50; // publishes in flight at most
+const PREFETCH = 20; // unacknowledged deliveries at most
+const DEADLINE_S = 60; // for the whole batch
+
+// Never more than WINDOW publishes (and their bodies) waiting for the broker.
+// Publishes not yet written when giveUp is cancelled reject with
+// Gio.IOErrorEnum.CANCELLED; those already written get the broker's answer.
+async function publishAll(conn, queue, giveUp) {
+    const inFlight = new Set();
+    for (let i = 0; i < TOTAL; i++) {
+        if (inFlight.size >= WINDOW)
+            await Promise.race(inFlight); // a failure stops the loop
+        const body = new GLib.Bytes(new TextEncoder().encode(`message ${i}`));
+        const done = conn.publish_async('', queue, body, null, Carehare.PublishFlags.NONE, giveUp)
+            .finally(() => inFlight.delete(done));
+        inFlight.add(done);
+    }
+    await Promise.all(inFlight);
+}
+
+async function main(uri) {
+    const conn = await Carehare.Connection.new_async(uri, null);
+    // The broker's memory or disk alarm: while blocked, publishes wait in the
+    // library, unwritten, and complete once it unblocks.
+    conn.connect('notify::is-blocked', () => {
+        print(`the broker ${conn.is_blocked ? 'blocked' : 'unblocked'} this connection`);
+    });
+    try {
+        const [queue] = await conn.queue_declare_async('', Carehare.QueueFlags.EXCLUSIVE,
+            null, null);
+
+        const giveUp = new Gio.Cancellable();
+        const deadline = GLib.timeout_add_seconds(GLib.PRIORITY_DEFAULT, DEADLINE_S, () => {
+            giveUp.cancel();
+            return GLib.SOURCE_REMOVE;
+        });
+        try {
+            await publishAll(conn, queue, giveUp);
+        } catch (e) {
+            if (e.matches(Gio.IOErrorEnum, Gio.IOErrorEnum.CANCELLED))
+                printerr('not sent by the deadline: the broker is blocking us');
+            throw e;
+        } finally {
+            if (!giveUp.is_cancelled())
+                GLib.source_remove(deadline);
+        }
+        print(`${TOTAL} messages confirmed, never more than ${WINDOW} in flight`);
+
+        // prefetch_size 0: no byte limit (RabbitMQ supports no other).
+        const consumer = await conn.acking_consumer_async(queue, 0, PREFETCH, null);
+        for (let received = 0; received < TOTAL; received++) {
+            const delivery = await consumer.next_delivery_async(null);
+            // Acking lets the broker send the next message: the consumer never
+            // holds more than PREFETCH deliveries, however long the queue.
+            consumer.ack(delivery.get_delivery_tag());
+        }
+        print(`${TOTAL} messages received with prefetch ${PREFETCH}`);
+    } finally {
+        await conn.close_async(null);
+    }
+}
+
+if (ARGV.length !== 1) {
+    printerr('usage: gjs flow-control.js amqp://user:password@host:port/vhost');
+    System.exit(2);
+}
+const loop = new GLib.MainLoop(null, false);
+let status = 0;
+main(ARGV[0]).catch(e => {
+    printerr(`failed: ${e.message}`);
+    status = 1;
+}).finally(() => loop.quit());
+loop.run();
+System.exit(status);
