@@ -282,7 +282,7 @@ apply_param (const ParseContext   *ctx,
              CarehareUriSettings  *settings,
              GError              **error)
 {
-  guint64 n;
+  guint64 n = 0;  /* set by every branch that reads it; GCC -O3 cannot tell */
 
   switch (id)
     {
