@@ -473,9 +473,13 @@ fail_bad_bytes (CarehareProtocol *self,
     {
       CarehareMethod close = { .id = CAREHARE_METHOD_CONNECTION_CLOSE };
       g_autofree char *text = NULL;
+      const char *reason = error->message;
 
+      /* The server is told what was wrong, not that it was from the server. */
+      if (g_str_has_prefix (reason, "Bad bytes from server: "))
+        reason += strlen ("Bad bytes from server: ");
       /* reply-text is a shortstr: cut it at a character boundary. */
-      text = g_strdup_printf ("%s - %s", carehare_reply_code_name (reply_code), error->message);
+      text = g_strdup_printf ("%s - %s", carehare_reply_code_name (reply_code), reason);
       if (strlen (text) > 250)
         *g_utf8_find_prev_char (text, text + 250) = '\0';
       close.connection_close.reply_code = reply_code;

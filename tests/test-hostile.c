@@ -537,6 +537,10 @@ run_hostile_case (gconstpointer data)
                   srv->close_text != NULL ? srv->close_text : "(none)");
   g_assert_true (srv->sent_hostile);
   g_assert_cmpint (srv->close_code, ==, c->reply_code);
+  /* The reply text says what was wrong, for the broker's log. */
+  g_assert_nonnull (srv->close_text);
+  g_assert_null (strstr (srv->close_text, "Bad bytes from server"));
+  g_assert_nonnull (strstr (srv->close_text, c->in_message));
   g_clear_error (&rec.error);
   hostile_server_free (srv);
 }
