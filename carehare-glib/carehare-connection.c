@@ -91,7 +91,12 @@ struct _CarehareConnection
   GCancellable *io_cancellable;   /* owned: cancels reads and writes in dispose */
   GSource *timer;                 /* owned, attached: fires at the protocol deadline */
   GSource *flush_source;          /* owned, attached while a flush is scheduled */
-  gboolean writing;               /* a write is in flight */
+  GSource *read_source;           /* owned, attached: the stream is readable */
+  GSource *write_source;          /* owned, attached while a write would block */
+  guint8 *read_buf;               /* owned: READ_SIZE bytes, reused for every read */
+  GBytes *out_bytes;              /* owned: being written, from out_offset on */
+  gsize out_offset;
+  gboolean writing;               /* a write is in flight (or waits for POLLOUT) */
   gboolean stream_closing;        /* g_io_stream_close_async() started */
   gboolean force_close;           /* stop writing: close the socket now */
   GSource *linger;                /* owned, attached after the protocol finished */
@@ -160,6 +165,16 @@ static void init_fail (CarehareConnection *self,
                        GError             *error);
 
 /* ---- I/O ----------------------------------------------------------------- */
+
+static void
+destroy_source (GSource **source)
+{
+  if (*source != NULL)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
 
 /* What an asynchronous call of ours gets back: the connection, unless it
  * is gone or the attempt that made the call was abandoned. */
@@ -230,6 +245,7 @@ maybe_close_stream (CarehareConnection *self)
     return;
 
   self->stream_closing = TRUE;
+  destroy_source (&self->read_source);
   g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL,
                            stream_closed_cb, io_data_new (self, NULL));
 }
@@ -255,12 +271,15 @@ write_done_cb (GObject      *source,
   update (self);
 }
 
+static gboolean write_ready_cb (GObject *stream, gpointer user_data);
+
+/* Writes what the protocol produced. Pollable streams (sockets, TLS) are
+ * written without blocking until they would block, then a source waits for
+ * POLLOUT: no GTask and no copy per write. */
 static void
 flush_now (CarehareConnection *self)
 {
-  GBytes *bytes;
-  gsize size;
-  const guint8 *buf;
+  GOutputStream *out;
 
   if (self->writing || self->stream == NULL || self->stream_closing)
     return;
@@ -270,18 +289,86 @@ flush_now (CarehareConnection *self)
       return;
     }
 
-  bytes = carehare_protocol_take_output (self->protocol, g_get_monotonic_time ());
-  if (bytes == NULL)
+  out = g_io_stream_get_output_stream (self->stream);
+  if (!G_IS_POLLABLE_OUTPUT_STREAM (out) ||
+      !g_pollable_output_stream_can_poll (G_POLLABLE_OUTPUT_STREAM (out)))
     {
-      maybe_close_stream (self);
+      GBytes *bytes = carehare_protocol_take_output (self->protocol, g_get_monotonic_time ());
+      gsize size;
+      const guint8 *buf;
+
+      if (bytes == NULL)
+        {
+          maybe_close_stream (self);
+          return;
+        }
+      buf = g_bytes_get_data (bytes, &size);
+      self->writing = TRUE;
+      g_output_stream_write_all_async (out, buf, size, G_PRIORITY_DEFAULT, self->io_cancellable,
+                                       write_done_cb, io_data_new (self, bytes));
       return;
     }
 
-  buf = g_bytes_get_data (bytes, &size);
-  self->writing = TRUE;
-  g_output_stream_write_all_async (g_io_stream_get_output_stream (self->stream),
-                                   buf, size, G_PRIORITY_DEFAULT, self->io_cancellable,
-                                   write_done_cb, io_data_new (self, bytes));
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      gsize size;
+      const guint8 *buf;
+      gssize n;
+
+      if (self->out_bytes == NULL)
+        {
+          self->out_bytes = carehare_protocol_take_output (self->protocol, g_get_monotonic_time ());
+          self->out_offset = 0;
+          if (self->out_bytes == NULL)
+            {
+              maybe_close_stream (self);
+              return;
+            }
+        }
+      buf = g_bytes_get_data (self->out_bytes, &size);
+      n = g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (out),
+                                                      buf + self->out_offset,
+                                                      size - self->out_offset, NULL, &error);
+      if (n > 0)
+        {
+          self->out_offset += n;
+          if (self->out_offset == size)
+            g_clear_pointer (&self->out_bytes, g_bytes_unref);
+          continue;
+        }
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        {
+          self->writing = TRUE;
+          self->write_source = g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (out),
+                                                                      NULL);
+          g_source_set_callback (self->write_source, G_SOURCE_FUNC (write_ready_cb), self, NULL);
+          g_source_set_static_name (self->write_source, "[carehare] writable");
+          g_source_attach (self->write_source, self->context);
+          return;
+        }
+      g_clear_pointer (&self->out_bytes, g_bytes_unref);
+      if (error != NULL)
+        {
+          g_debug ("write failed: %s", error->message);
+          carehare_protocol_abort (self->protocol, error);
+        }
+      maybe_close_stream (self);
+      return;
+    }
+}
+
+static gboolean
+write_ready_cb (GObject  *stream,
+                gpointer  user_data)
+{
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
+
+  g_clear_pointer (&self->write_source, g_source_unref);
+  self->writing = FALSE;
+  flush_now (self);
+  update (self);
+  return G_SOURCE_REMOVE;
 }
 
 static gboolean
@@ -320,11 +407,24 @@ update (CarehareConnection *self)
         maybe_close_stream (self);
     }
 
+  /* Setting a ready time wakes the main context: only move the timer
+   * earlier. A timer that fires too early just ticks and is set again. */
   deadline = carehare_protocol_get_deadline (self->protocol);
-  if (self->timer != NULL)
-    g_source_set_ready_time (self->timer, deadline == G_MAXINT64 ? -1 : deadline);
+  if (self->timer != NULL && deadline != G_MAXINT64)
+    {
+      gint64 ready = g_source_get_ready_time (self->timer);
+
+      if (ready == -1 || deadline < ready)
+        g_source_set_ready_time (self->timer, deadline);
+    }
 }
 
+static gboolean handle_read (CarehareConnection *self,
+                             const guint8       *data,
+                             gssize              size,
+                             const GError       *error);
+
+/* The fallback for streams that cannot be polled. */
 static void
 read_done_cb (GObject      *source,
               GAsyncResult *result,
@@ -333,12 +433,28 @@ read_done_cb (GObject      *source,
   g_autoptr(CarehareConnection) self = io_data_finish (user_data);
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) bytes = NULL;
+  gsize size = 0;
+  const guint8 *buf = NULL;
 
   bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result, &error);
   if (self == NULL || self->protocol == NULL)
     return;
+  if (bytes != NULL)
+    buf = g_bytes_get_data (bytes, &size);
+  if (handle_read (self, buf, size, error))
+    start_read (self);
+  update (self);
+}
 
-  if (bytes == NULL)
+/* Feeds @size bytes (or end of file, @size 0, or @error) to the protocol.
+ * Returns TRUE to keep reading. */
+static gboolean
+handle_read (CarehareConnection *self,
+             const guint8       *data,
+             gssize              size,
+             const GError       *error)
+{
+  if (error != NULL)
     {
       if (error->domain == G_TLS_ERROR && self->init_task != NULL)
         {
@@ -355,29 +471,66 @@ read_done_cb (GObject      *source,
           g_debug ("read failed: %s", error->message);
           carehare_protocol_abort (self->protocol, error);
         }
+      return FALSE;
     }
-  else if (g_bytes_get_size (bytes) == 0)
+  if (size == 0)
     {
       g_autoptr(GError) eof = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
                                                    "the server closed the socket");
       carehare_protocol_abort (self->protocol, eof);
+      return FALSE;
     }
-  else
-    {
-      gsize size;
-      const guint8 *buf = g_bytes_get_data (bytes, &size);
+  return carehare_protocol_receive (self->protocol, data, size, g_get_monotonic_time ());
+}
 
-      if (carehare_protocol_receive (self->protocol, buf, size, g_get_monotonic_time ()))
-        start_read (self);
+static gboolean
+read_ready_cb (GObject  *stream,
+               gpointer  user_data)
+{
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
+  guint generation = self->generation;
+  gboolean more = TRUE;
+
+  /* Drain what is there (bounded, so one busy connection cannot starve
+   * the main loop), answering as we go. */
+  for (guint i = 0; i < 16 && more; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      gssize n;
+
+      n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream),
+                                                    self->read_buf, READ_SIZE, NULL, &error);
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        break;
+      more = handle_read (self, self->read_buf, n > 0 ? n : 0, error);
+      if (self->generation != generation)
+        return G_SOURCE_REMOVE;  /* the attempt was abandoned: its source is gone */
     }
+  flush_now (self);
   update (self);
+  if (more)
+    return G_SOURCE_CONTINUE;
+  g_clear_pointer (&self->read_source, g_source_unref);
+  return G_SOURCE_REMOVE;
 }
 
 static void
 start_read (CarehareConnection *self)
 {
-  g_input_stream_read_bytes_async (g_io_stream_get_input_stream (self->stream),
-                                   READ_SIZE, G_PRIORITY_DEFAULT, self->io_cancellable,
+  GInputStream *in = g_io_stream_get_input_stream (self->stream);
+
+  if (G_IS_POLLABLE_INPUT_STREAM (in) &&
+      g_pollable_input_stream_can_poll (G_POLLABLE_INPUT_STREAM (in)))
+    {
+      if (self->read_buf == NULL)
+        self->read_buf = g_malloc (READ_SIZE);
+      self->read_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (in), NULL);
+      g_source_set_callback (self->read_source, G_SOURCE_FUNC (read_ready_cb), self, NULL);
+      g_source_set_static_name (self->read_source, "[carehare] readable");
+      g_source_attach (self->read_source, self->context);
+      return;
+    }
+  g_input_stream_read_bytes_async (in, READ_SIZE, G_PRIORITY_DEFAULT, self->io_cancellable,
                                    read_done_cb, io_data_new (self, NULL));
 }
 
@@ -486,16 +639,6 @@ static const CarehareProtocolCallbacks protocol_callbacks = {
 
 static void attempt_start (CarehareConnection *self);
 
-static void
-destroy_source (GSource **source)
-{
-  if (*source != NULL)
-    {
-      g_source_destroy (*source);
-      g_clear_pointer (source, g_source_unref);
-    }
-}
-
 /* Ends initialisation's own state (not the connection's). */
 static void
 init_cleanup (CarehareConnection *self)
@@ -529,6 +672,9 @@ attempt_teardown (CarehareConnection *self)
   destroy_source (&self->timer);
   destroy_source (&self->flush_source);
   destroy_source (&self->linger);
+  destroy_source (&self->read_source);
+  destroy_source (&self->write_source);
+  g_clear_pointer (&self->out_bytes, g_bytes_unref);
 
   if (self->protocol != NULL)
     {
@@ -1034,21 +1180,11 @@ carehare_connection_dispose (GObject *object)
   g_ptr_array_set_size (self->dead_protocols, 0);
   if (self->io_cancellable != NULL)
     g_cancellable_cancel (self->io_cancellable);
-  if (self->timer != NULL)
-    {
-      g_source_destroy (self->timer);
-      g_clear_pointer (&self->timer, g_source_unref);
-    }
-  if (self->flush_source != NULL)
-    {
-      g_source_destroy (self->flush_source);
-      g_clear_pointer (&self->flush_source, g_source_unref);
-    }
-  if (self->linger != NULL)
-    {
-      g_source_destroy (self->linger);
-      g_clear_pointer (&self->linger, g_source_unref);
-    }
+  destroy_source (&self->timer);
+  destroy_source (&self->flush_source);
+  destroy_source (&self->linger);
+  destroy_source (&self->read_source);
+  destroy_source (&self->write_source);
   init_cleanup (self);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->dispose (object);
@@ -1062,7 +1198,12 @@ carehare_connection_finalize (GObject *object)
   g_assert (self->timer == NULL);
   g_assert (self->flush_source == NULL);
   g_assert (self->linger == NULL);
+  g_assert (self->read_source == NULL);
+  g_assert (self->write_source == NULL);
   g_assert (self->init_task == NULL);
+
+  g_clear_pointer (&self->out_bytes, g_bytes_unref);
+  g_free (self->read_buf);
 
   g_clear_object (&self->stream);
   g_clear_object (&self->io_cancellable);
