@@ -90,7 +90,7 @@ struct _CarehareConnection
   GIOStream *stream;              /* owned: socket or TLS connection */
   GCancellable *io_cancellable;   /* owned: cancels reads and writes in dispose */
   GSource *timer;                 /* owned, attached: fires at the protocol deadline */
-  GSource *flush_source;          /* owned, attached while a flush is scheduled */
+  GSource *flush_source;          /* owned, attached: writes pending output once per iteration */
   GSource *read_source;           /* owned, attached: the stream is readable */
   GSource *write_source;          /* owned, attached while a write would block */
   guint8 *read_buf;               /* owned: READ_SIZE bytes, reused for every read */
@@ -250,6 +250,28 @@ maybe_close_stream (CarehareConnection *self)
                            stream_closed_cb, io_data_new (self, NULL));
 }
 
+/* A read or write failed. */
+static void
+io_failed (CarehareConnection *self,
+           const GError       *error)
+{
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  if (error->domain == G_TLS_ERROR && self->init_task != NULL)
+    {
+      /* With TLS 1.3 the server judges our certificate after the
+       * handshake returned: its refusal arrives on the first read or
+       * write and is still a TLS error for the caller. */
+      init_fail (self, g_error_new (G_TLS_ERROR, error->code,
+                                    "TLS handshake with %s:%u failed: %s",
+                                    self->settings.host, self->settings.port,
+                                    error->message));
+      return;
+    }
+  g_debug ("socket error: %s", error->message);
+  carehare_protocol_abort (self->protocol, error);
+}
+
 static void
 write_done_cb (GObject      *source,
                GAsyncResult *result,
@@ -263,11 +285,8 @@ write_done_cb (GObject      *source,
     return;
 
   self->writing = FALSE;
-  if (error != NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    {
-      g_debug ("write failed: %s", error->message);
-      carehare_protocol_abort (self->protocol, error);
-    }
+  if (error != NULL)
+    io_failed (self, error);
   update (self);
 }
 
@@ -349,11 +368,9 @@ flush_now (CarehareConnection *self)
         }
       g_clear_pointer (&self->out_bytes, g_bytes_unref);
       if (error != NULL)
-        {
-          g_debug ("write failed: %s", error->message);
-          carehare_protocol_abort (self->protocol, error);
-        }
-      maybe_close_stream (self);
+        io_failed (self, error);
+      if (self->protocol != NULL)
+        maybe_close_stream (self);
       return;
     }
 }
@@ -371,16 +388,49 @@ write_ready_cb (GObject  *stream,
   return G_SOURCE_REMOVE;
 }
 
+/* The flush source is ready whenever the protocol has output that is not
+ * being written: everything produced during one main-loop iteration goes
+ * out in one write at the next, with no source created per write. */
+typedef struct {
+  GSource source;
+  CarehareConnection *self;  /* not owned: the source dies in dispose */
+} FlushSource;
+
 static gboolean
-flush_source_cb (gpointer user_data)
+flush_check (GSource *source)
+{
+  CarehareConnection *self = ((FlushSource *) source)->self;
+
+  return self->protocol != NULL && self->stream != NULL && !self->writing &&
+         !self->stream_closing && carehare_protocol_has_output (self->protocol);
+}
+
+static gboolean
+flush_prepare (GSource *source,
+               gint    *timeout)
+{
+  *timeout = -1;
+  return flush_check (source);
+}
+
+static gboolean
+flush_dispatch (GSource     *source,
+                GSourceFunc  callback,
+                gpointer     user_data)
 {
   /* Alive until we return, whatever a signal handler does. */
-  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
+  g_autoptr(CarehareConnection) self = g_object_ref (((FlushSource *) source)->self);
 
-  g_clear_pointer (&self->flush_source, g_source_unref);
   flush_now (self);
-  return G_SOURCE_REMOVE;
+  update (self);
+  return G_SOURCE_CONTINUE;
 }
+
+static GSourceFuncs flush_funcs = {
+  .prepare = flush_prepare,
+  .check = flush_check,
+  .dispatch = flush_dispatch,
+};
 
 /* After anything that may have changed the protocol's state: write what it
  * produced (once per main-loop dispatch, so frames produced together go out
@@ -393,19 +443,11 @@ update (CarehareConnection *self)
   if (self->protocol == NULL)
     return;
 
-  if (self->stream != NULL && !self->writing && self->flush_source == NULL)
-    {
-      if (carehare_protocol_has_output (self->protocol) && !self->force_close)
-        {
-          self->flush_source = g_idle_source_new ();
-          g_source_set_priority (self->flush_source, G_PRIORITY_DEFAULT);
-          g_source_set_callback (self->flush_source, flush_source_cb, self, NULL);
-          g_source_set_static_name (self->flush_source, "[carehare] flush");
-          g_source_attach (self->flush_source, self->context);
-        }
-      else
-        maybe_close_stream (self);
-    }
+  /* Output is written by the flush source; with none, a finished
+   * connection closes its socket. */
+  if (self->stream != NULL && !self->writing &&
+      (self->force_close || !carehare_protocol_has_output (self->protocol)))
+    maybe_close_stream (self);
 
   /* Setting a ready time wakes the main context: only move the timer
    * earlier. A timer that fires too early just ticks and is set again. */
@@ -456,21 +498,7 @@ handle_read (CarehareConnection *self,
 {
   if (error != NULL)
     {
-      if (error->domain == G_TLS_ERROR && self->init_task != NULL)
-        {
-          /* With TLS 1.3 the server judges our certificate after the
-           * handshake returned: its refusal arrives on the first read and
-           * is still a TLS error for the caller. */
-          init_fail (self, g_error_new (G_TLS_ERROR, error->code,
-                                        "TLS handshake with %s:%u failed: %s",
-                                        self->settings.host, self->settings.port,
-                                        error->message));
-        }
-      else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        {
-          g_debug ("read failed: %s", error->message);
-          carehare_protocol_abort (self->protocol, error);
-        }
+      io_failed (self, error);
       return FALSE;
     }
   if (size == 0)
@@ -841,6 +869,11 @@ stream_ready (CarehareConnection *self,
   g_source_set_static_name (self->timer, "[carehare] heartbeat");
   g_source_set_ready_time (self->timer, -1);
   g_source_attach (self->timer, self->context);
+
+  self->flush_source = g_source_new (&flush_funcs, sizeof (FlushSource));
+  ((FlushSource *) self->flush_source)->self = self;
+  g_source_set_static_name (self->flush_source, "[carehare] flush");
+  g_source_attach (self->flush_source, self->context);
 
   carehare_protocol_start (self->protocol, g_get_monotonic_time (), handshake_done_cb,
                            io_data_new (self, NULL));

@@ -470,11 +470,16 @@ cut_mid_frame (FaultDirection direction)
   g_assert_true (wait_for (&next, 10000));
   g_assert_true (fault_proxy_wait_cut (proxy, 1000));
 
+  /* The proxy cuts inside the first frame it has not forwarded yet: when
+   * the declare went out whole before it (slow runs, valgrind), it may
+   * have been answered. Either way it completed. */
   name = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
-  g_assert_null (name);
-  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
-  g_test_message ("declare: %s", error->message);
-  g_clear_error (&error);
+  if (name == NULL)
+    {
+      g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+      g_test_message ("declare: %s", error->message);
+      g_clear_error (&error);
+    }
   g_assert_false (carehare_connection_publish_finish (conn, published, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
   g_clear_error (&error);
