@@ -495,11 +495,102 @@ test_quorum_queue_failover (void)
   g_test_message ("%s", out);
 }
 
+static void
+wait_closed (GError **closed_error)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (TIMEOUT_MS, set_flag_cb, &timed_out);
+
+  while (*closed_error == NULL && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  g_assert_nonnull (*closed_error);
+}
+
+/* A consumer waiting for a message on node @node when that node is killed
+ * (kill -9: the socket just ends) or stopped (rabbitmqctl stop_app: the
+ * node closes its connections with 320 CONNECTION_FORCED first). */
+static void
+consume_through_node_loss (int      node,
+                           gboolean kill)
+{
+  g_autofree char *node_str = g_strdup_printf ("%d", node);
+  g_autofree char *var = g_strdup_printf ("CAREHARE_TEST_CLUSTER_URI_%d", node);
+  g_autofree char *queue = carehare_test_unique_name ("cluster-consume");
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) none = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) closed_error = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *declared = NULL;
+
+  g_free (cluster_run ("start", NULL));
+  conn = carehare_test_connect (cluster_env (var));
+  /* Exclusive: the queue goes with the connection, whatever happens. */
+  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_object (&result);
+  carehare_connection_acking_consumer_async (conn, queue, 0, 10, NULL,
+                                             carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
+  g_assert_no_error (error);
+  g_signal_connect (conn, "closed", G_CALLBACK (connection_closed_cb), &closed_error);
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &pending);
+
+  if (kill)
+    g_free (cluster_run ("kill", node_str, NULL));
+  else
+    g_free (cluster_run ("ctl", node_str, "stop_app", NULL));
+  wait_closed (&closed_error);
+  g_test_message ("%s: %s", kill ? "killed" : "stopped", closed_error->message);
+  if (kill)
+    g_assert_error (closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  else
+    {
+      g_assert_error (closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+      g_assert_cmpuint (carehare_error_get_reply_code (closed_error), ==, 320);
+    }
+
+  /* The waiting consumer is told at once, and so is every later call. */
+  carehare_test_wait_for_result (&pending, 1000);
+  none = carehare_consumer_next_delivery_finish (consumer, pending, &error);
+  g_assert_null (none);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_clear_error (&error);
+  g_assert_true (carehare_consumer_get_is_closed (consumer));
+
+  if (kill)
+    g_free (cluster_run ("start", NULL));
+  else
+    g_free (cluster_run ("ctl", node_str, "start_app", NULL));
+}
+
+static void
+test_consume_node_killed (void)
+{
+  consume_through_node_loss (3, TRUE);
+}
+
+static void
+test_consume_node_stopped (void)
+{
+  consume_through_node_loss (2, FALSE);
+}
+
 int
 main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/cluster/quorum-queue/kill-connected-node", test_quorum_queue_failover);
+  g_test_add_func ("/cluster/consume/node-killed", test_consume_node_killed);
+  g_test_add_func ("/cluster/consume/node-stopped", test_consume_node_stopped);
   return g_test_run ();
 }
