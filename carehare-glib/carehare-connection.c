@@ -31,7 +31,7 @@
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000
 #define CLOSE_TIMEOUT_US (5 * G_USEC_PER_SEC)
-#define READ_SIZE 65536
+#define READ_SIZE (256 * 1024)  /* two whole frames at the default frame_max */
 /* How long the last frames (Close, Close-Ok) may take to write once the
  * connection is over, before the socket is closed regardless. */
 #define LINGER_MS 2000
@@ -94,9 +94,12 @@ struct _CarehareConnection
   GSource *read_source;           /* owned, attached: the stream is readable */
   GSource *write_source;          /* owned, attached while a write would block */
   guint8 *read_buf;               /* owned: READ_SIZE bytes, reused for every read */
-  GBytes *out_bytes;              /* owned: being written, from out_offset on */
+  GPtrArray *out_segments;        /* owned GBytes: being written, from out_index/out_offset on */
+  guint out_index;
   gsize out_offset;
   gboolean writing;               /* a write is in flight (or waits for POLLOUT) */
+  gboolean flushing;              /* inside flush_now() */
+  gint64 eager_flush_time;        /* the main-loop iteration of the last eager flush */
   gboolean stream_closing;        /* g_io_stream_close_async() started */
   gboolean force_close;           /* stop writing: close the socket now */
   GSource *linger;                /* owned, attached after the protocol finished */
@@ -295,8 +298,22 @@ static gboolean write_ready_cb (GObject *stream, gpointer user_data);
 /* Writes what the protocol produced. Pollable streams (sockets, TLS) are
  * written without blocking until they would block, then a source waits for
  * POLLOUT: no GTask and no copy per write. */
+static void flush_now_unguarded (CarehareConnection *self);
+
 static void
 flush_now (CarehareConnection *self)
+{
+  /* An error while writing may close the connection, whose ::closed
+   * handlers may call in again: one flush at a time. */
+  if (self->flushing)
+    return;
+  self->flushing = TRUE;
+  flush_now_unguarded (self);
+  self->flushing = FALSE;
+}
+
+static void
+flush_now_unguarded (CarehareConnection *self)
 {
   GOutputStream *out;
 
@@ -331,33 +348,60 @@ flush_now (CarehareConnection *self)
   for (;;)
     {
       g_autoptr(GError) error = NULL;
-      gsize size;
-      const guint8 *buf;
-      gssize n;
+      GOutputVector vectors[64];
+      guint n_vectors = 0;
+      gsize written = 0;
 
-      if (self->out_bytes == NULL)
+      if (self->out_segments == NULL)
         {
-          self->out_bytes = carehare_protocol_take_output (self->protocol, g_get_monotonic_time ());
+          self->out_segments = carehare_protocol_take_output_segments (self->protocol,
+                                                                       g_get_monotonic_time ());
+          self->out_index = 0;
           self->out_offset = 0;
-          if (self->out_bytes == NULL)
+          if (self->out_segments == NULL)
             {
               maybe_close_stream (self);
               return;
             }
         }
-      buf = g_bytes_get_data (self->out_bytes, &size);
-      n = g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (out),
-                                                      buf + self->out_offset,
-                                                      size - self->out_offset, NULL, &error);
-      if (n > 0)
+      for (guint i = self->out_index; i < self->out_segments->len && n_vectors < G_N_ELEMENTS (vectors); i++)
         {
-          self->out_offset += n;
-          if (self->out_offset == size)
-            g_clear_pointer (&self->out_bytes, g_bytes_unref);
+          gsize size;
+          const guint8 *data = g_bytes_get_data (self->out_segments->pdata[i], &size);
+          gsize skip = i == self->out_index ? self->out_offset : 0;
+
+          vectors[n_vectors].buffer = data + skip;
+          vectors[n_vectors].size = size - skip;
+          n_vectors++;
+        }
+      if (g_pollable_output_stream_writev_nonblocking (G_POLLABLE_OUTPUT_STREAM (out), vectors,
+                                                       n_vectors, &written, NULL, &error)
+          == G_POLLABLE_RETURN_OK)
+        {
+          /* Advance past what was written. */
+          while (written > 0)
+            {
+              gsize left = g_bytes_get_size (self->out_segments->pdata[self->out_index]) - self->out_offset;
+
+              if (written < left)
+                {
+                  self->out_offset += written;
+                  written = 0;
+                }
+              else
+                {
+                  written -= left;
+                  self->out_index++;
+                  self->out_offset = 0;
+                }
+            }
+          if (self->out_index == self->out_segments->len)
+            g_clear_pointer (&self->out_segments, g_ptr_array_unref);
           continue;
         }
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+      if (error == NULL)
         {
+          /* G_POLLABLE_RETURN_WOULD_BLOCK */
           self->writing = TRUE;
           self->write_source = g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (out),
                                                                       NULL);
@@ -366,9 +410,8 @@ flush_now (CarehareConnection *self)
           g_source_attach (self->write_source, self->context);
           return;
         }
-      g_clear_pointer (&self->out_bytes, g_bytes_unref);
-      if (error != NULL)
-        io_failed (self, error);
+      g_clear_pointer (&self->out_segments, g_ptr_array_unref);
+      io_failed (self, error);
       if (self->protocol != NULL)
         maybe_close_stream (self);
       return;
@@ -443,8 +486,24 @@ update (CarehareConnection *self)
   if (self->protocol == NULL)
     return;
 
-  /* Output is written by the flush source; with none, a finished
+  /* The first output of a main-loop iteration goes out at once (one
+   * syscall, no wait for the next iteration: that is the latency of a
+   * request); what follows in the same iteration is left to the flush
+   * source, so that it goes out together. With no output, a finished
    * connection closes its socket. */
+  if (self->stream != NULL && !self->writing && self->flush_source != NULL &&
+      !self->force_close && carehare_protocol_has_output (self->protocol))
+    {
+      gint64 iteration = g_source_get_time (self->flush_source);
+
+      if (iteration != self->eager_flush_time)
+        {
+          self->eager_flush_time = iteration;
+          flush_now (self);
+          if (self->protocol == NULL)
+            return;
+        }
+    }
   if (self->stream != NULL && !self->writing &&
       (self->force_close || !carehare_protocol_has_output (self->protocol)))
     maybe_close_stream (self);
@@ -533,6 +592,10 @@ read_ready_cb (GObject  *stream,
       more = handle_read (self, self->read_buf, n > 0 ? n : 0, error);
       if (self->generation != generation)
         return G_SOURCE_REMOVE;  /* the attempt was abandoned: its source is gone */
+      /* A short read drained the socket: don't pay a read that would
+       * block. (Bytes a TLS layer still holds make the source ready again.) */
+      if (n > 0 && n < READ_SIZE)
+        break;
     }
   flush_now (self);
   update (self);
@@ -702,7 +765,7 @@ attempt_teardown (CarehareConnection *self)
   destroy_source (&self->linger);
   destroy_source (&self->read_source);
   destroy_source (&self->write_source);
-  g_clear_pointer (&self->out_bytes, g_bytes_unref);
+  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
 
   if (self->protocol != NULL)
     {
@@ -1235,7 +1298,7 @@ carehare_connection_finalize (GObject *object)
   g_assert (self->write_source == NULL);
   g_assert (self->init_task == NULL);
 
-  g_clear_pointer (&self->out_bytes, g_bytes_unref);
+  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
   g_free (self->read_buf);
 
   g_clear_object (&self->stream);

@@ -187,7 +187,8 @@ struct _CarehareProtocol {
   gboolean blocked;
 
   GByteArray *in;          /* bytes received, not yet a whole frame */
-  GByteArray *out;         /* bytes to write */
+  GByteArray *out;         /* bytes to write, after segments */
+  GPtrArray *segments;     /* of GBytes *: output before out (bodies are not copied) */
   gint64 last_read;
   gint64 last_write;
   gint64 close_deadline;
@@ -570,6 +571,7 @@ carehare_protocol_new (const CarehareProtocolConfig    *config,
 
   self->in = g_byte_array_new ();
   self->out = g_byte_array_new ();
+  self->segments = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
   self->close_ops = g_ptr_array_new ();
   self->close_deadline = G_MAXINT64;
   self->free_hint = 1;
@@ -607,6 +609,7 @@ carehare_protocol_free (CarehareProtocol *self)
   g_clear_pointer (&self->server_properties, g_variant_unref);
   g_byte_array_unref (self->in);
   g_byte_array_unref (self->out);
+  g_ptr_array_unref (self->segments);
   g_ptr_array_unref (self->close_ops);
   g_hash_table_unref (self->publishers);
   g_ptr_array_unref (self->consumers);
@@ -990,6 +993,11 @@ publisher_fail_ops (CarehareProtocol *self,
   g_error_free (error);
 }
 
+/* Bodies from this size on are not copied into the output. */
+#define LARGE_BODY (64 * 1024)
+
+static void seal_out (CarehareProtocol *self);
+
 static void
 write_publish (CarehareProtocol   *self,
                Publisher          *pub,
@@ -1004,9 +1012,35 @@ write_publish (CarehareProtocol   *self,
   frame[1] = frame[op->method_len + 1] = pub->channel >> 8;
   frame[2] = frame[op->method_len + 2] = pub->channel & 0xff;
   g_byte_array_append (self->out, frame, op->frame->len);
-  for (gsize offset = 0; offset < size; offset += chunk)
-    carehare_wire_append_body_frame (self->out, pub->channel, body + offset,
-                                     MIN (chunk, size - offset));
+  if (size < LARGE_BODY)
+    {
+      for (gsize offset = 0; offset < size; offset += chunk)
+        carehare_wire_append_body_frame (self->out, pub->channel, body + offset,
+                                         MIN (chunk, size - offset));
+    }
+  else
+    {
+      static const guint8 end = CAREHARE_FRAME_END;
+
+      /* Large bodies are written from the caller's GBytes: each body
+       * frame is its 7-byte header here, a slice of the body, and its end
+       * octet, which starts the next piece of out. */
+      for (gsize offset = 0; offset < size; offset += chunk)
+        {
+          gsize n = MIN (chunk, size - offset);
+          guint8 header[CAREHARE_FRAME_HEADER_SIZE] = {
+            CAREHARE_FRAME_BODY, pub->channel >> 8, pub->channel & 0xff,
+            (n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff,
+          };
+
+          if (offset > 0)
+            g_byte_array_append (self->out, &end, 1);
+          g_byte_array_append (self->out, header, sizeof header);
+          seal_out (self);
+          g_ptr_array_add (self->segments, g_bytes_new_from_bytes (op->body, offset, n));
+        }
+      g_byte_array_append (self->out, &end, 1);
+    }
 
   g_clear_pointer (&op->frame, g_byte_array_unref);
   g_clear_pointer (&op->body, g_bytes_unref);
@@ -1991,6 +2025,8 @@ carehare_protocol_receive (CarehareProtocol *self,
                            gint64            now)
 {
   gsize offset = 0;
+  const guint8 *buf;
+  gsize len;
 
   g_return_val_if_fail (self != NULL, FALSE);
   g_return_val_if_fail (data != NULL || size == 0, FALSE);
@@ -2000,11 +2036,12 @@ carehare_protocol_receive (CarehareProtocol *self,
 
   enter (self);
   self->last_read = now;
-  g_byte_array_append (self->in, data, size);
 
   /* A server that rejects our protocol header answers with its own. */
-  if (self->state == STATE_AWAIT_START && self->in->len >= 1 && self->in->data[0] == 'A')
+  if (self->state == STATE_AWAIT_START && size > 0 &&
+      (self->in->len > 0 ? self->in->data[0] : data[0]) == 'A')
     {
+      g_byte_array_append (self->in, data, size);
       if (self->in->len >= 8)
         {
           const guint8 *h = self->in->data;
@@ -2022,13 +2059,27 @@ carehare_protocol_receive (CarehareProtocol *self,
       return self->state != STATE_FINISHED;
     }
 
-  while (self->state != STATE_FINISHED && offset < self->in->len)
+  /* Whole frames are decoded straight from the caller's buffer; only a
+   * partial frame at its end is kept, to be completed by the next read. */
+  if (self->in->len > 0)
+    {
+      g_byte_array_append (self->in, data, size);
+      buf = self->in->data;
+      len = self->in->len;
+    }
+  else
+    {
+      buf = data;
+      len = size;
+    }
+
+  while (self->state != STATE_FINISHED && offset < len)
     {
       CarehareFrame frame;
       GError *error = NULL;
       gssize n;
 
-      n = carehare_frame_decode (self->in->data + offset, self->in->len - offset,
+      n = carehare_frame_decode (buf + offset, len - offset,
                                  self->frame_max, &frame, &error);
       if (n < 0)
         {
@@ -2041,8 +2092,13 @@ carehare_protocol_receive (CarehareProtocol *self,
       handle_frame (self, &frame);
     }
 
-  if (self->state != STATE_FINISHED && offset > 0)
-    g_byte_array_remove_range (self->in, 0, offset);
+  if (self->state != STATE_FINISHED)
+    {
+      if (buf == data)
+        g_byte_array_append (self->in, data + offset, len - offset);
+      else if (offset > 0)
+        g_byte_array_remove_range (self->in, 0, offset);
+    }
 
   leave (self);
   return self->state != STATE_FINISHED;
@@ -2054,7 +2110,34 @@ gboolean
 carehare_protocol_has_output (CarehareProtocol *self)
 {
   g_return_val_if_fail (self != NULL, FALSE);
-  return self->out->len > 0;
+  return self->out->len > 0 || self->segments->len > 0;
+}
+
+/* Seals what out holds into a segment. */
+static void
+seal_out (CarehareProtocol *self)
+{
+  if (self->out->len == 0)
+    return;
+  g_ptr_array_add (self->segments, g_byte_array_free_to_bytes (self->out));
+  self->out = g_byte_array_new ();
+}
+
+GPtrArray *
+carehare_protocol_take_output_segments (CarehareProtocol *self,
+                                        gint64            now)
+{
+  GPtrArray *segments;
+
+  g_return_val_if_fail (self != NULL, NULL);
+
+  if (!carehare_protocol_has_output (self))
+    return NULL;
+  seal_out (self);
+  segments = g_steal_pointer (&self->segments);
+  self->segments = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  self->last_write = now;
+  return segments;
 }
 
 GBytes *
@@ -2065,6 +2148,21 @@ carehare_protocol_take_output (CarehareProtocol *self,
 
   g_return_val_if_fail (self != NULL, NULL);
 
+  if (self->segments->len > 0)
+    {
+      /* One buffer for callers that want one: the segments, copied. */
+      g_autoptr(GPtrArray) segments = carehare_protocol_take_output_segments (self, now);
+      GByteArray *all = g_byte_array_new ();
+
+      for (guint i = 0; i < segments->len; i++)
+        {
+          gsize size;
+          const guint8 *data = g_bytes_get_data (segments->pdata[i], &size);
+
+          g_byte_array_append (all, data, size);
+        }
+      return g_byte_array_free_to_bytes (all);
+    }
   if (self->out->len == 0)
     return NULL;
   bytes = g_byte_array_free_to_bytes (self->out);
@@ -2091,7 +2189,7 @@ carehare_protocol_get_deadline (CarehareProtocol *self)
       gint64 interval = (gint64) self->heartbeat * G_USEC_PER_SEC;
 
       /* Output already waiting will be written: no heartbeat needed. */
-      if (self->out->len == 0)
+      if (!carehare_protocol_has_output (self))
         deadline = MIN (deadline, self->last_write + interval / 2);
       deadline = MIN (deadline, self->last_read + 2 * interval);
     }
@@ -2129,7 +2227,7 @@ carehare_protocol_tick (CarehareProtocol *self,
                                    "Connection closed by heartbeat monitor: nothing "
                                    "arrived from the server for %u seconds",
                                    2 * (guint) self->heartbeat));
-      else if (now >= self->last_write + interval / 2 && self->out->len == 0)
+      else if (now >= self->last_write + interval / 2 && !carehare_protocol_has_output (self))
         carehare_wire_append_heartbeat_frame (self->out);
     }
   deadline = carehare_protocol_get_deadline (self);

@@ -112,6 +112,11 @@ gboolean carehare_protocol_receive (CarehareProtocol *protocol,
 GBytes  *carehare_protocol_take_output (CarehareProtocol *protocol,
                                         gint64            now);
 gboolean carehare_protocol_has_output  (CarehareProtocol *protocol);
+/* The same as a list of buffers to write in order (a writev): large
+ * message bodies are slices of the caller's GBytes, never copied. NULL if
+ * there is nothing to write. */
+GPtrArray *carehare_protocol_take_output_segments (CarehareProtocol *protocol,
+                                                   gint64            now);
 
 /* Heartbeats and timeouts. Returns the next deadline (monotonic µs) or
  * G_MAXINT64 when nothing is due. */

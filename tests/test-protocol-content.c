@@ -621,7 +621,9 @@ test_publish_first (Fixture       *f,
   assert_no_output (f);
 }
 
-static const gsize split_sizes[] = { 0, 1, CHUNK_4096, CHUNK_4096 + 1, 3 * CHUNK_4096 + 5 };
+static const gsize split_sizes[] = { 0, 1, CHUNK_4096, CHUNK_4096 + 1, 3 * CHUNK_4096 + 5,
+                                     /* written from the caller's buffer */
+                                     64 * 1024, 200 * 1024 + 3 };
 
 static void
 test_publish_body_split (Fixture       *f,
@@ -669,6 +671,43 @@ test_publish_body_split (Fixture       *f,
   server_publisher_ready (f, 1);
   g_assert_true (server_ack (f, 1, 1, FALSE));
   assert_ok (c);
+}
+
+/* A large body goes out as slices of the caller's GBytes: the segments to
+ * write point into its memory rather than a copy. */
+static void
+test_publish_large_body_not_copied (Fixture       *f,
+                                    gconstpointer  data)
+{
+  gsize size = 300 * 1024;
+  g_autoptr(GBytes) body = make_body (size, 7);
+  g_autoptr(GPtrArray) segments = NULL;
+  gsize body_len;
+  const guint8 *body_data = g_bytes_get_data (body, &body_len);
+  gsize in_body = 0;
+  gsize total = 0;
+  Completion *c;
+
+  handshake (f, 2047, 131072, 0);
+  c = publish_full (f, "ex", "rk", body, NULL, FALSE);
+  segments = carehare_protocol_take_output_segments (f->p, f->now);
+  g_assert_nonnull (segments);
+  for (guint i = 0; i < segments->len; i++)
+    {
+      gsize n;
+      const guint8 *seg = g_bytes_get_data (segments->pdata[i], &n);
+
+      total += n;
+      if (seg >= body_data && seg + n <= body_data + body_len)
+        in_body += n;
+    }
+  /* Every body byte is referenced, not copied; the rest is frame headers,
+   * Open, Select, the method and the content header. */
+  g_assert_cmpuint (in_body, ==, size);
+  g_assert_cmpuint (total, >, size);
+  g_assert_cmpuint (total - size, <, 1024);
+  g_assert_null (carehare_protocol_take_output_segments (f->p, f->now));
+  assert_pending (c);
 }
 
 static void
@@ -2109,6 +2148,9 @@ main (int   argc,
   ADD_DATA ("publish/body-split/4088", &split_sizes[2], test_publish_body_split);
   ADD_DATA ("publish/body-split/4089", &split_sizes[3], test_publish_body_split);
   ADD_DATA ("publish/body-split/12269", &split_sizes[4], test_publish_body_split);
+  ADD_DATA ("publish/body-split/65536", &split_sizes[5], test_publish_body_split);
+  ADD_DATA ("publish/body-split/204803", &split_sizes[6], test_publish_body_split);
+  ADD_DATA ("publish/large-body-not-copied", NULL, test_publish_large_body_not_copied);
   ADD ("publish/ack-multiple", test_publish_ack_multiple);
   ADD ("publish/ack-out-of-order", test_publish_ack_out_of_order);
   ADD ("publish/nack", test_publish_nack);
