@@ -57,7 +57,8 @@ struct _CarehareConsumer
   char *queue;                        /* owned */
 
   GQueue buffered;                    /* owned CarehareDelivery *, oldest first */
-  GQueue waiters;                     /* owned GTask * of next_delivery, oldest first */
+  GQueue waiters;                     /* owned GTask * of next_delivery(ies), oldest first */
+  GSource *serve_source;              /* owned, attached while batch waiters are to be served */
 
   gboolean closed;                    /* ended, for whatever reason */
   GError *closed_error;               /* owned; NULL when we closed it */
@@ -84,11 +85,27 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (CarehareConsumer, carehare_consumer, G_TYPE_OBJECT)
 
-/* Task data of a waiting next_delivery. */
+/* Task data of a waiting next_delivery or next_deliveries. */
 typedef struct {
   GCancellable *cancellable;  /* owned, nullable */
   gulong cancelled_id;
+  gboolean batch;             /* next_deliveries: up to max at once */
+  guint max;                  /* 0: all that are buffered */
 } WaiterData;
+
+/* Up to @max (0: all) buffered deliveries, oldest first. */
+static GPtrArray *
+take_batch (CarehareConsumer *self,
+            guint             max)
+{
+  GPtrArray *batch = g_ptr_array_new_with_free_func (g_object_unref);
+  CarehareDelivery *delivery;
+
+  while ((max == 0 || batch->len < max) &&
+         (delivery = g_queue_pop_head (&self->buffered)) != NULL)
+    g_ptr_array_add (batch, delivery);
+  return batch;
+}
 
 static void
 waiter_data_free (WaiterData *data)
@@ -154,6 +171,30 @@ end_stream (CarehareConsumer *self,
   g_signal_emit (self, signals[SIGNAL_CLOSED], 0, self->closed_error);
 }
 
+/* Hands buffered deliveries to waiters, in the order they asked. */
+static gboolean
+serve_waiters_cb (gpointer user_data)
+{
+  g_autoptr(CarehareConsumer) self = g_object_ref (user_data);
+  GTask *task;
+
+  g_clear_pointer (&self->serve_source, g_source_unref);
+  while (!g_queue_is_empty (&self->buffered) &&
+         (task = g_queue_pop_head (&self->waiters)) != NULL)
+    {
+      WaiterData *data = g_task_get_task_data (task);
+
+      waiter_done (task);
+      if (data->batch)
+        g_task_return_pointer (task, take_batch (self, data->max),
+                               (GDestroyNotify) g_ptr_array_unref);
+      else
+        g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+      g_object_unref (task);
+    }
+  return G_SOURCE_REMOVE;
+}
+
 static void
 delivery_cb (CarehareProtocolConsumer *pc,
              CarehareProtocolDelivery *d,
@@ -174,15 +215,26 @@ delivery_cb (CarehareProtocolConsumer *pc,
       g_object_unref (delivery);
       return;
     }
-  task = g_queue_pop_head (&self->waiters);
-  if (task != NULL)
+  task = g_queue_peek_head (&self->waiters);
+  if (task != NULL && !((WaiterData *) g_task_get_task_data (task))->batch)
     {
+      g_queue_pop_head (&self->waiters);
       waiter_done (task);
       g_task_return_pointer (task, delivery, g_object_unref);
       g_object_unref (task);
+      return;
     }
-  else
-    g_queue_push_tail (&self->buffered, delivery);
+  g_queue_push_tail (&self->buffered, delivery);
+  /* A batch waiter gets everything that arrives in this dispatch: it is
+   * served from an idle, once the protocol has handed over the lot. */
+  if (task != NULL && self->serve_source == NULL)
+    {
+      self->serve_source = g_idle_source_new ();
+      g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
+      g_source_set_callback (self->serve_source, serve_waiters_cb, self, NULL);
+      g_source_set_static_name (self->serve_source, "[carehare] deliveries");
+      g_source_attach (self->serve_source, _carehare_connection_get_context (self->connection));
+    }
 }
 
 static void
@@ -300,6 +352,11 @@ carehare_consumer_dispose (GObject *object)
       g_clear_pointer (&self->pc, carehare_protocol_consumer_unref);
     }
   g_queue_clear_full (&self->buffered, g_object_unref);
+  if (self->serve_source != NULL)
+    {
+      g_source_destroy (self->serve_source);
+      g_clear_pointer (&self->serve_source, g_source_unref);
+    }
   if (self->start_cancellable != NULL)
     {
       g_cancellable_disconnect (self->start_cancellable, self->start_cancelled_id);
@@ -434,6 +491,47 @@ next_cancelled_cb (GCancellable *cancellable,
   g_source_attach (idle, _carehare_connection_get_context (self->connection));
 }
 
+/* One delivery, or (@batch) up to @max of them. */
+static void
+next_async (CarehareConsumer    *self,
+            gboolean             batch,
+            guint                max,
+            gpointer             source_tag,
+            GCancellable        *cancellable,
+            GAsyncReadyCallback  callback,
+            gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+
+  if (!g_queue_is_empty (&self->buffered) && batch)
+    g_task_return_pointer (task, take_batch (self, max), (GDestroyNotify) g_ptr_array_unref);
+  else if (!g_queue_is_empty (&self->buffered))
+    g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+  else if (self->closed && self->closed_error != NULL)
+    g_task_return_error (task, g_error_copy (self->closed_error));
+  else if (self->closed)
+    g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                             "Consumer closed");
+  else if (!g_task_return_error_if_cancelled (task))
+    {
+      WaiterData *data = g_new0 (WaiterData, 1);
+
+      data->batch = batch;
+      data->max = max;
+      g_task_set_task_data (task, data, (GDestroyNotify) waiter_data_free);
+      g_queue_push_tail (&self->waiters, g_object_ref (task));
+      if (cancellable != NULL)
+        {
+          data->cancellable = g_object_ref (cancellable);
+          data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (next_cancelled_cb),
+                                                      g_object_ref (task), g_object_unref);
+        }
+    }
+}
+
 /**
  * carehare_consumer_next_delivery_async:
  * @self: a consumer
@@ -454,35 +552,63 @@ carehare_consumer_next_delivery_async (CarehareConsumer    *self,
                                        GAsyncReadyCallback  callback,
                                        gpointer             user_data)
 {
-  g_autoptr(GTask) task = NULL;
-  CarehareDelivery *delivery;
-
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, carehare_consumer_next_delivery_async);
+  next_async (self, FALSE, 1, carehare_consumer_next_delivery_async, cancellable,
+              callback, user_data);
+}
 
-  delivery = g_queue_pop_head (&self->buffered);
-  if (delivery != NULL)
-    g_task_return_pointer (task, delivery, g_object_unref);
-  else if (self->closed && self->closed_error != NULL)
-    g_task_return_error (task, g_error_copy (self->closed_error));
-  else if (self->closed)
-    g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
-                             "Consumer closed");
-  else if (!g_task_return_error_if_cancelled (task))
-    {
-      WaiterData *data = g_new0 (WaiterData, 1);
+/**
+ * carehare_consumer_next_deliveries_async:
+ * @self: a consumer
+ * @max_deliveries: the most messages to return at once; 0 for every one
+ *   that has arrived (at most the prefetch count)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the messages
+ * @user_data: data for @callback
+ *
+ * Takes every message that has arrived, up to @max_deliveries, waiting
+ * for one if none has. It is [method@Carehare.Consumer.next_delivery_async]
+ * for busy consumers: one call, and one main-loop turn, for a whole read's
+ * worth of messages. Each must still be acknowledged on its own. Fails as
+ * next_delivery does.
+ */
+void
+carehare_consumer_next_deliveries_async (CarehareConsumer    *self,
+                                         guint                max_deliveries,
+                                         GCancellable        *cancellable,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
 
-      g_task_set_task_data (task, data, (GDestroyNotify) waiter_data_free);
-      g_queue_push_tail (&self->waiters, g_object_ref (task));
-      if (cancellable != NULL)
-        {
-          data->cancellable = g_object_ref (cancellable);
-          data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (next_cancelled_cb),
-                                                      g_object_ref (task), g_object_unref);
-        }
-    }
+  next_async (self, TRUE, max_deliveries, carehare_consumer_next_deliveries_async,
+              cancellable, callback, user_data);
+}
+
+/**
+ * carehare_consumer_next_deliveries_finish:
+ * @self: a consumer
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Consumer.next_deliveries_async].
+ *
+ * Returns: (transfer container) (element-type CarehareDelivery): one message or
+ *   more, oldest first, or %NULL with @error set; the array holds a
+ *   reference on each and drops it when freed
+ */
+GPtrArray *
+carehare_consumer_next_deliveries_finish (CarehareConsumer  *self,
+                                          GAsyncResult      *result,
+                                          GError           **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+                        carehare_consumer_next_deliveries_async, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 /**

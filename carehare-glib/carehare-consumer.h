@@ -26,6 +26,17 @@ CarehareDelivery *carehare_consumer_next_delivery_finish (CarehareConsumer     *
                                                           GError              **error);
 
 CAREHARE_AVAILABLE_IN_ALL
+void              carehare_consumer_next_deliveries_async  (CarehareConsumer     *self,
+                                                            guint                 max_deliveries,
+                                                            GCancellable         *cancellable,
+                                                            GAsyncReadyCallback   callback,
+                                                            gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+GPtrArray        *carehare_consumer_next_deliveries_finish (CarehareConsumer     *self,
+                                                            GAsyncResult         *result,
+                                                            GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
 void              carehare_consumer_ack                  (CarehareConsumer     *self,
                                                           guint64               delivery_tag);
 CAREHARE_AVAILABLE_IN_ALL

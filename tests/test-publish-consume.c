@@ -824,6 +824,72 @@ test_cancel_next_delivery (void)
   close_connection (conn);
 }
 
+static GPtrArray *
+next_deliveries (CarehareConsumer  *consumer,
+                 guint              max,
+                 GError           **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+
+  carehare_consumer_next_deliveries_async (consumer, max, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_consumer_next_deliveries_finish (consumer, result, error);
+}
+
+static void
+test_next_deliveries_in_batches (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GPtrArray) none = NULL;
+  g_autoptr(GError) error = NULL;
+  guint received = 0;
+  guint batches = 0;
+  gboolean saw_many = FALSE;
+
+  for (guint i = 0; i < 40; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("%u", i);
+
+      g_assert_true (publish_text (conn, "", queue, text, &error));
+    }
+  consumer = start_consumer (conn, queue, 10, &error);
+  g_assert_no_error (error);
+
+  while (received < 40)
+    {
+      g_autoptr(GPtrArray) batch = next_deliveries (consumer, batches % 2 == 0 ? 0 : 3, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (batch->len, >=, 1);
+      /* Never more than asked for, nor than prefetch lets in. */
+      g_assert_cmpuint (batch->len, <=, batches % 2 == 0 ? 10 : 3);
+      saw_many |= batch->len > 1;
+      for (guint i = 0; i < batch->len; i++)
+        {
+          CarehareDelivery *delivery = g_ptr_array_index (batch, i);
+          g_autofree char *expected = g_strdup_printf ("%u", received++);
+
+          assert_body (delivery, expected);
+          carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+        }
+      batches++;
+    }
+  g_test_message ("40 messages in %u batches", batches);
+  g_assert_true (saw_many);
+
+  /* A waiting call ends with the consumer, like next_delivery. */
+  carehare_consumer_next_deliveries_async (consumer, 0, NULL, carehare_test_store_result, &pending);
+  carehare_consumer_close_async (consumer, NULL, NULL, NULL);
+  carehare_test_wait_for_result (&pending, TIMEOUT_MS);
+  none = carehare_consumer_next_deliveries_finish (consumer, pending, &error);
+  g_assert_null (none);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  close_connection (conn);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -846,6 +912,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/consume/channel-error", test_channel_error_on_consumer);
   g_test_add_func ("/consume/connection-closed", test_connection_close_ends_consumer);
   g_test_add_func ("/consume/cancel-next-delivery", test_cancel_next_delivery);
+  g_test_add_func ("/consume/next-deliveries-in-batches", test_next_deliveries_in_batches);
 
   return g_test_run ();
 }
