@@ -364,6 +364,26 @@ def test_nack_requeue_redelivers():
         close(conn)
 
 
+def test_next_deliveries_returns_a_list():
+    conn = connect()
+    try:
+        queue = declare_queue(conn)
+        for i in range(5):
+            publish(conn, queue, b"batch %d" % i)
+        consumer = call(conn, "acking_consumer", queue, 0, 10)
+        got = []
+        while len(got) < 5:
+            batch = call(consumer, "next_deliveries", 0)
+            assert isinstance(batch, list) and 1 <= len(batch) <= 5
+            for delivery in batch:
+                got.append(delivery.get_body().get_data())
+                consumer.ack(delivery.get_delivery_tag())
+        assert got == [b"batch %d" % i for i in range(5)]
+        call(consumer, "close")
+    finally:
+        close(conn)
+
+
 def test_consumer_closed_signal():
     conn = connect()
     try:
