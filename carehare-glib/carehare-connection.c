@@ -1812,6 +1812,7 @@ carehare_connection_close_finish (CarehareConnection  *self,
 typedef struct {
   CarehareProtocolOp *op;        /* while pending */
   gboolean done;
+  gboolean borrowed;             /* the task's reference on the connection is lent back */
   GCancellable *cancellable;     /* owned */
   gulong cancelled_id;
   char *queue;                   /* declare-ok */
@@ -1836,6 +1837,14 @@ rpc_done_cb (CarehareProtocolOp   *op,
   GTask *task = user_data;
   RpcData *data = g_task_get_task_data (task);
 
+  /* The task gets its reference on the connection back to complete with
+   * (which, from dispose, resurrects the connection until the callbacks
+   * have run). */
+  if (data->borrowed)
+    {
+      g_object_ref (g_task_get_source_object (task));
+      data->borrowed = FALSE;
+    }
   data->op = NULL;
   data->done = TRUE;
   if (data->cancelled_id != 0)
@@ -1942,7 +1951,7 @@ op_task_new (CarehareConnection  *self,
   if (self->protocol == NULL)
     {
       g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                               "Connection closed: it was never opened");
+                               "Connection closed: it was never opened, or was destroyed");
       g_object_unref (task);
       return NULL;
     }
@@ -1951,6 +1960,12 @@ op_task_new (CarehareConnection  *self,
       g_object_unref (task);
       return NULL;
     }
+  /* A pending operation does not keep the connection alive: when the
+   * program drops its last reference, dispose closes the connection and
+   * every pending operation completes with CONNECTION_CLOSED. The task's
+   * reference is lent back here and returned in rpc_done_cb(). */
+  ((RpcData *) g_task_get_task_data (task))->borrowed = TRUE;
+  g_object_unref (self);
   return task;
 }
 

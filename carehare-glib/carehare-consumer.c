@@ -91,6 +91,7 @@ typedef struct {
   gulong cancelled_id;
   gboolean batch;             /* next_deliveries: up to max at once */
   guint max;                  /* 0: all that are buffered */
+  gboolean borrowed;          /* the task's reference on the consumer is lent back */
 } WaiterData;
 
 /* Up to @max (0: all) buffered deliveries, oldest first. */
@@ -120,6 +121,11 @@ waiter_done (GTask *task)
 {
   WaiterData *data = g_task_get_task_data (task);
 
+  if (data != NULL && data->borrowed)
+    {
+      g_object_ref (g_task_get_source_object (task));
+      data->borrowed = FALSE;
+    }
   if (data != NULL && data->cancelled_id != 0)
     {
       g_cancellable_disconnect (data->cancellable, data->cancelled_id);
@@ -338,6 +344,12 @@ carehare_consumer_dispose (GObject *object)
 {
   CarehareConsumer *self = CAREHARE_CONSUMER (object);
 
+  /* Waiting calls hold no reference: they fail now, and their tasks take
+   * their reference back until the callbacks have run. */
+  if (!g_queue_is_empty (&self->waiters))
+    end_stream (self, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                                           "Consumer closed: the program dropped its last reference"));
+
   if (self->pc != NULL)
     {
       CarehareProtocol *protocol = get_protocol (self);
@@ -523,6 +535,10 @@ next_async (CarehareConsumer    *self,
       data->max = max;
       g_task_set_task_data (task, data, (GDestroyNotify) waiter_data_free);
       g_queue_push_tail (&self->waiters, g_object_ref (task));
+      /* A waiting call does not keep the consumer alive: dropping the last
+       * reference ends the stream and fails it (see dispose). */
+      data->borrowed = TRUE;
+      g_object_unref (self);
       if (cancellable != NULL)
         {
           data->cancellable = g_object_ref (cancellable);

@@ -890,6 +890,50 @@ test_next_deliveries_in_batches (void)
   close_connection (conn);
 }
 
+static void
+dropped_consumer_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  guint *n = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  delivery = carehare_consumer_next_delivery_finish (CAREHARE_CONSUMER (source), result, &error);
+  g_assert_null (delivery);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  (*n)++;
+}
+
+/* A waiting next_delivery does not keep the consumer alive: dropping the
+ * last reference ends it, the callback runs with CHANNEL_CLOSED, and the
+ * object is freed afterwards. */
+static void
+test_drop_consumer_with_pending (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(GError) error = NULL;
+  CarehareConsumer *consumer = start_consumer (conn, queue, 5, &error);
+  GWeakRef weak;
+  guint n = 0;
+
+  g_assert_no_error (error);
+  g_weak_ref_init (&weak, consumer);
+  carehare_consumer_next_delivery_async (consumer, NULL, dropped_consumer_cb, &n);
+  g_object_unref (consumer);
+  while (n < 1)
+    g_main_context_iteration (NULL, TRUE);
+  carehare_test_run_for (100);
+  g_assert_null (g_weak_ref_get (&weak));
+  g_weak_ref_clear (&weak);
+
+  /* The broker has no consumer left on the queue; the connection is fine. */
+  g_assert_true (publish_text (conn, "", queue, "still here", &error));
+  g_assert_no_error (error);
+  close_connection (conn);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -913,6 +957,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/consume/connection-closed", test_connection_close_ends_consumer);
   g_test_add_func ("/consume/cancel-next-delivery", test_cancel_next_delivery);
   g_test_add_func ("/consume/next-deliveries-in-batches", test_next_deliveries_in_batches);
+  g_test_add_func ("/consume/drop-last-reference", test_drop_consumer_with_pending);
 
   return g_test_run ();
 }
