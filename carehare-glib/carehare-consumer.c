@@ -134,10 +134,12 @@ waiter_done (GTask *task)
   return task;
 }
 
+/* NULL once disposed: a consumer outlives its dispose while the callbacks
+ * of the calls it failed there run, and those may call it again. */
 static CarehareProtocol *
 get_protocol (CarehareConsumer *self)
 {
-  return _carehare_connection_get_protocol (self->connection);
+  return self->connection != NULL ? _carehare_connection_get_protocol (self->connection) : NULL;
 }
 
 /* Ends the stream: drops what was buffered (the broker redelivers it),

@@ -902,6 +902,12 @@ dropped_consumer_cb (GObject      *source,
   delivery = carehare_consumer_next_delivery_finish (CAREHARE_CONSUMER (source), result, &error);
   g_assert_null (delivery);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  /* The consumer is disposed but alive during this callback: calls on it
+   * are harmless. */
+  carehare_consumer_ack (CAREHARE_CONSUMER (source), 1);
+  carehare_consumer_nack (CAREHARE_CONSUMER (source), 2, TRUE);
+  carehare_consumer_close_async (CAREHARE_CONSUMER (source), NULL, NULL, NULL);
+  g_assert_true (carehare_consumer_get_is_closed (CAREHARE_CONSUMER (source)));
   (*n)++;
 }
 
