@@ -184,18 +184,15 @@ destroy_source (GSource **source)
 typedef struct {
   GWeakRef self;
   guint generation;
-  GBytes *bytes;  /* write: what is being written */
 } IoData;
 
 static IoData *
-io_data_new (CarehareConnection *self,
-             GBytes             *bytes)
+io_data_new (CarehareConnection *self)
 {
   IoData *data = g_new0 (IoData, 1);
 
   g_weak_ref_init (&data->self, self);
   data->generation = self->generation;
-  data->bytes = bytes;
   return data;
 }
 
@@ -208,7 +205,6 @@ io_data_finish (IoData *data)
   if (self != NULL && self->generation != data->generation)
     g_clear_object (&self);
   g_weak_ref_clear (&data->self);
-  g_clear_pointer (&data->bytes, g_bytes_unref);
   g_free (data);
   return self;
 }
@@ -250,7 +246,7 @@ maybe_close_stream (CarehareConnection *self)
   self->stream_closing = TRUE;
   destroy_source (&self->read_source);
   g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL,
-                           stream_closed_cb, io_data_new (self, NULL));
+                           stream_closed_cb, io_data_new (self));
 }
 
 /* A read or write failed. */
@@ -275,29 +271,11 @@ io_failed (CarehareConnection *self,
   carehare_protocol_abort (self->protocol, error);
 }
 
-static void
-write_done_cb (GObject      *source,
-               GAsyncResult *result,
-               gpointer      user_data)
-{
-  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
-  g_autoptr(GError) error = NULL;
-
-  g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error);
-  if (self == NULL)
-    return;
-
-  self->writing = FALSE;
-  if (error != NULL)
-    io_failed (self, error);
-  update (self);
-}
-
 static gboolean write_ready_cb (GObject *stream, gpointer user_data);
 
-/* Writes what the protocol produced. Pollable streams (sockets, TLS) are
- * written without blocking until they would block, then a source waits for
- * POLLOUT: no GTask and no copy per write. */
+/* Writes what the protocol produced, without blocking, until the socket
+ * would block; then a source waits for POLLOUT: no GTask and no copy per
+ * write. (Socket and TLS streams are always pollable.) */
 static void flush_now_unguarded (CarehareConnection *self);
 
 static void
@@ -326,24 +304,6 @@ flush_now_unguarded (CarehareConnection *self)
     }
 
   out = g_io_stream_get_output_stream (self->stream);
-  if (!G_IS_POLLABLE_OUTPUT_STREAM (out) ||
-      !g_pollable_output_stream_can_poll (G_POLLABLE_OUTPUT_STREAM (out)))
-    {
-      GBytes *bytes = carehare_protocol_take_output (self->protocol, g_get_monotonic_time ());
-      gsize size;
-      const guint8 *buf;
-
-      if (bytes == NULL)
-        {
-          maybe_close_stream (self);
-          return;
-        }
-      buf = g_bytes_get_data (bytes, &size);
-      self->writing = TRUE;
-      g_output_stream_write_all_async (out, buf, size, G_PRIORITY_DEFAULT, self->io_cancellable,
-                                       write_done_cb, io_data_new (self, bytes));
-      return;
-    }
 
   for (;;)
     {
@@ -520,33 +480,6 @@ update (CarehareConnection *self)
     }
 }
 
-static gboolean handle_read (CarehareConnection *self,
-                             const guint8       *data,
-                             gssize              size,
-                             const GError       *error);
-
-/* The fallback for streams that cannot be polled. */
-static void
-read_done_cb (GObject      *source,
-              GAsyncResult *result,
-              gpointer      user_data)
-{
-  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) bytes = NULL;
-  gsize size = 0;
-  const guint8 *buf = NULL;
-
-  bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result, &error);
-  if (self == NULL || self->protocol == NULL)
-    return;
-  if (bytes != NULL)
-    buf = g_bytes_get_data (bytes, &size);
-  if (handle_read (self, buf, size, error))
-    start_read (self);
-  update (self);
-}
-
 /* Feeds @size bytes (or end of file, @size 0, or @error) to the protocol.
  * Returns TRUE to keep reading. */
 static gboolean
@@ -608,21 +541,15 @@ read_ready_cb (GObject  *stream,
 static void
 start_read (CarehareConnection *self)
 {
+  /* Socket and TLS streams are always pollable. */
   GInputStream *in = g_io_stream_get_input_stream (self->stream);
 
-  if (G_IS_POLLABLE_INPUT_STREAM (in) &&
-      g_pollable_input_stream_can_poll (G_POLLABLE_INPUT_STREAM (in)))
-    {
-      if (self->read_buf == NULL)
-        self->read_buf = g_malloc (READ_SIZE);
-      self->read_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (in), NULL);
-      g_source_set_callback (self->read_source, G_SOURCE_FUNC (read_ready_cb), self, NULL);
-      g_source_set_static_name (self->read_source, "[carehare] readable");
-      g_source_attach (self->read_source, self->context);
-      return;
-    }
-  g_input_stream_read_bytes_async (in, READ_SIZE, G_PRIORITY_DEFAULT, self->io_cancellable,
-                                   read_done_cb, io_data_new (self, NULL));
+  if (self->read_buf == NULL)
+    self->read_buf = g_malloc (READ_SIZE);
+  self->read_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (in), NULL);
+  g_source_set_callback (self->read_source, G_SOURCE_FUNC (read_ready_cb), self, NULL);
+  g_source_set_static_name (self->read_source, "[carehare] readable");
+  g_source_attach (self->read_source, self->context);
 }
 
 static gboolean
@@ -939,7 +866,7 @@ stream_ready (CarehareConnection *self,
   g_source_attach (self->flush_source, self->context);
 
   carehare_protocol_start (self->protocol, g_get_monotonic_time (), handshake_done_cb,
-                           io_data_new (self, NULL));
+                           io_data_new (self));
   start_read (self);
   update (self);
 }
@@ -1101,7 +1028,7 @@ socket_connected_cb (GObject      *source,
   g_signal_connect (tls, "accept-certificate", G_CALLBACK (accept_certificate_cb), self);
   g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
                                     self->attempt_cancellable, tls_handshake_cb,
-                                    io_data_new (self, NULL));
+                                    io_data_new (self));
 }
 
 static gboolean
@@ -1181,7 +1108,7 @@ attempt_start (CarehareConnection *self)
   address = g_network_address_new (self->settings.host, self->settings.port);
   g_debug ("connecting to %s", self->redacted_uri);
   g_socket_client_connect_async (client, address, self->attempt_cancellable,
-                                 socket_connected_cb, io_data_new (self, NULL));
+                                 socket_connected_cb, io_data_new (self));
 }
 
 static void
@@ -1900,7 +1827,6 @@ rpc_cancelled_cb (GCancellable *cancellable,
                   gpointer      user_data)
 {
   GTask *task = user_data;
-  CarehareConnection *self = g_task_get_source_object (task);
   g_autoptr(GSource) idle = g_idle_source_new ();
 
   /* May run in any thread, and inside the cancellable's lock: defer the
@@ -1908,7 +1834,7 @@ rpc_cancelled_cb (GCancellable *cancellable,
   g_source_set_priority (idle, G_PRIORITY_DEFAULT);
   g_source_set_callback (idle, rpc_cancel_idle_cb, g_object_ref (task), g_object_unref);
   g_source_set_static_name (idle, "[carehare] cancel");
-  g_source_attach (idle, self->context);
+  g_source_attach (idle, g_task_get_context (task));
 }
 
 /* After a protocol op was started for @task (whose data is an RpcData):

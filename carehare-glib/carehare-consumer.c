@@ -497,12 +497,11 @@ next_cancelled_cb (GCancellable *cancellable,
                    gpointer      user_data)
 {
   GTask *task = user_data;
-  CarehareConsumer *self = g_task_get_source_object (task);
   g_autoptr(GSource) idle = g_idle_source_new ();
 
   g_source_set_callback (idle, next_cancelled_idle_cb, g_object_ref (task), g_object_unref);
   g_source_set_static_name (idle, "[carehare] next delivery cancelled");
-  g_source_attach (idle, _carehare_connection_get_context (self->connection));
+  g_source_attach (idle, g_task_get_context (task));
 }
 
 /* One delivery, or (@batch) up to @max of them. */

@@ -205,7 +205,6 @@ struct _CarehareProtocol {
   GPtrArray *consumers;    /* the protocol's refs on live consumers */
 
   GError *finish_error;    /* why it finished; NULL if we closed it */
-  gboolean finish_reported;
 
   guint depth;
   GQueue events;           /* of Event * */
@@ -998,24 +997,20 @@ publisher_fail_ops (CarehareProtocol *self,
 
 static void seal_out (CarehareProtocol *self);
 
+/* Appends the body frames of a publish on @channel. */
 static void
-write_publish (CarehareProtocol   *self,
-               Publisher          *pub,
-               CarehareProtocolOp *op)
+append_body_frames (CarehareProtocol *self,
+                    guint16           channel,
+                    GBytes           *body_bytes)
 {
-  guint8 *frame = op->frame->data;
   gsize size = 0;
-  const guint8 *body = op->body != NULL ? g_bytes_get_data (op->body, &size) : NULL;
+  const guint8 *body = body_bytes != NULL ? g_bytes_get_data (body_bytes, &size) : NULL;
   gsize chunk = self->frame_max - CAREHARE_FRAME_OVERHEAD;
 
-  /* Method and header frames were encoded for channel 0. */
-  frame[1] = frame[op->method_len + 1] = pub->channel >> 8;
-  frame[2] = frame[op->method_len + 2] = pub->channel & 0xff;
-  g_byte_array_append (self->out, frame, op->frame->len);
   if (size < LARGE_BODY)
     {
       for (gsize offset = 0; offset < size; offset += chunk)
-        carehare_wire_append_body_frame (self->out, pub->channel, body + offset,
+        carehare_wire_append_body_frame (self->out, channel, body + offset,
                                          MIN (chunk, size - offset));
     }
   else
@@ -1029,7 +1024,7 @@ write_publish (CarehareProtocol   *self,
         {
           gsize n = MIN (chunk, size - offset);
           guint8 header[CAREHARE_FRAME_HEADER_SIZE] = {
-            CAREHARE_FRAME_BODY, pub->channel >> 8, pub->channel & 0xff,
+            CAREHARE_FRAME_BODY, channel >> 8, channel & 0xff,
             (n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff,
           };
 
@@ -1037,16 +1032,38 @@ write_publish (CarehareProtocol   *self,
             g_byte_array_append (self->out, &end, 1);
           g_byte_array_append (self->out, header, sizeof header);
           seal_out (self);
-          g_ptr_array_add (self->segments, g_bytes_new_from_bytes (op->body, offset, n));
+          g_ptr_array_add (self->segments, g_bytes_new_from_bytes (body_bytes, offset, n));
         }
       g_byte_array_append (self->out, &end, 1);
     }
+}
 
+/* @op's frames are in the output: number it and wait for its confirm. */
+static void
+publish_written (Publisher          *pub,
+                 CarehareProtocolOp *op)
+{
   g_clear_pointer (&op->frame, g_byte_array_unref);
   g_clear_pointer (&op->body, g_bytes_unref);
   op->written = TRUE;
   op->seq = ++pub->next_seq;
   g_queue_push_tail (&pub->unconfirmed, op);
+}
+
+/* Writes a publish that had to wait (for a channel, or for unblock). */
+static void
+write_publish (CarehareProtocol   *self,
+               Publisher          *pub,
+               CarehareProtocolOp *op)
+{
+  guint8 *frame = op->frame->data;
+
+  /* Method and header frames were encoded for channel 0. */
+  frame[1] = frame[op->method_len + 1] = pub->channel >> 8;
+  frame[2] = frame[op->method_len + 2] = pub->channel & 0xff;
+  g_byte_array_append (self->out, frame, op->frame->len);
+  append_body_frames (self, pub->channel, op->body);
+  publish_written (pub, op);
 }
 
 /* Writes what waits, unless the broker blocked us or there is no channel
@@ -1198,6 +1215,11 @@ carehare_protocol_publish (CarehareProtocol               *self,
   CarehareProtocolOp *op;
   GError *error = NULL;
   gsize size = body != NULL ? g_bytes_get_size (body) : 0;
+  Publisher *pub;
+  gboolean direct;
+  GByteArray *buf;
+  guint start;
+  guint16 channel;
 
   g_return_val_if_fail (self != NULL, NULL);
   g_return_val_if_fail (exchange != NULL, NULL);
@@ -1206,7 +1228,6 @@ carehare_protocol_publish (CarehareProtocol               *self,
 
   enter (self);
   op = op_new (OP_PUBLISH, callback, user_data);
-  op->frame = g_byte_array_new ();
   op->mandatory = mandatory;
 
   publish.basic_publish.exchange = (char *) exchange;
@@ -1214,47 +1235,73 @@ carehare_protocol_publish (CarehareProtocol               *self,
   publish.basic_publish.mandatory = mandatory;
 
   if (self->state != STATE_OPEN)
-    complete (self, op, NULL, closed_error_for (self->state == STATE_FINISHED
-                                                ? self->finish_error : NULL));
-  else if (!carehare_wire_append_method_frame (op->frame, 0, &publish, &error) ||
-           (op->method_len = op->frame->len,
-            !carehare_wire_append_header_frame (op->frame, 0, CAREHARE_CLASS_BASIC, size,
-                                                properties, &error)))
+    {
+      complete (self, op, NULL, closed_error_for (self->state == STATE_FINISHED
+                                                  ? self->finish_error : NULL));
+      return leave_with_op (self, op);
+    }
+
+  /* The usual case, a publisher that is ready and has nothing waiting,
+   * encodes straight into the output; otherwise the frames wait in the op,
+   * encoded for channel 0. */
+  pub = g_hash_table_lookup (self->publishers, exchange);
+  direct = pub != NULL && pub->channel != 0 && !self->blocked &&
+           g_queue_is_empty (&pub->unwritten);
+  buf = direct ? self->out : (op->frame = g_byte_array_new ());
+  start = buf->len;
+  channel = direct ? pub->channel : 0;
+
+  if (!carehare_wire_append_method_frame (buf, channel, &publish, &error) ||
+      (op->method_len = buf->len - start,
+       !carehare_wire_append_header_frame (buf, channel, CAREHARE_CLASS_BASIC, size,
+                                           properties, &error)))
     {
       GError *invalid = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                                      "Cannot publish to exchange '%s': %s",
                                      exchange, error->message);
       g_error_free (error);
+      g_byte_array_set_size (buf, start);
       complete (self, op, NULL, invalid);
     }
-  else if (op->method_len > self->frame_max || op->frame->len - op->method_len > self->frame_max)
-    complete (self, op, NULL,
-              g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                           "Cannot publish to exchange '%s': the properties need a frame "
-                           "larger than the negotiated frame_max of %u bytes",
-                           exchange, self->frame_max));
+  else if (op->method_len > self->frame_max ||
+           buf->len - start - op->method_len > self->frame_max)
+    {
+      g_byte_array_set_size (buf, start);
+      complete (self, op, NULL,
+                g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                             "Cannot publish to exchange '%s': the properties need a frame "
+                             "larger than the negotiated frame_max of %u bytes",
+                             exchange, self->frame_max));
+    }
   else
     {
-      Publisher *pub = g_hash_table_lookup (self->publishers, exchange);
-
       op->routing_key = g_strdup (routing_key);
-      op->body = body != NULL ? g_bytes_ref (body) : NULL;
-      if (pub == NULL)
+      if (direct)
         {
-          pub = g_new0 (Publisher, 1);
-          pub->exchange = g_strdup (exchange);
-          pub->open_op.kind = OP_PUBLISHER_OPEN;
-          pub->open_op.publisher = pub;
-          g_hash_table_insert (self->publishers, pub->exchange, pub);
-          g_queue_push_tail (&pub->unwritten, op);
           op->publisher = pub;
-          dispatch (self, &pub->open_op);
+          append_body_frames (self, channel, body);
+          publish_written (pub, op);
         }
       else
         {
-          op->publisher = pub;
-          g_queue_push_tail (&pub->unwritten, op);
-          publisher_flush (self, pub);
+          op->body = body != NULL ? g_bytes_ref (body) : NULL;
+          if (pub == NULL)
+            {
+              pub = g_new0 (Publisher, 1);
+              pub->exchange = g_strdup (exchange);
+              pub->open_op.kind = OP_PUBLISHER_OPEN;
+              pub->open_op.publisher = pub;
+              g_hash_table_insert (self->publishers, pub->exchange, pub);
+              g_queue_push_tail (&pub->unwritten, op);
+              op->publisher = pub;
+              dispatch (self, &pub->open_op);
+            }
+          else
+            {
+              op->publisher = pub;
+              g_queue_push_tail (&pub->unwritten, op);
+              publisher_flush (self, pub);
+            }
         }
     }
   return leave_with_op (self, op);

@@ -83,7 +83,6 @@ typedef struct {
 } CarehareProtocolCallbacks;
 
 #define CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX   131072
-#define CAREHARE_PROTOCOL_DEFAULT_CHANNEL_MAX 2047
 #define CAREHARE_PROTOCOL_MAX_BODY_SIZE       (G_GUINT64_CONSTANT (512) * 1024 * 1024)
 
 CarehareProtocol *carehare_protocol_new  (const CarehareProtocolConfig    *config,
