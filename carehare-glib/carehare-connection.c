@@ -1385,7 +1385,9 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
   /**
    * CarehareConnection:heartbeat:
    *
-   * The negotiated heartbeat interval in seconds; 0 when disabled.
+   * The negotiated heartbeat interval in seconds; 0 when disabled, which
+   * happens only when both the client (the URI's `heartbeat`, 60 by
+   * default) and the server asked for 0.
    */
   obj_props[PROP_HEARTBEAT] =
     g_param_spec_uint ("heartbeat", NULL, NULL, 0, G_MAXUINT16, 0,
@@ -1394,7 +1396,9 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
   /**
    * CarehareConnection:frame-max:
    *
-   * The negotiated largest frame size in bytes.
+   * The negotiated largest frame size in bytes: the lower of the client's
+   * (the URI's `frame_max`, 131072 by default) and the server's, so at most
+   * 1048576 whatever the server offers.
    */
   obj_props[PROP_FRAME_MAX] =
     g_param_spec_uint ("frame-max", NULL, NULL, 0, G_MAXUINT32, 0,

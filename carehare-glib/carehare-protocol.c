@@ -765,8 +765,8 @@ handle_start (CarehareProtocol     *self,
   self->state = STATE_AWAIT_TUNE;
 }
 
-/* The client may lower what the server offers, never raise it; 0 from the
- * server means "no limit". */
+/* channel_max: the client may lower what the server offers, never raise it;
+ * 0 from either side means "no limit". */
 static guint32
 negotiate_limit (guint32 server,
                  gint64  want,
@@ -785,6 +785,36 @@ negotiate_limit (guint32 server,
   return value;
 }
 
+/* frame_max: the lower non-zero of the client's and the server's values.
+ * The client always has one (CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX unless the
+ * URI says otherwise), so the server never decides alone how much a frame
+ * may make us buffer. */
+static guint32
+negotiate_frame_max (guint32 server,
+                     gint64  want)
+{
+  guint32 client = want > 0 ? (guint32) MIN (want, CAREHARE_PROTOCOL_MAX_FRAME_MAX)
+                            : CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX;
+  guint32 value = server != 0 ? MIN (server, client) : client;
+
+  return MAX (value, CAREHARE_FRAME_MIN_SIZE);
+}
+
+/* heartbeat, RabbitMQ's rule (and the Java client's): when either side
+ * says 0 the other's value is used, so heartbeats are off only when both
+ * say 0; otherwise the smaller. The client asks for
+ * CAREHARE_PROTOCOL_DEFAULT_HEARTBEAT unless the URI says otherwise. */
+static guint16
+negotiate_heartbeat (guint16 server,
+                     gint    want)
+{
+  guint16 client = want >= 0 ? (guint16) want : CAREHARE_PROTOCOL_DEFAULT_HEARTBEAT;
+
+  if (client == 0 || server == 0)
+    return MAX (client, server);
+  return MIN (client, server);
+}
+
 static void
 handle_tune (CarehareProtocol     *self,
              const CarehareMethod *method)
@@ -797,19 +827,8 @@ handle_tune (CarehareProtocol     *self,
   channel_max = negotiate_limit (tune->channel_max, self->want_channel_max,
                                  G_MAXUINT16);
   self->channel_max = (guint16) MIN (channel_max, G_MAXUINT16);
-  self->frame_max = negotiate_limit (tune->frame_max, self->want_frame_max,
-                                     CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX);
-  if (self->frame_max < CAREHARE_FRAME_MIN_SIZE)
-    self->frame_max = CAREHARE_FRAME_MIN_SIZE;
-
-  /* Heartbeat: -1 takes the server's; 0 from us disables it; 0 from the
-   * server leaves it to us. */
-  if (self->want_heartbeat < 0)
-    self->heartbeat = tune->heartbeat;
-  else if (self->want_heartbeat == 0 || tune->heartbeat == 0)
-    self->heartbeat = (guint16) self->want_heartbeat;
-  else
-    self->heartbeat = (guint16) MIN ((guint) self->want_heartbeat, tune->heartbeat);
+  self->frame_max = negotiate_frame_max (tune->frame_max, self->want_frame_max);
+  self->heartbeat = negotiate_heartbeat (tune->heartbeat, self->want_heartbeat);
 
   self->channels = g_new0 (Channel, (gsize) self->channel_max + 1);
 

@@ -49,9 +49,9 @@ typedef struct {
   const char *password;           /* PLAIN only; never logged */
   const char *vhost;
   CarehareAuthMechanism mechanism;
-  gint heartbeat;                 /* seconds; -1: accept the server's */
+  gint heartbeat;                 /* seconds; -1: CAREHARE_PROTOCOL_DEFAULT_HEARTBEAT */
   gint channel_max;               /* -1: accept the server's */
-  gint64 frame_max;               /* -1: accept the server's */
+  gint64 frame_max;               /* <= 0: CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX */
   const char *connection_name;    /* nullable */
   const char *product;            /* client-properties.product */
   const char *version;            /* client-properties.version */
@@ -82,7 +82,11 @@ typedef struct {
                            gpointer          user_data);
 } CarehareProtocolCallbacks;
 
+/* What the client proposes in Tune-Ok when the URI says nothing (RabbitMQ's
+ * own defaults), and the largest frame_max a URI may ask for. */
 #define CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX   131072
+#define CAREHARE_PROTOCOL_MAX_FRAME_MAX       CAREHARE_URI_MAX_FRAME_MAX
+#define CAREHARE_PROTOCOL_DEFAULT_HEARTBEAT   60
 #define CAREHARE_PROTOCOL_MAX_BODY_SIZE       (G_GUINT64_CONSTANT (512) * 1024 * 1024)
 
 CarehareProtocol *carehare_protocol_new  (const CarehareProtocolConfig    *config,

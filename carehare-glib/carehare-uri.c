@@ -288,7 +288,7 @@ apply_param (const ParseContext   *ctx,
     {
     case PARAM_HEARTBEAT:
       if (!parse_integer_param (ctx, id, value, G_MAXUINT16,
-                                "an integer from 0 to 65535 (seconds; 0 disables heartbeats)",
+                                "an integer from 0 to 65535 (seconds; 0 leaves the choice to the server)",
                                 &n, error))
         return FALSE;
       settings->heartbeat = (gint) n;
@@ -311,11 +311,12 @@ apply_param (const ParseContext   *ctx,
       return TRUE;
 
     case PARAM_FRAME_MAX:
-      /* AMQP's frame_min_size: no peer may negotiate smaller frames. */
-      if (!parse_decimal (value, G_MAXUINT32, &n) || (n != 0 && n < FRAME_MIN_SIZE))
+      /* From AMQP's frame_min_size up to our bound; no "no limit": a frame
+       * is buffered whole before it is decoded. */
+      if (!parse_decimal (value, CAREHARE_URI_MAX_FRAME_MAX, &n) || n < FRAME_MIN_SIZE)
         return bad_value (ctx, id, value,
-                          "0 (no limit) or an integer from 4096 (the AMQP frame_min_size) "
-                          "to 4294967295 (bytes)", error);
+                          "an integer from 4096 (the AMQP frame_min_size) to 1048576 (bytes)",
+                          error);
       settings->frame_max = (gint64) n;
       return TRUE;
 

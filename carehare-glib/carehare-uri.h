@@ -18,6 +18,10 @@
 
 #include <glib.h>
 
+/* The largest frame_max a URI may ask for: a frame is buffered whole
+ * before it is decoded, so this bounds that buffer. */
+#define CAREHARE_URI_MAX_FRAME_MAX (1024 * 1024)
+
 G_BEGIN_DECLS
 
 #define CAREHARE_URI_DEFAULT_PORT 5672
@@ -47,10 +51,10 @@ typedef struct {
   char *username;                       /* owned; "guest" when not given */
   char *password;                       /* owned; "guest" when not given; never log it */
   char *vhost;                          /* owned; "/" for no path and for a bare "/" */
-  gint heartbeat;                       /* seconds, 0..65535 (0 disables), -1 not given */
+  gint heartbeat;                       /* seconds, 0..65535 (0: the server's), -1 not given */
   gint64 connection_timeout_ms;         /* 0..G_MAXUINT32 (0: no timeout), -1 not given */
   gint channel_max;                     /* 0..65535 (0: no limit), -1 not given */
-  gint64 frame_max;                     /* 0 (no limit) or 4096..G_MAXUINT32, -1 not given */
+  gint64 frame_max;                     /* 4096..CAREHARE_URI_MAX_FRAME_MAX, -1 not given */
   CarehareAuthMechanism auth_mechanism; /* PLAIN unless auth_mechanism=external */
   char *cacertfile;                     /* owned, nullable; amqps only */
   char *certfile;                       /* owned, nullable; amqps only, with keyfile */

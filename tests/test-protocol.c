@@ -208,26 +208,38 @@ typedef struct {
 } TuneCase;
 
 static const TuneCase tune_cases[] = {
-  /* client takes what the server offers */
+  /* client takes what the server offers when it is no more than its own */
   { -1, -1, -1, 2047, 131072, 60, 2047, 131072, 60 },
-  /* server 0 means no limit */
-  { -1, -1, -1, 0, 0, 0, 65535, 131072, 0 },
+  /* server 0: no limit on channels; frame_max and heartbeat the client's */
+  { -1, -1, -1, 0, 0, 0, 65535, 131072, 60 },
   { 100, 8192, 30, 0, 0, 0, 100, 8192, 30 },
-  { 0, 0, -1, 0, 0, 0, 65535, 131072, 0 },
+  { 0, -1, -1, 0, 0, 0, 65535, 131072, 60 },
   /* client lowers */
   { 100, 8192, 10, 2047, 131072, 60, 100, 8192, 10 },
   /* client never raises */
   { 5000, 1048576, 600, 2047, 131072, 60, 2047, 131072, 60 },
-  /* client 0 means "no limit" for channel_max and frame_max... */
-  { 0, 0, -1, 2047, 131072, 60, 2047, 131072, 60 },
-  /* ...but disables heartbeats */
-  { -1, -1, 0, 2047, 131072, 60, 2047, 131072, 0 },
-  { -1, -1, 0, 0, 0, 0, 65535, 131072, 0 },
-  /* server 0 heartbeat: the client's */
+  /* channel_max 0 from the client means "no limit" */
+  { 0, -1, -1, 2047, 131072, 60, 2047, 131072, 60 },
+  /* frame_max: the server never decides alone how much a frame may make us
+   * buffer: the lower non-zero of both, the client's default 131072 */
+  { -1, -1, -1, 2047, 0xFFFFFFFF, 60, 2047, 131072, 60 },
+  { -1, 1048576, -1, 2047, 0xFFFFFFFF, 60, 2047, 1048576, 60 },
+  { -1, 1048576, -1, 2047, 0, 60, 2047, 1048576, 60 },
+  { -1, -1, -1, 2047, 1048576, 60, 2047, 131072, 60 },
+  /* a server below frame_min_size is raised to it */
+  { -1, -1, -1, 2047, 1024, 60, 2047, 4096, 60 },
+  /* heartbeat, RabbitMQ's rule: 0 from one side takes the other's... */
+  { -1, -1, 0, 2047, 131072, 60, 2047, 131072, 60 },
   { -1, -1, 5, 2047, 131072, 0, 2047, 131072, 5 },
+  /* ...the client asks for 60 unless told otherwise... */
+  { -1, -1, -1, 2047, 131072, 0, 2047, 131072, 60 },
+  /* ...off only when both say 0 */
+  { -1, -1, 0, 0, 0, 0, 65535, 131072, 0 },
+  { -1, -1, 0, 2047, 131072, 0, 2047, 131072, 0 },
   /* otherwise the smaller */
   { -1, -1, 5, 2047, 131072, 60, 2047, 131072, 5 },
   { -1, -1, 120, 2047, 131072, 60, 2047, 131072, 60 },
+  { -1, -1, -1, 2047, 131072, 600, 2047, 131072, 60 },
 };
 
 static void
@@ -267,6 +279,29 @@ test_handshake_tune_negotiation (void)
       g_assert_cmpuint (carehare_protocol_get_heartbeat (f->p), ==, tc->heartbeat);
       fixture_teardown (f, NULL);
     }
+}
+
+/* A server offering frame_max 0xFFFFFFFF does not get to make us buffer a
+ * 4 GiB frame: the client's 131072 is negotiated, and a header announcing
+ * more is refused at once, before any of its payload is buffered. */
+static void
+test_handshake_huge_frame_max_offer (Fixture       *f,
+                                     gconstpointer  data)
+{
+  static const guint8 header[] = { 0x01, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xF0 };
+
+  start (f);
+  g_assert_true (server_start (f));
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_tune (f, 2047, 0xFFFFFFFF, 60));
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_open_ok (f));
+  assert_ok (f->handshake);
+  g_assert_cmpuint (carehare_protocol_get_frame_max (f->p), ==, 131072);
+
+  g_assert_false (feed (f, header, sizeof header));
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_nonnull (strstr (f->finish_error->message, "131072"));
 }
 
 static void
@@ -759,8 +794,9 @@ static void
 test_heartbeat_disabled (Fixture       *f,
                          gconstpointer  data)
 {
+  /* Off only when both sides say 0 (RabbitMQ's rule). */
   f->config.heartbeat = 0;
-  handshake (f, 2047, 131072, 60);
+  handshake (f, 2047, 131072, 0);
   g_assert_cmpuint (carehare_protocol_get_heartbeat (f->p), ==, 0);
   g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
   f->now += 3600 * SEC;
@@ -773,13 +809,16 @@ static void
 test_heartbeat_server_zero (Fixture       *f,
                             gconstpointer  data)
 {
+  /* A server proposing 0 does not silently disable dead-peer detection:
+   * the client's 60 s is used. */
   handshake (f, 2047, 131072, 0);
-  g_assert_cmpuint (carehare_protocol_get_heartbeat (f->p), ==, 0);
-  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
+  g_assert_cmpuint (carehare_protocol_get_heartbeat (f->p), ==, 60);
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), <, G_MAXINT64);
   f->now += 3600 * SEC;
   carehare_protocol_tick (f->p, f->now);
-  assert_no_output (f);
-  g_assert_false (carehare_protocol_is_finished (f->p));
+  g_assert_true (carehare_protocol_is_finished (f->p));
+  g_assert_error (carehare_protocol_get_finish_error (f->p), CAREHARE_ERROR,
+                  CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
 }
 
 /* ======================================================================== */
@@ -2024,6 +2063,7 @@ main (int   argc,
             test_handshake_mechanism_not_offered);
   ADD ("handshake/bad-version", test_handshake_bad_version);
   g_test_add_func ("/protocol/handshake/tune/negotiation", test_handshake_tune_negotiation);
+  ADD ("handshake/tune/huge-frame-max-offer", test_handshake_huge_frame_max_offer);
   ADD ("handshake/tune/bytes", test_handshake_tune_ok_bytes);
   ADD ("handshake/open-ok", test_handshake_open_ok);
   ADD_DATA ("handshake/server-close/access-refused", &close_access_refused,
