@@ -701,6 +701,46 @@ client_properties (CarehareProtocol *self)
   return g_variant_ref_sink (g_variant_builder_end (&props));
 }
 
+/* Memory that held a password is zeroed before it is freed: the PLAIN
+ * response, and the output segment that carries Connection.Start-Ok. */
+static void
+wipe_byte_array (gpointer data)
+{
+  GByteArray *array = data;
+
+  memset (array->data, 0, array->len);
+  g_byte_array_unref (array);
+}
+
+static GBytes *
+secret_bytes_new (GByteArray *array)
+{
+  return g_bytes_new_with_free_func (array->data, array->len, wipe_byte_array, array);
+}
+
+/* Encodes @method on channel 0 into an output segment of its own, reserved
+ * large enough up front that no reallocation leaves an unwiped copy. */
+static void
+append_secret_method (CarehareProtocol     *self,
+                      const CarehareMethod *method,
+                      gsize                 size_hint)
+{
+  GByteArray *secret = g_byte_array_sized_new ((guint) MIN (size_hint * 2 + 4096, G_MAXUINT));
+  const guint8 *start = secret->data;
+
+  /* What is already waiting goes out first. */
+  if (self->out->len > 0)
+    {
+      g_ptr_array_add (self->segments, g_byte_array_free_to_bytes (self->out));
+      self->out = g_byte_array_new ();
+    }
+  if (!carehare_wire_append_method_frame (secret, 0, method, NULL))
+    g_critical ("carehare: cannot encode %s", carehare_method_name (method->id));
+  if (secret->data != start)
+    g_debug ("Connection.Start-Ok outgrew its reserved buffer");
+  g_ptr_array_add (self->segments, secret_bytes_new (secret));
+}
+
 static void
 handle_start (CarehareProtocol     *self,
               const CarehareMethod *method)
@@ -730,15 +770,18 @@ handle_start (CarehareProtocol     *self,
     }
   else
     {
-      GByteArray *plain = g_byte_array_new ();
+      gsize user_len = strlen (self->username);
+      gsize password_len = strlen (self->password);
+      /* Sized once, so no reallocation leaves a copy of the password. */
+      GByteArray *plain = g_byte_array_sized_new ((guint) (2 + user_len + password_len));
 
       mechanism = "PLAIN";
       /* authzid NUL authcid NUL password */
       g_byte_array_append (plain, (const guint8 *) "", 1);
-      g_byte_array_append (plain, (const guint8 *) self->username, strlen (self->username));
+      g_byte_array_append (plain, (const guint8 *) self->username, (guint) user_len);
       g_byte_array_append (plain, (const guint8 *) "", 1);
-      g_byte_array_append (plain, (const guint8 *) self->password, strlen (self->password));
-      response = g_byte_array_free_to_bytes (plain);
+      g_byte_array_append (plain, (const guint8 *) self->password, (guint) password_len);
+      response = secret_bytes_new (plain);
     }
 
   if (!mechanism_offered (start->mechanisms, mechanism))
@@ -761,7 +804,8 @@ handle_start (CarehareProtocol     *self,
   ok.connection_start_ok.mechanism = (char *) mechanism;
   ok.connection_start_ok.response = response;
   ok.connection_start_ok.locale = (char *) "en_US";
-  append_method (self, 0, &ok);
+  append_secret_method (self, &ok, g_bytes_get_size (response) +
+                        g_variant_get_size (props));
   self->state = STATE_AWAIT_TUNE;
 }
 
