@@ -2573,6 +2573,10 @@ carehare_connection_publish_async (CarehareConnection   *self,
   task = op_task_new (self, carehare_connection_publish_async, cancellable, callback, user_data);
   if (task == NULL)
     return;
+  /* Cancellation wins only while the publish is not written, and then the
+   * protocol completes it with G_IO_ERROR_CANCELLED itself; once written,
+   * the broker's answer is the result, whatever the cancellable says. */
+  g_task_set_check_cancellable (task, FALSE);
 
   carehare_properties_to_basic (properties, &basic);
   op = carehare_protocol_publish (self->protocol, exchange, routing_key, body, &basic,

@@ -65,7 +65,8 @@ struct _CarehareProtocolOp {
   /* OP_PUBLISH: frame holds the method and header frames */
   Publisher *publisher;    /* also OP_PUBLISHER_OPEN */
   guint method_len;        /* where the header frame starts in frame */
-  GBytes *body;            /* owned until written */
+  GBytes *body;            /* owned until written; a mandatory one's until confirmed */
+  GBytes *header;          /* mandatory: owned content header payload, until confirmed */
   char *routing_key;       /* owned: matches basic.return to its publish */
   gboolean mandatory;
   gboolean written;
@@ -95,7 +96,16 @@ struct _Publisher {
   GQueue unwritten;        /* of CarehareProtocolOp *: waiting for a channel or unblock */
   GQueue unconfirmed;      /* of CarehareProtocolOp *: written, ascending seq */
   Content content;         /* a basic.return being received */
+  GQueue returns;          /* of owned Return *: received, not yet settled by an ack */
+  guint64 returned_seq;    /* delivery tag of the last publish a return settled on */
 };
+
+/* A basic.return waiting for the ack that tells which of the publishes it
+ * matches it returns (see handle_return()). */
+typedef struct {
+  GError *error;           /* owned: UNROUTABLE, with the broker's reply */
+  GArray *candidates;      /* of guint64: delivery tags of the matching publishes, ascending */
+} Return;
 
 typedef enum {
   CONSUMER_WAITING,        /* for a channel */
@@ -250,6 +260,7 @@ leave (CarehareProtocol *self)
             g_clear_error (&op->returned);
             g_clear_pointer (&op->frame, g_byte_array_unref);
             g_clear_pointer (&op->body, g_bytes_unref);
+            g_clear_pointer (&op->header, g_bytes_unref);
             g_free (op->routing_key);
             g_free (op);
           }
@@ -963,10 +974,19 @@ content_clear (Content *content)
 /* ---- publishing ---------------------------------------------------------- */
 
 static void
+return_free (Return *ret)
+{
+  g_clear_error (&ret->error);
+  g_array_unref (ret->candidates);
+  g_free (ret);
+}
+
+static void
 publisher_free (Publisher *pub)
 {
   g_assert (g_queue_is_empty (&pub->unwritten));
   g_assert (g_queue_is_empty (&pub->unconfirmed));
+  g_queue_clear_full (&pub->returns, (GDestroyNotify) return_free);
   content_clear (&pub->content);
   g_free (pub->exchange);
   g_free (pub);
@@ -1038,13 +1058,15 @@ append_body_frames (CarehareProtocol *self,
     }
 }
 
-/* @op's frames are in the output: number it and wait for its confirm. */
+/* @op's frames are in the output: number it and wait for its confirm. A
+ * mandatory publish keeps its body to be recognised in a basic.return. */
 static void
 publish_written (Publisher          *pub,
                  CarehareProtocolOp *op)
 {
   g_clear_pointer (&op->frame, g_byte_array_unref);
-  g_clear_pointer (&op->body, g_bytes_unref);
+  if (!op->mandatory)
+    g_clear_pointer (&op->body, g_bytes_unref);
   op->written = TRUE;
   op->seq = ++pub->next_seq;
   g_queue_push_tail (&pub->unconfirmed, op);
@@ -1125,6 +1147,65 @@ find_unconfirmed (Publisher *pub,
   return NULL;
 }
 
+static gboolean
+return_has_candidate (Return  *ret,
+                      guint64  seq)
+{
+  for (guint i = 0; i < ret->candidates->len; i++)
+    if (g_array_index (ret->candidates, guint64, i) == seq)
+      return TRUE;
+  return FALSE;
+}
+
+/* @op is being confirmed: if a pending return matches it, this confirm is
+ * the one that follows that return, so the return is @op's. */
+static void
+settle_return (Publisher          *pub,
+               CarehareProtocolOp *op)
+{
+  if (!op->mandatory)
+    return;
+  for (GList *l = pub->returns.head; l != NULL; l = l->next)
+    {
+      Return *ret = l->data;
+
+      if (return_has_candidate (ret, op->seq))
+        {
+          op->returned = g_steal_pointer (&ret->error);
+          pub->returned_seq = MAX (pub->returned_seq, op->seq);
+          g_queue_delete_link (&pub->returns, l);
+          return_free (ret);
+          return;
+        }
+    }
+}
+
+/* Returns whose every candidate was confirmed without them can no longer
+ * settle (a server that does not follow RabbitMQ's order): forget them. */
+static void
+forget_stale_returns (Publisher *pub)
+{
+  GList *l = pub->returns.head;
+
+  while (l != NULL)
+    {
+      GList *next = l->next;
+      Return *ret = l->data;
+      gboolean live = FALSE;
+
+      for (guint i = 0; i < ret->candidates->len && !live; i++)
+        live = find_unconfirmed (pub, g_array_index (ret->candidates, guint64, i)) != NULL;
+      if (!live)
+        {
+          g_debug ("basic.return on channel %u matched publishes that were confirmed "
+                   "without it: ignored", pub->channel);
+          g_queue_delete_link (&pub->returns, l);
+          return_free (ret);
+        }
+      l = next;
+    }
+}
+
 static GError *
 publish_result (CarehareProtocolOp *op,
                 gboolean            ack)
@@ -1156,14 +1237,18 @@ handle_confirm (CarehareProtocol *self,
       while ((op = g_queue_peek_head (&pub->unconfirmed)) != NULL && op->seq <= tag)
         {
           g_queue_pop_head (&pub->unconfirmed);
+          settle_return (pub, op);
           complete (self, op, NULL, publish_result (op, ack));
         }
+      forget_stale_returns (pub);
       return;
     }
   else if (!multiple && (op = find_unconfirmed (pub, tag)) != NULL)
     {
       g_queue_remove (&pub->unconfirmed, op);
+      settle_return (pub, op);
       complete (self, op, NULL, publish_result (op, ack));
+      forget_stale_returns (pub);
       return;
     }
 
@@ -1172,33 +1257,146 @@ handle_confirm (CarehareProtocol *self,
                    carehare_method_name (method_id), tag, pub->channel);
 }
 
-/* basic.return: RabbitMQ sends it before the ack of the message it
- * returns. It names no delivery tag, so match it to the oldest unconfirmed
- * mandatory publish with the same routing key: routing depends on the key
- * (and, for headers exchanges, on headers that were in the same order). */
+/* The next entry of @table from *@i on, skipping BCC: RabbitMQ removes a
+ * BCC header before it routes, so a return may or may not carry it. */
+static GVariant *
+next_header (GVariant *table,
+             gsize    *i)
+{
+  gsize n = table != NULL ? g_variant_n_children (table) : 0;
+
+  while (*i < n)
+    {
+      GVariant *entry = g_variant_get_child_value (table, (*i)++);
+      const char *key = NULL;
+
+      g_variant_get_child (entry, 0, "&s", &key);
+      if (strcmp (key, "BCC") != 0)
+        return entry;
+      g_variant_unref (entry);
+    }
+  return NULL;
+}
+
+/* Header tables compare entry by entry, in order. */
+static gboolean
+headers_equal (GVariant *sent,
+               GVariant *returned)
+{
+  gsize i = 0, j = 0;
+
+  for (;;)
+    {
+      g_autoptr(GVariant) a = next_header (sent, &i);
+      g_autoptr(GVariant) b = next_header (returned, &j);
+
+      if (a == NULL || b == NULL)
+        return a == NULL && b == NULL;
+      if (!g_variant_equal (a, b))
+        return FALSE;
+    }
+}
+
+static gboolean
+properties_equal (const CarehareBasicProperties *sent,
+                  const CarehareBasicProperties *returned)
+{
+  guint16 other = (guint16) ~CAREHARE_PROPERTY_HEADERS;
+
+  return (sent->flags & other) == (returned->flags & other) &&
+         headers_equal (sent->headers, returned->headers) &&
+         g_strcmp0 (sent->content_type, returned->content_type) == 0 &&
+         g_strcmp0 (sent->content_encoding, returned->content_encoding) == 0 &&
+         sent->delivery_mode == returned->delivery_mode &&
+         sent->priority == returned->priority &&
+         g_strcmp0 (sent->correlation_id, returned->correlation_id) == 0 &&
+         g_strcmp0 (sent->reply_to, returned->reply_to) == 0 &&
+         g_strcmp0 (sent->expiration, returned->expiration) == 0 &&
+         g_strcmp0 (sent->message_id, returned->message_id) == 0 &&
+         sent->timestamp == returned->timestamp &&
+         g_strcmp0 (sent->type, returned->type) == 0 &&
+         g_strcmp0 (sent->user_id, returned->user_id) == 0 &&
+         g_strcmp0 (sent->app_id, returned->app_id) == 0 &&
+         g_strcmp0 (sent->cluster_id, returned->cluster_id) == 0;
+}
+
+/* Whether @content (a basic.return) carries the message @op published. */
+static gboolean
+return_matches (CarehareProtocolOp *op,
+                Content            *content)
+{
+  CarehareBasicProperties sent = { 0 };
+  gsize size = op->body != NULL ? g_bytes_get_size (op->body) : 0;
+  gsize header_size = 0;
+  const guint8 *header = g_bytes_get_data (op->header, &header_size);
+  guint16 class_id = 0;
+  guint64 body_size = 0;
+  gboolean equal;
+
+  if (g_strcmp0 (op->routing_key, content->method.basic_return.routing_key) != 0 ||
+      content->body_size != size ||
+      (size > 0 && memcmp (g_bytes_get_data (op->body, NULL), content->body->data, size) != 0))
+    return FALSE;
+
+  /* Our own header, decoded as the return's was: both sides map field
+   * types the same way. */
+  if (!carehare_content_header_decode (header, header_size, G_MAXUINT64, &class_id,
+                                       &body_size, &sent, NULL))
+    return FALSE;
+  equal = properties_equal (&sent, &content->props);
+  carehare_basic_properties_clear (&sent);
+  return equal;
+}
+
+/* basic.return names no delivery tag, but it carries the whole message,
+ * and RabbitMQ sends returns in publish order, each before the ack of the
+ * message it returns (right before, unless it coalesces acks). So a return
+ * is matched on its exchange, routing key, properties and body among the
+ * unconfirmed mandatory publishes after the last one returned, and settled
+ * by the ack or nack that follows: the first matching publish that
+ * confirm covers is the one returned. Matching on content alone would
+ * charge the wrong publish when an earlier one is still unconfirmed (a
+ * headers exchange routes on headers alone). */
 static void
 handle_return (CarehareProtocol *self,
                Publisher        *pub,
                Content          *content)
 {
   const CarehareBasicReturn *ret = &content->method.basic_return;
+  Return *prev = g_queue_peek_tail (&pub->returns);
+  guint64 after = pub->returned_seq;
+  g_autoptr(GArray) candidates = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autofree char *what = NULL;
+  Return *pending;
 
-  for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
+  if (prev != NULL)
+    after = MAX (after, g_array_index (prev->candidates, guint64, 0));
+
+  if (g_strcmp0 (ret->exchange, pub->exchange) == 0)
     {
-      CarehareProtocolOp *op = l->data;
-      g_autofree char *what = NULL;
+      for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
+        {
+          CarehareProtocolOp *op = l->data;
 
-      if (!op->mandatory || op->returned != NULL ||
-          g_strcmp0 (op->routing_key, ret->routing_key) != 0)
-        continue;
-      what = g_strdup_printf ("Message returned by the broker: exchange '%s', routing key '%s'",
-                              pub->exchange, ret->routing_key);
-      op->returned = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE, what,
-                                                    ret->reply_code, ret->reply_text);
+          if (op->seq > after && op->mandatory && op->returned == NULL &&
+              return_matches (op, content))
+            g_array_append_val (candidates, op->seq);
+        }
+    }
+  if (candidates->len == 0)
+    {
+      g_debug ("basic.return for exchange '%s', routing key '%s' matches no pending "
+               "mandatory publish", ret->exchange, ret->routing_key);
       return;
     }
-  g_debug ("basic.return for routing key '%s' matches no pending mandatory publish",
-           ret->routing_key);
+
+  what = g_strdup_printf ("Message returned by the broker: exchange '%s', routing key '%s'",
+                          pub->exchange, ret->routing_key);
+  pending = g_new0 (Return, 1);
+  pending->error = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE, what,
+                                                  ret->reply_code, ret->reply_text);
+  pending->candidates = g_steal_pointer (&candidates);
+  g_queue_push_tail (&pub->returns, pending);
 }
 
 CarehareProtocolOp *
@@ -1276,9 +1474,18 @@ carehare_protocol_publish (CarehareProtocol               *self,
   else
     {
       op->routing_key = g_strdup (routing_key);
+      if (mandatory)
+        {
+          guint header_at = start + op->method_len + CAREHARE_FRAME_HEADER_SIZE;
+
+          /* To recognise the message in a basic.return. */
+          op->header = g_bytes_new (buf->data + header_at,
+                                    buf->len - header_at - 1);
+        }
       if (direct)
         {
           op->publisher = pub;
+          op->body = mandatory && body != NULL ? g_bytes_ref (body) : NULL;
           append_body_frames (self, channel, body);
           publish_written (pub, op);
         }

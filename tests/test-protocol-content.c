@@ -50,6 +50,17 @@ publish_full (Fixture                       *f,
   return c;
 }
 
+/* Bytes of @str, freed with the fixture. */
+static GBytes *
+text (Fixture    *f,
+      const char *str)
+{
+  GBytes *bytes = g_bytes_new (str, strlen (str));
+
+  fixture_own (f, bytes, (GDestroyNotify) g_bytes_unref);
+  return bytes;
+}
+
 /* A publish whose body is its routing key. */
 static Completion *
 publish (Fixture    *f,
@@ -346,20 +357,34 @@ encode_return (GByteArray *buf,
   server_encode (buf, channel, &m);
 }
 
-/* basic.return of @routing_key with a two-frame body. */
+/* basic.return of a whole message, as RabbitMQ sends it: the publish's
+ * exchange, routing key, properties and body. */
+static gboolean
+server_return_full (Fixture                       *f,
+                    guint16                        channel,
+                    const char                    *exchange,
+                    const char                    *routing_key,
+                    GBytes                        *body,
+                    const CarehareBasicProperties *props)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+  encode_return (buf, channel, 312, "NO_ROUTE", exchange, routing_key);
+  encode_content (buf, channel, g_bytes_get_size (body), props,
+                  g_bytes_get_data (body, NULL), g_bytes_get_size (body), CHUNK_4096);
+  return feed (f, buf->data, buf->len);
+}
+
+/* basic.return of a publish made by publish(): its body is its key. */
 static gboolean
 server_return (Fixture    *f,
                guint16     channel,
                const char *exchange,
                const char *routing_key)
 {
-  g_autoptr(GByteArray) buf = g_byte_array_new ();
-  g_autoptr(GBytes) body = make_body (CHUNK_4096 + 10, 9);
+  g_autoptr(GBytes) body = g_bytes_new (routing_key, strlen (routing_key));
 
-  encode_return (buf, channel, 312, "NO_ROUTE", exchange, routing_key);
-  encode_content (buf, channel, g_bytes_get_size (body), NULL,
-                  g_bytes_get_data (body, NULL), g_bytes_get_size (body), CHUNK_4096);
-  return feed (f, buf->data, buf->len);
+  return server_return_full (f, channel, exchange, routing_key, body, NULL);
 }
 
 /* ---- consumers ------------------------------------------------------------ */
@@ -802,18 +827,19 @@ test_publish_return (Fixture       *f,
 {
   Completion *unroutable, *routed, *not_mandatory, *again;
   g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GBytes) body = make_body (CHUNK_4096 + 10, 9);
 
   handshake (f, 2047, 4096, 0);
   routed = publish (f, "ex", "bound", TRUE);
-  unroutable = publish (f, "ex", "nowhere", TRUE);
-  not_mandatory = publish (f, "ex", "nowhere", FALSE);
-  again = publish (f, "ex", "nowhere", TRUE);
+  unroutable = publish_full (f, "ex", "nowhere", body, NULL, TRUE);
+  not_mandatory = publish_full (f, "ex", "nowhere", body, NULL, FALSE);
+  again = publish_full (f, "ex", "nowhere", body, NULL, TRUE);
   sent = take_sent (f);
   g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_METHOD, CAREHARE_METHOD_BASIC_PUBLISH), ==, 4);
   server_publisher_ready (f, 1);
 
   /* RabbitMQ returns, then acks. The return's body is two frames. */
-  g_assert_true (server_return (f, 1, "ex", "nowhere"));
+  g_assert_true (server_return_full (f, 1, "ex", "nowhere", body, NULL));
   assert_pending (unroutable);
   assert_no_output (f);
   g_assert_true (server_ack (f, 1, 3, TRUE));
@@ -828,6 +854,164 @@ test_publish_return (Fixture       *f,
   g_assert_true (server_ack (f, 1, 4, FALSE));
   assert_ok (again);
   assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A return names no delivery tag: it is matched on everything it carries.
+ * Here it returns the second of three publishes with the same key, while
+ * the first is still unconfirmed (RabbitMQ returns an unroutable message
+ * at once but acks a routed one only when its queue has it). */
+static void
+test_publish_return_not_oldest (Fixture       *f,
+                                gconstpointer  data)
+{
+  Completion *one, *two, *three;
+
+  connect_default (f);
+  one = publish_full (f, "ex", "rk", text (f, "one"), NULL, TRUE);
+  two = publish_full (f, "ex", "rk", text (f, "two"), NULL, TRUE);
+  three = publish_full (f, "ex", "rk", text (f, "three"), NULL, TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  g_assert_true (server_return_full (f, 1, "ex", "rk", text (f, "two"), NULL));
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_failed (two, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_message_contains (two->error, "312 NO_ROUTE");
+  assert_pending (one);
+  assert_pending (three);
+
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  assert_ok (one);
+  assert_ok (three);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Two returns, then one ack with multiple=true that confirms them and the
+ * routed publishes around them. */
+static void
+test_publish_return_two_then_multiple (Fixture       *f,
+                                       gconstpointer  data)
+{
+  static const char *const keys[] = { "a", "b", "b", "b", "a" };
+  Completion *c[G_N_ELEMENTS (keys)];
+
+  connect_default (f);
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_autofree char *text = g_strdup_printf ("message %u", i + 1);
+      g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+      c[i] = publish_full (f, "ex", keys[i], body, NULL, TRUE);
+    }
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  /* #2 and #4 are returned, not #3 that has the same key: the bodies say
+   * which. */
+  g_assert_true (server_return_full (f, 1, "ex", "b", text (f, "message 2"), NULL));
+  g_assert_true (server_return_full (f, 1, "ex", "b", text (f, "message 4"), NULL));
+  for (guint i = 0; i < G_N_ELEMENTS (c); i++)
+    assert_pending (c[i]);
+  g_assert_true (server_ack (f, 1, 5, TRUE));
+  assert_ok (c[0]);
+  assert_failed (c[1], CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_ok (c[2]);
+  assert_failed (c[3], CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_ok (c[4]);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A headers exchange routes on headers alone: the same key and body with
+ * different headers are different messages. The return is the second
+ * one's; the first is routed and acked after it. */
+static void
+test_publish_return_headers (Fixture       *f,
+                             gconstpointer  data)
+{
+  GBytes *body = text (f, "same body");
+  g_autoptr(GVariant) kind_a = g_variant_ref_sink (g_variant_new_parsed ("{'kind': <'a'>}"));
+  g_autoptr(GVariant) kind_b = g_variant_ref_sink (g_variant_new_parsed ("{'kind': <'b'>}"));
+  CarehareBasicProperties props_a = { 0 };
+  CarehareBasicProperties props_b = { 0 };
+  CarehareBasicProperties other_id = { 0 };
+  Completion *routed, *unroutable, *other;
+
+  props_a.flags = CAREHARE_PROPERTY_HEADERS | CAREHARE_PROPERTY_DELIVERY_MODE;
+  props_a.headers = kind_a;
+  props_a.delivery_mode = 2;
+  props_b = props_a;
+  props_b.headers = kind_b;
+  /* Another property that differs, the headers the same as the return's. */
+  other_id = props_b;
+  other_id.flags |= CAREHARE_PROPERTY_MESSAGE_ID;
+  other_id.message_id = (char *) "m-3";
+
+  connect_default (f);
+  routed = publish_full (f, "hx", "", body, &props_a, TRUE);
+  unroutable = publish_full (f, "hx", "", body, &props_b, TRUE);
+  other = publish_full (f, "hx", "", body, &other_id, TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  g_assert_true (server_return_full (f, 1, "hx", "", body, &props_b));
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_failed (unroutable, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_pending (routed);
+  assert_pending (other);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  g_assert_true (server_ack (f, 1, 3, FALSE));
+  assert_ok (routed);
+  assert_ok (other);
+
+  /* RabbitMQ removes a BCC header before routing: a return without it
+   * still matches. */
+  {
+    g_autoptr(GVariant) with_bcc = g_variant_ref_sink (g_variant_new_parsed (
+      "{'kind': <'c'>, 'BCC': <['q']>}"));
+    g_autoptr(GVariant) without = g_variant_ref_sink (g_variant_new_parsed ("{'kind': <'c'>}"));
+    CarehareBasicProperties sent = props_a;
+    CarehareBasicProperties returned = props_a;
+    Completion *bcc;
+
+    sent.headers = with_bcc;
+    returned.headers = without;
+    bcc = publish_full (f, "hx", "", body, &sent, TRUE);
+    g_ptr_array_unref (take_sent (f));
+    g_assert_true (server_return_full (f, 1, "hx", "", body, &returned));
+    g_assert_true (server_ack (f, 1, 4, FALSE));
+    assert_failed (bcc, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  }
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Identical messages can be told apart only by the ack that follows the
+ * return: RabbitMQ confirms a returned message right after returning it. */
+static void
+test_publish_return_settled_by_ack (Fixture       *f,
+                                    gconstpointer  data)
+{
+  Completion *first, *second, *third;
+
+  connect_default (f);
+  first = publish (f, "ex", "same", TRUE);
+  second = publish (f, "ex", "same", TRUE);
+  third = publish (f, "ex", "same", TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  /* #1 went to a slow queue; #2 was returned (its binding was removed in
+   * between) and acked at once. */
+  g_assert_true (server_return (f, 1, "ex", "same"));
+  assert_pending (first);
+  assert_pending (second);
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_failed (second, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_pending (first);
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  assert_ok (first);
+  assert_ok (third);
   g_assert_false (carehare_protocol_is_finished (f->p));
 }
 
@@ -2156,6 +2340,10 @@ main (int   argc,
   ADD ("publish/nack", test_publish_nack);
   ADD ("publish/return", test_publish_return);
   ADD ("publish/return-unmatched", test_publish_return_unmatched);
+  ADD ("publish/return/not-oldest", test_publish_return_not_oldest);
+  ADD ("publish/return/two-then-multiple", test_publish_return_two_then_multiple);
+  ADD ("publish/return/headers", test_publish_return_headers);
+  ADD ("publish/return/settled-by-ack", test_publish_return_settled_by_ack);
   ADD ("publish/split-bytes", test_publish_split_bytes);
   ADD ("publish/channel-closed", test_publish_channel_closed);
   ADD ("publish/channel-max", test_publish_channel_max);
