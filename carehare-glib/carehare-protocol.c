@@ -93,7 +93,8 @@ struct _Publisher {
   CarehareProtocolOp open_op;  /* OP_PUBLISHER_OPEN; in waiting while it waits */
   gboolean waiting;
   guint64 next_seq;        /* delivery tag of the last publish written */
-  GQueue unwritten;        /* of CarehareProtocolOp *: waiting for a channel or unblock */
+  gboolean flow_stopped;   /* the server sent Channel.Flow(active=false) */
+  GQueue unwritten;        /* of CarehareProtocolOp *: waiting for a channel, unblock or flow */
   GQueue unconfirmed;      /* of CarehareProtocolOp *: written, ascending seq */
   Content content;         /* a basic.return being received */
   GQueue returns;          /* of owned Return *: received, not yet settled by an ack */
@@ -1088,15 +1089,15 @@ write_publish (CarehareProtocol   *self,
   publish_written (pub, op);
 }
 
-/* Writes what waits, unless the broker blocked us or there is no channel
- * yet. */
+/* Writes what waits, unless the broker blocked us or stopped the
+ * channel's flow, or there is no channel yet. */
 static void
 publisher_flush (CarehareProtocol *self,
                  Publisher        *pub)
 {
   CarehareProtocolOp *op;
 
-  if (pub->channel == 0 || self->blocked)
+  if (pub->channel == 0 || self->blocked || pub->flow_stopped)
     return;
   while ((op = g_queue_pop_head (&pub->unwritten)) != NULL)
     write_publish (self, pub, op);
@@ -1443,7 +1444,7 @@ carehare_protocol_publish (CarehareProtocol               *self,
    * encodes straight into the output; otherwise the frames wait in the op,
    * encoded for channel 0. */
   pub = g_hash_table_lookup (self->publishers, exchange);
-  direct = pub != NULL && pub->channel != 0 && !self->blocked &&
+  direct = pub != NULL && pub->channel != 0 && !self->blocked && !pub->flow_stopped &&
            g_queue_is_empty (&pub->unwritten);
   buf = direct ? self->out : (op->frame = g_byte_array_new ());
   start = buf->len;
@@ -2010,8 +2011,15 @@ handle_channel_method (CarehareProtocol *self,
       {
         CarehareMethod ok = { .id = CAREHARE_METHOD_CHANNEL_FLOW_OK };
 
+        /* Only publishers send content: their publishes wait while the
+         * flow is stopped, and go out after Flow-Ok when it resumes. */
         ok.channel_flow_ok.active = method->channel_flow.active;
         append_method (self, id, &ok);
+        if (ch->state != CHANNEL_CLOSING && ch->kind == CHANNEL_KIND_PUBLISHER)
+          {
+            ch->publisher->flow_stopped = !method->channel_flow.active;
+            publisher_flush (self, ch->publisher);
+          }
         return;
       }
 

@@ -1193,6 +1193,105 @@ test_publish_blocked (Fixture       *f,
   g_assert_false (carehare_protocol_is_finished (f->p));
 }
 
+static gboolean
+server_flow (Fixture  *f,
+             guint16   channel,
+             gboolean  active)
+{
+  CarehareMethod flow = { .id = CAREHARE_METHOD_CHANNEL_FLOW };
+
+  flow.channel_flow.active = active;
+  return server_method (f, channel, &flow);
+}
+
+/* Channel.Flow(active=false) asks us to stop sending content on that
+ * channel: its publishes wait (cancellable) until Flow(active=true). */
+static void
+test_publish_flow (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *first, *a, *b, *c, *other;
+  guint i = 0;
+
+  connect_default (f);
+  first = publish (f, "ex", "first", FALSE);
+  other = publish (f, "other", "o1", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+  server_publisher_ready (f, 2);
+
+  g_assert_true (server_flow (f, 1, FALSE));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_false (sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_FLOW_OK)->channel_flow_ok.active);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* Held, in order; a confirm for what was written still completes it. */
+  a = publish (f, "ex", "a", FALSE);
+  b = publish (f, "ex", "b", FALSE);
+  c = publish (f, "ex", "c", FALSE);
+  assert_no_output (f);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (first);
+  assert_pending (a);
+
+  /* An unwritten publish can be cancelled, at once. */
+  carehare_protocol_cancel (f->p, b->op);
+  assert_failed (b, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_no_output (f);
+
+  /* Other channels are not held. */
+  g_ptr_array_unref (take_sent (f));
+  {
+    Completion *o2 = publish (f, "other", "o2", FALSE);
+
+    sent = take_sent (f);
+    i = 0;
+    sent_publish_rk (sent, &i, 2, "other", "o2", FALSE);
+    g_assert_cmpuint (i, ==, sent->len);
+    g_clear_pointer (&sent, g_ptr_array_unref);
+    g_assert_true (server_ack (f, 2, 2, TRUE));
+    assert_ok (other);
+    assert_ok (o2);
+  }
+
+  /* Flow(true): Flow-Ok, then what waited, in order. */
+  g_assert_true (server_flow (f, 1, TRUE));
+  sent = take_sent (f);
+  i = 0;
+  g_assert_true (sent_method (sent, i++, 1, CAREHARE_METHOD_CHANNEL_FLOW_OK)->channel_flow_ok.active);
+  sent_publish_rk (sent, &i, 1, "ex", "a", FALSE);
+  sent_publish_rk (sent, &i, 1, "ex", "c", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  assert_ok (a);
+  assert_ok (c);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Publishes held by Flow(active=false) fail with the channel when the
+ * server closes it. */
+static void
+test_publish_flow_then_channel_close (Fixture       *f,
+                                      gconstpointer  data)
+{
+  Completion *held;
+
+  connect_default (f);
+  g_ptr_array_unref (take_sent (f));
+  held = publish (f, "ex", "first", FALSE);
+  server_publisher_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (held);
+  g_assert_true (server_flow (f, 1, FALSE));
+  g_ptr_array_unref (take_sent (f));
+  held = publish (f, "ex", "held", FALSE);
+  assert_no_output (f);
+  g_assert_true (server_channel_close (f, 1, 320, "CONNECTION_FORCED"));
+  assert_failed (held, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+}
+
 static void
 test_publish_cancel_written (Fixture       *f,
                              gconstpointer  data)
@@ -2349,6 +2448,8 @@ main (int   argc,
   ADD ("publish/channel-max", test_publish_channel_max);
   ADD ("publish/blocked", test_publish_blocked);
   ADD ("publish/cancel-written", test_publish_cancel_written);
+  ADD ("publish/flow", test_publish_flow);
+  ADD ("publish/flow-then-channel-close", test_publish_flow_then_channel_close);
   ADD ("publish/connection-closed", test_publish_connection_closed);
   ADD ("publish/server-close", test_publish_server_close);
   ADD ("publish/unencodable", test_publish_unencodable);
