@@ -14,6 +14,13 @@
  * too. RPCs that find every id in use wait in a FIFO and take the next
  * channel that becomes idle or free.
  *
+ * Publisher channels (one per exchange, in confirm mode) are given back:
+ * one with nothing in flight is idle, and idle ones are closed, least
+ * recently used first, when a request waits for a channel, and after
+ * CAREHARE_PROTOCOL_PUBLISHER_IDLE_US (on the deadline/tick). A request
+ * waits only while some channel will free up; when every channel holds a
+ * running consumer, it fails at once (nothing would ever wake it).
+ *
  * Re-entrancy: completions, the finished callback and blocked notifications
  * are queued while the machine runs and delivered when the outermost public
  * entry point returns (see leave()), so callbacks see a consistent state
@@ -99,6 +106,9 @@ struct _Publisher {
   Content content;         /* a basic.return being received */
   GQueue returns;          /* of owned Return *: received, not yet settled by an ack */
   guint64 returned_seq;    /* delivery tag of the last publish a return settled on */
+  gboolean idle;           /* nothing in flight: linked in idle_publishers */
+  GList idle_link;         /* data: this publisher */
+  gint64 idle_since;
 };
 
 /* A basic.return waiting for the ack that tells which of the publishes it
@@ -213,6 +223,9 @@ struct _CarehareProtocol {
   GQueue idle;             /* of GUINT_TO_POINTER (channel id) */
   GQueue waiting;          /* of CarehareProtocolOp * (RPC, CONSUME, PUBLISHER_OPEN), not owned */
   GHashTable *publishers;  /* exchange -> owned Publisher * */
+  GQueue idle_publishers;  /* of Publisher * (links in them), least recently used first */
+  guint n_closing;         /* channels in CHANNEL_CLOSING: ids that will be free */
+  gint64 now;              /* the latest time a public call was given */
   GPtrArray *consumers;    /* the protocol's refs on live consumers */
 
   GError *finish_error;    /* why it finished; NULL if we closed it */
@@ -447,6 +460,9 @@ fail_everything (CarehareProtocol *self,
     }
   g_queue_clear (&self->idle);
   self->n_open_channels = 0;
+  self->n_closing = 0;
+  /* The links are in the publishers removed below. */
+  g_queue_init (&self->idle_publishers);
 
   if (self->publishers != NULL)
     {
@@ -652,6 +668,7 @@ carehare_protocol_start (CarehareProtocol           *self,
     {
       self->handshake = op;
       self->state = STATE_AWAIT_START;
+      self->now = now;
       self->last_read = now;
       self->last_write = now;
       g_byte_array_append (self->out, carehare_wire_protocol_header,
@@ -893,7 +910,11 @@ acquire_channel (CarehareProtocol *self)
 }
 
 static void publisher_start (CarehareProtocol *self, Publisher *pub, guint16 id);
+static void publisher_update_idle (CarehareProtocol *self, Publisher *pub);
 static void consumer_start (CarehareProtocol *self, CarehareProtocolConsumer *consumer, guint16 id);
+static void reclaim_for_waiters (CarehareProtocol *self);
+static void fail_starved_waiters (CarehareProtocol *self);
+static void discard_channel (CarehareProtocol *self, guint16 id, const char *why);
 
 /* Starts @op (an RPC, a consumer's start or a publisher's channel) on a
  * channel, or queues it until one is available. */
@@ -908,6 +929,8 @@ dispatch (CarehareProtocol   *self,
       g_queue_push_tail (&self->waiting, op);
       if (op->kind == OP_PUBLISHER_OPEN)
         op->publisher->waiting = TRUE;
+      reclaim_for_waiters (self);
+      fail_starved_waiters (self);
       return;
     }
 
@@ -941,6 +964,7 @@ channel_available (CarehareProtocol *self,
          !g_queue_is_empty (&self->waiting) &&
          (!g_queue_is_empty (&self->idle) || self->n_open_channels < self->channel_max))
     dispatch (self, g_queue_pop_head (&self->waiting));
+  fail_starved_waiters (self);
 }
 
 static void
@@ -950,6 +974,11 @@ release_channel (CarehareProtocol *self,
   Channel *ch = &self->channels[id];
 
   g_queue_remove (&self->idle, GUINT_TO_POINTER (id));
+  if (ch->state == CHANNEL_CLOSING)
+    {
+      g_assert (self->n_closing > 0);
+      self->n_closing--;
+    }
   ch->state = CHANNEL_FREE;
   ch->kind = CHANNEL_KIND_RPC;
   ch->op = NULL;
@@ -1119,6 +1148,18 @@ publisher_start (CarehareProtocol *self,
    * order, and numbers them from 1 after Select. */
   append_method (self, id, &select);
   publisher_flush (self, pub);
+  publisher_update_idle (self, pub);
+}
+
+static void
+publisher_unlink_idle (CarehareProtocol *self,
+                       Publisher        *pub)
+{
+  if (pub->idle)
+    {
+      g_queue_unlink (&self->idle_publishers, &pub->idle_link);
+      pub->idle = FALSE;
+    }
 }
 
 /* The broker closed the channel of @pub (or @pub's work is over): fail
@@ -1129,7 +1170,119 @@ publisher_end (CarehareProtocol *self,
                GError           *error)
 {
   publisher_fail_ops (self, pub, error);
+  publisher_unlink_idle (self, pub);
   g_hash_table_remove (self->publishers, pub->exchange);
+}
+
+/* Gives the channel of the idle @pub back: Channel.Close, and its id is
+ * free at Close-Ok. The next publish to its exchange opens a new one. */
+static void
+publisher_close_idle (CarehareProtocol *self,
+                      Publisher        *pub,
+                      const char       *why)
+{
+  guint16 id = pub->channel;
+
+  g_debug ("closing channel %u of exchange '%s': %s", id, pub->exchange, why);
+  publisher_unlink_idle (self, pub);
+  /* Frames that still arrive on it are dropped while it closes. */
+  self->channels[id].publisher = NULL;
+  discard_channel (self, id, why);
+  g_hash_table_remove (self->publishers, pub->exchange);
+}
+
+/* After anything that may have changed what @pub has in flight: an idle
+ * publisher (a channel, nothing unwritten or unconfirmed) joins the tail of
+ * the idle list, a busy one leaves it. */
+static void
+publisher_update_idle (CarehareProtocol *self,
+                       Publisher        *pub)
+{
+  gboolean idle = pub->channel != 0 && !pub->waiting &&
+                  g_queue_is_empty (&pub->unwritten) &&
+                  g_queue_is_empty (&pub->unconfirmed) &&
+                  g_queue_is_empty (&pub->returns) && !pub->content.active;
+
+  if (idle && !pub->idle)
+    {
+      pub->idle = TRUE;
+      pub->idle_since = self->now;
+      pub->idle_link.data = pub;
+      g_queue_push_tail_link (&self->idle_publishers, &pub->idle_link);
+      reclaim_for_waiters (self);
+    }
+  else if (!idle)
+    publisher_unlink_idle (self, pub);
+}
+
+/* Requests wait for a channel: close idle publishers' channels, least
+ * recently used first, until every waiter has one coming (channels that
+ * close free their ids; busy RPCs and publishers become free or idle on
+ * their own). */
+static void
+reclaim_for_waiters (CarehareProtocol *self)
+{
+  Publisher *pub;
+
+  while (self->state == STATE_OPEN &&
+         g_queue_get_length (&self->waiting) > self->n_closing &&
+         (pub = g_queue_peek_head (&self->idle_publishers)) != NULL)
+    publisher_close_idle (self, pub, "idle publisher channel given back for another request");
+}
+
+/* Whether no channel will ever free up by itself: every id is open and
+ * held by a running consumer (one still starting may yet fail). */
+static gboolean
+channels_starved (CarehareProtocol *self)
+{
+  if (self->n_open_channels < self->channel_max || !g_queue_is_empty (&self->idle))
+    return FALSE;
+  for (guint i = 1; i <= self->channel_max; i++)
+    {
+      Channel *ch = &self->channels[i];
+
+      if (ch->state != CHANNEL_BUSY || ch->kind != CHANNEL_KIND_CONSUMER ||
+          ch->consumer == NULL || ch->consumer->state != CONSUMER_ACTIVE)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Requests that wait for a channel that will never come fail, rather than
+ * hang. */
+static void
+fail_starved_waiters (CarehareProtocol *self)
+{
+  CarehareProtocolOp *op;
+
+  if (self->state != STATE_OPEN || g_queue_is_empty (&self->waiting) ||
+      !channels_starved (self))
+    return;
+
+  while ((op = g_queue_pop_head (&self->waiting)) != NULL)
+    {
+      GError *error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_FAILED,
+                                   "No channel available: all %u channels the server "
+                                   "allows (channel_max) are held by consumers; close "
+                                   "a consumer or connect with a higher channel_max",
+                                   self->channel_max);
+
+      switch (op->kind)
+        {
+        case OP_RPC:
+          complete (self, op, NULL, error);
+          break;
+        case OP_PUBLISHER_OPEN:
+          op->publisher->waiting = FALSE;
+          publisher_end (self, op->publisher, error);
+          break;
+        case OP_CONSUME:
+          consumer_end (self, op->consumer, error);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+    }
 }
 
 static CarehareProtocolOp *
@@ -1242,6 +1395,7 @@ handle_confirm (CarehareProtocol *self,
           complete (self, op, NULL, publish_result (op, ack));
         }
       forget_stale_returns (pub);
+      publisher_update_idle (self, pub);
       return;
     }
   else if (!multiple && (op = find_unconfirmed (pub, tag)) != NULL)
@@ -1250,6 +1404,7 @@ handle_confirm (CarehareProtocol *self,
       settle_return (pub, op);
       complete (self, op, NULL, publish_result (op, ack));
       forget_stale_returns (pub);
+      publisher_update_idle (self, pub);
       return;
     }
 
@@ -1511,6 +1666,9 @@ carehare_protocol_publish (CarehareProtocol               *self,
               publisher_flush (self, pub);
             }
         }
+      /* Unless it failed for want of a channel, which ended @pub. */
+      if (!op->done)
+        publisher_update_idle (self, pub);
     }
   return leave_with_op (self, op);
 }
@@ -1745,6 +1903,8 @@ discard_channel (CarehareProtocol *self,
   CarehareMethod close = { .id = CAREHARE_METHOD_CHANNEL_CLOSE };
 
   ch->op = NULL;
+  if (ch->state != CHANNEL_CLOSING)
+    self->n_closing++;
   ch->state = CHANNEL_CLOSING;
   close.channel_close.reply_code = 200;
   close.channel_close.reply_text = (char *) why;
@@ -1905,6 +2065,8 @@ handle_consumer_method (CarehareProtocol         *self,
       consumer->state = CONSUMER_ACTIVE;
       complete (self, consumer->start_op, method, NULL);
       consumer->start_op = NULL;
+      /* Its channel will not free up by itself now. */
+      fail_starved_waiters (self);
       return;
 
     case CAREHARE_METHOD_BASIC_DELIVER:
@@ -2297,6 +2459,7 @@ carehare_protocol_receive (CarehareProtocol *self,
     return self->state != STATE_FINISHED;
 
   enter (self);
+  self->now = MAX (self->now, now);
   self->last_read = now;
 
   /* A server that rejects our protocol header answers with its own. */
@@ -2398,6 +2561,7 @@ carehare_protocol_take_output_segments (CarehareProtocol *self,
   seal_out (self);
   segments = g_steal_pointer (&self->segments);
   self->segments = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  self->now = MAX (self->now, now);
   self->last_write = now;
   return segments;
 }
@@ -2429,6 +2593,7 @@ carehare_protocol_take_output (CarehareProtocol *self,
     return NULL;
   bytes = g_byte_array_free_to_bytes (self->out);
   self->out = g_byte_array_new ();
+  self->now = MAX (self->now, now);
   self->last_write = now;
   return bytes;
 }
@@ -2444,6 +2609,12 @@ carehare_protocol_get_deadline (CarehareProtocol *self)
     return G_MAXINT64;
   if (self->state == STATE_CLOSING)
     deadline = self->close_deadline;
+  if (self->state == STATE_OPEN && !g_queue_is_empty (&self->idle_publishers))
+    {
+      Publisher *lru = g_queue_peek_head (&self->idle_publishers);
+
+      deadline = MIN (deadline, lru->idle_since + CAREHARE_PROTOCOL_PUBLISHER_IDLE_US);
+    }
   if (self->heartbeat > 0 &&
       (self->state == STATE_AWAIT_OPEN_OK || self->state == STATE_OPEN ||
        self->state == STATE_CLOSING))
@@ -2467,10 +2638,21 @@ carehare_protocol_tick (CarehareProtocol *self,
   g_return_val_if_fail (self != NULL, G_MAXINT64);
 
   enter (self);
+  self->now = MAX (self->now, now);
   if (self->state == STATE_CLOSING && now >= self->close_deadline)
     {
       /* The server never answered our Close: we closed it all the same. */
       finish (self, NULL);
+    }
+
+  /* Idle publisher channels are given back. */
+  while (self->state == STATE_OPEN)
+    {
+      Publisher *lru = g_queue_peek_head (&self->idle_publishers);
+
+      if (lru == NULL || now < lru->idle_since + CAREHARE_PROTOCOL_PUBLISHER_IDLE_US)
+        break;
+      publisher_close_idle (self, lru, "idle publisher channel given back");
     }
 
   if (self->heartbeat > 0 &&
@@ -2666,6 +2848,7 @@ carehare_protocol_cancel (CarehareProtocol   *self,
           return;
         }
       g_queue_remove (&op->publisher->unwritten, op);
+      publisher_update_idle (self, op->publisher);
       break;
     case OP_CONSUME:
       {

@@ -84,6 +84,10 @@ typedef struct {
 
 #define CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX   131072
 #define CAREHARE_PROTOCOL_MAX_BODY_SIZE       (G_GUINT64_CONSTANT (512) * 1024 * 1024)
+/* A publisher channel with nothing in flight for this long is closed (the
+ * next publish to its exchange opens a new one); so is the least recently
+ * used idle one, at once, when a request needs a channel and none is free. */
+#define CAREHARE_PROTOCOL_PUBLISHER_IDLE_US   (G_GINT64_CONSTANT (30) * G_USEC_PER_SEC)
 
 CarehareProtocol *carehare_protocol_new  (const CarehareProtocolConfig    *config,
                                           const CarehareProtocolCallbacks *callbacks,

@@ -1483,6 +1483,260 @@ test_publish_channel_max (Fixture       *f,
   assert_ok (b);
 }
 
+/* A publish to @exchange on the new channel @channel, confirmed: the
+ * exchange's publisher is then idle. */
+static void
+publish_confirmed (Fixture    *f,
+                   const char *exchange,
+                   guint16     channel)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *c = publish (f, exchange, "k", FALSE);
+  guint i = 0;
+
+  sent = take_sent (f);
+  sent_method (sent, i++, channel, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, i++, channel, CAREHARE_METHOD_CONFIRM_SELECT);
+  sent_publish_rk (sent, &i, channel, exchange, "k", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  server_publisher_ready (f, channel);
+  g_assert_true (server_ack (f, channel, 1, FALSE));
+  assert_ok (c);
+}
+
+/* The client closed channel @channel (reply 200) and nothing else. */
+static void
+assert_sent_channel_close (Fixture *f,
+                           guint16  channel)
+{
+  g_autoptr(GPtrArray) sent = take_sent (f);
+
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpuint (sent_method (sent, 0, channel, CAREHARE_METHOD_CHANNEL_CLOSE)->channel_close.reply_code,
+                    ==, 200);
+}
+
+/* issue 12 #6: with channel_max 4, four publishes to four exchanges used to
+ * keep every channel forever, and the next declare or publish hung. The
+ * least recently used idle publisher's channel is given back instead. */
+static void
+test_publish_reclaim_lru (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *declare, *again, *fifth;
+  guint i = 0;
+
+  handshake (f, 4, 131072, 0);
+  publish_confirmed (f, "e1", 1);
+  publish_confirmed (f, "e2", 2);
+  publish_confirmed (f, "e3", 3);
+  publish_confirmed (f, "e4", 4);
+  /* e1 again: e2 is now the least recently used. */
+  again = publish (f, "e1", "k", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_ok (again);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 4);
+
+  declare = rpc_declare (f, "q");
+  assert_pending (declare);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+  assert_sent_channel_close (f, 2);
+  g_assert_true (server_channel_close_ok (f, 2));
+  sent = take_sent (f);
+  sent_method (sent, i++, 2, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, i++, 2, CAREHARE_METHOD_QUEUE_DECLARE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_true (server_declare_ok (f, 2, "q"));
+  assert_ok (declare);
+
+  /* A publish to a fifth exchange takes the pooled channel 2. */
+  fifth = publish (f, "e5", "k", FALSE);
+  sent = take_sent (f);
+  i = 0;
+  sent_method (sent, i++, 2, CAREHARE_METHOD_CONFIRM_SELECT);
+  sent_publish_rk (sent, &i, 2, "e5", "k", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  {
+    CarehareMethod select_ok = { .id = CAREHARE_METHOD_CONFIRM_SELECT_OK };
+
+    g_assert_true (server_method (f, 2, &select_ok));
+  }
+  g_assert_true (server_ack (f, 2, 1, FALSE));
+  assert_ok (fifth);
+
+  /* e2 again: its channel was given back, so it needs one; e3 is the least
+   * recently used now. */
+  again = publish (f, "e2", "k", FALSE);
+  assert_sent_channel_close (f, 3);
+  g_assert_true (server_channel_close_ok (f, 3));
+  sent = take_sent (f);
+  i = 0;
+  sent_method (sent, i++, 3, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, i++, 3, CAREHARE_METHOD_CONFIRM_SELECT);
+  sent_publish_rk (sent, &i, 3, "e2", "k", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  server_publisher_ready (f, 3);
+  g_assert_true (server_ack (f, 3, 1, FALSE));
+  assert_ok (again);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A publisher with a publish in flight is not idle: a request waits for
+ * its confirm, then takes the channel. */
+static void
+test_publish_reclaim_after_confirm (Fixture       *f,
+                                    gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *pending, *declare;
+
+  handshake (f, 1, 131072, 0);
+  pending = publish (f, "e1", "k", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  declare = rpc_declare (f, "q");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (pending);
+  assert_sent_channel_close (f, 1);
+  g_assert_true (server_channel_close_ok (f, 1));
+  sent = take_sent (f);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, 1, 1, CAREHARE_METHOD_QUEUE_DECLARE);
+  g_assert_true (server_declare_ok (f, 1, "q"));
+  assert_ok (declare);
+}
+
+/* A publisher idle for CAREHARE_PROTOCOL_PUBLISHER_IDLE_US gives its
+ * channel back (an exchange published to once, or deleted since, does not
+ * keep one forever); the protocol's deadline says when. */
+static void
+test_publish_reclaim_idle (Fixture       *f,
+                           gconstpointer  data)
+{
+  Completion *busy, *later;
+  gint64 idle_at;
+  guint16 channel;
+
+  connect_default (f);
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
+  publish_confirmed (f, "e1", 1);
+  idle_at = f->now;
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==,
+                   idle_at + CAREHARE_PROTOCOL_PUBLISHER_IDLE_US);
+
+  /* A publisher waiting for a confirm is not idle, however long. */
+  busy = publish (f, "e2", "k", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 2);
+
+  f->now += CAREHARE_PROTOCOL_PUBLISHER_IDLE_US - 1;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==,
+                   idle_at + CAREHARE_PROTOCOL_PUBLISHER_IDLE_US);
+  assert_no_output (f);
+  f->now += 1;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==, G_MAXINT64);
+  assert_sent_channel_close (f, 1);
+  g_assert_true (server_channel_close_ok (f, 1));
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* Late frames for it are not for anyone. The next publish to e1 opens a
+   * channel again. */
+  g_assert_true (server_ack (f, 2, 1, FALSE));
+  assert_ok (busy);
+  later = publish (f, "e1", "k", FALSE);
+  {
+    g_autoptr(GPtrArray) sent = take_sent (f);
+    guint i = 0;
+
+    channel = ((Sent *) g_ptr_array_index (sent, 0))->channel;
+    g_assert_cmpuint (channel, !=, 2);
+    sent_method (sent, i++, channel, CAREHARE_METHOD_CHANNEL_OPEN);
+    sent_method (sent, i++, channel, CAREHARE_METHOD_CONFIRM_SELECT);
+    sent_publish_rk (sent, &i, channel, "e1", "k", FALSE);
+    g_assert_cmpuint (i, ==, sent->len);
+  }
+  server_publisher_ready (f, channel);
+  g_assert_true (server_ack (f, channel, 1, FALSE));
+  assert_ok (later);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A request waits for a channel only while one will free up: when every
+ * channel is held by a running consumer, it fails at once with a clear
+ * error instead of hanging. */
+static void
+test_publish_no_channel_will_free (Fixture       *f,
+                                   gconstpointer  data)
+{
+  Completion *declare, *pub, *rpc_busy, *waiting, *close_c;
+  Rec *r1, *r2, *r3;
+
+  handshake (f, 2, 131072, 0);
+  r1 = consume_started (f, "a", 1, "ctag-a");
+
+  /* Channel 2 runs an RPC: what waits behind it may run after it. */
+  rpc_busy = rpc_declare (f, "busy");
+  g_ptr_array_unref (take_sent (f));
+  r2 = consume (f, "b", 1);
+  waiting = rpc_declare (f, "waiting");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 2);
+
+  /* The RPC's channel goes to the consumer, which may still fail to start:
+   * the declare waits for its Consume-Ok... */
+  g_assert_true (server_declare_ok (f, 2, "busy"));
+  assert_ok (rpc_busy);
+  g_ptr_array_unref (take_sent (f));
+  assert_pending (waiting);
+  {
+    CarehareMethod qos_ok = { .id = CAREHARE_METHOD_BASIC_QOS_OK };
+
+    g_assert_true (server_method (f, 2, &qos_ok));
+  }
+  /* ...and fails once every channel holds a running consumer. */
+  g_assert_true (server_consume_ok (f, 2, "ctag-b"));
+  assert_ok (r2->start);
+  assert_failed (waiting, CAREHARE_ERROR, CAREHARE_ERROR_FAILED);
+  assert_message_contains (waiting->error, "channel_max");
+  assert_message_contains (waiting->error, "consumers");
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+
+  /* From now on at once, for every kind of request. */
+  declare = rpc_declare (f, "q");
+  assert_failed (declare, CAREHARE_ERROR, CAREHARE_ERROR_FAILED);
+  pub = publish (f, "ex", "k", FALSE);
+  assert_failed (pub, CAREHARE_ERROR, CAREHARE_ERROR_FAILED);
+  r3 = consume (f, "c", 1);
+  assert_failed (r3->start, CAREHARE_ERROR, CAREHARE_ERROR_FAILED);
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+
+  /* A consumer being closed will free its channel: a request waits for it. */
+  close_c = consumer_close_start (f, r1);
+  g_ptr_array_unref (take_sent (f));
+  declare = rpc_declare (f, "q");
+  assert_pending (declare);
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (close_c);
+  {
+    g_autoptr(GPtrArray) sent = take_sent (f);
+
+    sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+    sent_method (sent, 1, 1, CAREHARE_METHOD_QUEUE_DECLARE);
+  }
+  g_assert_true (server_declare_ok (f, 1, "q"));
+  assert_ok (declare);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
 /* ======================================================================== */
 /* consume                                                                   */
 /* ======================================================================== */
@@ -2064,13 +2318,13 @@ test_consume_channel_max_free (Fixture       *f,
 
   handshake (f, 1, 131072, 0);
   first = consume_started (f, "a", 1, "ctag-a");
-  second = consume (f, "b", 1);
-  assert_no_output (f);
-  assert_start_pending (second);
 
-  /* The first one's id is free after its Close-Ok: the second opens it. */
+  /* The first one's id is free after its Close-Ok: the second, started
+   * while it closes, waits for it and opens it. */
   close_c = consumer_close_start (f, first);
   g_ptr_array_unref (take_sent (f));
+  second = consume (f, "b", 1);
+  assert_no_output (f);
   assert_start_pending (second);
   g_assert_true (server_channel_close_ok (f, 1));
   assert_ok (close_c);
@@ -2446,6 +2700,10 @@ main (int   argc,
   ADD ("publish/split-bytes", test_publish_split_bytes);
   ADD ("publish/channel-closed", test_publish_channel_closed);
   ADD ("publish/channel-max", test_publish_channel_max);
+  ADD ("publish/reclaim/lru", test_publish_reclaim_lru);
+  ADD ("publish/reclaim/after-confirm", test_publish_reclaim_after_confirm);
+  ADD ("publish/reclaim/idle", test_publish_reclaim_idle);
+  ADD ("publish/reclaim/no-channel-will-free", test_publish_no_channel_will_free);
   ADD ("publish/blocked", test_publish_blocked);
   ADD ("publish/cancel-written", test_publish_cancel_written);
   ADD ("publish/flow", test_publish_flow);

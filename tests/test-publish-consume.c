@@ -556,6 +556,41 @@ test_publish_cancelled_after_written (void)
   close_connection (conn);
 }
 
+/* issue 12 #6: with channel_max=4, publishes to four exchanges used to keep
+ * all four channels, and the next declare or publish hung. Idle publisher
+ * channels are given back. */
+static void
+test_publish_channel_max_reclaim (void)
+{
+  g_autofree char *uri = carehare_test_amqp_uri_with ("/?channel_max=4");
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (uri);
+  static const char *const exchanges[] = { "amq.direct", "amq.fanout", "amq.topic", "amq.headers" };
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *queue = NULL;
+
+  g_assert_cmpuint (carehare_connection_get_channel_max (conn), ==, 4);
+  for (guint i = 0; i < G_N_ELEMENTS (exchanges); i++)
+    {
+      g_assert_true (publish_text (conn, exchanges[i], "nobody", "m", &error));
+      g_assert_no_error (error);
+    }
+
+  /* A declare, then a publish to a fifth exchange (the default one). */
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_AUTO_DELETE, NULL, NULL,
+                                           carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, 10000);
+  queue = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (publish_text (conn, "", queue, "fifth", &error));
+  g_assert_no_error (error);
+  /* And the first exchange again. */
+  g_assert_true (publish_text (conn, exchanges[0], "nobody", "again", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 1);
+  close_connection (conn);
+}
+
 static void
 test_publish_invalid_properties (void)
 {
@@ -1090,6 +1125,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/publish/mandatory-return-matches-its-publish",
                    test_mandatory_return_matches_its_publish);
   g_test_add_func ("/publish/cancelled-after-written", test_publish_cancelled_after_written);
+  g_test_add_func ("/publish/channel-max-reclaim", test_publish_channel_max_reclaim);
   g_test_add_func ("/publish/invalid-properties", test_publish_invalid_properties);
   g_test_add_func ("/publish/after-close", test_publish_after_close);
   g_test_add_func ("/consume/missing-queue", test_consume_missing_queue);
