@@ -5,6 +5,7 @@
  */
 #include "carehare-test-util.h"
 
+#include <math.h>
 #include <string.h>
 
 #define TIMEOUT_MS 30000
@@ -606,6 +607,46 @@ test_publish_invalid_properties (void)
   close_connection (conn);
 }
 
+/* issue 12 #14: RabbitMQ closes the whole connection (541 INTERNAL_ERROR)
+ * for a NaN or an infinity in a table; the call that carries one fails
+ * alone instead. */
+static void
+test_non_finite_refused (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareProperties) props = carehare_properties_new ();
+  g_autoptr(GBytes) body = g_bytes_new_static ("x", 1);
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = NULL;
+
+  carehare_properties_set_headers (props, g_variant_new_parsed ("{'score': <%d>}", (gdouble) NAN));
+  g_assert_false (publish (conn, "", queue, body, props, CAREHARE_PUBLISH_FLAGS_NONE, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "score"));
+  g_assert_nonnull (strstr (error->message, "NaN"));
+  g_clear_error (&error);
+
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_AUTO_DELETE,
+                                           g_variant_new_parsed ("{'x-weight': <%d>}",
+                                                                 (gdouble) INFINITY),
+                                           NULL, carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, TIMEOUT_MS);
+  name = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
+  g_assert_null (name);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "Infinity"));
+  g_clear_error (&error);
+
+  /* The connection is still open and works. */
+  g_assert_false (carehare_connection_get_is_closed (conn));
+  g_assert_true (publish_text (conn, "", queue, "still here", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 1);
+  close_connection (conn);
+}
+
 static void
 test_publish_after_close (void)
 {
@@ -1127,6 +1168,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/publish/cancelled-after-written", test_publish_cancelled_after_written);
   g_test_add_func ("/publish/channel-max-reclaim", test_publish_channel_max_reclaim);
   g_test_add_func ("/publish/invalid-properties", test_publish_invalid_properties);
+  g_test_add_func ("/publish/non-finite-refused", test_non_finite_refused);
   g_test_add_func ("/publish/after-close", test_publish_after_close);
   g_test_add_func ("/consume/missing-queue", test_consume_missing_queue);
   g_test_add_func ("/consume/prefetch-bounds-what-is-held", test_prefetch_bounds_what_is_held);
