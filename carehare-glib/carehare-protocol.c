@@ -111,8 +111,8 @@ struct _Publisher {
   gint64 idle_since;
 };
 
-/* A basic.return waiting for the ack that tells which of the publishes it
- * matches it returns (see handle_return()). */
+/* A basic.return waiting for the confirm that tells which of the publishes
+ * it matches it was for (see handle_return()). */
 typedef struct {
   GError *error;           /* owned: UNROUTABLE, with the broker's reply */
   GArray *candidates;      /* of guint64: delivery tags of the matching publishes, ascending */
