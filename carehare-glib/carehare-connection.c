@@ -2539,17 +2539,24 @@ carehare_connection_exchange_unbind_finish (CarehareConnection  *self,
  * %CAREHARE_PUBLISH_FLAGS_MANDATORY and no queue took it,
  * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER when the exchange's channel hit
  * an error (for example 404 NOT_FOUND for a missing exchange), or
- * %CAREHARE_ERROR_CONNECTION_CLOSED.
+ * %CAREHARE_ERROR_CONNECTION_CLOSED. After either of the last two the
+ * broker may or may not have routed the message (it may have taken it
+ * before the channel or the connection closed): publish it again if it
+ * must arrive, accepting a possible duplicate.
  *
  * Messages to one exchange go out in call order on one channel and are
  * never interleaved. While the broker blocks the connection
- * ([property@Carehare.Connection:is-blocked]), publishes wait and go out
- * when it unblocks. Keep the number of publishes in flight bounded: each
- * one holds its body until the broker confirms it is written.
+ * ([property@Carehare.Connection:is-blocked]), or stops the exchange's
+ * channel with channel.flow, publishes wait and go out when it lets them.
+ * Keep the number of publishes in flight bounded: each one holds its body
+ * until the broker confirms it is written (a mandatory one until the
+ * broker confirms it). An exchange's channel is given back once nothing is
+ * in flight on it, when another request needs a channel or after 30
+ * seconds; the next publish opens a new one.
  *
  * Cancelling a publish that is still waiting (for a channel, or for the
- * broker to unblock the connection) drops it and completes it with
- * %G_IO_ERROR_CANCELLED. Once its frames are written it cannot be
+ * broker to unblock the connection or the channel) drops it and completes
+ * it with %G_IO_ERROR_CANCELLED. Once its frames are written it cannot be
  * recalled: cancelling then has no effect, and it completes with the
  * broker's answer.
  */
@@ -2577,6 +2584,10 @@ carehare_connection_publish_async (CarehareConnection   *self,
   task = op_task_new (self, carehare_connection_publish_async, cancellable, callback, user_data);
   if (task == NULL)
     return;
+  /* Cancellation wins only while the publish is not written, and then the
+   * protocol completes it with G_IO_ERROR_CANCELLED itself; once written,
+   * the broker's answer is the result, whatever the cancellable says. */
+  g_task_set_check_cancellable (task, FALSE);
 
   carehare_properties_to_basic (properties, &basic);
   op = carehare_protocol_publish (self->protocol, exchange, routing_key, body, &basic,

@@ -14,6 +14,13 @@
  * too. RPCs that find every id in use wait in a FIFO and take the next
  * channel that becomes idle or free.
  *
+ * Publisher channels (one per exchange, in confirm mode) are given back:
+ * one with nothing in flight is idle, and idle ones are closed, least
+ * recently used first, when a request waits for a channel, and after
+ * CAREHARE_PROTOCOL_PUBLISHER_IDLE_US (on the deadline/tick). A request
+ * waits only while some channel will free up; when every channel holds a
+ * running consumer, it fails at once (nothing would ever wake it).
+ *
  * Re-entrancy: completions, the finished callback and blocked notifications
  * are queued while the machine runs and delivered when the outermost public
  * entry point returns (see leave()), so callbacks see a consistent state
@@ -65,7 +72,8 @@ struct _CarehareProtocolOp {
   /* OP_PUBLISH: frame holds the method and header frames */
   Publisher *publisher;    /* also OP_PUBLISHER_OPEN */
   guint method_len;        /* where the header frame starts in frame */
-  GBytes *body;            /* owned until written */
+  GBytes *body;            /* owned until written; a mandatory one's until confirmed */
+  GBytes *header;          /* mandatory: owned content header payload, until confirmed */
   char *routing_key;       /* owned: matches basic.return to its publish */
   gboolean mandatory;
   gboolean written;
@@ -92,10 +100,23 @@ struct _Publisher {
   CarehareProtocolOp open_op;  /* OP_PUBLISHER_OPEN; in waiting while it waits */
   gboolean waiting;
   guint64 next_seq;        /* delivery tag of the last publish written */
-  GQueue unwritten;        /* of CarehareProtocolOp *: waiting for a channel or unblock */
+  gboolean flow_stopped;   /* the server sent Channel.Flow(active=false) */
+  GQueue unwritten;        /* of CarehareProtocolOp *: waiting for a channel, unblock or flow */
   GQueue unconfirmed;      /* of CarehareProtocolOp *: written, ascending seq */
   Content content;         /* a basic.return being received */
+  GQueue returns;          /* of owned Return *: received, not yet settled by an ack */
+  guint64 returned_seq;    /* delivery tag of the last publish a return settled on */
+  gboolean idle;           /* nothing in flight: linked in idle_publishers */
+  GList idle_link;         /* data: this publisher */
+  gint64 idle_since;
 };
+
+/* A basic.return waiting for the confirm that tells which of the publishes
+ * it matches it was for (see handle_return()). */
+typedef struct {
+  GError *error;           /* owned: UNROUTABLE, with the broker's reply */
+  GArray *candidates;      /* of guint64: delivery tags of the matching publishes, ascending */
+} Return;
 
 typedef enum {
   CONSUMER_WAITING,        /* for a channel */
@@ -202,6 +223,9 @@ struct _CarehareProtocol {
   GQueue idle;             /* of GUINT_TO_POINTER (channel id) */
   GQueue waiting;          /* of CarehareProtocolOp * (RPC, CONSUME, PUBLISHER_OPEN), not owned */
   GHashTable *publishers;  /* exchange -> owned Publisher * */
+  GQueue idle_publishers;  /* of Publisher * (links in them), least recently used first */
+  guint n_closing;         /* channels in CHANNEL_CLOSING: ids that will be free */
+  gint64 now;              /* the latest time a public call was given */
   GPtrArray *consumers;    /* the protocol's refs on live consumers */
 
   GError *finish_error;    /* why it finished; NULL if we closed it */
@@ -250,6 +274,7 @@ leave (CarehareProtocol *self)
             g_clear_error (&op->returned);
             g_clear_pointer (&op->frame, g_byte_array_unref);
             g_clear_pointer (&op->body, g_bytes_unref);
+            g_clear_pointer (&op->header, g_bytes_unref);
             g_free (op->routing_key);
             g_free (op);
           }
@@ -435,6 +460,9 @@ fail_everything (CarehareProtocol *self,
     }
   g_queue_clear (&self->idle);
   self->n_open_channels = 0;
+  self->n_closing = 0;
+  /* The links are in the publishers removed below. */
+  g_queue_init (&self->idle_publishers);
 
   if (self->publishers != NULL)
     {
@@ -640,6 +668,7 @@ carehare_protocol_start (CarehareProtocol           *self,
     {
       self->handshake = op;
       self->state = STATE_AWAIT_START;
+      self->now = now;
       self->last_read = now;
       self->last_write = now;
       g_byte_array_append (self->out, carehare_wire_protocol_header,
@@ -944,7 +973,11 @@ acquire_channel (CarehareProtocol *self)
 }
 
 static void publisher_start (CarehareProtocol *self, Publisher *pub, guint16 id);
+static void publisher_update_idle (CarehareProtocol *self, Publisher *pub);
 static void consumer_start (CarehareProtocol *self, CarehareProtocolConsumer *consumer, guint16 id);
+static void reclaim_for_waiters (CarehareProtocol *self);
+static void fail_starved_waiters (CarehareProtocol *self);
+static void discard_channel (CarehareProtocol *self, guint16 id, const char *why);
 
 /* Starts @op (an RPC, a consumer's start or a publisher's channel) on a
  * channel, or queues it until one is available. */
@@ -959,6 +992,8 @@ dispatch (CarehareProtocol   *self,
       g_queue_push_tail (&self->waiting, op);
       if (op->kind == OP_PUBLISHER_OPEN)
         op->publisher->waiting = TRUE;
+      reclaim_for_waiters (self);
+      fail_starved_waiters (self);
       return;
     }
 
@@ -992,6 +1027,7 @@ channel_available (CarehareProtocol *self,
          !g_queue_is_empty (&self->waiting) &&
          (!g_queue_is_empty (&self->idle) || self->n_open_channels < self->channel_max))
     dispatch (self, g_queue_pop_head (&self->waiting));
+  fail_starved_waiters (self);
 }
 
 static void
@@ -1001,6 +1037,11 @@ release_channel (CarehareProtocol *self,
   Channel *ch = &self->channels[id];
 
   g_queue_remove (&self->idle, GUINT_TO_POINTER (id));
+  if (ch->state == CHANNEL_CLOSING)
+    {
+      g_assert (self->n_closing > 0);
+      self->n_closing--;
+    }
   ch->state = CHANNEL_FREE;
   ch->kind = CHANNEL_KIND_RPC;
   ch->op = NULL;
@@ -1026,10 +1067,19 @@ content_clear (Content *content)
 /* ---- publishing ---------------------------------------------------------- */
 
 static void
+return_free (Return *ret)
+{
+  g_clear_error (&ret->error);
+  g_array_unref (ret->candidates);
+  g_free (ret);
+}
+
+static void
 publisher_free (Publisher *pub)
 {
   g_assert (g_queue_is_empty (&pub->unwritten));
   g_assert (g_queue_is_empty (&pub->unconfirmed));
+  g_queue_clear_full (&pub->returns, (GDestroyNotify) return_free);
   content_clear (&pub->content);
   g_free (pub->exchange);
   g_free (pub);
@@ -1101,13 +1151,15 @@ append_body_frames (CarehareProtocol *self,
     }
 }
 
-/* @op's frames are in the output: number it and wait for its confirm. */
+/* @op's frames are in the output: number it and wait for its confirm. A
+ * mandatory publish keeps its body to be recognised in a basic.return. */
 static void
 publish_written (Publisher          *pub,
                  CarehareProtocolOp *op)
 {
   g_clear_pointer (&op->frame, g_byte_array_unref);
-  g_clear_pointer (&op->body, g_bytes_unref);
+  if (!op->mandatory)
+    g_clear_pointer (&op->body, g_bytes_unref);
   op->written = TRUE;
   op->seq = ++pub->next_seq;
   g_queue_push_tail (&pub->unconfirmed, op);
@@ -1129,15 +1181,15 @@ write_publish (CarehareProtocol   *self,
   publish_written (pub, op);
 }
 
-/* Writes what waits, unless the broker blocked us or there is no channel
- * yet. */
+/* Writes what waits, unless the broker blocked us or stopped the
+ * channel's flow, or there is no channel yet. */
 static void
 publisher_flush (CarehareProtocol *self,
                  Publisher        *pub)
 {
   CarehareProtocolOp *op;
 
-  if (pub->channel == 0 || self->blocked)
+  if (pub->channel == 0 || self->blocked || pub->flow_stopped)
     return;
   while ((op = g_queue_pop_head (&pub->unwritten)) != NULL)
     write_publish (self, pub, op);
@@ -1159,6 +1211,18 @@ publisher_start (CarehareProtocol *self,
    * order, and numbers them from 1 after Select. */
   append_method (self, id, &select);
   publisher_flush (self, pub);
+  publisher_update_idle (self, pub);
+}
+
+static void
+publisher_unlink_idle (CarehareProtocol *self,
+                       Publisher        *pub)
+{
+  if (pub->idle)
+    {
+      g_queue_unlink (&self->idle_publishers, &pub->idle_link);
+      pub->idle = FALSE;
+    }
 }
 
 /* The broker closed the channel of @pub (or @pub's work is over): fail
@@ -1169,7 +1233,119 @@ publisher_end (CarehareProtocol *self,
                GError           *error)
 {
   publisher_fail_ops (self, pub, error);
+  publisher_unlink_idle (self, pub);
   g_hash_table_remove (self->publishers, pub->exchange);
+}
+
+/* Gives the channel of the idle @pub back: Channel.Close, and its id is
+ * free at Close-Ok. The next publish to its exchange opens a new one. */
+static void
+publisher_close_idle (CarehareProtocol *self,
+                      Publisher        *pub,
+                      const char       *why)
+{
+  guint16 id = pub->channel;
+
+  g_debug ("closing channel %u of exchange '%s': %s", id, pub->exchange, why);
+  publisher_unlink_idle (self, pub);
+  /* Frames that still arrive on it are dropped while it closes. */
+  self->channels[id].publisher = NULL;
+  discard_channel (self, id, why);
+  g_hash_table_remove (self->publishers, pub->exchange);
+}
+
+/* After anything that may have changed what @pub has in flight: an idle
+ * publisher (a channel, nothing unwritten or unconfirmed) joins the tail of
+ * the idle list, a busy one leaves it. */
+static void
+publisher_update_idle (CarehareProtocol *self,
+                       Publisher        *pub)
+{
+  gboolean idle = pub->channel != 0 && !pub->waiting &&
+                  g_queue_is_empty (&pub->unwritten) &&
+                  g_queue_is_empty (&pub->unconfirmed) &&
+                  g_queue_is_empty (&pub->returns) && !pub->content.active;
+
+  if (idle && !pub->idle)
+    {
+      pub->idle = TRUE;
+      pub->idle_since = self->now;
+      pub->idle_link.data = pub;
+      g_queue_push_tail_link (&self->idle_publishers, &pub->idle_link);
+      reclaim_for_waiters (self);
+    }
+  else if (!idle)
+    publisher_unlink_idle (self, pub);
+}
+
+/* Requests wait for a channel: close idle publishers' channels, least
+ * recently used first, until every waiter has one coming (channels that
+ * close free their ids; busy RPCs and publishers become free or idle on
+ * their own). */
+static void
+reclaim_for_waiters (CarehareProtocol *self)
+{
+  Publisher *pub;
+
+  while (self->state == STATE_OPEN &&
+         g_queue_get_length (&self->waiting) > self->n_closing &&
+         (pub = g_queue_peek_head (&self->idle_publishers)) != NULL)
+    publisher_close_idle (self, pub, "idle publisher channel given back for another request");
+}
+
+/* Whether no channel will ever free up by itself: every id is open and
+ * held by a running consumer (one still starting may yet fail). */
+static gboolean
+channels_starved (CarehareProtocol *self)
+{
+  if (self->n_open_channels < self->channel_max || !g_queue_is_empty (&self->idle))
+    return FALSE;
+  for (guint i = 1; i <= self->channel_max; i++)
+    {
+      Channel *ch = &self->channels[i];
+
+      if (ch->state != CHANNEL_BUSY || ch->kind != CHANNEL_KIND_CONSUMER ||
+          ch->consumer == NULL || ch->consumer->state != CONSUMER_ACTIVE)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Requests that wait for a channel that will never come fail, rather than
+ * hang. */
+static void
+fail_starved_waiters (CarehareProtocol *self)
+{
+  CarehareProtocolOp *op;
+
+  if (self->state != STATE_OPEN || g_queue_is_empty (&self->waiting) ||
+      !channels_starved (self))
+    return;
+
+  while ((op = g_queue_pop_head (&self->waiting)) != NULL)
+    {
+      GError *error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_FAILED,
+                                   "No channel available: all %u channels the server "
+                                   "allows (channel_max) are held by consumers; close "
+                                   "a consumer or connect with a higher channel_max",
+                                   self->channel_max);
+
+      switch (op->kind)
+        {
+        case OP_RPC:
+          complete (self, op, NULL, error);
+          break;
+        case OP_PUBLISHER_OPEN:
+          op->publisher->waiting = FALSE;
+          publisher_end (self, op->publisher, error);
+          break;
+        case OP_CONSUME:
+          consumer_end (self, op->consumer, error);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+    }
 }
 
 static CarehareProtocolOp *
@@ -1186,6 +1362,65 @@ find_unconfirmed (Publisher *pub,
         break;
     }
   return NULL;
+}
+
+static gboolean
+return_has_candidate (Return  *ret,
+                      guint64  seq)
+{
+  for (guint i = 0; i < ret->candidates->len; i++)
+    if (g_array_index (ret->candidates, guint64, i) == seq)
+      return TRUE;
+  return FALSE;
+}
+
+/* @op is being confirmed: if a pending return matches it, this confirm is
+ * the one that follows that return, so the return is @op's. */
+static void
+settle_return (Publisher          *pub,
+               CarehareProtocolOp *op)
+{
+  if (!op->mandatory)
+    return;
+  for (GList *l = pub->returns.head; l != NULL; l = l->next)
+    {
+      Return *ret = l->data;
+
+      if (return_has_candidate (ret, op->seq))
+        {
+          op->returned = g_steal_pointer (&ret->error);
+          pub->returned_seq = MAX (pub->returned_seq, op->seq);
+          g_queue_delete_link (&pub->returns, l);
+          return_free (ret);
+          return;
+        }
+    }
+}
+
+/* Returns whose every candidate was confirmed without them can no longer
+ * settle (a server that does not follow RabbitMQ's order): forget them. */
+static void
+forget_stale_returns (Publisher *pub)
+{
+  GList *l = pub->returns.head;
+
+  while (l != NULL)
+    {
+      GList *next = l->next;
+      Return *ret = l->data;
+      gboolean live = FALSE;
+
+      for (guint i = 0; i < ret->candidates->len && !live; i++)
+        live = find_unconfirmed (pub, g_array_index (ret->candidates, guint64, i)) != NULL;
+      if (!live)
+        {
+          g_debug ("basic.return on channel %u matched publishes that were confirmed "
+                   "without it: ignored", pub->channel);
+          g_queue_delete_link (&pub->returns, l);
+          return_free (ret);
+        }
+      l = next;
+    }
 }
 
 static GError *
@@ -1219,14 +1454,20 @@ handle_confirm (CarehareProtocol *self,
       while ((op = g_queue_peek_head (&pub->unconfirmed)) != NULL && op->seq <= tag)
         {
           g_queue_pop_head (&pub->unconfirmed);
+          settle_return (pub, op);
           complete (self, op, NULL, publish_result (op, ack));
         }
+      forget_stale_returns (pub);
+      publisher_update_idle (self, pub);
       return;
     }
   else if (!multiple && (op = find_unconfirmed (pub, tag)) != NULL)
     {
       g_queue_remove (&pub->unconfirmed, op);
+      settle_return (pub, op);
       complete (self, op, NULL, publish_result (op, ack));
+      forget_stale_returns (pub);
+      publisher_update_idle (self, pub);
       return;
     }
 
@@ -1235,33 +1476,146 @@ handle_confirm (CarehareProtocol *self,
                    carehare_method_name (method_id), tag, pub->channel);
 }
 
-/* basic.return: RabbitMQ sends it before the ack of the message it
- * returns. It names no delivery tag, so match it to the oldest unconfirmed
- * mandatory publish with the same routing key: routing depends on the key
- * (and, for headers exchanges, on headers that were in the same order). */
+/* The next entry of @table from *@i on, skipping BCC: RabbitMQ removes a
+ * BCC header before it routes, so a return may or may not carry it. */
+static GVariant *
+next_header (GVariant *table,
+             gsize    *i)
+{
+  gsize n = table != NULL ? g_variant_n_children (table) : 0;
+
+  while (*i < n)
+    {
+      GVariant *entry = g_variant_get_child_value (table, (*i)++);
+      const char *key = NULL;
+
+      g_variant_get_child (entry, 0, "&s", &key);
+      if (strcmp (key, "BCC") != 0)
+        return entry;
+      g_variant_unref (entry);
+    }
+  return NULL;
+}
+
+/* Header tables compare entry by entry, in order. */
+static gboolean
+headers_equal (GVariant *sent,
+               GVariant *returned)
+{
+  gsize i = 0, j = 0;
+
+  for (;;)
+    {
+      g_autoptr(GVariant) a = next_header (sent, &i);
+      g_autoptr(GVariant) b = next_header (returned, &j);
+
+      if (a == NULL || b == NULL)
+        return a == NULL && b == NULL;
+      if (!g_variant_equal (a, b))
+        return FALSE;
+    }
+}
+
+static gboolean
+properties_equal (const CarehareBasicProperties *sent,
+                  const CarehareBasicProperties *returned)
+{
+  guint16 other = (guint16) ~CAREHARE_PROPERTY_HEADERS;
+
+  return (sent->flags & other) == (returned->flags & other) &&
+         headers_equal (sent->headers, returned->headers) &&
+         g_strcmp0 (sent->content_type, returned->content_type) == 0 &&
+         g_strcmp0 (sent->content_encoding, returned->content_encoding) == 0 &&
+         sent->delivery_mode == returned->delivery_mode &&
+         sent->priority == returned->priority &&
+         g_strcmp0 (sent->correlation_id, returned->correlation_id) == 0 &&
+         g_strcmp0 (sent->reply_to, returned->reply_to) == 0 &&
+         g_strcmp0 (sent->expiration, returned->expiration) == 0 &&
+         g_strcmp0 (sent->message_id, returned->message_id) == 0 &&
+         sent->timestamp == returned->timestamp &&
+         g_strcmp0 (sent->type, returned->type) == 0 &&
+         g_strcmp0 (sent->user_id, returned->user_id) == 0 &&
+         g_strcmp0 (sent->app_id, returned->app_id) == 0 &&
+         g_strcmp0 (sent->cluster_id, returned->cluster_id) == 0;
+}
+
+/* Whether @content (a basic.return) carries the message @op published. */
+static gboolean
+return_matches (CarehareProtocolOp *op,
+                Content            *content)
+{
+  CarehareBasicProperties sent = { 0 };
+  gsize size = op->body != NULL ? g_bytes_get_size (op->body) : 0;
+  gsize header_size = 0;
+  const guint8 *header = g_bytes_get_data (op->header, &header_size);
+  guint16 class_id = 0;
+  guint64 body_size = 0;
+  gboolean equal;
+
+  if (g_strcmp0 (op->routing_key, content->method.basic_return.routing_key) != 0 ||
+      content->body_size != size ||
+      (size > 0 && memcmp (g_bytes_get_data (op->body, NULL), content->body->data, size) != 0))
+    return FALSE;
+
+  /* Our own header, decoded as the return's was: both sides map field
+   * types the same way. */
+  if (!carehare_content_header_decode (header, header_size, G_MAXUINT64, &class_id,
+                                       &body_size, &sent, NULL))
+    return FALSE;
+  equal = properties_equal (&sent, &content->props);
+  carehare_basic_properties_clear (&sent);
+  return equal;
+}
+
+/* basic.return names no delivery tag, but it carries the whole message,
+ * and RabbitMQ sends returns in publish order, each before the ack of the
+ * message it returns (right before, unless it coalesces acks). So a return
+ * is matched on its exchange, routing key, properties and body among the
+ * unconfirmed mandatory publishes after the last one returned, and settled
+ * by the ack or nack that follows: the first matching publish that
+ * confirm covers is the one returned. Matching on content alone would
+ * charge the wrong publish when an earlier one is still unconfirmed (a
+ * headers exchange routes on headers alone). */
 static void
 handle_return (CarehareProtocol *self,
                Publisher        *pub,
                Content          *content)
 {
   const CarehareBasicReturn *ret = &content->method.basic_return;
+  Return *prev = g_queue_peek_tail (&pub->returns);
+  guint64 after = pub->returned_seq;
+  g_autoptr(GArray) candidates = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autofree char *what = NULL;
+  Return *pending;
 
-  for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
+  if (prev != NULL)
+    after = MAX (after, g_array_index (prev->candidates, guint64, 0));
+
+  if (g_strcmp0 (ret->exchange, pub->exchange) == 0)
     {
-      CarehareProtocolOp *op = l->data;
-      g_autofree char *what = NULL;
+      for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
+        {
+          CarehareProtocolOp *op = l->data;
 
-      if (!op->mandatory || op->returned != NULL ||
-          g_strcmp0 (op->routing_key, ret->routing_key) != 0)
-        continue;
-      what = g_strdup_printf ("Message returned by the broker: exchange '%s', routing key '%s'",
-                              pub->exchange, ret->routing_key);
-      op->returned = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE, what,
-                                                    ret->reply_code, ret->reply_text);
+          if (op->seq > after && op->mandatory && op->returned == NULL &&
+              return_matches (op, content))
+            g_array_append_val (candidates, op->seq);
+        }
+    }
+  if (candidates->len == 0)
+    {
+      g_debug ("basic.return for exchange '%s', routing key '%s' matches no pending "
+               "mandatory publish", ret->exchange, ret->routing_key);
       return;
     }
-  g_debug ("basic.return for routing key '%s' matches no pending mandatory publish",
-           ret->routing_key);
+
+  what = g_strdup_printf ("Message returned by the broker: exchange '%s', routing key '%s'",
+                          pub->exchange, ret->routing_key);
+  pending = g_new0 (Return, 1);
+  pending->error = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE, what,
+                                                  ret->reply_code, ret->reply_text);
+  pending->candidates = g_steal_pointer (&candidates);
+  g_queue_push_tail (&pub->returns, pending);
 }
 
 CarehareProtocolOp *
@@ -1308,7 +1662,7 @@ carehare_protocol_publish (CarehareProtocol               *self,
    * encodes straight into the output; otherwise the frames wait in the op,
    * encoded for channel 0. */
   pub = g_hash_table_lookup (self->publishers, exchange);
-  direct = pub != NULL && pub->channel != 0 && !self->blocked &&
+  direct = pub != NULL && pub->channel != 0 && !self->blocked && !pub->flow_stopped &&
            g_queue_is_empty (&pub->unwritten);
   buf = direct ? self->out : (op->frame = g_byte_array_new ());
   start = buf->len;
@@ -1339,9 +1693,18 @@ carehare_protocol_publish (CarehareProtocol               *self,
   else
     {
       op->routing_key = g_strdup (routing_key);
+      if (mandatory)
+        {
+          guint header_at = start + op->method_len + CAREHARE_FRAME_HEADER_SIZE;
+
+          /* To recognise the message in a basic.return. */
+          op->header = g_bytes_new (buf->data + header_at,
+                                    buf->len - header_at - 1);
+        }
       if (direct)
         {
           op->publisher = pub;
+          op->body = mandatory && body != NULL ? g_bytes_ref (body) : NULL;
           append_body_frames (self, channel, body);
           publish_written (pub, op);
         }
@@ -1366,6 +1729,9 @@ carehare_protocol_publish (CarehareProtocol               *self,
               publisher_flush (self, pub);
             }
         }
+      /* Unless it failed for want of a channel, which ended @pub. */
+      if (!op->done)
+        publisher_update_idle (self, pub);
     }
   return leave_with_op (self, op);
 }
@@ -1600,6 +1966,8 @@ discard_channel (CarehareProtocol *self,
   CarehareMethod close = { .id = CAREHARE_METHOD_CHANNEL_CLOSE };
 
   ch->op = NULL;
+  if (ch->state != CHANNEL_CLOSING)
+    self->n_closing++;
   ch->state = CHANNEL_CLOSING;
   close.channel_close.reply_code = 200;
   close.channel_close.reply_text = (char *) why;
@@ -1760,6 +2128,8 @@ handle_consumer_method (CarehareProtocol         *self,
       consumer->state = CONSUMER_ACTIVE;
       complete (self, consumer->start_op, method, NULL);
       consumer->start_op = NULL;
+      /* Its channel will not free up by itself now. */
+      fail_starved_waiters (self);
       return;
 
     case CAREHARE_METHOD_BASIC_DELIVER:
@@ -1866,8 +2236,15 @@ handle_channel_method (CarehareProtocol *self,
       {
         CarehareMethod ok = { .id = CAREHARE_METHOD_CHANNEL_FLOW_OK };
 
+        /* Only publishers send content: their publishes wait while the
+         * flow is stopped, and go out after Flow-Ok when it resumes. */
         ok.channel_flow_ok.active = method->channel_flow.active;
         append_method (self, id, &ok);
+        if (ch->state != CHANNEL_CLOSING && ch->kind == CHANNEL_KIND_PUBLISHER)
+          {
+            ch->publisher->flow_stopped = !method->channel_flow.active;
+            publisher_flush (self, ch->publisher);
+          }
         return;
       }
 
@@ -2145,6 +2522,7 @@ carehare_protocol_receive (CarehareProtocol *self,
     return self->state != STATE_FINISHED;
 
   enter (self);
+  self->now = MAX (self->now, now);
   self->last_read = now;
 
   /* A server that rejects our protocol header answers with its own. */
@@ -2246,6 +2624,7 @@ carehare_protocol_take_output_segments (CarehareProtocol *self,
   seal_out (self);
   segments = g_steal_pointer (&self->segments);
   self->segments = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  self->now = MAX (self->now, now);
   self->last_write = now;
   return segments;
 }
@@ -2277,6 +2656,7 @@ carehare_protocol_take_output (CarehareProtocol *self,
     return NULL;
   bytes = g_byte_array_free_to_bytes (self->out);
   self->out = g_byte_array_new ();
+  self->now = MAX (self->now, now);
   self->last_write = now;
   return bytes;
 }
@@ -2292,6 +2672,12 @@ carehare_protocol_get_deadline (CarehareProtocol *self)
     return G_MAXINT64;
   if (self->state == STATE_CLOSING)
     deadline = self->close_deadline;
+  if (self->state == STATE_OPEN && !g_queue_is_empty (&self->idle_publishers))
+    {
+      Publisher *lru = g_queue_peek_head (&self->idle_publishers);
+
+      deadline = MIN (deadline, lru->idle_since + CAREHARE_PROTOCOL_PUBLISHER_IDLE_US);
+    }
   if (self->heartbeat > 0 &&
       (self->state == STATE_AWAIT_OPEN_OK || self->state == STATE_OPEN ||
        self->state == STATE_CLOSING))
@@ -2315,10 +2701,21 @@ carehare_protocol_tick (CarehareProtocol *self,
   g_return_val_if_fail (self != NULL, G_MAXINT64);
 
   enter (self);
+  self->now = MAX (self->now, now);
   if (self->state == STATE_CLOSING && now >= self->close_deadline)
     {
       /* The server never answered our Close: we closed it all the same. */
       finish (self, NULL);
+    }
+
+  /* Idle publisher channels are given back. */
+  while (self->state == STATE_OPEN)
+    {
+      Publisher *lru = g_queue_peek_head (&self->idle_publishers);
+
+      if (lru == NULL || now < lru->idle_since + CAREHARE_PROTOCOL_PUBLISHER_IDLE_US)
+        break;
+      publisher_close_idle (self, lru, "idle publisher channel given back");
     }
 
   if (self->heartbeat > 0 &&
@@ -2514,6 +2911,7 @@ carehare_protocol_cancel (CarehareProtocol   *self,
           return;
         }
       g_queue_remove (&op->publisher->unwritten, op);
+      publisher_update_idle (self, op->publisher);
       break;
     case OP_CONSUME:
       {

@@ -88,6 +88,10 @@ typedef struct {
 #define CAREHARE_PROTOCOL_MAX_FRAME_MAX       CAREHARE_URI_MAX_FRAME_MAX
 #define CAREHARE_PROTOCOL_DEFAULT_HEARTBEAT   60
 #define CAREHARE_PROTOCOL_MAX_BODY_SIZE       (G_GUINT64_CONSTANT (512) * 1024 * 1024)
+/* A publisher channel with nothing in flight for this long is closed (the
+ * next publish to its exchange opens a new one); so is the least recently
+ * used idle one, at once, when a request needs a channel and none is free. */
+#define CAREHARE_PROTOCOL_PUBLISHER_IDLE_US   (G_GINT64_CONSTANT (30) * G_USEC_PER_SEC)
 
 CarehareProtocol *carehare_protocol_new  (const CarehareProtocolConfig    *config,
                                           const CarehareProtocolCallbacks *callbacks,
@@ -156,9 +160,11 @@ CarehareProtocolOp *carehare_protocol_rpc (CarehareProtocol           *protocol,
  * broker acks it, with CAREHARE_ERROR_SERVER_SENT_NACK when it nacks it,
  * CAREHARE_ERROR_UNROUTABLE when @mandatory and it was returned, or
  * CHANNEL_CLOSED_BY_SERVER / CONNECTION_CLOSED. @properties is borrowed and
- * encoded before this returns; @body is referenced until written. While the
- * connection is blocked, publishes are kept, in order, and written after
- * connection.unblocked. */
+ * encoded before this returns; @body is referenced until written (a
+ * mandatory publish's until confirmed, to recognise it in a basic.return).
+ * While the connection is blocked, or the server stopped the channel with
+ * Channel.Flow(active=false), publishes are kept, in order, and written
+ * after connection.unblocked or Channel.Flow(active=true). */
 CarehareProtocolOp *carehare_protocol_publish (CarehareProtocol               *protocol,
                                                const char                     *exchange,
                                                const char                     *routing_key,
@@ -230,9 +236,9 @@ const char *carehare_protocol_consumer_get_tag (CarehareProtocolConsumer *consum
 
 /* Completes @op with G_IO_ERROR_CANCELLED at once if it is still pending;
  * the channel it used is closed and not reused. A publish can be
- * cancelled only while it is not written yet (waiting for a channel or
- * for connection.unblocked); after that it completes with the broker's
- * answer. */
+ * cancelled only while it is not written yet (waiting for a channel, for
+ * connection.unblocked or for Channel.Flow(active=true)); after that it
+ * completes with the broker's answer. */
 void     carehare_protocol_cancel (CarehareProtocol   *protocol,
                                    CarehareProtocolOp *op);
 

@@ -36,11 +36,13 @@
  * `s`, `o`, `g` -> S; any `a{s?}` dict -> F; any other array `aX` -> A
  * (each element by its own type); `v` is unwrapped; a maybe is its value
  * when present and V when Nothing.  Anything else (`h`, other tuples, an
- * `(n)` outside int8 range, an `(d)` that no float represents exactly) fails
- * with CAREHARE_WIRE_ERROR_UNENCODABLE naming the key and the GVariant type.
+ * `(n)` outside int8 range, an `(d)` that no float represents exactly, a
+ * NaN or an infinity) fails with CAREHARE_WIRE_ERROR_UNENCODABLE naming the
+ * key and the GVariant type.
  * Tables and arrays nested deeper than CAREHARE_WIRE_MAX_NESTING fail with
- * NESTING_TOO_DEEP when decoding and UNENCODABLE when encoding.  NaN floats
- * keep their payload bits both ways.
+ * NESTING_TOO_DEEP when decoding and UNENCODABLE when encoding.  A NaN or
+ * infinite float or double decodes with its exact bits (payload included),
+ * but is UNENCODABLE: RabbitMQ closes the connection with 541 for one.
  *
  * Validation: every length is checked against the bytes remaining before
  * anything is read or allocated, so no allocation is sized by an unchecked
@@ -584,6 +586,26 @@ unencodable_value (GVariant    *value,
   return FALSE;
 }
 
+/* RabbitMQ cannot handle a NaN or an infinity in a table: it closes the
+ * whole connection with 541 INTERNAL_ERROR. Refused here, so that only the
+ * call that carries one fails. */
+static gboolean
+check_finite (GVariant    *value,
+              gdouble      d,
+              const char  *key,
+              GError     **error)
+{
+  g_autofree char *why = NULL;
+
+  if (isfinite (d))
+    return TRUE;
+  why = g_strdup_printf ("the %s %s is not a finite number, which RabbitMQ refuses "
+                         "(it would close the connection with 541 INTERNAL_ERROR)",
+                         g_variant_is_of_type (value, G_VARIANT_TYPE_DOUBLE) ? "double" : "float",
+                         isnan (d) ? "NaN" : d > 0 ? "Infinity" : "-Infinity");
+  return unencodable_value (value, key, why, error);
+}
+
 static gboolean
 is_table_type (const GVariantType *type)
 {
@@ -721,6 +743,8 @@ write_value (GByteArray  *out,
       gdouble d = g_variant_get_double (value);
       guint64 bits;
 
+      if (!check_finite (value, d, key, error))
+        return FALSE;
       memcpy (&bits, &d, sizeof bits);
       put_u8 (out, 'd');
       put_u64 (out, bits);
@@ -754,6 +778,8 @@ write_value (GByteArray  *out,
       guint32 bits;
 
       g_variant_get (value, "(d)", &d);
+      if (!check_finite (value, d, key, error))
+        return FALSE;
       if (!double_to_float_bits (d, &bits))
         return unencodable_value (value, key, "value is not exactly representable as a float", error);
       put_u8 (out, 'f');

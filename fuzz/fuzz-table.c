@@ -3,6 +3,8 @@
  * Field table decoder.  Whatever decodes must encode again, and decoding
  * that encoding must give the same GVariant (and encoding it the same bytes:
  * the mapping is a bijection once `S`-that-is-not-UTF-8 has become `x`).
+ * The one exception: a NaN or an infinity decodes but does not encode
+ * (RabbitMQ closes the connection for one).
  */
 #include <string.h>
 
@@ -34,7 +36,12 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
 
   encoded = g_byte_array_new ();
   if (!carehare_wire_table_encode (encoded, table, &error))
-    g_error ("decoded table does not encode: %s", error->message);
+    {
+      if (g_error_matches (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_UNENCODABLE) &&
+          strstr (error->message, "is not a finite number") != NULL)
+        return 0;
+      g_error ("decoded table does not encode: %s", error->message);
+    }
 
   again = carehare_wire_table_decode (encoded->data, encoded->len, &error);
   if (again == NULL)

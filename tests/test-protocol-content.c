@@ -50,6 +50,17 @@ publish_full (Fixture                       *f,
   return c;
 }
 
+/* Bytes of @str, freed with the fixture. */
+static GBytes *
+text (Fixture    *f,
+      const char *str)
+{
+  GBytes *bytes = g_bytes_new (str, strlen (str));
+
+  fixture_own (f, bytes, (GDestroyNotify) g_bytes_unref);
+  return bytes;
+}
+
 /* A publish whose body is its routing key. */
 static Completion *
 publish (Fixture    *f,
@@ -346,20 +357,34 @@ encode_return (GByteArray *buf,
   server_encode (buf, channel, &m);
 }
 
-/* basic.return of @routing_key with a two-frame body. */
+/* basic.return of a whole message, as RabbitMQ sends it: the publish's
+ * exchange, routing key, properties and body. */
+static gboolean
+server_return_full (Fixture                       *f,
+                    guint16                        channel,
+                    const char                    *exchange,
+                    const char                    *routing_key,
+                    GBytes                        *body,
+                    const CarehareBasicProperties *props)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+  encode_return (buf, channel, 312, "NO_ROUTE", exchange, routing_key);
+  encode_content (buf, channel, g_bytes_get_size (body), props,
+                  g_bytes_get_data (body, NULL), g_bytes_get_size (body), CHUNK_4096);
+  return feed (f, buf->data, buf->len);
+}
+
+/* basic.return of a publish made by publish(): its body is its key. */
 static gboolean
 server_return (Fixture    *f,
                guint16     channel,
                const char *exchange,
                const char *routing_key)
 {
-  g_autoptr(GByteArray) buf = g_byte_array_new ();
-  g_autoptr(GBytes) body = make_body (CHUNK_4096 + 10, 9);
+  g_autoptr(GBytes) body = g_bytes_new (routing_key, strlen (routing_key));
 
-  encode_return (buf, channel, 312, "NO_ROUTE", exchange, routing_key);
-  encode_content (buf, channel, g_bytes_get_size (body), NULL,
-                  g_bytes_get_data (body, NULL), g_bytes_get_size (body), CHUNK_4096);
-  return feed (f, buf->data, buf->len);
+  return server_return_full (f, channel, exchange, routing_key, body, NULL);
 }
 
 /* ---- consumers ------------------------------------------------------------ */
@@ -802,18 +827,19 @@ test_publish_return (Fixture       *f,
 {
   Completion *unroutable, *routed, *not_mandatory, *again;
   g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GBytes) body = make_body (CHUNK_4096 + 10, 9);
 
   handshake (f, 2047, 4096, 0);
   routed = publish (f, "ex", "bound", TRUE);
-  unroutable = publish (f, "ex", "nowhere", TRUE);
-  not_mandatory = publish (f, "ex", "nowhere", FALSE);
-  again = publish (f, "ex", "nowhere", TRUE);
+  unroutable = publish_full (f, "ex", "nowhere", body, NULL, TRUE);
+  not_mandatory = publish_full (f, "ex", "nowhere", body, NULL, FALSE);
+  again = publish_full (f, "ex", "nowhere", body, NULL, TRUE);
   sent = take_sent (f);
   g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_METHOD, CAREHARE_METHOD_BASIC_PUBLISH), ==, 4);
   server_publisher_ready (f, 1);
 
   /* RabbitMQ returns, then acks. The return's body is two frames. */
-  g_assert_true (server_return (f, 1, "ex", "nowhere"));
+  g_assert_true (server_return_full (f, 1, "ex", "nowhere", body, NULL));
   assert_pending (unroutable);
   assert_no_output (f);
   g_assert_true (server_ack (f, 1, 3, TRUE));
@@ -828,6 +854,164 @@ test_publish_return (Fixture       *f,
   g_assert_true (server_ack (f, 1, 4, FALSE));
   assert_ok (again);
   assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A return names no delivery tag: it is matched on everything it carries.
+ * Here it returns the second of three publishes with the same key, while
+ * the first is still unconfirmed (RabbitMQ returns an unroutable message
+ * at once but acks a routed one only when its queue has it). */
+static void
+test_publish_return_not_oldest (Fixture       *f,
+                                gconstpointer  data)
+{
+  Completion *one, *two, *three;
+
+  connect_default (f);
+  one = publish_full (f, "ex", "rk", text (f, "one"), NULL, TRUE);
+  two = publish_full (f, "ex", "rk", text (f, "two"), NULL, TRUE);
+  three = publish_full (f, "ex", "rk", text (f, "three"), NULL, TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  g_assert_true (server_return_full (f, 1, "ex", "rk", text (f, "two"), NULL));
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_failed (two, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_message_contains (two->error, "312 NO_ROUTE");
+  assert_pending (one);
+  assert_pending (three);
+
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  assert_ok (one);
+  assert_ok (three);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Two returns, then one ack with multiple=true that confirms them and the
+ * routed publishes around them. */
+static void
+test_publish_return_two_then_multiple (Fixture       *f,
+                                       gconstpointer  data)
+{
+  static const char *const keys[] = { "a", "b", "b", "b", "a" };
+  Completion *c[G_N_ELEMENTS (keys)];
+
+  connect_default (f);
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_autofree char *text = g_strdup_printf ("message %u", i + 1);
+      g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+      c[i] = publish_full (f, "ex", keys[i], body, NULL, TRUE);
+    }
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  /* #2 and #4 are returned, not #3 that has the same key: the bodies say
+   * which. */
+  g_assert_true (server_return_full (f, 1, "ex", "b", text (f, "message 2"), NULL));
+  g_assert_true (server_return_full (f, 1, "ex", "b", text (f, "message 4"), NULL));
+  for (guint i = 0; i < G_N_ELEMENTS (c); i++)
+    assert_pending (c[i]);
+  g_assert_true (server_ack (f, 1, 5, TRUE));
+  assert_ok (c[0]);
+  assert_failed (c[1], CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_ok (c[2]);
+  assert_failed (c[3], CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_ok (c[4]);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A headers exchange routes on headers alone: the same key and body with
+ * different headers are different messages. The return is the second
+ * one's; the first is routed and acked after it. */
+static void
+test_publish_return_headers (Fixture       *f,
+                             gconstpointer  data)
+{
+  GBytes *body = text (f, "same body");
+  g_autoptr(GVariant) kind_a = g_variant_ref_sink (g_variant_new_parsed ("{'kind': <'a'>}"));
+  g_autoptr(GVariant) kind_b = g_variant_ref_sink (g_variant_new_parsed ("{'kind': <'b'>}"));
+  CarehareBasicProperties props_a = { 0 };
+  CarehareBasicProperties props_b = { 0 };
+  CarehareBasicProperties other_id = { 0 };
+  Completion *routed, *unroutable, *other;
+
+  props_a.flags = CAREHARE_PROPERTY_HEADERS | CAREHARE_PROPERTY_DELIVERY_MODE;
+  props_a.headers = kind_a;
+  props_a.delivery_mode = 2;
+  props_b = props_a;
+  props_b.headers = kind_b;
+  /* Another property that differs, the headers the same as the return's. */
+  other_id = props_b;
+  other_id.flags |= CAREHARE_PROPERTY_MESSAGE_ID;
+  other_id.message_id = (char *) "m-3";
+
+  connect_default (f);
+  routed = publish_full (f, "hx", "", body, &props_a, TRUE);
+  unroutable = publish_full (f, "hx", "", body, &props_b, TRUE);
+  other = publish_full (f, "hx", "", body, &other_id, TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  g_assert_true (server_return_full (f, 1, "hx", "", body, &props_b));
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_failed (unroutable, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_pending (routed);
+  assert_pending (other);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  g_assert_true (server_ack (f, 1, 3, FALSE));
+  assert_ok (routed);
+  assert_ok (other);
+
+  /* RabbitMQ removes a BCC header before routing: a return without it
+   * still matches. */
+  {
+    g_autoptr(GVariant) with_bcc = g_variant_ref_sink (g_variant_new_parsed (
+      "{'kind': <'c'>, 'BCC': <['q']>}"));
+    g_autoptr(GVariant) without = g_variant_ref_sink (g_variant_new_parsed ("{'kind': <'c'>}"));
+    CarehareBasicProperties sent = props_a;
+    CarehareBasicProperties returned = props_a;
+    Completion *bcc;
+
+    sent.headers = with_bcc;
+    returned.headers = without;
+    bcc = publish_full (f, "hx", "", body, &sent, TRUE);
+    g_ptr_array_unref (take_sent (f));
+    g_assert_true (server_return_full (f, 1, "hx", "", body, &returned));
+    g_assert_true (server_ack (f, 1, 4, FALSE));
+    assert_failed (bcc, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  }
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Identical messages can be told apart only by the ack that follows the
+ * return: RabbitMQ confirms a returned message right after returning it. */
+static void
+test_publish_return_settled_by_ack (Fixture       *f,
+                                    gconstpointer  data)
+{
+  Completion *first, *second, *third;
+
+  connect_default (f);
+  first = publish (f, "ex", "same", TRUE);
+  second = publish (f, "ex", "same", TRUE);
+  third = publish (f, "ex", "same", TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  /* #1 went to a slow queue; #2 was returned (its binding was removed in
+   * between) and acked at once. */
+  g_assert_true (server_return (f, 1, "ex", "same"));
+  assert_pending (first);
+  assert_pending (second);
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_failed (second, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_pending (first);
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  assert_ok (first);
+  assert_ok (third);
   g_assert_false (carehare_protocol_is_finished (f->p));
 }
 
@@ -1007,6 +1191,105 @@ test_publish_blocked (Fixture       *f,
   g_assert_true (server_ack (f, 2, 1, FALSE));
   assert_ok (fresh);
   g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+static gboolean
+server_flow (Fixture  *f,
+             guint16   channel,
+             gboolean  active)
+{
+  CarehareMethod flow = { .id = CAREHARE_METHOD_CHANNEL_FLOW };
+
+  flow.channel_flow.active = active;
+  return server_method (f, channel, &flow);
+}
+
+/* Channel.Flow(active=false) asks us to stop sending content on that
+ * channel: its publishes wait (cancellable) until Flow(active=true). */
+static void
+test_publish_flow (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *first, *a, *b, *c, *other;
+  guint i = 0;
+
+  connect_default (f);
+  first = publish (f, "ex", "first", FALSE);
+  other = publish (f, "other", "o1", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+  server_publisher_ready (f, 2);
+
+  g_assert_true (server_flow (f, 1, FALSE));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_false (sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_FLOW_OK)->channel_flow_ok.active);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* Held, in order; a confirm for what was written still completes it. */
+  a = publish (f, "ex", "a", FALSE);
+  b = publish (f, "ex", "b", FALSE);
+  c = publish (f, "ex", "c", FALSE);
+  assert_no_output (f);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (first);
+  assert_pending (a);
+
+  /* An unwritten publish can be cancelled, at once. */
+  carehare_protocol_cancel (f->p, b->op);
+  assert_failed (b, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_no_output (f);
+
+  /* Other channels are not held. */
+  g_ptr_array_unref (take_sent (f));
+  {
+    Completion *o2 = publish (f, "other", "o2", FALSE);
+
+    sent = take_sent (f);
+    i = 0;
+    sent_publish_rk (sent, &i, 2, "other", "o2", FALSE);
+    g_assert_cmpuint (i, ==, sent->len);
+    g_clear_pointer (&sent, g_ptr_array_unref);
+    g_assert_true (server_ack (f, 2, 2, TRUE));
+    assert_ok (other);
+    assert_ok (o2);
+  }
+
+  /* Flow(true): Flow-Ok, then what waited, in order. */
+  g_assert_true (server_flow (f, 1, TRUE));
+  sent = take_sent (f);
+  i = 0;
+  g_assert_true (sent_method (sent, i++, 1, CAREHARE_METHOD_CHANNEL_FLOW_OK)->channel_flow_ok.active);
+  sent_publish_rk (sent, &i, 1, "ex", "a", FALSE);
+  sent_publish_rk (sent, &i, 1, "ex", "c", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  assert_ok (a);
+  assert_ok (c);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Publishes held by Flow(active=false) fail with the channel when the
+ * server closes it. */
+static void
+test_publish_flow_then_channel_close (Fixture       *f,
+                                      gconstpointer  data)
+{
+  Completion *held;
+
+  connect_default (f);
+  g_ptr_array_unref (take_sent (f));
+  held = publish (f, "ex", "first", FALSE);
+  server_publisher_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (held);
+  g_assert_true (server_flow (f, 1, FALSE));
+  g_ptr_array_unref (take_sent (f));
+  held = publish (f, "ex", "held", FALSE);
+  assert_no_output (f);
+  g_assert_true (server_channel_close (f, 1, 320, "CONNECTION_FORCED"));
+  assert_failed (held, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
 }
 
 static void
@@ -1198,6 +1481,260 @@ test_publish_channel_max (Fixture       *f,
   server_publisher_ready (f, 1);
   g_assert_true (server_ack (f, 1, 1, FALSE));
   assert_ok (b);
+}
+
+/* A publish to @exchange on the new channel @channel, confirmed: the
+ * exchange's publisher is then idle. */
+static void
+publish_confirmed (Fixture    *f,
+                   const char *exchange,
+                   guint16     channel)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *c = publish (f, exchange, "k", FALSE);
+  guint i = 0;
+
+  sent = take_sent (f);
+  sent_method (sent, i++, channel, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, i++, channel, CAREHARE_METHOD_CONFIRM_SELECT);
+  sent_publish_rk (sent, &i, channel, exchange, "k", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  server_publisher_ready (f, channel);
+  g_assert_true (server_ack (f, channel, 1, FALSE));
+  assert_ok (c);
+}
+
+/* The client closed channel @channel (reply 200) and nothing else. */
+static void
+assert_sent_channel_close (Fixture *f,
+                           guint16  channel)
+{
+  g_autoptr(GPtrArray) sent = take_sent (f);
+
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpuint (sent_method (sent, 0, channel, CAREHARE_METHOD_CHANNEL_CLOSE)->channel_close.reply_code,
+                    ==, 200);
+}
+
+/* issue 12 #6: with channel_max 4, four publishes to four exchanges used to
+ * keep every channel forever, and the next declare or publish hung. The
+ * least recently used idle publisher's channel is given back instead. */
+static void
+test_publish_reclaim_lru (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *declare, *again, *fifth;
+  guint i = 0;
+
+  handshake (f, 4, 131072, 0);
+  publish_confirmed (f, "e1", 1);
+  publish_confirmed (f, "e2", 2);
+  publish_confirmed (f, "e3", 3);
+  publish_confirmed (f, "e4", 4);
+  /* e1 again: e2 is now the least recently used. */
+  again = publish (f, "e1", "k", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  assert_ok (again);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 4);
+
+  declare = rpc_declare (f, "q");
+  assert_pending (declare);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+  assert_sent_channel_close (f, 2);
+  g_assert_true (server_channel_close_ok (f, 2));
+  sent = take_sent (f);
+  sent_method (sent, i++, 2, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, i++, 2, CAREHARE_METHOD_QUEUE_DECLARE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_true (server_declare_ok (f, 2, "q"));
+  assert_ok (declare);
+
+  /* A publish to a fifth exchange takes the pooled channel 2. */
+  fifth = publish (f, "e5", "k", FALSE);
+  sent = take_sent (f);
+  i = 0;
+  sent_method (sent, i++, 2, CAREHARE_METHOD_CONFIRM_SELECT);
+  sent_publish_rk (sent, &i, 2, "e5", "k", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  {
+    CarehareMethod select_ok = { .id = CAREHARE_METHOD_CONFIRM_SELECT_OK };
+
+    g_assert_true (server_method (f, 2, &select_ok));
+  }
+  g_assert_true (server_ack (f, 2, 1, FALSE));
+  assert_ok (fifth);
+
+  /* e2 again: its channel was given back, so it needs one; e3 is the least
+   * recently used now. */
+  again = publish (f, "e2", "k", FALSE);
+  assert_sent_channel_close (f, 3);
+  g_assert_true (server_channel_close_ok (f, 3));
+  sent = take_sent (f);
+  i = 0;
+  sent_method (sent, i++, 3, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, i++, 3, CAREHARE_METHOD_CONFIRM_SELECT);
+  sent_publish_rk (sent, &i, 3, "e2", "k", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  server_publisher_ready (f, 3);
+  g_assert_true (server_ack (f, 3, 1, FALSE));
+  assert_ok (again);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A publisher with a publish in flight is not idle: a request waits for
+ * its confirm, then takes the channel. */
+static void
+test_publish_reclaim_after_confirm (Fixture       *f,
+                                    gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *pending, *declare;
+
+  handshake (f, 1, 131072, 0);
+  pending = publish (f, "e1", "k", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  declare = rpc_declare (f, "q");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 1);
+
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_ok (pending);
+  assert_sent_channel_close (f, 1);
+  g_assert_true (server_channel_close_ok (f, 1));
+  sent = take_sent (f);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, 1, 1, CAREHARE_METHOD_QUEUE_DECLARE);
+  g_assert_true (server_declare_ok (f, 1, "q"));
+  assert_ok (declare);
+}
+
+/* A publisher idle for CAREHARE_PROTOCOL_PUBLISHER_IDLE_US gives its
+ * channel back (an exchange published to once, or deleted since, does not
+ * keep one forever); the protocol's deadline says when. */
+static void
+test_publish_reclaim_idle (Fixture       *f,
+                           gconstpointer  data)
+{
+  Completion *busy, *later;
+  gint64 idle_at;
+  guint16 channel;
+
+  connect_default (f);
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==, G_MAXINT64);
+  publish_confirmed (f, "e1", 1);
+  idle_at = f->now;
+  g_assert_cmpint (carehare_protocol_get_deadline (f->p), ==,
+                   idle_at + CAREHARE_PROTOCOL_PUBLISHER_IDLE_US);
+
+  /* A publisher waiting for a confirm is not idle, however long. */
+  busy = publish (f, "e2", "k", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 2);
+
+  f->now += CAREHARE_PROTOCOL_PUBLISHER_IDLE_US - 1;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==,
+                   idle_at + CAREHARE_PROTOCOL_PUBLISHER_IDLE_US);
+  assert_no_output (f);
+  f->now += 1;
+  g_assert_cmpint (carehare_protocol_tick (f->p, f->now), ==, G_MAXINT64);
+  assert_sent_channel_close (f, 1);
+  g_assert_true (server_channel_close_ok (f, 1));
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* Late frames for it are not for anyone. The next publish to e1 opens a
+   * channel again. */
+  g_assert_true (server_ack (f, 2, 1, FALSE));
+  assert_ok (busy);
+  later = publish (f, "e1", "k", FALSE);
+  {
+    g_autoptr(GPtrArray) sent = take_sent (f);
+    guint i = 0;
+
+    channel = ((Sent *) g_ptr_array_index (sent, 0))->channel;
+    g_assert_cmpuint (channel, !=, 2);
+    sent_method (sent, i++, channel, CAREHARE_METHOD_CHANNEL_OPEN);
+    sent_method (sent, i++, channel, CAREHARE_METHOD_CONFIRM_SELECT);
+    sent_publish_rk (sent, &i, channel, "e1", "k", FALSE);
+    g_assert_cmpuint (i, ==, sent->len);
+  }
+  server_publisher_ready (f, channel);
+  g_assert_true (server_ack (f, channel, 1, FALSE));
+  assert_ok (later);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A request waits for a channel only while one will free up: when every
+ * channel is held by a running consumer, it fails at once with a clear
+ * error instead of hanging. */
+static void
+test_publish_no_channel_will_free (Fixture       *f,
+                                   gconstpointer  data)
+{
+  Completion *declare, *pub, *rpc_busy, *waiting, *close_c;
+  Rec *r1, *r2, *r3;
+
+  handshake (f, 2, 131072, 0);
+  r1 = consume_started (f, "a", 1, "ctag-a");
+
+  /* Channel 2 runs an RPC: what waits behind it may run after it. */
+  rpc_busy = rpc_declare (f, "busy");
+  g_ptr_array_unref (take_sent (f));
+  r2 = consume (f, "b", 1);
+  waiting = rpc_declare (f, "waiting");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 2);
+
+  /* The RPC's channel goes to the consumer, which may still fail to start:
+   * the declare waits for its Consume-Ok... */
+  g_assert_true (server_declare_ok (f, 2, "busy"));
+  assert_ok (rpc_busy);
+  g_ptr_array_unref (take_sent (f));
+  assert_pending (waiting);
+  {
+    CarehareMethod qos_ok = { .id = CAREHARE_METHOD_BASIC_QOS_OK };
+
+    g_assert_true (server_method (f, 2, &qos_ok));
+  }
+  /* ...and fails once every channel holds a running consumer. */
+  g_assert_true (server_consume_ok (f, 2, "ctag-b"));
+  assert_ok (r2->start);
+  assert_failed (waiting, CAREHARE_ERROR, CAREHARE_ERROR_FAILED);
+  assert_message_contains (waiting->error, "channel_max");
+  assert_message_contains (waiting->error, "consumers");
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+
+  /* From now on at once, for every kind of request. */
+  declare = rpc_declare (f, "q");
+  assert_failed (declare, CAREHARE_ERROR, CAREHARE_ERROR_FAILED);
+  pub = publish (f, "ex", "k", FALSE);
+  assert_failed (pub, CAREHARE_ERROR, CAREHARE_ERROR_FAILED);
+  r3 = consume (f, "c", 1);
+  assert_failed (r3->start, CAREHARE_ERROR, CAREHARE_ERROR_FAILED);
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_waiting (f->p), ==, 0);
+
+  /* A consumer being closed will free its channel: a request waits for it. */
+  close_c = consumer_close_start (f, r1);
+  g_ptr_array_unref (take_sent (f));
+  declare = rpc_declare (f, "q");
+  assert_pending (declare);
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (close_c);
+  {
+    g_autoptr(GPtrArray) sent = take_sent (f);
+
+    sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_OPEN);
+    sent_method (sent, 1, 1, CAREHARE_METHOD_QUEUE_DECLARE);
+  }
+  g_assert_true (server_declare_ok (f, 1, "q"));
+  assert_ok (declare);
+  g_assert_false (carehare_protocol_is_finished (f->p));
 }
 
 /* ======================================================================== */
@@ -1781,13 +2318,13 @@ test_consume_channel_max_free (Fixture       *f,
 
   handshake (f, 1, 131072, 0);
   first = consume_started (f, "a", 1, "ctag-a");
-  second = consume (f, "b", 1);
-  assert_no_output (f);
-  assert_start_pending (second);
 
-  /* The first one's id is free after its Close-Ok: the second opens it. */
+  /* The first one's id is free after its Close-Ok: the second, started
+   * while it closes, waits for it and opens it. */
   close_c = consumer_close_start (f, first);
   g_ptr_array_unref (take_sent (f));
+  second = consume (f, "b", 1);
+  assert_no_output (f);
   assert_start_pending (second);
   g_assert_true (server_channel_close_ok (f, 1));
   assert_ok (close_c);
@@ -2156,11 +2693,21 @@ main (int   argc,
   ADD ("publish/nack", test_publish_nack);
   ADD ("publish/return", test_publish_return);
   ADD ("publish/return-unmatched", test_publish_return_unmatched);
+  ADD ("publish/return/not-oldest", test_publish_return_not_oldest);
+  ADD ("publish/return/two-then-multiple", test_publish_return_two_then_multiple);
+  ADD ("publish/return/headers", test_publish_return_headers);
+  ADD ("publish/return/settled-by-ack", test_publish_return_settled_by_ack);
   ADD ("publish/split-bytes", test_publish_split_bytes);
   ADD ("publish/channel-closed", test_publish_channel_closed);
   ADD ("publish/channel-max", test_publish_channel_max);
+  ADD ("publish/reclaim/lru", test_publish_reclaim_lru);
+  ADD ("publish/reclaim/after-confirm", test_publish_reclaim_after_confirm);
+  ADD ("publish/reclaim/idle", test_publish_reclaim_idle);
+  ADD ("publish/reclaim/no-channel-will-free", test_publish_no_channel_will_free);
   ADD ("publish/blocked", test_publish_blocked);
   ADD ("publish/cancel-written", test_publish_cancel_written);
+  ADD ("publish/flow", test_publish_flow);
+  ADD ("publish/flow-then-channel-close", test_publish_flow_then_channel_close);
   ADD ("publish/connection-closed", test_publish_connection_closed);
   ADD ("publish/server-close", test_publish_server_close);
   ADD ("publish/unencodable", test_publish_unencodable);

@@ -5,6 +5,7 @@
  */
 #include "carehare-test-util.h"
 
+#include <math.h>
 #include <string.h>
 
 #define TIMEOUT_MS 30000
@@ -421,6 +422,177 @@ test_mandatory_unroutable (void)
 }
 
 static void
+declare_exchange (CarehareConnection *conn,
+                  const char         *name,
+                  const char         *type)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_connection_exchange_declare_async (conn, name, type, CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE,
+                                              NULL, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_exchange_declare_finish (conn, result, &error));
+  g_assert_no_error (error);
+}
+
+static void
+delete_queue (CarehareConnection *conn,
+              const char         *queue)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                          carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_queue_delete_finish (conn, result, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* Two mandatory publishes sent without waiting: @routed_headers reach the
+ * queue, @lost_headers reach none. The broker returns the second while it
+ * still owes the first one's ack (a persistent message in a durable queue
+ * is acked later): the return must fail the second, not the first. */
+static void
+assert_second_returned (CarehareConnection *conn,
+                        const char         *exchange,
+                        const char         *routing_key,
+                        const char         *routed_headers,
+                        const char         *lost_headers)
+{
+  g_autoptr(CarehareProperties) routed_props = carehare_properties_new ();
+  g_autoptr(CarehareProperties) lost_props = carehare_properties_new ();
+  g_autoptr(GBytes) body = g_bytes_new_static ("the same body", 13);
+  g_autoptr(GAsyncResult) routed = NULL;
+  g_autoptr(GAsyncResult) lost = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_properties_set_delivery_mode (routed_props, 2);
+  carehare_properties_set_headers (routed_props, g_variant_new_parsed (routed_headers));
+  carehare_properties_set_delivery_mode (lost_props, 2);
+  carehare_properties_set_headers (lost_props, g_variant_new_parsed (lost_headers));
+
+  carehare_connection_publish_async (conn, exchange, routing_key, body, routed_props,
+                                     CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
+                                     carehare_test_store_result, &routed);
+  carehare_connection_publish_async (conn, exchange, routing_key, body, lost_props,
+                                     CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
+                                     carehare_test_store_result, &lost);
+  carehare_test_wait_for_result (&routed, TIMEOUT_MS);
+  carehare_test_wait_for_result (&lost, TIMEOUT_MS);
+  g_assert_true (carehare_connection_publish_finish (conn, routed, &error));
+  g_assert_no_error (error);
+  g_assert_false (carehare_connection_publish_finish (conn, lost, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  g_assert_nonnull (strstr (error->message, "312 NO_ROUTE"));
+}
+
+/* issue 12 #1: a return is charged to the publish it returns. */
+static void
+test_mandatory_return_matches_its_publish (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *name = carehare_test_unique_name ("returned");
+  /* Durable, for persistent messages whose ack waits for the disk;
+   * exclusive, so that a failed run leaves nothing behind. */
+  g_autofree char *queue = declare_queue_with_flags (conn, name,
+                                                     CAREHARE_QUEUE_FLAGS_DURABLE |
+                                                     CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  g_autofree char *exchange = carehare_test_unique_name ("headers");
+  g_autoptr(GAsyncResult) bound = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *cc = g_strdup_printf ("{'CC': <['%s']>}", queue);
+  guint rounds = 3;
+
+  declare_exchange (conn, exchange, "headers");
+  carehare_connection_queue_bind_async (conn, queue, exchange, "",
+                                        g_variant_new_parsed ("{'x-match': <'all'>, 'kind': <'a'>}"),
+                                        NULL, carehare_test_store_result, &bound);
+  carehare_test_wait_for_result (&bound, TIMEOUT_MS);
+  g_assert_true (carehare_connection_queue_bind_finish (conn, bound, &error));
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < rounds; i++)
+    {
+      /* A headers exchange routes on the headers alone. */
+      assert_second_returned (conn, exchange, "", "{'kind': <'a'>}", "{'kind': <'b'>}");
+      /* The default exchange with CC: the same routing key both times. */
+      assert_second_returned (conn, "", "nowhere-at-all", cc, "{'kind': <'b'>}");
+    }
+  /* The routed ones, and only they, are in the queue. */
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 2 * rounds);
+  delete_queue (conn, queue);
+  close_connection (conn);
+}
+
+/* issue 12 #2: once written, a publish completes with the broker's answer
+ * even if its cancellable is cancelled. */
+static void
+test_publish_cancelled_after_written (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(GBytes) body = g_bytes_new_static ("m", 1);
+  GAsyncResult *results[5] = { NULL };
+
+  for (guint i = 0; i < G_N_ELEMENTS (results); i++)
+    {
+      g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+
+      carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                         cancellable, carehare_test_store_result, &results[i]);
+      g_cancellable_cancel (cancellable);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (results); i++)
+    {
+      g_autoptr(GError) error = NULL;
+
+      carehare_test_wait_for_result (&results[i], TIMEOUT_MS);
+      g_assert_true (carehare_connection_publish_finish (conn, results[i], &error));
+      g_assert_no_error (error);
+      g_clear_object (&results[i]);
+    }
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, G_N_ELEMENTS (results));
+  close_connection (conn);
+}
+
+/* issue 12 #6: with channel_max=4, publishes to four exchanges used to keep
+ * all four channels, and the next declare or publish hung. Idle publisher
+ * channels are given back. */
+static void
+test_publish_channel_max_reclaim (void)
+{
+  g_autofree char *uri = carehare_test_amqp_uri_with ("/?channel_max=4");
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (uri);
+  static const char *const exchanges[] = { "amq.direct", "amq.fanout", "amq.topic", "amq.headers" };
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *queue = NULL;
+
+  g_assert_cmpuint (carehare_connection_get_channel_max (conn), ==, 4);
+  for (guint i = 0; i < G_N_ELEMENTS (exchanges); i++)
+    {
+      g_assert_true (publish_text (conn, exchanges[i], "nobody", "m", &error));
+      g_assert_no_error (error);
+    }
+
+  /* A declare, then a publish to a fifth exchange (the default one). */
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_AUTO_DELETE, NULL, NULL,
+                                           carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, 10000);
+  queue = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (publish_text (conn, "", queue, "fifth", &error));
+  g_assert_no_error (error);
+  /* And the first exchange again. */
+  g_assert_true (publish_text (conn, exchanges[0], "nobody", "again", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 1);
+  close_connection (conn);
+}
+
+static void
 test_publish_invalid_properties (void)
 {
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
@@ -432,6 +604,46 @@ test_publish_invalid_properties (void)
   g_assert_false (publish (conn, "", "whatever", body, props, CAREHARE_PUBLISH_FLAGS_NONE, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
   g_assert_nonnull (strstr (error->message, "fd"));
+  close_connection (conn);
+}
+
+/* issue 12 #14: RabbitMQ closes the whole connection (541 INTERNAL_ERROR)
+ * for a NaN or an infinity in a table; the call that carries one fails
+ * alone instead. */
+static void
+test_non_finite_refused (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareProperties) props = carehare_properties_new ();
+  g_autoptr(GBytes) body = g_bytes_new_static ("x", 1);
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = NULL;
+
+  carehare_properties_set_headers (props, g_variant_new_parsed ("{'score': <%d>}", (gdouble) NAN));
+  g_assert_false (publish (conn, "", queue, body, props, CAREHARE_PUBLISH_FLAGS_NONE, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "score"));
+  g_assert_nonnull (strstr (error->message, "NaN"));
+  g_clear_error (&error);
+
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_AUTO_DELETE,
+                                           g_variant_new_parsed ("{'x-weight': <%d>}",
+                                                                 (gdouble) INFINITY),
+                                           NULL, carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, TIMEOUT_MS);
+  name = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
+  g_assert_null (name);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "Infinity"));
+  g_clear_error (&error);
+
+  /* The connection is still open and works. */
+  g_assert_false (carehare_connection_get_is_closed (conn));
+  g_assert_true (publish_text (conn, "", queue, "still here", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 1);
   close_connection (conn);
 }
 
@@ -951,7 +1163,12 @@ main (int argc, char *argv[])
   g_test_add_func ("/publish/nack", test_nack_for_that_message_only);
   g_test_add_func ("/publish/channel-error", test_channel_error_fails_that_exchange_only);
   g_test_add_func ("/publish/mandatory-unroutable", test_mandatory_unroutable);
+  g_test_add_func ("/publish/mandatory-return-matches-its-publish",
+                   test_mandatory_return_matches_its_publish);
+  g_test_add_func ("/publish/cancelled-after-written", test_publish_cancelled_after_written);
+  g_test_add_func ("/publish/channel-max-reclaim", test_publish_channel_max_reclaim);
   g_test_add_func ("/publish/invalid-properties", test_publish_invalid_properties);
+  g_test_add_func ("/publish/non-finite-refused", test_non_finite_refused);
   g_test_add_func ("/publish/after-close", test_publish_after_close);
   g_test_add_func ("/consume/missing-queue", test_consume_missing_queue);
   g_test_add_func ("/consume/prefetch-bounds-what-is-held", test_prefetch_bounds_what_is_held);

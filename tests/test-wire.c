@@ -5,6 +5,7 @@
  * payload CE; method payload = class id(2) method id(2) arguments; bits pack
  * LSB first into one octet; all integers big-endian.
  */
+#include <math.h>
 #include <string.h>
 
 #include "carehare-wire.h"
@@ -960,15 +961,107 @@ test_table_non_utf8_string (void)
   assert_table_round_trip (back);
 }
 
+static guint64
+double_bits (gdouble d)
+{
+  guint64 bits;
+
+  memcpy (&bits, &d, sizeof bits);
+  return bits;
+}
+
 static void
 test_table_float_nan (void)
 {
-  /* signalling NaN with payload, quiet negative NaN, -0.0, denormal, inf */
-  g_autofree char *hex = table_hex ("01 61 66 7F800001  01 62 66 FFC12345  01 63 66 80000000"
-                                    "01 64 66 00000001  01 65 66 7F800000"
-                                    "01 66 64 7FF0000000000001");
+  /* Read, a NaN or an infinity keeps its bits (a signalling NaN with its
+   * payload, a quiet negative NaN, an infinity)... */
+  g_autofree char *hex = table_hex ("01 61 66 7F800001  01 62 66 FFC12345  01 65 66 7F800000"
+                                    "01 66 64 7FF0000000000001  01 67 64 FFF0000000000000");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) table = decode_table_hex (hex, &error);
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  gdouble d;
 
+  g_assert_no_error (error);
+  g_assert_true (g_variant_lookup (table, "a", "(d)", &d));
+  g_assert_cmphex (double_bits (d), ==, G_GUINT64_CONSTANT (0x7FF0000020000000));
+  g_assert_true (g_variant_lookup (table, "b", "(d)", &d));
+  g_assert_cmphex (double_bits (d), ==, G_GUINT64_CONSTANT (0xFFF82468A0000000));
+  g_assert_true (g_variant_lookup (table, "e", "(d)", &d));
+  g_assert_true (isinf (d) && d > 0);
+  g_assert_true (g_variant_lookup (table, "f", "d", &d));
+  g_assert_cmphex (double_bits (d), ==, G_GUINT64_CONSTANT (0x7FF0000000000001));
+  g_assert_true (g_variant_lookup (table, "g", "d", &d));
+  g_assert_true (isinf (d) && d < 0);
+
+  /* ...but it cannot be written back: RabbitMQ refuses it. */
+  g_assert_false (carehare_wire_table_encode (out, table, &error));
+  assert_wire_error (error, CAREHARE_WIRE_ERROR_UNENCODABLE, 0, "NaN");
+  g_assert_cmpuint (out->len, ==, 0);
+
+  /* -0.0 and a denormal are ordinary numbers. */
+  g_free (hex);
+  hex = table_hex ("01 63 66 80000000  01 64 66 00000001  01 68 64 8000000000000000");
   assert_table_round_trip (hex);
+}
+
+/* issue 12 #14: RabbitMQ closes the connection with 541 INTERNAL_ERROR for
+ * a NaN or an infinity in a table: the encoder refuses them, naming the key
+ * and the value. */
+static void
+test_table_encode_non_finite (void)
+{
+  struct {
+    GVariant *table;
+    const char *key;
+    const char *value;
+  } cases[] = {
+    { g_variant_new_parsed ("{'nan': <%d>}", (gdouble) NAN), "'nan'", "NaN" },
+    { g_variant_new_parsed ("{'inf': <%d>}", (gdouble) INFINITY), "'inf'", "Infinity" },
+    { g_variant_new_parsed ("{'minus': <%d>}", (gdouble) -INFINITY), "'minus'", "-Infinity" },
+    { g_variant_new_parsed ("{'float': <(%d,)>}", (gdouble) NAN), "'float'", "NaN" },
+    { g_variant_new_parsed ("{'float-inf': <(%d,)>}", (gdouble) -INFINITY), "'float-inf'",
+      "-Infinity" },
+    { g_variant_new_parsed ("{'in-array': <[<1.5>, <%d>]>}", (gdouble) NAN), "'in-array'", "NaN" },
+    { g_variant_new_parsed ("{'outer': <{'inner': <%d>}>}", (gdouble) INFINITY), "'inner'",
+      "Infinity" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GVariant) table = g_variant_ref_sink (cases[i].table);
+      g_autoptr(GByteArray) out = unhex ("0102");
+      g_autoptr(GError) error = NULL;
+
+      g_assert_false (carehare_wire_table_encode (out, table, &error));
+      assert_wire_error (error, CAREHARE_WIRE_ERROR_UNENCODABLE, 0, cases[i].key);
+      assert_wire_error (error, CAREHARE_WIRE_ERROR_UNENCODABLE, 0, cases[i].value);
+      assert_wire_error (error, CAREHARE_WIRE_ERROR_UNENCODABLE, 0, "541");
+      assert_array_hex (out, "0102");
+    }
+
+  /* The same in message headers and in a declare's arguments. */
+  {
+    g_autoptr(GVariant) headers = g_variant_ref_sink (
+      g_variant_new_parsed ("{'score': <%d>}", (gdouble) NAN));
+    g_autoptr(GByteArray) out = unhex ("AA");
+    g_autoptr(GError) error = NULL;
+    CarehareBasicProperties props = { 0 };
+    CarehareMethod m = { CAREHARE_METHOD_QUEUE_DECLARE };
+
+    props.flags = CAREHARE_PROPERTY_HEADERS;
+    props.headers = headers;
+    g_assert_false (carehare_wire_append_header_frame (out, 1, 60, 0, &props, &error));
+    assert_wire_error (error, CAREHARE_WIRE_ERROR_UNENCODABLE, 0, "score");
+    assert_array_hex (out, "AA");
+    g_clear_error (&error);
+
+    m.queue_declare.queue = (char *) "q";
+    m.queue_declare.arguments = headers;
+    g_assert_false (carehare_wire_append_method_frame (out, 1, &m, &error));
+    assert_wire_error (error, CAREHARE_WIRE_ERROR_UNENCODABLE, 0, "NaN");
+    assert_array_hex (out, "AA");
+  }
 }
 
 static void
@@ -1585,6 +1678,7 @@ main (int   argc,
   g_test_add_func ("/wire/table/duplicate-keys", test_table_duplicate_keys);
   g_test_add_func ("/wire/table/non-utf8-string", test_table_non_utf8_string);
   g_test_add_func ("/wire/table/float-nan", test_table_float_nan);
+  g_test_add_func ("/wire/table/encode-non-finite", test_table_encode_non_finite);
   g_test_add_func ("/wire/table/encode-conveniences", test_table_encode_conveniences);
   g_test_add_func ("/wire/table/encode-unencodable", test_table_encode_unencodable);
   g_test_add_func ("/wire/table/encode-too-deep", test_table_encode_too_deep);
