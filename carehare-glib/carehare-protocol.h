@@ -29,7 +29,10 @@
  * reason, every pending operation completes at once with
  * CAREHARE_ERROR_CONNECTION_CLOSED (or the cause, for the handshake), and
  * operations started later complete the same way before the call that
- * started them returns.
+ * started them returns. When the server closes the connection naming a
+ * request of ours (the class and method ids of its Close), the operations
+ * that sent such a request complete with the server's error itself
+ * (CONNECTION_CLOSED_BY_SERVER), before the others.
  */
 
 #include <glib.h>
@@ -228,7 +231,9 @@ const char *carehare_protocol_consumer_get_tag (CarehareProtocolConsumer *consum
  * the channel it used is closed and not reused. A publish can be
  * cancelled only while it is not written yet (waiting for a channel or
  * for connection.unblocked); after that it completes with the broker's
- * answer. */
+ * answer. Cancelling a close stops the wait for Close-Ok instead: the
+ * connection finishes at once, as when the close times out, and every
+ * close op completes without error. */
 void     carehare_protocol_cancel (CarehareProtocol   *protocol,
                                    CarehareProtocolOp *op);
 
