@@ -635,8 +635,12 @@ carehare_protocol_free (CarehareProtocol *self)
   g_return_if_fail (self->depth == 0);
 
   enter (self);
-  finish (self, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                                     "Connection closed: the connection object was destroyed"));
+  /* A close waiting for Close-Ok is over: we closed it (nothing else was
+   * pending while closing). */
+  finish (self, self->state == STATE_CLOSING
+                ? NULL
+                : g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                                       "Connection closed: the connection object was destroyed"));
   /* Nobody is left to hear "finished". */
   self->callbacks.finished = NULL;
   self->callbacks.blocked_changed = NULL;

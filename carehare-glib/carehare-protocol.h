@@ -92,7 +92,7 @@ CarehareProtocol *carehare_protocol_new  (const CarehareProtocolConfig    *confi
                                           const CarehareProtocolCallbacks *callbacks,
                                           gpointer                         user_data);
 /* Fails every pending operation with CONNECTION_CLOSED (callbacks run)
- * before freeing. */
+ * before freeing; a close waiting for Close-Ok completes without error. */
 void              carehare_protocol_free (CarehareProtocol *protocol);
 
 /* Starts the handshake: queues the protocol header. The op completes after

@@ -640,50 +640,66 @@ count_sockets (void)
   return n;
 }
 
+typedef struct {
+  const char *uri;
+  GMainContext *context;     /* the worker's, left behind */
+  GAsyncResult *closed;      /* its close's result, once that context ran */
+} Worker;
+
 static gpointer
 worker_thread (gpointer data)
 {
-  GMainContext *context = g_main_context_new ();
+  Worker *w = data;
   CarehareConnection *conn;
-
   g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(GError) error = NULL;
   gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
 
-  g_main_context_push_thread_default (context);
-  carehare_connection_new_async (carehare_test_amqp_uri (), NULL, carehare_test_store_result,
-                                 &result);
+  w->context = g_main_context_new ();
+  g_main_context_push_thread_default (w->context);
+  carehare_connection_new_async (w->uri, NULL, carehare_test_store_result, &result);
   while (result == NULL && g_get_monotonic_time () < deadline)
-    g_main_context_iteration (context, TRUE);
+    g_main_context_iteration (w->context, TRUE);
   g_assert_nonnull (result);
   conn = carehare_connection_new_finish (result, &error);
   g_assert_no_error (error);
   /* Closes, drops its reference and ends without iterating until the
    * close completed: the socket must not outlive it. */
-  carehare_connection_close_async (conn, NULL, NULL, NULL);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &w->closed);
   g_object_unref (conn);
-  g_main_context_pop_thread_default (context);
-  return context;
+  g_main_context_pop_thread_default (w->context);
+  return NULL;
 }
 
 static void
 test_worker_thread_drops_connection (void)
 {
+  const char *uris[] = { carehare_test_amqp_uri (), carehare_test_amqps_uri (),
+                         carehare_test_amqp_uri () };
   guint before = count_sockets ();
-  GMainContext *context;
 
-  for (guint i = 0; i < 3; i++)
+  for (guint i = 0; i < G_N_ELEMENTS (uris); i++)
     {
-      context = g_thread_join (g_thread_new ("worker", worker_thread, NULL));
+      Worker w = { .uri = uris[i] };
+      g_autoptr(GObject) conn = NULL;
+      g_autoptr(GError) error = NULL;
+
+      g_thread_join (g_thread_new ("worker", worker_thread, &w));
       g_assert_cmpuint (count_sockets (), ==, before);
 
       /* What is left is the close's completion, queued on the thread's
-       * context: run it, so that nothing leaks. */
-      g_assert_true (g_main_context_acquire (context));
-      while (g_main_context_iteration (context, FALSE))
+       * context: run it, so that nothing leaks. We closed it. */
+      g_assert_null (w.closed);
+      g_assert_true (g_main_context_acquire (w.context));
+      while (g_main_context_iteration (w.context, FALSE))
         ;
-      g_main_context_release (context);
-      g_main_context_unref (context);
+      g_main_context_release (w.context);
+      g_assert_nonnull (w.closed);
+      conn = g_async_result_get_source_object (w.closed);
+      g_assert_true (carehare_connection_close_finish (CAREHARE_CONNECTION (conn), w.closed, &error));
+      g_assert_no_error (error);
+      g_clear_object (&w.closed);
+      g_main_context_unref (w.context);
     }
 }
 
