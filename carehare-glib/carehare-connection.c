@@ -53,6 +53,13 @@
  * at once with %CAREHARE_ERROR_CONNECTION_CLOSED and
  * [signal@Carehare.Connection::closed] is emitted with the cause.
  *
+ * A connection and its consumers belong to the [struct@GLib.MainContext]
+ * that was thread-default when the connection was created: every callback
+ * runs there, and every call must be made there. A call from another thread
+ * or main context is refused with a critical warning. That context must be
+ * iterated until every pending call has completed,
+ * [method@Carehare.Connection.close_async] included.
+ *
  * ```c
  * static void
  * declared_cb (GObject *source, GAsyncResult *result, gpointer user_data)
