@@ -1859,7 +1859,7 @@ close_cancelled_cb (GCancellable *cancellable,
  * and the connection stays closed.
  *
  * The callback runs on the main context the connection was created on,
- * which must be iterated until then; see [method@Carehare.Connection.close_finish].
+ * which must be iterated until then.
  */
 void
 carehare_connection_close_async (CarehareConnection  *self,

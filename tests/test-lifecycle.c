@@ -710,14 +710,32 @@ test_wrong_context_critical (void)
 {
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
   g_autoptr(GMainContext) other = g_main_context_new ();
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GAsyncResult) started = NULL;
   g_autoptr(GAsyncResult) closed = NULL;
   g_autoptr(GAsyncResult) ignored = NULL;
   g_autoptr(GError) error = NULL;
+  g_autofree char *queue = NULL;
+
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL, NULL,
+                                           carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, 5000);
+  queue = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
+  g_assert_no_error (error);
+  carehare_connection_acking_consumer_async (conn, queue, 0, 1, NULL,
+                                             carehare_test_store_result, &started);
+  carehare_test_wait_for_result (&started, 5000);
+  consumer = carehare_connection_acking_consumer_finish (conn, started, &error);
+  g_assert_no_error (error);
 
   g_main_context_push_thread_default (other);
   g_test_expect_message ("Carehare", G_LOG_LEVEL_CRITICAL, "*other than the one*created on*");
   carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL, NULL,
                                            carehare_test_store_result, &ignored);
+  g_test_assert_expected_messages ();
+  g_test_expect_message ("Carehare", G_LOG_LEVEL_CRITICAL, "*other than the one*created on*");
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &ignored);
   g_test_assert_expected_messages ();
   g_test_expect_message ("Carehare", G_LOG_LEVEL_CRITICAL, "*other than the one*created on*");
   carehare_connection_close_async (conn, NULL, NULL, NULL);
