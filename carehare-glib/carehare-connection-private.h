@@ -12,5 +12,8 @@ G_BEGIN_DECLS
 CarehareProtocol *_carehare_connection_get_protocol (CarehareConnection *self);
 GMainContext     *_carehare_connection_get_context  (CarehareConnection *self);
 void              _carehare_connection_update       (CarehareConnection *self);
+/* FALSE, with a critical, when called from a thread or main context other
+ * than the one @self was created on: the caller then does nothing. */
+gboolean          _carehare_connection_check_context (CarehareConnection *self);
 
 G_END_DECLS

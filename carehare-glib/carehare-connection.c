@@ -53,6 +53,13 @@
  * at once with %CAREHARE_ERROR_CONNECTION_CLOSED and
  * [signal@Carehare.Connection::closed] is emitted with the cause.
  *
+ * A connection and its consumers belong to the [struct@GLib.MainContext]
+ * that was thread-default when the connection was created: every callback
+ * runs there, and every call must be made there. A call from another thread
+ * or main context is refused with a critical warning. That context must be
+ * iterated until every pending call has completed,
+ * [method@Carehare.Connection.close_async] included.
+ *
  * ```c
  * static void
  * declared_cb (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -127,6 +134,7 @@ struct _CarehareConnection
   GTlsCertificateFlags tls_errors; /* why the server's certificate was refused */
 
   /* closing */
+  gboolean close_requested;       /* closed by the program before or while connecting: stays closed */
   gboolean is_closed;
   gboolean is_blocked;
   GPtrArray *close_tasks;         /* owned GTasks waiting for the socket to close */
@@ -209,6 +217,85 @@ io_data_finish (IoData *data)
   return self;
 }
 
+/* A close_async() call. Its task does not keep the connection alive while
+ * it waits for Close-Ok: dropping the last reference then closes the
+ * socket at once (see dispose). */
+typedef struct {
+  CarehareProtocolOp *op;        /* while waiting for Close-Ok */
+  gboolean borrowed;             /* the task's reference on the connection is lent back */
+  gboolean returned;
+  GError *error;                 /* the cause the connection had closed with, if any */
+  GCancellable *cancellable;     /* owned */
+  gulong cancelled_id;
+} CloseData;
+
+static void
+close_data_free (CloseData *data)
+{
+  g_clear_error (&data->error);
+  g_clear_object (&data->cancellable);
+  g_free (data);
+}
+
+/* Completes a close task (the reference is taken). */
+static void
+close_task_return (GTask *task)
+{
+  CloseData *data = g_task_get_task_data (task);
+
+  data->returned = TRUE;
+  if (data->cancelled_id != 0)
+    {
+      g_cancellable_disconnect (data->cancellable, data->cancelled_id);
+      data->cancelled_id = 0;
+    }
+  if (data->error != NULL)
+    g_task_return_error (task, g_error_copy (data->error));
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+/* The socket is closed: so are the close_async() calls waiting for it. */
+static void
+return_close_tasks (CarehareConnection *self)
+{
+  while (self->close_tasks->len > 0)
+    close_task_return (g_ptr_array_steal_index (self->close_tasks, 0));
+}
+
+/* The TCP socket under the stream, under TLS too. */
+static GSocket *
+stream_socket (GIOStream *stream)
+{
+  g_autoptr(GIOStream) base = NULL;
+
+  if (G_IS_TLS_CONNECTION (stream))
+    {
+      g_object_get (stream, "base-io-stream", &base, NULL);
+      stream = base;  /* the TLS connection keeps it */
+    }
+  return G_IS_SOCKET_CONNECTION (stream)
+         ? g_socket_connection_get_socket (G_SOCKET_CONNECTION (stream)) : NULL;
+}
+
+/* Stops writing and shuts the socket down, so that nothing the peer does
+ * or does not do keeps it open: not a write waiting for a peer that
+ * stopped reading, not a TLS close_notify that cannot be written. What was
+ * not written yet is dropped. */
+static void
+shut_down_socket (CarehareConnection *self)
+{
+  GSocket *socket;
+
+  destroy_source (&self->write_source);
+  self->writing = FALSE;
+  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
+  if (self->stream != NULL && !self->stream_closed &&
+      (socket = stream_socket (self->stream)) != NULL && !g_socket_is_closed (socket))
+    g_socket_shutdown (socket, TRUE, TRUE, NULL);
+}
+
 static void
 stream_closed_cb (GObject      *source,
                   GAsyncResult *result,
@@ -221,17 +308,8 @@ stream_closed_cb (GObject      *source,
     return;
 
   self->stream_closed = TRUE;
-  while (self->close_tasks->len > 0)
-    {
-      GTask *task = g_ptr_array_steal_index (self->close_tasks, 0);
-      GError *error = g_task_get_task_data (task);
-
-      if (error != NULL)
-        g_task_return_error (task, g_error_copy (error));
-      else
-        g_task_return_boolean (task, TRUE);
-      g_object_unref (task);
-    }
+  destroy_source (&self->linger);
+  return_close_tasks (self);
 }
 
 /* The protocol finished and its last bytes are written: close the socket. */
@@ -503,16 +581,17 @@ handle_read (CarehareConnection *self,
   return carehare_protocol_receive (self->protocol, data, size, g_get_monotonic_time ());
 }
 
+/* Drains what the socket holds (bounded, so one busy connection cannot
+ * starve the main loop), answering as we go. Returns FALSE when reading is
+ * over: end of file, an error, the protocol finished, or the attempt was
+ * abandoned (its read source is gone then). */
 static gboolean
-read_ready_cb (GObject  *stream,
-               gpointer  user_data)
+read_available (CarehareConnection *self)
 {
-  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
+  GInputStream *stream = g_io_stream_get_input_stream (self->stream);
   guint generation = self->generation;
   gboolean more = TRUE;
 
-  /* Drain what is there (bounded, so one busy connection cannot starve
-   * the main loop), answering as we go. */
   for (guint i = 0; i < 16 && more; i++)
     {
       g_autoptr(GError) error = NULL;
@@ -524,12 +603,25 @@ read_ready_cb (GObject  *stream,
         break;
       more = handle_read (self, self->read_buf, n > 0 ? n : 0, error);
       if (self->generation != generation)
-        return G_SOURCE_REMOVE;  /* the attempt was abandoned: its source is gone */
+        return FALSE;
       /* A short read drained the socket: don't pay a read that would
        * block. (Bytes a TLS layer still holds make the source ready again.) */
       if (n > 0 && n < READ_SIZE)
         break;
     }
+  return more;
+}
+
+static gboolean
+read_ready_cb (GObject  *stream,
+               gpointer  user_data)
+{
+  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
+  guint generation = self->generation;
+  gboolean more = read_available (self);
+
+  if (self->generation != generation)
+    return G_SOURCE_REMOVE;  /* the attempt was abandoned: its source is gone */
   flush_now (self);
   update (self);
   if (more)
@@ -559,8 +651,18 @@ timer_dispatch (GSource     *source,
 {
   /* The tick may emit ::closed, whose handler may drop the last reference. */
   g_autoptr(CarehareConnection) self = g_object_ref (user_data);
+  guint generation = self->generation;
 
   g_source_set_ready_time (source, -1);
+  /* The heartbeat monitor judges the server by what arrived from it. After
+   * the main loop stalled, what waits in the socket has arrived too, but
+   * the read source may be dispatched after this timer: read it first. */
+  if (self->read_source != NULL && !self->stream_closing && !read_available (self))
+    {
+      if (self->generation != generation)
+        return G_SOURCE_REMOVE;  /* the attempt was abandoned: this source is gone */
+      destroy_source (&self->read_source);
+    }
   carehare_protocol_tick (self->protocol, g_get_monotonic_time ());
   update (self);
   return G_SOURCE_CONTINUE;
@@ -578,6 +680,7 @@ force_close (CarehareConnection *self)
   self->force_close = TRUE;
   if (self->io_cancellable != NULL)
     g_cancellable_cancel (self->io_cancellable);
+  shut_down_socket (self);
   update (self);
 }
 
@@ -613,7 +716,7 @@ protocol_finished_cb (CarehareProtocol *protocol,
    * frames get a bounded time, and none after a heartbeat timeout. */
   if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR))
     force_close (self);
-  else if (self->linger == NULL && self->stream != NULL)
+  else if (self->initialized && self->linger == NULL && self->stream != NULL)
     {
       self->linger = g_timeout_source_new (LINGER_MS);
       g_source_set_callback (self->linger, linger_cb, self, NULL);
@@ -764,7 +867,7 @@ init_fail (CarehareConnection *self,
   attempt_teardown (self);
 
   n_attempts = self->attempt + 1;
-  if (!cancelled && self->attempt_uris[n_attempts] != NULL)
+  if (!cancelled && !self->close_requested && self->attempt_uris[n_attempts] != NULL)
     {
       g_autoptr(GSource) idle = g_idle_source_new ();
 
@@ -779,7 +882,7 @@ init_fail (CarehareConnection *self,
       return;
     }
 
-  if (n_attempts > 1 && !cancelled)
+  if (n_attempts > 1 && !cancelled && !self->close_requested)
     {
       /* Keep the last attempt's domain and code, so a program can still
        * match (say) a refused login; the message names every attempt. */
@@ -1130,6 +1233,12 @@ carehare_connection_init_async (GAsyncInitable      *initable,
                                "The connection is already initialised");
       return;
     }
+  if (self->close_requested)
+    {
+      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                               "Connection closed by the application before it was initialised");
+      return;
+    }
   if (self->uris != NULL && self->uris[0] != NULL)
     self->attempt_uris = g_strdupv (self->uris);
   else if (self->uri != NULL)
@@ -1208,6 +1317,17 @@ carehare_connection_dispose (GObject *object)
   destroy_source (&self->linger);
   destroy_source (&self->read_source);
   destroy_source (&self->write_source);
+  /* Nobody may iterate our context any more (a worker thread that closed,
+   * dropped its reference and ended): close the socket now, not when the
+   * last pending callback has run, and complete the closes waiting for it. */
+  if (self->stream != NULL && !self->stream_closed)
+    {
+      shut_down_socket (self);
+      if (!self->stream_closing)
+        g_io_stream_close (self->stream, NULL, NULL);
+      self->stream_closed = TRUE;
+    }
+  return_close_tasks (self);
   init_cleanup (self);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->dispose (object);
@@ -1634,7 +1754,10 @@ gboolean
 carehare_connection_get_is_closed (CarehareConnection *self)
 {
   g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), TRUE);
-  return self->is_closed || self->protocol == NULL;
+  /* Closed as soon as the protocol finished: the callbacks of the
+   * operations that fail with the close run before ::closed is emitted. */
+  return self->is_closed || self->protocol == NULL ||
+         carehare_protocol_is_finished (self->protocol);
 }
 
 /**
@@ -1662,34 +1785,85 @@ close_done_cb (CarehareProtocolOp   *op,
                gpointer              user_data)
 {
   GTask *task = user_data;
+  CloseData *data = g_task_get_task_data (task);
   CarehareConnection *self = g_task_get_source_object (task);
 
-  if (error != NULL)
-    g_task_set_task_data (task, g_error_copy (error), (GDestroyNotify) g_error_free);
-  if (self->stream_closed || self->stream == NULL)
+  /* The task gets its reference on the connection back (see close_async). */
+  if (data->borrowed)
     {
-      if (error != NULL)
-        g_task_return_error (task, g_error_copy (error));
-      else
-        g_task_return_boolean (task, TRUE);
-      g_object_unref (task);
-      return;
+      g_object_ref (self);
+      data->borrowed = FALSE;
     }
-  /* Completes when the socket is closed. */
-  g_ptr_array_add (self->close_tasks, task);
+  data->op = NULL;
+  if (error != NULL)
+    data->error = g_error_copy (error);
+  if (self->stream_closed || self->stream == NULL)
+    close_task_return (task);
+  else
+    g_ptr_array_add (self->close_tasks, task);  /* completes when the socket is closed */
+}
+
+static gboolean
+close_cancel_idle_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  CloseData *data = g_task_get_task_data (task);
+  /* Alive: while its close op is pending the connection is, and after it
+   * the task holds it. */
+  g_autoptr(CarehareConnection) self = g_object_ref (g_task_get_source_object (task));
+
+  if (data->returned)
+    return G_SOURCE_REMOVE;
+  /* Stop waiting for Close-Ok (the connection is over at once: this
+   * completes every close op), then close the socket without waiting
+   * for the last frames to be written. */
+  if (data->op != NULL && self->protocol != NULL)
+    carehare_protocol_cancel (self->protocol, data->op);
+  force_close (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+close_cancelled_cb (GCancellable *cancellable,
+                    gpointer      user_data)
+{
+  GTask *task = user_data;
+  g_autoptr(GSource) idle = g_idle_source_new ();
+
+  /* May run in any thread, and inside the cancellable's lock: defer the
+   * work to our context. */
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+  g_source_set_callback (idle, close_cancel_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_set_static_name (idle, "[carehare] close cancelled");
+  g_source_attach (idle, g_task_get_context (task));
 }
 
 /**
  * carehare_connection_close_async:
  * @self: a connection
- * @cancellable: (nullable): ignored: closing always runs to the end
+ * @cancellable: (nullable): cancel to stop waiting for the server's
+ *   Close-Ok and close the socket at once
  * @callback: (scope async) (nullable): called when the socket is closed
  * @user_data: data for @callback
  *
- * Closes the connection: sends Connection.Close, waits a bounded time for
- * the server's Close-Ok, and closes the socket. Every pending operation
+ * Closes the connection: sends Connection.Close, waits for the server's
+ * Close-Ok (at most 5 seconds, or two heartbeat intervals if that is
+ * shorter), gives the last frames at most 2 more seconds to be written and
+ * closes the socket, whatever the server does. Every pending operation
  * fails at once with %CAREHARE_ERROR_CONNECTION_CLOSED. Calling it again,
  * or after the connection closed by itself, is fine.
+ *
+ * Cancelling @cancellable stops the wait: the socket is closed at once,
+ * and the close completes as it would have, with %TRUE (the connection
+ * is closed all the same, not cancelled).
+ *
+ * Closing while the connection is being initialised (before
+ * g_async_initable_init_async() completed, or even started) stops
+ * connecting: initialisation fails with %CAREHARE_ERROR_CONNECTION_CLOSED
+ * and the connection stays closed.
+ *
+ * The callback runs on the main context the connection was created on,
+ * which must be iterated until then.
  */
 void
 carehare_connection_close_async (CarehareConnection  *self,
@@ -1698,20 +1872,55 @@ carehare_connection_close_async (CarehareConnection  *self,
                                  gpointer             user_data)
 {
   GTask *task;
+  CloseData *data;
+  CarehareProtocolOp *op;
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+  if (!_carehare_connection_check_context (self))
+    return;
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_close_async);
   g_task_set_check_cancellable (task, FALSE);
+  data = g_new0 (CloseData, 1);
+  g_task_set_task_data (task, data, (GDestroyNotify) close_data_free);
 
-  if (self->protocol == NULL)
+  if (self->init_task != NULL || (!self->initialized && self->protocol == NULL))
     {
-      g_task_return_boolean (task, TRUE);
-      g_object_unref (task);
+      /* Connecting, or never connected: whatever stage connecting is at
+       * (resolving, TCP, TLS, the AMQP handshake) stops, and nothing
+       * connects later. */
+      self->close_requested = TRUE;
+      if (self->init_task != NULL)
+        init_fail (self, g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                                      "Connection to %s closed by the application while connecting",
+                                      self->redacted_uri));
+      close_task_return (task);
       return;
     }
-  carehare_protocol_close (self->protocol, g_get_monotonic_time (), close_done_cb, task);
+  if (self->protocol == NULL)
+    {
+      close_task_return (task);
+      return;
+    }
+
+  /* While it waits for Close-Ok, the task does not keep the connection
+   * alive: a program (a worker thread) that drops its last reference
+   * without waiting has the socket closed at once, in dispose. The
+   * reference is given back in close_done_cb(). */
+  data->borrowed = TRUE;
+  g_object_unref (self);
+  op = carehare_protocol_close (self->protocol, g_get_monotonic_time (), close_done_cb, task);
+  /* The task is alive here even if it completed (GTask completes in an
+   * idle of its own when returned during the call that made it). */
+  data->op = op;
+  if (cancellable != NULL && !data->returned)
+    {
+      data->cancellable = g_object_ref (cancellable);
+      data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (close_cancelled_cb),
+                                                  g_object_ref (task), g_object_unref);
+    }
   update (self);
 }
 
@@ -1723,8 +1932,9 @@ carehare_connection_close_async (CarehareConnection  *self,
  *
  * Finishes [method@Carehare.Connection.close_async].
  *
- * Returns: %TRUE if we closed the connection; %FALSE with the cause if the
- *   server or the heartbeat monitor had closed it first
+ * Returns: %TRUE if we closed the connection (also when the close was
+ *   cancelled, timed out, or stopped connecting); %FALSE with the cause if
+ *   the server, the heartbeat monitor or a socket error had closed it first
  */
 gboolean
 carehare_connection_close_finish (CarehareConnection  *self,
@@ -1873,8 +2083,11 @@ op_task_new (CarehareConnection  *self,
              GAsyncReadyCallback  callback,
              gpointer             user_data)
 {
-  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  GTask *task;
 
+  if (!_carehare_connection_check_context (self))
+    return NULL;
+  task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, source_tag);
   g_task_set_task_data (task, g_new0 (RpcData, 1), (GDestroyNotify) rpc_data_free);
 
@@ -2673,6 +2886,8 @@ carehare_connection_acking_consumer_async (CarehareConnection  *self,
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (queue != NULL);
+  if (!_carehare_connection_check_context (self))
+    return;
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_acking_consumer_async);
@@ -2720,6 +2935,37 @@ carehare_connection_acking_consumer_finish (CarehareConnection  *self,
 }
 
 /* ---- private ------------------------------------------------------------- */
+
+/* Whether the caller runs in the main context the connection was created
+ * on: it is the thread-default one, and no other thread is running it. */
+static gboolean
+on_own_context (CarehareConnection *self)
+{
+  GMainContext *current = g_main_context_get_thread_default ();
+
+  if (current == NULL)
+    current = g_main_context_default ();
+  if (current != self->context)
+    return FALSE;
+  if (!g_main_context_acquire (self->context))
+    return FALSE;
+  g_main_context_release (self->context);
+  return TRUE;
+}
+
+gboolean
+_carehare_connection_check_context (CarehareConnection *self)
+{
+  if (G_LIKELY (on_own_context (self)))
+    return TRUE;
+  /* Otherwise the call's callback would wait for a context nobody
+   * iterates, or the connection's state would be touched from two
+   * threads at once. */
+  g_critical ("A CarehareConnection, or one of its consumers, was called from a thread or "
+              "main context other than the one it was created on; call it only from the "
+              "thread-default main context it was created on. The call was ignored.");
+  return FALSE;
+}
 
 CarehareProtocol *
 _carehare_connection_get_protocol (CarehareConnection *self)

@@ -570,6 +570,8 @@ carehare_consumer_next_delivery_async (CarehareConsumer    *self,
                                        gpointer             user_data)
 {
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
+    return;
 
   next_async (self, FALSE, 1, carehare_consumer_next_delivery_async, cancellable,
               callback, user_data);
@@ -598,6 +600,8 @@ carehare_consumer_next_deliveries_async (CarehareConsumer    *self,
                                          gpointer             user_data)
 {
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
+    return;
 
   next_async (self, TRUE, max_deliveries, carehare_consumer_next_deliveries_async,
               cancellable, callback, user_data);
@@ -667,6 +671,8 @@ carehare_consumer_ack (CarehareConsumer *self,
   CarehareProtocol *protocol;
 
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
+    return;
 
   protocol = get_protocol (self);
   if (self->closed || self->pc == NULL || protocol == NULL)
@@ -694,6 +700,8 @@ carehare_consumer_nack (CarehareConsumer *self,
   CarehareProtocol *protocol;
 
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
+    return;
 
   protocol = get_protocol (self);
   if (self->closed || self->pc == NULL || protocol == NULL)
@@ -737,6 +745,8 @@ carehare_consumer_close_async (CarehareConsumer    *self,
   CarehareProtocol *protocol;
 
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
+    return;
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_consumer_close_async);

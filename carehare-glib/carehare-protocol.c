@@ -481,6 +481,52 @@ fail_everything (CarehareProtocol *self,
     consumer_end (self, g_ptr_array_index (self->consumers, 0), closed_error_for (cause));
 }
 
+/* The method id of an RPC's request, from its encoded frame. */
+static guint32
+rpc_request_id (const CarehareProtocolOp *op)
+{
+  const guint8 *p;
+
+  if (op->frame == NULL || op->frame->len < 11)
+    return 0;
+  p = op->frame->data + 7;
+  return ((guint32) p[0] << 24) | ((guint32) p[1] << 16) | ((guint32) p[2] << 8) | p[3];
+}
+
+/* The server closes the connection because of a request of ours, the
+ * method @method_id its Close names: the operations that sent such a
+ * request and wait for its answer fail with @cause itself (the server's
+ * code and text); finish() then fails the others as merely pending. The
+ * server names no channel: when several such requests are in flight, each
+ * gets @cause. */
+static void
+fail_named_requests (CarehareProtocol *self,
+                     guint32           method_id,
+                     const GError     *cause)
+{
+  if (method_id == 0 || self->channels == NULL || self->state != STATE_OPEN)
+    return;
+
+  for (guint i = 1; i <= self->channel_max; i++)
+    {
+      Channel *ch = &self->channels[i];
+
+      if (ch->state != CHANNEL_BUSY)
+        continue;
+      if (ch->kind == CHANNEL_KIND_RPC && ch->op != NULL &&
+          rpc_request_id (ch->op) == method_id)
+        {
+          complete (self, ch->op, NULL, g_error_copy (cause));
+          ch->op = NULL;
+        }
+      else if (ch->kind == CHANNEL_KIND_CONSUMER && ch->consumer != NULL &&
+               ch->consumer->state == CONSUMER_STARTING &&
+               (method_id == CAREHARE_METHOD_BASIC_QOS ||
+                method_id == CAREHARE_METHOD_BASIC_CONSUME))
+        consumer_end (self, ch->consumer, g_error_copy (cause));
+    }
+}
+
 /* We found the server's bytes unacceptable: say so with Connection.Close
  * (the socket is still writable) and finish. The framing may be lost, so
  * waiting for Close-Ok would be waiting on bytes we cannot trust. */
@@ -617,8 +663,12 @@ carehare_protocol_free (CarehareProtocol *self)
   g_return_if_fail (self->depth == 0);
 
   enter (self);
-  finish (self, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                                     "Connection closed: the connection object was destroyed"));
+  /* A close waiting for Close-Ok is over: we closed it (nothing else was
+   * pending while closing). */
+  finish (self, self->state == STATE_CLOSING
+                ? NULL
+                : g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                                       "Connection closed: the connection object was destroyed"));
   /* Nobody is left to hear "finished". */
   self->callbacks.finished = NULL;
   self->callbacks.blocked_changed = NULL;
@@ -2352,10 +2402,16 @@ handle_connection_method (CarehareProtocol *self,
         append_method (self, 0, &ok);
         /* Crossed with our own Close: we closed it. */
         if (self->state != STATE_CLOSING)
-          cause = carehare_error_new_from_reply (CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER,
-                                                 "Connection closed by server",
-                                                 method->connection_close.reply_code,
-                                                 method->connection_close.reply_text);
+          {
+            cause = carehare_error_new_from_reply (CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER,
+                                                   "Connection closed by server",
+                                                   method->connection_close.reply_code,
+                                                   method->connection_close.reply_text);
+            fail_named_requests (self,
+                                 ((guint32) method->connection_close.class_id << 16) |
+                                 method->connection_close.method_id,
+                                 cause);
+          }
         finish (self, cause);
         return;
       }
@@ -2900,6 +2956,15 @@ carehare_protocol_cancel (CarehareProtocol   *self,
       self->handshake = NULL;
       break;
     case OP_CLOSE:
+      /* Only a close that waits for Close-Ok is pending: cancelling it
+       * stops the wait, and the connection is over at once, as when the
+       * close times out (every close op completes without error). */
+      if (self->state == STATE_CLOSING)
+        {
+          finish (self, NULL);
+          leave (self);
+          return;
+        }
       g_ptr_array_remove (self->close_ops, op);
       break;
     case OP_PUBLISH:

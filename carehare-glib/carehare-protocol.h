@@ -29,7 +29,10 @@
  * reason, every pending operation completes at once with
  * CAREHARE_ERROR_CONNECTION_CLOSED (or the cause, for the handshake), and
  * operations started later complete the same way before the call that
- * started them returns.
+ * started them returns. When the server closes the connection naming a
+ * request of ours (the class and method ids of its Close), the operations
+ * that sent such a request complete with the server's error itself
+ * (CONNECTION_CLOSED_BY_SERVER), before the others.
  */
 
 #include <glib.h>
@@ -97,7 +100,7 @@ CarehareProtocol *carehare_protocol_new  (const CarehareProtocolConfig    *confi
                                           const CarehareProtocolCallbacks *callbacks,
                                           gpointer                         user_data);
 /* Fails every pending operation with CONNECTION_CLOSED (callbacks run)
- * before freeing. */
+ * before freeing; a close waiting for Close-Ok completes without error. */
 void              carehare_protocol_free (CarehareProtocol *protocol);
 
 /* Starts the handshake: queues the protocol header. The op completes after
@@ -238,7 +241,9 @@ const char *carehare_protocol_consumer_get_tag (CarehareProtocolConsumer *consum
  * the channel it used is closed and not reused. A publish can be
  * cancelled only while it is not written yet (waiting for a channel, for
  * connection.unblocked or for Channel.Flow(active=true)); after that it
- * completes with the broker's answer. */
+ * completes with the broker's answer. Cancelling a close stops the wait
+ * for Close-Ok instead: the connection finishes at once, as when the close
+ * times out, and every close op completes without error. */
 void     carehare_protocol_cancel (CarehareProtocol   *protocol,
                                    CarehareProtocolOp *op);
 

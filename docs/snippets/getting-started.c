@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Getting started: connect, declare a queue, publish one message with a
- * publisher confirm, consume it with an ack, close.
+ * publisher confirm, consume it with an ack, close. Then the same
+ * connection lifecycle in a worker thread with a main context of its own.
  *
  *   getting-started URI
  *
@@ -149,6 +150,59 @@ connected_cb (GObject      *source,
                                            NULL, NULL, declared_cb, app);
 }
 
+static void
+store_result_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  *(GAsyncResult **) user_data = g_object_ref (result);
+}
+
+/* A worker thread with a connection of its own: the connection runs on the
+ * main context that is thread-default where it is created, and that
+ * context must be iterated until every call, the close included, has
+ * completed. */
+static gpointer
+worker_thread (gpointer data)
+{
+  const char *uri = data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *queue = NULL;
+  gboolean ok = FALSE;
+
+  g_main_context_push_thread_default (context);
+  carehare_connection_new_async (uri, NULL, store_result_cb, &result);
+  while (result == NULL)
+    g_main_context_iteration (context, TRUE);
+  conn = carehare_connection_new_finish (result, &error);
+  g_clear_object (&result);
+
+  if (conn != NULL)
+    {
+      carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                               NULL, NULL, store_result_cb, &result);
+      while (result == NULL)
+        g_main_context_iteration (context, TRUE);
+      queue = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+      g_clear_object (&result);
+
+      /* Iterate until the close completed: only then is the socket closed
+       * (and the connection closed on the broker). */
+      carehare_connection_close_async (conn, NULL, store_result_cb, &result);
+      while (result == NULL)
+        g_main_context_iteration (context, TRUE);
+      ok = carehare_connection_close_finish (conn, result, error == NULL ? &error : NULL) &&
+           queue != NULL;
+    }
+  if (error != NULL)
+    g_printerr ("worker: %s\n", error->message);
+  g_main_context_pop_thread_default (context);
+  return GINT_TO_POINTER (ok);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -164,6 +218,11 @@ main (int   argc,
   app.loop = g_main_loop_new (NULL, FALSE);
   carehare_connection_new_async (argv[1], NULL, connected_cb, &app);
   g_main_loop_run (app.loop);
+
+  if (!GPOINTER_TO_INT (g_thread_join (g_thread_new ("worker", worker_thread, argv[1]))))
+    app.status = 1;
+  else
+    g_print ("the worker thread declared a queue and closed its connection\n");
 
   g_clear_object (&app.consumer);
   g_clear_object (&app.conn);

@@ -455,6 +455,25 @@ def test_connection_closed_signal():
     assert len(conn_closed) == 1
 
 
+def test_close_during_init_stops_connecting():
+    # The construction style of Python and GJS: new, init_async, and a
+    # close before the connect completed. Closing stops connecting.
+    conn = Carehare.Connection(uri=plain_uri())
+    inited = []
+    conn.init_async(GLib.PRIORITY_DEFAULT, None, lambda c, r: inited.append(r))
+    assert call(conn, "close") is True
+    run_until(lambda: inited)
+    expect_error(Carehare.error_quark(), Carehare.Error.CONNECTION_CLOSED,
+                 conn.init_finish, inited[0])
+    # It stays closed: nothing connects behind the program's back.
+    loop = GLib.MainLoop()
+    GLib.timeout_add(300, loop.quit)
+    loop.run()
+    assert conn.get_is_closed()
+    expect_error(Carehare.error_quark(), Carehare.Error.CONNECTION_CLOSED,
+                 call, conn, "queue_declare", "", Carehare.QueueFlags.EXCLUSIVE, None)
+
+
 def test_plain_uri():
     conn = connect(plain_uri())
     try:
