@@ -1430,6 +1430,27 @@ consumer_start (CarehareProtocol         *self,
   append_method (self, id, &consume);
 }
 
+/* AMQP's empty queue name means "the last queue declared on this
+ * channel", and channels are pooled: it would act on a queue some earlier
+ * operation declared. */
+static GError *
+empty_queue_name_error (const char *what)
+{
+  return g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                      "Cannot send %s: the queue name is empty (AMQP would take it as "
+                      "the last queue declared on a pooled channel)", what);
+}
+
+static gboolean
+server_is_rabbitmq (CarehareProtocol *self)
+{
+  const char *product = NULL;
+
+  return self->server_properties != NULL &&
+         g_variant_lookup (self->server_properties, "product", "&s", &product) &&
+         g_str_equal (product, "RabbitMQ");
+}
+
 CarehareProtocolConsumer *
 carehare_protocol_consume (CarehareProtocol                        *self,
                            const char                              *queue,
@@ -1471,6 +1492,15 @@ carehare_protocol_consume (CarehareProtocol                        *self,
   else if (self->state != STATE_OPEN)
     consumer_end (self, consumer, closed_error_for (self->state == STATE_FINISHED
                                                     ? self->finish_error : NULL));
+  else if (*queue == '\0')
+    consumer_end (self, consumer, empty_queue_name_error ("basic.consume"));
+  else if (prefetch_size != 0 && server_is_rabbitmq (self))
+    /* RabbitMQ answers basic.qos with prefetch_size by closing the whole
+     * connection (540 NOT_IMPLEMENTED). */
+    consumer_end (self, consumer,
+                  g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                               "Cannot consume from queue '%s' with prefetch_size %u: "
+                               "RabbitMQ supports only 0", queue, prefetch_size));
   else
     {
       consumer->state = CONSUMER_WAITING;
@@ -2369,6 +2399,29 @@ carehare_protocol_close (CarehareProtocol           *self,
 
 /* ---- RPCs ---------------------------------------------------------------- */
 
+/* The queue name of a request that acts on an existing queue, or NULL
+ * for other requests. */
+static const char *
+rpc_queue_name (const CarehareMethod *request,
+                gboolean             *applies)
+{
+  *applies = TRUE;
+  switch (request->id)
+    {
+    case CAREHARE_METHOD_QUEUE_PURGE:
+      return request->queue_purge.queue;
+    case CAREHARE_METHOD_QUEUE_DELETE:
+      return request->queue_delete.queue;
+    case CAREHARE_METHOD_QUEUE_BIND:
+      return request->queue_bind.queue;
+    case CAREHARE_METHOD_QUEUE_UNBIND:
+      return request->queue_unbind.queue;
+    default:
+      *applies = FALSE;
+      return NULL;
+    }
+}
+
 CarehareProtocolOp *
 carehare_protocol_rpc (CarehareProtocol           *self,
                        const CarehareMethod       *request,
@@ -2378,6 +2431,8 @@ carehare_protocol_rpc (CarehareProtocol           *self,
 {
   CarehareProtocolOp *op;
   GError *error = NULL;
+  gboolean names_queue;
+  const char *queue;
 
   g_return_val_if_fail (self != NULL, NULL);
   g_return_val_if_fail (request != NULL, NULL);
@@ -2387,10 +2442,13 @@ carehare_protocol_rpc (CarehareProtocol           *self,
   op = op_new (OP_RPC, callback, user_data);
   op->reply_id = reply_id;
   op->frame = g_byte_array_new ();
+  queue = rpc_queue_name (request, &names_queue);
 
   if (self->state != STATE_OPEN)
     complete (self, op, NULL, closed_error_for (self->state == STATE_FINISHED
                                                 ? self->finish_error : NULL));
+  else if (names_queue && (queue == NULL || *queue == '\0'))
+    complete (self, op, NULL, empty_queue_name_error (carehare_method_name (request->id)));
   else if (!carehare_wire_append_method_frame (op->frame, 0, request, &error))
     {
       /* Arguments the wire cannot carry (a name over 255 bytes, a table

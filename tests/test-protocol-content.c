@@ -430,9 +430,10 @@ closed_cb (CarehareProtocolConsumer *consumer,
 }
 
 static Rec *
-consume (Fixture    *f,
-         const char *queue,
-         guint16     prefetch_count)
+consume_full (Fixture    *f,
+              const char *queue,
+              guint32     prefetch_size,
+              guint16     prefetch_count)
 {
   static const CarehareProtocolConsumerCallbacks callbacks = {
     .delivery = delivery_cb,
@@ -444,10 +445,18 @@ consume (Fixture    *f,
   r->deliveries = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_delivery_free);
   r->start = completion_new (f);
   fixture_own (f, r, rec_free);
-  r->consumer = carehare_protocol_consume (f->p, queue, 0, prefetch_count, &callbacks, r,
-                                           op_done_cb, r->start);
+  r->consumer = carehare_protocol_consume (f->p, queue, prefetch_size, prefetch_count,
+                                           &callbacks, r, op_done_cb, r->start);
   g_assert_nonnull (r->consumer);
   return r;
+}
+
+static Rec *
+consume (Fixture    *f,
+         const char *queue,
+         guint16     prefetch_count)
+{
+  return consume_full (f, queue, 0, prefetch_count);
 }
 
 static void
@@ -1456,6 +1465,79 @@ test_consume_reentrant (Fixture       *f,
   g_assert_cmpuint (r->n_closed, ==, 0);
 }
 
+/* A handshake with a server whose properties name @product. */
+static void
+handshake_with_product (Fixture    *f,
+                        const char *product)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_START };
+  g_autoptr(GBytes) mechs = g_bytes_new_static ("PLAIN", 5);
+  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
+  g_autoptr(GVariant) props = NULL;
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "product", g_variant_new_string (product));
+  props = g_variant_ref_sink (g_variant_builder_end (&b));
+  m.connection_start.version_minor = 9;
+  m.connection_start.server_properties = props;
+  m.connection_start.mechanisms = mechs;
+  m.connection_start.locales = locales;
+  start (f);
+  g_assert_true (server_method (f, 0, &m));
+  g_assert_true (server_tune (f, 2047, 131072, 0));
+  g_assert_true (server_open_ok (f));
+  assert_ok (f->handshake);
+  g_ptr_array_unref (take_sent (f));
+}
+
+/* Arguments the broker would answer by closing something are refused
+ * before anything is sent, failing that start alone: an empty queue name
+ * (AMQP: "the last queue declared on this channel", and channels are
+ * pooled), and prefetch_size != 0 on RabbitMQ (540 NOT_IMPLEMENTED closes
+ * the whole connection). */
+static void
+test_consume_invalid_arguments (Fixture       *f,
+                                gconstpointer  data)
+{
+  Rec *r;
+
+  connect_default (f);
+  r = consume (f, "", 1);
+  assert_failed (r->start, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_message_contains (r->start->error, "empty");
+  assert_no_output (f);
+
+  r = consume_full (f, "q", 65536, 1);
+  assert_failed (r->start, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_message_contains (r->start->error, "65536");
+  assert_message_contains (r->start->error, "RabbitMQ");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  /* The connection goes on: prefetch_size 0 starts. */
+  consume_started (f, "q", 1, "ctag");
+}
+
+/* Another server may implement prefetch_size: it is sent. */
+static void
+test_consume_prefetch_size_other_server (Fixture       *f,
+                                         gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  handshake_with_product (f, "qpid-cpp");
+  r = consume_full (f, "q", 65536, 1);
+  assert_start_pending (r);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  g_assert_cmpuint (sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_QOS)->basic_qos.prefetch_size,
+                    ==, 65536);
+}
+
 static void
 test_consume_not_found (Fixture       *f,
                         gconstpointer  data)
@@ -2179,6 +2261,8 @@ main (int   argc,
   ADD ("consume/ack-after-finish", test_consume_ack_after_finish);
   ADD ("consume/reentrant", test_consume_reentrant);
   ADD ("consume/not-found", test_consume_not_found);
+  ADD ("consume/invalid-arguments", test_consume_invalid_arguments);
+  ADD ("consume/prefetch-size-other-server", test_consume_prefetch_size_other_server);
   ADD_DATA ("consume/server-cancel/nowait", &cancel_nowait, test_consume_server_cancel);
   ADD_DATA ("consume/server-cancel/wait", &cancel_wait, test_consume_server_cancel);
   ADD ("consume/server-close", test_consume_server_close);
