@@ -63,6 +63,7 @@ struct _CarehareConsumer
   gboolean closed;                    /* ended, for whatever reason */
   GError *closed_error;               /* owned; NULL when we closed it */
 
+  gboolean starting;                  /* until the start op completed */
   GCancellable *start_cancellable;    /* owned while starting */
   gulong start_cancelled_id;
 };
@@ -315,10 +316,15 @@ _carehare_consumer_start (CarehareConsumer           *self,
                           CarehareProtocolOpCallback  started,
                           gpointer                    user_data)
 {
+  self->starting = TRUE;
   self->pc = carehare_protocol_consume (get_protocol (self), self->queue, prefetch_size,
                                         prefetch_count, &consumer_callbacks, self,
                                         started, user_data);
-  if (cancellable != NULL && self->pc != NULL)
+  /* A start that failed at once (bad arguments, a closed connection) has
+   * already run _carehare_consumer_started(): nothing would disconnect a
+   * handler connected now, and it would keep the consumer, and so the
+   * connection, alive for as long as the cancellable lives. */
+  if (cancellable != NULL && self->pc != NULL && self->starting)
     {
       self->start_cancellable = g_object_ref (cancellable);
       self->start_cancelled_id = g_cancellable_connect (cancellable,
@@ -330,6 +336,7 @@ _carehare_consumer_start (CarehareConsumer           *self,
 void
 _carehare_consumer_started (CarehareConsumer *self)
 {
+  self->starting = FALSE;
   if (self->start_cancellable != NULL)
     {
       g_cancellable_disconnect (self->start_cancellable, self->start_cancelled_id);
