@@ -252,7 +252,20 @@ closed_cb (CarehareProtocolConsumer *pc,
            gpointer                  user_data)
 {
   CarehareConsumer *self = user_data;
+  CarehareProtocol *protocol = get_protocol (self);
 
+  /* The broker ended the consumer. After a Basic.Cancel its channel stays
+   * open until the deliveries handed out are settled: give back those the
+   * program never took (if the queue was deleted, they are gone with it).
+   * On a channel or connection that is gone these are dropped. */
+  if (protocol != NULL && !self->closed)
+    {
+      for (GList *l = self->buffered.head; l != NULL; l = l->next)
+        carehare_protocol_consumer_nack (protocol, pc,
+                                         carehare_delivery_get_delivery_tag (l->data),
+                                         FALSE, TRUE);
+      _carehare_connection_update (self->connection);
+    }
   end_stream (self, g_error_copy (error));
 }
 
@@ -675,8 +688,12 @@ carehare_consumer_ack (CarehareConsumer *self,
 
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
 
+  /* The protocol drops what the broker must not see: a tag settled
+   * already or never delivered, and anything once the consumer's channel
+   * is closed. After the broker cancelled the consumer, its channel stays
+   * open until the deliveries handed out are settled. */
   protocol = get_protocol (self);
-  if (self->closed || self->pc == NULL || protocol == NULL)
+  if (self->pc == NULL || protocol == NULL)
     return;
   carehare_protocol_consumer_ack (protocol, self->pc, delivery_tag, FALSE);
   _carehare_connection_update (self->connection);
@@ -703,7 +720,7 @@ carehare_consumer_nack (CarehareConsumer *self,
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
 
   protocol = get_protocol (self);
-  if (self->closed || self->pc == NULL || protocol == NULL)
+  if (self->pc == NULL || protocol == NULL)
     return;
   carehare_protocol_consumer_nack (protocol, self->pc, delivery_tag, FALSE, requeue);
   _carehare_connection_update (self->connection);

@@ -101,6 +101,8 @@ typedef enum {
   CONSUMER_WAITING,        /* for a channel */
   CONSUMER_STARTING,       /* Open, Qos, Consume sent */
   CONSUMER_ACTIVE,
+  CONSUMER_CANCELLED,      /* by the server; the channel stays open while
+                            * deliveries handed out are not settled */
   CONSUMER_CLOSING,        /* we sent Channel.Close */
   CONSUMER_ENDED,
 } ConsumerState;
@@ -118,6 +120,10 @@ struct _CarehareProtocolConsumer {
   CarehareProtocolOp *start_op;    /* pending start, not owned */
   GPtrArray *close_ops;            /* pending closes, not owned */
   Content content;
+  /* Delivery tags handed to the owner and not settled yet: owned
+   * guint64 * keys, ascending. */
+  GTree *unsettled;
+  gboolean told_closed;            /* the closed callback is queued */
 };
 
 typedef enum {
@@ -215,6 +221,8 @@ static void consumer_unref_internal (CarehareProtocolConsumer *consumer);
 static void publisher_fail_ops (CarehareProtocol *self, Publisher *pub, GError *error);
 static void consumer_end (CarehareProtocol *self, CarehareProtocolConsumer *consumer, GError *error);
 static void publisher_free (Publisher *pub);
+static void consumer_drop_delivery (CarehareProtocol *self, CarehareProtocolConsumer *consumer,
+                                    guint64 delivery_tag);
 
 /* ---- plumbing ------------------------------------------------------------ */
 
@@ -258,6 +266,8 @@ leave (CarehareProtocol *self)
           if (ev->consumer->callbacks.delivery != NULL)
             ev->consumer->callbacks.delivery (ev->consumer, g_steal_pointer (&ev->delivery),
                                               ev->consumer->user_data);
+          else
+            consumer_drop_delivery (self, ev->consumer, ev->delivery->delivery_tag);
           g_clear_pointer (&ev->delivery, carehare_protocol_delivery_free);
           consumer_unref_internal (ev->consumer);
           break;
@@ -1338,6 +1348,7 @@ consumer_unref_internal (CarehareProtocolConsumer *consumer)
   g_assert (consumer->start_op == NULL);
   g_assert (consumer->close_ops->len == 0);
   content_clear (&consumer->content);
+  g_tree_unref (consumer->unsettled);
   g_ptr_array_unref (consumer->close_ops);
   g_free (consumer->queue);
   g_free (consumer->tag);
@@ -1362,9 +1373,30 @@ carehare_protocol_consumer_get_tag (CarehareProtocolConsumer *consumer)
   return consumer->tag;
 }
 
+/* Queues the owner's closed callback, once. Takes @error. */
+static void
+consumer_tell_closed (CarehareProtocol         *self,
+                      CarehareProtocolConsumer *consumer,
+                      GError                   *error)
+{
+  Event *ev;
+
+  if (consumer->told_closed)
+    {
+      g_error_free (error);
+      return;
+    }
+  consumer->told_closed = TRUE;
+  ev = g_new0 (Event, 1);
+  ev->kind = EVENT_CONSUMER_CLOSED;
+  ev->consumer = consumer_ref (consumer);
+  ev->error = error;
+  g_queue_push_tail (&self->events, ev);
+}
+
 /* @consumer is over: fail its start or tell its owner (unless we closed
- * it), complete pending closes, and drop the protocol's reference. Takes
- * @error; NULL when we closed it. */
+ * it, or it was told already), complete pending closes, and drop the
+ * protocol's reference. Takes @error; NULL when we closed it. */
 static void
 consumer_end (CarehareProtocol         *self,
               CarehareProtocolConsumer *consumer,
@@ -1382,6 +1414,7 @@ consumer_end (CarehareProtocol         *self,
   consumer->state = CONSUMER_ENDED;
   consumer->channel = 0;
   content_clear (&consumer->content);
+  g_tree_remove_all (consumer->unsettled);
 
   if (consumer->start_op != NULL)
     {
@@ -1390,14 +1423,7 @@ consumer_end (CarehareProtocol         *self,
       error = NULL;
     }
   else if (!ours && error != NULL)
-    {
-      Event *ev = g_new0 (Event, 1);
-
-      ev->kind = EVENT_CONSUMER_CLOSED;
-      ev->consumer = consumer_ref (consumer);
-      ev->error = g_steal_pointer (&error);
-      g_queue_push_tail (&self->events, ev);
-    }
+    consumer_tell_closed (self, consumer, g_steal_pointer (&error));
   g_clear_error (&error);
 
   for (guint i = 0; i < consumer->close_ops->len; i++)
@@ -1441,6 +1467,17 @@ empty_queue_name_error (const char *what)
                       "the last queue declared on a pooled channel)", what);
 }
 
+static gint
+compare_tags (gconstpointer a,
+              gconstpointer b,
+              gpointer      user_data)
+{
+  guint64 x = *(const guint64 *) a;
+  guint64 y = *(const guint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
 static gboolean
 server_is_rabbitmq (CarehareProtocol *self)
 {
@@ -1475,6 +1512,7 @@ carehare_protocol_consume (CarehareProtocol                        *self,
   consumer->prefetch_size = prefetch_size;
   consumer->prefetch_count = prefetch_count;
   consumer->close_ops = g_ptr_array_new ();
+  consumer->unsettled = g_tree_new_full (compare_tags, NULL, g_free, NULL);
   if (callbacks != NULL)
     consumer->callbacks = *callbacks;
   consumer->user_data = user_data;
@@ -1510,16 +1548,83 @@ carehare_protocol_consume (CarehareProtocol                        *self,
   return consumer;
 }
 
+static void discard_channel (CarehareProtocol *self, guint16 id, const char *why);
+static void consumer_close_channel (CarehareProtocol *self, CarehareProtocolConsumer *consumer,
+                                    const char *why);
+
+/* Settles *@tag (with @multiple, every tag up to it) among the deliveries
+ * handed out and not settled yet. The broker closes the channel (406
+ * PRECONDITION_FAILED "unknown delivery tag") for a tag it does not owe,
+ * so a tag already settled, or never delivered, must not reach it:
+ * returns FALSE when there is nothing to send. A multiple settle is sent
+ * with the highest unsettled tag it covers (RabbitMQ wants that tag
+ * itself to be unsettled); tag 0 with @multiple covers them all. */
+static gboolean
+consumer_settle (CarehareProtocolConsumer *consumer,
+                 guint64                  *tag,
+                 gboolean                  multiple)
+{
+  guint64 limit, highest;
+  GTreeNode *node;
+
+  if (!multiple)
+    return g_tree_remove (consumer->unsettled, tag);
+
+  limit = *tag == 0 ? G_MAXUINT64 : *tag;
+  node = g_tree_upper_bound (consumer->unsettled, &limit);
+  node = node != NULL ? g_tree_node_previous (node) : g_tree_node_last (consumer->unsettled);
+  if (node == NULL)
+    return FALSE;
+  highest = *(const guint64 *) g_tree_node_key (node);
+  while ((node = g_tree_node_first (consumer->unsettled)) != NULL)
+    {
+      guint64 key = *(const guint64 *) g_tree_node_key (node);
+
+      if (key > highest)
+        break;
+      g_tree_remove (consumer->unsettled, &key);
+    }
+  *tag = highest;
+  return TRUE;
+}
+
+/* A delivery its owner will never see (it gave its reference back): no
+ * settle will come for it. */
+static void
+consumer_drop_delivery (CarehareProtocol         *self,
+                        CarehareProtocolConsumer *consumer,
+                        guint64                   delivery_tag)
+{
+  g_tree_remove (consumer->unsettled, &delivery_tag);
+  if (consumer->state == CONSUMER_CANCELLED && g_tree_nnodes (consumer->unsettled) == 0)
+    consumer_close_channel (self, consumer, "consumer cancelled by server");
+}
+
+/* Sends @method (an ack or a nack of *@tag) if it settles something. */
 static void
 consumer_send_ack (CarehareProtocol         *self,
                    CarehareProtocolConsumer *consumer,
-                   const CarehareMethod     *method)
+                   CarehareMethod           *method,
+                   guint64                  *tag,
+                   gboolean                  multiple)
 {
   /* After the consumer or the connection closed, acks are dropped: the
    * broker redelivers what was not acked. */
-  if (consumer->state != CONSUMER_ACTIVE || self->state != STATE_OPEN)
+  if ((consumer->state != CONSUMER_ACTIVE && consumer->state != CONSUMER_CANCELLED) ||
+      self->state != STATE_OPEN)
     return;
+  if (!consumer_settle (consumer, tag, multiple))
+    {
+      g_debug ("not sending %s of delivery tag %" G_GUINT64_FORMAT "%s on channel %u: "
+               "no such delivery is waiting to be settled", carehare_method_name (method->id),
+               *tag, multiple ? " (multiple)" : "", consumer->channel);
+      return;
+    }
   append_method (self, consumer->channel, method);
+
+  /* Cancelled by the server: the channel was kept for these settles. */
+  if (consumer->state == CONSUMER_CANCELLED && g_tree_nnodes (consumer->unsettled) == 0)
+    consumer_close_channel (self, consumer, "consumer cancelled by server");
 }
 
 void
@@ -1535,7 +1640,9 @@ carehare_protocol_consumer_ack (CarehareProtocol         *self,
 
   ack.basic_ack.delivery_tag = delivery_tag;
   ack.basic_ack.multiple = multiple;
-  consumer_send_ack (self, consumer, &ack);
+  enter (self);
+  consumer_send_ack (self, consumer, &ack, &ack.basic_ack.delivery_tag, multiple);
+  leave (self);
 }
 
 void
@@ -1553,7 +1660,9 @@ carehare_protocol_consumer_nack (CarehareProtocol         *self,
   nack.basic_nack.delivery_tag = delivery_tag;
   nack.basic_nack.multiple = multiple;
   nack.basic_nack.requeue = requeue;
-  consumer_send_ack (self, consumer, &nack);
+  enter (self);
+  consumer_send_ack (self, consumer, &nack, &nack.basic_nack.delivery_tag, multiple);
+  leave (self);
 }
 
 /* We no longer trust channel @id (its op was cancelled): close it and keep
@@ -1617,6 +1726,8 @@ content_done (CarehareProtocol *self,
                        ? g_byte_array_free_to_bytes (g_steal_pointer (&content->body))
                        : g_bytes_new_static ("", 0);
 
+      g_tree_insert (ch->consumer->unsettled, g_memdup2 (&delivery->delivery_tag, sizeof (guint64)),
+                     GUINT_TO_POINTER (1));
       ev->kind = EVENT_DELIVERY;
       ev->consumer = consumer_ref (ch->consumer);
       ev->delivery = delivery;
@@ -1744,11 +1855,17 @@ handle_consumer_method (CarehareProtocol         *self,
     case CAREHARE_METHOD_BASIC_CANCEL:
       {
         /* consumer_cancel_notify: the queue was deleted, or its node went
-         * away. The channel has no further use: close it. */
+         * away. No more deliveries come; the channel is kept only for
+         * settling those handed out, then closed. */
         GError *error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER,
                                      "Consumer cancelled by server: the queue '%s' was "
                                      "deleted or became unavailable", consumer->queue);
 
+        if (consumer->state == CONSUMER_CANCELLED)
+          {
+            g_error_free (error);
+            return;
+          }
         if (!method->basic_cancel.nowait)
           {
             CarehareMethod ok = { .id = CAREHARE_METHOD_BASIC_CANCEL_OK };
@@ -1756,9 +1873,15 @@ handle_consumer_method (CarehareProtocol         *self,
             ok.basic_cancel_ok.consumer_tag = method->basic_cancel.consumer_tag;
             append_method (self, id, &ok);
           }
-        consumer_end (self, consumer, error);
-        self->channels[id].consumer = NULL;
-        discard_channel (self, id, "consumer cancelled by server");
+        if (consumer->state != CONSUMER_ACTIVE || g_tree_nnodes (consumer->unsettled) == 0)
+          {
+            consumer_end (self, consumer, error);
+            self->channels[id].consumer = NULL;
+            discard_channel (self, id, "consumer cancelled by server");
+            return;
+          }
+        consumer->state = CONSUMER_CANCELLED;
+        consumer_tell_closed (self, consumer, error);
         return;
       }
 
@@ -1873,6 +1996,20 @@ handle_channel_method (CarehareProtocol *self,
                    carehare_method_name (method->id), id);
 }
 
+/* Sends Channel.Close for @consumer's channel; Close-Ok ends it. */
+static void
+consumer_close_channel (CarehareProtocol         *self,
+                        CarehareProtocolConsumer *consumer,
+                        const char               *why)
+{
+  consumer->state = CONSUMER_CLOSING;
+  content_clear (&consumer->content);
+  discard_channel (self, consumer->channel, why);
+  /* discard_channel() forgets the RPC op; the consumer stays linked until
+   * Close-Ok ends it. */
+  self->channels[consumer->channel].consumer = consumer;
+}
+
 CarehareProtocolOp *
 carehare_protocol_consumer_close (CarehareProtocol           *self,
                                   CarehareProtocolConsumer   *consumer,
@@ -1902,6 +2039,7 @@ carehare_protocol_consumer_close (CarehareProtocol           *self,
       break;
     case CONSUMER_STARTING:
     case CONSUMER_ACTIVE:
+    case CONSUMER_CANCELLED:
       g_ptr_array_add (consumer->close_ops, op);
       if (consumer->start_op != NULL)
         {
@@ -1910,12 +2048,7 @@ carehare_protocol_consumer_close (CarehareProtocol           *self,
                                          "Consumer closed before it started"));
           consumer->start_op = NULL;
         }
-      consumer->state = CONSUMER_CLOSING;
-      content_clear (&consumer->content);
-      discard_channel (self, consumer->channel, "consumer closed");
-      /* discard_channel() forgets the RPC op; the consumer stays linked
-       * until Close-Ok ends it. */
-      self->channels[consumer->channel].consumer = consumer;
+      consumer_close_channel (self, consumer, "consumer closed");
       break;
     case CONSUMER_CLOSING:
       g_ptr_array_add (consumer->close_ops, op);

@@ -1357,10 +1357,13 @@ test_consume_ack (Fixture       *f,
   g_assert_true (server_message (f, 2, "ctag", 3, "three"));
   g_assert_cmpuint (r->deliveries->len, ==, 3);
 
+  g_assert_true (server_message (f, 2, "ctag", 4, "four"));
+  g_assert_cmpuint (r->deliveries->len, ==, 4);
+
   carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
   carehare_protocol_consumer_nack (f->p, r->consumer, 2, FALSE, TRUE);
   carehare_protocol_consumer_nack (f->p, r->consumer, 3, TRUE, FALSE);
-  carehare_protocol_consumer_ack (f->p, r->consumer, 3, TRUE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);
 
   /* On the consumer's channel, in the order asked. */
   sent = take_sent (f);
@@ -1377,8 +1380,204 @@ test_consume_ack (Fixture       *f,
   g_assert_true (m->basic_nack.multiple);
   g_assert_false (m->basic_nack.requeue);
   m = sent_method (sent, 3, 2, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 4);
+  g_assert_true (m->basic_ack.multiple);
+}
+
+/* The broker closes the channel (406 PRECONDITION_FAILED "unknown delivery
+ * tag") for an ack or nack of a tag it does not owe: a second ack of one
+ * message would kill the consumer. Only tags handed out and not settled
+ * yet are sent; the others are dropped. */
+static void
+test_consume_ack_settled_or_unknown (Fixture       *f,
+                                     gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  for (guint64 tag = 1; tag <= 6; tag++)
+    g_assert_true (server_message (f, 1, "ctag", tag, "m"));
+  g_assert_cmpuint (r->deliveries->len, ==, 6);
+
+  /* Before anything is settled: tags the broker never sent. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 0, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 99, FALSE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 7, FALSE, TRUE);
+  assert_no_output (f);
+
+  /* Settled once, dropped after, ack or nack alike. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 2, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 2, FALSE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 2, FALSE, TRUE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 1, FALSE, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 2);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_NACK);
+  g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 1);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* multiple: up to the highest unsettled tag not above the one given
+   * (RabbitMQ wants that tag itself to be unsettled); nothing when none
+   * is left below it. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);  /* 3 is left */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);  /* none */
+  carehare_protocol_consumer_nack (f->p, r->consumer, 100, TRUE, TRUE);  /* 5 and 6 */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 6, TRUE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 6, FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 4);
+  g_assert_false (m->basic_ack.multiple);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_ACK);
   g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 3);
   g_assert_true (m->basic_ack.multiple);
+  m = sent_method (sent, 2, 1, CAREHARE_METHOD_BASIC_NACK);
+  g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 6);
+  g_assert_true (m->basic_nack.multiple);
+  g_assert_true (m->basic_nack.requeue);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* multiple with tag 0: every unsettled one. */
+  g_assert_true (server_message (f, 1, "ctag", 7, "m"));
+  g_assert_true (server_message (f, 1, "ctag", 8, "m"));
+  carehare_protocol_consumer_ack (f->p, r->consumer, 0, TRUE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 0, TRUE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 8);
+  g_assert_true (m->basic_ack.multiple);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+typedef enum {
+  AFTER_CANCEL_SETTLE,
+  AFTER_CANCEL_CLOSE,
+  AFTER_CANCEL_SERVER_CLOSE,
+  AFTER_CANCEL_CONNECTION_CLOSE,
+} AfterCancel;
+
+static const AfterCancel after_cancel_settle = AFTER_CANCEL_SETTLE;
+static const AfterCancel after_cancel_close = AFTER_CANCEL_CLOSE;
+static const AfterCancel after_cancel_server_close = AFTER_CANCEL_SERVER_CLOSE;
+static const AfterCancel after_cancel_connection_close = AFTER_CANCEL_CONNECTION_CLOSE;
+
+/* A server Basic.Cancel ends the consumer, but deliveries already handed
+ * out may still be settled: the channel stays open until they are (or the
+ * owner closes the consumer), then it is closed. Before, the channel was
+ * closed at once and every ack that followed was dropped: the broker
+ * redelivered messages the program had processed. */
+static void
+test_consume_server_cancel_unsettled (Fixture       *f,
+                                      gconstpointer  data)
+{
+  AfterCancel after = *(const AfterCancel *) data;
+  CarehareMethod cancel = { .id = CAREHARE_METHOD_BASIC_CANCEL };
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *close_c;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  for (guint64 tag = 1; tag <= 2; tag++)
+    g_assert_true (server_message (f, 1, "ctag", tag, "m"));
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  g_ptr_array_unref (take_sent (f));
+
+  /* The last delivery and the cancel in one read. */
+  {
+    g_autoptr(GByteArray) buf = g_byte_array_new ();
+    g_autoptr(GBytes) body = g_bytes_new_static ("m", 1);
+
+    encode_message (buf, 1, "ctag", 3, body, CHUNK_4096);
+    cancel.basic_cancel.consumer_tag = (char *) "ctag";
+    server_encode (buf, 1, &cancel);
+    g_assert_true (feed (f, buf->data, buf->len));
+  }
+  g_assert_cmpuint (r->deliveries->len, ==, 3);
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  g_assert_error (r->closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  /* Cancel-Ok, and the channel stays: 2 and 3 are not settled. */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_CANCEL_OK);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* Acks still go out; a settled tag is still dropped. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 2, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 2);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  switch (after)
+    {
+    case AFTER_CANCEL_SETTLE:
+      /* The last one settled: its nack, then Close. */
+      carehare_protocol_consumer_nack (f->p, r->consumer, 3, FALSE, TRUE);
+      sent = take_sent (f);
+      g_assert_cmpuint (sent->len, ==, 2);
+      m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_NACK);
+      g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 3);
+      sent_method (sent, 1, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+      g_assert_true (server_channel_close_ok (f, 1));
+      g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+      close_c = consumer_close_start (f, r);
+      assert_ok (close_c);
+      break;
+    case AFTER_CANCEL_CLOSE:
+      /* The owner closes it: Close at once, complete at Close-Ok. */
+      close_c = consumer_close_start (f, r);
+      assert_pending (close_c);
+      sent = take_sent (f);
+      g_assert_cmpuint (sent->len, ==, 1);
+      sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+      carehare_protocol_consumer_ack (f->p, r->consumer, 3, FALSE);
+      assert_no_output (f);
+      g_assert_true (server_channel_close_ok (f, 1));
+      assert_ok (close_c);
+      g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+      break;
+    case AFTER_CANCEL_SERVER_CLOSE:
+      {
+        g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+        encode_channel_close (buf, 1, 406, "PRECONDITION_FAILED - whatever", 0);
+        g_assert_true (feed (f, buf->data, buf->len));
+        sent = take_sent (f);
+        g_assert_cmpuint (sent->len, ==, 1);
+        sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+        g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+        carehare_protocol_consumer_ack (f->p, r->consumer, 3, FALSE);
+        assert_no_output (f);
+        close_c = consumer_close_start (f, r);
+        assert_ok (close_c);
+      }
+      break;
+    case AFTER_CANCEL_CONNECTION_CLOSE:
+      g_assert_false (server_close (f, 320, "CONNECTION_FORCED - bye"));
+      g_ptr_array_unref (take_sent (f));
+      carehare_protocol_consumer_ack (f->p, r->consumer, 3, FALSE);
+      assert_no_output (f);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  /* The owner was told once. */
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  assert_no_output (f);
 }
 
 static void
@@ -2257,6 +2456,7 @@ main (int   argc,
   ADD_DATA ("consume/deliver/empty", &deliver_empty, test_consume_deliver);
   ADD_DATA ("consume/deliver/split-bytes", &deliver_split, test_consume_deliver);
   ADD ("consume/ack", test_consume_ack);
+  ADD ("consume/ack-settled-or-unknown", test_consume_ack_settled_or_unknown);
   ADD ("consume/ack-after-close", test_consume_ack_after_close);
   ADD ("consume/ack-after-finish", test_consume_ack_after_finish);
   ADD ("consume/reentrant", test_consume_reentrant);
@@ -2265,6 +2465,14 @@ main (int   argc,
   ADD ("consume/prefetch-size-other-server", test_consume_prefetch_size_other_server);
   ADD_DATA ("consume/server-cancel/nowait", &cancel_nowait, test_consume_server_cancel);
   ADD_DATA ("consume/server-cancel/wait", &cancel_wait, test_consume_server_cancel);
+  ADD_DATA ("consume/server-cancel-unsettled/settle", &after_cancel_settle,
+            test_consume_server_cancel_unsettled);
+  ADD_DATA ("consume/server-cancel-unsettled/close", &after_cancel_close,
+            test_consume_server_cancel_unsettled);
+  ADD_DATA ("consume/server-cancel-unsettled/server-close", &after_cancel_server_close,
+            test_consume_server_cancel_unsettled);
+  ADD_DATA ("consume/server-cancel-unsettled/connection-close", &after_cancel_connection_close,
+            test_consume_server_cancel_unsettled);
   ADD ("consume/server-close", test_consume_server_close);
   ADD ("consume/close", test_consume_close);
   ADD ("consume/close-before-consume-ok", test_consume_close_before_consume_ok);

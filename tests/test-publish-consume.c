@@ -5,6 +5,8 @@
  */
 #include "carehare-test-util.h"
 
+#include "carehare-connection-private.h"
+
 #include <string.h>
 
 #define TIMEOUT_MS 30000
@@ -735,8 +737,74 @@ test_queue_deleted_cancels_consumer (void)
   close_connection (conn);
 }
 
+/* The queue is deleted while the program holds two deliveries and three
+ * more are buffered: the consumer ends (CHANNEL_CLOSED_BY_SERVER), the
+ * buffered ones are lost with the queue, and acking the two held ones
+ * harms nothing: the channel was kept open for them. */
 static void
-test_channel_error_on_consumer (void)
+test_queue_deleted_with_deliveries_held (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *wanted = carehare_test_unique_name ("held");
+  g_autofree char *queue = declare_queue_with_flags (conn, wanted, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) first = NULL;
+  g_autoptr(CarehareDelivery) second = NULL;
+  g_autoptr(CarehareDelivery) none = NULL;
+  g_autoptr(GAsyncResult) deleted = NULL;
+  g_autoptr(GError) error = NULL;
+  ConsumerClosed rec = { 0 };
+  guint n_channels;
+
+  for (guint i = 0; i < 5; i++)
+    g_assert_true (publish_text (conn, "", queue, "m", &error));
+  consumer = start_consumer (conn, queue, 5, &error);
+  g_assert_no_error (error);
+  g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), &rec);
+  first = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  second = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_test_run_for (200);
+
+  carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                          carehare_test_store_result, &deleted);
+  carehare_test_wait_for_result (&deleted, TIMEOUT_MS);
+  g_assert_true (carehare_connection_queue_delete_finish (conn, deleted, NULL, &error));
+  while (rec.n == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  none = next_delivery (consumer, &error);
+  g_assert_null (none);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_clear_error (&error);
+
+  /* The consumer's channel is still open for the two held ones... */
+  carehare_test_run_for (200);
+  n_channels = carehare_protocol_get_n_open_channels (_carehare_connection_get_protocol (conn));
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (first));
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (_carehare_connection_get_protocol (conn)),
+                    ==, n_channels);
+  carehare_consumer_nack (consumer, carehare_delivery_get_delivery_tag (second), TRUE);
+  /* ...and closed once they are settled. */
+  for (guint i = 0; i < 100 && carehare_protocol_get_n_open_channels (
+         _carehare_connection_get_protocol (conn)) == n_channels; i++)
+    carehare_test_run_for (20);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (_carehare_connection_get_protocol (conn)),
+                    ==, n_channels - 1);
+  g_assert_cmpuint (rec.n, ==, 1);
+  g_assert_false (carehare_connection_get_is_closed (conn));
+  g_assert_true (publish_text (conn, "", "", "still open", &error));
+  g_assert_no_error (error);
+  g_clear_error (&rec.error);
+  close_connection (conn);
+}
+
+/* Acking a tag twice (or a tag never delivered) would be a channel error
+ * (406 PRECONDITION_FAILED "unknown delivery tag") that killed the
+ * consumer: the library drops such acks, and the consumer goes on. */
+static void
+test_ack_twice (void)
 {
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
   g_autofree char *queue = declare_queue (conn, "", NULL);
@@ -744,6 +812,7 @@ test_channel_error_on_consumer (void)
   g_autoptr(CarehareDelivery) delivery = NULL;
   g_autoptr(GError) error = NULL;
   ConsumerClosed rec = { 0 };
+  guint64 tag;
 
   g_assert_true (publish_text (conn, "", queue, "m", &error));
   consumer = start_consumer (conn, queue, 5, &error);
@@ -751,25 +820,34 @@ test_channel_error_on_consumer (void)
   g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), &rec);
   delivery = next_delivery (consumer, &error);
   g_assert_no_error (error);
+  tag = carehare_delivery_get_delivery_tag (delivery);
 
-  /* Acking a tag twice is a channel error (406 PRECONDITION_FAILED,
-   * "unknown delivery tag"): the consumer ends with it. */
-  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
-  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
-  while (rec.n == 0)
-    g_main_context_iteration (NULL, TRUE);
-  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
-  g_assert_cmpuint (carehare_error_get_reply_code (rec.error), ==, 406);
-  g_clear_object (&delivery);
-  delivery = next_delivery (consumer, &error);
-  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
-  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 406);
-  g_clear_error (&rec.error);
+  carehare_consumer_ack (consumer, tag);
+  carehare_consumer_ack (consumer, tag);
+  carehare_consumer_nack (consumer, tag, TRUE);
+  carehare_consumer_ack (consumer, tag + 1000);
+  carehare_test_run_for (300);
+  g_assert_cmpuint (rec.n, ==, 0);
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
 
-  /* The connection is fine. */
+  /* The consumer goes on receiving. */
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("after %u", i);
+
+      g_clear_object (&delivery);
+      g_assert_true (publish_text (conn, "", queue, text, &error));
+      delivery = next_delivery (consumer, &error);
+      g_assert_no_error (error);
+      assert_body (delivery, text);
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+    }
+  carehare_test_run_for (200);
+  g_assert_cmpuint (rec.n, ==, 0);
+  g_assert_cmpuint (unacked_on_broker (queue), ==, 0);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
   g_assert_false (carehare_connection_get_is_closed (conn));
-  g_clear_error (&error);
-  g_assert_true (publish_text (conn, "", queue, "after", &error));
   close_connection (conn);
 }
 
@@ -1135,7 +1213,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/consume/nack-requeue-and-drop", test_nack_requeue_and_drop);
   g_test_add_func ("/consume/close", test_close_consumer);
   g_test_add_func ("/consume/queue-deleted", test_queue_deleted_cancels_consumer);
-  g_test_add_func ("/consume/channel-error", test_channel_error_on_consumer);
+  g_test_add_func ("/consume/ack-twice", test_ack_twice);
+  g_test_add_func ("/consume/queue-deleted-with-deliveries-held",
+                   test_queue_deleted_with_deliveries_held);
   g_test_add_func ("/consume/connection-closed", test_connection_close_ends_consumer);
   g_test_add_func ("/consume/cancel-next-delivery", test_cancel_next_delivery);
   g_test_add_func ("/consume/next-deliveries-in-batches", test_next_deliveries_in_batches);
