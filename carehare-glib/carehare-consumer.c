@@ -538,7 +538,13 @@ next_async (CarehareConsumer    *self,
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, source_tag);
+  /* Cancellation wins only while nothing is handed over: once a delivery
+   * is given to this call, it is reported whatever the cancellable says
+   * (GTask's check would free it with the task, unacknowledged). */
+  g_task_set_check_cancellable (task, FALSE);
 
+  if (g_task_return_error_if_cancelled (task))
+    return;
   if (!g_queue_is_empty (&self->buffered) && batch)
     g_task_return_pointer (task, take_batch (self, max), (GDestroyNotify) g_ptr_array_unref);
   else if (!g_queue_is_empty (&self->buffered))
@@ -548,7 +554,7 @@ next_async (CarehareConsumer    *self,
   else if (self->closed)
     g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
                              "Consumer closed");
-  else if (!g_task_return_error_if_cancelled (task))
+  else
     {
       WaiterData *data = g_new0 (WaiterData, 1);
 
@@ -582,6 +588,11 @@ next_async (CarehareConsumer    *self,
  * broker cancelled it or closed its channel, and
  * %CAREHARE_ERROR_CONNECTION_CLOSED when the connection closed; every later
  * call fails the same way.
+ *
+ * Cancelling @cancellable completes the call with %G_IO_ERROR_CANCELLED
+ * only while no message was handed to it: once one was (even in the same
+ * main-loop turn as the cancellation), the call reports it, so that no
+ * message is lost unacknowledged.
  */
 void
 carehare_consumer_next_delivery_async (CarehareConsumer    *self,
