@@ -24,7 +24,18 @@
  * connection closes (%CAREHARE_ERROR_CONNECTION_CLOSED).
  * [signal@Carehare.Consumer::closed] tells once. Messages it had received
  * but not acknowledged go back to the queue and are delivered again, to
- * this program or another, marked redelivered.
+ * this program or another, marked redelivered; when the queue was deleted,
+ * those `next_delivery` had not returned yet are lost with it. After the
+ * broker cancelled the consumer, the messages the program took can still
+ * be acknowledged: the consumer's channel is closed once they all are, or
+ * when the program closes the consumer.
+ *
+ * A message another program published that cannot be represented (its
+ * header sets property flag bits that name no property, or nests tables
+ * deeper than 64 levels) is rejected without requeueing, and
+ * `next_delivery` fails once, in its place, with
+ * %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the problem and the
+ * delivery tag; the consumer goes on with the messages after it.
  *
  * ```c
  * static void
@@ -35,6 +46,13 @@
  *   g_autoptr(CarehareDelivery) delivery = NULL;
  *
  *   delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+ *   if (delivery == NULL && !carehare_consumer_get_is_closed (consumer))
+ *     {
+ *       // one message that could not be represented was rejected: go on
+ *       g_printerr ("%s\n", error->message);
+ *       carehare_consumer_next_delivery_async (consumer, NULL, next_cb, NULL);
+ *       return;
+ *     }
  *   if (delivery == NULL)
  *     {
  *       if (!g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED))
@@ -57,6 +75,11 @@ struct _CarehareConsumer
   char *queue;                        /* owned */
 
   GQueue buffered;                    /* owned CarehareDelivery *, oldest first */
+  /* Messages the broker sent that could not be represented (rejected by
+   * the protocol), each reported once in its place in the stream. */
+  GQueue rejected;                    /* owned Rejection *, oldest first */
+  guint64 n_buffered;                 /* deliveries ever put in buffered */
+  guint64 n_taken;                    /* deliveries ever taken from it */
   GQueue waiters;                     /* owned GTask * of next_delivery(ies), oldest first */
   GSource *serve_source;              /* owned, attached while batch waiters are to be served */
 
@@ -95,18 +118,79 @@ typedef struct {
   gboolean borrowed;          /* the task's reference on the consumer is lent back */
 } WaiterData;
 
-/* Up to @max (0: all) buffered deliveries, oldest first. */
+typedef struct {
+  guint64 after;              /* comes after this many buffered deliveries */
+  GError *error;              /* owned */
+} Rejection;
+
+static void
+rejection_free (Rejection *rejection)
+{
+  g_clear_error (&rejection->error);
+  g_free (rejection);
+}
+
+static gboolean
+nothing_buffered (CarehareConsumer *self)
+{
+  return g_queue_is_empty (&self->buffered) && g_queue_is_empty (&self->rejected);
+}
+
+/* Whether the next thing in the stream is a rejected message. */
+static gboolean
+rejection_is_next (CarehareConsumer *self)
+{
+  Rejection *rejection = g_queue_peek_head (&self->rejected);
+
+  return rejection != NULL && rejection->after == self->n_taken;
+}
+
+static void
+clear_buffered (CarehareConsumer *self)
+{
+  g_queue_clear_full (&self->buffered, g_object_unref);
+  g_queue_clear_full (&self->rejected, (GDestroyNotify) rejection_free);
+}
+
+/* Up to @max (0: all) buffered deliveries, oldest first, stopping before
+ * a rejected message. */
 static GPtrArray *
 take_batch (CarehareConsumer *self,
             guint             max)
 {
   GPtrArray *batch = g_ptr_array_new_with_free_func (g_object_unref);
-  CarehareDelivery *delivery;
 
-  while ((max == 0 || batch->len < max) &&
-         (delivery = g_queue_pop_head (&self->buffered)) != NULL)
-    g_ptr_array_add (batch, delivery);
+  while ((max == 0 || batch->len < max) && !rejection_is_next (self) &&
+         !g_queue_is_empty (&self->buffered))
+    {
+      g_ptr_array_add (batch, g_queue_pop_head (&self->buffered));
+      self->n_taken++;
+    }
   return batch;
+}
+
+/* Answers @task from what is buffered (not nothing): the rejected message
+ * that comes next, or one delivery or (@batch) up to @max of them. */
+static void
+return_buffered (CarehareConsumer *self,
+                 GTask            *task,
+                 gboolean          batch,
+                 guint             max)
+{
+  if (rejection_is_next (self))
+    {
+      Rejection *rejection = g_queue_pop_head (&self->rejected);
+
+      g_task_return_error (task, g_steal_pointer (&rejection->error));
+      rejection_free (rejection);
+    }
+  else if (batch)
+    g_task_return_pointer (task, take_batch (self, max), (GDestroyNotify) g_ptr_array_unref);
+  else
+    {
+      self->n_taken++;
+      g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+    }
 }
 
 static void
@@ -164,7 +248,7 @@ end_stream (CarehareConsumer *self,
   self->closed = TRUE;
   self->closed_error = error;
 
-  g_queue_clear_full (&self->buffered, g_object_unref);
+  clear_buffered (self);
   while ((task = g_queue_pop_head (&self->waiters)) != NULL)
     {
       waiter_done (task);
@@ -188,20 +272,44 @@ serve_waiters_cb (gpointer user_data)
   GTask *task;
 
   g_clear_pointer (&self->serve_source, g_source_unref);
-  while (!g_queue_is_empty (&self->buffered) &&
+  while (!nothing_buffered (self) &&
          (task = g_queue_pop_head (&self->waiters)) != NULL)
     {
       WaiterData *data = g_task_get_task_data (task);
 
       waiter_done (task);
-      if (data->batch)
-        g_task_return_pointer (task, take_batch (self, data->max),
-                               (GDestroyNotify) g_ptr_array_unref);
-      else
-        g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+      return_buffered (self, task, data->batch, data->max);
       g_object_unref (task);
     }
   return G_SOURCE_REMOVE;
+}
+
+/* Something was buffered while a call waits: a batch waiter gets
+ * everything that arrives in this dispatch, so waiters are served from an
+ * idle, once the protocol has handed over the lot. */
+static void
+schedule_serve (CarehareConsumer *self)
+{
+  if (g_queue_is_empty (&self->waiters) || self->serve_source != NULL)
+    return;
+  self->serve_source = g_idle_source_new ();
+  g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (self->serve_source, serve_waiters_cb, self, NULL);
+  g_source_set_static_name (self->serve_source, "[carehare] deliveries");
+  g_source_attach (self->serve_source, _carehare_connection_get_context (self->connection));
+}
+
+/* The waiting next_delivery (not next_deliveries) that can take the next
+ * item at once, or NULL. */
+static GTask *
+single_waiter (CarehareConsumer *self)
+{
+  GTask *task = g_queue_peek_head (&self->waiters);
+
+  if (task == NULL || ((WaiterData *) g_task_get_task_data (task))->batch ||
+      !nothing_buffered (self))
+    return NULL;
+  return g_queue_pop_head (&self->waiters);
 }
 
 static void
@@ -224,26 +332,46 @@ delivery_cb (CarehareProtocolConsumer *pc,
       g_object_unref (delivery);
       return;
     }
-  task = g_queue_peek_head (&self->waiters);
-  if (task != NULL && !((WaiterData *) g_task_get_task_data (task))->batch)
+  task = single_waiter (self);
+  if (task != NULL)
     {
-      g_queue_pop_head (&self->waiters);
       waiter_done (task);
       g_task_return_pointer (task, delivery, g_object_unref);
       g_object_unref (task);
       return;
     }
   g_queue_push_tail (&self->buffered, delivery);
-  /* A batch waiter gets everything that arrives in this dispatch: it is
-   * served from an idle, once the protocol has handed over the lot. */
-  if (task != NULL && self->serve_source == NULL)
+  self->n_buffered++;
+  schedule_serve (self);
+}
+
+/* A message that could not be represented was rejected: the next call
+ * in line reports it, and the stream goes on after it. */
+static void
+rejected_cb (CarehareProtocolConsumer *pc,
+             guint64                   delivery_tag,
+             const GError             *error,
+             gpointer                  user_data)
+{
+  CarehareConsumer *self = user_data;
+  Rejection *rejection;
+  GTask *task;
+
+  if (self->closed)
+    return;
+  task = single_waiter (self);
+  if (task != NULL)
     {
-      self->serve_source = g_idle_source_new ();
-      g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
-      g_source_set_callback (self->serve_source, serve_waiters_cb, self, NULL);
-      g_source_set_static_name (self->serve_source, "[carehare] deliveries");
-      g_source_attach (self->serve_source, _carehare_connection_get_context (self->connection));
+      waiter_done (task);
+      g_task_return_error (task, g_error_copy (error));
+      g_object_unref (task);
+      return;
     }
+  rejection = g_new0 (Rejection, 1);
+  rejection->after = self->n_buffered;
+  rejection->error = g_error_copy (error);
+  g_queue_push_tail (&self->rejected, rejection);
+  schedule_serve (self);
 }
 
 static void
@@ -272,6 +400,7 @@ closed_cb (CarehareProtocolConsumer *pc,
 static const CarehareProtocolConsumerCallbacks consumer_callbacks = {
   .delivery = delivery_cb,
   .closed = closed_cb,
+  .rejected = rejected_cb,
 };
 
 static void
@@ -385,7 +514,7 @@ carehare_consumer_dispose (GObject *object)
         }
       g_clear_pointer (&self->pc, carehare_protocol_consumer_unref);
     }
-  g_queue_clear_full (&self->buffered, g_object_unref);
+  clear_buffered (self);
   if (self->serve_source != NULL)
     {
       g_source_destroy (self->serve_source);
@@ -492,6 +621,7 @@ static void
 carehare_consumer_init (CarehareConsumer *self)
 {
   g_queue_init (&self->buffered);
+  g_queue_init (&self->rejected);
   g_queue_init (&self->waiters);
 }
 
@@ -545,10 +675,8 @@ next_async (CarehareConsumer    *self,
 
   if (g_task_return_error_if_cancelled (task))
     return;
-  if (!g_queue_is_empty (&self->buffered) && batch)
-    g_task_return_pointer (task, take_batch (self, max), (GDestroyNotify) g_ptr_array_unref);
-  else if (!g_queue_is_empty (&self->buffered))
-    g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+  if (!nothing_buffered (self))
+    return_buffered (self, task, batch, max);
   else if (self->closed && self->closed_error != NULL)
     g_task_return_error (task, g_error_copy (self->closed_error));
   else if (self->closed)
@@ -587,7 +715,11 @@ next_async (CarehareConsumer    *self,
  * end of the stream), %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER when the
  * broker cancelled it or closed its channel, and
  * %CAREHARE_ERROR_CONNECTION_CLOSED when the connection closed; every later
- * call fails the same way.
+ * call fails the same way. It fails once with
+ * %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER for a message that cannot be
+ * represented and was rejected; then the consumer is still open
+ * ([property@Carehare.Consumer:is-closed] is %FALSE) and the next call
+ * gets the next message.
  *
  * Cancelling @cancellable completes the call with %G_IO_ERROR_CANCELLED
  * only while no message was handed to it: once one was (even in the same
@@ -619,7 +751,8 @@ carehare_consumer_next_delivery_async (CarehareConsumer    *self,
  * for one if none has. It is [method@Carehare.Consumer.next_delivery_async]
  * for busy consumers: one call, and one main-loop turn, for a whole read's
  * worth of messages. Each must still be acknowledged on its own. Fails as
- * next_delivery does.
+ * next_delivery does; the messages returned stop before one that was
+ * rejected, which the next call reports.
  */
 void
 carehare_consumer_next_deliveries_async (CarehareConsumer    *self,
@@ -688,8 +821,12 @@ carehare_consumer_next_delivery_finish (CarehareConsumer  *self,
  * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
  *
  * Acknowledges a message: the broker forgets it. Never fails and is never
- * waited for; once the consumer or the connection closed, it is dropped and
- * the broker delivers the message again.
+ * waited for. A tag already acknowledged or rejected, or never delivered,
+ * is ignored (the broker would close the consumer's channel for it). After
+ * the broker cancelled the consumer it still goes out: the channel stays
+ * open until the messages taken are settled. Once the program closed the
+ * consumer, or the connection closed, it is dropped and the broker
+ * delivers the message again.
  */
 void
 carehare_consumer_ack (CarehareConsumer *self,
@@ -717,9 +854,8 @@ carehare_consumer_ack (CarehareConsumer *self,
  * @requeue: %TRUE to put the message back in the queue, %FALSE to drop it
  *   (or dead-letter it, if the queue has a dead-letter exchange)
  *
- * Rejects a message. Never fails and is never waited for; once the consumer
- * or the connection closed, it is dropped and the broker delivers the
- * message again.
+ * Rejects a message. Never fails and is never waited for, and is ignored
+ * or dropped as [method@Carehare.Consumer.ack] is.
  */
 void
 carehare_consumer_nack (CarehareConsumer *self,

@@ -84,6 +84,9 @@ typedef struct {
   CarehareBasicProperties props;  /* owned */
   guint64 body_size;
   GByteArray *body;        /* owned */
+  GError *bad;             /* owned: the header cannot be represented; the
+                            * body is skipped and the message rejected */
+  guint64 skipped;         /* body bytes skipped so far, when bad */
 } Content;
 
 struct _Publisher {
@@ -152,6 +155,7 @@ typedef enum {
   EVENT_FINISHED,
   EVENT_BLOCKED,
   EVENT_DELIVERY,
+  EVENT_DELIVERY_REJECTED,
   EVENT_CONSUMER_CLOSED,
 } EventKind;
 
@@ -162,6 +166,7 @@ typedef struct {
   char *reason;
   CarehareProtocolConsumer *consumer;  /* owned ref */
   CarehareProtocolDelivery *delivery;  /* owned */
+  guint64 delivery_tag;                /* DELIVERY_REJECTED */
   GError *error;                       /* owned */
 } Event;
 
@@ -269,6 +274,13 @@ leave (CarehareProtocol *self)
           else
             consumer_drop_delivery (self, ev->consumer, ev->delivery->delivery_tag);
           g_clear_pointer (&ev->delivery, carehare_protocol_delivery_free);
+          consumer_unref_internal (ev->consumer);
+          break;
+        case EVENT_DELIVERY_REJECTED:
+          if (ev->consumer->callbacks.rejected != NULL)
+            ev->consumer->callbacks.rejected (ev->consumer, ev->delivery_tag, ev->error,
+                                              ev->consumer->user_data);
+          g_clear_error (&ev->error);
           consumer_unref_internal (ev->consumer);
           break;
         case EVENT_CONSUMER_CLOSED:
@@ -967,6 +979,7 @@ content_clear (Content *content)
     carehare_method_clear (&content->method);
   carehare_basic_properties_clear (&content->props);
   g_clear_pointer (&content->body, g_byte_array_unref);
+  g_clear_error (&content->bad);
   memset (content, 0, sizeof *content);
 }
 
@@ -1363,6 +1376,7 @@ carehare_protocol_consumer_unref (CarehareProtocolConsumer *consumer)
   /* The owner is gone: no more callbacks. */
   consumer->callbacks.delivery = NULL;
   consumer->callbacks.closed = NULL;
+  consumer->callbacks.rejected = NULL;
   consumer_unref_internal (consumer);
 }
 
@@ -1702,6 +1716,36 @@ content_begin (CarehareProtocol *self,
   return TRUE;
 }
 
+/* Another program's message whose header we cannot represent: the
+ * connection is fine, only this delivery fails. Reject it without
+ * requeueing (a requeued one would come back forever; a dead-letter
+ * exchange can catch it) and tell the owner, in order with deliveries. */
+static void
+consumer_reject (CarehareProtocol         *self,
+                 CarehareProtocolConsumer *consumer,
+                 Content                  *content)
+{
+  CarehareMethod reject = { .id = CAREHARE_METHOD_BASIC_REJECT };
+  guint64 tag = content->method.basic_deliver.delivery_tag;
+  Event *ev;
+
+  g_debug ("rejecting delivery tag %" G_GUINT64_FORMAT " on channel %u: %s",
+           tag, consumer->channel, content->bad->message);
+  reject.basic_reject.delivery_tag = tag;
+  reject.basic_reject.requeue = FALSE;
+  append_method (self, consumer->channel, &reject);
+
+  ev = g_new0 (Event, 1);
+  ev->kind = EVENT_DELIVERY_REJECTED;
+  ev->consumer = consumer_ref (consumer);
+  ev->delivery_tag = tag;
+  ev->error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+                           "Message with delivery tag %" G_GUINT64_FORMAT " rejected (not "
+                           "requeued): its content header cannot be represented: %s",
+                           tag, content->bad->message);
+  g_queue_push_tail (&self->events, ev);
+}
+
 static void
 content_done (CarehareProtocol *self,
               Channel          *ch,
@@ -1709,6 +1753,8 @@ content_done (CarehareProtocol *self,
 {
   if (ch->kind == CHANNEL_KIND_PUBLISHER)
     handle_return (self, ch->publisher, content);
+  else if (content->bad != NULL)
+    consumer_reject (self, ch->consumer, content);
   else
     {
       CarehareBasicDeliver *deliver = &content->method.basic_deliver;
@@ -1746,6 +1792,8 @@ handle_content_frame (CarehareProtocol    *self,
                       Content             *content,
                       const CarehareFrame *frame)
 {
+  guint64 received;
+
   if (frame->type == CAREHARE_FRAME_HEADER)
     {
       GError *error = NULL;
@@ -1762,6 +1810,19 @@ handle_content_frame (CarehareProtocol    *self,
         {
           guint16 code = carehare_wire_error_reply_code (error);
 
+          /* The properties of a delivery are another program's bytes
+           * (RabbitMQ passes them on unchecked): past a sound class,
+           * weight and body size, only that delivery fails. */
+          if (ch->kind == CHANNEL_KIND_CONSUMER && class_id == CAREHARE_CLASS_BASIC &&
+              !g_error_matches (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BODY_TOO_LARGE))
+            {
+              content->bad = error;
+              content->have_header = TRUE;
+              if (content->body_size == 0)
+                content_done (self, ch, content);
+              return;
+            }
+          content->body_size = 0;
           /* A body too large for us is a connection-level frame error. */
           fail_bad_bytes (self, code >= 500 ? code : 501, 0, error);
           return;
@@ -1781,15 +1842,19 @@ handle_content_frame (CarehareProtocol    *self,
                        frame->channel);
       return;
     }
-  if (frame->size > content->body_size - content->body->len)
+  received = content->bad != NULL ? content->skipped : content->body->len;
+  if (frame->size > content->body_size - received)
     {
       fail_unexpected (self, 505, 0, "the body on channel %u is longer than the %"
                        G_GUINT64_FORMAT " bytes its content header declared",
                        frame->channel, content->body_size);
       return;
     }
-  g_byte_array_append (content->body, frame->payload, frame->size);
-  if (content->body->len == content->body_size)
+  if (content->bad != NULL)
+    content->skipped += frame->size;
+  else
+    g_byte_array_append (content->body, frame->payload, frame->size);
+  if (received + frame->size == content->body_size)
     content_done (self, ch, content);
 }
 

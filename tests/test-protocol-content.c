@@ -376,6 +376,9 @@ typedef struct {
   gboolean ack_in_callback;
   gboolean close_in_callback;
   Completion *close;
+  /* Deliveries rejected for a content header that cannot be represented. */
+  GArray *rejected_tags;               /* of guint64 */
+  GError *rejected_error;              /* the last one's */
 } Rec;
 
 static Completion *consumer_close_start (Fixture *f, Rec *r);
@@ -388,6 +391,8 @@ rec_free (gpointer data)
   g_clear_pointer (&r->consumer, carehare_protocol_consumer_unref);
   g_ptr_array_unref (r->deliveries);
   g_clear_error (&r->closed_error);
+  g_array_unref (r->rejected_tags);
+  g_clear_error (&r->rejected_error);
   g_free (r);
 }
 
@@ -429,6 +434,23 @@ closed_cb (CarehareProtocolConsumer *consumer,
   r->closed_error = g_error_copy (error);
 }
 
+static void
+rejected_cb (CarehareProtocolConsumer *consumer,
+             guint64                   delivery_tag,
+             const GError             *error,
+             gpointer                  user_data)
+{
+  Rec *r = user_data;
+
+  g_assert_nonnull (r->consumer);
+  g_assert_true (consumer == r->consumer);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_nonnull (error);
+  g_array_append_val (r->rejected_tags, delivery_tag);
+  g_clear_error (&r->rejected_error);
+  r->rejected_error = g_error_copy (error);
+}
+
 static Rec *
 consume_full (Fixture    *f,
               const char *queue,
@@ -438,10 +460,12 @@ consume_full (Fixture    *f,
   static const CarehareProtocolConsumerCallbacks callbacks = {
     .delivery = delivery_cb,
     .closed = closed_cb,
+    .rejected = rejected_cb,
   };
   Rec *r = g_new0 (Rec, 1);
 
   r->f = f;
+  r->rejected_tags = g_array_new (FALSE, FALSE, sizeof (guint64));
   r->deliveries = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_delivery_free);
   r->start = completion_new (f);
   fixture_own (f, r, rec_free);
@@ -2355,6 +2379,241 @@ test_content_error (Fixture       *f,
   g_assert_cmpuint (active->deliveries->len, ==, 0);
 }
 
+/* ======================================================================== */
+/* another program's message                                                */
+/* ======================================================================== */
+
+/* What RabbitMQ passes on from another client, unchecked: a content
+ * header built byte by byte (property flags, then the properties' bytes
+ * as given), for a body of @body_size. */
+static void
+encode_raw_header (GByteArray   *buf,
+                   guint16       channel,
+                   guint64       body_size,
+                   guint16       flags,
+                   const guint8 *props,
+                   gsize         props_len)
+{
+  guint8 fixed[14] = { 0, 60, 0, 0 };
+  guint32 size = 14 + props_len;
+  guint8 frame[7] = { CAREHARE_FRAME_HEADER, channel >> 8, channel & 0xff,
+                      size >> 24, (size >> 16) & 0xff, (size >> 8) & 0xff, size & 0xff };
+
+  for (guint i = 0; i < 8; i++)
+    fixed[4 + i] = (guint8) (body_size >> (56 - 8 * i));
+  fixed[12] = flags >> 8;
+  fixed[13] = flags & 0xff;
+  g_byte_array_append (buf, frame, sizeof frame);
+  g_byte_array_append (buf, fixed, sizeof fixed);
+  g_byte_array_append (buf, props, props_len);
+  g_byte_array_append (buf, (const guint8 *) "\xce", 1);
+}
+
+/* A headers table with @depth tables nested in each other. */
+static GByteArray *
+deep_table (guint depth)
+{
+  GByteArray *table = g_byte_array_new ();
+  static const guint8 entry[] = { 1, 'k', 'F' };
+
+  g_byte_array_append (table, (const guint8 *) "\0\0\0\0", 4);
+  for (guint i = 1; i < depth; i++)
+    {
+      GByteArray *outer = g_byte_array_new ();
+      guint32 n = sizeof entry + table->len;
+      guint8 len[4] = { n >> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff };
+
+      g_byte_array_append (outer, len, 4);
+      g_byte_array_append (outer, entry, sizeof entry);
+      g_byte_array_append (outer, table->data, table->len);
+      g_byte_array_unref (table);
+      table = outer;
+    }
+  return table;
+}
+
+typedef enum {
+  FOREIGN_CORRELATION_ID_FF_FE,
+  FOREIGN_CORRELATION_ID_NUL,
+  FOREIGN_CORRELATION_ID_LATIN1,
+  FOREIGN_HEADER_KEY_NOT_UTF8,
+  FOREIGN_RESERVED_FLAG_BIT,
+  FOREIGN_DEEP_HEADERS,
+} ForeignKind;
+
+typedef struct {
+  ForeignKind kind;
+  gboolean split;             /* fed one byte at a time */
+} ForeignCase;
+
+static const ForeignCase foreign_ff_fe = { FOREIGN_CORRELATION_ID_FF_FE, FALSE };
+static const ForeignCase foreign_nul = { FOREIGN_CORRELATION_ID_NUL, FALSE };
+static const ForeignCase foreign_latin1 = { FOREIGN_CORRELATION_ID_LATIN1, FALSE };
+static const ForeignCase foreign_key = { FOREIGN_HEADER_KEY_NOT_UTF8, FALSE };
+static const ForeignCase foreign_reserved = { FOREIGN_RESERVED_FLAG_BIT, FALSE };
+static const ForeignCase foreign_reserved_split = { FOREIGN_RESERVED_FLAG_BIT, TRUE };
+static const ForeignCase foreign_deep = { FOREIGN_DEEP_HEADERS, FALSE };
+
+/* A message from another client, with bytes we could not decode before,
+ * followed by a good one: odd strings are decoded leniently (bytes that
+ * are not UTF-8, and NUL, become U+FFFD); a header that cannot be
+ * represented at all fails that delivery alone: it is rejected with
+ * requeue=false, the owner hears of it, and the next message arrives.
+ * The connection stays open either way. */
+static void
+test_consume_foreign_message (Fixture       *f,
+                              gconstpointer  data)
+{
+  const ForeignCase *fc = data;
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GByteArray) props = g_byte_array_new ();
+  g_autoptr(GBytes) body = make_body (2 * CHUNK_4096 + 5, 4);
+  g_autoptr(GPtrArray) sent = NULL;
+  const char *expected_id = NULL;
+  const char *problem = NULL;
+  guint16 flags = 0;
+  const CarehareMethod *m;
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+
+  switch (fc->kind)
+    {
+    case FOREIGN_CORRELATION_ID_FF_FE:
+      flags = CAREHARE_PROPERTY_CORRELATION_ID;
+      g_byte_array_append (props, (const guint8 *) "\x02\xff\xfe", 3);
+      expected_id = "\xef\xbf\xbd\xef\xbf\xbd";
+      break;
+    case FOREIGN_CORRELATION_ID_NUL:
+      flags = CAREHARE_PROPERTY_CORRELATION_ID;
+      g_byte_array_append (props, (const guint8 *) "\x03" "a\0b", 4);
+      expected_id = "a\xef\xbf\xbd" "b";
+      break;
+    case FOREIGN_CORRELATION_ID_LATIN1:
+      flags = CAREHARE_PROPERTY_CORRELATION_ID;
+      g_byte_array_append (props, (const guint8 *) "\x04" "caf\xe9", 5);
+      expected_id = "caf\xef\xbf\xbd";
+      break;
+    case FOREIGN_HEADER_KEY_NOT_UTF8:
+      flags = CAREHARE_PROPERTY_HEADERS;
+      /* { "\xc3\x28": "v" } */
+      g_byte_array_append (props, (const guint8 *) "\0\0\0\x09" "\x02\xc3\x28" "S\0\0\0\x01v", 13);
+      break;
+    case FOREIGN_RESERVED_FLAG_BIT:
+      flags = CAREHARE_PROPERTY_CONTENT_TYPE | 0x0002;
+      g_byte_array_append (props, (const guint8 *) "\x04text", 5);
+      problem = "0x0002";
+      break;
+    case FOREIGN_DEEP_HEADERS:
+      {
+        g_autoptr(GByteArray) table = deep_table (100);
+
+        flags = CAREHARE_PROPERTY_HEADERS;
+        g_byte_array_append (props, table->data, table->len);
+        problem = "nested";
+      }
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_raw_header (buf, 1, g_bytes_get_size (body), flags, props->data, props->len);
+  for (gsize offset = 0; offset < g_bytes_get_size (body); offset += CHUNK_4096)
+    carehare_wire_append_body_frame (buf, 1, (const guint8 *) g_bytes_get_data (body, NULL) + offset,
+                                     MIN (CHUNK_4096, g_bytes_get_size (body) - offset));
+  {
+    g_autoptr(GBytes) good = g_bytes_new_static ("good", 4);
+
+    encode_message (buf, 1, "ctag", 2, good, CHUNK_4096);
+  }
+  f->split = fc->split;
+  g_assert_true (feed (f, buf->data, buf->len));
+  f->split = FALSE;
+  g_assert_false (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (r->n_closed, ==, 0);
+
+  if (problem == NULL)
+    {
+      CarehareProtocolDelivery *d = delivery (r, 0);
+
+      g_assert_cmpuint (r->deliveries->len, ==, 2);
+      g_assert_cmpuint (r->rejected_tags->len, ==, 0);
+      g_assert_cmpuint (d->delivery_tag, ==, 1);
+      g_assert_cmpmem (g_bytes_get_data (d->body, NULL), g_bytes_get_size (d->body),
+                       g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+      if (expected_id != NULL)
+        g_assert_cmpstr (d->properties.correlation_id, ==, expected_id);
+      else
+        {
+          g_autoptr(GVariant) value = NULL;
+          const char *key = NULL;
+
+          g_assert_cmpuint (g_variant_n_children (d->properties.headers), ==, 1);
+          g_variant_get_child (d->properties.headers, 0, "{&sv}", &key, &value);
+          g_assert_cmpstr (key, ==, "\xef\xbf\xbd(");
+          g_assert_cmpstr (g_variant_get_string (value, NULL), ==, "v");
+        }
+      assert_no_output (f);
+      carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+      sent = take_sent (f);
+      g_assert_cmpuint (sent->len, ==, 1);
+      g_assert_cmpuint (sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK)->basic_ack.delivery_tag,
+                        ==, 1);
+      return;
+    }
+
+  /* Rejected alone, not requeued (a dead-letter exchange can catch it). */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_REJECT);
+  g_assert_cmpuint (m->basic_reject.delivery_tag, ==, 1);
+  g_assert_false (m->basic_reject.requeue);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* The owner hears of it, in order: the tag and the problem. */
+  g_assert_cmpuint (r->rejected_tags->len, ==, 1);
+  g_assert_cmpuint (g_array_index (r->rejected_tags, guint64, 0), ==, 1);
+  g_assert_error (r->rejected_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (r->rejected_error, "delivery tag 1");
+  assert_message_contains (r->rejected_error, problem);
+
+  /* The next message is delivered; the rejected tag is settled already. */
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+  g_assert_cmpuint (delivery (r, 0)->delivery_tag, ==, 2);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 2, FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpuint (sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK)->basic_ack.delivery_tag,
+                    ==, 2);
+}
+
+/* A message that cannot be represented, with no body at all. */
+static void
+test_consume_foreign_message_empty (Fixture       *f,
+                                    gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  encode_deliver (buf, 1, "ctag", 7, FALSE, "", "q");
+  encode_raw_header (buf, 1, 0, 0x0004, NULL, 0);
+  g_assert_true (feed (f, buf->data, buf->len));
+  g_assert_true (server_message (f, 1, "ctag", 8, "after"));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpuint (sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_REJECT)->basic_reject.delivery_tag,
+                    ==, 7);
+  g_assert_cmpuint (r->rejected_tags->len, ==, 1);
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+  g_assert_cmpuint (delivery (r, 0)->delivery_tag, ==, 8);
+}
+
 /* A large body declared within the limit is received as it comes, and
  * the connection can end before it is complete without trouble. */
 static void
@@ -2505,6 +2764,15 @@ main (int   argc,
   ADD_DATA ("content/second-deliver", &ce_second_deliver, test_content_error);
   ADD_DATA ("content/second-deliver-no-header", &ce_second_deliver_no_header,
             test_content_error);
+  ADD_DATA ("consume/foreign/correlation-id-ff-fe", &foreign_ff_fe, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/correlation-id-nul", &foreign_nul, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/correlation-id-latin1", &foreign_latin1, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/header-key-not-utf8", &foreign_key, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/reserved-flag-bit", &foreign_reserved, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/reserved-flag-bit/split", &foreign_reserved_split,
+            test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/headers-100-deep", &foreign_deep, test_consume_foreign_message);
+  ADD ("consume/foreign/empty-body", test_consume_foreign_message_empty);
   ADD ("content/large-partial", test_content_large_partial);
   ADD ("content/configured-limit", test_content_configured_limit);
 
