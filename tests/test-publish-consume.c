@@ -849,6 +849,9 @@ test_ack_twice (void)
   g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
   g_assert_false (carehare_connection_get_is_closed (conn));
   close_connection (conn);
+  g_assert_cmpuint (rec.n, ==, 1);
+  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_clear_error (&rec.error);
 }
 
 static void
