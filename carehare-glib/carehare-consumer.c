@@ -24,7 +24,18 @@
  * connection closes (%CAREHARE_ERROR_CONNECTION_CLOSED).
  * [signal@Carehare.Consumer::closed] tells once. Messages it had received
  * but not acknowledged go back to the queue and are delivered again, to
- * this program or another, marked redelivered.
+ * this program or another, marked redelivered; when the queue was deleted,
+ * those `next_delivery` had not returned yet are lost with it. After the
+ * broker cancelled the consumer, the messages the program took can still
+ * be acknowledged: the consumer's channel is closed once they all are, or
+ * when the program closes the consumer.
+ *
+ * A message another program published that cannot be represented (its
+ * header sets property flag bits that name no property, or nests tables
+ * deeper than 64 levels) is rejected without requeueing, and
+ * `next_delivery` fails once, in its place, with
+ * %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the problem and the
+ * delivery tag; the consumer goes on with the messages after it.
  *
  * ```c
  * static void
@@ -35,6 +46,13 @@
  *   g_autoptr(CarehareDelivery) delivery = NULL;
  *
  *   delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+ *   if (delivery == NULL && !carehare_consumer_get_is_closed (consumer))
+ *     {
+ *       // one message that could not be represented was rejected: go on
+ *       g_printerr ("%s\n", error->message);
+ *       carehare_consumer_next_delivery_async (consumer, NULL, next_cb, NULL);
+ *       return;
+ *     }
  *   if (delivery == NULL)
  *     {
  *       if (!g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED))
@@ -57,12 +75,18 @@ struct _CarehareConsumer
   char *queue;                        /* owned */
 
   GQueue buffered;                    /* owned CarehareDelivery *, oldest first */
+  /* Messages the broker sent that could not be represented (rejected by
+   * the protocol), each reported once in its place in the stream. */
+  GQueue rejected;                    /* owned Rejection *, oldest first */
+  guint64 n_buffered;                 /* deliveries ever put in buffered */
+  guint64 n_taken;                    /* deliveries ever taken from it */
   GQueue waiters;                     /* owned GTask * of next_delivery(ies), oldest first */
   GSource *serve_source;              /* owned, attached while batch waiters are to be served */
 
   gboolean closed;                    /* ended, for whatever reason */
   GError *closed_error;               /* owned; NULL when we closed it */
 
+  gboolean starting;                  /* until the start op completed */
   GCancellable *start_cancellable;    /* owned while starting */
   gulong start_cancelled_id;
 };
@@ -94,18 +118,79 @@ typedef struct {
   gboolean borrowed;          /* the task's reference on the consumer is lent back */
 } WaiterData;
 
-/* Up to @max (0: all) buffered deliveries, oldest first. */
+typedef struct {
+  guint64 after;              /* comes after this many buffered deliveries */
+  GError *error;              /* owned */
+} Rejection;
+
+static void
+rejection_free (Rejection *rejection)
+{
+  g_clear_error (&rejection->error);
+  g_free (rejection);
+}
+
+static gboolean
+nothing_buffered (CarehareConsumer *self)
+{
+  return g_queue_is_empty (&self->buffered) && g_queue_is_empty (&self->rejected);
+}
+
+/* Whether the next thing in the stream is a rejected message. */
+static gboolean
+rejection_is_next (CarehareConsumer *self)
+{
+  Rejection *rejection = g_queue_peek_head (&self->rejected);
+
+  return rejection != NULL && rejection->after == self->n_taken;
+}
+
+static void
+clear_buffered (CarehareConsumer *self)
+{
+  g_queue_clear_full (&self->buffered, g_object_unref);
+  g_queue_clear_full (&self->rejected, (GDestroyNotify) rejection_free);
+}
+
+/* Up to @max (0: all) buffered deliveries, oldest first, stopping before
+ * a rejected message. */
 static GPtrArray *
 take_batch (CarehareConsumer *self,
             guint             max)
 {
   GPtrArray *batch = g_ptr_array_new_with_free_func (g_object_unref);
-  CarehareDelivery *delivery;
 
-  while ((max == 0 || batch->len < max) &&
-         (delivery = g_queue_pop_head (&self->buffered)) != NULL)
-    g_ptr_array_add (batch, delivery);
+  while ((max == 0 || batch->len < max) && !rejection_is_next (self) &&
+         !g_queue_is_empty (&self->buffered))
+    {
+      g_ptr_array_add (batch, g_queue_pop_head (&self->buffered));
+      self->n_taken++;
+    }
   return batch;
+}
+
+/* Answers @task from what is buffered (not nothing): the rejected message
+ * that comes next, or one delivery or (@batch) up to @max of them. */
+static void
+return_buffered (CarehareConsumer *self,
+                 GTask            *task,
+                 gboolean          batch,
+                 guint             max)
+{
+  if (rejection_is_next (self))
+    {
+      Rejection *rejection = g_queue_pop_head (&self->rejected);
+
+      g_task_return_error (task, g_steal_pointer (&rejection->error));
+      rejection_free (rejection);
+    }
+  else if (batch)
+    g_task_return_pointer (task, take_batch (self, max), (GDestroyNotify) g_ptr_array_unref);
+  else
+    {
+      self->n_taken++;
+      g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+    }
 }
 
 static void
@@ -163,7 +248,7 @@ end_stream (CarehareConsumer *self,
   self->closed = TRUE;
   self->closed_error = error;
 
-  g_queue_clear_full (&self->buffered, g_object_unref);
+  clear_buffered (self);
   while ((task = g_queue_pop_head (&self->waiters)) != NULL)
     {
       waiter_done (task);
@@ -187,20 +272,44 @@ serve_waiters_cb (gpointer user_data)
   GTask *task;
 
   g_clear_pointer (&self->serve_source, g_source_unref);
-  while (!g_queue_is_empty (&self->buffered) &&
+  while (!nothing_buffered (self) &&
          (task = g_queue_pop_head (&self->waiters)) != NULL)
     {
       WaiterData *data = g_task_get_task_data (task);
 
       waiter_done (task);
-      if (data->batch)
-        g_task_return_pointer (task, take_batch (self, data->max),
-                               (GDestroyNotify) g_ptr_array_unref);
-      else
-        g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+      return_buffered (self, task, data->batch, data->max);
       g_object_unref (task);
     }
   return G_SOURCE_REMOVE;
+}
+
+/* Something was buffered while a call waits: a batch waiter gets
+ * everything that arrives in this dispatch, so waiters are served from an
+ * idle, once the protocol has handed over the lot. */
+static void
+schedule_serve (CarehareConsumer *self)
+{
+  if (g_queue_is_empty (&self->waiters) || self->serve_source != NULL)
+    return;
+  self->serve_source = g_idle_source_new ();
+  g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (self->serve_source, serve_waiters_cb, self, NULL);
+  g_source_set_static_name (self->serve_source, "[carehare] deliveries");
+  g_source_attach (self->serve_source, _carehare_connection_get_context (self->connection));
+}
+
+/* The waiting next_delivery (not next_deliveries) that can take the next
+ * item at once, or NULL. */
+static GTask *
+single_waiter (CarehareConsumer *self)
+{
+  GTask *task = g_queue_peek_head (&self->waiters);
+
+  if (task == NULL || ((WaiterData *) g_task_get_task_data (task))->batch ||
+      !nothing_buffered (self))
+    return NULL;
+  return g_queue_pop_head (&self->waiters);
 }
 
 static void
@@ -223,26 +332,46 @@ delivery_cb (CarehareProtocolConsumer *pc,
       g_object_unref (delivery);
       return;
     }
-  task = g_queue_peek_head (&self->waiters);
-  if (task != NULL && !((WaiterData *) g_task_get_task_data (task))->batch)
+  task = single_waiter (self);
+  if (task != NULL)
     {
-      g_queue_pop_head (&self->waiters);
       waiter_done (task);
       g_task_return_pointer (task, delivery, g_object_unref);
       g_object_unref (task);
       return;
     }
   g_queue_push_tail (&self->buffered, delivery);
-  /* A batch waiter gets everything that arrives in this dispatch: it is
-   * served from an idle, once the protocol has handed over the lot. */
-  if (task != NULL && self->serve_source == NULL)
+  self->n_buffered++;
+  schedule_serve (self);
+}
+
+/* A message that could not be represented was rejected: the next call
+ * in line reports it, and the stream goes on after it. */
+static void
+rejected_cb (CarehareProtocolConsumer *pc,
+             guint64                   delivery_tag,
+             const GError             *error,
+             gpointer                  user_data)
+{
+  CarehareConsumer *self = user_data;
+  Rejection *rejection;
+  GTask *task;
+
+  if (self->closed)
+    return;
+  task = single_waiter (self);
+  if (task != NULL)
     {
-      self->serve_source = g_idle_source_new ();
-      g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
-      g_source_set_callback (self->serve_source, serve_waiters_cb, self, NULL);
-      g_source_set_static_name (self->serve_source, "[carehare] deliveries");
-      g_source_attach (self->serve_source, _carehare_connection_get_context (self->connection));
+      waiter_done (task);
+      g_task_return_error (task, g_error_copy (error));
+      g_object_unref (task);
+      return;
     }
+  rejection = g_new0 (Rejection, 1);
+  rejection->after = self->n_buffered;
+  rejection->error = g_error_copy (error);
+  g_queue_push_tail (&self->rejected, rejection);
+  schedule_serve (self);
 }
 
 static void
@@ -251,13 +380,27 @@ closed_cb (CarehareProtocolConsumer *pc,
            gpointer                  user_data)
 {
   CarehareConsumer *self = user_data;
+  CarehareProtocol *protocol = get_protocol (self);
 
+  /* The broker ended the consumer. After a Basic.Cancel its channel stays
+   * open until the deliveries handed out are settled: give back those the
+   * program never took (if the queue was deleted, they are gone with it).
+   * On a channel or connection that is gone these are dropped. */
+  if (protocol != NULL && !self->closed)
+    {
+      for (GList *l = self->buffered.head; l != NULL; l = l->next)
+        carehare_protocol_consumer_nack (protocol, pc,
+                                         carehare_delivery_get_delivery_tag (l->data),
+                                         FALSE, TRUE);
+      _carehare_connection_update (self->connection);
+    }
   end_stream (self, g_error_copy (error));
 }
 
 static const CarehareProtocolConsumerCallbacks consumer_callbacks = {
   .delivery = delivery_cb,
   .closed = closed_cb,
+  .rejected = rejected_cb,
 };
 
 static void
@@ -315,10 +458,15 @@ _carehare_consumer_start (CarehareConsumer           *self,
                           CarehareProtocolOpCallback  started,
                           gpointer                    user_data)
 {
+  self->starting = TRUE;
   self->pc = carehare_protocol_consume (get_protocol (self), self->queue, prefetch_size,
                                         prefetch_count, &consumer_callbacks, self,
                                         started, user_data);
-  if (cancellable != NULL && self->pc != NULL)
+  /* A start that failed at once (bad arguments, a closed connection) has
+   * already run _carehare_consumer_started(): nothing would disconnect a
+   * handler connected now, and it would keep the consumer, and so the
+   * connection, alive for as long as the cancellable lives. */
+  if (cancellable != NULL && self->pc != NULL && self->starting)
     {
       self->start_cancellable = g_object_ref (cancellable);
       self->start_cancelled_id = g_cancellable_connect (cancellable,
@@ -330,6 +478,7 @@ _carehare_consumer_start (CarehareConsumer           *self,
 void
 _carehare_consumer_started (CarehareConsumer *self)
 {
+  self->starting = FALSE;
   if (self->start_cancellable != NULL)
     {
       g_cancellable_disconnect (self->start_cancellable, self->start_cancelled_id);
@@ -365,7 +514,7 @@ carehare_consumer_dispose (GObject *object)
         }
       g_clear_pointer (&self->pc, carehare_protocol_consumer_unref);
     }
-  g_queue_clear_full (&self->buffered, g_object_unref);
+  clear_buffered (self);
   if (self->serve_source != NULL)
     {
       g_source_destroy (self->serve_source);
@@ -472,6 +621,7 @@ static void
 carehare_consumer_init (CarehareConsumer *self)
 {
   g_queue_init (&self->buffered);
+  g_queue_init (&self->rejected);
   g_queue_init (&self->waiters);
 }
 
@@ -518,17 +668,21 @@ next_async (CarehareConsumer    *self,
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, source_tag);
+  /* Cancellation wins only while nothing is handed over: once a delivery
+   * is given to this call, it is reported whatever the cancellable says
+   * (GTask's check would free it with the task, unacknowledged). */
+  g_task_set_check_cancellable (task, FALSE);
 
-  if (!g_queue_is_empty (&self->buffered) && batch)
-    g_task_return_pointer (task, take_batch (self, max), (GDestroyNotify) g_ptr_array_unref);
-  else if (!g_queue_is_empty (&self->buffered))
-    g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+  if (g_task_return_error_if_cancelled (task))
+    return;
+  if (!nothing_buffered (self))
+    return_buffered (self, task, batch, max);
   else if (self->closed && self->closed_error != NULL)
     g_task_return_error (task, g_error_copy (self->closed_error));
   else if (self->closed)
     g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
                              "Consumer closed");
-  else if (!g_task_return_error_if_cancelled (task))
+  else
     {
       WaiterData *data = g_new0 (WaiterData, 1);
 
@@ -561,7 +715,16 @@ next_async (CarehareConsumer    *self,
  * end of the stream), %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER when the
  * broker cancelled it or closed its channel, and
  * %CAREHARE_ERROR_CONNECTION_CLOSED when the connection closed; every later
- * call fails the same way.
+ * call fails the same way. It fails once with
+ * %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER for a message that cannot be
+ * represented and was rejected; then the consumer is still open
+ * ([property@Carehare.Consumer:is-closed] is %FALSE) and the next call
+ * gets the next message.
+ *
+ * Cancelling @cancellable completes the call with %G_IO_ERROR_CANCELLED
+ * only while no message was handed to it: once one was (even in the same
+ * main-loop turn as the cancellation), the call reports it, so that no
+ * message is lost unacknowledged.
  */
 void
 carehare_consumer_next_delivery_async (CarehareConsumer    *self,
@@ -590,7 +753,8 @@ carehare_consumer_next_delivery_async (CarehareConsumer    *self,
  * for one if none has. It is [method@Carehare.Consumer.next_delivery_async]
  * for busy consumers: one call, and one main-loop turn, for a whole read's
  * worth of messages. Each must still be acknowledged on its own. Fails as
- * next_delivery does.
+ * next_delivery does; the messages returned stop before one that was
+ * rejected, which the next call reports.
  */
 void
 carehare_consumer_next_deliveries_async (CarehareConsumer    *self,
@@ -661,8 +825,12 @@ carehare_consumer_next_delivery_finish (CarehareConsumer  *self,
  * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
  *
  * Acknowledges a message: the broker forgets it. Never fails and is never
- * waited for; once the consumer or the connection closed, it is dropped and
- * the broker delivers the message again.
+ * waited for. A tag already acknowledged or rejected, or never delivered,
+ * is ignored (the broker would close the consumer's channel for it). After
+ * the broker cancelled the consumer it still goes out: the channel stays
+ * open until the messages taken are settled. Once the program closed the
+ * consumer, or the connection closed, it is dropped and the broker
+ * delivers the message again.
  */
 void
 carehare_consumer_ack (CarehareConsumer *self,
@@ -674,8 +842,12 @@ carehare_consumer_ack (CarehareConsumer *self,
   if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
     return;
 
+  /* The protocol drops what the broker must not see: a tag settled
+   * already or never delivered, and anything once the consumer's channel
+   * is closed. After the broker cancelled the consumer, its channel stays
+   * open until the deliveries handed out are settled. */
   protocol = get_protocol (self);
-  if (self->closed || self->pc == NULL || protocol == NULL)
+  if (self->pc == NULL || protocol == NULL)
     return;
   carehare_protocol_consumer_ack (protocol, self->pc, delivery_tag, FALSE);
   _carehare_connection_update (self->connection);
@@ -688,9 +860,8 @@ carehare_consumer_ack (CarehareConsumer *self,
  * @requeue: %TRUE to put the message back in the queue, %FALSE to drop it
  *   (or dead-letter it, if the queue has a dead-letter exchange)
  *
- * Rejects a message. Never fails and is never waited for; once the consumer
- * or the connection closed, it is dropped and the broker delivers the
- * message again.
+ * Rejects a message. Never fails and is never waited for, and is ignored
+ * or dropped as [method@Carehare.Consumer.ack] is.
  */
 void
 carehare_consumer_nack (CarehareConsumer *self,
@@ -704,7 +875,7 @@ carehare_consumer_nack (CarehareConsumer *self,
     return;
 
   protocol = get_protocol (self);
-  if (self->closed || self->pc == NULL || protocol == NULL)
+  if (self->pc == NULL || protocol == NULL)
     return;
   carehare_protocol_consumer_nack (protocol, self->pc, delivery_tag, FALSE, requeue);
   _carehare_connection_update (self->connection);

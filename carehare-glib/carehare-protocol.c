@@ -92,6 +92,9 @@ typedef struct {
   CarehareBasicProperties props;  /* owned */
   guint64 body_size;
   GByteArray *body;        /* owned */
+  GError *bad;             /* owned: the header cannot be represented; the
+                            * body is skipped and the message rejected */
+  guint64 skipped;         /* body bytes skipped so far, when bad */
 } Content;
 
 struct _Publisher {
@@ -122,6 +125,8 @@ typedef enum {
   CONSUMER_WAITING,        /* for a channel */
   CONSUMER_STARTING,       /* Open, Qos, Consume sent */
   CONSUMER_ACTIVE,
+  CONSUMER_CANCELLED,      /* by the server; the channel stays open while
+                            * deliveries handed out are not settled */
   CONSUMER_CLOSING,        /* we sent Channel.Close */
   CONSUMER_ENDED,
 } ConsumerState;
@@ -139,6 +144,10 @@ struct _CarehareProtocolConsumer {
   CarehareProtocolOp *start_op;    /* pending start, not owned */
   GPtrArray *close_ops;            /* pending closes, not owned */
   Content content;
+  /* Delivery tags handed to the owner and not settled yet: owned
+   * guint64 * keys, ascending. */
+  GTree *unsettled;
+  gboolean told_closed;            /* the closed callback is queued */
 };
 
 typedef enum {
@@ -167,6 +176,7 @@ typedef enum {
   EVENT_FINISHED,
   EVENT_BLOCKED,
   EVENT_DELIVERY,
+  EVENT_DELIVERY_REJECTED,
   EVENT_CONSUMER_CLOSED,
 } EventKind;
 
@@ -177,6 +187,7 @@ typedef struct {
   char *reason;
   CarehareProtocolConsumer *consumer;  /* owned ref */
   CarehareProtocolDelivery *delivery;  /* owned */
+  guint64 delivery_tag;                /* DELIVERY_REJECTED */
   GError *error;                       /* owned */
 } Event;
 
@@ -239,6 +250,8 @@ static void consumer_unref_internal (CarehareProtocolConsumer *consumer);
 static void publisher_fail_ops (CarehareProtocol *self, Publisher *pub, GError *error);
 static void consumer_end (CarehareProtocol *self, CarehareProtocolConsumer *consumer, GError *error);
 static void publisher_free (Publisher *pub);
+static void consumer_drop_delivery (CarehareProtocol *self, CarehareProtocolConsumer *consumer,
+                                    guint64 delivery_tag);
 
 /* ---- plumbing ------------------------------------------------------------ */
 
@@ -283,7 +296,16 @@ leave (CarehareProtocol *self)
           if (ev->consumer->callbacks.delivery != NULL)
             ev->consumer->callbacks.delivery (ev->consumer, g_steal_pointer (&ev->delivery),
                                               ev->consumer->user_data);
+          else
+            consumer_drop_delivery (self, ev->consumer, ev->delivery->delivery_tag);
           g_clear_pointer (&ev->delivery, carehare_protocol_delivery_free);
+          consumer_unref_internal (ev->consumer);
+          break;
+        case EVENT_DELIVERY_REJECTED:
+          if (ev->consumer->callbacks.rejected != NULL)
+            ev->consumer->callbacks.rejected (ev->consumer, ev->delivery_tag, ev->error,
+                                              ev->consumer->user_data);
+          g_clear_error (&ev->error);
           consumer_unref_internal (ev->consumer);
           break;
         case EVENT_CONSUMER_CLOSED:
@@ -1111,6 +1133,7 @@ content_clear (Content *content)
     carehare_method_clear (&content->method);
   carehare_basic_properties_clear (&content->props);
   g_clear_pointer (&content->body, g_byte_array_unref);
+  g_clear_error (&content->bad);
   memset (content, 0, sizeof *content);
 }
 
@@ -1817,6 +1840,7 @@ consumer_unref_internal (CarehareProtocolConsumer *consumer)
   g_assert (consumer->start_op == NULL);
   g_assert (consumer->close_ops->len == 0);
   content_clear (&consumer->content);
+  g_tree_unref (consumer->unsettled);
   g_ptr_array_unref (consumer->close_ops);
   g_free (consumer->queue);
   g_free (consumer->tag);
@@ -1831,6 +1855,7 @@ carehare_protocol_consumer_unref (CarehareProtocolConsumer *consumer)
   /* The owner is gone: no more callbacks. */
   consumer->callbacks.delivery = NULL;
   consumer->callbacks.closed = NULL;
+  consumer->callbacks.rejected = NULL;
   consumer_unref_internal (consumer);
 }
 
@@ -1841,9 +1866,30 @@ carehare_protocol_consumer_get_tag (CarehareProtocolConsumer *consumer)
   return consumer->tag;
 }
 
+/* Queues the owner's closed callback, once. Takes @error. */
+static void
+consumer_tell_closed (CarehareProtocol         *self,
+                      CarehareProtocolConsumer *consumer,
+                      GError                   *error)
+{
+  Event *ev;
+
+  if (consumer->told_closed)
+    {
+      g_error_free (error);
+      return;
+    }
+  consumer->told_closed = TRUE;
+  ev = g_new0 (Event, 1);
+  ev->kind = EVENT_CONSUMER_CLOSED;
+  ev->consumer = consumer_ref (consumer);
+  ev->error = error;
+  g_queue_push_tail (&self->events, ev);
+}
+
 /* @consumer is over: fail its start or tell its owner (unless we closed
- * it), complete pending closes, and drop the protocol's reference. Takes
- * @error; NULL when we closed it. */
+ * it, or it was told already), complete pending closes, and drop the
+ * protocol's reference. Takes @error; NULL when we closed it. */
 static void
 consumer_end (CarehareProtocol         *self,
               CarehareProtocolConsumer *consumer,
@@ -1861,6 +1907,7 @@ consumer_end (CarehareProtocol         *self,
   consumer->state = CONSUMER_ENDED;
   consumer->channel = 0;
   content_clear (&consumer->content);
+  g_tree_remove_all (consumer->unsettled);
 
   if (consumer->start_op != NULL)
     {
@@ -1869,14 +1916,7 @@ consumer_end (CarehareProtocol         *self,
       error = NULL;
     }
   else if (!ours && error != NULL)
-    {
-      Event *ev = g_new0 (Event, 1);
-
-      ev->kind = EVENT_CONSUMER_CLOSED;
-      ev->consumer = consumer_ref (consumer);
-      ev->error = g_steal_pointer (&error);
-      g_queue_push_tail (&self->events, ev);
-    }
+    consumer_tell_closed (self, consumer, g_steal_pointer (&error));
   g_clear_error (&error);
 
   for (guint i = 0; i < consumer->close_ops->len; i++)
@@ -1909,6 +1949,38 @@ consumer_start (CarehareProtocol         *self,
   append_method (self, id, &consume);
 }
 
+/* AMQP's empty queue name means "the last queue declared on this
+ * channel", and channels are pooled: it would act on a queue some earlier
+ * operation declared. */
+static GError *
+empty_queue_name_error (const char *what)
+{
+  return g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                      "Cannot send %s: the queue name is empty (AMQP would take it as "
+                      "the last queue declared on a pooled channel)", what);
+}
+
+static gint
+compare_tags (gconstpointer a,
+              gconstpointer b,
+              gpointer      user_data)
+{
+  guint64 x = *(const guint64 *) a;
+  guint64 y = *(const guint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+static gboolean
+server_is_rabbitmq (CarehareProtocol *self)
+{
+  const char *product = NULL;
+
+  return self->server_properties != NULL &&
+         g_variant_lookup (self->server_properties, "product", "&s", &product) &&
+         g_str_equal (product, "RabbitMQ");
+}
+
 CarehareProtocolConsumer *
 carehare_protocol_consume (CarehareProtocol                        *self,
                            const char                              *queue,
@@ -1933,6 +2005,7 @@ carehare_protocol_consume (CarehareProtocol                        *self,
   consumer->prefetch_size = prefetch_size;
   consumer->prefetch_count = prefetch_count;
   consumer->close_ops = g_ptr_array_new ();
+  consumer->unsettled = g_tree_new_full (compare_tags, NULL, g_free, NULL);
   if (callbacks != NULL)
     consumer->callbacks = *callbacks;
   consumer->user_data = user_data;
@@ -1950,6 +2023,15 @@ carehare_protocol_consume (CarehareProtocol                        *self,
   else if (self->state != STATE_OPEN)
     consumer_end (self, consumer, closed_error_for (self->state == STATE_FINISHED
                                                     ? self->finish_error : NULL));
+  else if (*queue == '\0')
+    consumer_end (self, consumer, empty_queue_name_error ("basic.consume"));
+  else if (prefetch_size != 0 && server_is_rabbitmq (self))
+    /* RabbitMQ answers basic.qos with prefetch_size by closing the whole
+     * connection (540 NOT_IMPLEMENTED). */
+    consumer_end (self, consumer,
+                  g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                               "Cannot consume from queue '%s' with prefetch_size %u: "
+                               "RabbitMQ supports only 0", queue, prefetch_size));
   else
     {
       consumer->state = CONSUMER_WAITING;
@@ -1959,16 +2041,82 @@ carehare_protocol_consume (CarehareProtocol                        *self,
   return consumer;
 }
 
+static void consumer_close_channel (CarehareProtocol *self, CarehareProtocolConsumer *consumer,
+                                    const char *why);
+
+/* Settles *@tag (with @multiple, every tag up to it) among the deliveries
+ * handed out and not settled yet. The broker closes the channel (406
+ * PRECONDITION_FAILED "unknown delivery tag") for a tag it does not owe,
+ * so a tag already settled, or never delivered, must not reach it:
+ * returns FALSE when there is nothing to send. A multiple settle is sent
+ * with the highest unsettled tag it covers (RabbitMQ wants that tag
+ * itself to be unsettled); tag 0 with @multiple covers them all. */
+static gboolean
+consumer_settle (CarehareProtocolConsumer *consumer,
+                 guint64                  *tag,
+                 gboolean                  multiple)
+{
+  guint64 limit, highest;
+  GTreeNode *node;
+
+  if (!multiple)
+    return g_tree_remove (consumer->unsettled, tag);
+
+  limit = *tag == 0 ? G_MAXUINT64 : *tag;
+  node = g_tree_upper_bound (consumer->unsettled, &limit);
+  node = node != NULL ? g_tree_node_previous (node) : g_tree_node_last (consumer->unsettled);
+  if (node == NULL)
+    return FALSE;
+  highest = *(const guint64 *) g_tree_node_key (node);
+  while ((node = g_tree_node_first (consumer->unsettled)) != NULL)
+    {
+      guint64 key = *(const guint64 *) g_tree_node_key (node);
+
+      if (key > highest)
+        break;
+      g_tree_remove (consumer->unsettled, &key);
+    }
+  *tag = highest;
+  return TRUE;
+}
+
+/* A delivery its owner will never see (it gave its reference back): no
+ * settle will come for it. */
+static void
+consumer_drop_delivery (CarehareProtocol         *self,
+                        CarehareProtocolConsumer *consumer,
+                        guint64                   delivery_tag)
+{
+  g_tree_remove (consumer->unsettled, &delivery_tag);
+  if (consumer->state == CONSUMER_CANCELLED && g_tree_nnodes (consumer->unsettled) == 0)
+    consumer_close_channel (self, consumer, "consumer cancelled by server");
+}
+
+/* Sends @method (an ack or a nack of *@tag) if it settles something. */
 static void
 consumer_send_ack (CarehareProtocol         *self,
                    CarehareProtocolConsumer *consumer,
-                   const CarehareMethod     *method)
+                   CarehareMethod           *method,
+                   guint64                  *tag,
+                   gboolean                  multiple)
 {
   /* After the consumer or the connection closed, acks are dropped: the
    * broker redelivers what was not acked. */
-  if (consumer->state != CONSUMER_ACTIVE || self->state != STATE_OPEN)
+  if ((consumer->state != CONSUMER_ACTIVE && consumer->state != CONSUMER_CANCELLED) ||
+      self->state != STATE_OPEN)
     return;
+  if (!consumer_settle (consumer, tag, multiple))
+    {
+      g_debug ("not sending %s of delivery tag %" G_GUINT64_FORMAT "%s on channel %u: "
+               "no such delivery is waiting to be settled", carehare_method_name (method->id),
+               *tag, multiple ? " (multiple)" : "", consumer->channel);
+      return;
+    }
   append_method (self, consumer->channel, method);
+
+  /* Cancelled by the server: the channel was kept for these settles. */
+  if (consumer->state == CONSUMER_CANCELLED && g_tree_nnodes (consumer->unsettled) == 0)
+    consumer_close_channel (self, consumer, "consumer cancelled by server");
 }
 
 void
@@ -1984,7 +2132,9 @@ carehare_protocol_consumer_ack (CarehareProtocol         *self,
 
   ack.basic_ack.delivery_tag = delivery_tag;
   ack.basic_ack.multiple = multiple;
-  consumer_send_ack (self, consumer, &ack);
+  enter (self);
+  consumer_send_ack (self, consumer, &ack, &ack.basic_ack.delivery_tag, multiple);
+  leave (self);
 }
 
 void
@@ -2002,7 +2152,9 @@ carehare_protocol_consumer_nack (CarehareProtocol         *self,
   nack.basic_nack.delivery_tag = delivery_tag;
   nack.basic_nack.multiple = multiple;
   nack.basic_nack.requeue = requeue;
-  consumer_send_ack (self, consumer, &nack);
+  enter (self);
+  consumer_send_ack (self, consumer, &nack, &nack.basic_nack.delivery_tag, multiple);
+  leave (self);
 }
 
 /* We no longer trust channel @id (its op was cancelled): close it and keep
@@ -2044,6 +2196,36 @@ content_begin (CarehareProtocol *self,
   return TRUE;
 }
 
+/* Another program's message whose header we cannot represent: the
+ * connection is fine, only this delivery fails. Reject it without
+ * requeueing (a requeued one would come back forever; a dead-letter
+ * exchange can catch it) and tell the owner, in order with deliveries. */
+static void
+consumer_reject (CarehareProtocol         *self,
+                 CarehareProtocolConsumer *consumer,
+                 Content                  *content)
+{
+  CarehareMethod reject = { .id = CAREHARE_METHOD_BASIC_REJECT };
+  guint64 tag = content->method.basic_deliver.delivery_tag;
+  Event *ev;
+
+  g_debug ("rejecting delivery tag %" G_GUINT64_FORMAT " on channel %u: %s",
+           tag, consumer->channel, content->bad->message);
+  reject.basic_reject.delivery_tag = tag;
+  reject.basic_reject.requeue = FALSE;
+  append_method (self, consumer->channel, &reject);
+
+  ev = g_new0 (Event, 1);
+  ev->kind = EVENT_DELIVERY_REJECTED;
+  ev->consumer = consumer_ref (consumer);
+  ev->delivery_tag = tag;
+  ev->error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+                           "Message with delivery tag %" G_GUINT64_FORMAT " rejected (not "
+                           "requeued): its content header cannot be represented: %s",
+                           tag, content->bad->message);
+  g_queue_push_tail (&self->events, ev);
+}
+
 static void
 content_done (CarehareProtocol *self,
               Channel          *ch,
@@ -2051,6 +2233,8 @@ content_done (CarehareProtocol *self,
 {
   if (ch->kind == CHANNEL_KIND_PUBLISHER)
     handle_return (self, ch->publisher, content);
+  else if (content->bad != NULL)
+    consumer_reject (self, ch->consumer, content);
   else
     {
       CarehareBasicDeliver *deliver = &content->method.basic_deliver;
@@ -2068,6 +2252,8 @@ content_done (CarehareProtocol *self,
                        ? g_byte_array_free_to_bytes (g_steal_pointer (&content->body))
                        : g_bytes_new_static ("", 0);
 
+      g_tree_insert (ch->consumer->unsettled, g_memdup2 (&delivery->delivery_tag, sizeof (guint64)),
+                     GUINT_TO_POINTER (1));
       ev->kind = EVENT_DELIVERY;
       ev->consumer = consumer_ref (ch->consumer);
       ev->delivery = delivery;
@@ -2086,6 +2272,8 @@ handle_content_frame (CarehareProtocol    *self,
                       Content             *content,
                       const CarehareFrame *frame)
 {
+  guint64 received;
+
   if (frame->type == CAREHARE_FRAME_HEADER)
     {
       GError *error = NULL;
@@ -2102,6 +2290,19 @@ handle_content_frame (CarehareProtocol    *self,
         {
           guint16 code = carehare_wire_error_reply_code (error);
 
+          /* The properties of a delivery are another program's bytes
+           * (RabbitMQ passes them on unchecked): past a sound class,
+           * weight and body size, only that delivery fails. */
+          if (ch->kind == CHANNEL_KIND_CONSUMER && class_id == CAREHARE_CLASS_BASIC &&
+              !g_error_matches (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BODY_TOO_LARGE))
+            {
+              content->bad = error;
+              content->have_header = TRUE;
+              if (content->body_size == 0)
+                content_done (self, ch, content);
+              return;
+            }
+          content->body_size = 0;
           /* A body too large for us is a connection-level frame error. */
           fail_bad_bytes (self, code >= 500 ? code : 501, 0, error);
           return;
@@ -2121,15 +2322,19 @@ handle_content_frame (CarehareProtocol    *self,
                        frame->channel);
       return;
     }
-  if (frame->size > content->body_size - content->body->len)
+  received = content->bad != NULL ? content->skipped : content->body->len;
+  if (frame->size > content->body_size - received)
     {
       fail_unexpected (self, 505, 0, "the body on channel %u is longer than the %"
                        G_GUINT64_FORMAT " bytes its content header declared",
                        frame->channel, content->body_size);
       return;
     }
-  g_byte_array_append (content->body, frame->payload, frame->size);
-  if (content->body->len == content->body_size)
+  if (content->bad != NULL)
+    content->skipped += frame->size;
+  else
+    g_byte_array_append (content->body, frame->payload, frame->size);
+  if (received + frame->size == content->body_size)
     content_done (self, ch, content);
 }
 
@@ -2197,11 +2402,17 @@ handle_consumer_method (CarehareProtocol         *self,
     case CAREHARE_METHOD_BASIC_CANCEL:
       {
         /* consumer_cancel_notify: the queue was deleted, or its node went
-         * away. The channel has no further use: close it. */
+         * away. No more deliveries come; the channel is kept only for
+         * settling those handed out, then closed. */
         GError *error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER,
                                      "Consumer cancelled by server: the queue '%s' was "
                                      "deleted or became unavailable", consumer->queue);
 
+        if (consumer->state == CONSUMER_CANCELLED)
+          {
+            g_error_free (error);
+            return;
+          }
         if (!method->basic_cancel.nowait)
           {
             CarehareMethod ok = { .id = CAREHARE_METHOD_BASIC_CANCEL_OK };
@@ -2209,9 +2420,15 @@ handle_consumer_method (CarehareProtocol         *self,
             ok.basic_cancel_ok.consumer_tag = method->basic_cancel.consumer_tag;
             append_method (self, id, &ok);
           }
-        consumer_end (self, consumer, error);
-        self->channels[id].consumer = NULL;
-        discard_channel (self, id, "consumer cancelled by server");
+        if (consumer->state != CONSUMER_ACTIVE || g_tree_nnodes (consumer->unsettled) == 0)
+          {
+            consumer_end (self, consumer, error);
+            self->channels[id].consumer = NULL;
+            discard_channel (self, id, "consumer cancelled by server");
+            return;
+          }
+        consumer->state = CONSUMER_CANCELLED;
+        consumer_tell_closed (self, consumer, error);
         return;
       }
 
@@ -2333,6 +2550,20 @@ handle_channel_method (CarehareProtocol *self,
                    carehare_method_name (method->id), id);
 }
 
+/* Sends Channel.Close for @consumer's channel; Close-Ok ends it. */
+static void
+consumer_close_channel (CarehareProtocol         *self,
+                        CarehareProtocolConsumer *consumer,
+                        const char               *why)
+{
+  consumer->state = CONSUMER_CLOSING;
+  content_clear (&consumer->content);
+  discard_channel (self, consumer->channel, why);
+  /* discard_channel() forgets the RPC op; the consumer stays linked until
+   * Close-Ok ends it. */
+  self->channels[consumer->channel].consumer = consumer;
+}
+
 CarehareProtocolOp *
 carehare_protocol_consumer_close (CarehareProtocol           *self,
                                   CarehareProtocolConsumer   *consumer,
@@ -2362,6 +2593,7 @@ carehare_protocol_consumer_close (CarehareProtocol           *self,
       break;
     case CONSUMER_STARTING:
     case CONSUMER_ACTIVE:
+    case CONSUMER_CANCELLED:
       g_ptr_array_add (consumer->close_ops, op);
       if (consumer->start_op != NULL)
         {
@@ -2370,12 +2602,7 @@ carehare_protocol_consumer_close (CarehareProtocol           *self,
                                          "Consumer closed before it started"));
           consumer->start_op = NULL;
         }
-      consumer->state = CONSUMER_CLOSING;
-      content_clear (&consumer->content);
-      discard_channel (self, consumer->channel, "consumer closed");
-      /* discard_channel() forgets the RPC op; the consumer stays linked
-       * until Close-Ok ends it. */
-      self->channels[consumer->channel].consumer = consumer;
+      consumer_close_channel (self, consumer, "consumer closed");
       break;
     case CONSUMER_CLOSING:
       g_ptr_array_add (consumer->close_ops, op);
@@ -2885,6 +3112,29 @@ carehare_protocol_close (CarehareProtocol           *self,
 
 /* ---- RPCs ---------------------------------------------------------------- */
 
+/* The queue name of a request that acts on an existing queue, or NULL
+ * for other requests. */
+static const char *
+rpc_queue_name (const CarehareMethod *request,
+                gboolean             *applies)
+{
+  *applies = TRUE;
+  switch (request->id)
+    {
+    case CAREHARE_METHOD_QUEUE_PURGE:
+      return request->queue_purge.queue;
+    case CAREHARE_METHOD_QUEUE_DELETE:
+      return request->queue_delete.queue;
+    case CAREHARE_METHOD_QUEUE_BIND:
+      return request->queue_bind.queue;
+    case CAREHARE_METHOD_QUEUE_UNBIND:
+      return request->queue_unbind.queue;
+    default:
+      *applies = FALSE;
+      return NULL;
+    }
+}
+
 CarehareProtocolOp *
 carehare_protocol_rpc (CarehareProtocol           *self,
                        const CarehareMethod       *request,
@@ -2894,6 +3144,8 @@ carehare_protocol_rpc (CarehareProtocol           *self,
 {
   CarehareProtocolOp *op;
   GError *error = NULL;
+  gboolean names_queue;
+  const char *queue;
 
   g_return_val_if_fail (self != NULL, NULL);
   g_return_val_if_fail (request != NULL, NULL);
@@ -2903,10 +3155,13 @@ carehare_protocol_rpc (CarehareProtocol           *self,
   op = op_new (OP_RPC, callback, user_data);
   op->reply_id = reply_id;
   op->frame = g_byte_array_new ();
+  queue = rpc_queue_name (request, &names_queue);
 
   if (self->state != STATE_OPEN)
     complete (self, op, NULL, closed_error_for (self->state == STATE_FINISHED
                                                 ? self->finish_error : NULL));
+  else if (names_queue && (queue == NULL || *queue == '\0'))
+    complete (self, op, NULL, empty_queue_name_error (carehare_method_name (request->id)));
   else if (!carehare_wire_append_method_frame (op->frame, 0, request, &error))
     {
       /* Arguments the wire cannot carry (a name over 255 bytes, a table

@@ -202,6 +202,16 @@ typedef struct {
   void (*closed) (CarehareProtocolConsumer *consumer,
                   const GError             *error,
                   gpointer                  user_data);
+  /* A message arrived whose content header cannot be represented
+   * (property flag bits that name no property, a headers table nested too
+   * deep or malformed): it was rejected with Basic.Reject requeue=false (a
+   * dead-letter exchange can catch it) and is not delivered; the consumer
+   * goes on. @error (CAREHARE_ERROR_BAD_BYTES_FROM_SERVER) names the
+   * problem and the delivery tag. Called in order with deliveries. */
+  void (*rejected) (CarehareProtocolConsumer *consumer,
+                    guint64                   delivery_tag,
+                    const GError             *error,
+                    gpointer                  user_data);
 } CarehareProtocolConsumerCallbacks;
 
 /* Opens a channel of its own, sets basic.qos and starts basic.consume

@@ -7,7 +7,8 @@
  * =========================
  *
  * A table is an a{sv}: an array, so entry order and duplicate keys survive.
- * Keys are short strings and must be valid UTF-8 without NUL.  Decoding maps
+ * Keys are short strings, decoded leniently (see read_shortstr()), so a
+ * key that is not valid UTF-8 does not round-trip.  Decoding maps
  * each AMQP value type to a distinct GVariant type, so that
  * AMQP -> GVariant -> AMQP reproduces the bytes exactly:
  *
@@ -275,15 +276,25 @@ read_u64 (Reader *r)
   return v;
 }
 
-/* A short string that must be valid UTF-8 without NUL; returns a new string. */
+/* A short string; returns a new, valid UTF-8 string without NUL.
+ *
+ * Short strings that carry other programs' bytes (properties, header
+ * keys, the routing key of a delivery), which RabbitMQ passes on
+ * unchecked, are decoded @lenient-ly, as the Java client decodes them:
+ * each byte that is not part of valid UTF-8, and each NUL, becomes
+ * U+FFFD, and the result is cut at a character boundary to at most 255
+ * bytes, so that it can be written back as a short string. Otherwise
+ * such a string is the server's mistake: BAD_SHORT_STRING. */
 static char *
 read_shortstr (Reader      *r,
                const char  *what,
+               gboolean     lenient,
                GError     **error)
 {
   gsize start = r->pos;
   guint8 len;
   const char *str;
+  char *fixed;
 
   if (!reader_need (r, 1, what, error))
     return NULL;
@@ -292,7 +303,12 @@ read_shortstr (Reader      *r,
     return NULL;
 
   str = (const char *) r->data + r->pos;
-  if (!g_utf8_validate_len (str, len, NULL))
+  if (g_utf8_validate_len (str, len, NULL))
+    {
+      r->pos += len;
+      return g_strndup (str, len);
+    }
+  if (!lenient)
     {
       g_set_error (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BAD_SHORT_STRING,
                    "Short string %s at offset %" G_GSIZE_FORMAT " (%u bytes) is not valid "
@@ -300,7 +316,10 @@ read_shortstr (Reader      *r,
       return NULL;
     }
   r->pos += len;
-  return g_strndup (str, len);
+  fixed = g_utf8_make_valid (str, len);
+  if (strlen (fixed) > 255)
+    *g_utf8_find_prev_char (fixed, fixed + 256) = '\0';
+  return fixed;
 }
 
 static GBytes *
@@ -487,7 +506,7 @@ read_table (Reader      *r,
       g_autofree char *key = NULL;
       GVariant *value;
 
-      key = read_shortstr (&sub, "field table key", error);
+      key = read_shortstr (&sub, "field table key", TRUE, error);
       if (key == NULL)
         goto fail;
       value = read_field_value (&sub, depth, error);
@@ -1166,11 +1185,13 @@ write_args (GByteArray               *out,
   return TRUE;
 }
 
+/* @lenient: short strings are another program's bytes (read_shortstr()). */
 static gboolean
 read_args (Reader                   *r,
            void                     *base,
            const CarehareMethodArg  *args,
            guint                     n_args,
+           gboolean                  lenient,
            GError                  **error)
 {
   guint i, bit = 0;
@@ -1220,7 +1241,7 @@ read_args (Reader                   *r,
           *(guint64 *) field = read_u64 (r);
           break;
         case CAREHARE_ARG_SHORTSTR:
-          if ((*(char **) field = read_shortstr (r, arg->name, error)) == NULL)
+          if ((*(char **) field = read_shortstr (r, arg->name, lenient, error)) == NULL)
             return FALSE;
           break;
         case CAREHARE_ARG_LONGSTR:
@@ -1295,6 +1316,7 @@ carehare_method_decode (const guint8    *payload,
   Reader r = { payload, size, 0 };
   const CarehareMethodInfo *info;
   guint16 class_id, method_id;
+  gboolean lenient;
 
   g_return_val_if_fail (payload != NULL || size == 0, FALSE);
   g_return_val_if_fail (method != NULL, FALSE);
@@ -1315,7 +1337,11 @@ carehare_method_decode (const guint8    *payload,
     }
 
   method->id = info->id;
-  if (!read_args (&r, method, info->args, info->n_args, error))
+  /* What a delivery (or a returned or fetched message) says about where
+   * it was published is another program's data. */
+  lenient = info->id == CAREHARE_METHOD_BASIC_DELIVER || info->id == CAREHARE_METHOD_BASIC_RETURN ||
+            info->id == CAREHARE_METHOD_BASIC_GET_OK;
+  if (!read_args (&r, method, info->args, info->n_args, lenient, error))
     {
       g_prefix_error (error, "%s: ", info->name);
       carehare_method_clear (method);
@@ -1446,6 +1472,10 @@ carehare_content_header_decode (const guint8             *payload,
                    "Content header weight is %u, must be 0", (guint) weight);
       return FALSE;
     }
+  /* From here on, an error is in this message's properties only: the
+   * caller may skip its body and go on. */
+  *class_id = klass;
+  *body_size = body;
   if ((flags & ~CAREHARE_PROPERTY_ALL) != 0)
     {
       g_set_error (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BAD_CONTENT_HEADER,
@@ -1460,7 +1490,7 @@ carehare_content_header_decode (const guint8             *payload,
     {
       if ((flags & (1u << (15 - i))) == 0)
         continue;
-      if (!read_args (&r, props, &basic_properties[i], 1, error))
+      if (!read_args (&r, props, &basic_properties[i], 1, TRUE, error))
         {
           g_prefix_error (error, "content header: ");
           carehare_basic_properties_clear (props);
@@ -1476,8 +1506,6 @@ carehare_content_header_decode (const guint8             *payload,
       return FALSE;
     }
 
-  *class_id = klass;
-  *body_size = body;
   if (body > max_body_size)
     {
       g_set_error (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BODY_TOO_LARGE,

@@ -68,8 +68,10 @@ extern const guint8 carehare_wire_protocol_header[8];
  *   than 0 or with a payload (501)
  * @CAREHARE_WIRE_ERROR_TRUNCATED: a length or fixed-size field points past
  *   the end of the payload (502)
- * @CAREHARE_WIRE_ERROR_BAD_SHORT_STRING: a short string (method argument,
- *   property, table key) that is not valid UTF-8 or contains NUL (502)
+ * @CAREHARE_WIRE_ERROR_BAD_SHORT_STRING: a short string argument of a
+ *   method that is not valid UTF-8 or contains NUL (502); properties, table
+ *   keys and the strings of basic.deliver, basic.return and basic.get-ok
+ *   are another program's bytes and are decoded leniently instead
  * @CAREHARE_WIRE_ERROR_NESTING_TOO_DEEP: tables/arrays nested deeper than
  *   CAREHARE_WIRE_MAX_NESTING (502)
  * @CAREHARE_WIRE_ERROR_BAD_FIELD_TYPE: unknown table value type octet (502)
@@ -144,7 +146,11 @@ gssize carehare_frame_decode (const guint8   *data,
 /* Decodes a method frame payload (class id, method id, arguments).  Strings,
  * GBytes and tables in *method are newly allocated and owned by *method;
  * free them with carehare_method_clear().  Every shortstr must be valid
- * UTF-8 without NUL (BAD_SHORT_STRING).  On error *method is left cleared
+ * UTF-8 without NUL (BAD_SHORT_STRING), except in basic.deliver,
+ * basic.return and basic.get-ok, whose strings say where another program
+ * published a message: those, and table keys, are decoded leniently, every
+ * byte that is not part of valid UTF-8, and NUL, becoming U+FFFD (cut to
+ * 255 bytes).  On error *method is left cleared
  * (all zero), so clearing it again is harmless.  Unknown class/method ->
  * UNKNOWN_METHOD; a payload longer than the arguments -> TRAILING_BYTES. */
 gboolean carehare_method_decode (const guint8    *payload,
@@ -195,8 +201,12 @@ typedef struct {
 /* Decodes a content header frame payload: class id (must be basic), weight
  * (must be 0), body size and properties.  A body size above @max_body_size
  * -> BODY_TOO_LARGE naming both numbers (pass G_MAXUINT64 for no limit).
- * Property short strings must be valid UTF-8 without NUL.  Results are
- * owned; on error *props is left cleared. */
+ * Property short strings are decoded leniently, as in methods.  Results are
+ * owned; on error *props is left cleared.  An error past a sound class,
+ * weight and body size (unknown property flag bits, a malformed or too
+ * deeply nested headers table, BODY_TOO_LARGE) still sets *class_id and
+ * *body_size, so the caller can skip that message's body; on other
+ * errors they are 0. */
 gboolean carehare_content_header_decode (const guint8             *payload,
                                          gsize                     size,
                                          guint64                   max_body_size,

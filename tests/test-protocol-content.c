@@ -401,6 +401,9 @@ typedef struct {
   gboolean ack_in_callback;
   gboolean close_in_callback;
   Completion *close;
+  /* Deliveries rejected for a content header that cannot be represented. */
+  GArray *rejected_tags;               /* of guint64 */
+  GError *rejected_error;              /* the last one's */
 } Rec;
 
 static Completion *consumer_close_start (Fixture *f, Rec *r);
@@ -413,6 +416,8 @@ rec_free (gpointer data)
   g_clear_pointer (&r->consumer, carehare_protocol_consumer_unref);
   g_ptr_array_unref (r->deliveries);
   g_clear_error (&r->closed_error);
+  g_array_unref (r->rejected_tags);
+  g_clear_error (&r->rejected_error);
   g_free (r);
 }
 
@@ -454,25 +459,53 @@ closed_cb (CarehareProtocolConsumer *consumer,
   r->closed_error = g_error_copy (error);
 }
 
+static void
+rejected_cb (CarehareProtocolConsumer *consumer,
+             guint64                   delivery_tag,
+             const GError             *error,
+             gpointer                  user_data)
+{
+  Rec *r = user_data;
+
+  g_assert_nonnull (r->consumer);
+  g_assert_true (consumer == r->consumer);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_nonnull (error);
+  g_array_append_val (r->rejected_tags, delivery_tag);
+  g_clear_error (&r->rejected_error);
+  r->rejected_error = g_error_copy (error);
+}
+
+static Rec *
+consume_full (Fixture    *f,
+              const char *queue,
+              guint32     prefetch_size,
+              guint16     prefetch_count)
+{
+  static const CarehareProtocolConsumerCallbacks callbacks = {
+    .delivery = delivery_cb,
+    .closed = closed_cb,
+    .rejected = rejected_cb,
+  };
+  Rec *r = g_new0 (Rec, 1);
+
+  r->f = f;
+  r->rejected_tags = g_array_new (FALSE, FALSE, sizeof (guint64));
+  r->deliveries = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_delivery_free);
+  r->start = completion_new (f);
+  fixture_own (f, r, rec_free);
+  r->consumer = carehare_protocol_consume (f->p, queue, prefetch_size, prefetch_count,
+                                           &callbacks, r, op_done_cb, r->start);
+  g_assert_nonnull (r->consumer);
+  return r;
+}
+
 static Rec *
 consume (Fixture    *f,
          const char *queue,
          guint16     prefetch_count)
 {
-  static const CarehareProtocolConsumerCallbacks callbacks = {
-    .delivery = delivery_cb,
-    .closed = closed_cb,
-  };
-  Rec *r = g_new0 (Rec, 1);
-
-  r->f = f;
-  r->deliveries = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_delivery_free);
-  r->start = completion_new (f);
-  fixture_own (f, r, rec_free);
-  r->consumer = carehare_protocol_consume (f->p, queue, 0, prefetch_count, &callbacks, r,
-                                           op_done_cb, r->start);
-  g_assert_nonnull (r->consumer);
-  return r;
+  return consume_full (f, queue, 0, prefetch_count);
 }
 
 static void
@@ -1885,10 +1918,13 @@ test_consume_ack (Fixture       *f,
   g_assert_true (server_message (f, 2, "ctag", 3, "three"));
   g_assert_cmpuint (r->deliveries->len, ==, 3);
 
+  g_assert_true (server_message (f, 2, "ctag", 4, "four"));
+  g_assert_cmpuint (r->deliveries->len, ==, 4);
+
   carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
   carehare_protocol_consumer_nack (f->p, r->consumer, 2, FALSE, TRUE);
   carehare_protocol_consumer_nack (f->p, r->consumer, 3, TRUE, FALSE);
-  carehare_protocol_consumer_ack (f->p, r->consumer, 3, TRUE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);
 
   /* On the consumer's channel, in the order asked. */
   sent = take_sent (f);
@@ -1905,8 +1941,204 @@ test_consume_ack (Fixture       *f,
   g_assert_true (m->basic_nack.multiple);
   g_assert_false (m->basic_nack.requeue);
   m = sent_method (sent, 3, 2, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 4);
+  g_assert_true (m->basic_ack.multiple);
+}
+
+/* The broker closes the channel (406 PRECONDITION_FAILED "unknown delivery
+ * tag") for an ack or nack of a tag it does not owe: a second ack of one
+ * message would kill the consumer. Only tags handed out and not settled
+ * yet are sent; the others are dropped. */
+static void
+test_consume_ack_settled_or_unknown (Fixture       *f,
+                                     gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  for (guint64 tag = 1; tag <= 6; tag++)
+    g_assert_true (server_message (f, 1, "ctag", tag, "m"));
+  g_assert_cmpuint (r->deliveries->len, ==, 6);
+
+  /* Before anything is settled: tags the broker never sent. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 0, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 99, FALSE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 7, FALSE, TRUE);
+  assert_no_output (f);
+
+  /* Settled once, dropped after, ack or nack alike. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 2, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 2, FALSE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 2, FALSE, TRUE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 1, FALSE, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 2);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 2);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_NACK);
+  g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 1);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* multiple: up to the highest unsettled tag not above the one given
+   * (RabbitMQ wants that tag itself to be unsettled); nothing when none
+   * is left below it. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);  /* 3 is left */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);  /* none */
+  carehare_protocol_consumer_nack (f->p, r->consumer, 100, TRUE, TRUE);  /* 5 and 6 */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 6, TRUE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 6, FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 4);
+  g_assert_false (m->basic_ack.multiple);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_ACK);
   g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 3);
   g_assert_true (m->basic_ack.multiple);
+  m = sent_method (sent, 2, 1, CAREHARE_METHOD_BASIC_NACK);
+  g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 6);
+  g_assert_true (m->basic_nack.multiple);
+  g_assert_true (m->basic_nack.requeue);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* multiple with tag 0: every unsettled one. */
+  g_assert_true (server_message (f, 1, "ctag", 7, "m"));
+  g_assert_true (server_message (f, 1, "ctag", 8, "m"));
+  carehare_protocol_consumer_ack (f->p, r->consumer, 0, TRUE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 0, TRUE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 8);
+  g_assert_true (m->basic_ack.multiple);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+typedef enum {
+  AFTER_CANCEL_SETTLE,
+  AFTER_CANCEL_CLOSE,
+  AFTER_CANCEL_SERVER_CLOSE,
+  AFTER_CANCEL_CONNECTION_CLOSE,
+} AfterCancel;
+
+static const AfterCancel after_cancel_settle = AFTER_CANCEL_SETTLE;
+static const AfterCancel after_cancel_close = AFTER_CANCEL_CLOSE;
+static const AfterCancel after_cancel_server_close = AFTER_CANCEL_SERVER_CLOSE;
+static const AfterCancel after_cancel_connection_close = AFTER_CANCEL_CONNECTION_CLOSE;
+
+/* A server Basic.Cancel ends the consumer, but deliveries already handed
+ * out may still be settled: the channel stays open until they are (or the
+ * owner closes the consumer), then it is closed. Before, the channel was
+ * closed at once and every ack that followed was dropped: the broker
+ * redelivered messages the program had processed. */
+static void
+test_consume_server_cancel_unsettled (Fixture       *f,
+                                      gconstpointer  data)
+{
+  AfterCancel after = *(const AfterCancel *) data;
+  CarehareMethod cancel = { .id = CAREHARE_METHOD_BASIC_CANCEL };
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *close_c;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  for (guint64 tag = 1; tag <= 2; tag++)
+    g_assert_true (server_message (f, 1, "ctag", tag, "m"));
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  g_ptr_array_unref (take_sent (f));
+
+  /* The last delivery and the cancel in one read. */
+  {
+    g_autoptr(GByteArray) buf = g_byte_array_new ();
+    g_autoptr(GBytes) body = g_bytes_new_static ("m", 1);
+
+    encode_message (buf, 1, "ctag", 3, body, CHUNK_4096);
+    cancel.basic_cancel.consumer_tag = (char *) "ctag";
+    server_encode (buf, 1, &cancel);
+    g_assert_true (feed (f, buf->data, buf->len));
+  }
+  g_assert_cmpuint (r->deliveries->len, ==, 3);
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  g_assert_error (r->closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  /* Cancel-Ok, and the channel stays: 2 and 3 are not settled. */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_CANCEL_OK);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  /* Acks still go out; a settled tag is still dropped. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 2, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 2);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  switch (after)
+    {
+    case AFTER_CANCEL_SETTLE:
+      /* The last one settled: its nack, then Close. */
+      carehare_protocol_consumer_nack (f->p, r->consumer, 3, FALSE, TRUE);
+      sent = take_sent (f);
+      g_assert_cmpuint (sent->len, ==, 2);
+      m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_NACK);
+      g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 3);
+      sent_method (sent, 1, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+      g_assert_true (server_channel_close_ok (f, 1));
+      g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+      close_c = consumer_close_start (f, r);
+      assert_ok (close_c);
+      break;
+    case AFTER_CANCEL_CLOSE:
+      /* The owner closes it: Close at once, complete at Close-Ok. */
+      close_c = consumer_close_start (f, r);
+      assert_pending (close_c);
+      sent = take_sent (f);
+      g_assert_cmpuint (sent->len, ==, 1);
+      sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+      carehare_protocol_consumer_ack (f->p, r->consumer, 3, FALSE);
+      assert_no_output (f);
+      g_assert_true (server_channel_close_ok (f, 1));
+      assert_ok (close_c);
+      g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+      break;
+    case AFTER_CANCEL_SERVER_CLOSE:
+      {
+        g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+        encode_channel_close (buf, 1, 406, "PRECONDITION_FAILED - whatever", 0);
+        g_assert_true (feed (f, buf->data, buf->len));
+        sent = take_sent (f);
+        g_assert_cmpuint (sent->len, ==, 1);
+        sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+        g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+        carehare_protocol_consumer_ack (f->p, r->consumer, 3, FALSE);
+        assert_no_output (f);
+        close_c = consumer_close_start (f, r);
+        assert_ok (close_c);
+      }
+      break;
+    case AFTER_CANCEL_CONNECTION_CLOSE:
+      g_assert_false (server_close (f, 320, "CONNECTION_FORCED - bye"));
+      g_ptr_array_unref (take_sent (f));
+      carehare_protocol_consumer_ack (f->p, r->consumer, 3, FALSE);
+      assert_no_output (f);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  /* The owner was told once. */
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  assert_no_output (f);
 }
 
 static void
@@ -1991,6 +2223,79 @@ test_consume_reentrant (Fixture       *f,
   g_assert_true (server_channel_close_ok (f, 1));
   assert_ok (r->close);
   g_assert_cmpuint (r->n_closed, ==, 0);
+}
+
+/* A handshake with a server whose properties name @product. */
+static void
+handshake_with_product (Fixture    *f,
+                        const char *product)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_START };
+  g_autoptr(GBytes) mechs = g_bytes_new_static ("PLAIN", 5);
+  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
+  g_autoptr(GVariant) props = NULL;
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "product", g_variant_new_string (product));
+  props = g_variant_ref_sink (g_variant_builder_end (&b));
+  m.connection_start.version_minor = 9;
+  m.connection_start.server_properties = props;
+  m.connection_start.mechanisms = mechs;
+  m.connection_start.locales = locales;
+  start (f);
+  g_assert_true (server_method (f, 0, &m));
+  g_assert_true (server_tune (f, 2047, 131072, 0));
+  g_assert_true (server_open_ok (f));
+  assert_ok (f->handshake);
+  g_ptr_array_unref (take_sent (f));
+}
+
+/* Arguments the broker would answer by closing something are refused
+ * before anything is sent, failing that start alone: an empty queue name
+ * (AMQP: "the last queue declared on this channel", and channels are
+ * pooled), and prefetch_size != 0 on RabbitMQ (540 NOT_IMPLEMENTED closes
+ * the whole connection). */
+static void
+test_consume_invalid_arguments (Fixture       *f,
+                                gconstpointer  data)
+{
+  Rec *r;
+
+  connect_default (f);
+  r = consume (f, "", 1);
+  assert_failed (r->start, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_message_contains (r->start->error, "empty");
+  assert_no_output (f);
+
+  r = consume_full (f, "q", 65536, 1);
+  assert_failed (r->start, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_message_contains (r->start->error, "65536");
+  assert_message_contains (r->start->error, "RabbitMQ");
+  assert_no_output (f);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  /* The connection goes on: prefetch_size 0 starts. */
+  consume_started (f, "q", 1, "ctag");
+}
+
+/* Another server may implement prefetch_size: it is sent. */
+static void
+test_consume_prefetch_size_other_server (Fixture       *f,
+                                         gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  handshake_with_product (f, "qpid-cpp");
+  r = consume_full (f, "q", 65536, 1);
+  assert_start_pending (r);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  g_assert_cmpuint (sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_QOS)->basic_qos.prefetch_size,
+                    ==, 65536);
 }
 
 static void
@@ -2611,6 +2916,241 @@ test_content_error (Fixture       *f,
   g_assert_cmpuint (active->deliveries->len, ==, 0);
 }
 
+/* ======================================================================== */
+/* another program's message                                                */
+/* ======================================================================== */
+
+/* What RabbitMQ passes on from another client, unchecked: a content
+ * header built byte by byte (property flags, then the properties' bytes
+ * as given), for a body of @body_size. */
+static void
+encode_raw_header (GByteArray   *buf,
+                   guint16       channel,
+                   guint64       body_size,
+                   guint16       flags,
+                   const guint8 *props,
+                   gsize         props_len)
+{
+  guint8 fixed[14] = { 0, 60, 0, 0 };
+  guint32 size = 14 + props_len;
+  guint8 frame[7] = { CAREHARE_FRAME_HEADER, channel >> 8, channel & 0xff,
+                      size >> 24, (size >> 16) & 0xff, (size >> 8) & 0xff, size & 0xff };
+
+  for (guint i = 0; i < 8; i++)
+    fixed[4 + i] = (guint8) (body_size >> (56 - 8 * i));
+  fixed[12] = flags >> 8;
+  fixed[13] = flags & 0xff;
+  g_byte_array_append (buf, frame, sizeof frame);
+  g_byte_array_append (buf, fixed, sizeof fixed);
+  g_byte_array_append (buf, props, props_len);
+  g_byte_array_append (buf, (const guint8 *) "\xce", 1);
+}
+
+/* A headers table with @depth tables nested in each other. */
+static GByteArray *
+deep_table (guint depth)
+{
+  GByteArray *table = g_byte_array_new ();
+  static const guint8 entry[] = { 1, 'k', 'F' };
+
+  g_byte_array_append (table, (const guint8 *) "\0\0\0\0", 4);
+  for (guint i = 1; i < depth; i++)
+    {
+      GByteArray *outer = g_byte_array_new ();
+      guint32 n = sizeof entry + table->len;
+      guint8 len[4] = { n >> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff };
+
+      g_byte_array_append (outer, len, 4);
+      g_byte_array_append (outer, entry, sizeof entry);
+      g_byte_array_append (outer, table->data, table->len);
+      g_byte_array_unref (table);
+      table = outer;
+    }
+  return table;
+}
+
+typedef enum {
+  FOREIGN_CORRELATION_ID_FF_FE,
+  FOREIGN_CORRELATION_ID_NUL,
+  FOREIGN_CORRELATION_ID_LATIN1,
+  FOREIGN_HEADER_KEY_NOT_UTF8,
+  FOREIGN_RESERVED_FLAG_BIT,
+  FOREIGN_DEEP_HEADERS,
+} ForeignKind;
+
+typedef struct {
+  ForeignKind kind;
+  gboolean split;             /* fed one byte at a time */
+} ForeignCase;
+
+static const ForeignCase foreign_ff_fe = { FOREIGN_CORRELATION_ID_FF_FE, FALSE };
+static const ForeignCase foreign_nul = { FOREIGN_CORRELATION_ID_NUL, FALSE };
+static const ForeignCase foreign_latin1 = { FOREIGN_CORRELATION_ID_LATIN1, FALSE };
+static const ForeignCase foreign_key = { FOREIGN_HEADER_KEY_NOT_UTF8, FALSE };
+static const ForeignCase foreign_reserved = { FOREIGN_RESERVED_FLAG_BIT, FALSE };
+static const ForeignCase foreign_reserved_split = { FOREIGN_RESERVED_FLAG_BIT, TRUE };
+static const ForeignCase foreign_deep = { FOREIGN_DEEP_HEADERS, FALSE };
+
+/* A message from another client, with bytes we could not decode before,
+ * followed by a good one: odd strings are decoded leniently (bytes that
+ * are not UTF-8, and NUL, become U+FFFD); a header that cannot be
+ * represented at all fails that delivery alone: it is rejected with
+ * requeue=false, the owner hears of it, and the next message arrives.
+ * The connection stays open either way. */
+static void
+test_consume_foreign_message (Fixture       *f,
+                              gconstpointer  data)
+{
+  const ForeignCase *fc = data;
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GByteArray) props = g_byte_array_new ();
+  g_autoptr(GBytes) body = make_body (2 * CHUNK_4096 + 5, 4);
+  g_autoptr(GPtrArray) sent = NULL;
+  const char *expected_id = NULL;
+  const char *problem = NULL;
+  guint16 flags = 0;
+  const CarehareMethod *m;
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+
+  switch (fc->kind)
+    {
+    case FOREIGN_CORRELATION_ID_FF_FE:
+      flags = CAREHARE_PROPERTY_CORRELATION_ID;
+      g_byte_array_append (props, (const guint8 *) "\x02\xff\xfe", 3);
+      expected_id = "\xef\xbf\xbd\xef\xbf\xbd";
+      break;
+    case FOREIGN_CORRELATION_ID_NUL:
+      flags = CAREHARE_PROPERTY_CORRELATION_ID;
+      g_byte_array_append (props, (const guint8 *) "\x03" "a\0b", 4);
+      expected_id = "a\xef\xbf\xbd" "b";
+      break;
+    case FOREIGN_CORRELATION_ID_LATIN1:
+      flags = CAREHARE_PROPERTY_CORRELATION_ID;
+      g_byte_array_append (props, (const guint8 *) "\x04" "caf\xe9", 5);
+      expected_id = "caf\xef\xbf\xbd";
+      break;
+    case FOREIGN_HEADER_KEY_NOT_UTF8:
+      flags = CAREHARE_PROPERTY_HEADERS;
+      /* { "\xc3\x28": "v" } */
+      g_byte_array_append (props, (const guint8 *) "\0\0\0\x09" "\x02\xc3\x28" "S\0\0\0\x01v", 13);
+      break;
+    case FOREIGN_RESERVED_FLAG_BIT:
+      flags = CAREHARE_PROPERTY_CONTENT_TYPE | 0x0002;
+      g_byte_array_append (props, (const guint8 *) "\x04text", 5);
+      problem = "0x0002";
+      break;
+    case FOREIGN_DEEP_HEADERS:
+      {
+        g_autoptr(GByteArray) table = deep_table (100);
+
+        flags = CAREHARE_PROPERTY_HEADERS;
+        g_byte_array_append (props, table->data, table->len);
+        problem = "nested";
+      }
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_raw_header (buf, 1, g_bytes_get_size (body), flags, props->data, props->len);
+  for (gsize offset = 0; offset < g_bytes_get_size (body); offset += CHUNK_4096)
+    carehare_wire_append_body_frame (buf, 1, (const guint8 *) g_bytes_get_data (body, NULL) + offset,
+                                     MIN (CHUNK_4096, g_bytes_get_size (body) - offset));
+  {
+    g_autoptr(GBytes) good = g_bytes_new_static ("good", 4);
+
+    encode_message (buf, 1, "ctag", 2, good, CHUNK_4096);
+  }
+  f->split = fc->split;
+  g_assert_true (feed (f, buf->data, buf->len));
+  f->split = FALSE;
+  g_assert_false (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (r->n_closed, ==, 0);
+
+  if (problem == NULL)
+    {
+      CarehareProtocolDelivery *d = delivery (r, 0);
+
+      g_assert_cmpuint (r->deliveries->len, ==, 2);
+      g_assert_cmpuint (r->rejected_tags->len, ==, 0);
+      g_assert_cmpuint (d->delivery_tag, ==, 1);
+      g_assert_cmpmem (g_bytes_get_data (d->body, NULL), g_bytes_get_size (d->body),
+                       g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+      if (expected_id != NULL)
+        g_assert_cmpstr (d->properties.correlation_id, ==, expected_id);
+      else
+        {
+          g_autoptr(GVariant) value = NULL;
+          const char *key = NULL;
+
+          g_assert_cmpuint (g_variant_n_children (d->properties.headers), ==, 1);
+          g_variant_get_child (d->properties.headers, 0, "{&sv}", &key, &value);
+          g_assert_cmpstr (key, ==, "\xef\xbf\xbd(");
+          g_assert_cmpstr (g_variant_get_string (value, NULL), ==, "v");
+        }
+      assert_no_output (f);
+      carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+      sent = take_sent (f);
+      g_assert_cmpuint (sent->len, ==, 1);
+      g_assert_cmpuint (sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK)->basic_ack.delivery_tag,
+                        ==, 1);
+      return;
+    }
+
+  /* Rejected alone, not requeued (a dead-letter exchange can catch it). */
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_REJECT);
+  g_assert_cmpuint (m->basic_reject.delivery_tag, ==, 1);
+  g_assert_false (m->basic_reject.requeue);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+
+  /* The owner hears of it, in order: the tag and the problem. */
+  g_assert_cmpuint (r->rejected_tags->len, ==, 1);
+  g_assert_cmpuint (g_array_index (r->rejected_tags, guint64, 0), ==, 1);
+  g_assert_error (r->rejected_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (r->rejected_error, "delivery tag 1");
+  assert_message_contains (r->rejected_error, problem);
+
+  /* The next message is delivered; the rejected tag is settled already. */
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+  g_assert_cmpuint (delivery (r, 0)->delivery_tag, ==, 2);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 2, FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpuint (sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK)->basic_ack.delivery_tag,
+                    ==, 2);
+}
+
+/* A message that cannot be represented, with no body at all. */
+static void
+test_consume_foreign_message_empty (Fixture       *f,
+                                    gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_started (f, "q", 1, "ctag");
+  encode_deliver (buf, 1, "ctag", 7, FALSE, "", "q");
+  encode_raw_header (buf, 1, 0, 0x0004, NULL, 0);
+  g_assert_true (feed (f, buf->data, buf->len));
+  g_assert_true (server_message (f, 1, "ctag", 8, "after"));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpuint (sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_REJECT)->basic_reject.delivery_tag,
+                    ==, 7);
+  g_assert_cmpuint (r->rejected_tags->len, ==, 1);
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+  g_assert_cmpuint (delivery (r, 0)->delivery_tag, ==, 8);
+}
+
 /* A large body declared within the limit is received as it comes, and
  * the connection can end before it is complete without trouble. */
 static void
@@ -2722,12 +3262,23 @@ main (int   argc,
   ADD_DATA ("consume/deliver/empty", &deliver_empty, test_consume_deliver);
   ADD_DATA ("consume/deliver/split-bytes", &deliver_split, test_consume_deliver);
   ADD ("consume/ack", test_consume_ack);
+  ADD ("consume/ack-settled-or-unknown", test_consume_ack_settled_or_unknown);
   ADD ("consume/ack-after-close", test_consume_ack_after_close);
   ADD ("consume/ack-after-finish", test_consume_ack_after_finish);
   ADD ("consume/reentrant", test_consume_reentrant);
   ADD ("consume/not-found", test_consume_not_found);
+  ADD ("consume/invalid-arguments", test_consume_invalid_arguments);
+  ADD ("consume/prefetch-size-other-server", test_consume_prefetch_size_other_server);
   ADD_DATA ("consume/server-cancel/nowait", &cancel_nowait, test_consume_server_cancel);
   ADD_DATA ("consume/server-cancel/wait", &cancel_wait, test_consume_server_cancel);
+  ADD_DATA ("consume/server-cancel-unsettled/settle", &after_cancel_settle,
+            test_consume_server_cancel_unsettled);
+  ADD_DATA ("consume/server-cancel-unsettled/close", &after_cancel_close,
+            test_consume_server_cancel_unsettled);
+  ADD_DATA ("consume/server-cancel-unsettled/server-close", &after_cancel_server_close,
+            test_consume_server_cancel_unsettled);
+  ADD_DATA ("consume/server-cancel-unsettled/connection-close", &after_cancel_connection_close,
+            test_consume_server_cancel_unsettled);
   ADD ("consume/server-close", test_consume_server_close);
   ADD ("consume/close", test_consume_close);
   ADD ("consume/close-before-consume-ok", test_consume_close_before_consume_ok);
@@ -2760,6 +3311,15 @@ main (int   argc,
   ADD_DATA ("content/second-deliver", &ce_second_deliver, test_content_error);
   ADD_DATA ("content/second-deliver-no-header", &ce_second_deliver_no_header,
             test_content_error);
+  ADD_DATA ("consume/foreign/correlation-id-ff-fe", &foreign_ff_fe, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/correlation-id-nul", &foreign_nul, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/correlation-id-latin1", &foreign_latin1, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/header-key-not-utf8", &foreign_key, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/reserved-flag-bit", &foreign_reserved, test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/reserved-flag-bit/split", &foreign_reserved_split,
+            test_consume_foreign_message);
+  ADD_DATA ("consume/foreign/headers-100-deep", &foreign_deep, test_consume_foreign_message);
+  ADD ("consume/foreign/empty-body", test_consume_foreign_message_empty);
   ADD ("content/large-partial", test_content_large_partial);
   ADD ("content/configured-limit", test_content_configured_limit);
 

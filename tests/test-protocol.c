@@ -1252,6 +1252,67 @@ test_rpc_unencodable (Fixture       *f,
   g_assert_false (carehare_protocol_is_finished (f->p));
 }
 
+/* AMQP's empty queue name means "the last queue declared on this
+ * channel", and channels are pooled: an empty name would act on whatever
+ * queue an earlier operation declared there. Refused before anything is
+ * sent; a declare of "" (a server-named queue) still goes out. */
+static void
+test_rpc_empty_queue_name (Fixture       *f,
+                           gconstpointer  data)
+{
+  CarehareMethod purge = { .id = CAREHARE_METHOD_QUEUE_PURGE };
+  CarehareMethod del = { .id = CAREHARE_METHOD_QUEUE_DELETE };
+  CarehareMethod bind = { .id = CAREHARE_METHOD_QUEUE_BIND };
+  CarehareMethod unbind = { .id = CAREHARE_METHOD_QUEUE_UNBIND };
+  struct {
+    const CarehareMethod *request;
+    guint32 reply_id;
+    const char *name;
+  } cases[] = {
+    { &purge, CAREHARE_METHOD_QUEUE_PURGE_OK, "queue.purge" },
+    { &del, CAREHARE_METHOD_QUEUE_DELETE_OK, "queue.delete" },
+    { &bind, CAREHARE_METHOD_QUEUE_BIND_OK, "queue.bind" },
+    { &unbind, CAREHARE_METHOD_QUEUE_UNBIND_OK, "queue.unbind" },
+  };
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *declare;
+
+  connect_default (f);
+  /* A queue declared on the channel that the pool hands out next. */
+  declare = rpc_declare (f, "durable-q");
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_declare_ok (f, 1, "durable-q"));
+  assert_ok (declare);
+
+  purge.queue_purge.queue = (char *) "";
+  del.queue_delete.queue = NULL;  /* NULL encodes as "" too */
+  bind.queue_bind.queue = (char *) "";
+  bind.queue_bind.exchange = (char *) "amq.direct";
+  bind.queue_bind.routing_key = (char *) "k";
+  unbind.queue_unbind.queue = (char *) "";
+  unbind.queue_unbind.exchange = (char *) "amq.direct";
+  unbind.queue_unbind.routing_key = (char *) "k";
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      Completion *c = rpc_start (f, cases[i].request, cases[i].reply_id);
+
+      assert_failed (c, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+      assert_message_contains (c->error, cases[i].name);
+      assert_message_contains (c->error, "empty");
+      assert_no_output (f);
+    }
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  /* A server-named queue is still declared with "". */
+  declare = rpc_declare (f, "");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpstr (sent_method (sent, 0, 1, CAREHARE_METHOD_QUEUE_DECLARE)->queue_declare.queue,
+                   ==, "");
+  g_assert_true (server_declare_ok (f, 1, "amq.gen-1"));
+  assert_ok (declare);
+}
+
 static void
 test_rpc_too_large (Fixture       *f,
                     gconstpointer  data)
@@ -2187,6 +2248,7 @@ main (int   argc,
   ADD ("rpc/cancel-crossed", test_rpc_cancel_crossed);
   ADD ("rpc/unencodable", test_rpc_unencodable);
   ADD ("rpc/too-large", test_rpc_too_large);
+  ADD ("rpc/empty-queue-name", test_rpc_empty_queue_name);
   ADD ("rpc/reentrant", test_rpc_reentrant);
   ADD ("rpc/reentrant-failure", test_rpc_reentrant_failure);
   ADD ("rpc/channel-flow", test_rpc_channel_flow);

@@ -5,6 +5,8 @@
  */
 #include "carehare-test-util.h"
 
+#include "carehare-connection-private.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -947,8 +949,74 @@ test_queue_deleted_cancels_consumer (void)
   close_connection (conn);
 }
 
+/* The queue is deleted while the program holds two deliveries and three
+ * more are buffered: the consumer ends (CHANNEL_CLOSED_BY_SERVER), the
+ * buffered ones are lost with the queue, and acking the two held ones
+ * harms nothing: the channel was kept open for them. */
 static void
-test_channel_error_on_consumer (void)
+test_queue_deleted_with_deliveries_held (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *wanted = carehare_test_unique_name ("held");
+  g_autofree char *queue = declare_queue_with_flags (conn, wanted, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) first = NULL;
+  g_autoptr(CarehareDelivery) second = NULL;
+  g_autoptr(CarehareDelivery) none = NULL;
+  g_autoptr(GAsyncResult) deleted = NULL;
+  g_autoptr(GError) error = NULL;
+  ConsumerClosed rec = { 0 };
+  guint n_channels;
+
+  for (guint i = 0; i < 5; i++)
+    g_assert_true (publish_text (conn, "", queue, "m", &error));
+  consumer = start_consumer (conn, queue, 5, &error);
+  g_assert_no_error (error);
+  g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), &rec);
+  first = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  second = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_test_run_for (200);
+
+  carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                          carehare_test_store_result, &deleted);
+  carehare_test_wait_for_result (&deleted, TIMEOUT_MS);
+  g_assert_true (carehare_connection_queue_delete_finish (conn, deleted, NULL, &error));
+  while (rec.n == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  none = next_delivery (consumer, &error);
+  g_assert_null (none);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_clear_error (&error);
+
+  /* The consumer's channel is still open for the two held ones... */
+  carehare_test_run_for (200);
+  n_channels = carehare_protocol_get_n_open_channels (_carehare_connection_get_protocol (conn));
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (first));
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (_carehare_connection_get_protocol (conn)),
+                    ==, n_channels);
+  carehare_consumer_nack (consumer, carehare_delivery_get_delivery_tag (second), TRUE);
+  /* ...and closed once they are settled. */
+  for (guint i = 0; i < 100 && carehare_protocol_get_n_open_channels (
+         _carehare_connection_get_protocol (conn)) == n_channels; i++)
+    carehare_test_run_for (20);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (_carehare_connection_get_protocol (conn)),
+                    ==, n_channels - 1);
+  g_assert_cmpuint (rec.n, ==, 1);
+  g_assert_false (carehare_connection_get_is_closed (conn));
+  g_assert_true (publish_text (conn, "", "", "still open", &error));
+  g_assert_no_error (error);
+  g_clear_error (&rec.error);
+  close_connection (conn);
+}
+
+/* Acking a tag twice (or a tag never delivered) would be a channel error
+ * (406 PRECONDITION_FAILED "unknown delivery tag") that killed the
+ * consumer: the library drops such acks, and the consumer goes on. */
+static void
+test_ack_twice (void)
 {
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
   g_autofree char *queue = declare_queue (conn, "", NULL);
@@ -956,6 +1024,7 @@ test_channel_error_on_consumer (void)
   g_autoptr(CarehareDelivery) delivery = NULL;
   g_autoptr(GError) error = NULL;
   ConsumerClosed rec = { 0 };
+  guint64 tag;
 
   g_assert_true (publish_text (conn, "", queue, "m", &error));
   consumer = start_consumer (conn, queue, 5, &error);
@@ -963,26 +1032,38 @@ test_channel_error_on_consumer (void)
   g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), &rec);
   delivery = next_delivery (consumer, &error);
   g_assert_no_error (error);
+  tag = carehare_delivery_get_delivery_tag (delivery);
 
-  /* Acking a tag twice is a channel error (406 PRECONDITION_FAILED,
-   * "unknown delivery tag"): the consumer ends with it. */
-  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
-  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
-  while (rec.n == 0)
-    g_main_context_iteration (NULL, TRUE);
-  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
-  g_assert_cmpuint (carehare_error_get_reply_code (rec.error), ==, 406);
-  g_clear_object (&delivery);
-  delivery = next_delivery (consumer, &error);
-  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
-  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 406);
-  g_clear_error (&rec.error);
+  carehare_consumer_ack (consumer, tag);
+  carehare_consumer_ack (consumer, tag);
+  carehare_consumer_nack (consumer, tag, TRUE);
+  carehare_consumer_ack (consumer, tag + 1000);
+  carehare_test_run_for (300);
+  g_assert_cmpuint (rec.n, ==, 0);
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
 
-  /* The connection is fine. */
+  /* The consumer goes on receiving. */
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("after %u", i);
+
+      g_clear_object (&delivery);
+      g_assert_true (publish_text (conn, "", queue, text, &error));
+      delivery = next_delivery (consumer, &error);
+      g_assert_no_error (error);
+      assert_body (delivery, text);
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+    }
+  carehare_test_run_for (200);
+  g_assert_cmpuint (rec.n, ==, 0);
+  g_assert_cmpuint (unacked_on_broker (queue), ==, 0);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
   g_assert_false (carehare_connection_get_is_closed (conn));
-  g_clear_error (&error);
-  g_assert_true (publish_text (conn, "", queue, "after", &error));
   close_connection (conn);
+  g_assert_cmpuint (rec.n, ==, 1);
+  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_clear_error (&rec.error);
 }
 
 static void
@@ -1152,6 +1233,182 @@ test_drop_consumer_with_pending (void)
   close_connection (conn);
 }
 
+/* AMQP's empty queue name means "the last queue declared on this
+ * channel"; channels are pooled, so it would act on the durable queue
+ * declared just before. Every call that names an existing queue refuses
+ * it before sending anything. */
+static void
+test_empty_queue_name_refused (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *wanted = carehare_test_unique_name ("durable");
+  g_autofree char *queue = declare_queue_with_flags (conn, wanted, CAREHARE_QUEUE_FLAGS_DURABLE, NULL);
+  GAsyncResult *results[5] = { NULL };
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < 3; i++)
+    g_assert_true (publish_text (conn, "", queue, "keep me", &error));
+  /* Declared last on the channel the next operation gets from the pool. */
+  g_free (declare_queue_with_flags (conn, queue, CAREHARE_QUEUE_FLAGS_DURABLE, NULL));
+
+  carehare_connection_queue_purge_async (conn, "", NULL, carehare_test_store_result, &results[0]);
+  carehare_connection_queue_delete_async (conn, "", CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                          carehare_test_store_result, &results[1]);
+  carehare_connection_queue_bind_async (conn, "", "amq.direct", "k", NULL, NULL,
+                                        carehare_test_store_result, &results[2]);
+  carehare_connection_queue_unbind_async (conn, "", "amq.direct", "k", NULL, NULL,
+                                          carehare_test_store_result, &results[3]);
+  carehare_connection_acking_consumer_async (conn, "", 0, 10, NULL,
+                                             carehare_test_store_result, &results[4]);
+  for (guint i = 0; i < G_N_ELEMENTS (results); i++)
+    carehare_test_wait_for_result (&results[i], TIMEOUT_MS);
+
+  g_assert_false (carehare_connection_queue_purge_finish (conn, results[0], NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (carehare_connection_queue_delete_finish (conn, results[1], NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (carehare_connection_queue_bind_finish (conn, results[2], &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (carehare_connection_queue_unbind_finish (conn, results[3], &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_null (carehare_connection_acking_consumer_finish (conn, results[4], &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  for (guint i = 0; i < G_N_ELEMENTS (results); i++)
+    g_object_unref (results[i]);
+
+  /* The durable queue is intact: its 3 messages, no consumer. */
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 3);
+  {
+    g_autoptr(GAsyncResult) deleted = NULL;
+    guint count = 0;
+
+    carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                            carehare_test_store_result, &deleted);
+    carehare_test_wait_for_result (&deleted, TIMEOUT_MS);
+    g_assert_true (carehare_connection_queue_delete_finish (conn, deleted, &count, &error));
+    g_assert_cmpuint (count, ==, 3);
+  }
+  close_connection (conn);
+}
+
+/* RabbitMQ closes the whole connection (540 NOT_IMPLEMENTED) for a
+ * prefetch_size other than 0: the start fails alone instead. */
+static void
+test_prefetch_size_refused (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_connection_acking_consumer_async (conn, queue, 4096, 10, NULL,
+                                             carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
+  g_assert_null (consumer);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "4096"));
+  g_clear_error (&error);
+
+  /* The connection survives. */
+  carehare_test_run_for (200);
+  g_assert_false (carehare_connection_get_is_closed (conn));
+  g_assert_true (publish_text (conn, "", queue, "still open", &error));
+  g_assert_no_error (error);
+  consumer = start_consumer (conn, queue, 10, &error);
+  g_assert_no_error (error);
+  close_connection (conn);
+}
+
+static gboolean
+broker_lists_connection (const char *connection_name)
+{
+  g_autofree char *list = carehare_test_broker_ctl ("list_connections", "--quiet",
+                                                    "--no-table-headers", "client_properties",
+                                                    NULL);
+
+  return strstr (list, connection_name) != NULL;
+}
+
+/* A consumer start that fails at once (a 300-byte queue name), with a
+ * cancellable, leaves nothing behind: the program drops the connection,
+ * the object is finalized and the broker sees the socket close. */
+static void
+test_failed_start_does_not_pin_connection (void)
+{
+  g_autofree char *name = carehare_test_unique_name ("pinned");
+  g_autofree char *suffix = g_strdup_printf ("/?connection_name=%s", name);
+  g_autofree char *uri = carehare_test_amqp_uri_with (suffix);
+  g_autofree char *long_queue = g_strnfill (300, 'q');
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+  CarehareConnection *conn = carehare_test_connect (uri);
+  GWeakRef weak;
+  guint waited = 0;
+
+  g_weak_ref_init (&weak, conn);
+  while (!broker_lists_connection (name) && waited++ < 50)
+    carehare_test_run_for (100);
+  g_assert_true (broker_lists_connection (name));
+
+  carehare_connection_acking_consumer_async (conn, long_queue, 0, 10, cancellable,
+                                             carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
+  g_assert_null (consumer);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_object (&result);
+
+  g_object_unref (conn);
+  carehare_test_run_for (100);
+  g_assert_null (g_weak_ref_get (&weak));
+  g_weak_ref_clear (&weak);
+  waited = 0;
+  while (broker_lists_connection (name) && waited++ < 50)
+    carehare_test_run_for (100);
+  g_assert_false (broker_lists_connection (name));
+  /* Cancelling later touches nothing that is gone. */
+  g_cancellable_cancel (cancellable);
+  carehare_test_run_for (50);
+}
+
+/* The same on a connection that is already closed. */
+static void
+test_failed_start_on_closed_connection (void)
+{
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+  CarehareConnection *conn = carehare_test_connect (carehare_test_amqp_uri ());
+  GWeakRef weak;
+
+  g_weak_ref_init (&weak, conn);
+  close_connection (conn);
+  carehare_connection_acking_consumer_async (conn, "q", 0, 10, cancellable,
+                                             carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
+  g_assert_null (consumer);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_clear_object (&result);
+
+  g_object_unref (conn);
+  carehare_test_run_for (100);
+  g_assert_null (g_weak_ref_get (&weak));
+  g_weak_ref_clear (&weak);
+  g_cancellable_cancel (cancellable);
+  carehare_test_run_for (50);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1176,11 +1433,19 @@ main (int argc, char *argv[])
   g_test_add_func ("/consume/nack-requeue-and-drop", test_nack_requeue_and_drop);
   g_test_add_func ("/consume/close", test_close_consumer);
   g_test_add_func ("/consume/queue-deleted", test_queue_deleted_cancels_consumer);
-  g_test_add_func ("/consume/channel-error", test_channel_error_on_consumer);
+  g_test_add_func ("/consume/ack-twice", test_ack_twice);
+  g_test_add_func ("/consume/queue-deleted-with-deliveries-held",
+                   test_queue_deleted_with_deliveries_held);
   g_test_add_func ("/consume/connection-closed", test_connection_close_ends_consumer);
   g_test_add_func ("/consume/cancel-next-delivery", test_cancel_next_delivery);
   g_test_add_func ("/consume/next-deliveries-in-batches", test_next_deliveries_in_batches);
   g_test_add_func ("/consume/drop-last-reference", test_drop_consumer_with_pending);
+  g_test_add_func ("/consume/empty-queue-name", test_empty_queue_name_refused);
+  g_test_add_func ("/consume/prefetch-size-refused", test_prefetch_size_refused);
+  g_test_add_func ("/consume/failed-start-does-not-pin-connection",
+                   test_failed_start_does_not_pin_connection);
+  g_test_add_func ("/consume/failed-start-on-closed-connection",
+                   test_failed_start_on_closed_connection);
 
   return g_test_run ();
 }
