@@ -53,9 +53,14 @@ carehare_error_new_from_reply (CarehareError  code,
                                const char    *reply_text)
 {
   const char *name = carehare_reply_code_name (reply_code);
+  g_autofree char *valid = NULL;
 
   if (reply_text == NULL)
     reply_text = "";
+  /* The server's bytes never reach a message raw (the wire decodes reply
+   * texts leniently already; this keeps every caller safe). */
+  if (!g_utf8_validate (reply_text, -1, NULL))
+    reply_text = valid = g_utf8_make_valid (reply_text, -1);
 
   /* RabbitMQ's texts start with the code's name ("NOT_FOUND - no queue...");
    * other servers' may not, so add it when missing: the message always reads

@@ -890,12 +890,17 @@ handle_start (CarehareProtocol     *self,
       gsize size = 0;
       const char *offered = start->mechanisms != NULL
                             ? g_bytes_get_data (start->mechanisms, &size) : NULL;
+      g_autofree char *text = NULL;
       GError *error;
 
+      /* The server's bytes: valid UTF-8 (invalid bytes and NUL replaced),
+       * at most 200 bytes, cut at a character boundary. */
+      text = g_utf8_make_valid (offered != NULL ? offered : "", (gssize) MIN (size, 1024));
+      if (strlen (text) > 200)
+        *g_utf8_find_prev_char (text, text + 201) = '\0';
       error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_FAILED,
                            "The server does not offer the %s authentication mechanism "
-                           "(it offers: %.*s)", mechanism,
-                           (int) MIN (size, 200), offered != NULL ? offered : "");
+                           "(it offers: %s)", mechanism, text);
       finish (self, error);
       return;
     }

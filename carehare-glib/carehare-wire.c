@@ -1338,9 +1338,16 @@ carehare_method_decode (const guint8    *payload,
 
   method->id = info->id;
   /* What a delivery (or a returned or fetched message) says about where
-   * it was published is another program's data. */
+   * it was published is another program's data. A close's reply text,
+   * and a blocked reason, are text for a person, which RabbitMQ fills
+   * with names other clients chose ("no queue 'caf\xe9'"): bytes that
+   * are not UTF-8 there must not turn a channel error into a connection
+   * error, nor lose the reply code. */
   lenient = info->id == CAREHARE_METHOD_BASIC_DELIVER || info->id == CAREHARE_METHOD_BASIC_RETURN ||
-            info->id == CAREHARE_METHOD_BASIC_GET_OK;
+            info->id == CAREHARE_METHOD_BASIC_GET_OK ||
+            info->id == CAREHARE_METHOD_CONNECTION_CLOSE ||
+            info->id == CAREHARE_METHOD_CHANNEL_CLOSE ||
+            info->id == CAREHARE_METHOD_CONNECTION_BLOCKED;
   if (!read_args (&r, method, info->args, info->n_args, lenient, error))
     {
       g_prefix_error (error, "%s: ", info->name);

@@ -71,7 +71,9 @@ extern const guint8 carehare_wire_protocol_header[8];
  * @CAREHARE_WIRE_ERROR_BAD_SHORT_STRING: a short string argument of a
  *   method that is not valid UTF-8 or contains NUL (502); properties, table
  *   keys and the strings of basic.deliver, basic.return and basic.get-ok
- *   are another program's bytes and are decoded leniently instead
+ *   are another program's bytes, and the reply texts of connection.close
+ *   and channel.close and the reason of connection.blocked are text for a
+ *   person: those are decoded leniently instead
  * @CAREHARE_WIRE_ERROR_NESTING_TOO_DEEP: tables/arrays nested deeper than
  *   CAREHARE_WIRE_MAX_NESTING (502)
  * @CAREHARE_WIRE_ERROR_BAD_FIELD_TYPE: unknown table value type octet (502)
@@ -148,7 +150,9 @@ gssize carehare_frame_decode (const guint8   *data,
  * free them with carehare_method_clear().  Every shortstr must be valid
  * UTF-8 without NUL (BAD_SHORT_STRING), except in basic.deliver,
  * basic.return and basic.get-ok, whose strings say where another program
- * published a message: those, and table keys, are decoded leniently, every
+ * published a message, and connection.close, channel.close and
+ * connection.blocked, whose strings are text for a person (RabbitMQ quotes
+ * names other clients chose): those, and table keys, are decoded leniently, every
  * byte that is not part of valid UTF-8, and NUL, becoming U+FFFD (cut to
  * 255 bytes).  On error *method is left cleared
  * (all zero), so clearing it again is harmless.  Unknown class/method ->

@@ -2188,6 +2188,174 @@ test_bad_bytes_split (Fixture       *f,
 }
 
 /* ======================================================================== */
+/* the server's text in error messages                                      */
+/* ======================================================================== */
+
+/* A Connection.Close (@channel 0) or Channel.Close whose reply text is
+ * @text_len raw bytes: the encoder refuses to write text that is not
+ * UTF-8, and a server need not care. */
+static void
+encode_raw_close (GByteArray *buf,
+                  guint16     channel,
+                  guint16     reply_code,
+                  const char *text,
+                  gsize       text_len,
+                  guint32     failing_method)
+{
+  guint32 id = channel == 0 ? CAREHARE_METHOD_CONNECTION_CLOSE : CAREHARE_METHOD_CHANNEL_CLOSE;
+  guint32 size = 4 + 2 + 1 + text_len + 4;
+  guint8 head[] = {
+    CAREHARE_FRAME_METHOD, channel >> 8, channel & 0xff,
+    size >> 24, (size >> 16) & 0xff, (size >> 8) & 0xff, size & 0xff,
+    (id >> 24) & 0xff, (id >> 16) & 0xff, (id >> 8) & 0xff, id & 0xff,
+    reply_code >> 8, reply_code & 0xff, (guint8) text_len,
+  };
+  guint8 tail[] = {
+    (failing_method >> 24) & 0xff, (failing_method >> 16) & 0xff,
+    (failing_method >> 8) & 0xff, failing_method & 0xff, 0xce,
+  };
+
+  g_assert_cmpuint (text_len, <=, 255);
+  g_byte_array_append (buf, head, sizeof head);
+  g_byte_array_append (buf, (const guint8 *) text, text_len);
+  g_byte_array_append (buf, tail, sizeof tail);
+}
+
+static void
+assert_valid_utf8 (const GError *error)
+{
+  g_assert_nonnull (error);
+  g_test_message ("%s", error->message);
+  if (!g_utf8_validate (error->message, -1, NULL))
+    g_error ("error message is not valid UTF-8");
+}
+
+/* RabbitMQ quotes names other clients chose ("no queue 'caf\xe9'"); a
+ * reply text that is not UTF-8 still fails only the operation its
+ * channel ran, with the reply code and the readable part of the text,
+ * and the message is valid UTF-8. Before, the strict decoding of the
+ * text turned it into a connection error (BAD_BYTES_FROM_SERVER). */
+static void
+test_text_channel_close_not_utf8 (Fixture       *f,
+                                  gconstpointer  data)
+{
+  static const char text[] = "\xff\xfe NOT_FOUND - no queue 'caf\xe9'";
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *a, *b;
+
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  b = rpc_declare (f, "b");
+  g_ptr_array_unref (take_sent (f));
+
+  encode_raw_close (buf, 1, 404, text, strlen (text), CAREHARE_METHOD_QUEUE_DECLARE);
+  g_assert_true (feed (f, buf->data, buf->len));
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  assert_valid_utf8 (a->error);
+  g_assert_cmpuint (carehare_error_get_reply_code (a->error), ==, 404);
+  assert_message_contains (a->error, "NOT_FOUND - no queue 'caf");
+  assert_pending (b);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  g_assert_true (server_declare_ok (f, 2, "b"));
+  assert_ok (b);
+}
+
+typedef struct {
+  const char *text;           /* raw reply text */
+  gsize len;                  /* 0: strlen (text) */
+  const char *readable;       /* must survive into the message */
+} TextCase;
+
+static const TextCase text_latin1 = {
+  "CONNECTION_FORCED - closed by 'caf\xe9' \xff\xfe", 0, "CONNECTION_FORCED - closed by 'caf",
+};
+
+/* 255 bytes: an invalid byte, then 127 two-byte characters; replacing the
+ * first makes it 257 bytes, which must be cut at a character boundary. */
+static char long_text[256];
+static const TextCase text_long = { long_text, 255, "\xc3\xa9\xc3\xa9\xc3\xa9" };
+
+static void
+test_text_connection_close_not_utf8 (Fixture       *f,
+                                     gconstpointer  data)
+{
+  const TextCase *tc = data;
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *a;
+
+  if (tc == &text_long)
+    {
+      long_text[0] = '\xff';
+      for (guint i = 1; i < 255; i += 2)
+        memcpy (long_text + i, "\xc3\xa9", 2);
+    }
+  connect_default (f);
+  a = rpc_declare (f, "a");
+  g_ptr_array_unref (take_sent (f));
+
+  encode_raw_close (buf, 0, 320, tc->text, tc->len > 0 ? tc->len : strlen (tc->text), 0);
+  g_assert_false (feed (f, buf->data, buf->len));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE_OK);
+
+  /* The server's close, not bad bytes. */
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  assert_valid_utf8 (f->finish_error);
+  g_assert_cmpuint (carehare_error_get_reply_code (f->finish_error), ==, 320);
+  assert_message_contains (f->finish_error, tc->readable);
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_valid_utf8 (a->error);
+  assert_message_contains (a->error, tc->readable);
+}
+
+typedef struct {
+  const char *offered;
+  const char *readable;
+} OfferCase;
+
+static const OfferCase offer_latin1 = {
+  "AMQPLAIN caf\xe9-AUTH \xff\xfe SCRAM", "AMQPLAIN caf",
+};
+/* Past 200 bytes the list is cut: here inside a two-byte character. */
+static const OfferCase offer_long = {
+  "X\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9",
+  "X\xc3\xa9\xc3\xa9",
+};
+
+/* The mechanisms a server offers are its own bytes (a long string): the
+ * message that names them is valid UTF-8, cut at a character boundary. */
+static void
+test_text_mechanisms_not_utf8 (Fixture       *f,
+                               gconstpointer  data)
+{
+  const OfferCase *oc = data;
+
+  start (f);
+  g_assert_false (server_start_full (f, 0, 9, oc->offered));
+  g_assert_nonnull (f->handshake->error);
+  assert_valid_utf8 (f->handshake->error);
+  assert_message_contains (f->handshake->error, "PLAIN");
+  assert_message_contains (f->handshake->error, oc->readable);
+  assert_no_output (f);
+}
+
+/* ======================================================================== */
 
 int
 main (int   argc,
@@ -2295,6 +2463,13 @@ main (int   argc,
   ADD_DATA ("bad-bytes/split/frame-end", &bad_frame_end, test_bad_bytes_split);
   ADD_DATA ("bad-bytes/split/frame-too-large", &bad_frame_too_large, test_bad_bytes_split);
   ADD_DATA ("bad-bytes/split/undecodable", &bad_undecodable, test_bad_bytes_split);
+
+  ADD ("server-text/channel-close-not-utf8", test_text_channel_close_not_utf8);
+  ADD_DATA ("server-text/connection-close-not-utf8", &text_latin1,
+            test_text_connection_close_not_utf8);
+  ADD_DATA ("server-text/connection-close-long", &text_long, test_text_connection_close_not_utf8);
+  ADD_DATA ("server-text/mechanisms-not-utf8", &offer_latin1, test_text_mechanisms_not_utf8);
+  ADD_DATA ("server-text/mechanisms-long", &offer_long, test_text_mechanisms_not_utf8);
 
 #undef ADD
 #undef ADD_DATA
