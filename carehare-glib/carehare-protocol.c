@@ -145,8 +145,11 @@ struct _CarehareProtocolConsumer {
   GPtrArray *close_ops;            /* pending closes, not owned */
   Content content;
   /* Delivery tags handed to the owner and not settled yet: owned
-   * guint64 * keys, ascending. */
+   * guint64 * keys, ascending. Its size is what the broker counts against
+   * prefetch_count (it counts a settle only once it reads it, so never
+   * less): a delivery that finds prefetch_count of them is a server fault. */
   GTree *unsettled;
+  guint64 last_tag;                /* of the last basic.deliver; tags rise */
   gboolean told_closed;            /* the closed callback is queued */
 };
 
@@ -2401,6 +2404,29 @@ handle_consumer_method (CarehareProtocol         *self,
                            "not a consumer there", id, method->basic_deliver.consumer_tag);
           return;
         }
+      /* Memory is bounded by the prefetch count only if the broker keeps
+       * to it: one delivery more than the program asked for means it
+       * ignores basic.qos and could push without limit. A tag that does
+       * not rise would hide a delivery from the count. */
+      if (method->basic_deliver.delivery_tag <= consumer->last_tag)
+        {
+          fail_unexpected (self, 505, method->id,
+                           "basic.deliver on channel %u with delivery tag %" G_GUINT64_FORMAT
+                           ", not above the previous %" G_GUINT64_FORMAT,
+                           id, method->basic_deliver.delivery_tag, consumer->last_tag);
+          return;
+        }
+      if (consumer->prefetch_count > 0 &&
+          g_tree_nnodes (consumer->unsettled) >= consumer->prefetch_count)
+        {
+          fail_unexpected (self, 505, method->id,
+                           "basic.deliver on channel %u with delivery tag %" G_GUINT64_FORMAT
+                           " exceeds the prefetch count of %u: %d deliveries are not "
+                           "acknowledged yet", id, method->basic_deliver.delivery_tag,
+                           consumer->prefetch_count, g_tree_nnodes (consumer->unsettled));
+          return;
+        }
+      consumer->last_tag = method->basic_deliver.delivery_tag;
       content_begin (self, id, &consumer->content, method);
       return;
 

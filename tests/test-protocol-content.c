@@ -2645,6 +2645,169 @@ test_consume_channel_max_free (Fixture       *f,
   g_assert_cmpuint (first->n_closed, ==, 0);
 }
 
+/* ---- prefetch ------------------------------------------------------------- */
+
+static void encode_raw_header (GByteArray *buf, guint16 channel, guint64 body_size,
+                               guint16 flags, const guint8 *props, gsize props_len);
+
+/* A consumer with @prefetch_count, started on channel 1 with tag "ctag",
+ * while an rpc and a publish are pending. */
+static Rec *
+consume_started_prefetch (Fixture  *f,
+                          guint16   prefetch_count)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r = consume (f, "q", prefetch_count);
+  const CarehareMethod *m;
+
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_QOS);
+  g_assert_cmpuint (m->basic_qos.prefetch_count, ==, prefetch_count);
+  server_consumer_ready (f, 1);
+  g_assert_true (server_consume_ok (f, 1, "ctag"));
+  assert_ok (r->start);
+  return r;
+}
+
+/* A broker that ignores basic.qos could push any number of unacknowledged
+ * deliveries into the consumer's memory. One more than the prefetch count
+ * is a server fault: Connection.Close 505 UNEXPECTED_FRAME naming
+ * basic.deliver, and everything pending fails naming the prefetch count.
+ * A second ack of one tag, or an ack of a tag never delivered, makes no
+ * room: only what reaches the broker does. */
+static void
+test_consume_prefetch_exceeded (Fixture       *f,
+                                gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  Completion *rpc, *pub;
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started_prefetch (f, 3);
+  rpc = rpc_declare (f, "other");
+  pub = publish (f, "ex", "rk", FALSE);
+  g_ptr_array_unref (take_sent (f));
+
+  for (guint64 tag = 1; tag <= 3; tag++)
+    g_assert_true (server_message (f, 1, "ctag", tag, "m"));
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  carehare_protocol_consumer_nack (f->p, r->consumer, 9, FALSE, TRUE);
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_message (f, 1, "ctag", 4, "m"));
+  g_assert_cmpuint (r->deliveries->len, ==, 4);
+
+  /* 2, 3 and 4 are unacknowledged: 5 is one too many. */
+  g_assert_false (server_message (f, 1, "ctag", 5, "m"));
+  g_assert_true (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (r->deliveries->len, ==, 4);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->finish_error, "prefetch count of 3");
+  assert_message_contains (f->finish_error, "delivery tag 5");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE);
+  g_assert_cmpuint (m->connection_close.reply_code, ==, 505);
+  g_assert_cmpuint (((guint32) m->connection_close.class_id << 16) | m->connection_close.method_id,
+                    ==, CAREHARE_METHOD_BASIC_DELIVER);
+  g_assert_nonnull (strstr (m->connection_close.reply_text, "prefetch count of 3"));
+
+  assert_failed (rpc, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (rpc->error, "prefetch count of 3");
+  assert_failed (pub, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (pub->error, "prefetch count of 3");
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  g_assert_error (r->closed_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (r->closed_error, "prefetch count of 3");
+}
+
+/* A broker that respects the prefetch count never trips the bound: each
+ * ack, nack (requeued or not), multiple settle or reject makes room as
+ * soon as it is sent, before the broker reads it. */
+static void
+test_consume_prefetch_respected (Fixture       *f,
+                                 gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started_prefetch (f, 3);
+
+  for (guint64 tag = 1; tag <= 3; tag++)
+    g_assert_true (server_message (f, 1, "ctag", tag, "m"));
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  g_assert_true (server_message (f, 1, "ctag", 4, "m"));
+  /* Requeued: the broker sends it again, under a new tag. */
+  carehare_protocol_consumer_nack (f->p, r->consumer, 2, FALSE, TRUE);
+  g_assert_true (server_message (f, 1, "ctag", 5, "m"));
+  /* 3 and 4 at once. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);
+  g_assert_true (server_message (f, 1, "ctag", 6, "m"));
+  g_assert_true (server_message (f, 1, "ctag", 7, "m"));
+  /* Everything, requeued. */
+  carehare_protocol_consumer_nack (f->p, r->consumer, 0, TRUE, TRUE);
+  for (guint64 tag = 8; tag <= 10; tag++)
+    g_assert_true (server_message (f, 1, "ctag", tag, "m"));
+  /* Not requeued. */
+  carehare_protocol_consumer_nack (f->p, r->consumer, 8, FALSE, FALSE);
+  /* A message whose header cannot be represented takes a place until
+   * the client rejects it, which it does at once. */
+  encode_deliver (buf, 1, "ctag", 11, FALSE, "", "q");
+  encode_raw_header (buf, 1, 0, 0x0004, NULL, 0);
+  g_assert_true (feed (f, buf->data, buf->len));
+  g_assert_cmpuint (r->rejected_tags->len, ==, 1);
+  g_assert_true (server_message (f, 1, "ctag", 12, "m"));
+
+  g_assert_false (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (r->deliveries->len, ==, 11);
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 6);
+  sent_method (sent, 5, 1, CAREHARE_METHOD_BASIC_REJECT);
+}
+
+/* prefetch_count 0 asks for no limit: the broker may send any number. */
+static void
+test_consume_prefetch_unbounded (Fixture       *f,
+                                 gconstpointer  data)
+{
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started_prefetch (f, 0);
+  for (guint64 tag = 1; tag <= 1000; tag++)
+    g_assert_true (server_message (f, 1, "ctag", tag, "m"));
+  g_assert_cmpuint (r->deliveries->len, ==, 1000);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Delivery tags rise on a channel; a tag that does not is a server fault
+ * (otherwise a broker repeating one tag would grow the consumer without
+ * the prefetch count ever seeing it). */
+static void
+test_consume_delivery_tag_not_rising (Fixture       *f,
+                                      gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started_prefetch (f, 3);
+  g_assert_true (server_message (f, 1, "ctag", 1, "m"));
+  g_assert_false (server_message (f, 1, "ctag", 1, "m"));
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->finish_error, "delivery tag 1");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE)->connection_close.reply_code,
+                    ==, 505);
+}
+
 /* ======================================================================== */
 /* content errors                                                            */
 /* ======================================================================== */
@@ -3288,6 +3451,10 @@ main (int   argc,
   ADD ("consume/unref", test_consume_unref);
   ADD ("consume/channel-max", test_consume_channel_max);
   ADD ("consume/channel-max-free", test_consume_channel_max_free);
+  ADD ("consume/prefetch/exceeded", test_consume_prefetch_exceeded);
+  ADD ("consume/prefetch/respected", test_consume_prefetch_respected);
+  ADD ("consume/prefetch/unbounded", test_consume_prefetch_unbounded);
+  ADD ("consume/delivery-tag-not-rising", test_consume_delivery_tag_not_rising);
 
   ADD_DATA ("content/body-too-long", &ce_body_too_long, test_content_error);
   ADD_DATA ("content/body-too-long/split", &ce_body_too_long_split, test_content_error);
