@@ -50,6 +50,7 @@ typedef enum {
   PARAM_VERIFY,
   PARAM_SERVER_NAME_INDICATION,
   PARAM_CONNECTION_NAME,
+  PARAM_MAX_BODY_SIZE,
   N_PARAMS
 } ParamId;
 
@@ -68,6 +69,7 @@ static const struct {
   [PARAM_VERIFY] = { "verify", TRUE },
   [PARAM_SERVER_NAME_INDICATION] = { "server_name_indication", TRUE },
   [PARAM_CONNECTION_NAME] = { "connection_name", FALSE },
+  [PARAM_MAX_BODY_SIZE] = { "max_body_size", FALSE },
 };
 
 typedef struct {
@@ -364,6 +366,16 @@ apply_param (const ParseContext   *ctx,
       settings->connection_name = g_strdup (value);
       return TRUE;
 
+    case PARAM_MAX_BODY_SIZE:
+      /* A larger message is rejected, one at a time; above what any
+       * broker sends there is nothing to configure. */
+      if (!parse_decimal (value, CAREHARE_URI_MAX_BODY_SIZE, &n) || n == 0)
+        return bad_value (ctx, id, value,
+                          "an integer from 1 to 536870912 (bytes; RabbitMQ's own limit is "
+                          "512 MiB)", error);
+      settings->max_body_size = (gint64) n;
+      return TRUE;
+
     case N_PARAMS:
     default:
       break;
@@ -402,8 +414,8 @@ parse_query (const ParseContext   *ctx,
           return fail (ctx, error,
                        "unknown query parameter %s; known parameters are heartbeat, "
                        "connection_timeout, channel_max, frame_max, auth_mechanism, "
-                       "cacertfile, certfile, keyfile, verify, server_name_indication "
-                       "and connection_name", quoted);
+                       "cacertfile, certfile, keyfile, verify, server_name_indication, "
+                       "connection_name and max_body_size", quoted);
         }
       if (seen[id])
         return fail (ctx, error, "query parameter '%s' is given more than once",
@@ -584,6 +596,7 @@ parse_uri (const char           *uri,
   settings->connection_timeout_ms = -1;
   settings->channel_max = -1;
   settings->frame_max = -1;
+  settings->max_body_size = -1;
   settings->auth_mechanism = CAREHARE_AUTH_MECHANISM_PLAIN;
   settings->verify = CAREHARE_TLS_VERIFY_PEER;
 

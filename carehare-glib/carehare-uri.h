@@ -21,6 +21,9 @@
 /* The largest frame_max a URI may ask for: a frame is buffered whole
  * before it is decoded, so this bounds that buffer. */
 #define CAREHARE_URI_MAX_FRAME_MAX (1024 * 1024)
+/* The largest max_body_size: RabbitMQ's own hard cap (max_message_size
+ * cannot be set above 512 MiB), so no broker sends more. */
+#define CAREHARE_URI_MAX_BODY_SIZE (G_GINT64_CONSTANT (512) * 1024 * 1024)
 
 G_BEGIN_DECLS
 
@@ -63,6 +66,7 @@ typedef struct {
   char *server_name_indication;         /* owned, nullable: NULL means use host */
   gboolean server_name_indication_disabled; /* server_name_indication=disable */
   char *connection_name;                /* owned, nullable */
+  gint64 max_body_size;                 /* 1..CAREHARE_URI_MAX_BODY_SIZE, -1 not given */
 } CarehareUriSettings;
 
 /* Parses @uri into @settings, which must be uninitialised or cleared; on

@@ -84,6 +84,7 @@ assert_no_query_settings (const CarehareUriSettings *s)
   g_assert_null (s->server_name_indication);
   g_assert_false (s->server_name_indication_disabled);
   g_assert_null (s->connection_name);
+  g_assert_cmpint (s->max_body_size, ==, -1);
 }
 
 static void
@@ -124,6 +125,7 @@ typedef enum {
   F_SERVER_NAME_INDICATION,
   F_SNI_DISABLED,
   F_CONNECTION_NAME,
+  F_MAX_BODY_SIZE,
 } Field;
 
 typedef struct {
@@ -169,6 +171,10 @@ static const ParamCase param_cases[] = {
   { "amqp://host?connection_name=", F_CONNECTION_NAME, 0, "" },
   { "amqp://host?connection_name=a+b", F_CONNECTION_NAME, 0, "a+b" },
   { "amqp://host?heartbeat=5&", F_HEARTBEAT, 5, NULL },
+  { "amqp://host?max_body_size=1", F_MAX_BODY_SIZE, 1, NULL },
+  { "amqp://host?max_body_size=1024", F_MAX_BODY_SIZE, 1024, NULL },
+  { "amqp://host?max_body_size=134217728", F_MAX_BODY_SIZE, 134217728, NULL },
+  { "amqp://host?max_body_size=536870912", F_MAX_BODY_SIZE, 536870912, NULL },
 };
 
 static void
@@ -227,6 +233,9 @@ test_valid_param (gconstpointer data)
     case F_CONNECTION_NAME:
       g_assert_cmpstr (s.connection_name, ==, c->text);
       break;
+    case F_MAX_BODY_SIZE:
+      g_assert_cmpint (s.max_body_size, ==, c->number);
+      break;
     default:
       g_assert_not_reached ();
     }
@@ -243,7 +252,7 @@ test_valid_everything (void)
                                      "&frame_max=8192&auth_mechanism=external"
                                      "&cacertfile=/etc/ca.pem&certfile=/etc/c.pem&keyfile=/etc/k.pem"
                                      "&verify=verify_none&server_name_indication=rabbit.local"
-                                     "&connection_name=billing",
+                                     "&connection_name=billing&max_body_size=65536",
                                      &s, &error));
   g_assert_no_error (error);
   g_assert_true (s.tls);
@@ -264,6 +273,7 @@ test_valid_everything (void)
   g_assert_cmpstr (s.server_name_indication, ==, "rabbit.local");
   g_assert_false (s.server_name_indication_disabled);
   g_assert_cmpstr (s.connection_name, ==, "billing");
+  g_assert_cmpint (s.max_body_size, ==, 65536);
 }
 
 /* ---- invalid URIs ------------------------------------------------------- */
@@ -367,6 +377,13 @@ static const InvalidCase invalid_cases[] = {
   { "amqp://user:" PW "@host/?frame_max=4294967295", "'4294967295' for query parameter 'frame_max'", NULL },
   { "amqp://user:" PW "@host/?frame_max=1", "frame_min_size", NULL },
   { "amqp://user:" PW "@host/?frame_max=4294967296", "'4294967296' for query parameter 'frame_max'", NULL },
+  /* Never above RabbitMQ's own hard cap of 512 MiB; 0 would refuse every
+   * message with a body. */
+  { "amqp://user:" PW "@host/?max_body_size=536870913", "invalid value '536870913' for query parameter 'max_body_size': expected an integer from 1 to 536870912 (bytes; RabbitMQ's own limit is 512 MiB)", NULL },
+  { "amqp://user:" PW "@host/?max_body_size=0", "invalid value '0' for query parameter 'max_body_size'", NULL },
+  { "amqp://user:" PW "@host/?max_body_size=18446744073709551616", "'18446744073709551616' for query parameter 'max_body_size'", NULL },
+  { "amqp://user:" PW "@host/?max_body_size=1MiB", "'1MiB' for query parameter 'max_body_size'", NULL },
+  { "amqp://user:" PW "@host/?max_body_size=-1", "'-1' for query parameter 'max_body_size'", NULL },
   { "amqp://user:" PW "@host/?auth_mechanism=amqplain", "invalid value 'amqplain' for query parameter 'auth_mechanism': expected plain or external", NULL },
   { "amqp://user:" PW "@host/?auth_mechanism=", "'' for query parameter 'auth_mechanism'", NULL },
   { "amqps://user:" PW "@host/?verify=verify_maybe", "invalid value 'verify_maybe' for query parameter 'verify': expected verify_peer or verify_none", NULL },
