@@ -88,6 +88,7 @@ struct _CarehareConnection
   GTlsDatabase *tls_database;     /* owned, nullable */
   GTlsCertificate *tls_certificate; /* owned, nullable */
   guint connect_timeout_ms;       /* 0: from the URI, else the default */
+  guint64 max_body_size;          /* 0: from the URI, else the default */
   guint attempt_timeout_ms;       /* the current attempt's */
 
   CarehareUriSettings settings;   /* owned members */
@@ -153,6 +154,7 @@ enum {
   PROP_SERVER_PROPERTIES,
   PROP_IS_CLOSED,
   PROP_IS_BLOCKED,
+  PROP_MAX_BODY_SIZE,
   N_PROPS
 };
 
@@ -955,6 +957,10 @@ stream_ready (CarehareConnection *self,
   config.version = CAREHARE_VERSION_S;
   config.platform = platform;
   config.close_timeout_us = CLOSE_TIMEOUT_US;
+  /* The property wins over the URI; 0 from both: the protocol's default. */
+  config.max_body_size = self->max_body_size > 0 ? self->max_body_size
+                         : self->settings.max_body_size > 0 ? (guint64) self->settings.max_body_size
+                         : 0;
   self->protocol = carehare_protocol_new (&config, &protocol_callbacks, self);
 
   self->timer = g_source_new (&timer_funcs, sizeof (GSource));
@@ -1402,6 +1408,9 @@ carehare_connection_get_property (GObject    *object,
     case PROP_IS_BLOCKED:
       g_value_set_boolean (value, carehare_connection_get_is_blocked (self));
       break;
+    case PROP_MAX_BODY_SIZE:
+      g_value_set_uint64 (value, self->max_body_size);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1433,6 +1442,9 @@ carehare_connection_set_property (GObject      *object,
       break;
     case PROP_CONNECT_TIMEOUT:
       self->connect_timeout_ms = g_value_get_uint (value);
+      break;
+    case PROP_MAX_BODY_SIZE:
+      self->max_body_size = g_value_get_uint64 (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1562,6 +1574,28 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
   obj_props[PROP_IS_BLOCKED] =
     g_param_spec_boolean ("is-blocked", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareConnection:max-body-size:
+   *
+   * The largest message body, in bytes, a consumer of this connection
+   * accepts. A message whose body is larger is not received into memory:
+   * it is rejected without requeueing (the queue's dead-letter exchange,
+   * if any, gets it), [method@Carehare.Consumer.next_delivery_async] fails
+   * once with %CAREHARE_ERROR_MESSAGE_TOO_LARGE in its place, and the
+   * consumer goes on with the next message.
+   *
+   * 0 (the default) takes the URI's `max_body_size`, or 128 MiB; a value
+   * set here wins over the URI's. At most 536870912 (512 MiB), RabbitMQ's
+   * own hard cap: a content header announcing more than that, which no
+   * broker sends, closes the connection with
+   * %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER. A message the broker returns
+   * (an unroutable mandatory publish) is this program's own and is not
+   * subject to the limit.
+   */
+  obj_props[PROP_MAX_BODY_SIZE] =
+    g_param_spec_uint64 ("max-body-size", NULL, NULL, 0, CAREHARE_URI_MAX_BODY_SIZE, 0,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, obj_props);
 

@@ -35,7 +35,11 @@
  * deeper than 64 levels) is rejected without requeueing, and
  * `next_delivery` fails once, in its place, with
  * %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the problem and the
- * delivery tag; the consumer goes on with the messages after it.
+ * delivery tag; the consumer goes on with the messages after it. So does a
+ * message whose body is larger than the connection's
+ * [property@Carehare.Connection:max-body-size] (128 MiB by default), with
+ * %CAREHARE_ERROR_MESSAGE_TOO_LARGE naming its size and the limit; it is
+ * never received into memory.
  *
  * ```c
  * static void
@@ -717,7 +721,9 @@ next_async (CarehareConsumer    *self,
  * %CAREHARE_ERROR_CONNECTION_CLOSED when the connection closed; every later
  * call fails the same way. It fails once with
  * %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER for a message that cannot be
- * represented and was rejected; then the consumer is still open
+ * represented, or with %CAREHARE_ERROR_MESSAGE_TOO_LARGE for one larger
+ * than [property@Carehare.Connection:max-body-size], which was rejected;
+ * then the consumer is still open
  * ([property@Carehare.Consumer:is-closed] is %FALSE) and the next call
  * gets the next message.
  *

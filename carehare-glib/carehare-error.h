@@ -41,6 +41,14 @@ G_BEGIN_DECLS
  *   %CAREHARE_PUBLISH_FLAGS_MANDATORY could not be routed to any queue.
  * @CAREHARE_ERROR_BAD_BYTES_FROM_SERVER: the server sent bytes that are not
  *   valid AMQP 0-9-1; the message names the problem.
+ * @CAREHARE_ERROR_MESSAGE_TOO_LARGE: from
+ *   [method@Carehare.Consumer.next_delivery_async]: one message's body is
+ *   larger than the connection's
+ *   [property@Carehare.Connection:max-body-size] (128 MiB unless the URI's
+ *   `max_body_size` or the property says otherwise); it was not received
+ *   into memory but rejected without requeueing (the queue's dead-letter
+ *   exchange, if any, gets it). The message names its delivery tag, its
+ *   size and the limit; the consumer goes on with the next message.
  *
  * Error codes in the %CAREHARE_ERROR domain.
  */
@@ -55,6 +63,7 @@ typedef enum {
   CAREHARE_ERROR_SERVER_SENT_NACK,
   CAREHARE_ERROR_UNROUTABLE,
   CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+  CAREHARE_ERROR_MESSAGE_TOO_LARGE,
 } CarehareError;
 
 CAREHARE_AVAILABLE_IN_ALL

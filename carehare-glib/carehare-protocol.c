@@ -92,9 +92,12 @@ typedef struct {
   CarehareBasicProperties props;  /* owned */
   guint64 body_size;
   GByteArray *body;        /* owned */
-  GError *bad;             /* owned: the header cannot be represented; the
-                            * body is skipped and the message rejected */
-  guint64 skipped;         /* body bytes skipped so far, when bad */
+  GError *bad;             /* owned: the header cannot be represented, or
+                            * the body is too large; the body is skipped
+                            * and the message rejected */
+  gboolean skip;           /* a return no publish can match: the body is
+                            * skipped, not buffered */
+  guint64 skipped;         /* body bytes skipped so far, when bad or skip */
 } Content;
 
 struct _Publisher {
@@ -660,9 +663,11 @@ carehare_protocol_new (const CarehareProtocolConfig    *config,
    * server that sends more before Tune is not one we want. */
   self->frame_max = CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX;
 
-  /* Bodies are assembled in a GByteArray, whose length is a guint. */
-  self->max_body_size = config->max_body_size > 0 ? MIN (config->max_body_size, G_MAXUINT / 2)
-                                                   : CAREHARE_PROTOCOL_MAX_BODY_SIZE;
+  /* Never above what any broker sends (which also keeps a body within a
+   * GByteArray, whose length is a guint). */
+  self->max_body_size = config->max_body_size > 0
+                        ? MIN (config->max_body_size, CAREHARE_PROTOCOL_MAX_BODY_SIZE)
+                        : CAREHARE_PROTOCOL_DEFAULT_MAX_BODY_SIZE;
   self->publishers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                             (GDestroyNotify) publisher_free);
   self->consumers = g_ptr_array_new ();
@@ -1620,6 +1625,32 @@ properties_equal (const CarehareBasicProperties *sent,
          g_strcmp0 (sent->cluster_id, returned->cluster_id) == 0;
 }
 
+/* Whether the basic.return in @content, whose header just arrived, may
+ * carry a message published on @pub: a mandatory publish in flight with
+ * its exchange, routing key and body size. Only then is its body
+ * buffered, to be compared: a return is the program's own message (held
+ * until confirmed), so max_body_size does not apply to it, and one that
+ * matches nothing costs no memory. */
+static gboolean
+return_may_match (Publisher *pub,
+                  Content   *content)
+{
+  const CarehareBasicReturn *ret = &content->method.basic_return;
+
+  if (g_strcmp0 (ret->exchange, pub->exchange) != 0)
+    return FALSE;
+  for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
+    {
+      CarehareProtocolOp *op = l->data;
+      gsize size = op->body != NULL ? g_bytes_get_size (op->body) : 0;
+
+      if (op->mandatory && op->returned == NULL && size == content->body_size &&
+          g_strcmp0 (op->routing_key, ret->routing_key) == 0)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 /* Whether @content (a basic.return) carries the message @op published. */
 static gboolean
 return_matches (CarehareProtocolOp *op,
@@ -1672,7 +1703,7 @@ handle_return (CarehareProtocol *self,
   if (prev != NULL)
     after = MAX (after, g_array_index (prev->candidates, guint64, 0));
 
-  if (g_strcmp0 (ret->exchange, pub->exchange) == 0)
+  if (!content->skip && g_strcmp0 (ret->exchange, pub->exchange) == 0)
     {
       for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
         {
@@ -2204,10 +2235,12 @@ content_begin (CarehareProtocol *self,
   return TRUE;
 }
 
-/* Another program's message whose header we cannot represent: the
- * connection is fine, only this delivery fails. Reject it without
- * requeueing (a requeued one would come back forever; a dead-letter
- * exchange can catch it) and tell the owner, in order with deliveries. */
+/* Another program's message whose header we cannot represent, or whose
+ * body is larger than max_body_size: the connection is fine, only this
+ * delivery fails. Reject it without requeueing (a requeued one would come
+ * back forever; a dead-letter exchange can catch it) as soon as its
+ * header is in, and tell the owner, in order with deliveries; its body is
+ * skipped as it arrives. */
 static void
 consumer_reject (CarehareProtocol         *self,
                  CarehareProtocolConsumer *consumer,
@@ -2227,10 +2260,15 @@ consumer_reject (CarehareProtocol         *self,
   ev->kind = EVENT_DELIVERY_REJECTED;
   ev->consumer = consumer_ref (consumer);
   ev->delivery_tag = tag;
-  ev->error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
-                           "Message with delivery tag %" G_GUINT64_FORMAT " rejected (not "
-                           "requeued): its content header cannot be represented: %s",
-                           tag, content->bad->message);
+  if (g_error_matches (content->bad, CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE))
+    ev->error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE,
+                             "Message with delivery tag %" G_GUINT64_FORMAT " rejected (not "
+                             "requeued): %s", tag, content->bad->message);
+  else
+    ev->error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+                             "Message with delivery tag %" G_GUINT64_FORMAT " rejected (not "
+                             "requeued): its content header cannot be represented: %s",
+                             tag, content->bad->message);
   g_queue_push_tail (&self->events, ev);
 }
 
@@ -2242,7 +2280,7 @@ content_done (CarehareProtocol *self,
   if (ch->kind == CHANNEL_KIND_PUBLISHER)
     handle_return (self, ch->publisher, content);
   else if (content->bad != NULL)
-    consumer_reject (self, ch->consumer, content);
+    ;  /* rejected when its header arrived */
   else
     {
       CarehareBasicDeliver *deliver = &content->method.basic_deliver;
@@ -2292,7 +2330,8 @@ handle_content_frame (CarehareProtocol    *self,
           fail_unexpected (self, 505, 0, "a second content header on channel %u", frame->channel);
           return;
         }
-      if (!carehare_content_header_decode (frame->payload, frame->size, self->max_body_size,
+      if (!carehare_content_header_decode (frame->payload, frame->size,
+                                           CAREHARE_PROTOCOL_MAX_BODY_SIZE,
                                            &class_id, &content->body_size, &content->props,
                                            &error))
         {
@@ -2302,23 +2341,39 @@ handle_content_frame (CarehareProtocol    *self,
            * (RabbitMQ passes them on unchecked): past a sound class,
            * weight and body size, only that delivery fails. */
           if (ch->kind == CHANNEL_KIND_CONSUMER && class_id == CAREHARE_CLASS_BASIC &&
+              content->body_size <= CAREHARE_PROTOCOL_MAX_BODY_SIZE &&
               !g_error_matches (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BODY_TOO_LARGE))
             {
               content->bad = error;
               content->have_header = TRUE;
+              consumer_reject (self, ch->consumer, content);
               if (content->body_size == 0)
                 content_done (self, ch, content);
               return;
             }
           content->body_size = 0;
-          /* A body too large for us is a connection-level frame error. */
+          /* A body larger than any broker sends is a connection-level
+           * frame error. */
           fail_bad_bytes (self, code >= 500 ? code : 501, 0, error);
           return;
         }
       content->have_header = TRUE;
+      if (ch->kind == CHANNEL_KIND_CONSUMER && content->body_size > self->max_body_size)
+        {
+          /* Another program's message, too large for this program:
+           * only that delivery fails, and nothing of it is buffered. */
+          content->bad = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE,
+                                      "its body of %" G_GUINT64_FORMAT " bytes is larger than "
+                                      "the max_body_size of %" G_GUINT64_FORMAT " bytes",
+                                      content->body_size, self->max_body_size);
+          carehare_basic_properties_clear (&content->props);
+          consumer_reject (self, ch->consumer, content);
+        }
+      else if (ch->kind == CHANNEL_KIND_PUBLISHER && !return_may_match (ch->publisher, content))
+        content->skip = TRUE;
       if (content->body_size == 0)
         content_done (self, ch, content);
-      else
+      else if (content->bad == NULL && !content->skip)
         content->body = g_byte_array_sized_new ((guint) MIN (content->body_size, BODY_RESERVE_MAX));
       return;
     }
@@ -2330,7 +2385,7 @@ handle_content_frame (CarehareProtocol    *self,
                        frame->channel);
       return;
     }
-  received = content->bad != NULL ? content->skipped : content->body->len;
+  received = content->bad != NULL || content->skip ? content->skipped : content->body->len;
   if (frame->size > content->body_size - received)
     {
       fail_unexpected (self, 505, 0, "the body on channel %u is longer than the %"
@@ -2338,7 +2393,7 @@ handle_content_frame (CarehareProtocol    *self,
                        frame->channel, content->body_size);
       return;
     }
-  if (content->bad != NULL)
+  if (content->bad != NULL || content->skip)
     content->skipped += frame->size;
   else
     g_byte_array_append (content->body, frame->payload, frame->size);

@@ -60,7 +60,8 @@ typedef struct {
   const char *version;            /* client-properties.version */
   const char *platform;           /* client-properties.platform */
   gint64 close_timeout_us;        /* how long to wait for Close-Ok */
-  guint64 max_body_size;          /* largest inbound body; 0: CAREHARE_PROTOCOL_MAX_BODY_SIZE */
+  guint64 max_body_size;          /* largest delivery body; 0: CAREHARE_PROTOCOL_DEFAULT_MAX_BODY_SIZE,
+                                   * at most CAREHARE_PROTOCOL_MAX_BODY_SIZE */
 } CarehareProtocolConfig;
 
 /* Completion of an operation. @reply is the method that completed it
@@ -90,7 +91,11 @@ typedef struct {
 #define CAREHARE_PROTOCOL_DEFAULT_FRAME_MAX   131072
 #define CAREHARE_PROTOCOL_MAX_FRAME_MAX       CAREHARE_URI_MAX_FRAME_MAX
 #define CAREHARE_PROTOCOL_DEFAULT_HEARTBEAT   60
-#define CAREHARE_PROTOCOL_MAX_BODY_SIZE       (G_GUINT64_CONSTANT (512) * 1024 * 1024)
+/* A delivery whose body is larger than max_body_size (128 MiB unless
+ * configured) is rejected alone; a content header announcing more than
+ * RabbitMQ's own hard cap, which no broker sends, is a connection error. */
+#define CAREHARE_PROTOCOL_DEFAULT_MAX_BODY_SIZE (G_GUINT64_CONSTANT (128) * 1024 * 1024)
+#define CAREHARE_PROTOCOL_MAX_BODY_SIZE       ((guint64) CAREHARE_URI_MAX_BODY_SIZE)
 /* A publisher channel with nothing in flight for this long is closed (the
  * next publish to its exchange opens a new one); so is the least recently
  * used idle one, at once, when a request needs a channel and none is free. */
@@ -204,10 +209,13 @@ typedef struct {
                   gpointer                  user_data);
   /* A message arrived whose content header cannot be represented
    * (property flag bits that name no property, a headers table nested too
-   * deep or malformed): it was rejected with Basic.Reject requeue=false (a
-   * dead-letter exchange can catch it) and is not delivered; the consumer
-   * goes on. @error (CAREHARE_ERROR_BAD_BYTES_FROM_SERVER) names the
-   * problem and the delivery tag. Called in order with deliveries. */
+   * deep or malformed: CAREHARE_ERROR_BAD_BYTES_FROM_SERVER) or whose body
+   * is larger than max_body_size (CAREHARE_ERROR_MESSAGE_TOO_LARGE): it
+   * was rejected with Basic.Reject requeue=false (a dead-letter exchange
+   * can catch it) as soon as its content header arrived, its body is
+   * skipped without being buffered, and it is not delivered; the consumer
+   * goes on. @error names the problem and the delivery tag. Called in
+   * order with deliveries. */
   void (*rejected) (CarehareProtocolConsumer *consumer,
                     guint64                   delivery_tag,
                     const GError             *error,
@@ -216,7 +224,10 @@ typedef struct {
 
 /* Opens a channel of its own, sets basic.qos and starts basic.consume
  * (acks required). @start completes after Consume-Ok, or with the error
- * that stopped it (a missing queue: CHANNEL_CLOSED_BY_SERVER 404). The
+ * that stopped it (a missing queue: CHANNEL_CLOSED_BY_SERVER 404). A
+ * delivery that finds @prefetch_count (unless 0) deliveries handed out and
+ * not settled yet is a server fault: the connection finishes with
+ * BAD_BYTES_FROM_SERVER (Connection.Close 505) naming the count. The
  * caller holds one reference on the returned consumer and must give it
  * back with carehare_protocol_consumer_unref(); no callback runs after
  * that. */

@@ -65,6 +65,8 @@ explain_error (const GError *error)
       return "no queue is bound for this routing key: the message was returned";
     case CAREHARE_ERROR_BAD_BYTES_FROM_SERVER:
       return "the server sent invalid AMQP: is it really RabbitMQ?";
+    case CAREHARE_ERROR_MESSAGE_TOO_LARGE:
+      return "one message was larger than max_body_size and was rejected: take the next one";
     case CAREHARE_ERROR_FAILED:
     default:
       return "an unexpected error";

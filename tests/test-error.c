@@ -85,6 +85,12 @@ test_types_registered (void)
   value = g_enum_get_value (error_class, CAREHARE_ERROR_SERVER_SENT_NACK);
   g_assert_nonnull (value);
   g_assert_cmpstr (value->value_nick, ==, "server-sent-nack");
+  /* Appended: the older codes keep their values (ABI). */
+  g_assert_cmpint (CAREHARE_ERROR_BAD_BYTES_FROM_SERVER, ==, 9);
+  value = g_enum_get_value (error_class, CAREHARE_ERROR_MESSAGE_TOO_LARGE);
+  g_assert_nonnull (value);
+  g_assert_cmpint (value->value, ==, 10);
+  g_assert_cmpstr (value->value_nick, ==, "message-too-large");
   flag = g_flags_get_first_value (publish_class, CAREHARE_PUBLISH_FLAGS_MANDATORY);
   g_assert_nonnull (flag);
   g_assert_cmpstr (flag->value_name, ==, "CAREHARE_PUBLISH_FLAGS_MANDATORY");

@@ -22,6 +22,7 @@ def check(what, cond):
 print(Carehare.Error.CHANNEL_CLOSED_BY_SERVER)
 check("error enum is registered",
       int(Carehare.Error.CHANNEL_CLOSED_BY_SERVER) == 6)
+check("error enum has MESSAGE_TOO_LARGE", int(Carehare.Error.MESSAGE_TOO_LARGE) == 10)
 check("error quark", Carehare.error_quark() == GLib.quark_from_string("carehare-error-quark"))
 check("publish flags", int(Carehare.PublishFlags.MANDATORY) == 1)
 check("queue flags", int(Carehare.QueueFlags.AUTO_DELETE) == 8)

@@ -3314,34 +3314,29 @@ test_consume_foreign_message_empty (Fixture       *f,
   g_assert_cmpuint (delivery (r, 0)->delivery_tag, ==, 8);
 }
 
-/* A large body declared within the limit is received as it comes, and
- * the connection can end before it is complete without trouble. */
-static void
-test_content_large_partial (Fixture       *f,
-                            gconstpointer  data)
-{
-  g_autoptr(GByteArray) buf = g_byte_array_new ();
-  Rec *r;
+typedef struct {
+  gboolean split;             /* fed one byte at a time */
+} LimitCase;
 
-  handshake (f, 2047, 4096, 0);
-  r = consume_started (f, "q", 1, "ctag");
-  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
-  encode_header (buf, 1, CAREHARE_PROTOCOL_MAX_BODY_SIZE);
-  encode_body (buf, 1, CHUNK_4096);
-  g_assert_true (feed (f, buf->data, buf->len));
-  g_assert_cmpuint (r->deliveries->len, ==, 0);
-  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - bye"));
-  g_assert_cmpuint (r->n_closed, ==, 1);
-  g_assert_cmpuint (r->deliveries->len, ==, 0);
-}
+static const LimitCase limit_whole = { FALSE };
+static const LimitCase limit_split = { TRUE };
 
-/* A configured max_body_size applies to deliveries and returns. */
+/* A delivery larger than the configured max_body_size is another
+ * program's message, not a server fault: it is rejected (requeue=false,
+ * so a dead-letter exchange can catch it) as soon as its content header
+ * arrives, its body frames are discarded as they come, the owner hears
+ * MESSAGE_TOO_LARGE naming the size and the limit in its place, and the
+ * next message is delivered. Before, the connection was closed. */
 static void
 test_content_configured_limit (Fixture       *f,
                                gconstpointer  data)
 {
+  const LimitCase *lc = data;
   g_autoptr(GByteArray) buf = g_byte_array_new ();
   g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GBytes) big = make_body (2500, 5);
+  g_autoptr(GBytes) after = make_body (1000, 6);
+  const CarehareMethod *m;
   Rec *r;
 
   f->config.max_body_size = 1000;
@@ -3357,16 +3352,154 @@ test_content_configured_limit (Fixture       *f,
     g_assert_cmpuint (r->deliveries->len, ==, 1);
   }
 
+  /* Over it: rejected once its header is in, before the body is. */
   g_byte_array_set_size (buf, 0);
   encode_deliver (buf, 1, "ctag", 2, FALSE, "", "q");
-  encode_header (buf, 1, 1001);
+  encode_header (buf, 1, g_bytes_get_size (big));
+  f->split = lc->split;
+  g_assert_true (feed (f, buf->data, buf->len));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_REJECT);
+  g_assert_cmpuint (m->basic_reject.delivery_tag, ==, 2);
+  g_assert_false (m->basic_reject.requeue);
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  g_assert_cmpuint (r->rejected_tags->len, ==, 1);
+  g_assert_cmpuint (g_array_index (r->rejected_tags, guint64, 0), ==, 2);
+  g_assert_error (r->rejected_error, CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE);
+  assert_message_contains (r->rejected_error, "delivery tag 2");
+  assert_message_contains (r->rejected_error, "2500 bytes");
+  assert_message_contains (r->rejected_error, "1000 bytes");
+
+  /* Its body, in small frames, then the next message. */
+  g_byte_array_set_size (buf, 0);
+  for (gsize offset = 0; offset < g_bytes_get_size (big); offset += 700)
+    carehare_wire_append_body_frame (buf, 1, (const guint8 *) g_bytes_get_data (big, NULL) + offset,
+                                     MIN (700, g_bytes_get_size (big) - offset));
+  encode_message (buf, 1, "ctag", 3, after, CHUNK_4096);
+  g_assert_true (feed (f, buf->data, buf->len));
+  f->split = FALSE;
+  g_assert_false (carehare_protocol_is_finished (f->p));
+  g_assert_cmpuint (r->n_closed, ==, 0);
+  g_assert_cmpuint (r->rejected_tags->len, ==, 1);
+  g_assert_cmpuint (r->deliveries->len, ==, 2);
+  g_assert_cmpuint (delivery (r, 1)->delivery_tag, ==, 3);
+  g_assert_true (g_bytes_equal (delivery (r, 1)->body, after));
+  assert_no_output (f);
+
+  /* The rejected tag is settled already; the others are not. */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 0, TRUE);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 3);
+}
+
+/* Without a configured limit it is 128 MiB: a larger delivery is rejected
+ * from its header, nothing of it buffered; up to it, a body is received as
+ * it comes, and the connection can end before it is complete. */
+static void
+test_content_default_limit (Fixture       *f,
+                            gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  g_assert_cmpuint (CAREHARE_PROTOCOL_DEFAULT_MAX_BODY_SIZE, ==, 128 * 1024 * 1024);
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, CAREHARE_PROTOCOL_DEFAULT_MAX_BODY_SIZE + 1);
+  encode_body (buf, 1, CHUNK_4096);
+  g_assert_true (feed (f, buf->data, buf->len));
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 1);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_REJECT);
+  g_assert_error (r->rejected_error, CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE);
+  assert_message_contains (r->rejected_error, "134217729 bytes");
+  assert_message_contains (r->rejected_error, "134217728 bytes");
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - bye"));
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+}
+
+/* A large body declared within the limit is received as it comes, and
+ * the connection can end before it is complete without trouble. */
+static void
+test_content_large_partial (Fixture       *f,
+                            gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  Rec *r;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, CAREHARE_PROTOCOL_DEFAULT_MAX_BODY_SIZE);
+  encode_body (buf, 1, CHUNK_4096);
+  g_assert_true (feed (f, buf->data, buf->len));
+  assert_no_output (f);
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+  g_assert_cmpuint (r->rejected_tags->len, ==, 0);
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - bye"));
+  g_assert_cmpuint (r->n_closed, ==, 1);
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+}
+
+/* A configured limit is never above RabbitMQ's own hard cap of 512 MiB:
+ * a size no broker can send stays a connection-level error. */
+static void
+test_content_limit_above_cap (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Rec *r;
+
+  f->config.max_body_size = G_GUINT64_CONSTANT (4) * 1024 * 1024 * 1024;
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_header (buf, 1, CAREHARE_PROTOCOL_MAX_BODY_SIZE + 1);
   g_assert_false (feed (f, buf->data, buf->len));
   g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
-  assert_message_contains (f->finish_error, "1001");
+  assert_message_contains (f->finish_error, "exceeds the limit");
   sent = take_sent (f);
   g_assert_cmpuint (sent->len, ==, 1);
   g_assert_cmpuint (sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE)->connection_close.reply_code,
                     ==, 501);
+  g_assert_cmpuint (r->rejected_tags->len, ==, 0);
+}
+
+/* max_body_size bounds what other programs send; a basic.return carries
+ * back a message this program published and still holds (a mandatory
+ * publish keeps its body until confirmed), so the limit does not apply
+ * to it: the publish fails with UNROUTABLE as usual. A return that
+ * matches no publish in flight (not its size, routing key or exchange)
+ * is not buffered at all: its body is skipped as it arrives. */
+static void
+test_content_return_over_limit (Fixture       *f,
+                                gconstpointer  data)
+{
+  g_autoptr(GBytes) body = make_body (2000, 7);
+  g_autoptr(GBytes) stranger = make_body (3000, 8);
+  Completion *returned;
+
+  f->config.max_body_size = 1000;
+  handshake (f, 2047, 4096, 0);
+  returned = publish_full (f, "ex", "nowhere", body, NULL, TRUE);
+  g_ptr_array_unref (take_sent (f));
+  server_publisher_ready (f, 1);
+
+  g_assert_true (server_return_full (f, 1, "ex", "elsewhere", stranger, NULL));
+  g_assert_true (server_return_full (f, 1, "ex", "nowhere", body, NULL));
+  assert_pending (returned);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_failed (returned, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_message_contains (returned->error, "312 NO_ROUTE");
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
 }
 
 /* ======================================================================== */
@@ -3488,7 +3621,11 @@ main (int   argc,
   ADD_DATA ("consume/foreign/headers-100-deep", &foreign_deep, test_consume_foreign_message);
   ADD ("consume/foreign/empty-body", test_consume_foreign_message_empty);
   ADD ("content/large-partial", test_content_large_partial);
-  ADD ("content/configured-limit", test_content_configured_limit);
+  ADD_DATA ("content/max-body-size/configured", &limit_whole, test_content_configured_limit);
+  ADD_DATA ("content/max-body-size/configured/split", &limit_split, test_content_configured_limit);
+  ADD ("content/max-body-size/default", test_content_default_limit);
+  ADD ("content/max-body-size/above-cap", test_content_limit_above_cap);
+  ADD ("content/max-body-size/return", test_content_return_over_limit);
 
 #undef ADD
 #undef ADD_DATA

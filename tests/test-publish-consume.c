@@ -1409,6 +1409,94 @@ test_failed_start_on_closed_connection (void)
   carehare_test_run_for (50);
 }
 
+/* ---- max_body_size --------------------------------------------------------- */
+
+/* With max_body_size 1024, a 2 KiB message another program published is
+ * not received: next_delivery fails once with MESSAGE_TOO_LARGE naming the
+ * size and the limit, the broker got a reject without requeue (so the
+ * queue's dead-letter exchange has it), and the next message arrives on
+ * the same consumer and connection. */
+static void
+check_message_too_large (CarehareConnection *conn)
+{
+  g_autofree char *dead_name = carehare_test_unique_name ("too-large-dead");
+  g_autofree char *dead = declare_queue (conn, dead_name, NULL);
+  g_autofree char *name = carehare_test_unique_name ("too-large");
+  g_autofree char *queue = declare_queue (conn, name, g_variant_new_parsed (
+    "{'x-dead-letter-exchange': <''>, 'x-dead-letter-routing-key': <%s>}", dead));
+  g_autoptr(GBytes) big = g_bytes_new_take (g_malloc0 (2048), 2048);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareConsumer) dead_consumer = NULL;
+  g_autoptr(CarehareDelivery) small = NULL;
+  g_autoptr(CarehareDelivery) dead_letter = NULL;
+  g_autoptr(GError) error = NULL;
+
+  /* Publishing is not limited: the limit is for what arrives. */
+  g_assert_true (publish (conn, "", queue, big, NULL, CAREHARE_PUBLISH_FLAGS_NONE, &error));
+  g_assert_no_error (error);
+  g_assert_true (publish_text (conn, "", queue, "small", &error));
+  g_assert_no_error (error);
+
+  consumer = start_consumer (conn, queue, 10, &error);
+  g_assert_no_error (error);
+  g_assert_null (next_delivery (consumer, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "2048 bytes"));
+  g_assert_nonnull (strstr (error->message, "1024 bytes"));
+  g_clear_error (&error);
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+
+  small = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  assert_body (small, "small");
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (small));
+
+  /* Dead-lettered whole, not requeued: nothing is lost, and a consumer
+   * without the limit could take it. Here it is still too large. */
+  dead_consumer = start_consumer (conn, dead, 1, &error);
+  g_assert_no_error (error);
+  g_assert_null (next_delivery (dead_consumer, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE);
+  g_clear_error (&error);
+
+  g_assert_false (carehare_connection_get_is_closed (conn));
+  close_connection (conn);
+}
+
+static void
+test_message_too_large_uri (void)
+{
+  g_autofree char *uri = carehare_test_amqp_uri_with ("/?max_body_size=1024");
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (uri);
+
+  check_message_too_large (conn);
+}
+
+/* The property wins over the URI's max_body_size. */
+static void
+test_message_too_large_property (void)
+{
+  g_autofree char *uri = carehare_test_amqp_uri_with ("/?max_body_size=1000000");
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GObject) source = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 value = 0;
+
+  g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, NULL,
+                              carehare_test_store_result, &result,
+                              "uri", uri, "max-body-size", (guint64) 1024, NULL);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  source = g_async_result_get_source_object (result);
+  conn = CAREHARE_CONNECTION (g_async_initable_new_finish (G_ASYNC_INITABLE (source), result,
+                                                           &error));
+  g_assert_no_error (error);
+  g_object_get (conn, "max-body-size", &value, NULL);
+  g_assert_cmpuint (value, ==, 1024);
+  check_message_too_large (conn);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1429,6 +1517,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/publish/after-close", test_publish_after_close);
   g_test_add_func ("/consume/missing-queue", test_consume_missing_queue);
   g_test_add_func ("/consume/prefetch-bounds-what-is-held", test_prefetch_bounds_what_is_held);
+  g_test_add_func ("/consume/message-too-large/uri", test_message_too_large_uri);
+  g_test_add_func ("/consume/message-too-large/property", test_message_too_large_property);
   g_test_add_func ("/consume/unacked-redelivered-after-close", test_unacked_are_redelivered_after_close);
   g_test_add_func ("/consume/nack-requeue-and-drop", test_nack_requeue_and_drop);
   g_test_add_func ("/consume/close", test_close_consumer);
