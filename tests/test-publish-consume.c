@@ -1428,7 +1428,6 @@ check_message_too_large (CarehareConnection *conn)
   g_autoptr(CarehareConsumer) consumer = NULL;
   g_autoptr(CarehareConsumer) dead_consumer = NULL;
   g_autoptr(CarehareDelivery) small = NULL;
-  g_autoptr(CarehareDelivery) dead_letter = NULL;
   g_autoptr(GError) error = NULL;
 
   /* Publishing is not limited: the limit is for what arrives. */
