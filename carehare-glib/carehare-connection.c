@@ -2904,7 +2904,10 @@ consumer_started_cb (CarehareProtocolOp   *op,
  * Every delivery must be acknowledged with [method@Carehare.Consumer.ack]
  * or [method@Carehare.Consumer.nack]; the consumer holds at most
  * @prefetch_count deliveries that [method@Carehare.Consumer.next_delivery_async]
- * has not taken yet.
+ * has not taken yet. The library holds the broker to that: a delivery
+ * beyond @prefetch_count unacknowledged ones is a broken server, and closes
+ * the connection with %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the
+ * count.
  */
 void
 carehare_connection_acking_consumer_async (CarehareConnection  *self,
