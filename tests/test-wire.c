@@ -1413,6 +1413,32 @@ test_short_string_lenient (void)
     carehare_method_clear (&m);
   }
 
+  /* Text for a person: the reply texts of connection.close and
+   * channel.close (RabbitMQ quotes names other clients chose) and the
+   * reason of connection.blocked. */
+  {
+    g_autoptr(GByteArray) channel_close = unhex ("0014 0028 0194 05 636166E9FF 0032 000A");
+    g_autoptr(GByteArray) connection_close = unhex ("000A 0032 0140 02 FE00 0000 0000");
+    g_autoptr(GByteArray) blocked = unhex ("000A 003C 03 6C6FE9");
+    CarehareMethod m;
+
+    g_assert_true (carehare_method_decode (channel_close->data, channel_close->len, &m, &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (m.channel_close.reply_code, ==, 404);
+    g_assert_cmpstr (m.channel_close.reply_text, ==, "caf\xef\xbf\xbd\xef\xbf\xbd");
+    g_assert_cmpuint (m.channel_close.method_id, ==, 10);
+    carehare_method_clear (&m);
+    g_assert_true (carehare_method_decode (connection_close->data, connection_close->len, &m,
+                                           &error));
+    g_assert_no_error (error);
+    g_assert_cmpstr (m.connection_close.reply_text, ==, "\xef\xbf\xbd\xef\xbf\xbd");
+    carehare_method_clear (&m);
+    g_assert_true (carehare_method_decode (blocked->data, blocked->len, &m, &error));
+    g_assert_no_error (error);
+    g_assert_cmpstr (m.connection_blocked.reason, ==, "lo\xef\xbf\xbd");
+    carehare_method_clear (&m);
+  }
+
   /* a table key */
   {
     g_autoptr(GVariant) table = decode_table_hex ("00000004 02 C328 56", &error);
