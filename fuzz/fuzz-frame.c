@@ -70,6 +70,16 @@ args_equal (const void               *a,
   return TRUE;
 }
 
+/* The one thing that decodes but does not encode: a NaN or an infinity in
+ * a table (RabbitMQ closes the connection for one, so the encoder refuses
+ * it; see fuzz-table.c). */
+static gboolean
+refused_non_finite (const GError *error)
+{
+  return g_error_matches (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_UNENCODABLE) &&
+         strstr (error->message, "is not a finite number") != NULL;
+}
+
 static void
 check_method (const CarehareFrame *frame)
 {
@@ -91,7 +101,12 @@ check_method (const CarehareFrame *frame)
 
   out = g_byte_array_new ();
   if (!carehare_wire_append_method_frame (out, frame->channel, &method, &error))
-    g_error ("decoded %s does not encode: %s", info->name, error->message);
+    {
+      carehare_method_clear (&method);
+      if (refused_non_finite (error))
+        return;
+      g_error ("decoded %s does not encode: %s", info->name, error->message);
+    }
   g_assert (carehare_frame_decode (out->data, out->len, 0, &reframe, NULL) == (gssize) out->len);
   if (!carehare_method_decode (reframe.payload, reframe.size, &again, &error))
     g_error ("re-encoded %s does not decode: %s", info->name, error->message);
@@ -122,7 +137,14 @@ check_header (const CarehareFrame *frame)
 
   out = g_byte_array_new ();
   if (!carehare_wire_append_header_frame (out, frame->channel, class_id, body_size, &props, &error))
-    g_error ("decoded content header does not encode: %s", error->message);
+    {
+      if (refused_non_finite (error))
+        {
+          carehare_basic_properties_clear (&props);
+          return;
+        }
+      g_error ("decoded content header does not encode: %s", error->message);
+    }
   g_assert (carehare_frame_decode (out->data, out->len, 0, &reframe, NULL) == (gssize) out->len);
   if (!carehare_content_header_decode (reframe.payload, reframe.size, G_MAXUINT64,
                                        &class_id2, &body_size2, &again, &error))
