@@ -22,6 +22,7 @@
 #include "carehare-error-private.h"
 #include "carehare-properties-private.h"
 #include "carehare-protocol.h"
+#include "carehare-tls-stream-private.h"
 #include "carehare-uri.h"
 #include "carehare-version.h"
 
@@ -166,6 +167,9 @@ static void update (CarehareConnection *self);
 static void start_read (CarehareConnection *self);
 static void init_fail (CarehareConnection *self,
                        GError             *error);
+static GIOStream *tls_base_stream (GIOStream *tls);
+static GError *tls_refusal (CarehareConnection *self,
+                            const GError       *error);
 
 /* ---- I/O ----------------------------------------------------------------- */
 
@@ -254,18 +258,26 @@ static void
 io_failed (CarehareConnection *self,
            const GError       *error)
 {
+  g_autoptr(GError) cause = NULL;
+
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
-  if (error->domain == G_TLS_ERROR && self->init_task != NULL)
+  if (self->init_task != NULL && G_IS_TLS_CONNECTION (self->stream))
     {
-      /* With TLS 1.3 the server judges our certificate after the
-       * handshake returned: its refusal arrives on the first read or
-       * write and is still a TLS error for the caller. */
-      init_fail (self, g_error_new (G_TLS_ERROR, error->code,
-                                    "TLS handshake with %s:%u failed: %s",
-                                    self->settings.host, self->settings.port,
-                                    error->message));
-      return;
+      /* A refusal by the broker ends the attempt as a TLS error; a
+       * connection lost is a closed connection like any other, and the
+       * reset a write found (and the stream under TLS hid) says why. */
+      g_autoptr(GIOStream) base = tls_base_stream (self->stream);
+      GError *refusal = tls_refusal (self, error);
+
+      if (refusal != NULL)
+        {
+          init_fail (self, refusal);
+          return;
+        }
+      cause = carehare_tls_base_stream_dup_write_error (base);
+      if (cause != NULL)
+        error = cause;
     }
   g_debug ("socket error: %s", error->message);
   carehare_protocol_abort (self->protocol, error);
@@ -815,6 +827,12 @@ handshake_done_cb (CarehareProtocolOp   *op,
   task = g_steal_pointer (&self->init_task);
   init_cleanup (self);
   g_clear_object (&self->attempt_cancellable);
+  if (G_IS_TLS_CONNECTION (self->stream))
+    {
+      g_autoptr(GIOStream) base = tls_base_stream (self->stream);
+
+      carehare_tls_base_stream_connected (base);
+    }
   self->initialized = TRUE;
   g_debug ("connected to %s: heartbeat %u s, frame_max %u, channel_max %u",
            self->redacted_uri,
@@ -898,6 +916,70 @@ describe_certificate_errors (GTlsCertificateFlags flags)
   return g_string_free (text, FALSE);
 }
 
+/* The stream under our TLS connection @tls (a reference). */
+static GIOStream *
+tls_base_stream (GIOStream *tls)
+{
+  GIOStream *base = NULL;
+
+  g_object_get (tls, "base-io-stream", &base, NULL);
+  g_assert (carehare_is_tls_base_stream (base));
+  return base;
+}
+
+/* "/path/client.pem", or the subject of the tls-certificate property's. */
+static char *
+describe_client_certificate (CarehareConnection *self)
+{
+  g_autofree char *subject = NULL;
+
+  if (self->tls_certificate == NULL)
+    return g_strdup (self->settings.certfile);
+  subject = g_tls_certificate_get_subject_name (self->tls_certificate);
+  return g_strdup_printf ("'%s'", subject != NULL ? subject : "(no subject)");
+}
+
+/* If @error, from a read or write of the TLS connection after its
+ * handshake and before the AMQP handshake completed, says that the broker
+ * refused us: the G_TLS_ERROR to report. NULL if the connection was lost.
+ *
+ * With TLS 1.3 the broker judges our certificate after our side of the
+ * handshake completed: its refusal is an alert that arrives on the first
+ * read, whatever its reset did to our writes (the stream under TLS hides
+ * that reset while connecting, see carehare-tls-stream-private.h). A TLS
+ * error with the stream under it still open is such a refusal; a TLS
+ * error because that stream ended (no close_notify, a record cut short)
+ * is a network drop, worth a retry like any other. */
+static GError *
+tls_refusal (CarehareConnection *self,
+             const GError       *error)
+{
+  g_autoptr(GIOStream) base = tls_base_stream (self->stream);
+  gboolean refused;
+
+  if (error->domain != G_TLS_ERROR)
+    refused = FALSE;
+  else if (error->code == G_TLS_ERROR_CERTIFICATE_REQUIRED ||
+           error->code == G_TLS_ERROR_BAD_CERTIFICATE)
+    refused = TRUE;
+  else
+    refused = error->code != G_TLS_ERROR_EOF && !carehare_tls_base_stream_read_ended (base);
+
+  if (!refused)
+    return NULL;
+  if (self->tls_certificate != NULL || self->settings.certfile != NULL)
+    {
+      g_autofree char *certificate = describe_client_certificate (self);
+
+      return g_error_new (G_TLS_ERROR, error->code,
+                          "The broker at %s:%u refused the TLS client certificate %s: %s",
+                          self->settings.host, self->settings.port, certificate,
+                          error->message);
+    }
+  return g_error_new (G_TLS_ERROR, error->code, "TLS handshake with %s:%u failed: %s",
+                      self->settings.host, self->settings.port, error->message);
+}
+
 static gboolean
 accept_certificate_cb (GTlsConnection       *conn,
                        GTlsCertificate      *peer_cert,
@@ -952,6 +1034,7 @@ socket_connected_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
   g_autoptr(GSocketConnection) conn = NULL;
   g_autoptr(GSocketConnectable) identity = NULL;
+  g_autoptr(GIOStream) base = NULL;
   GIOStream *tls;
   const char *server_name;
 
@@ -981,7 +1064,8 @@ socket_connected_cb (GObject      *source,
                 ? self->settings.server_name_indication : self->settings.host;
   if (!self->settings.server_name_indication_disabled)
     identity = g_network_address_new (server_name, self->settings.port);
-  tls = g_tls_client_connection_new (G_IO_STREAM (conn), identity, &error);
+  base = carehare_tls_base_stream_new (G_IO_STREAM (conn));
+  tls = g_tls_client_connection_new (base, identity, &error);
   if (tls == NULL)
     {
       init_fail (self, g_steal_pointer (&error));

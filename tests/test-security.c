@@ -16,29 +16,63 @@
 
 /* ---- a TLS server with a bad certificate --------------------------------- */
 
+typedef enum {
+  TLS_SERVE_HANDSHAKE_ONLY,  /* handshake (the client may refuse it), close */
+  TLS_SERVE_DROP,            /* handshake, read the AMQP header, drop TCP: no close_notify */
+  TLS_SERVE_TRUNCATE,        /* handshake, read the header, half a record, drop TCP */
+} TlsServeMode;
+
 typedef struct {
   LoopbackServer *server;
   guint16 port;
   GTlsCertificate *certificate;
+  TlsServeMode mode;
 } TlsServer;
 
 static void
 tls_serve (GSocketConnection *connection,
            gpointer           user_data)
 {
+  /* A record header announcing 64 bytes of application data, and 16 of them. */
+  static const guint8 truncated[] = { 0x17, 0x03, 0x03, 0x00, 0x40,
+                                      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
   TlsServer *srv = user_data;
+  GSocket *socket = g_socket_connection_get_socket (connection);
   g_autoptr(GIOStream) tls = NULL;
   g_autoptr(GError) error = NULL;
+  guint8 header[8];
+  gsize n = 0;
 
   tls = g_tls_server_connection_new (G_IO_STREAM (connection), srv->certificate, &error);
   g_assert_no_error (error);
-  /* The client refuses the certificate: the handshake fails here too. */
-  g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, NULL);
-  g_io_stream_close (tls, NULL, NULL);
+  if (srv->mode == TLS_SERVE_HANDSHAKE_ONLY)
+    {
+      /* The client refuses the certificate: the handshake fails here too. */
+      g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, NULL);
+      g_io_stream_close (tls, NULL, NULL);
+      return;
+    }
+
+  g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, &error);
+  g_assert_no_error (error);
+  /* All of the client's header, so that closing sends a FIN, not a reset. */
+  g_input_stream_read_all (g_io_stream_get_input_stream (tls), header, sizeof header, &n,
+                           NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (header, n, "AMQP\x00\x00\x09\x01", 8);
+  if (srv->mode == TLS_SERVE_TRUNCATE)
+    {
+      g_socket_send (socket, (const char *) truncated, sizeof truncated, NULL, &error);
+      g_assert_no_error (error);
+    }
+  /* Under the TLS layer: no close_notify. */
+  g_socket_shutdown (socket, FALSE, TRUE, NULL);
+  g_socket_close (socket, NULL);
 }
 
 static TlsServer *
-tls_server_new (const char *cert_name)
+tls_server_new_full (const char   *cert_name,
+                     TlsServeMode  mode)
 {
   TlsServer *srv = g_new0 (TlsServer, 1);
   const char *dir = carehare_test_cert_dir ();
@@ -48,9 +82,16 @@ tls_server_new (const char *cert_name)
 
   srv->certificate = g_tls_certificate_new_from_files (cert_file, key_file, &error);
   g_assert_no_error (error);
+  srv->mode = mode;
   srv->server = loopback_server_new (tls_serve, srv);
   srv->port = loopback_server_get_port (srv->server);
   return srv;
+}
+
+static TlsServer *
+tls_server_new (const char *cert_name)
+{
+  return tls_server_new_full (cert_name, TLS_SERVE_HANDSHAKE_ONLY);
 }
 
 static void
@@ -104,6 +145,71 @@ test_tls_trusted_certificate_works (void)
   g_test_message ("good certificate: %s", error->message);
   g_assert_false (error->domain == G_TLS_ERROR && error->code == G_TLS_ERROR_BAD_CERTIFICATE);
   tls_server_free (srv);
+}
+
+/* ---- the network drops after the handshake ------------------------------- */
+
+static void
+assert_tls_drop_is_closed (TlsServeMode mode)
+{
+  /* A load balancer that resets its clients while the broker restarts:
+   * the handshake completed, the certificates are fine, and the
+   * connection is lost during the AMQP negotiation. That is a closed
+   * connection, worth a retry, not a TLS configuration problem. */
+  TlsServer *srv = tls_server_new_full ("server", mode);
+  g_autofree char *ca = g_build_filename (carehare_test_cert_dir (), "ca.pem", NULL);
+  g_autofree char *uri = g_strdup_printf ("amqps://guest:guest@localhost:%u/?cacertfile=%s",
+                                          srv->port, ca);
+  g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
+
+  g_assert_nonnull (error);
+  g_test_message ("%s %d: %s", g_quark_to_string (error->domain), error->code, error->message);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_null (strstr (error->message, "handshake with"));
+  g_assert_nonnull (strstr (error->message, "TLS"));
+  tls_server_free (srv);
+}
+
+static void
+test_tls_drop_after_handshake (void)
+{
+  assert_tls_drop_is_closed (TLS_SERVE_DROP);
+}
+
+static void
+test_tls_truncated_record (void)
+{
+  assert_tls_drop_is_closed (TLS_SERVE_TRUNCATE);
+}
+
+/* ---- the broker refuses our certificate ---------------------------------- */
+
+static void
+test_tls_untrusted_client_certificate (void)
+{
+  /* With TLS 1.3 the broker judges our certificate after our side of the
+   * handshake completed; its alert, then its reset, race our first write.
+   * Whatever the race, the caller must get the broker's refusal, a TLS
+   * error naming the certificate: not a closed connection (which a
+   * reconnect loop would retry forever). */
+  const char *dir = carehare_test_cert_dir ();
+  g_autofree char *ca = g_build_filename (dir, "ca.pem", NULL);
+  g_autofree char *cert = g_build_filename (dir, "other-client.pem", NULL);
+  g_autofree char *key = g_build_filename (dir, "other-client-key.pem", NULL);
+  g_autofree char *q = g_strdup_printf ("/?cacertfile=%s&certfile=%s&keyfile=%s", ca, cert, key);
+  g_autofree char *uri = carehare_test_amqps_uri_with (q);
+
+  for (guint i = 0; i < 20; i++)
+    {
+      g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
+
+      g_assert_nonnull (error);
+      g_test_message ("run %u: %s %d: %s", i, g_quark_to_string (error->domain), error->code,
+                      error->message);
+      g_assert_true (error->domain == G_TLS_ERROR);
+      g_assert_nonnull (strstr (error->message, "client certificate"));
+      g_assert_nonnull (strstr (error->message, "other-client.pem"));
+    }
 }
 
 /* ---- no password anywhere ------------------------------------------------ */
@@ -417,6 +523,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/security/tls/expired-certificate", test_tls_expired_certificate);
   g_test_add_func ("/security/tls/host-name-mismatch", test_tls_host_name_mismatch);
   g_test_add_func ("/security/tls/trusted-certificate-control", test_tls_trusted_certificate_works);
+  g_test_add_func ("/security/tls/drop-after-handshake", test_tls_drop_after_handshake);
+  g_test_add_func ("/security/tls/truncated-record", test_tls_truncated_record);
+  g_test_add_func ("/security/tls/untrusted-client-certificate", test_tls_untrusted_client_certificate);
   g_test_add_func ("/security/password/log-capture-works", test_log_capture_works);
   g_test_add_func ("/security/password/working-connections", test_password_never_shown_working);
   g_test_add_func ("/security/password/refused-logins", test_password_never_shown_refused);
