@@ -147,6 +147,56 @@ test_tls_trusted_certificate_works (void)
   tls_server_free (srv);
 }
 
+/* ---- server_name_indication=disable -------------------------------------- */
+
+static char *
+sni_disabled_uri (const char *host,
+                  const char *ca_name)
+{
+  const char *dir = carehare_test_cert_dir ();
+  g_autofree char *ca = g_build_filename (dir, ca_name, NULL);
+  g_autofree char *cert = g_build_filename (dir, "client.pem", NULL);
+  g_autofree char *key = g_build_filename (dir, "client-key.pem", NULL);
+
+  return g_strdup_printf ("amqps://%s:%s/?cacertfile=%s&certfile=%s&keyfile=%s"
+                          "&server_name_indication=disable",
+                          host, g_getenv ("CAREHARE_TEST_BROKER_TLS_PORT"), ca, cert, key);
+}
+
+static void
+test_tls_sni_disabled (void)
+{
+  /* No SNI and no host name check, but a verified chain: the broker's
+   * certificate, from the trusted CA, is accepted whatever the host. */
+  const char *hosts[] = { "localhost", "127.0.0.1" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (hosts); i++)
+    {
+      g_autofree char *uri = sni_disabled_uri (hosts[i], "ca.pem");
+      g_autoptr(CarehareConnection) conn = carehare_test_connect (uri);
+      g_autoptr(GAsyncResult) closed = NULL;
+      g_autoptr(GError) error = NULL;
+
+      carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+      carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+      g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+      g_assert_no_error (error);
+    }
+}
+
+static void
+test_tls_sni_disabled_untrusted (void)
+{
+  /* ... and a chain from a CA we do not trust is still refused. */
+  g_autofree char *uri = sni_disabled_uri ("localhost", "other-ca.pem");
+  g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
+
+  g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "trusted certificate authority"));
+  g_assert_null (strstr (error->message, "host name"));
+}
+
 /* ---- the network drops after the handshake ------------------------------- */
 
 static void
@@ -523,6 +573,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/security/tls/expired-certificate", test_tls_expired_certificate);
   g_test_add_func ("/security/tls/host-name-mismatch", test_tls_host_name_mismatch);
   g_test_add_func ("/security/tls/trusted-certificate-control", test_tls_trusted_certificate_works);
+  g_test_add_func ("/security/tls/sni-disabled", test_tls_sni_disabled);
+  g_test_add_func ("/security/tls/sni-disabled-untrusted", test_tls_sni_disabled_untrusted);
   g_test_add_func ("/security/tls/drop-after-handshake", test_tls_drop_after_handshake);
   g_test_add_func ("/security/tls/truncated-record", test_tls_truncated_record);
   g_test_add_func ("/security/tls/untrusted-client-certificate", test_tls_untrusted_client_certificate);
