@@ -794,11 +794,14 @@ init_fail (CarehareConnection *self,
   if (n_attempts > 1 && !cancelled)
     {
       /* Keep the last attempt's domain and code, so a program can still
-       * match (say) a refused login; the message names every attempt. */
+       * match (say) a refused login; the message names every attempt,
+       * the last one first: carehare_error_get_reply_code() reads the
+       * first reply code in it, and a binding copies only the message. */
       GError *all = g_error_new (error->domain, error->code,
-                                 "Could not connect to any of %u brokers: %s; %s: %s",
-                                 n_attempts, self->failures->str, self->redacted_uri,
-                                 error->message);
+                                 "Could not connect to any of %u brokers; last attempt, %s: %s; "
+                                 "earlier: %s",
+                                 n_attempts, self->redacted_uri, error->message,
+                                 self->failures->str);
       g_error_free (error);
       error = all;
     }
@@ -1616,8 +1619,10 @@ carehare_connection_new_finish (GAsyncResult  *result,
  * [property@Carehare.Connection:uris]. Each attempt is bounded by its
  * URI's `connection_timeout` (or [property@Carehare.Connection:connect-timeout]).
  * When every attempt fails, the error has the domain and code of the last
- * attempt's error and its message lists every attempt's error. An invalid
- * URI is one of those failures, not a reason to stop.
+ * attempt's error and its message lists every attempt's error, the last
+ * one first, so that [func@Carehare.error_get_reply_code] gives the last
+ * attempt's reply code. An invalid URI is one of those failures, not a
+ * reason to stop.
  */
 void
 carehare_connection_new_for_uris_async (const char * const  *uris,
