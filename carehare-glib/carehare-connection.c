@@ -1030,8 +1030,18 @@ tls_handshake_cb (GObject      *source,
                                     self->settings.host, self->settings.port, why));
     }
   else
-    init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
-                                  self->settings.host, self->settings.port, error->message));
+    {
+      /* A reset our writes found (hidden, so that what came before it
+       * was read) says more than the end of the stream that followed. */
+      g_autoptr(GIOStream) base = tls_base_stream (G_IO_STREAM (source));
+      g_autoptr(GError) reset = carehare_tls_base_stream_dup_write_error (base);
+
+      if (reset == NULL || !carehare_tls_base_stream_read_ended (base))
+        g_clear_error (&reset);
+      init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
+                                    self->settings.host, self->settings.port,
+                                    reset != NULL ? reset->message : error->message));
+    }
 }
 
 static void
