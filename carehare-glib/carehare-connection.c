@@ -1083,7 +1083,7 @@ socket_connected_cb (GObject      *source,
                 ? self->settings.server_name_indication : self->settings.host;
   if (!self->settings.server_name_indication_disabled)
     identity = g_network_address_new (server_name, self->settings.port);
-  base = carehare_tls_base_stream_new (G_IO_STREAM (conn));
+  base = carehare_tls_base_stream_new (conn);
   tls = g_tls_client_connection_new (base, identity, &error);
   if (tls == NULL)
     {

@@ -2,8 +2,10 @@
 #pragma once
 
 /*
- * The TCP stream under our TLS layer. It passes everything through, with
- * two differences while it is "connecting":
+ * The TCP connection under our TLS layer: a GTcpConnection on the socket
+ * that GSocketClient connected (so g_socket_connection_get_socket() and
+ * the TLS backend's session cache work on it). It passes everything
+ * through, with two differences while it is "connecting":
  *
  * - A write that finds the connection reset (or the pipe broken) seems to
  *   succeed, and so do the writes after it. With TLS 1.3 the broker judges
@@ -24,7 +26,8 @@
 
 G_BEGIN_DECLS
 
-GIOStream    *carehare_tls_base_stream_new              (GIOStream *base);
+/* A GTcpConnection on @connection's socket, to use instead of it. */
+GIOStream    *carehare_tls_base_stream_new              (GSocketConnection *connection);
 /* Whether @stream is a stream from carehare_tls_base_stream_new(). */
 gboolean      carehare_is_tls_base_stream               (GIOStream *stream);
 /* Ends the leniency above: write errors pass through from now on. */

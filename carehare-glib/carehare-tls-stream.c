@@ -300,84 +300,81 @@ tls_base_output_init (TlsBaseOutput *self)
 {
 }
 
-/* ---- the stream ----------------------------------------------------------- */
+/* ---- the connection ------------------------------------------------------- */
 
-#define TLS_BASE_TYPE_STREAM (tls_base_stream_get_type ())
-G_DECLARE_FINAL_TYPE (TlsBaseStream, tls_base_stream, TLS_BASE, STREAM, GIOStream)
+/* A GTcpConnection on the same socket, so that GIO and the TLS backend
+ * see a socket connection (TLS session resumption keys on its remote
+ * address), whose streams are the two above. */
+#define TLS_BASE_TYPE_CONNECTION (tls_base_connection_get_type ())
+G_DECLARE_FINAL_TYPE (TlsBaseConnection, tls_base_connection, TLS_BASE, CONNECTION, GTcpConnection)
 
-struct _TlsBaseStream {
-  GIOStream parent_instance;
-  GIOStream *base;        /* owned: the socket connection */
+struct _TlsBaseConnection {
+  GTcpConnection parent_instance;
   TlsBaseInput *input;    /* owned */
   TlsBaseOutput *output;  /* owned */
   Shared *shared;         /* owned */
 };
 
-G_DEFINE_FINAL_TYPE (TlsBaseStream, tls_base_stream, G_TYPE_IO_STREAM)
+G_DEFINE_FINAL_TYPE (TlsBaseConnection, tls_base_connection, G_TYPE_TCP_CONNECTION)
 
 static GInputStream *
-tls_base_stream_get_input_stream (GIOStream *stream)
+tls_base_connection_get_input_stream (GIOStream *stream)
 {
-  return G_INPUT_STREAM (TLS_BASE_STREAM (stream)->input);
+  return G_INPUT_STREAM (TLS_BASE_CONNECTION (stream)->input);
 }
 
 static GOutputStream *
-tls_base_stream_get_output_stream (GIOStream *stream)
+tls_base_connection_get_output_stream (GIOStream *stream)
 {
-  return G_OUTPUT_STREAM (TLS_BASE_STREAM (stream)->output);
-}
-
-static gboolean
-tls_base_stream_close (GIOStream     *stream,
-                       GCancellable  *cancellable,
-                       GError       **error)
-{
-  /* Closing the socket connection closes the socket. */
-  return g_io_stream_close (TLS_BASE_STREAM (stream)->base, cancellable, error);
+  return G_OUTPUT_STREAM (TLS_BASE_CONNECTION (stream)->output);
 }
 
 static void
-tls_base_stream_finalize (GObject *object)
+tls_base_connection_finalize (GObject *object)
 {
-  TlsBaseStream *self = TLS_BASE_STREAM (object);
+  TlsBaseConnection *self = TLS_BASE_CONNECTION (object);
 
   g_clear_object (&self->input);
   g_clear_object (&self->output);
-  g_clear_object (&self->base);
   g_clear_pointer (&self->shared, shared_unref);
-  G_OBJECT_CLASS (tls_base_stream_parent_class)->finalize (object);
+  G_OBJECT_CLASS (tls_base_connection_parent_class)->finalize (object);
 }
 
 static void
-tls_base_stream_class_init (TlsBaseStreamClass *klass)
+tls_base_connection_class_init (TlsBaseConnectionClass *klass)
 {
   GIOStreamClass *stream_class = G_IO_STREAM_CLASS (klass);
 
-  G_OBJECT_CLASS (klass)->finalize = tls_base_stream_finalize;
-  stream_class->get_input_stream = tls_base_stream_get_input_stream;
-  stream_class->get_output_stream = tls_base_stream_get_output_stream;
-  stream_class->close_fn = tls_base_stream_close;
+  G_OBJECT_CLASS (klass)->finalize = tls_base_connection_finalize;
+  /* Closing is GSocketConnection's: its own streams, then the socket. */
+  stream_class->get_input_stream = tls_base_connection_get_input_stream;
+  stream_class->get_output_stream = tls_base_connection_get_output_stream;
 }
 
 static void
-tls_base_stream_init (TlsBaseStream *self)
+tls_base_connection_init (TlsBaseConnection *self)
 {
 }
 
 GIOStream *
-carehare_tls_base_stream_new (GIOStream *base)
+carehare_tls_base_stream_new (GSocketConnection *connection)
 {
-  TlsBaseStream *self = g_object_new (TLS_BASE_TYPE_STREAM, NULL);
+  GIOStreamClass *parent;
+  TlsBaseConnection *self;
 
+  /* @connection, once dropped, leaves the socket open (a socket
+   * connection closes its socket in close(), not in dispose()). */
+  self = g_object_new (TLS_BASE_TYPE_CONNECTION,
+                       "socket", g_socket_connection_get_socket (connection), NULL);
+  parent = G_IO_STREAM_CLASS (tls_base_connection_parent_class);  /* set by now */
   self->shared = g_atomic_rc_box_new0 (Shared);
   g_mutex_init (&self->shared->lock);
   self->shared->connecting = TRUE;
-  self->base = g_object_ref (base);
   self->input = g_object_new (TLS_BASE_TYPE_INPUT, NULL);
-  self->input->base = g_object_ref (g_io_stream_get_input_stream (base));
+  self->input->base = g_object_ref (parent->get_input_stream (G_IO_STREAM (self)));
   self->input->shared = g_atomic_rc_box_acquire (self->shared);
   self->output = g_object_new (TLS_BASE_TYPE_OUTPUT, NULL);
-  self->output->base = g_object_ref (g_io_stream_get_output_stream (base));
+  self->output->base = g_object_ref (parent->get_output_stream (G_IO_STREAM (self)));
   self->output->shared = g_atomic_rc_box_acquire (self->shared);
   return G_IO_STREAM (self);
 }
@@ -385,13 +382,13 @@ carehare_tls_base_stream_new (GIOStream *base)
 gboolean
 carehare_is_tls_base_stream (GIOStream *stream)
 {
-  return TLS_BASE_IS_STREAM (stream);
+  return TLS_BASE_IS_CONNECTION (stream);
 }
 
 void
 carehare_tls_base_stream_connected (GIOStream *stream)
 {
-  TlsBaseStream *self = TLS_BASE_STREAM (stream);
+  TlsBaseConnection *self = TLS_BASE_CONNECTION (stream);
 
   g_mutex_lock (&self->shared->lock);
   self->shared->connecting = FALSE;
@@ -401,7 +398,7 @@ carehare_tls_base_stream_connected (GIOStream *stream)
 GError *
 carehare_tls_base_stream_dup_write_error (GIOStream *stream)
 {
-  TlsBaseStream *self = TLS_BASE_STREAM (stream);
+  TlsBaseConnection *self = TLS_BASE_CONNECTION (stream);
   GError *error = NULL;
 
   g_mutex_lock (&self->shared->lock);
@@ -414,5 +411,5 @@ carehare_tls_base_stream_dup_write_error (GIOStream *stream)
 gboolean
 carehare_tls_base_stream_read_ended (GIOStream *stream)
 {
-  return g_atomic_int_get (&TLS_BASE_STREAM (stream)->shared->read_ended);
+  return g_atomic_int_get (&TLS_BASE_CONNECTION (stream)->shared->read_ended);
 }
