@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Security: a TLS server with an expired certificate, or one for another
- * host name, is refused with a G_TLS_ERROR that names the reason; and no
+ * host name, is refused with a G_TLS_ERROR that names the reason; a client
+ * certificate the broker refuses is a G_TLS_ERROR naming it, every time,
+ * while a connection lost after the TLS handshake is a closed connection;
+ * server_name_indication=disable skips only the host name check; and no
  * password ever shows in an error message, in any log output (every domain,
  * debug included, captured in-process), or in a property of the connection,
  * whether the connection works, is refused, or its URI is malformed.
@@ -259,6 +262,43 @@ test_tls_untrusted_client_certificate (void)
       g_assert_true (error->domain == G_TLS_ERROR);
       g_assert_nonnull (strstr (error->message, "client certificate"));
       g_assert_nonnull (strstr (error->message, "other-client.pem"));
+    }
+}
+
+static void
+test_tls_untrusted_client_certificate_property (void)
+{
+  /* The same through the tls-certificate property: named by its subject. */
+  const char *dir = carehare_test_cert_dir ();
+  g_autofree char *ca = g_build_filename (dir, "ca.pem", NULL);
+  g_autofree char *cert = g_build_filename (dir, "other-client.pem", NULL);
+  g_autofree char *key = g_build_filename (dir, "other-client-key.pem", NULL);
+  g_autofree char *q = g_strdup_printf ("/?cacertfile=%s", ca);
+  g_autofree char *uri = carehare_test_amqps_uri_with (q);
+  g_autoptr(GTlsCertificate) certificate = NULL;
+  g_autoptr(GError) error = NULL;
+
+  certificate = g_tls_certificate_new_from_files (cert, key, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autoptr(GAsyncResult) result = NULL;
+      g_autoptr(GObject) source = NULL;
+      g_autoptr(GObject) conn = NULL;
+
+      g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, NULL,
+                                  carehare_test_store_result, &result,
+                                  "uri", uri, "tls-certificate", certificate, NULL);
+      carehare_test_wait_for_result (&result, TIMEOUT_MS);
+      source = g_async_result_get_source_object (result);
+      conn = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, &error);
+      g_assert_null (conn);
+      g_assert_nonnull (error);
+      g_test_message ("run %u: %s", i, error->message);
+      g_assert_true (error->domain == G_TLS_ERROR);
+      g_assert_nonnull (strstr (error->message, "client certificate"));
+      g_assert_nonnull (strstr (error->message, "CN=guest"));
+      g_clear_error (&error);
     }
 }
 
@@ -578,6 +618,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/security/tls/drop-after-handshake", test_tls_drop_after_handshake);
   g_test_add_func ("/security/tls/truncated-record", test_tls_truncated_record);
   g_test_add_func ("/security/tls/untrusted-client-certificate", test_tls_untrusted_client_certificate);
+  g_test_add_func ("/security/tls/untrusted-client-certificate-property",
+                   test_tls_untrusted_client_certificate_property);
   g_test_add_func ("/security/password/log-capture-works", test_log_capture_works);
   g_test_add_func ("/security/password/working-connections", test_password_never_shown_working);
   g_test_add_func ("/security/password/refused-logins", test_password_never_shown_refused);
