@@ -1036,7 +1036,7 @@ tls_handshake_cb (GObject      *source,
       g_autoptr(GIOStream) base = tls_base_stream (G_IO_STREAM (source));
       g_autoptr(GError) reset = carehare_tls_base_stream_dup_write_error (base);
 
-      if (reset == NULL || !carehare_tls_base_stream_read_ended (base))
+      if (!carehare_tls_base_stream_read_ended (base))
         g_clear_error (&reset);
       init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
                                     self->settings.host, self->settings.port,
