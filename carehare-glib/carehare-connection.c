@@ -22,6 +22,7 @@
 #include "carehare-error-private.h"
 #include "carehare-properties-private.h"
 #include "carehare-protocol.h"
+#include "carehare-tls-stream-private.h"
 #include "carehare-uri.h"
 #include "carehare-version.h"
 
@@ -176,6 +177,9 @@ static void update (CarehareConnection *self);
 static void start_read (CarehareConnection *self);
 static void init_fail (CarehareConnection *self,
                        GError             *error);
+static GIOStream *tls_base_stream (GIOStream *tls);
+static GError *tls_refusal (CarehareConnection *self,
+                            const GError       *error);
 
 /* ---- I/O ----------------------------------------------------------------- */
 
@@ -334,18 +338,26 @@ static void
 io_failed (CarehareConnection *self,
            const GError       *error)
 {
+  g_autoptr(GError) cause = NULL;
+
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
-  if (error->domain == G_TLS_ERROR && self->init_task != NULL)
+  if (self->init_task != NULL && G_IS_TLS_CONNECTION (self->stream))
     {
-      /* With TLS 1.3 the server judges our certificate after the
-       * handshake returned: its refusal arrives on the first read or
-       * write and is still a TLS error for the caller. */
-      init_fail (self, g_error_new (G_TLS_ERROR, error->code,
-                                    "TLS handshake with %s:%u failed: %s",
-                                    self->settings.host, self->settings.port,
-                                    error->message));
-      return;
+      /* A refusal by the broker ends the attempt as a TLS error; a
+       * connection lost is a closed connection like any other, and the
+       * reset a write found (and the stream under TLS hid) says why. */
+      g_autoptr(GIOStream) base = tls_base_stream (self->stream);
+      GError *refusal = tls_refusal (self, error);
+
+      if (refusal != NULL)
+        {
+          init_fail (self, refusal);
+          return;
+        }
+      cause = carehare_tls_base_stream_dup_write_error (base);
+      if (cause != NULL)
+        error = cause;
     }
   g_debug ("socket error: %s", error->message);
   carehare_protocol_abort (self->protocol, error);
@@ -887,11 +899,14 @@ init_fail (CarehareConnection *self,
   if (n_attempts > 1 && !cancelled && !self->close_requested)
     {
       /* Keep the last attempt's domain and code, so a program can still
-       * match (say) a refused login; the message names every attempt. */
+       * match (say) a refused login; the message names every attempt,
+       * the last one first: carehare_error_get_reply_code() reads the
+       * first reply code in it, and a binding copies only the message. */
       GError *all = g_error_new (error->domain, error->code,
-                                 "Could not connect to any of %u brokers: %s; %s: %s",
-                                 n_attempts, self->failures->str, self->redacted_uri,
-                                 error->message);
+                                 "Could not connect to any of %u brokers; last attempt, %s: %s; "
+                                 "earlier: %s",
+                                 n_attempts, self->redacted_uri, error->message,
+                                 self->failures->str);
       g_error_free (error);
       error = all;
     }
@@ -920,6 +935,12 @@ handshake_done_cb (CarehareProtocolOp   *op,
   task = g_steal_pointer (&self->init_task);
   init_cleanup (self);
   g_clear_object (&self->attempt_cancellable);
+  if (G_IS_TLS_CONNECTION (self->stream))
+    {
+      g_autoptr(GIOStream) base = tls_base_stream (self->stream);
+
+      carehare_tls_base_stream_connected (base);
+    }
   self->initialized = TRUE;
   g_debug ("connected to %s: heartbeat %u s, frame_max %u, channel_max %u",
            self->redacted_uri,
@@ -1007,6 +1028,70 @@ describe_certificate_errors (GTlsCertificateFlags flags)
   return g_string_free (text, FALSE);
 }
 
+/* The stream under our TLS connection @tls (a reference). */
+static GIOStream *
+tls_base_stream (GIOStream *tls)
+{
+  GIOStream *base = NULL;
+
+  g_object_get (tls, "base-io-stream", &base, NULL);
+  g_assert (carehare_is_tls_base_stream (base));
+  return base;
+}
+
+/* "/path/client.pem", or the subject of the tls-certificate property's. */
+static char *
+describe_client_certificate (CarehareConnection *self)
+{
+  g_autofree char *subject = NULL;
+
+  if (self->tls_certificate == NULL)
+    return g_strdup (self->settings.certfile);
+  subject = g_tls_certificate_get_subject_name (self->tls_certificate);
+  return g_strdup_printf ("'%s'", subject != NULL ? subject : "(no subject)");
+}
+
+/* If @error, from a read or write of the TLS connection after its
+ * handshake and before the AMQP handshake completed, says that the broker
+ * refused us: the G_TLS_ERROR to report. NULL if the connection was lost.
+ *
+ * With TLS 1.3 the broker judges our certificate after our side of the
+ * handshake completed: its refusal is an alert that arrives on the first
+ * read, whatever its reset did to our writes (the stream under TLS hides
+ * that reset while connecting, see carehare-tls-stream-private.h). A TLS
+ * error with the stream under it still open is such a refusal; a TLS
+ * error because that stream ended (no close_notify, a record cut short)
+ * is a network drop, worth a retry like any other. */
+static GError *
+tls_refusal (CarehareConnection *self,
+             const GError       *error)
+{
+  g_autoptr(GIOStream) base = tls_base_stream (self->stream);
+  gboolean refused;
+
+  if (error->domain != G_TLS_ERROR)
+    refused = FALSE;
+  else if (error->code == G_TLS_ERROR_CERTIFICATE_REQUIRED ||
+           error->code == G_TLS_ERROR_BAD_CERTIFICATE)
+    refused = TRUE;
+  else
+    refused = error->code != G_TLS_ERROR_EOF && !carehare_tls_base_stream_read_ended (base);
+
+  if (!refused)
+    return NULL;
+  if (self->tls_certificate != NULL || self->settings.certfile != NULL)
+    {
+      g_autofree char *certificate = describe_client_certificate (self);
+
+      return g_error_new (G_TLS_ERROR, error->code,
+                          "The broker at %s:%u refused the TLS client certificate %s: %s",
+                          self->settings.host, self->settings.port, certificate,
+                          error->message);
+    }
+  return g_error_new (G_TLS_ERROR, error->code, "TLS handshake with %s:%u failed: %s",
+                      self->settings.host, self->settings.port, error->message);
+}
+
 static gboolean
 accept_certificate_cb (GTlsConnection       *conn,
                        GTlsCertificate      *peer_cert,
@@ -1018,6 +1103,12 @@ accept_certificate_cb (GTlsConnection       *conn,
   if (self->settings.verify == CAREHARE_TLS_VERIFY_NONE)
     return TRUE;  /* verify=verify_none: the user asked for no checks */
 
+  /* server_name_indication=disable: no server identity was given, so GIO
+   * flags every certificate as not matching it; only that is skipped. */
+  if (self->settings.server_name_indication_disabled)
+    errors &= ~G_TLS_CERTIFICATE_BAD_IDENTITY;
+  if (errors == 0)
+    return TRUE;
   self->tls_errors = errors;
   return FALSE;
 }
@@ -1048,8 +1139,18 @@ tls_handshake_cb (GObject      *source,
                                     self->settings.host, self->settings.port, why));
     }
   else
-    init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
-                                  self->settings.host, self->settings.port, error->message));
+    {
+      /* A reset our writes found (hidden, so that what came before it
+       * was read) says more than the end of the stream that followed. */
+      g_autoptr(GIOStream) base = tls_base_stream (G_IO_STREAM (source));
+      g_autoptr(GError) reset = carehare_tls_base_stream_dup_write_error (base);
+
+      if (!carehare_tls_base_stream_read_ended (base))
+        g_clear_error (&reset);
+      init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
+                                    self->settings.host, self->settings.port,
+                                    reset != NULL ? reset->message : error->message));
+    }
 }
 
 static void
@@ -1061,6 +1162,7 @@ socket_connected_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
   g_autoptr(GSocketConnection) conn = NULL;
   g_autoptr(GSocketConnectable) identity = NULL;
+  g_autoptr(GIOStream) base = NULL;
   GIOStream *tls;
   const char *server_name;
 
@@ -1090,7 +1192,8 @@ socket_connected_cb (GObject      *source,
                 ? self->settings.server_name_indication : self->settings.host;
   if (!self->settings.server_name_indication_disabled)
     identity = g_network_address_new (server_name, self->settings.port);
-  tls = g_tls_client_connection_new (G_IO_STREAM (conn), identity, &error);
+  base = carehare_tls_base_stream_new (conn);
+  tls = g_tls_client_connection_new (base, identity, &error);
   if (tls == NULL)
     {
       init_fail (self, g_steal_pointer (&error));
@@ -1684,8 +1787,10 @@ carehare_connection_new_finish (GAsyncResult  *result,
  * [property@Carehare.Connection:uris]. Each attempt is bounded by its
  * URI's `connection_timeout` (or [property@Carehare.Connection:connect-timeout]).
  * When every attempt fails, the error has the domain and code of the last
- * attempt's error and its message lists every attempt's error. An invalid
- * URI is one of those failures, not a reason to stop.
+ * attempt's error and its message lists every attempt's error, the last
+ * one first, so that [func@Carehare.error_get_reply_code] gives the last
+ * attempt's reply code. An invalid URI is one of those failures, not a
+ * reason to stop.
  */
 void
 carehare_connection_new_for_uris_async (const char * const  *uris,

@@ -76,7 +76,8 @@ error_is_permanent (const GError *error)
    * declared with other arguments. */
   if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER))
     return code == 403 || code == 405 || code == 406;
-  /* A certificate that does not verify will not start verifying. */
+  /* A certificate that does not verify will not start verifying. (A
+   * connection lost after the TLS handshake is CONNECTION_CLOSED: retried.) */
   return error->domain == G_TLS_ERROR;
 }
 

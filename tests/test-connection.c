@@ -349,6 +349,47 @@ test_connect_uri_list (void)
   g_assert_null (strstr (error->message, "s3cr3tPW"));
 }
 
+static GError *
+connect_uris_error (const char * const *uris)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  GError *error = NULL;
+
+  carehare_connection_new_for_uris_async (uris, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, 20000);
+  conn = carehare_connection_new_for_uris_finish (result, &error);
+  g_assert_null (conn);
+  return error;
+}
+
+static void
+test_connect_uri_list_last_reply_code (void)
+{
+  /* Every attempt refused by the broker: the reply code is the last
+   * attempt's, in either order (a keeper decides on it). */
+  g_autofree char *bad_login = g_strdup_printf ("amqp://guest:wrong@127.0.0.1:%s/",
+                                                g_getenv ("CAREHARE_TEST_BROKER_PORT"));
+  g_autofree char *no_vhost = carehare_test_amqp_uri_with ("/no-such-vhost");
+  const char *login_then_vhost[] = { bad_login, no_vhost, NULL };
+  const char *vhost_then_login[] = { no_vhost, bad_login, NULL };
+  g_autoptr(GError) error = NULL;
+
+  error = connect_uris_error (login_then_vhost);
+  g_test_message ("%s", error->message);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 530);
+  g_assert_nonnull (strstr (error->message, "403 ACCESS_REFUSED"));
+  g_assert_null (strstr (error->message, "wrong"));
+  g_clear_error (&error);
+
+  error = connect_uris_error (vhost_then_login);
+  g_test_message ("%s", error->message);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 403);
+  g_assert_nonnull (strstr (error->message, "530 NOT_ALLOWED"));
+}
+
 /* ---- scripted fake servers ----------------------------------------------- */
 
 typedef enum {
@@ -1189,6 +1230,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/connection/connect/invalid-uri", test_connect_invalid_uri);
   g_test_add_func ("/connection/connect/refused", test_connect_refused);
   g_test_add_func ("/connection/connect/uri-list", test_connect_uri_list);
+  g_test_add_func ("/connection/connect/uri-list-last-reply-code", test_connect_uri_list_last_reply_code);
   g_test_add_func ("/connection/connect/timeout", test_connect_timeout);
   g_test_add_func ("/connection/connect/cancelled", test_connect_cancelled);
   g_test_add_func ("/connection/connect/peer-hangs-up", test_connect_peer_hangs_up);

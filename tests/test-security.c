@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Security: a TLS server with an expired certificate, or one for another
- * host name, is refused with a G_TLS_ERROR that names the reason; and no
+ * host name, is refused with a G_TLS_ERROR that names the reason; a client
+ * certificate the broker refuses is a G_TLS_ERROR naming it, every time,
+ * while a connection lost after the TLS handshake is a closed connection;
+ * server_name_indication=disable skips only the host name check; and no
  * password ever shows in an error message, in any log output (every domain,
  * debug included, captured in-process), or in a property of the connection,
  * whether the connection works, is refused, or its URI is malformed.
@@ -16,29 +19,63 @@
 
 /* ---- a TLS server with a bad certificate --------------------------------- */
 
+typedef enum {
+  TLS_SERVE_HANDSHAKE_ONLY,  /* handshake (the client may refuse it), close */
+  TLS_SERVE_DROP,            /* handshake, read the AMQP header, drop TCP: no close_notify */
+  TLS_SERVE_TRUNCATE,        /* handshake, read the header, half a record, drop TCP */
+} TlsServeMode;
+
 typedef struct {
   LoopbackServer *server;
   guint16 port;
   GTlsCertificate *certificate;
+  TlsServeMode mode;
 } TlsServer;
 
 static void
 tls_serve (GSocketConnection *connection,
            gpointer           user_data)
 {
+  /* A record header announcing 64 bytes of application data, and 16 of them. */
+  static const guint8 truncated[] = { 0x17, 0x03, 0x03, 0x00, 0x40,
+                                      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
   TlsServer *srv = user_data;
+  GSocket *socket = g_socket_connection_get_socket (connection);
   g_autoptr(GIOStream) tls = NULL;
   g_autoptr(GError) error = NULL;
+  guint8 header[8];
+  gsize n = 0;
 
   tls = g_tls_server_connection_new (G_IO_STREAM (connection), srv->certificate, &error);
   g_assert_no_error (error);
-  /* The client refuses the certificate: the handshake fails here too. */
-  g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, NULL);
-  g_io_stream_close (tls, NULL, NULL);
+  if (srv->mode == TLS_SERVE_HANDSHAKE_ONLY)
+    {
+      /* The client refuses the certificate: the handshake fails here too. */
+      g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, NULL);
+      g_io_stream_close (tls, NULL, NULL);
+      return;
+    }
+
+  g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, &error);
+  g_assert_no_error (error);
+  /* All of the client's header, so that closing sends a FIN, not a reset. */
+  g_input_stream_read_all (g_io_stream_get_input_stream (tls), header, sizeof header, &n,
+                           NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (header, n, "AMQP\x00\x00\x09\x01", 8);
+  if (srv->mode == TLS_SERVE_TRUNCATE)
+    {
+      g_socket_send (socket, (const char *) truncated, sizeof truncated, NULL, &error);
+      g_assert_no_error (error);
+    }
+  /* Under the TLS layer: no close_notify. */
+  g_socket_shutdown (socket, FALSE, TRUE, NULL);
+  g_socket_close (socket, NULL);
 }
 
 static TlsServer *
-tls_server_new (const char *cert_name)
+tls_server_new_full (const char   *cert_name,
+                     TlsServeMode  mode)
 {
   TlsServer *srv = g_new0 (TlsServer, 1);
   const char *dir = carehare_test_cert_dir ();
@@ -48,9 +85,16 @@ tls_server_new (const char *cert_name)
 
   srv->certificate = g_tls_certificate_new_from_files (cert_file, key_file, &error);
   g_assert_no_error (error);
+  srv->mode = mode;
   srv->server = loopback_server_new (tls_serve, srv);
   srv->port = loopback_server_get_port (srv->server);
   return srv;
+}
+
+static TlsServer *
+tls_server_new (const char *cert_name)
+{
+  return tls_server_new_full (cert_name, TLS_SERVE_HANDSHAKE_ONLY);
 }
 
 static void
@@ -104,6 +148,158 @@ test_tls_trusted_certificate_works (void)
   g_test_message ("good certificate: %s", error->message);
   g_assert_false (error->domain == G_TLS_ERROR && error->code == G_TLS_ERROR_BAD_CERTIFICATE);
   tls_server_free (srv);
+}
+
+/* ---- server_name_indication=disable -------------------------------------- */
+
+static char *
+sni_disabled_uri (const char *host,
+                  const char *ca_name)
+{
+  const char *dir = carehare_test_cert_dir ();
+  g_autofree char *ca = g_build_filename (dir, ca_name, NULL);
+  g_autofree char *cert = g_build_filename (dir, "client.pem", NULL);
+  g_autofree char *key = g_build_filename (dir, "client-key.pem", NULL);
+
+  return g_strdup_printf ("amqps://%s:%s/?cacertfile=%s&certfile=%s&keyfile=%s"
+                          "&server_name_indication=disable",
+                          host, g_getenv ("CAREHARE_TEST_BROKER_TLS_PORT"), ca, cert, key);
+}
+
+static void
+test_tls_sni_disabled (void)
+{
+  /* No SNI and no host name check, but a verified chain: the broker's
+   * certificate, from the trusted CA, is accepted whatever the host. */
+  const char *hosts[] = { "localhost", "127.0.0.1" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (hosts); i++)
+    {
+      g_autofree char *uri = sni_disabled_uri (hosts[i], "ca.pem");
+      g_autoptr(CarehareConnection) conn = carehare_test_connect (uri);
+      g_autoptr(GAsyncResult) closed = NULL;
+      g_autoptr(GError) error = NULL;
+
+      carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+      carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+      g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+      g_assert_no_error (error);
+    }
+}
+
+static void
+test_tls_sni_disabled_untrusted (void)
+{
+  /* ... and a chain from a CA we do not trust is still refused. */
+  g_autofree char *uri = sni_disabled_uri ("localhost", "other-ca.pem");
+  g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
+
+  g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "trusted certificate authority"));
+  g_assert_null (strstr (error->message, "host name"));
+}
+
+/* ---- the network drops after the handshake ------------------------------- */
+
+static void
+assert_tls_drop_is_closed (TlsServeMode mode)
+{
+  /* A load balancer that resets its clients while the broker restarts:
+   * the handshake completed, the certificates are fine, and the
+   * connection is lost during the AMQP negotiation. That is a closed
+   * connection, worth a retry, not a TLS configuration problem. */
+  TlsServer *srv = tls_server_new_full ("server", mode);
+  g_autofree char *ca = g_build_filename (carehare_test_cert_dir (), "ca.pem", NULL);
+  g_autofree char *uri = g_strdup_printf ("amqps://guest:guest@localhost:%u/?cacertfile=%s",
+                                          srv->port, ca);
+  g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
+
+  g_assert_nonnull (error);
+  g_test_message ("%s %d: %s", g_quark_to_string (error->domain), error->code, error->message);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_null (strstr (error->message, "handshake with"));
+  g_assert_nonnull (strstr (error->message, "TLS"));
+  tls_server_free (srv);
+}
+
+static void
+test_tls_drop_after_handshake (void)
+{
+  assert_tls_drop_is_closed (TLS_SERVE_DROP);
+}
+
+static void
+test_tls_truncated_record (void)
+{
+  assert_tls_drop_is_closed (TLS_SERVE_TRUNCATE);
+}
+
+/* ---- the broker refuses our certificate ---------------------------------- */
+
+static void
+test_tls_untrusted_client_certificate (void)
+{
+  /* With TLS 1.3 the broker judges our certificate after our side of the
+   * handshake completed; its alert, then its reset, race our first write.
+   * Whatever the race, the caller must get the broker's refusal, a TLS
+   * error naming the certificate: not a closed connection (which a
+   * reconnect loop would retry forever). */
+  const char *dir = carehare_test_cert_dir ();
+  g_autofree char *ca = g_build_filename (dir, "ca.pem", NULL);
+  g_autofree char *cert = g_build_filename (dir, "other-client.pem", NULL);
+  g_autofree char *key = g_build_filename (dir, "other-client-key.pem", NULL);
+  g_autofree char *q = g_strdup_printf ("/?cacertfile=%s&certfile=%s&keyfile=%s", ca, cert, key);
+  g_autofree char *uri = carehare_test_amqps_uri_with (q);
+
+  for (guint i = 0; i < 20; i++)
+    {
+      g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
+
+      g_assert_nonnull (error);
+      g_test_message ("run %u: %s %d: %s", i, g_quark_to_string (error->domain), error->code,
+                      error->message);
+      g_assert_true (error->domain == G_TLS_ERROR);
+      g_assert_nonnull (strstr (error->message, "client certificate"));
+      g_assert_nonnull (strstr (error->message, "other-client.pem"));
+    }
+}
+
+static void
+test_tls_untrusted_client_certificate_property (void)
+{
+  /* The same through the tls-certificate property: named by its subject. */
+  const char *dir = carehare_test_cert_dir ();
+  g_autofree char *ca = g_build_filename (dir, "ca.pem", NULL);
+  g_autofree char *cert = g_build_filename (dir, "other-client.pem", NULL);
+  g_autofree char *key = g_build_filename (dir, "other-client-key.pem", NULL);
+  g_autofree char *q = g_strdup_printf ("/?cacertfile=%s", ca);
+  g_autofree char *uri = carehare_test_amqps_uri_with (q);
+  g_autoptr(GTlsCertificate) certificate = NULL;
+  g_autoptr(GError) error = NULL;
+
+  certificate = g_tls_certificate_new_from_files (cert, key, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autoptr(GAsyncResult) result = NULL;
+      g_autoptr(GObject) source = NULL;
+      g_autoptr(GObject) conn = NULL;
+
+      g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, NULL,
+                                  carehare_test_store_result, &result,
+                                  "uri", uri, "tls-certificate", certificate, NULL);
+      carehare_test_wait_for_result (&result, TIMEOUT_MS);
+      source = g_async_result_get_source_object (result);
+      conn = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, &error);
+      g_assert_null (conn);
+      g_assert_nonnull (error);
+      g_test_message ("run %u: %s", i, error->message);
+      g_assert_true (error->domain == G_TLS_ERROR);
+      g_assert_nonnull (strstr (error->message, "client certificate"));
+      g_assert_nonnull (strstr (error->message, "CN=guest"));
+      g_clear_error (&error);
+    }
 }
 
 /* ---- no password anywhere ------------------------------------------------ */
@@ -417,6 +613,13 @@ main (int argc, char *argv[])
   g_test_add_func ("/security/tls/expired-certificate", test_tls_expired_certificate);
   g_test_add_func ("/security/tls/host-name-mismatch", test_tls_host_name_mismatch);
   g_test_add_func ("/security/tls/trusted-certificate-control", test_tls_trusted_certificate_works);
+  g_test_add_func ("/security/tls/sni-disabled", test_tls_sni_disabled);
+  g_test_add_func ("/security/tls/sni-disabled-untrusted", test_tls_sni_disabled_untrusted);
+  g_test_add_func ("/security/tls/drop-after-handshake", test_tls_drop_after_handshake);
+  g_test_add_func ("/security/tls/truncated-record", test_tls_truncated_record);
+  g_test_add_func ("/security/tls/untrusted-client-certificate", test_tls_untrusted_client_certificate);
+  g_test_add_func ("/security/tls/untrusted-client-certificate-property",
+                   test_tls_untrusted_client_certificate_property);
   g_test_add_func ("/security/password/log-capture-works", test_log_capture_works);
   g_test_add_func ("/security/password/working-connections", test_password_never_shown_working);
   g_test_add_func ("/security/password/refused-logins", test_password_never_shown_refused);

@@ -518,6 +518,18 @@ def test_new_for_uris_first_that_answers():
         close(conn)
 
 
+def test_new_for_uris_reply_code_is_the_last_attempts():
+    # The reply code read back from a copied error's message is the last
+    # attempt's: a keeper retries or gives up on it.
+    port = env("CAREHARE_TEST_BROKER_PORT")
+    bad_login = "amqp://guest:wrong@127.0.0.1:%s/" % port
+    no_vhost = "amqp://guest:guest@127.0.0.1:%s/no-such-vhost" % port
+    for uris, code in (([bad_login, no_vhost], 530), ([no_vhost, bad_login], 403)):
+        error = expect_error(Carehare.error_quark(), Carehare.Error.CONNECTION_CLOSED_BY_SERVER,
+                             call, Carehare.Connection, "new_for_uris", uris)
+        assert Carehare.error_get_reply_code(error) == code, error.message
+
+
 def finish_like_pygobject_350(cls, start, finish_name):
     """Completes an async call the way PyGObject 3.50's awaitables do: the
     `<name>_finish` info found next to `<name>_async`, invoked with
