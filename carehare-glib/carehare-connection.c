@@ -1788,7 +1788,7 @@ carehare_connection_new_finish (GAsyncResult  *result,
  * URI's `connection_timeout` (or [property@Carehare.Connection:connect-timeout]).
  * When every attempt fails, the error has the domain and code of the last
  * attempt's error and its message lists every attempt's error, the last
- * one first, so that [func@Carehare.error_get_reply_code] gives the last
+ * one first, so that [func@Carehare.Error.get_reply_code] gives the last
  * attempt's reply code. An invalid URI is one of those failures, not a
  * reason to stop.
  */
