@@ -13,7 +13,12 @@
  * Each public operation is a GTask kept alive by the protocol operation it
  * started; the protocol completes every operation exactly once (success,
  * server error, cancellation or connection closed), so no task is left
- * pending.
+ * pending. As in GIO, a pending operation's task holds the connection until
+ * it has completed (a close is the exception: see close_async), and every
+ * way into the protocol (a public call, a source's dispatch) holds the
+ * connection while the protocol may run callbacks, whose code may drop the
+ * program's last reference: dispose is then reached only once the protocol
+ * returned, and never completes a task inside itself.
  */
 #include "carehare-connection-private.h"
 
@@ -53,6 +58,13 @@
  * When the connection closes, for any reason, every pending operation fails
  * at once with %CAREHARE_ERROR_CONNECTION_CLOSED and
  * [signal@Carehare.Connection::closed] is emitted with the cause.
+ *
+ * As with every GIO call, a pending operation holds a reference on the
+ * connection until its callback has run (a close waiting for the broker's
+ * Close-Ok excepted), and so does each [class@Carehare.Consumer]: a callback
+ * may drop the program's last reference, and the operations still pending
+ * complete all the same. Dropping the last reference with nothing pending
+ * closes the connection.
  *
  * A connection and its consumers belong to the [struct@GLib.MainContext]
  * that was thread-default when the connection was created: every callback
@@ -139,7 +151,8 @@ struct _CarehareConnection
   gboolean close_requested;       /* closed by the program before or while connecting: stays closed */
   gboolean is_closed;
   gboolean is_blocked;
-  GPtrArray *close_tasks;         /* owned GTasks waiting for the socket to close */
+  GPtrArray *close_tasks;         /* owned: close_async() GTasks until they return */
+  gboolean disposing;             /* inside dispose: nothing completes here */
 };
 
 enum {
@@ -223,11 +236,14 @@ io_data_finish (IoData *data)
   return self;
 }
 
-/* A close_async() call. Its task does not keep the connection alive while
- * it waits for Close-Ok: dropping the last reference then closes the
- * socket at once (see dispose). */
+/* A close_async() call. Its task is the one pending operation that does
+ * not keep the connection alive while it waits for Close-Ok: a program (a
+ * worker thread) that closes and drops its last reference without waiting
+ * has the socket closed at once, in dispose, and the task takes its
+ * reference back there to complete from an idle. */
 typedef struct {
   CarehareProtocolOp *op;        /* while waiting for Close-Ok */
+  gboolean done;                 /* the wait for Close-Ok is over */
   gboolean borrowed;             /* the task's reference on the connection is lent back */
   gboolean returned;
   GError *error;                 /* the cause the connection had closed with, if any */
@@ -262,12 +278,60 @@ close_task_return (GTask *task)
   g_object_unref (task);
 }
 
-/* The socket is closed: so are the close_async() calls waiting for it. */
+/* The close task holds the connection again, so that it may complete. */
+static void
+close_task_take_back (GTask *task)
+{
+  CloseData *data = g_task_get_task_data (task);
+
+  if (data->borrowed)
+    {
+      g_object_ref (g_task_get_source_object (task));
+      data->borrowed = FALSE;
+    }
+}
+
+static gboolean
+close_task_return_cb (gpointer user_data)
+{
+  close_task_return (g_object_ref (user_data));
+  return G_SOURCE_REMOVE;
+}
+
+/* The socket is closed: so are the close_async() calls whose wait for
+ * Close-Ok is over. From dispose they complete from an idle, never inside
+ * it (a binding may be collecting the object, and cannot run a callback
+ * then). */
 static void
 return_close_tasks (CarehareConnection *self)
 {
-  while (self->close_tasks->len > 0)
-    close_task_return (g_ptr_array_steal_index (self->close_tasks, 0));
+  g_autoptr(GPtrArray) done = g_ptr_array_new ();
+
+  for (guint i = 0; i < self->close_tasks->len;)
+    {
+      GTask *task = self->close_tasks->pdata[i];
+
+      if (((CloseData *) g_task_get_task_data (task))->done)
+        g_ptr_array_add (done, g_ptr_array_steal_index (self->close_tasks, i));
+      else
+        i++;
+    }
+  for (guint i = 0; i < done->len; i++)
+    {
+      GTask *task = done->pdata[i];
+
+      if (self->disposing)
+        {
+          g_autoptr(GSource) idle = g_idle_source_new ();
+
+          g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+          g_source_set_callback (idle, close_task_return_cb, task, g_object_unref);
+          g_source_set_static_name (idle, "[carehare] close completed");
+          g_source_attach (idle, g_task_get_context (task));
+        }
+      else
+        close_task_return (task);
+    }
 }
 
 /* The TCP socket under the stream, under TLS too. */
@@ -1413,9 +1477,17 @@ carehare_connection_dispose (GObject *object)
 {
   CarehareConnection *self = CAREHARE_CONNECTION (object);
 
+  self->disposing = TRUE;
+  /* Every pending operation holds the connection, but a close waiting for
+   * Close-Ok: each takes its reference back now, so the connection lives
+   * on until they have completed (from an idle). */
+  for (guint i = 0; i < self->close_tasks->len; i++)
+    close_task_take_back (self->close_tasks->pdata[i]);
   if (self->protocol != NULL)
     {
-      /* Nobody is listening any more: the protocol fails what is left. */
+      /* Nobody is listening any more: the protocol completes the closes.
+       * Reached from inside one of its callbacks, it finishes them and is
+       * freed once it returned. */
       carehare_protocol_free (g_steal_pointer (&self->protocol));
     }
   g_ptr_array_set_size (self->dead_protocols, 0);
@@ -1438,6 +1510,7 @@ carehare_connection_dispose (GObject *object)
     }
   return_close_tasks (self);
   init_cleanup (self);
+  self->disposing = FALSE;
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->dispose (object);
 }
@@ -1466,6 +1539,7 @@ carehare_connection_finalize (GObject *object)
   g_free (self->uri);
   g_free (self->redacted_uri);
   carehare_uri_settings_clear (&self->settings);
+  g_assert (self->close_tasks->len == 0);
   g_ptr_array_unref (self->close_tasks);
   g_ptr_array_unref (self->dead_protocols);
   g_strfreev (self->uris);
@@ -1923,23 +1997,20 @@ close_done_cb (CarehareProtocolOp   *op,
                const GError         *error,
                gpointer              user_data)
 {
-  GTask *task = user_data;
+  GTask *task = user_data;  /* the op's reference */
   CloseData *data = g_task_get_task_data (task);
   CarehareConnection *self = g_task_get_source_object (task);
 
-  /* The task gets its reference on the connection back (see close_async). */
-  if (data->borrowed)
-    {
-      g_object_ref (self);
-      data->borrowed = FALSE;
-    }
+  /* The task holds the connection again (see close_async) and completes
+   * when the socket is closed. */
+  close_task_take_back (task);
   data->op = NULL;
+  data->done = TRUE;
   if (error != NULL)
     data->error = g_error_copy (error);
   if (self->stream_closed || self->stream == NULL)
-    close_task_return (task);
-  else
-    g_ptr_array_add (self->close_tasks, task);  /* completes when the socket is closed */
+    return_close_tasks (self);
+  g_object_unref (task);
 }
 
 static gboolean
@@ -1996,6 +2067,11 @@ close_cancelled_cb (GCancellable *cancellable,
  * and the close completes as it would have, with %TRUE (the connection
  * is closed all the same, not cancelled).
  *
+ * Unlike other operations, a close does not keep the connection alive
+ * while it waits for Close-Ok: a program that drops its last reference
+ * right after calling it has the socket closed at once, and @callback
+ * still runs, later, from the connection's main context.
+ *
  * Closing while the connection is being initialised (before
  * g_async_initable_init_async() completed, or even started) stops
  * connecting: initialisation fails with %CAREHARE_ERROR_CONNECTION_CLOSED
@@ -2010,6 +2086,7 @@ carehare_connection_close_async (CarehareConnection  *self,
                                  GAsyncReadyCallback  callback,
                                  gpointer             user_data)
 {
+  g_autoptr(CarehareConnection) keep = NULL;
   GTask *task;
   CloseData *data;
   CarehareProtocolOp *op;
@@ -2019,6 +2096,9 @@ carehare_connection_close_async (CarehareConnection  *self,
   if (!_carehare_connection_check_context (self))
     return;
 
+  /* Closing completes every pending operation, whose callbacks may drop
+   * the program's last reference. */
+  keep = g_object_ref (self);
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_close_async);
   g_task_set_check_cancellable (task, FALSE);
@@ -2047,13 +2127,17 @@ carehare_connection_close_async (CarehareConnection  *self,
   /* While it waits for Close-Ok, the task does not keep the connection
    * alive: a program (a worker thread) that drops its last reference
    * without waiting has the socket closed at once, in dispose. The
-   * reference is given back in close_done_cb(). */
+   * reference is taken back in close_done_cb() or dispose. The list keeps
+   * the task until it returns; the protocol op holds the reference made
+   * here until it completes. */
   data->borrowed = TRUE;
   g_object_unref (self);
+  g_ptr_array_add (self->close_tasks, g_object_ref (task));
   op = carehare_protocol_close (self->protocol, g_get_monotonic_time (), close_done_cb, task);
-  /* The task is alive here even if it completed (GTask completes in an
-   * idle of its own when returned during the call that made it). */
-  data->op = op;
+  /* The task is alive here even if it completed (the list holds it, or
+   * GTask's idle when it returned during the call that made it). */
+  if (!data->done)
+    data->op = op;
   if (cancellable != NULL && !data->returned)
     {
       data->cancellable = g_object_ref (cancellable);
@@ -2092,7 +2176,6 @@ carehare_connection_close_finish (CarehareConnection  *self,
 typedef struct {
   CarehareProtocolOp *op;        /* while pending */
   gboolean done;
-  gboolean borrowed;             /* the task's reference on the connection is lent back */
   GCancellable *cancellable;     /* owned */
   gulong cancelled_id;
   char *queue;                   /* declare-ok */
@@ -2117,14 +2200,6 @@ rpc_done_cb (CarehareProtocolOp   *op,
   GTask *task = user_data;
   RpcData *data = g_task_get_task_data (task);
 
-  /* The task gets its reference on the connection back to complete with
-   * (which, from dispose, resurrects the connection until the callbacks
-   * have run). */
-  if (data->borrowed)
-    {
-      g_object_ref (g_task_get_source_object (task));
-      data->borrowed = FALSE;
-    }
   data->op = NULL;
   data->done = TRUE;
   if (data->cancelled_id != 0)
@@ -2242,12 +2317,7 @@ op_task_new (CarehareConnection  *self,
       g_object_unref (task);
       return NULL;
     }
-  /* A pending operation does not keep the connection alive: when the
-   * program drops its last reference, dispose closes the connection and
-   * every pending operation completes with CONNECTION_CLOSED. The task's
-   * reference is lent back here and returned in rpc_done_cb(). */
-  ((RpcData *) g_task_get_task_data (task))->borrowed = TRUE;
-  g_object_unref (self);
+  /* As in GIO, the task holds the connection until it has completed. */
   return task;
 }
 
@@ -2262,9 +2332,14 @@ start_rpc (CarehareConnection   *self,
            GAsyncReadyCallback   callback,
            gpointer              user_data)
 {
+  g_autoptr(CarehareConnection) keep = NULL;
   GTask *task;
   CarehareProtocolOp *op;
 
+  /* Writing may find the socket dead: the operations pending before this
+   * one complete during this call, and their callbacks may drop the
+   * program's last reference. */
+  keep = g_object_ref (self);
   task = op_task_new (self, source_tag, cancellable, callback, user_data);
   if (task == NULL)
     return;
@@ -2923,6 +2998,7 @@ carehare_connection_publish_async (CarehareConnection   *self,
                                    GAsyncReadyCallback   callback,
                                    gpointer              user_data)
 {
+  g_autoptr(CarehareConnection) keep = NULL;
   CarehareBasicProperties basic;
   CarehareProtocolOp *op;
   GTask *task;
@@ -2933,6 +3009,7 @@ carehare_connection_publish_async (CarehareConnection   *self,
   g_return_if_fail (body != NULL);
   g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
 
+  keep = g_object_ref (self);  /* as in start_rpc() */
   task = op_task_new (self, carehare_connection_publish_async, cancellable, callback, user_data);
   if (task == NULL)
     return;
@@ -3023,6 +3100,7 @@ carehare_connection_acking_consumer_async (CarehareConnection  *self,
                                            GAsyncReadyCallback  callback,
                                            gpointer             user_data)
 {
+  g_autoptr(CarehareConnection) keep = NULL;
   g_autoptr(CarehareConsumer) consumer = NULL;
   GTask *task;
 
@@ -3031,6 +3109,7 @@ carehare_connection_acking_consumer_async (CarehareConnection  *self,
   if (!_carehare_connection_check_context (self))
     return;
 
+  keep = g_object_ref (self);  /* as in start_rpc() */
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_acking_consumer_async);
   if (self->protocol == NULL)

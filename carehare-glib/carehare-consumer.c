@@ -30,6 +30,12 @@
  * be acknowledged: the consumer's channel is closed once they all are, or
  * when the program closes the consumer.
  *
+ * A consumer holds a reference on its connection, and a waiting
+ * `next_delivery` holds one on the consumer until its callback has run, as
+ * every GIO call holds its source object: the program need keep no
+ * variable for a consumer that waits. Dropping the last reference on a
+ * consumer with nothing pending stops it; to stop one that waits, close it.
+ *
  * A message another program published that cannot be represented (its
  * header sets property flag bits that name no property, or nests tables
  * deeper than 64 levels) is rejected without requeueing, and
@@ -119,7 +125,6 @@ typedef struct {
   gulong cancelled_id;
   gboolean batch;             /* next_deliveries: up to max at once */
   guint max;                  /* 0: all that are buffered */
-  gboolean borrowed;          /* the task's reference on the consumer is lent back */
 } WaiterData;
 
 typedef struct {
@@ -210,11 +215,6 @@ waiter_done (GTask *task)
 {
   WaiterData *data = g_task_get_task_data (task);
 
-  if (data != NULL && data->borrowed)
-    {
-      g_object_ref (g_task_get_source_object (task));
-      data->borrowed = FALSE;
-    }
   if (data != NULL && data->cancelled_id != 0)
     {
       g_cancellable_disconnect (data->cancellable, data->cancelled_id);
@@ -223,8 +223,8 @@ waiter_done (GTask *task)
   return task;
 }
 
-/* NULL once disposed: a consumer outlives its dispose while the callbacks
- * of the calls it failed there run, and those may call it again. */
+/* NULL once disposed (g_object_run_dispose(), or a binding that calls a
+ * disposed object): then every call is a harmless no-op. */
 static CarehareProtocol *
 get_protocol (CarehareConsumer *self)
 {
@@ -494,16 +494,32 @@ _carehare_consumer_started (CarehareConsumer *self)
 
 /* ---- GObject ------------------------------------------------------------- */
 
+static gboolean
+end_stream_idle_cb (gpointer user_data)
+{
+  end_stream (user_data, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                                              "Consumer closed: it was disposed"));
+  return G_SOURCE_REMOVE;
+}
+
 static void
 carehare_consumer_dispose (GObject *object)
 {
   CarehareConsumer *self = CAREHARE_CONSUMER (object);
 
-  /* Waiting calls hold no reference: they fail now, and their tasks take
-   * their reference back until the callbacks have run. */
-  if (!g_queue_is_empty (&self->waiters))
-    end_stream (self, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
-                                           "Consumer closed: the program dropped its last reference"));
+  /* Every waiting call holds the consumer (GTask's rule), so dropping the
+   * last reference leaves none: it stops a consumer with nothing pending.
+   * Only g_object_run_dispose() gets here with calls waiting: they fail,
+   * from an idle, never inside dispose. */
+  if (!g_queue_is_empty (&self->waiters) && self->connection != NULL)
+    {
+      g_autoptr(GSource) idle = g_idle_source_new ();
+
+      g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+      g_source_set_callback (idle, end_stream_idle_cb, g_object_ref (self), g_object_unref);
+      g_source_set_static_name (idle, "[carehare] consumer disposed");
+      g_source_attach (idle, _carehare_connection_get_context (self->connection));
+    }
 
   if (self->pc != NULL)
     {
@@ -693,11 +709,9 @@ next_async (CarehareConsumer    *self,
       data->batch = batch;
       data->max = max;
       g_task_set_task_data (task, data, (GDestroyNotify) waiter_data_free);
+      /* As in GIO, the waiting call holds the consumer (its task does)
+       * until it completes: a program that wants it gone closes it. */
       g_queue_push_tail (&self->waiters, g_object_ref (task));
-      /* A waiting call does not keep the consumer alive: dropping the last
-       * reference ends the stream and fails it (see dispose). */
-      data->borrowed = TRUE;
-      g_object_unref (self);
       if (cancellable != NULL)
         {
           data->cancellable = g_object_ref (cancellable);
@@ -731,6 +745,12 @@ next_async (CarehareConsumer    *self,
  * only while no message was handed to it: once one was (even in the same
  * main-loop turn as the cancellation), the call reports it, so that no
  * message is lost unacknowledged.
+ *
+ * As every GIO call holds its source object, the waiting call holds the
+ * consumer (and so the connection) until @callback has run: a consumer the
+ * program keeps no reference to goes on waiting, and receiving. To stop
+ * waiting, close the consumer ([method@Carehare.Consumer.close_async]: the
+ * call fails with %CAREHARE_ERROR_CHANNEL_CLOSED) or cancel the call.
  */
 void
 carehare_consumer_next_delivery_async (CarehareConsumer    *self,
@@ -758,9 +778,10 @@ carehare_consumer_next_delivery_async (CarehareConsumer    *self,
  * Takes every message that has arrived, up to @max_deliveries, waiting
  * for one if none has. It is [method@Carehare.Consumer.next_delivery_async]
  * for busy consumers: one call, and one main-loop turn, for a whole read's
- * worth of messages. Each must still be acknowledged on its own. Fails as
- * next_delivery does; the messages returned stop before one that was
- * rejected, which the next call reports.
+ * worth of messages. Each must still be acknowledged on its own. Fails,
+ * and holds the consumer while it waits, as next_delivery does; the
+ * messages returned stop before one that was rejected, which the next call
+ * reports.
  */
 void
 carehare_consumer_next_deliveries_async (CarehareConsumer    *self,
@@ -842,12 +863,17 @@ void
 carehare_consumer_ack (CarehareConsumer *self,
                        guint64           delivery_tag)
 {
+  g_autoptr(CarehareConsumer) keep = NULL;
   CarehareProtocol *protocol;
 
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
   if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
     return;
 
+  /* Writing may find the connection dead: pending calls complete during
+   * this one, and their callbacks may drop the program's last reference
+   * on the consumer (which holds the connection). */
+  keep = g_object_ref (self);
   /* The protocol drops what the broker must not see: a tag settled
    * already or never delivered, and anything once the consumer's channel
    * is closed. After the broker cancelled the consumer, its channel stays
@@ -874,12 +900,14 @@ carehare_consumer_nack (CarehareConsumer *self,
                         guint64           delivery_tag,
                         gboolean          requeue)
 {
+  g_autoptr(CarehareConsumer) keep = NULL;
   CarehareProtocol *protocol;
 
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
   if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
     return;
 
+  keep = g_object_ref (self);  /* as in ack() */
   protocol = get_protocol (self);
   if (self->pc == NULL || protocol == NULL)
     return;
@@ -918,6 +946,7 @@ carehare_consumer_close_async (CarehareConsumer    *self,
                                GAsyncReadyCallback  callback,
                                gpointer             user_data)
 {
+  g_autoptr(CarehareConsumer) keep = NULL;
   GTask *task;
   CarehareProtocol *protocol;
 
@@ -925,6 +954,9 @@ carehare_consumer_close_async (CarehareConsumer    *self,
   if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
     return;
 
+  /* Closing fails the waiting calls, whose callbacks may drop the
+   * program's last reference. */
+  keep = g_object_ref (self);
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_consumer_close_async);
   g_task_set_check_cancellable (task, FALSE);

@@ -249,9 +249,11 @@ struct _CarehareProtocol {
 
   guint depth;
   GQueue events;           /* of Event * */
+  gboolean free_pending;   /* freed from a callback: freed when the outermost call returns */
 };
 
 static void fail_everything (CarehareProtocol *self, const GError *cause);
+static void protocol_destroy (CarehareProtocol *self);
 static void consumer_unref_internal (CarehareProtocolConsumer *consumer);
 static void publisher_fail_ops (CarehareProtocol *self, Publisher *pub, GError *error);
 static void consumer_end (CarehareProtocol *self, CarehareProtocolConsumer *consumer, GError *error);
@@ -267,14 +269,16 @@ enter (CarehareProtocol *self)
   self->depth++;
 }
 
-static void
+/* Returns FALSE when the protocol was freed: carehare_protocol_free() was
+ * called from one of the callbacks, and @self is gone. */
+static gboolean
 leave (CarehareProtocol *self)
 {
   g_assert (self->depth > 0);
   if (self->depth > 1)
     {
       self->depth--;
-      return;
+      return TRUE;
     }
 
   /* Still at depth 1 while delivering, so that calls made by the callbacks
@@ -334,6 +338,12 @@ leave (CarehareProtocol *self)
         }
     }
   self->depth--;
+  if (self->free_pending)
+    {
+      protocol_destroy (self);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 /* leave() for the calls that start an operation: returns @op, or NULL when
@@ -690,7 +700,7 @@ carehare_protocol_free (CarehareProtocol *self)
   if (self == NULL)
     return;
 
-  g_return_if_fail (self->depth == 0);
+  g_return_if_fail (!self->free_pending);
 
   enter (self);
   /* A close waiting for Close-Ok is over: we closed it (nothing else was
@@ -702,8 +712,16 @@ carehare_protocol_free (CarehareProtocol *self)
   /* Nobody is left to hear "finished". */
   self->callbacks.finished = NULL;
   self->callbacks.blocked_changed = NULL;
+  /* Called from one of our own callbacks (the object that owns us was
+   * disposed there): the completions still queued run first, and the
+   * outermost call frees us when it returns. */
+  self->free_pending = TRUE;
   leave (self);
+}
 
+static void
+protocol_destroy (CarehareProtocol *self)
+{
   g_free (self->username);
   if (self->password != NULL)
     memset (self->password, 0, strlen (self->password));
@@ -2912,7 +2930,8 @@ carehare_protocol_receive (CarehareProtocol *self,
             finish (self, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
                                                "Bad bytes from server: not an AMQP 0-9-1 server"));
         }
-      leave (self);
+      if (!leave (self))
+        return FALSE;
       return self->state != STATE_FINISHED;
     }
 
@@ -2957,7 +2976,8 @@ carehare_protocol_receive (CarehareProtocol *self,
         g_byte_array_remove_range (self->in, 0, offset);
     }
 
-  leave (self);
+  if (!leave (self))
+    return FALSE;
   return self->state != STATE_FINISHED;
 }
 

@@ -105,7 +105,11 @@ CarehareProtocol *carehare_protocol_new  (const CarehareProtocolConfig    *confi
                                           const CarehareProtocolCallbacks *callbacks,
                                           gpointer                         user_data);
 /* Fails every pending operation with CONNECTION_CLOSED (callbacks run)
- * before freeing; a close waiting for Close-Ok completes without error. */
+ * before freeing; a close waiting for Close-Ok completes without error.
+ * May be called from one of the protocol's own callbacks: then it is over
+ * at once (no "finished" or "blocked_changed" callback runs any more), the
+ * completions still queued run, and it is freed when the outermost call
+ * into it returns; the caller must not call it again. */
 void              carehare_protocol_free (CarehareProtocol *protocol);
 
 /* Starts the handshake: queues the protocol header. The op completes after

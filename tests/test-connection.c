@@ -899,12 +899,16 @@ unref_result_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
   g_autofree char *name = carehare_connection_queue_declare_finish (CAREHARE_CONNECTION (source),
                                                                     result, NULL, NULL, &error);
-  /* The program dropped the connection: it closed, and told each. */
-  g_assert_null (name);
-  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  /* The pending operations held the connection: each completed. */
+  g_assert_no_error (error);
+  g_assert_nonnull (name);
   (*n)++;
 }
 
+/* As in GIO, a pending operation holds its connection (before issue 13
+ * they failed with CONNECTION_CLOSED): dropping the program's last
+ * reference lets them complete, and the connection is closed and freed
+ * once they have. */
 static void
 test_drop_last_reference_with_pending (void)
 {

@@ -1876,6 +1876,87 @@ test_close_free_handshake (Fixture       *f,
   assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
 }
 
+/* Completes like op_done_cb(), then frees the protocol from inside its
+ * own callback: the object that owned it was disposed there. */
+static void
+free_in_callback_cb (CarehareProtocolOp   *op,
+                     const CarehareMethod *reply,
+                     const GError         *error,
+                     gpointer              user_data)
+{
+  Completion *c = user_data;
+
+  op_done_cb (op, reply, error, user_data);
+  g_clear_pointer (&c->f->p, carehare_protocol_free);
+}
+
+static Completion *
+declare_freeing_in_callback (Fixture    *f,
+                             const char *queue)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DECLARE };
+  Completion *c = completion_new (f);
+
+  m.queue_declare.queue = (char *) queue;
+  c->op = carehare_protocol_rpc (f->p, &m, CAREHARE_METHOD_QUEUE_DECLARE_OK,
+                                 free_in_callback_cb, c);
+  g_assert_nonnull (c->op);
+  return c;
+}
+
+/* Freed from inside a completion that the connection ending queued: the
+ * completions after it still run, once each, nothing else is called, and
+ * the protocol is freed when the call that ended it returns (the sanitizer
+ * build checks that nothing is touched after, or leaked). */
+static void
+test_close_free_in_callback_abort (Fixture       *f,
+                                   gconstpointer  data)
+{
+  g_autoptr(GError) eof = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED, "reset");
+  Completion *a, *b, *c;
+
+  handshake (f, 2, 131072, 0);
+  a = declare_freeing_in_callback (f, "a");
+  b = rpc_declare (f, "b");
+  c = rpc_declare (f, "c");  /* waits for a channel */
+  g_ptr_array_unref (take_sent (f));
+  carehare_protocol_abort (f->p, eof);
+  g_assert_null (f->p);
+  assert_failed (a, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (f->n_finished, ==, 0);
+}
+
+/* Freed from inside a completion that a reply caused: the others fail
+ * with CONNECTION_CLOSED, and receive says to stop reading. */
+static void
+test_close_free_in_callback_receive (Fixture       *f,
+                                     gconstpointer  data)
+{
+  Completion *a, *b;
+  CarehareProtocol *p;
+
+  handshake (f, 2, 131072, 0);
+  a = declare_freeing_in_callback (f, "a");
+  b = rpc_declare (f, "b");
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_method (f, 1, &(CarehareMethod) { .id = CAREHARE_METHOD_CHANNEL_OPEN_OK }));
+  g_assert_true (server_method (f, 2, &(CarehareMethod) { .id = CAREHARE_METHOD_CHANNEL_OPEN_OK }));
+  g_ptr_array_unref (take_sent (f));
+  p = f->p;
+  {
+    g_autoptr(GByteArray) buf = g_byte_array_new ();
+
+    encode_declare_ok (buf, 1, "a", 0, 0);
+    g_assert_false (carehare_protocol_receive (p, buf->data, buf->len, f->now));
+  }
+  g_assert_null (f->p);
+  assert_ok (a);
+  assert_failed (b, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (f->n_finished, ==, 0);
+}
+
 /* ======================================================================== */
 /* blocked                                                                   */
 /* ======================================================================== */
@@ -2439,6 +2520,8 @@ main (int   argc,
   ADD ("close/abort-while-closing", test_close_abort_while_closing);
   ADD ("close/free-pending", test_close_free_pending);
   ADD ("close/free-pending-rpcs", test_close_free_pending_rpcs);
+  ADD ("close/free-in-callback/abort", test_close_free_in_callback_abort);
+  ADD ("close/free-in-callback/receive", test_close_free_in_callback_receive);
   ADD ("close/free-handshake", test_close_free_handshake);
 
   ADD ("blocked", test_blocked);

@@ -1192,35 +1192,63 @@ dropped_consumer_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
   g_autoptr(CarehareDelivery) delivery = NULL;
 
+  /* The call got the next message: the consumer was alive all along. */
   delivery = carehare_consumer_next_delivery_finish (CAREHARE_CONSUMER (source), result, &error);
-  g_assert_null (delivery);
-  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
-  /* The consumer is disposed but alive during this callback: calls on it
-   * are harmless. */
-  carehare_consumer_ack (CAREHARE_CONSUMER (source), 1);
-  carehare_consumer_nack (CAREHARE_CONSUMER (source), 2, TRUE);
-  carehare_consumer_close_async (CAREHARE_CONSUMER (source), NULL, NULL, NULL);
-  g_assert_true (carehare_consumer_get_is_closed (CAREHARE_CONSUMER (source)));
+  g_assert_no_error (error);
+  assert_body (delivery, "for the dropped consumer");
+  carehare_consumer_ack (CAREHARE_CONSUMER (source),
+                         carehare_delivery_get_delivery_tag (delivery));
   (*n)++;
 }
 
-/* A waiting next_delivery does not keep the consumer alive: dropping the
- * last reference ends it, the callback runs with CHANNEL_CLOSED, and the
- * object is freed afterwards. */
+static guint
+queue_consumer_count (CarehareConnection *conn,
+                      const char         *queue)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = NULL;
+  guint count = 99;
+
+  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  name = carehare_connection_queue_declare_finish (conn, result, NULL, &count, &error);
+  g_assert_no_error (error);
+  return count;
+}
+
+/* A waiting next_delivery holds the consumer, as a pending GIO call holds
+ * its object: dropping the program's last reference does not end it (it
+ * did before issue 13: the call failed with CHANNEL_CLOSED). The call gets
+ * the next message; then, with nothing pending and no reference left, the
+ * consumer is freed and stops consuming. */
 static void
 test_drop_consumer_with_pending (void)
 {
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
-  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autofree char *queue = declare_queue_with_flags (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                                     NULL);
   g_autoptr(GError) error = NULL;
   CarehareConsumer *consumer = start_consumer (conn, queue, 5, &error);
+  g_autoptr(GObject) alive = NULL;
   GWeakRef weak;
   guint n = 0;
+  guint waited = 0;
 
   g_assert_no_error (error);
   g_weak_ref_init (&weak, consumer);
   carehare_consumer_next_delivery_async (consumer, NULL, dropped_consumer_cb, &n);
   g_object_unref (consumer);
+  carehare_test_run_for (100);
+  g_assert_cmpuint (n, ==, 0);
+  alive = g_weak_ref_get (&weak);
+  g_assert_nonnull (alive);
+  g_clear_object (&alive);
+  g_assert_cmpuint (queue_consumer_count (conn, queue), ==, 1);
+
+  g_assert_true (publish_text (conn, "", queue, "for the dropped consumer", &error));
+  g_assert_no_error (error);
   while (n < 1)
     g_main_context_iteration (NULL, TRUE);
   carehare_test_run_for (100);
@@ -1228,8 +1256,10 @@ test_drop_consumer_with_pending (void)
   g_weak_ref_clear (&weak);
 
   /* The broker has no consumer left on the queue; the connection is fine. */
-  g_assert_true (publish_text (conn, "", queue, "still here", &error));
-  g_assert_no_error (error);
+  while (queue_consumer_count (conn, queue) > 0 && waited++ < 50)
+    carehare_test_run_for (100);
+  g_assert_cmpuint (queue_consumer_count (conn, queue), ==, 0);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
   close_connection (conn);
 }
 

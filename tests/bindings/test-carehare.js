@@ -440,6 +440,69 @@ test('plain amqp:// URI', async () => {
     }
 });
 
+// A pending call holds its object, as every GIO call does: the program
+// need keep no variable for an object that waits, and garbage collection
+// while it waits neither ends it nor swallows the callback (which GJS
+// refuses to run during a collection).
+async function collectGarbage() {
+    for (let i = 0; i < 3; i++) {
+        System.gc();
+        // eslint-disable-next-line no-await-in-loop
+        await new Promise(resolve => GLib.timeout_add(GLib.PRIORITY_DEFAULT, 20, () => {
+            resolve();
+            return GLib.SOURCE_REMOVE;
+        }));
+    }
+}
+
+test('a consumer waiting in next_delivery with no JS variable survives System.gc()', async () => {
+    const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+    try {
+        const queue = await declareQueue(conn);
+        const seen = [];
+        // The consumer's only variable is in a function that has returned.
+        await (async () => {
+            const consumer = await timeout(conn.acking_consumer_async(queue, 0, 1, null));
+            consumer.next_delivery_async(null, (source, result) => {
+                try {
+                    const delivery = source.next_delivery_finish(result);
+                    source.ack(delivery.delivery_tag);
+                    seen.push(decoder.decode(delivery.get_body().toArray()));
+                } catch (error) {
+                    seen.push(error);
+                }
+            });
+        })();
+        await collectGarbage();
+        assertEqual(seen.length, 0, 'callbacks before the publish');
+        await publish(conn, queue, 'after the collection');
+        await until(() => seen.length > 0);
+        assertEqual(seen, ['after the collection'], 'what the waiting call got');
+    } finally {
+        await close(conn);
+    }
+});
+
+test('a pending declare on a connection with no JS variable survives System.gc()', async () => {
+    const seen = [];
+    await (async () => {
+        const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+        conn.queue_declare_async('', Carehare.QueueFlags.EXCLUSIVE, null, null, (source, result) => {
+            try {
+                const [name] = source.queue_declare_finish(result);
+                seen.push(name);
+            } catch (error) {
+                seen.push(error);
+            }
+            source.close_async(null, null);
+        });
+    })();
+    await collectGarbage();
+    await until(() => seen.length > 0);
+    assertEqual(seen.length, 1, 'callbacks');
+    assert(typeof seen[0] === 'string' && seen[0].startsWith('amq.gen-'), `declare gave ${seen[0]}`);
+});
+
 // ---- TAP runner ---------------------------------------------------------------------
 
 async function main() {

@@ -12,6 +12,7 @@ the callback fires (or a timeout fails the test) and returns
 `<name>_finish`. That the pairs resolve by name here is also what lets
 PyGObject 3.50+ await them directly (`await conn.queue_declare_async(...)`).
 """
+import gc
 import os
 import sys
 import traceback
@@ -567,6 +568,46 @@ def test_await_dispatch_new_for_uris_async():
         "new_for_uris_finish")
     assert isinstance(conn, Carehare.Connection)
     close(conn)
+
+
+def test_worker_without_consumer_variable_keeps_receiving():
+    # The natural worker keeps no variable for its consumer: each callback
+    # asks for the next message. The waiting call holds the consumer (as a
+    # GIO call holds its object), so it keeps receiving; before issue 13 it
+    # was closed at once with "the program dropped its last reference".
+    conn = connect(plain_uri())
+    try:
+        queue = declare_queue(conn)
+        received = []
+        errors = []
+
+        def on_delivery(consumer, result):
+            try:
+                delivery = consumer.next_delivery_finish(result)
+            except GLib.Error as error:
+                errors.append(error)
+                return
+            received.append(bytes(delivery.get_body().get_data()).decode())
+            consumer.ack(delivery.get_delivery_tag())
+            consumer.next_delivery_async(None, on_delivery)
+
+        def on_started(connection, result):
+            connection.acking_consumer_finish(result).next_delivery_async(None, on_delivery)
+
+        for body in (b"one", b"two"):
+            publish(conn, queue, body)
+        conn.acking_consumer_async(queue, 0, 10, None, on_started)
+        run_until(lambda: len(received) >= 2 or errors)
+        assert not errors, errors[0].message
+        gc.collect()
+        later = GLib.get_monotonic_time() + 100 * 1000
+        run_until(lambda: GLib.get_monotonic_time() > later)
+        publish(conn, queue, b"three")
+        run_until(lambda: len(received) >= 3 or errors)
+        assert not errors, errors[0].message
+        assert received == ["one", "two", "three"], received
+    finally:
+        close(conn)
 
 
 TESTS = [value for key, value in list(globals().items()) if key.startswith("test_")]
