@@ -3112,6 +3112,10 @@ carehare_connection_acking_consumer_async (CarehareConnection  *self,
   keep = g_object_ref (self);  /* as in start_rpc() */
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_acking_consumer_async);
+  /* Cancellation wins only while the start is pending (the protocol core
+   * then closes its channel); once the broker confirmed it, the running
+   * consumer is reported, never CANCELLED with the consumer left running. */
+  g_task_set_check_cancellable (task, FALSE);
   if (self->protocol == NULL)
     {
       g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,

@@ -1015,6 +1015,75 @@ test_queue_deleted_with_deliveries_held (void)
 /* Acking a tag twice (or a tag never delivered) would be a channel error
  * (406 PRECONDITION_FAILED "unknown delivery tag") that killed the
  * consumer: the library drops such acks, and the consumer goes on. */
+static guint queue_consumer_count (CarehareConnection *conn, const char *queue);
+
+/* A consumer start cancelled once the broker has answered it reports the
+ * running consumer (cancellation wins only before anything irrevocable);
+ * reporting CANCELLED while the consumer ran on, out of the program's
+ * reach, took up to prefetch_count messages nobody could ack. */
+static void
+test_consume_start_cancelled_after_consume_ok (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *name = carehare_test_unique_name ("cancel-started");
+  g_autofree char *queue = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+
+  queue = declare_queue_with_flags (conn, name, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_connection_acking_consumer_async (conn, queue, 0, 10, cancellable,
+                                             carehare_test_store_result, &result);
+  /* The frames are written at once: let the broker answer before the
+   * program cancels, without iterating. */
+  g_usleep (300 * 1000);
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
+  /* The result stays referenced, as a Python program keeping the
+   * exception keeps it. */
+  carehare_test_run_for (300);
+  g_assert_no_error (error);
+  g_assert_nonnull (consumer);
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+  g_assert_cmpuint (queue_consumer_count (conn, queue), ==, 1);
+
+  g_clear_object (&consumer);
+  g_clear_object (&result);
+  delete_queue (conn, queue);
+  close_connection (conn);
+}
+
+/* Cancelled before the broker answered (right after the call, in the same
+ * main-loop turn): CANCELLED, and nothing is left consuming. */
+static void
+test_consume_start_cancelled_at_once (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *name = carehare_test_unique_name ("cancel-start");
+  g_autofree char *queue = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+
+  queue = declare_queue_with_flags (conn, name, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_connection_acking_consumer_async (conn, queue, 0, 10, cancellable,
+                                             carehare_test_store_result, &result);
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_null (consumer);
+  g_clear_object (&result);
+  carehare_test_run_for (200);
+  g_assert_cmpuint (queue_consumer_count (conn, queue), ==, 0);
+
+  delete_queue (conn, queue);
+  close_connection (conn);
+}
+
 static void
 test_ack_twice (void)
 {
@@ -1553,6 +1622,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/consume/close", test_close_consumer);
   g_test_add_func ("/consume/queue-deleted", test_queue_deleted_cancels_consumer);
   g_test_add_func ("/consume/ack-twice", test_ack_twice);
+  g_test_add_func ("/consume/start-cancelled-at-once", test_consume_start_cancelled_at_once);
+  g_test_add_func ("/consume/start-cancelled-after-consume-ok",
+                   test_consume_start_cancelled_after_consume_ok);
   g_test_add_func ("/consume/queue-deleted-with-deliveries-held",
                    test_queue_deleted_with_deliveries_held);
   g_test_add_func ("/consume/connection-closed", test_connection_close_ends_consumer);
