@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The protocol core's internals, shared by its files: carehare-protocol.c
+ * (connection state, channel table, dispatch, output and time) and
+ * carehare-protocol-handshake.c, carehare-protocol-rpc.c,
+ * carehare-protocol-publish.c and carehare-protocol-consume.c. The
+ * functions below cross from one file to another; they are linked into the
+ * library hidden, and only the unit tests' static archive sees them.
+ */
+
+#include "carehare-protocol.h"
+
+#include "carehare-error-private.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  STATE_INITIAL,
+  STATE_AWAIT_START,
+  STATE_AWAIT_TUNE,
+  STATE_AWAIT_OPEN_OK,
+  STATE_OPEN,
+  STATE_CLOSING,
+  STATE_FINISHED,
+} State;
+
+typedef enum {
+  OP_HANDSHAKE,
+  OP_RPC,
+  OP_CLOSE,
+  OP_PUBLISH,
+  OP_CONSUME,            /* a consumer's start */
+  OP_CONSUMER_CLOSE,
+  OP_PUBLISHER_OPEN,     /* internal: a publisher waiting for a channel */
+} OpKind;
+
+typedef struct _Publisher Publisher;
+
+struct _CarehareProtocolOp {
+  OpKind kind;
+  CarehareProtocolOpCallback callback;
+  gpointer user_data;
+  gboolean done;           /* completion queued */
+  GByteArray *frame;       /* RPC: owned encoded frame; channel patched when sent */
+  guint32 reply_id;
+  guint16 channel;         /* RPC: the channel it runs on, 0 while waiting */
+  CarehareMethod reply;    /* owned once done, if has_reply */
+  gboolean has_reply;
+  GError *error;           /* owned once done */
+
+  /* OP_PUBLISH: frame holds the method and header frames */
+  Publisher *publisher;    /* also OP_PUBLISHER_OPEN */
+  guint method_len;        /* where the header frame starts in frame */
+  GBytes *body;            /* owned until written; a mandatory one's until confirmed */
+  GBytes *header;          /* mandatory: owned content header payload, until confirmed */
+  char *routing_key;       /* owned: matches basic.return to its publish */
+  gboolean mandatory;
+  gboolean written;
+  guint64 seq;             /* delivery tag, once written */
+  GError *returned;        /* owned: basic.return arrived for it */
+
+  /* OP_CONSUME, OP_CONSUMER_CLOSE */
+  CarehareProtocolConsumer *consumer;  /* not owned */
+};
+
+/* A basic.deliver or basic.return and the content frames that follow it. */
+typedef struct {
+  gboolean active;         /* a content method arrived */
+  gboolean have_header;
+  CarehareMethod method;   /* owned */
+  CarehareBasicProperties props;  /* owned */
+  guint64 body_size;
+  GByteArray *body;        /* owned */
+  GError *bad;             /* owned: the header cannot be represented, or
+                            * the body is too large; the body is skipped
+                            * and the message rejected */
+  gboolean skip;           /* a return no publish can match: the body is
+                            * skipped, not buffered */
+  guint64 skipped;         /* body bytes skipped so far, when bad or skip */
+} Content;
+
+struct _Publisher {
+  char *exchange;          /* owned; the key in publishers */
+  guint16 channel;         /* 0 until it has one */
+  CarehareProtocolOp open_op;  /* OP_PUBLISHER_OPEN; in waiting while it waits */
+  gboolean waiting;
+  guint64 next_seq;        /* delivery tag of the last publish written */
+  gboolean flow_stopped;   /* the server sent Channel.Flow(active=false) */
+  GQueue unwritten;        /* of CarehareProtocolOp *: waiting for a channel, unblock or flow */
+  GQueue unconfirmed;      /* of CarehareProtocolOp *: written, ascending seq */
+  Content content;         /* a basic.return being received */
+  GQueue returns;          /* of owned Return *: received, not yet settled by an ack */
+  guint64 returned_seq;    /* delivery tag of the last publish a return settled on */
+  gboolean idle;           /* nothing in flight: linked in idle_publishers */
+  GList idle_link;         /* data: this publisher */
+  gint64 idle_since;
+};
+
+typedef enum {
+  CONSUMER_WAITING,        /* for a channel */
+  CONSUMER_STARTING,       /* Open, Qos, Consume sent */
+  CONSUMER_ACTIVE,
+  CONSUMER_CANCELLED,      /* by the server; the channel stays open while
+                            * deliveries handed out are not settled */
+  CONSUMER_CLOSING,        /* we sent Channel.Close */
+  CONSUMER_ENDED,
+} ConsumerState;
+
+struct _CarehareProtocolConsumer {
+  guint ref_count;
+  ConsumerState state;
+  char *queue;
+  guint32 prefetch_size;
+  guint16 prefetch_count;
+  char *tag;               /* from Consume-Ok */
+  guint16 channel;
+  CarehareProtocolConsumerCallbacks callbacks;  /* cleared by the owner's unref */
+  gpointer user_data;
+  CarehareProtocolOp *start_op;    /* pending start, not owned */
+  GPtrArray *close_ops;            /* pending closes, not owned */
+  Content content;
+  /* Delivery tags handed to the owner and not settled yet: owned
+   * guint64 * keys, ascending. Its size is what the broker counts against
+   * prefetch_count (it counts a settle only once it reads it, so never
+   * less): a delivery that finds prefetch_count of them is a server fault. */
+  GTree *unsettled;
+  guint64 last_tag;                /* of the last basic.deliver; tags rise */
+  gboolean told_closed;            /* the closed callback is queued */
+};
+
+typedef enum {
+  CHANNEL_FREE = 0,
+  CHANNEL_BUSY,
+  CHANNEL_IDLE,
+  CHANNEL_CLOSING,
+} ChannelState;
+
+typedef enum {
+  CHANNEL_KIND_RPC,
+  CHANNEL_KIND_PUBLISHER,
+  CHANNEL_KIND_CONSUMER,
+} ChannelKind;
+
+typedef struct {
+  ChannelState state;
+  ChannelKind kind;
+  CarehareProtocolOp *op;  /* BUSY RPC: the RPC running here (not owned) */
+  Publisher *publisher;    /* PUBLISHER: owned by publishers */
+  CarehareProtocolConsumer *consumer;  /* CONSUMER: the protocol's ref is in consumers */
+} Channel;
+
+typedef enum {
+  EVENT_OP_DONE,
+  EVENT_FINISHED,
+  EVENT_BLOCKED,
+  EVENT_DELIVERY,
+  EVENT_DELIVERY_REJECTED,
+  EVENT_CONSUMER_CLOSED,
+} EventKind;
+
+typedef struct {
+  EventKind kind;
+  CarehareProtocolOp *op;  /* OP_DONE: owned */
+  gboolean blocked;
+  char *reason;
+  CarehareProtocolConsumer *consumer;  /* owned ref */
+  CarehareProtocolDelivery *delivery;  /* owned */
+  guint64 delivery_tag;                /* DELIVERY_REJECTED */
+  GError *error;                       /* owned */
+} Event;
+
+struct _CarehareProtocol {
+  State state;
+  CarehareProtocolCallbacks callbacks;
+  gpointer user_data;
+
+  /* configuration (owned copies) */
+  char *username;
+  char *password;
+  char *vhost;
+  char *connection_name;
+  char *product;
+  char *version;
+  char *platform;
+  CarehareAuthMechanism mechanism;
+  gint want_heartbeat;
+  gint want_channel_max;
+  gint64 want_frame_max;
+  gint64 close_timeout_us;
+  guint64 max_body_size;
+
+  /* negotiated */
+  guint16 heartbeat;
+  guint32 frame_max;
+  guint16 channel_max;
+  GVariant *server_properties;
+  gboolean blocked;
+
+  GByteArray *in;          /* bytes received, not yet a whole frame */
+  GByteArray *out;         /* bytes to write, after segments */
+  GPtrArray *segments;     /* of GBytes *: output before out (bodies are not copied) */
+  gint64 last_read;
+  gint64 last_write;
+  gint64 close_deadline;
+
+  CarehareProtocolOp *handshake;  /* pending handshake op, not owned */
+  GPtrArray *close_ops;           /* pending close ops, not owned */
+
+  Channel *channels;       /* channel_max + 1 entries, [0] unused */
+  guint n_open_channels;
+  guint16 free_hint;
+  GQueue idle;             /* of GUINT_TO_POINTER (channel id) */
+  GQueue waiting;          /* of CarehareProtocolOp * (RPC, CONSUME, PUBLISHER_OPEN), not owned */
+  GHashTable *publishers;  /* exchange -> owned Publisher * */
+  GQueue idle_publishers;  /* of Publisher * (links in them), least recently used first */
+  guint n_closing;         /* channels in CHANNEL_CLOSING: ids that will be free */
+  gint64 now;              /* the latest time a public call was given */
+  GPtrArray *consumers;    /* the protocol's refs on live consumers */
+
+  GError *finish_error;    /* why it finished; NULL if we closed it */
+
+  guint depth;
+  GQueue events;           /* of Event * */
+  gboolean free_pending;   /* freed from a callback: freed when the outermost call returns */
+};
+
+/* carehare-protocol.c: plumbing every file uses, the channel table, content frames */
+void _carehare_protocol_enter (CarehareProtocol *self);
+gboolean _carehare_protocol_leave (CarehareProtocol *self);
+CarehareProtocolOp *_carehare_protocol_leave_with_op (CarehareProtocol *self,
+                                                      CarehareProtocolOp *op);
+CarehareProtocolOp *_carehare_protocol_op_new (OpKind kind,
+                                               CarehareProtocolOpCallback callback,
+                                               gpointer user_data);
+void _carehare_protocol_complete (CarehareProtocol *self, CarehareProtocolOp *op,
+                                  CarehareMethod *reply, GError *error);
+gboolean _carehare_protocol_append_method (CarehareProtocol *self, guint16 channel,
+                                           const CarehareMethod *method);
+void _carehare_protocol_finish (CarehareProtocol *self, GError *cause);
+GError *_carehare_protocol_closed_error_for (const GError *cause);
+GError *_carehare_protocol_empty_queue_name_error (const char *what);
+void _carehare_protocol_fail_unexpected (CarehareProtocol *self, guint16 reply_code,
+                                         guint32 method_id, const char *format,
+                                         ...) G_GNUC_PRINTF (4, 5);
+void _carehare_protocol_dispatch (CarehareProtocol *self, CarehareProtocolOp *op);
+void _carehare_protocol_channel_available (CarehareProtocol *self, guint16 id);
+void _carehare_protocol_discard_channel (CarehareProtocol *self, guint16 id, const char *why);
+void _carehare_protocol_fail_starved_waiters (CarehareProtocol *self);
+void _carehare_protocol_content_clear (Content *content);
+gboolean _carehare_protocol_content_begin (CarehareProtocol *self, guint16 id,
+                                           Content *content, CarehareMethod *method);
+void _carehare_protocol_seal_out (CarehareProtocol *self);
+
+/* carehare-protocol-handshake.c */
+void _carehare_protocol_handle_start (CarehareProtocol *self, const CarehareMethod *method);
+void _carehare_protocol_handle_tune (CarehareProtocol *self, const CarehareMethod *method);
+
+/* carehare-protocol-rpc.c */
+guint32 _carehare_protocol_rpc_request_id (const CarehareProtocolOp *op);
+void _carehare_protocol_send_rpc (CarehareProtocol *self, guint16 channel,
+                                  CarehareProtocolOp *op);
+void _carehare_protocol_handle_rpc_method (CarehareProtocol *self, guint16 id,
+                                           CarehareMethod *method);
+
+/* carehare-protocol-publish.c */
+void _carehare_protocol_publisher_free (Publisher *pub);
+void _carehare_protocol_publisher_fail_ops (CarehareProtocol *self, Publisher *pub,
+                                            GError *error);
+void _carehare_protocol_publisher_flush (CarehareProtocol *self, Publisher *pub);
+void _carehare_protocol_publisher_start (CarehareProtocol *self, Publisher *pub, guint16 id);
+void _carehare_protocol_publisher_end (CarehareProtocol *self, Publisher *pub, GError *error);
+void _carehare_protocol_publisher_update_idle (CarehareProtocol *self, Publisher *pub);
+void _carehare_protocol_publisher_close_idle (CarehareProtocol *self, Publisher *pub,
+                                              const char *why);
+void _carehare_protocol_reclaim_for_waiters (CarehareProtocol *self);
+gboolean _carehare_protocol_return_may_match (Publisher *pub, Content *content);
+void _carehare_protocol_handle_return (CarehareProtocol *self, Publisher *pub,
+                                       Content *content);
+void _carehare_protocol_handle_publisher_method (CarehareProtocol *self, guint16 id,
+                                                 Publisher *pub, CarehareMethod *method);
+
+/* carehare-protocol-consume.c */
+void _carehare_protocol_consumer_unref_internal (CarehareProtocolConsumer *consumer);
+void _carehare_protocol_consumer_drop_delivery (CarehareProtocol *self,
+                                                CarehareProtocolConsumer *consumer,
+                                                guint64 delivery_tag);
+void _carehare_protocol_consumer_end (CarehareProtocol *self,
+                                      CarehareProtocolConsumer *consumer, GError *error);
+void _carehare_protocol_consumer_start (CarehareProtocol *self,
+                                        CarehareProtocolConsumer *consumer, guint16 id);
+void _carehare_protocol_consumer_reject (CarehareProtocol *self,
+                                         CarehareProtocolConsumer *consumer,
+                                         Content *content);
+void _carehare_protocol_consumer_deliver (CarehareProtocol *self,
+                                          CarehareProtocolConsumer *consumer,
+                                          Content *content);
+void _carehare_protocol_handle_consumer_method (CarehareProtocol *self, guint16 id,
+                                                CarehareProtocolConsumer *consumer,
+                                                CarehareMethod *method);
+
+G_END_DECLS
