@@ -3055,7 +3055,15 @@ consumer_started_cb (CarehareProtocolOp   *op,
   CarehareConsumer *consumer = g_task_get_task_data (task);
   GCancellable *cancellable = g_task_get_cancellable (task);
 
-  if (error != NULL && cancellable != NULL && g_cancellable_is_cancelled (cancellable))
+  gboolean cancelled = cancellable != NULL && g_cancellable_is_cancelled (cancellable);
+
+  /* Cancelled before the broker's confirmation was read: cancellation
+   * wins, whenever the idle that stops the start would have run, and the
+   * consumer that just started is stopped, never left running out of the
+   * program's reach. */
+  if (cancelled && error == NULL)
+    _carehare_consumer_abandon (consumer);
+  if (cancelled)
     g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
   else if (error != NULL)
     g_task_return_error (task, g_error_copy (error));
@@ -3090,6 +3098,12 @@ consumer_started_cb (CarehareProtocolOp   *op,
  * beyond @prefetch_count unacknowledged ones is a broken server, and closes
  * the connection with %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the
  * count.
+ *
+ * Cancelling @cancellable before the library has read the broker's
+ * confirmation fails the call with %G_IO_ERROR_CANCELLED and stops the
+ * consumer (even when the confirmation was already on its way); once the
+ * callback was called with the running consumer, cancelling changes
+ * nothing.
  */
 void
 carehare_connection_acking_consumer_async (CarehareConnection  *self,

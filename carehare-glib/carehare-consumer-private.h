@@ -19,5 +19,6 @@ void              _carehare_consumer_start   (CarehareConsumer           *self,
                                               CarehareProtocolOpCallback  started,
                                               gpointer                    user_data);
 void              _carehare_consumer_started (CarehareConsumer           *self);
+void              _carehare_consumer_abandon (CarehareConsumer           *self);
 
 G_END_DECLS

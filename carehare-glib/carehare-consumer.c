@@ -426,18 +426,29 @@ _carehare_consumer_new (CarehareConnection *connection,
   return self;
 }
 
-static gboolean
-start_cancelled_idle_cb (gpointer user_data)
+/* Stops the broker's side of a consumer the program gave up (its start
+ * cancelled, or the object disposed); unacknowledged deliveries go back to
+ * the queue. */
+void
+_carehare_consumer_abandon (CarehareConsumer *self)
 {
-  CarehareConsumer *self = user_data;
   CarehareProtocol *protocol = get_protocol (self);
 
-  /* Still starting: closing fails the start, reported as cancelled. */
-  if (self->start_cancellable != NULL && self->pc != NULL && protocol != NULL)
+  if (self->pc != NULL && protocol != NULL)
     {
       carehare_protocol_consumer_close (protocol, self->pc, ignore_op_cb, NULL);
       _carehare_connection_update (self->connection);
     }
+}
+
+static gboolean
+start_cancelled_idle_cb (gpointer user_data)
+{
+  CarehareConsumer *self = user_data;
+
+  /* Still starting: closing fails the start, reported as cancelled. */
+  if (self->start_cancellable != NULL)
+    _carehare_consumer_abandon (self);
   return G_SOURCE_REMOVE;
 }
 
@@ -523,15 +534,8 @@ carehare_consumer_dispose (GObject *object)
 
   if (self->pc != NULL)
     {
-      CarehareProtocol *protocol = get_protocol (self);
-
-      /* Release the broker's side too; unacked messages go back to the
-       * queue. */
-      if (protocol != NULL)
-        {
-          carehare_protocol_consumer_close (protocol, self->pc, ignore_op_cb, NULL);
-          _carehare_connection_update (self->connection);
-        }
+      /* Release the broker's side too. */
+      _carehare_consumer_abandon (self);
       g_clear_pointer (&self->pc, carehare_protocol_consumer_unref);
     }
   clear_buffered (self);

@@ -1012,15 +1012,12 @@ test_queue_deleted_with_deliveries_held (void)
   close_connection (conn);
 }
 
-/* Acking a tag twice (or a tag never delivered) would be a channel error
- * (406 PRECONDITION_FAILED "unknown delivery tag") that killed the
- * consumer: the library drops such acks, and the consumer goes on. */
 static guint queue_consumer_count (CarehareConnection *conn, const char *queue);
 
-/* A consumer start cancelled once the broker has answered it reports the
- * running consumer (cancellation wins only before anything irrevocable);
- * reporting CANCELLED while the consumer ran on, out of the program's
- * reach, took up to prefetch_count messages nobody could ack. */
+/* A consumer start cancelled once the program was told it runs reports
+ * the running consumer, whenever the program calls finish: reporting
+ * CANCELLED while the consumer ran on, out of the program's reach, took up
+ * to prefetch_count messages nobody could ack. */
 static void
 test_consume_start_cancelled_after_consume_ok (void)
 {
@@ -1035,11 +1032,10 @@ test_consume_start_cancelled_after_consume_ok (void)
   queue = declare_queue_with_flags (conn, name, CAREHARE_QUEUE_FLAGS_NONE, NULL);
   carehare_connection_acking_consumer_async (conn, queue, 0, 10, cancellable,
                                              carehare_test_store_result, &result);
-  /* The frames are written at once: let the broker answer before the
-   * program cancels, without iterating. */
-  g_usleep (300 * 1000);
-  g_cancellable_cancel (cancellable);
   carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  /* The callback ran; the program cancels before it calls finish. */
+  g_cancellable_cancel (cancellable);
+  carehare_test_run_for (100);
   consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
   /* The result stays referenced, as a Python program keeping the
    * exception keeps it. */
@@ -1055,10 +1051,12 @@ test_consume_start_cancelled_after_consume_ok (void)
   close_connection (conn);
 }
 
-/* Cancelled before the broker answered (right after the call, in the same
- * main-loop turn): CANCELLED, and nothing is left consuming. */
+/* Cancelled before the library read the broker's answer: CANCELLED, and
+ * nothing is left consuming. Whether the answer is already on its way
+ * (@data: milliseconds slept before cancelling, without iterating) does
+ * not matter: the result does not depend on the broker's speed. */
 static void
-test_consume_start_cancelled_at_once (void)
+test_consume_start_cancelled_before_read (gconstpointer data)
 {
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
   g_autofree char *name = carehare_test_unique_name ("cancel-start");
@@ -1071,6 +1069,7 @@ test_consume_start_cancelled_at_once (void)
   queue = declare_queue_with_flags (conn, name, CAREHARE_QUEUE_FLAGS_NONE, NULL);
   carehare_connection_acking_consumer_async (conn, queue, 0, 10, cancellable,
                                              carehare_test_store_result, &result);
+  g_usleep (GPOINTER_TO_UINT (data) * 1000);
   g_cancellable_cancel (cancellable);
   carehare_test_wait_for_result (&result, TIMEOUT_MS);
   consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
@@ -1079,11 +1078,16 @@ test_consume_start_cancelled_at_once (void)
   g_clear_object (&result);
   carehare_test_run_for (200);
   g_assert_cmpuint (queue_consumer_count (conn, queue), ==, 0);
+  /* The connection goes on. */
+  g_assert_false (carehare_connection_get_is_closed (conn));
 
   delete_queue (conn, queue);
   close_connection (conn);
 }
 
+/* Acking a tag twice (or a tag never delivered) would be a channel error
+ * (406 PRECONDITION_FAILED "unknown delivery tag") that killed the
+ * consumer: the library drops such acks, and the consumer goes on. */
 static void
 test_ack_twice (void)
 {
@@ -1622,7 +1626,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/consume/close", test_close_consumer);
   g_test_add_func ("/consume/queue-deleted", test_queue_deleted_cancels_consumer);
   g_test_add_func ("/consume/ack-twice", test_ack_twice);
-  g_test_add_func ("/consume/start-cancelled-at-once", test_consume_start_cancelled_at_once);
+  g_test_add_data_func ("/consume/start-cancelled-at-once", GUINT_TO_POINTER (0),
+                        test_consume_start_cancelled_before_read);
+  g_test_add_data_func ("/consume/start-cancelled-answer-unread", GUINT_TO_POINTER (300),
+                        test_consume_start_cancelled_before_read);
   g_test_add_func ("/consume/start-cancelled-after-consume-ok",
                    test_consume_start_cancelled_after_consume_ok);
   g_test_add_func ("/consume/queue-deleted-with-deliveries-held",
