@@ -226,7 +226,7 @@ struct _CarehareProtocol {
   gboolean free_pending;   /* freed from a callback: freed when the outermost call returns */
 };
 
-/* carehare-protocol.c: plumbing every file uses, the channel table, content frames */
+/* carehare-protocol.c: plumbing every file uses, the channel table */
 void _carehare_protocol_enter (CarehareProtocol *self);
 gboolean _carehare_protocol_leave (CarehareProtocol *self);
 CarehareProtocolOp *_carehare_protocol_leave_with_op (CarehareProtocol *self,
@@ -248,10 +248,16 @@ void _carehare_protocol_dispatch (CarehareProtocol *self, CarehareProtocolOp *op
 void _carehare_protocol_channel_available (CarehareProtocol *self, guint16 id);
 void _carehare_protocol_discard_channel (CarehareProtocol *self, guint16 id, const char *why);
 void _carehare_protocol_fail_starved_waiters (CarehareProtocol *self);
+void _carehare_protocol_seal_out (CarehareProtocol *self);
+void _carehare_protocol_fail_bad_bytes (CarehareProtocol *self, guint16 reply_code,
+                                        guint32 method_id, GError *error);
+
+/* carehare-protocol-content.c */
 void _carehare_protocol_content_clear (Content *content);
 gboolean _carehare_protocol_content_begin (CarehareProtocol *self, guint16 id,
                                            Content *content, CarehareMethod *method);
-void _carehare_protocol_seal_out (CarehareProtocol *self);
+void _carehare_protocol_handle_content_frame (CarehareProtocol *self, Channel *ch,
+                                              Content *content, const CarehareFrame *frame);
 
 /* carehare-protocol-handshake.c */
 void _carehare_protocol_handle_start (CarehareProtocol *self, const CarehareMethod *method);

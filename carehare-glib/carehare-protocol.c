@@ -3,13 +3,15 @@
  * The connection state machine. See carehare-protocol.h for the contract.
  *
  * Files: this one holds the connection's state, the channel table and its
- * allocation, the dispatch of frames and methods (and the content frames of
- * deliveries and returns), output and time, cancellation and close. As the
+ * allocation, the dispatch of frames and methods, output and time,
+ * cancellation and close. As the
  * Python carehare library has one class per channel kind, one file per
  * channel kind holds the rest: carehare-protocol-rpc.c (RPC channels),
  * carehare-protocol-publish.c (publish channels, in confirm mode) and
  * carehare-protocol-consume.c (consumer channels); the handshake is in
- * carehare-protocol-handshake.c. They share carehare-protocol-private.h.
+ * carehare-protocol-handshake.c, and the content frames of deliveries and
+ * returns are assembled in carehare-protocol-content.c. They share
+ * carehare-protocol-private.h.
  *
  * States: AWAIT_START -> AWAIT_TUNE -> AWAIT_OPEN_OK -> OPEN -> CLOSING ->
  * FINISHED. Any state may jump to FINISHED (server Close, socket abort,
@@ -356,11 +358,11 @@ fail_named_requests (CarehareProtocol *self,
 /* We found the server's bytes unacceptable: say so with Connection.Close
  * (the socket is still writable) and finish. The framing may be lost, so
  * waiting for Close-Ok would be waiting on bytes we cannot trust. */
-static void
-fail_bad_bytes (CarehareProtocol *self,
-                guint16           reply_code,
-                guint32           method_id,
-                GError           *error)
+void
+_carehare_protocol_fail_bad_bytes (CarehareProtocol *self,
+                                   guint16           reply_code,
+                                   guint32           method_id,
+                                   GError           *error)
 {
   GError *cause;
 
@@ -417,7 +419,7 @@ _carehare_protocol_fail_unexpected (CarehareProtocol *self,
   message = g_strdup_vprintf (format, args);
   va_end (args);
 
-  fail_bad_bytes (self, reply_code, method_id,
+  _carehare_protocol_fail_bad_bytes (self, reply_code, method_id,
                   g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
                                "Bad bytes from server: %s", message));
 }
@@ -714,150 +716,6 @@ _carehare_protocol_discard_channel (CarehareProtocol *self,
   _carehare_protocol_append_method (self, id, &close);
 }
 
-/* ---- content ------------------------------------------------------------- */
-
-void
-_carehare_protocol_content_clear (Content *content)
-{
-  if (content->active)
-    carehare_method_clear (&content->method);
-  carehare_basic_properties_clear (&content->props);
-  g_clear_pointer (&content->body, g_byte_array_unref);
-  g_clear_error (&content->bad);
-  memset (content, 0, sizeof *content);
-}
-
-/* A basic.deliver or basic.return: its content follows. Takes @method. */
-gboolean
-_carehare_protocol_content_begin (CarehareProtocol *self,
-                                  guint16           id,
-                                  Content          *content,
-                                  CarehareMethod   *method)
-{
-  if (content->active)
-    {
-      _carehare_protocol_fail_unexpected (self, 505, method->id,
-                                          "%s on channel %u before the previous message's "
-                                          "content was complete",
-                                          carehare_method_name (method->id), id);
-      return FALSE;
-    }
-  content->active = TRUE;
-  content->method = *method;
-  memset (method, 0, sizeof *method);
-  return TRUE;
-}
-
-static void
-content_done (CarehareProtocol *self,
-              Channel          *ch,
-              Content          *content)
-{
-  if (ch->kind == CHANNEL_KIND_PUBLISHER)
-    _carehare_protocol_handle_return (self, ch->publisher, content);
-  else if (content->bad != NULL)
-    ;  /* rejected when its header arrived */
-  else
-    _carehare_protocol_consumer_deliver (self, ch->consumer, content);
-  _carehare_protocol_content_clear (content);
-}
-
-/* The largest body buffer reserved ahead of its frames; bigger bodies grow
- * as their frames arrive, so a lying header cannot make us allocate. */
-#define BODY_RESERVE_MAX (1024 * 1024)
-
-static void
-handle_content_frame (CarehareProtocol    *self,
-                      Channel             *ch,
-                      Content             *content,
-                      const CarehareFrame *frame)
-{
-  guint64 received;
-
-  if (frame->type == CAREHARE_FRAME_HEADER)
-    {
-      GError *error = NULL;
-      guint16 class_id = 0;
-
-      if (content->have_header)
-        {
-          _carehare_protocol_fail_unexpected (self, 505, 0, "a second content header on channel %u",
-                                              frame->channel);
-          return;
-        }
-      if (!carehare_content_header_decode (frame->payload, frame->size,
-                                           CAREHARE_PROTOCOL_MAX_BODY_SIZE,
-                                           &class_id, &content->body_size, &content->props,
-                                           &error))
-        {
-          guint16 code = carehare_wire_error_reply_code (error);
-
-          /* The properties of a delivery are another program's bytes
-           * (RabbitMQ passes them on unchecked): past a sound class,
-           * weight and body size, only that delivery fails. */
-          if (ch->kind == CHANNEL_KIND_CONSUMER && class_id == CAREHARE_CLASS_BASIC &&
-              content->body_size <= CAREHARE_PROTOCOL_MAX_BODY_SIZE &&
-              !g_error_matches (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BODY_TOO_LARGE))
-            {
-              content->bad = error;
-              content->have_header = TRUE;
-              _carehare_protocol_consumer_reject (self, ch->consumer, content);
-              if (content->body_size == 0)
-                content_done (self, ch, content);
-              return;
-            }
-          content->body_size = 0;
-          /* A body larger than any broker sends is a connection-level
-           * frame error. */
-          fail_bad_bytes (self, code >= 500 ? code : 501, 0, error);
-          return;
-        }
-      content->have_header = TRUE;
-      if (ch->kind == CHANNEL_KIND_CONSUMER && content->body_size > self->max_body_size)
-        {
-          /* Another program's message, too large for this program:
-           * only that delivery fails, and nothing of it is buffered. */
-          content->bad = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE,
-                                      "its body of %" G_GUINT64_FORMAT " bytes is larger than "
-                                      "the max_body_size of %" G_GUINT64_FORMAT " bytes",
-                                      content->body_size, self->max_body_size);
-          carehare_basic_properties_clear (&content->props);
-          _carehare_protocol_consumer_reject (self, ch->consumer, content);
-        }
-      else if (ch->kind == CHANNEL_KIND_PUBLISHER &&
-               !_carehare_protocol_return_may_match (ch->publisher, content))
-        content->skip = TRUE;
-      if (content->body_size == 0)
-        content_done (self, ch, content);
-      else if (content->bad == NULL && !content->skip)
-        content->body = g_byte_array_sized_new ((guint) MIN (content->body_size, BODY_RESERVE_MAX));
-      return;
-    }
-
-  /* a body frame */
-  if (!content->have_header)
-    {
-      _carehare_protocol_fail_unexpected (self, 505, 0,
-                                          "a body frame on channel %u before its content header",
-                                          frame->channel);
-      return;
-    }
-  received = content->bad != NULL || content->skip ? content->skipped : content->body->len;
-  if (frame->size > content->body_size - received)
-    {
-      _carehare_protocol_fail_unexpected (self, 505, 0, "the body on channel %u is longer than "
-                                          "the %" G_GUINT64_FORMAT " bytes its content header "
-                                          "declared", frame->channel, content->body_size);
-      return;
-    }
-  if (content->bad != NULL || content->skip)
-    content->skipped += frame->size;
-  else
-    g_byte_array_append (content->body, frame->payload, frame->size);
-  if (received + frame->size == content->body_size)
-    content_done (self, ch, content);
-}
-
 /* ---- input --------------------------------------------------------------- */
 
 static void
@@ -1088,7 +946,7 @@ handle_frame (CarehareProtocol    *self,
     case CAREHARE_FRAME_METHOD:
       if (!carehare_method_decode (frame->payload, frame->size, &method, &error))
         {
-          fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
+          _carehare_protocol_fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
           return;
         }
       if (frame->channel == 0)
@@ -1128,7 +986,7 @@ handle_frame (CarehareProtocol    *self,
                                                 frame->type, frame->channel);
             return;
           }
-        handle_content_frame (self, ch, content, frame);
+        _carehare_protocol_handle_content_frame (self, ch, content, frame);
         return;
       }
     }
@@ -1205,7 +1063,7 @@ carehare_protocol_receive (CarehareProtocol *self,
                                  self->frame_max, &frame, &error);
       if (n < 0)
         {
-          fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
+          _carehare_protocol_fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
           break;
         }
       if (n == 0)
