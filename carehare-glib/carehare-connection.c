@@ -849,7 +849,7 @@ init_cleanup (CarehareConnection *self)
   g_clear_object (&self->init_cancellable);
   destroy_source (&self->init_timeout);
   destroy_source (&self->init_cancel_source);
-  g_clear_pointer (&self->attempt_uris, g_strfreev);
+  g_clear_pointer (&self->attempt_uris, carehare_uri_secret_strv_free);
   if (self->failures != NULL)
     g_string_free (g_steal_pointer (&self->failures), TRUE);
   g_clear_error (&self->last_failure);
@@ -1534,15 +1534,13 @@ carehare_connection_finalize (GObject *object)
   g_clear_object (&self->io_cancellable);
   g_clear_object (&self->tls_database);
   g_clear_object (&self->tls_certificate);
-  if (self->uri != NULL)
-    memset (self->uri, 0, strlen (self->uri));
-  g_free (self->uri);
+  carehare_uri_secret_free (self->uri);
   g_free (self->redacted_uri);
   carehare_uri_settings_clear (&self->settings);
   g_assert (self->close_tasks->len == 0);
   g_ptr_array_unref (self->close_tasks);
   g_ptr_array_unref (self->dead_protocols);
-  g_strfreev (self->uris);
+  carehare_uri_secret_strv_free (self->uris);
   g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->finalize (object);
@@ -1604,11 +1602,11 @@ carehare_connection_set_property (GObject      *object,
   switch (prop_id)
     {
     case PROP_URI:
-      g_free (self->uri);
+      carehare_uri_secret_free (self->uri);
       self->uri = g_value_dup_string (value);
       break;
     case PROP_URIS:
-      g_strfreev (self->uris);
+      carehare_uri_secret_strv_free (self->uris);
       self->uris = g_value_dup_boxed (value);
       break;
     case PROP_TLS_DATABASE:

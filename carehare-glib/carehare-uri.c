@@ -80,8 +80,8 @@ typedef struct {
 
 /* Overwrites a secret before it is freed, so it does not linger in freed
  * memory; volatile so that the stores are not optimised away. */
-static void
-wipe_and_free (char *secret)
+void
+carehare_uri_secret_free (char *secret)
 {
   volatile char *p;
 
@@ -92,9 +92,19 @@ wipe_and_free (char *secret)
   g_free (secret);
 }
 
+void
+carehare_uri_secret_strv_free (char **secrets)
+{
+  if (secrets == NULL)
+    return;
+  for (char **p = secrets; *p != NULL; p++)
+    carehare_uri_secret_free (*p);
+  g_free (secrets);
+}
+
 /* A string holding a password: g_autoptr(CarehareSecret) wipes it. */
 typedef char CarehareSecret;
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (CarehareSecret, wipe_and_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CarehareSecret, carehare_uri_secret_free)
 
 G_GNUC_PRINTF (3, 4)
 static gboolean
@@ -570,6 +580,19 @@ fail_from_guri (const ParseContext  *ctx,
     }
 }
 
+/* Whether every '%' in the @len bytes at @s starts a valid
+ * percent-encoding. */
+static gboolean
+valid_percent_encoding (const char *s,
+                        gsize       len)
+{
+  for (gsize i = 0; i < len; i++)
+    if (s[i] == '%' &&
+        (len - i < 3 || !g_ascii_isxdigit (s[i + 1]) || !g_ascii_isxdigit (s[i + 2])))
+      return FALSE;
+  return TRUE;
+}
+
 static gboolean
 parse_uri (const char           *uri,
            CarehareUriSettings  *settings,
@@ -581,9 +604,12 @@ parse_uri (const char           *uri,
   const char *authority_end;
   const char *at;
   const char *hostport;
+  const char *colon;
   g_autofree char *scheme = NULL;
   g_autofree char *user = NULL;
   g_autoptr(CarehareSecret) password = NULL;
+  g_autofree char *without_password = NULL;
+  g_autofree char *guri_password = NULL;
   g_autofree char *host = NULL;
   g_autofree char *path = NULL;
   g_autofree char *query = NULL;
@@ -636,10 +662,24 @@ parse_uri (const char           *uri,
                  "percent-encode it as %%40");
   hostport = at != NULL ? at + 1 : authority;
 
-  ok = g_uri_split_with_user (uri,
+  /* The password never reaches GUri, whose parser makes copies of its own
+   * that it frees unwiped: it is cut out of the URI GUri sees, and checked
+   * and decoded here. */
+  colon = at != NULL ? memchr (authority, ':', at - authority) : NULL;
+  if (colon != NULL)
+    {
+      if (!valid_percent_encoding (authority, colon - authority))
+        return fail (&ctx, error, "invalid percent-encoding in the user name");
+      if (!valid_percent_encoding (colon + 1, at - colon - 1))
+        return fail (&ctx, error, "invalid percent-encoding in the password");
+      password = g_strndup (colon + 1, at - colon - 1);
+      without_password = g_strdup_printf ("%.*s%s", (int) (colon + 1 - uri), uri, at);
+    }
+
+  ok = g_uri_split_with_user (without_password != NULL ? without_password : uri,
                               G_URI_FLAGS_HAS_PASSWORD | G_URI_FLAGS_ENCODED |
                               G_URI_FLAGS_NON_DNS,
-                              NULL, &user, &password, NULL, &host, &port,
+                              NULL, &user, &guri_password, NULL, &host, &port,
                               &path, &query, &fragment, &guri_error);
   if (!ok)
     return fail_from_guri (&ctx, guri_error, hostport, authority_end, error);
@@ -716,7 +756,7 @@ carehare_uri_settings_clear (CarehareUriSettings *settings)
 
   g_free (settings->host);
   g_free (settings->username);
-  wipe_and_free (settings->password);
+  carehare_uri_secret_free (settings->password);
   g_free (settings->vhost);
   g_free (settings->cacertfile);
   g_free (settings->certfile);

@@ -79,6 +79,11 @@ gboolean carehare_uri_parse (const char           *uri,
 /* Frees the members of @settings (wiping the password first) and zeroes it. */
 void carehare_uri_settings_clear (CarehareUriSettings *settings);
 
+/* Zero a string, or each string of a vector, that may hold a password
+ * (a URI), then free it. NULL is ignored. */
+void carehare_uri_secret_free      (char  *secret);
+void carehare_uri_secret_strv_free (char **secrets);
+
 /* @uri as it may be shown: the password replaced by "****". Never fails and
  * never returns NULL; for something that is not recognisably an AMQP-style
  * URI it returns "<unparseable URI>" rather than risk showing a password. */
