@@ -46,6 +46,7 @@ _carehare_protocol_consumer_unref_internal (CarehareProtocolConsumer *consumer)
   g_ptr_array_unref (consumer->close_ops);
   g_free (consumer->queue);
   g_free (consumer->tag);
+  g_clear_pointer (&consumer->consume_frame, g_byte_array_unref);
   g_free (consumer);
 }
 
@@ -136,7 +137,7 @@ _carehare_protocol_consumer_start (CarehareProtocol         *self,
 {
   Channel *ch = &self->channels[id];
   CarehareMethod qos = { .id = CAREHARE_METHOD_BASIC_QOS };
-  CarehareMethod consume = { .id = CAREHARE_METHOD_BASIC_CONSUME };
+  GByteArray *consume = consumer->consume_frame;
 
   ch->kind = CHANNEL_KIND_CONSUMER;
   ch->consumer = consumer;
@@ -146,9 +147,29 @@ _carehare_protocol_consumer_start (CarehareProtocol         *self,
   qos.basic_qos.prefetch_size = consumer->prefetch_size;
   qos.basic_qos.prefetch_count = consumer->prefetch_count;
   _carehare_protocol_append_method (self, id, &qos);
-  /* The server names the consumer; acks are required. */
-  consume.basic_consume.queue = consumer->queue;
-  _carehare_protocol_append_method (self, id, &consume);
+  /* Encoded for channel 0 when it was asked for; bytes 1-2 are the
+   * channel. */
+  consume->data[1] = id >> 8;
+  consume->data[2] = id & 0xff;
+  g_byte_array_append (self->out, consume->data, consume->len);
+  g_clear_pointer (&consumer->consume_frame, g_byte_array_unref);
+}
+
+/* Whether a live consumer other than @consumer has, or asked for, @tag. */
+static gboolean
+consumer_tag_in_use (CarehareProtocol         *self,
+                     CarehareProtocolConsumer *consumer,
+                     const char               *tag)
+{
+  for (guint i = 0; i < self->consumers->len; i++)
+    {
+      CarehareProtocolConsumer *other = g_ptr_array_index (self->consumers, i);
+
+      if (other != consumer && other->state != CONSUMER_ENDED &&
+          g_strcmp0 (other->tag, tag) == 0)
+        return TRUE;
+    }
+  return FALSE;
 }
 
 static gint
@@ -182,12 +203,34 @@ carehare_protocol_consume (CarehareProtocol                        *self,
                            CarehareProtocolOpCallback               start,
                            gpointer                                 start_data)
 {
+  return carehare_protocol_consume_full (self, queue, prefetch_size, prefetch_count, NULL,
+                                         callbacks, user_data, start, start_data);
+}
+
+CarehareProtocolConsumer *
+carehare_protocol_consume_full (CarehareProtocol                        *self,
+                                const char                              *queue,
+                                guint32                                  prefetch_size,
+                                guint16                                  prefetch_count,
+                                const CarehareProtocolConsumeOptions    *options,
+                                const CarehareProtocolConsumerCallbacks *callbacks,
+                                gpointer                                 user_data,
+                                CarehareProtocolOpCallback               start,
+                                gpointer                                 start_data)
+{
+  static const CarehareProtocolConsumeOptions no_options = { FALSE, NULL, NULL };
+  CarehareMethod consume = { .id = CAREHARE_METHOD_BASIC_CONSUME };
   CarehareProtocolConsumer *consumer;
   CarehareProtocolOp *op;
+  GError *error = NULL;
 
   g_return_val_if_fail (self != NULL, NULL);
   g_return_val_if_fail (queue != NULL, NULL);
   g_return_val_if_fail (start != NULL, NULL);
+  if (options == NULL)
+    options = &no_options;
+  g_return_val_if_fail (options->arguments == NULL ||
+                        g_variant_is_of_type (options->arguments, G_VARIANT_TYPE_VARDICT), NULL);
 
   _carehare_protocol_enter (self);
   consumer = g_new0 (CarehareProtocolConsumer, 1);
@@ -200,6 +243,16 @@ carehare_protocol_consume (CarehareProtocol                        *self,
   if (callbacks != NULL)
     consumer->callbacks = *callbacks;
   consumer->user_data = user_data;
+  if (options->consumer_tag != NULL && *options->consumer_tag != '\0')
+    consumer->tag = g_strdup (options->consumer_tag);
+
+  /* Acks are required; an empty tag lets the server name the consumer. */
+  consume.basic_consume.queue = (char *) queue;
+  consume.basic_consume.consumer_tag = (char *) (options->consumer_tag != NULL
+                                                 ? options->consumer_tag : "");
+  consume.basic_consume.exclusive = options->exclusive;
+  consume.basic_consume.arguments = options->arguments;
+  consumer->consume_frame = g_byte_array_new ();
 
   op = _carehare_protocol_op_new (OP_CONSUME, start, start_data);
   op->consumer = consumer;
@@ -218,6 +271,33 @@ carehare_protocol_consume (CarehareProtocol                        *self,
   else if (*queue == '\0')
     _carehare_protocol_consumer_end (self, consumer,
                                      _carehare_protocol_empty_queue_name_error ("basic.consume"));
+  else if (!carehare_wire_append_method_frame (consumer->consume_frame, 0, &consume, &error))
+    {
+      /* A tag over 255 bytes, an argument with no AMQP type: the
+       * caller's mistake, reported where it waits. */
+      _carehare_protocol_consumer_end (self, consumer,
+                                       g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                                    "Cannot consume from queue '%s': %s",
+                                                    queue, error->message));
+      g_error_free (error);
+    }
+  else if (consumer->consume_frame->len > self->frame_max)
+    _carehare_protocol_consumer_end (self, consumer,
+                                     g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                                  "Cannot consume from queue '%s': its "
+                                                  "basic.consume frame of %u bytes exceeds the "
+                                                  "negotiated frame_max of %u bytes", queue,
+                                                  consumer->consume_frame->len, self->frame_max));
+  else if (options->consumer_tag != NULL && *options->consumer_tag != '\0' &&
+           consumer_tag_in_use (self, consumer, options->consumer_tag))
+    /* The broker would accept it on another channel, and the tag would
+     * name two consumers in the management UI and in logs. */
+    _carehare_protocol_consumer_end (self, consumer,
+                                     g_error_new (G_IO_ERROR, G_IO_ERROR_EXISTS,
+                                                  "Cannot consume from queue '%s': consumer tag "
+                                                  "'%s' is already used by another consumer of "
+                                                  "this connection", queue,
+                                                  options->consumer_tag));
   else if (prefetch_size != 0 && server_is_rabbitmq (self))
     /* RabbitMQ answers basic.qos with prefetch_size by closing the whole
      * connection (540 NOT_IMPLEMENTED). */
@@ -433,6 +513,7 @@ _carehare_protocol_handle_consumer_method (CarehareProtocol         *self,
     case CAREHARE_METHOD_BASIC_CONSUME_OK:
       if (consumer->state != CONSUMER_STARTING)
         break;
+      g_free (consumer->tag);
       consumer->tag = g_strdup (method->basic_consume_ok.consumer_tag);
       consumer->state = CONSUMER_ACTIVE;
       _carehare_protocol_complete (self, consumer->start_op, method, NULL);

@@ -114,7 +114,8 @@ struct _CarehareProtocolConsumer {
   char *queue;
   guint32 prefetch_size;
   guint16 prefetch_count;
-  char *tag;               /* from Consume-Ok */
+  char *tag;               /* the one asked for, then Consume-Ok's */
+  GByteArray *consume_frame;  /* Basic.Consume encoded for channel 0, until sent */
   guint16 channel;
   CarehareProtocolConsumerCallbacks callbacks;  /* cleared by the owner's unref */
   gpointer user_data;

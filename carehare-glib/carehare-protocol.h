@@ -243,6 +243,27 @@ CarehareProtocolConsumer *carehare_protocol_consume (CarehareProtocol           
                                                      gpointer                                 user_data,
                                                      CarehareProtocolOpCallback               start,
                                                      gpointer                                 start_data);
+/* What a consumer asks of basic.consume besides its queue. */
+typedef struct {
+  gboolean exclusive;          /* no other consumer on the queue */
+  const char *consumer_tag;    /* nullable: the server names the consumer */
+  GVariant *arguments;         /* nullable a{sv}: x-priority, x-stream-offset... */
+} CarehareProtocolConsumeOptions;
+
+/* carehare_protocol_consume() with @options (nullable: none). The start
+ * fails at once, before anything is sent, with G_IO_ERROR_INVALID_ARGUMENT
+ * when the wire cannot carry the tag or the arguments, and with
+ * G_IO_ERROR_EXISTS when another live consumer of this connection has
+ * (or asked for) the same tag. */
+CarehareProtocolConsumer *carehare_protocol_consume_full (CarehareProtocol                        *protocol,
+                                                          const char                              *queue,
+                                                          guint32                                  prefetch_size,
+                                                          guint16                                  prefetch_count,
+                                                          const CarehareProtocolConsumeOptions    *options,
+                                                          const CarehareProtocolConsumerCallbacks *callbacks,
+                                                          gpointer                                 user_data,
+                                                          CarehareProtocolOpCallback               start,
+                                                          gpointer                                 start_data);
 /* Never fail: dropped once the consumer or the connection is closed. */
 void carehare_protocol_consumer_ack  (CarehareProtocol         *protocol,
                                       CarehareProtocolConsumer *consumer,

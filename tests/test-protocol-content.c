@@ -6,6 +6,7 @@
  * test-protocol.c (protocol-fixture.c).
  */
 #include <string.h>
+#include <math.h>
 
 #include "protocol-fixture.h"
 
@@ -477,10 +478,11 @@ rejected_cb (CarehareProtocolConsumer *consumer,
 }
 
 static Rec *
-consume_full (Fixture    *f,
-              const char *queue,
-              guint32     prefetch_size,
-              guint16     prefetch_count)
+consume_options (Fixture                              *f,
+                 const char                           *queue,
+                 guint32                               prefetch_size,
+                 guint16                               prefetch_count,
+                 const CarehareProtocolConsumeOptions *options)
 {
   static const CarehareProtocolConsumerCallbacks callbacks = {
     .delivery = delivery_cb,
@@ -494,10 +496,19 @@ consume_full (Fixture    *f,
   r->deliveries = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_delivery_free);
   r->start = completion_new (f);
   fixture_own (f, r, rec_free);
-  r->consumer = carehare_protocol_consume (f->p, queue, prefetch_size, prefetch_count,
-                                           &callbacks, r, op_done_cb, r->start);
+  r->consumer = carehare_protocol_consume_full (f->p, queue, prefetch_size, prefetch_count,
+                                                options, &callbacks, r, op_done_cb, r->start);
   g_assert_nonnull (r->consumer);
   return r;
+}
+
+static Rec *
+consume_full (Fixture    *f,
+              const char *queue,
+              guint32     prefetch_size,
+              guint16     prefetch_count)
+{
+  return consume_options (f, queue, prefetch_size, prefetch_count, NULL);
 }
 
 static Rec *
@@ -2281,6 +2292,111 @@ test_consume_invalid_arguments (Fixture       *f,
   consume_started (f, "q", 1, "ctag");
 }
 
+/* Exclusive, a chosen tag and arguments reach Basic.Consume as given; the
+ * chosen tag is the consumer's from the start, and deliveries carry it. */
+static void
+test_consume_options (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr(GVariant) arguments = g_variant_ref_sink (
+    g_variant_new_parsed ("{'x-priority': <int32 10>, 'x-stream-offset': <'first'>}"));
+  CarehareProtocolConsumeOptions options = { TRUE, "my-tag", arguments };
+  g_autoptr(GPtrArray) sent = NULL;
+  const CarehareMethod *m;
+  gint32 priority = 0;
+  const char *offset = NULL;
+  Rec *r;
+
+  connect_default (f);
+  r = consume_options (f, "q", 0, 5, &options);
+  g_assert_cmpstr (carehare_protocol_consumer_get_tag (r->consumer), ==, "my-tag");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  m = sent_method (sent, 2, 1, CAREHARE_METHOD_BASIC_CONSUME);
+  g_assert_cmpstr (m->basic_consume.queue, ==, "q");
+  g_assert_cmpstr (m->basic_consume.consumer_tag, ==, "my-tag");
+  g_assert_true (m->basic_consume.exclusive);
+  g_assert_false (m->basic_consume.no_ack);
+  g_assert_true (g_variant_lookup (m->basic_consume.arguments, "x-priority", "i", &priority));
+  g_assert_cmpint (priority, ==, 10);
+  g_assert_true (g_variant_lookup (m->basic_consume.arguments, "x-stream-offset", "&s", &offset));
+  g_assert_cmpstr (offset, ==, "first");
+  server_consumer_ready (f, 1);
+  g_assert_true (server_consume_ok (f, 1, "my-tag"));
+  assert_ok (r->start);
+  g_assert_cmpstr (carehare_protocol_consumer_get_tag (r->consumer), ==, "my-tag");
+  g_assert_true (server_message (f, 1, "my-tag", 1, "one"));
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+
+  /* Without options: not exclusive, an empty tag (the server names it). */
+  g_clear_pointer (&sent, g_ptr_array_unref);
+  r = consume (f, "q2", 5);
+  g_assert_null (carehare_protocol_consumer_get_tag (r->consumer));
+  sent = take_sent (f);
+  m = sent_method (sent, 2, 2, CAREHARE_METHOD_BASIC_CONSUME);
+  g_assert_cmpstr (m->basic_consume.consumer_tag, ==, "");
+  g_assert_false (m->basic_consume.exclusive);
+}
+
+/* A tag another live consumer of this connection has, or asked for, is
+ * refused before anything is sent: the broker would take it on another
+ * channel, and the tag would name two consumers. Once that consumer has
+ * ended the tag is free again. Tags and arguments the wire cannot carry
+ * are the caller's mistake. */
+static void
+test_consume_tag_in_use (Fixture       *f,
+                         gconstpointer  data)
+{
+  CarehareProtocolConsumeOptions options = { FALSE, "shared", NULL };
+  g_autofree char *long_tag = g_strnfill (256, 't');
+  CarehareProtocolConsumeOptions too_long = { FALSE, long_tag, NULL };
+  GVariantDict dict;
+  g_autoptr(GVariant) bad = NULL;
+  CarehareProtocolConsumeOptions unencodable = { FALSE, NULL, NULL };
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *closed;
+  Rec *first, *second, *third;
+
+  g_variant_dict_init (&dict, NULL);
+  g_variant_dict_insert_value (&dict, "x", g_variant_new_double (NAN));
+  bad = g_variant_ref_sink (g_variant_dict_end (&dict));
+  unencodable.arguments = bad;
+
+  connect_default (f);
+  first = consume_options (f, "q", 0, 5, &options);
+  g_ptr_array_unref (take_sent (f));
+  /* Asked for, not confirmed yet: already taken. */
+  second = consume_options (f, "q", 0, 5, &options);
+  assert_failed (second->start, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  assert_message_contains (second->start->error, "'shared'");
+  assert_no_output (f);
+
+  server_consumer_ready (f, 1);
+  g_assert_true (server_consume_ok (f, 1, "shared"));
+  assert_ok (first->start);
+  second = consume_options (f, "other-queue", 0, 5, &options);
+  assert_failed (second->start, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  assert_no_output (f);
+
+  third = consume_options (f, "q", 0, 5, &too_long);
+  assert_failed (third->start, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  third = consume_options (f, "q", 0, 5, &unencodable);
+  assert_failed (third->start, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+
+  /* Closed: the tag may be used again. */
+  closed = completion_new (f);
+  closed->op = carehare_protocol_consumer_close (f->p, first->consumer, op_done_cb, closed);
+  g_ptr_array_unref (take_sent (f));
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (closed);
+  second = consume_options (f, "q", 0, 5, &options);
+  assert_start_pending (second);
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+}
+
 /* Another server may implement prefetch_size: it is sent. */
 static void
 test_consume_prefetch_size_other_server (Fixture       *f,
@@ -3564,6 +3680,8 @@ main (int   argc,
   ADD ("consume/reentrant", test_consume_reentrant);
   ADD ("consume/not-found", test_consume_not_found);
   ADD ("consume/invalid-arguments", test_consume_invalid_arguments);
+  ADD ("consume/options", test_consume_options);
+  ADD ("consume/tag-in-use", test_consume_tag_in_use);
   ADD ("consume/prefetch-size-other-server", test_consume_prefetch_size_other_server);
   ADD_DATA ("consume/server-cancel/nowait", &cancel_nowait, test_consume_server_cancel);
   ADD_DATA ("consume/server-cancel/wait", &cancel_wait, test_consume_server_cancel);
