@@ -322,23 +322,25 @@ static void consumer_close_channel (CarehareProtocol *self, CarehareProtocolCons
  * handed out and not settled yet. The broker closes the channel (406
  * PRECONDITION_FAILED "unknown delivery tag") for a tag it does not owe,
  * so a tag already settled, or never delivered, must not reach it:
- * returns FALSE when there is nothing to send. A multiple settle is sent
- * with the highest unsettled tag it covers (RabbitMQ wants that tag
- * itself to be unsettled); tag 0 with @multiple covers them all. */
+ * returns FALSE when there is nothing to send. With @multiple too the tag
+ * itself must be unsettled (RabbitMQ wants it so, and a tag the program
+ * never got could cover deliveries it has not seen); tag 0 with @multiple
+ * covers them all, and is sent as the highest. */
 static gboolean
 consumer_settle (CarehareProtocolConsumer *consumer,
                  guint64                  *tag,
                  gboolean                  multiple)
 {
-  guint64 limit, highest;
+  guint64 highest;
   GTreeNode *node;
 
   if (!multiple)
     return g_tree_remove (consumer->unsettled, tag);
 
-  limit = *tag == 0 ? G_MAXUINT64 : *tag;
-  node = g_tree_upper_bound (consumer->unsettled, &limit);
-  node = node != NULL ? g_tree_node_previous (node) : g_tree_node_last (consumer->unsettled);
+  if (*tag != 0)
+    node = g_tree_lookup_node (consumer->unsettled, tag);
+  else
+    node = g_tree_node_last (consumer->unsettled);
   if (node == NULL)
     return FALSE;
   highest = *(const guint64 *) g_tree_node_key (node);

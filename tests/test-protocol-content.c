@@ -1994,27 +1994,29 @@ test_consume_ack_settled_or_unknown (Fixture       *f,
   g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 1);
   g_clear_pointer (&sent, g_ptr_array_unref);
 
-  /* multiple: up to the highest unsettled tag not above the one given
-   * (RabbitMQ wants that tag itself to be unsettled); nothing when none
-   * is left below it. */
+  /* multiple: every unsettled tag up to the one given, which must itself
+   * be unsettled (RabbitMQ wants it so; a tag never delivered could cover
+   * deliveries the program has not seen); nothing otherwise. */
   carehare_protocol_consumer_ack (f->p, r->consumer, 4, FALSE);
-  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);  /* 3 is left */
-  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);  /* none */
-  carehare_protocol_consumer_nack (f->p, r->consumer, 100, TRUE, TRUE);  /* 5 and 6 */
-  carehare_protocol_consumer_ack (f->p, r->consumer, 6, TRUE);
+  carehare_protocol_consumer_ack (f->p, r->consumer, 4, TRUE);  /* settled: none */
+  carehare_protocol_consumer_nack (f->p, r->consumer, 100, TRUE, TRUE);  /* unknown: none */
+  carehare_protocol_consumer_nack (f->p, r->consumer, 5, TRUE, TRUE);  /* 3 and 5 */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 5, TRUE);  /* settled: none */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 3, TRUE);  /* settled: none */
+  carehare_protocol_consumer_ack (f->p, r->consumer, 6, TRUE);  /* 6 */
   carehare_protocol_consumer_ack (f->p, r->consumer, 6, FALSE);
   sent = take_sent (f);
   g_assert_cmpuint (sent->len, ==, 3);
   m = sent_method (sent, 0, 1, CAREHARE_METHOD_BASIC_ACK);
   g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 4);
   g_assert_false (m->basic_ack.multiple);
-  m = sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_ACK);
-  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 3);
-  g_assert_true (m->basic_ack.multiple);
-  m = sent_method (sent, 2, 1, CAREHARE_METHOD_BASIC_NACK);
-  g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 6);
+  m = sent_method (sent, 1, 1, CAREHARE_METHOD_BASIC_NACK);
+  g_assert_cmpuint (m->basic_nack.delivery_tag, ==, 5);
   g_assert_true (m->basic_nack.multiple);
   g_assert_true (m->basic_nack.requeue);
+  m = sent_method (sent, 2, 1, CAREHARE_METHOD_BASIC_ACK);
+  g_assert_cmpuint (m->basic_ack.delivery_tag, ==, 6);
+  g_assert_true (m->basic_ack.multiple);
   g_clear_pointer (&sent, g_ptr_array_unref);
 
   /* multiple with tag 0: every unsettled one. */
