@@ -3071,59 +3071,34 @@ consumer_started_cb (CarehareProtocolOp   *op,
   g_object_unref (task);
 }
 
-/**
- * carehare_connection_acking_consumer_async:
- * @self: a connection
- * @queue: the queue to consume from
- * @prefetch_size: the most unacknowledged bytes the broker sends (0: no
- *   limit; RabbitMQ supports only 0)
- * @prefetch_count: the most unacknowledged messages the broker sends (0:
- *   no limit)
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when the consumer is running
- * @user_data: data for @callback
- *
- * Starts a consumer on a channel of its own. It completes once the broker
- * confirmed it (basic.consume-ok), so a missing queue fails here with
- * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER 404 NOT_FOUND and another
- * connection's exclusive queue with 403 ACCESS_REFUSED or 405
- * RESOURCE_LOCKED.
- *
- * Every delivery must be acknowledged with [method@Carehare.Consumer.ack]
- * or [method@Carehare.Consumer.nack]; the consumer holds at most
- * @prefetch_count deliveries that [method@Carehare.Consumer.next_delivery_async]
- * has not taken yet. The library holds the broker to that: a delivery
- * beyond @prefetch_count unacknowledged ones is a broken server, and closes
- * the connection with %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the
- * count.
- *
- * Cancelling @cancellable before the library has read the broker's
- * confirmation fails the call with %G_IO_ERROR_CANCELLED and stops the
- * consumer (even when the confirmation was already on its way); once the
- * callback was called with the running consumer, cancelling changes
- * nothing.
- */
-void
-carehare_connection_acking_consumer_async (CarehareConnection  *self,
-                                           const char          *queue,
-                                           guint32              prefetch_size,
-                                           guint16              prefetch_count,
-                                           GCancellable        *cancellable,
-                                           GAsyncReadyCallback  callback,
-                                           gpointer             user_data)
+/* The one start of acking_consumer_async() and acking_consumer_full_async(). */
+static void
+start_consumer (CarehareConnection   *self,
+                gpointer              source_tag,
+                const char           *queue,
+                guint32               prefetch_size,
+                guint16               prefetch_count,
+                CarehareConsumeFlags  flags,
+                const char           *consumer_tag,
+                GVariant             *arguments,
+                GCancellable         *cancellable,
+                GAsyncReadyCallback   callback,
+                gpointer              user_data)
 {
   g_autoptr(CarehareConnection) keep = NULL;
   g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GVariant) args = sink_arguments (arguments);
+  CarehareProtocolConsumeOptions options = {
+    (flags & CAREHARE_CONSUME_FLAGS_EXCLUSIVE) != 0, consumer_tag, args,
+  };
   GTask *task;
 
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
   if (!_carehare_connection_check_context (self))
     return;
 
   keep = g_object_ref (self);  /* as in start_rpc() */
   task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, carehare_connection_acking_consumer_async);
+  g_task_set_source_tag (task, source_tag);
   /* Cancellation wins only while the start is pending (the protocol core
    * then closes its channel); once the broker confirmed it, the running
    * consumer is reported, never CANCELLED with the consumer left running. */
@@ -3143,9 +3118,55 @@ carehare_connection_acking_consumer_async (CarehareConnection  *self,
 
   consumer = _carehare_consumer_new (self, queue);
   g_task_set_task_data (task, g_object_ref (consumer), g_object_unref);
-  _carehare_consumer_start (consumer, prefetch_size, prefetch_count, cancellable,
+  _carehare_consumer_start (consumer, prefetch_size, prefetch_count, &options, cancellable,
                             consumer_started_cb, task);
   update (self);
+}
+
+static CarehareConsumer *
+finish_consumer (CarehareConnection  *self,
+                 GAsyncResult        *result,
+                 gpointer             source_tag,
+                 GError             **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * carehare_connection_acking_consumer_async:
+ * @self: a connection
+ * @queue: the queue to consume from
+ * @prefetch_size: the most unacknowledged bytes the broker sends (0: no
+ *   limit; RabbitMQ supports only 0)
+ * @prefetch_count: the most unacknowledged messages the broker sends (0:
+ *   no limit)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the consumer is running
+ * @user_data: data for @callback
+ *
+ * Starts a consumer on a channel of its own, named by the broker, with no
+ * options: [method@Carehare.Connection.acking_consumer_full_async] with
+ * %CAREHARE_CONSUME_FLAGS_NONE, no consumer tag and no arguments.
+ */
+void
+carehare_connection_acking_consumer_async (CarehareConnection  *self,
+                                           const char          *queue,
+                                           guint32              prefetch_size,
+                                           guint16              prefetch_count,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+
+  start_consumer (self, carehare_connection_acking_consumer_async, queue, prefetch_size,
+                  prefetch_count, CAREHARE_CONSUME_FLAGS_NONE, NULL, NULL, cancellable,
+                  callback, user_data);
 }
 
 /**
@@ -3163,12 +3184,95 @@ carehare_connection_acking_consumer_finish (CarehareConnection  *self,
                                             GAsyncResult        *result,
                                             GError             **error)
 {
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
-                        carehare_connection_acking_consumer_async, NULL);
+  return finish_consumer (self, result, carehare_connection_acking_consumer_async, error);
+}
 
-  return g_task_propagate_pointer (G_TASK (result), error);
+/**
+ * carehare_connection_acking_consumer_full_async:
+ * @self: a connection
+ * @queue: the queue to consume from
+ * @prefetch_size: the most unacknowledged bytes the broker sends (0: no
+ *   limit; RabbitMQ supports only 0)
+ * @prefetch_count: the most unacknowledged messages the broker sends (0:
+ *   no limit; a RabbitMQ stream needs more than 0)
+ * @flags: #CarehareConsumeFlags
+ * @consumer_tag: (nullable): the consumer's tag, as the management UI and
+ *   the deliveries show it; %NULL lets the broker name it
+ * @arguments: (nullable): Basic.Consume's arguments as `a{sv}`:
+ *   `x-priority` (an integer: the broker prefers consumers with a higher
+ *   one while they have room), `x-stream-offset` for a RabbitMQ stream
+ *   (`"first"`, `"last"`, `"next"`, an offset as an `x`, or a point in
+ *   time as a `t` timestamp in seconds)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the consumer is running
+ * @user_data: data for @callback
+ *
+ * Starts a consumer on a channel of its own. It completes once the broker
+ * confirmed it (basic.consume-ok), so a missing queue fails here with
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER 404 NOT_FOUND, another
+ * connection's exclusive queue with 403 ACCESS_REFUSED or 405
+ * RESOURCE_LOCKED, and a queue with an exclusive consumer (or any
+ * consumer, with %CAREHARE_CONSUME_FLAGS_EXCLUSIVE) with 403
+ * ACCESS_REFUSED.
+ *
+ * A @consumer_tag another consumer of this connection has, or asked for,
+ * fails at once with %G_IO_ERROR_EXISTS naming it, before anything is sent
+ * (the broker would accept it on another channel, and the tag would name
+ * two consumers); a tag or arguments the wire cannot carry fail with
+ * %G_IO_ERROR_INVALID_ARGUMENT.
+ *
+ * Every delivery must be acknowledged with [method@Carehare.Consumer.ack]
+ * or [method@Carehare.Consumer.nack] (or a batch at once with
+ * [method@Carehare.Consumer.ack_up_to]); the consumer holds at most
+ * @prefetch_count deliveries that [method@Carehare.Consumer.next_delivery_async]
+ * has not taken yet. The library holds the broker to that: a delivery
+ * beyond @prefetch_count unacknowledged ones is a broken server, and closes
+ * the connection with %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the
+ * count.
+ *
+ * Cancelling @cancellable before the library has read the broker's
+ * confirmation fails the call with %G_IO_ERROR_CANCELLED and stops the
+ * consumer (even when the confirmation was already on its way); once the
+ * callback was called with the running consumer, cancelling changes
+ * nothing.
+ */
+void
+carehare_connection_acking_consumer_full_async (CarehareConnection   *self,
+                                                const char           *queue,
+                                                guint32               prefetch_size,
+                                                guint16               prefetch_count,
+                                                CarehareConsumeFlags  flags,
+                                                const char           *consumer_tag,
+                                                GVariant             *arguments,
+                                                GCancellable         *cancellable,
+                                                GAsyncReadyCallback   callback,
+                                                gpointer              user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  start_consumer (self, carehare_connection_acking_consumer_full_async, queue, prefetch_size,
+                  prefetch_count, flags, consumer_tag, arguments, cancellable, callback,
+                  user_data);
+}
+
+/**
+ * carehare_connection_acking_consumer_full_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.acking_consumer_full_async].
+ *
+ * Returns: (transfer full): the running consumer, or %NULL with @error set
+ */
+CarehareConsumer *
+carehare_connection_acking_consumer_full_finish (CarehareConnection  *self,
+                                                 GAsyncResult        *result,
+                                                 GError             **error)
+{
+  return finish_consumer (self, result, carehare_connection_acking_consumer_full_async, error);
 }
 
 /* ---- private ------------------------------------------------------------- */

@@ -208,5 +208,20 @@ CAREHARE_AVAILABLE_IN_ALL
 CarehareConsumer   *carehare_connection_acking_consumer_finish (CarehareConnection   *self,
                                                                 GAsyncResult         *result,
                                                                 GError              **error);
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_acking_consumer_full_async  (CarehareConnection   *self,
+                                                                     const char           *queue,
+                                                                     guint32               prefetch_size,
+                                                                     guint16               prefetch_count,
+                                                                     CarehareConsumeFlags  flags,
+                                                                     const char           *consumer_tag,
+                                                                     GVariant             *arguments,
+                                                                     GCancellable         *cancellable,
+                                                                     GAsyncReadyCallback   callback,
+                                                                     gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+CarehareConsumer   *carehare_connection_acking_consumer_full_finish (CarehareConnection   *self,
+                                                                     GAsyncResult         *result,
+                                                                     GError              **error);
 
 G_END_DECLS

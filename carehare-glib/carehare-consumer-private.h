@@ -12,12 +12,13 @@ G_BEGIN_DECLS
  * after Consume-Ok have somewhere to go. */
 CarehareConsumer *_carehare_consumer_new     (CarehareConnection         *connection,
                                               const char                 *queue);
-void              _carehare_consumer_start   (CarehareConsumer           *self,
-                                              guint32                     prefetch_size,
-                                              guint16                     prefetch_count,
-                                              GCancellable               *cancellable,
-                                              CarehareProtocolOpCallback  started,
-                                              gpointer                    user_data);
+void              _carehare_consumer_start   (CarehareConsumer                     *self,
+                                              guint32                               prefetch_size,
+                                              guint16                               prefetch_count,
+                                              const CarehareProtocolConsumeOptions *options,
+                                              GCancellable                         *cancellable,
+                                              CarehareProtocolOpCallback            started,
+                                              gpointer                              user_data);
 void              _carehare_consumer_started (CarehareConsumer           *self);
 void              _carehare_consumer_abandon (CarehareConsumer           *self);
 

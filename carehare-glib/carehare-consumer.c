@@ -466,17 +466,18 @@ start_cancelled_cb (GCancellable *cancellable,
 }
 
 void
-_carehare_consumer_start (CarehareConsumer           *self,
-                          guint32                     prefetch_size,
-                          guint16                     prefetch_count,
-                          GCancellable               *cancellable,
-                          CarehareProtocolOpCallback  started,
-                          gpointer                    user_data)
+_carehare_consumer_start (CarehareConsumer                     *self,
+                          guint32                               prefetch_size,
+                          guint16                               prefetch_count,
+                          const CarehareProtocolConsumeOptions *options,
+                          GCancellable                         *cancellable,
+                          CarehareProtocolOpCallback            started,
+                          gpointer                              user_data)
 {
   self->starting = TRUE;
-  self->pc = carehare_protocol_consume (get_protocol (self), self->queue, prefetch_size,
-                                        prefetch_count, &consumer_callbacks, self,
-                                        started, user_data);
+  self->pc = carehare_protocol_consume_full (get_protocol (self), self->queue, prefetch_size,
+                                             prefetch_count, options, &consumer_callbacks, self,
+                                             started, user_data);
   /* A start that failed at once (bad arguments, a closed connection) has
    * already run _carehare_consumer_started(): nothing would disconnect a
    * handler connected now, and it would keep the consumer, and so the
@@ -850,6 +851,38 @@ carehare_consumer_next_delivery_finish (CarehareConsumer  *self,
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
+/* The one path of ack(), nack(), ack_up_to() and nack_up_to(). The
+ * protocol drops what the broker must not see: a tag settled already or
+ * never delivered, and anything once the consumer's channel is closed.
+ * After the broker cancelled the consumer, its channel stays open until
+ * the deliveries handed out are settled. */
+static void
+settle (CarehareConsumer *self,
+        guint64           delivery_tag,
+        gboolean          multiple,
+        gboolean          ack,
+        gboolean          requeue)
+{
+  g_autoptr(CarehareConsumer) keep = NULL;
+  CarehareProtocol *protocol;
+
+  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
+    return;
+
+  /* Writing may find the connection dead: pending calls complete during
+   * this one, and their callbacks may drop the program's last reference
+   * on the consumer (which holds the connection). */
+  keep = g_object_ref (self);
+  protocol = get_protocol (self);
+  if (self->pc == NULL || protocol == NULL)
+    return;
+  if (ack)
+    carehare_protocol_consumer_ack (protocol, self->pc, delivery_tag, multiple);
+  else
+    carehare_protocol_consumer_nack (protocol, self->pc, delivery_tag, multiple, requeue);
+  _carehare_connection_update (self->connection);
+}
+
 /**
  * carehare_consumer_ack:
  * @self: a consumer
@@ -867,26 +900,8 @@ void
 carehare_consumer_ack (CarehareConsumer *self,
                        guint64           delivery_tag)
 {
-  g_autoptr(CarehareConsumer) keep = NULL;
-  CarehareProtocol *protocol;
-
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
-
-  /* Writing may find the connection dead: pending calls complete during
-   * this one, and their callbacks may drop the program's last reference
-   * on the consumer (which holds the connection). */
-  keep = g_object_ref (self);
-  /* The protocol drops what the broker must not see: a tag settled
-   * already or never delivered, and anything once the consumer's channel
-   * is closed. After the broker cancelled the consumer, its channel stays
-   * open until the deliveries handed out are settled. */
-  protocol = get_protocol (self);
-  if (self->pc == NULL || protocol == NULL)
-    return;
-  carehare_protocol_consumer_ack (protocol, self->pc, delivery_tag, FALSE);
-  _carehare_connection_update (self->connection);
+  settle (self, delivery_tag, FALSE, TRUE, FALSE);
 }
 
 /**
@@ -904,19 +919,53 @@ carehare_consumer_nack (CarehareConsumer *self,
                         guint64           delivery_tag,
                         gboolean          requeue)
 {
-  g_autoptr(CarehareConsumer) keep = NULL;
-  CarehareProtocol *protocol;
-
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
+  settle (self, delivery_tag, FALSE, FALSE, requeue);
+}
 
-  keep = g_object_ref (self);  /* as in ack() */
-  protocol = get_protocol (self);
-  if (self->pc == NULL || protocol == NULL)
-    return;
-  carehare_protocol_consumer_nack (protocol, self->pc, delivery_tag, FALSE, requeue);
-  _carehare_connection_update (self->connection);
+/**
+ * carehare_consumer_ack_up_to:
+ * @self: a consumer
+ * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
+ *   this consumer handed out and that is not settled yet
+ *
+ * Acknowledges, in one frame (Basic.Ack with `multiple`), every message of
+ * this consumer that is not settled yet, up to and including
+ * @delivery_tag, so that a batch processed at once is settled at once. Never fails
+ * and is never waited for. When @delivery_tag itself is already settled
+ * (for example by an earlier call that covered it) or was never delivered,
+ * nothing is sent and the messages stay unsettled: a tag the program never
+ * got could cover messages it has not seen. Dropped once the consumer or
+ * the connection closed, as [method@Carehare.Consumer.ack] is.
+ */
+void
+carehare_consumer_ack_up_to (CarehareConsumer *self,
+                             guint64           delivery_tag)
+{
+  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+  settle (self, delivery_tag, TRUE, TRUE, FALSE);
+}
+
+/**
+ * carehare_consumer_nack_up_to:
+ * @self: a consumer
+ * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
+ *   this consumer handed out and that is not settled yet
+ * @requeue: %TRUE to put the messages back in the queue, %FALSE to drop
+ *   them (or dead-letter them)
+ *
+ * Rejects, in one frame (Basic.Nack with `multiple`), every message of this
+ * consumer that is not settled yet, up to and including @delivery_tag.
+ * Never fails; ignored or dropped as [method@Carehare.Consumer.ack_up_to]
+ * is.
+ */
+void
+carehare_consumer_nack_up_to (CarehareConsumer *self,
+                              guint64           delivery_tag,
+                              gboolean          requeue)
+{
+  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
+  settle (self, delivery_tag, TRUE, FALSE, requeue);
 }
 
 static void

@@ -43,6 +43,13 @@ CAREHARE_AVAILABLE_IN_ALL
 void              carehare_consumer_nack                 (CarehareConsumer     *self,
                                                           guint64               delivery_tag,
                                                           gboolean              requeue);
+CAREHARE_AVAILABLE_IN_ALL
+void              carehare_consumer_ack_up_to            (CarehareConsumer     *self,
+                                                          guint64               delivery_tag);
+CAREHARE_AVAILABLE_IN_ALL
+void              carehare_consumer_nack_up_to           (CarehareConsumer     *self,
+                                                          guint64               delivery_tag,
+                                                          gboolean              requeue);
 
 CAREHARE_AVAILABLE_IN_ALL
 void              carehare_consumer_close_async          (CarehareConsumer     *self,

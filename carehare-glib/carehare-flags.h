@@ -92,4 +92,19 @@ typedef enum /*< flags >*/ {
   CAREHARE_PUBLISH_FLAGS_MANDATORY = 1 << 0,
 } CareharePublishFlags;
 
+/**
+ * CarehareConsumeFlags:
+ * @CAREHARE_CONSUME_FLAGS_NONE: no flags.
+ * @CAREHARE_CONSUME_FLAGS_EXCLUSIVE: the only consumer of the queue: the
+ *   start fails with %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER 403
+ *   ACCESS_REFUSED if the queue has another consumer, and another consumer
+ *   that tries to start afterwards is refused the same way.
+ *
+ * Flags for [method@Carehare.Connection.acking_consumer_full_async].
+ */
+typedef enum /*< flags >*/ {
+  CAREHARE_CONSUME_FLAGS_NONE      = 0,
+  CAREHARE_CONSUME_FLAGS_EXCLUSIVE = 1 << 0,
+} CarehareConsumeFlags;
+
 G_END_DECLS

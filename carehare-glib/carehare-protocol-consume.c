@@ -230,7 +230,8 @@ carehare_protocol_consume_full (CarehareProtocol                        *self,
   if (options == NULL)
     options = &no_options;
   g_return_val_if_fail (options->arguments == NULL ||
-                        g_variant_is_of_type (options->arguments, G_VARIANT_TYPE_VARDICT), NULL);
+                        g_variant_is_of_type (options->arguments, G_VARIANT_TYPE ("a{s*}")),
+                        NULL);
 
   _carehare_protocol_enter (self);
   consumer = g_new0 (CarehareProtocolConsumer, 1);

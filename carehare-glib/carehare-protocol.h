@@ -247,7 +247,7 @@ CarehareProtocolConsumer *carehare_protocol_consume (CarehareProtocol           
 typedef struct {
   gboolean exclusive;          /* no other consumer on the queue */
   const char *consumer_tag;    /* nullable: the server names the consumer */
-  GVariant *arguments;         /* nullable a{sv}: x-priority, x-stream-offset... */
+  GVariant *arguments;         /* nullable a{s*}: x-priority, x-stream-offset... */
 } CarehareProtocolConsumeOptions;
 
 /* carehare_protocol_consume() with @options (nullable: none). The start

@@ -1599,6 +1599,322 @@ test_message_too_large_property (void)
   check_message_too_large (conn);
 }
 
+/* ---- consumer options (issue 14) ----------------------------------------- */
+
+static CarehareConsumer *
+start_consumer_full (CarehareConnection   *conn,
+                     const char           *queue,
+                     guint16               prefetch,
+                     CarehareConsumeFlags  flags,
+                     const char           *tag,
+                     GVariant             *arguments,
+                     GError              **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+
+  carehare_connection_acking_consumer_full_async (conn, queue, 0, prefetch, flags, tag, arguments,
+                                                  NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_connection_acking_consumer_full_finish (conn, result, error);
+}
+
+/* Whether @consumer gets no message within @ms. */
+static gboolean
+gets_nothing (CarehareConsumer *consumer,
+              guint             ms)
+{
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  carehare_consumer_next_delivery_async (consumer, cancellable, carehare_test_store_result,
+                                         &result);
+  carehare_test_run_for (ms);
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+  return delivery == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
+
+/* An exclusive consumer: a second one on its queue, from this connection
+ * or another, fails 403 ACCESS_REFUSED; the first goes on consuming. */
+static void
+test_consume_exclusive (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(CarehareConnection) other = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) first = NULL;
+  g_autoptr(CarehareConsumer) second = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+
+  first = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_EXCLUSIVE, NULL, NULL,
+                               &error);
+  g_assert_no_error (error);
+  second = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, NULL, NULL, &error);
+  g_assert_null (second);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 403);
+  g_clear_error (&error);
+  second = start_consumer_full (other, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, NULL, NULL,
+                                &error);
+  g_assert_null (second);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 403);
+  g_clear_error (&error);
+
+  g_assert_true (publish_text (conn, "", queue, "still mine", &error));
+  delivery = next_delivery (first, &error);
+  g_assert_no_error (error);
+  assert_body (delivery, "still mine");
+  carehare_consumer_ack (first, carehare_delivery_get_delivery_tag (delivery));
+  close_connection (other);
+  close_connection (conn);
+}
+
+/* x-priority: while the high-priority consumer has room (prefetch 1, each
+ * message acked before the next is published), the low one gets nothing;
+ * once the high one is full, the low one gets the next message. */
+static void
+test_consume_priority (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(GVariant) low_args = g_variant_ref_sink (g_variant_new_parsed ("{'x-priority': <0>}"));
+  g_autoptr(GVariant) high_args = g_variant_ref_sink (g_variant_new_parsed ("{'x-priority': <10>}"));
+  g_autoptr(CarehareConsumer) low = NULL;
+  g_autoptr(CarehareConsumer) high = NULL;
+  g_autoptr(CarehareDelivery) held = NULL;
+  g_autoptr(CarehareDelivery) spill = NULL;
+  g_autoptr(GError) error = NULL;
+
+  low = start_consumer_full (conn, queue, 1, CAREHARE_CONSUME_FLAGS_NONE, NULL, low_args, &error);
+  g_assert_no_error (error);
+  high = start_consumer_full (conn, queue, 1, CAREHARE_CONSUME_FLAGS_NONE, NULL, high_args,
+                              &error);
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autoptr(CarehareDelivery) delivery = NULL;
+
+      g_assert_true (publish_text (conn, "", queue, "for the high one", &error));
+      delivery = next_delivery (high, &error);
+      g_assert_no_error (error);
+      carehare_consumer_ack (high, carehare_delivery_get_delivery_tag (delivery));
+    }
+  g_assert_true (gets_nothing (low, 200));
+
+  g_assert_true (publish_text (conn, "", queue, "held", &error));
+  held = next_delivery (high, &error);
+  g_assert_no_error (error);
+  g_assert_true (publish_text (conn, "", queue, "spill", &error));
+  spill = next_delivery (low, &error);
+  g_assert_no_error (error);
+  assert_body (spill, "spill");
+  carehare_consumer_ack (high, carehare_delivery_get_delivery_tag (held));
+  carehare_consumer_ack (low, carehare_delivery_get_delivery_tag (spill));
+  close_connection (conn);
+}
+
+/* Takes @n deliveries from @consumer, acking each, and checks their bodies
+ * are @first, @first + 1, ... */
+static void
+assert_stream_from (CarehareConsumer *consumer,
+                    guint             first,
+                    guint             n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(CarehareDelivery) delivery = next_delivery (consumer, &error);
+      g_autofree char *expected = g_strdup_printf ("%u", first + i);
+
+      g_assert_no_error (error);
+      assert_body (delivery, expected);
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+    }
+}
+
+/* A RabbitMQ stream read from "first", from offset 50, from a timestamp
+ * and from "next"; acks give the stream consumer credit (prefetch 10 for
+ * 100 messages). */
+static void
+test_consume_stream (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *name = carehare_test_unique_name ("stream");
+  g_autoptr(GVariant) stream = g_variant_ref_sink (
+    g_variant_new_parsed ("{'x-queue-type': <'stream'>}"));
+  g_autofree char *queue = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *offsets[] = { "first", "last", "next" };
+  g_autoptr(CarehareConsumer) from_first = NULL;
+  g_autoptr(CarehareConsumer) from_50 = NULL;
+  g_autoptr(CarehareConsumer) from_time = NULL;
+  g_autoptr(CarehareConsumer) from_next = NULL;
+  GVariantDict dict;
+
+  queue = declare_queue_with_flags (conn, name, CAREHARE_QUEUE_FLAGS_DURABLE, stream);
+  for (guint i = 0; i < 100; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("%u", i);
+
+      g_assert_true (publish_text (conn, "", queue, text, &error));
+      g_assert_no_error (error);
+    }
+
+  g_variant_dict_init (&dict, NULL);
+  g_variant_dict_insert (&dict, "x-stream-offset", "s", offsets[0]);
+  from_first = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, NULL,
+                                    g_variant_dict_end (&dict), &error);
+  g_assert_no_error (error);
+  assert_stream_from (from_first, 0, 100);
+
+  g_variant_dict_init (&dict, NULL);
+  g_variant_dict_insert (&dict, "x-stream-offset", "x", G_GINT64_CONSTANT (50));
+  from_50 = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, NULL,
+                                 g_variant_dict_end (&dict), &error);
+  g_assert_no_error (error);
+  assert_stream_from (from_50, 50, 50);
+
+  /* A timestamp from before the first message: the whole stream. */
+  g_variant_dict_init (&dict, NULL);
+  g_variant_dict_insert (&dict, "x-stream-offset", "t",
+                         (guint64) (g_get_real_time () / G_USEC_PER_SEC - 3600));
+  from_time = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, NULL,
+                                   g_variant_dict_end (&dict), &error);
+  g_assert_no_error (error);
+  assert_stream_from (from_time, 0, 100);
+
+  g_variant_dict_init (&dict, NULL);
+  g_variant_dict_insert (&dict, "x-stream-offset", "s", offsets[2]);
+  from_next = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, NULL,
+                                   g_variant_dict_end (&dict), &error);
+  g_assert_no_error (error);
+  g_assert_true (gets_nothing (from_next, 300));
+  g_assert_true (publish_text (conn, "", queue, "100", &error));
+  assert_stream_from (from_next, 100, 1);
+
+  g_clear_object (&from_first);
+  g_clear_object (&from_50);
+  g_clear_object (&from_time);
+  g_clear_object (&from_next);
+  delete_queue (conn, queue);
+  close_connection (conn);
+}
+
+/* A chosen consumer tag is the consumer's and its deliveries'; the same
+ * tag again on this connection is refused, naming it, before anything is
+ * sent; once the first consumer is closed the tag is free. */
+static void
+test_consume_chosen_tag (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  /* Not auto-delete: it outlives the first consumer. */
+  g_autofree char *queue = declare_queue_with_flags (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  g_autofree char *tag = carehare_test_unique_name ("tag");
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareConsumer) again = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  consumer = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, tag, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (carehare_consumer_get_consumer_tag (consumer), ==, tag);
+  g_assert_true (publish_text (conn, "", queue, "tagged", &error));
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (carehare_delivery_get_consumer_tag (delivery), ==, tag);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+
+  again = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, tag, NULL, &error);
+  g_assert_null (again);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  g_assert_nonnull (strstr (error->message, tag));
+  g_clear_error (&error);
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+
+  carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_consumer_close_finish (consumer, result, &error));
+  g_assert_no_error (error);
+  again = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, tag, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (carehare_consumer_get_consumer_tag (again), ==, tag);
+  close_connection (conn);
+}
+
+/* ack_up_to settles every delivery up to a tag at once; nack_up_to with
+ * requeue brings the rest back, redelivered; settling again, below, or an
+ * unknown tag sends nothing and the consumer goes on. */
+static void
+test_consume_settle_up_to (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *name = carehare_test_unique_name ("up-to");
+  g_autofree char *queue = declare_queue_with_flags (conn, name, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GPtrArray) deliveries = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GError) error = NULL;
+  guint64 seventh, last;
+
+  consumer = start_consumer (conn, queue, 10, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < 10; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("%u", i);
+
+      g_assert_true (publish_text (conn, "", queue, text, &error));
+    }
+  for (guint i = 0; i < 10; i++)
+    {
+      CarehareDelivery *delivery = next_delivery (consumer, &error);
+
+      g_assert_no_error (error);
+      g_ptr_array_add (deliveries, delivery);
+    }
+  g_assert_cmpuint (unacked_on_broker (queue), ==, 10);
+  seventh = carehare_delivery_get_delivery_tag (deliveries->pdata[6]);
+  last = carehare_delivery_get_delivery_tag (deliveries->pdata[9]);
+
+  carehare_consumer_ack_up_to (consumer, seventh);
+  /* Again, below, and unknown: nothing is sent, nothing breaks. */
+  carehare_consumer_ack_up_to (consumer, seventh);
+  carehare_consumer_ack_up_to (consumer, seventh - 3);
+  carehare_consumer_ack (consumer, seventh - 1);
+  carehare_consumer_nack_up_to (consumer, seventh, TRUE);
+  carehare_consumer_ack_up_to (consumer, last + 1000);
+  carehare_test_run_for (200);
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+  g_assert_cmpuint (unacked_on_broker (queue), ==, 3);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
+
+  carehare_consumer_nack_up_to (consumer, last, TRUE);
+  for (guint i = 7; i < 10; i++)
+    {
+      g_autoptr(CarehareDelivery) delivery = next_delivery (consumer, &error);
+      g_autofree char *expected = g_strdup_printf ("%u", i);
+
+      g_assert_no_error (error);
+      g_assert_true (carehare_delivery_get_redelivered (delivery));
+      assert_body (delivery, expected);
+      if (i == 9)
+        carehare_consumer_ack_up_to (consumer, carehare_delivery_get_delivery_tag (delivery));
+    }
+  carehare_test_run_for (200);
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+  g_assert_cmpuint (unacked_on_broker (queue), ==, 0);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
+
+  g_clear_object (&consumer);
+  delete_queue (conn, queue);
+  close_connection (conn);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1640,6 +1956,11 @@ main (int argc, char *argv[])
   g_test_add_func ("/consume/drop-last-reference", test_drop_consumer_with_pending);
   g_test_add_func ("/consume/empty-queue-name", test_empty_queue_name_refused);
   g_test_add_func ("/consume/prefetch-size-refused", test_prefetch_size_refused);
+  g_test_add_func ("/consume/options/exclusive", test_consume_exclusive);
+  g_test_add_func ("/consume/options/priority", test_consume_priority);
+  g_test_add_func ("/consume/options/stream", test_consume_stream);
+  g_test_add_func ("/consume/options/chosen-tag", test_consume_chosen_tag);
+  g_test_add_func ("/consume/settle-up-to", test_consume_settle_up_to);
   g_test_add_func ("/consume/failed-start-does-not-pin-connection",
                    test_failed_start_does_not_pin_connection);
   g_test_add_func ("/consume/failed-start-on-closed-connection",

@@ -22,7 +22,7 @@ Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
 Gio._promisify(Carehare.Connection, 'new_for_uris_async', 'new_for_uris_finish');
 for (const name of ['close', 'queue_declare', 'queue_delete', 'queue_purge', 'queue_bind',
     'queue_unbind', 'exchange_declare', 'exchange_delete', 'exchange_bind', 'exchange_unbind',
-    'publish', 'acking_consumer'])
+    'publish', 'acking_consumer', 'acking_consumer_full'])
     Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
 Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
 Gio._promisify(Carehare.Consumer.prototype, 'close_async', 'close_finish');
@@ -319,6 +319,48 @@ test('mandatory publish nobody takes: UNROUTABLE', async () => {
     try {
         await expectError(Carehare.Error, Carehare.Error.UNROUTABLE,
             publish(conn, unique('nobody'), 'x', {flags: Carehare.PublishFlags.MANDATORY}));
+    } finally {
+        await close(conn);
+    }
+});
+
+test('acking_consumer_full: exclusive, chosen tag, x-priority; ack_up_to, nack_up_to', async () => {
+    const conn = await connect();
+    try {
+        const queue = await declareQueue(conn);
+        const tag = `carehare-js-tag-${GLib.uuid_string_random()}`;
+        const args = new GLib.Variant('a{sv}', {'x-priority': new GLib.Variant('i', 5)});
+        const consumer = await timeout(conn.acking_consumer_full_async(queue, 0, 10,
+            Carehare.ConsumeFlags.EXCLUSIVE, tag, args, null));
+        assertEqual(consumer.consumer_tag, tag, 'consumer tag');
+        const refused = await expectError(Carehare.error_quark(),
+            Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+            conn.acking_consumer_full_async(queue, 0, 1, Carehare.ConsumeFlags.NONE, null, null,
+                null));
+        assertEqual(Carehare.Error.get_reply_code(refused), 403, 'exclusive');
+        await expectError(Gio.io_error_quark(), Gio.IOErrorEnum.EXISTS,
+            conn.acking_consumer_full_async(queue, 0, 1, Carehare.ConsumeFlags.NONE, tag, null,
+                null));
+
+        for (let i = 0; i < 5; i++)
+            await publish(conn, queue, `m${i}`);
+        const deliveries = [];
+        for (let i = 0; i < 5; i++)
+            deliveries.push(await timeout(consumer.next_delivery_async(null)));
+        assertEqual(deliveries.map(d => d.consumer_tag), Array(5).fill(tag), 'delivery tags');
+        consumer.ack_up_to(deliveries[2].delivery_tag);
+        consumer.ack_up_to(deliveries[2].delivery_tag);
+        consumer.nack_up_to(deliveries[4].delivery_tag, true);
+        const again = [];
+        for (let i = 0; i < 2; i++)
+            again.push(await timeout(consumer.next_delivery_async(null)));
+        assertEqual(again.map(d => decoder.decode(d.get_body().toArray())), ['m3', 'm4'], 'requeued');
+        assert(again.every(d => d.redelivered), 'redelivered');
+        consumer.ack_up_to(again[1].delivery_tag);
+        await timeout(consumer.close_async(null));
+        const [, messages] = await timeout(conn.queue_declare_async(queue,
+            Carehare.QueueFlags.PASSIVE, null, null));
+        assertEqual(messages, 0, 'nothing left');
     } finally {
         await close(conn);
     }

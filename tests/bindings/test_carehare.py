@@ -365,6 +365,42 @@ def test_nack_requeue_redelivers():
         close(conn)
 
 
+def test_acking_consumer_full_tag_priority_and_ack_up_to():
+    conn = connect()
+    try:
+        queue = declare_queue(conn)
+        tag = unique("tag")
+        arguments = GLib.Variant("a{sv}", {"x-priority": GLib.Variant("i", 5)})
+        consumer = call(conn, "acking_consumer_full", queue, 0, 10,
+                        Carehare.ConsumeFlags.EXCLUSIVE, tag, arguments)
+        assert consumer.get_consumer_tag() == tag
+        # Exclusive: a second consumer is refused 403.
+        error = expect_error(Carehare.error_quark(), Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+                             call, conn, "acking_consumer_full", queue, 0, 1,
+                             Carehare.ConsumeFlags.NONE, None, None)
+        assert Carehare.Error.get_reply_code(error) == 403
+        # The same tag again: refused before anything is sent.
+        expect_error(Gio.io_error_quark(), Gio.IOErrorEnum.EXISTS,
+                     call, conn, "acking_consumer_full", queue, 0, 1,
+                     Carehare.ConsumeFlags.NONE, tag, None)
+
+        for i in range(5):
+            publish(conn, queue, b"m%d" % i)
+        deliveries = [call(consumer, "next_delivery") for _ in range(5)]
+        assert [d.get_consumer_tag() for d in deliveries] == [tag] * 5
+        consumer.ack_up_to(deliveries[2].get_delivery_tag())
+        consumer.ack_up_to(deliveries[2].get_delivery_tag())  # again: ignored
+        consumer.nack_up_to(deliveries[4].get_delivery_tag(), True)
+        again = [call(consumer, "next_delivery") for _ in range(2)]
+        assert [d.get_body().get_data() for d in again] == [b"m3", b"m4"]
+        assert all(d.get_redelivered() for d in again)
+        consumer.ack_up_to(again[1].get_delivery_tag())
+        call(consumer, "close")
+        assert call(conn, "queue_declare", queue, Carehare.QueueFlags.PASSIVE, None)[1] == 0
+    finally:
+        close(conn)
+
+
 def test_next_deliveries_returns_a_list():
     conn = connect()
     try:
