@@ -43,6 +43,16 @@ call_unregister (Publisher          *pub,
   g_queue_unlink (&pub->pending, &op->call_link);
 }
 
+/* Completes @op with @error (taken): a reply that came first is dropped. */
+static void
+call_fail (CarehareProtocol   *self,
+           CarehareProtocolOp *op,
+           GError             *error)
+{
+  g_clear_pointer (&op->delivery, carehare_protocol_delivery_free);
+  _carehare_protocol_complete (self, op, NULL, error);
+}
+
 /* @op will complete before its request is settled (cancelled, or its
  * reply cannot be taken): forget it, so that its reply is dropped. A
  * written request whose confirm has yet to come leaves a stand-in in its
@@ -56,6 +66,7 @@ call_detach (CarehareProtocol   *self,
   GList *link;
 
   call_unregister (pub, op);
+  g_clear_pointer (&op->delivery, carehare_protocol_delivery_free);
   if (!op->written)
     {
       g_queue_remove (&pub->unwritten, op);
@@ -221,7 +232,7 @@ _carehare_protocol_call_end (CarehareProtocol *self,
     {
       op = link->data;
       call_unregister (pub, op);
-      _carehare_protocol_complete (self, op, NULL, g_error_copy (error));
+      call_fail (self, op, g_error_copy (error));
     }
   g_error_free (error);
   _carehare_protocol_publisher_free (pub);
@@ -243,7 +254,7 @@ _carehare_protocol_call_confirmed (CarehareProtocol   *self,
   if (error != NULL)
     {
       call_unregister (op->publisher, op);
-      _carehare_protocol_complete (self, op, NULL, error);
+      call_fail (self, op, error);
       return;
     }
   op->confirmed = TRUE;
