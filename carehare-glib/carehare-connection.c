@@ -23,6 +23,7 @@
 #include "carehare-connection-private.h"
 
 #include "carehare-consumer-private.h"
+#include "carehare-delivery-private.h"
 #include "carehare-enum-types.h"
 #include "carehare-error-private.h"
 #include "carehare-properties-private.h"
@@ -2189,6 +2190,19 @@ rpc_data_free (RpcData *data)
   g_free (data);
 }
 
+/* The protocol completed the op of @data's task: no cancelling it now. */
+static void
+rpc_data_done (RpcData *data)
+{
+  data->op = NULL;
+  data->done = TRUE;
+  if (data->cancelled_id != 0)
+    {
+      g_cancellable_disconnect (data->cancellable, data->cancelled_id);
+      data->cancelled_id = 0;
+    }
+}
+
 static void
 rpc_done_cb (CarehareProtocolOp   *op,
              const CarehareMethod *reply,
@@ -2198,13 +2212,7 @@ rpc_done_cb (CarehareProtocolOp   *op,
   GTask *task = user_data;
   RpcData *data = g_task_get_task_data (task);
 
-  data->op = NULL;
-  data->done = TRUE;
-  if (data->cancelled_id != 0)
-    {
-      g_cancellable_disconnect (data->cancellable, data->cancelled_id);
-      data->cancelled_id = 0;
-    }
+  rpc_data_done (data);
 
   if (error != NULL)
     g_task_return_error (task, g_error_copy (error));
@@ -3039,6 +3047,132 @@ carehare_connection_publish_finish (CarehareConnection  *self,
                                     GError             **error)
 {
   return finish_rpc (self, result, carehare_connection_publish_async, error) != NULL;
+}
+
+static void
+call_done_cb (CarehareProtocolOp   *op,
+              const CarehareMethod *reply,
+              const GError         *error,
+              gpointer              user_data)
+{
+  GTask *task = user_data;
+  CarehareProtocolDelivery *delivery = carehare_protocol_op_take_delivery (op);
+
+  rpc_data_done (g_task_get_task_data (task));
+  if (error != NULL)
+    g_task_return_error (task, g_error_copy (error));
+  else
+    {
+      /* Taken without acks: nothing to acknowledge. */
+      delivery->delivery_tag = 0;
+      g_task_return_pointer (task, carehare_delivery_new_take (delivery), g_object_unref);
+    }
+  g_object_unref (task);
+}
+
+/**
+ * carehare_connection_call_async:
+ * @self: a connection
+ * @exchange: the exchange to send the request to ("" for the default
+ *   exchange)
+ * @routing_key: the routing key (on the default exchange, the name of the
+ *   queue the server consumes from)
+ * @body: the request's body
+ * @properties: (nullable): the request's properties; its correlation id is
+ *   used if set, its reply-to is replaced
+ * @flags: %CAREHARE_PUBLISH_FLAGS_MANDATORY to fail a request no queue
+ *   takes
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the reply, or the error
+ * @user_data: data for @callback
+ *
+ * Sends a request and waits for its reply (RPC over RabbitMQ's direct
+ * reply-to): the request is published with reply-to
+ * `amq.rabbitmq.reply-to` and a correlation id, that of @properties if it
+ * has one, otherwise a fresh unique one. The server replies by publishing
+ * to the default exchange with the request's reply-to as routing key and
+ * its correlation id; the call completes with that reply once the broker
+ * has also confirmed the request.
+ *
+ * All the calls of a connection share one channel, opened on the first
+ * call, in confirm mode, which also holds the consumer of the replies
+ * (RabbitMQ delivers them only to the channel that sent the request, and
+ * only without acknowledgements: the reply's
+ * [property@Carehare.Delivery:delivery-tag] is 0, there is nothing to
+ * acknowledge). Many calls may be in flight; each gets the reply with its
+ * correlation id, and a reply for no pending call is dropped. Two pending
+ * calls with the same correlation id could not be told apart: the second
+ * fails at once with %G_IO_ERROR_EXISTS.
+ *
+ * It fails as a publish does for the request itself
+ * (%CAREHARE_ERROR_SERVER_SENT_NACK, %CAREHARE_ERROR_UNROUTABLE with
+ * %CAREHARE_PUBLISH_FLAGS_MANDATORY when no queue takes it), with
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER when the broker closes the
+ * channel of the calls, for example 404 NOT_FOUND for a missing exchange
+ * (every call pending on that channel fails with it; the next call opens a
+ * new channel), and with %CAREHARE_ERROR_CONNECTION_CLOSED. It does not
+ * time out by itself: a server that never replies keeps the call pending,
+ * so pass a @cancellable that a timer cancels.
+ *
+ * Cancelling @cancellable completes the call with %G_IO_ERROR_CANCELLED at
+ * any time, even after the request was sent; its reply, if it comes, is
+ * dropped.
+ */
+void
+carehare_connection_call_async (CarehareConnection   *self,
+                                const char           *exchange,
+                                const char           *routing_key,
+                                GBytes               *body,
+                                CarehareProperties   *properties,
+                                CareharePublishFlags  flags,
+                                GCancellable         *cancellable,
+                                GAsyncReadyCallback   callback,
+                                gpointer              user_data)
+{
+  g_autoptr(CarehareConnection) keep = NULL;
+  CarehareBasicProperties basic;
+  CarehareProtocolOp *op;
+  GTask *task;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (body != NULL);
+  g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
+
+  keep = g_object_ref (self);  /* as in start_rpc() */
+  task = op_task_new (self, carehare_connection_call_async, cancellable, callback, user_data);
+  if (task == NULL)
+    return;
+
+  carehare_properties_to_basic (properties, &basic);
+  op = carehare_protocol_call (self->protocol, exchange, routing_key, body, &basic,
+                               (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0,
+                               call_done_cb, task);
+  watch_op (self, task, op);
+}
+
+/**
+ * carehare_connection_call_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.call_async].
+ *
+ * Returns: (transfer full): the reply, or %NULL on error
+ */
+CarehareDelivery *
+carehare_connection_call_finish (CarehareConnection  *self,
+                                 GAsyncResult        *result,
+                                 GError             **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == carehare_connection_call_async,
+                        NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 /* ---- public API: consuming ----------------------------------------------- */
