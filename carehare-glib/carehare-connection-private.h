@@ -16,4 +16,40 @@ void              _carehare_connection_update       (CarehareConnection *self);
  * than the one @self was created on: the caller then does nothing. */
 gboolean          _carehare_connection_check_context (CarehareConnection *self);
 
+/* For the operations (carehare-connection-ops.c): a task runs one
+ * protocol operation, and is completed by it. */
+typedef struct {
+  CarehareProtocolOp *op;        /* while pending */
+  gboolean done;
+  GCancellable *cancellable;     /* owned */
+  gulong cancelled_id;
+  char *queue;                   /* declare-ok */
+  guint message_count;
+  guint consumer_count;
+} RpcData;
+
+void     _carehare_connection_rpc_done_cb (CarehareProtocolOp   *op,
+                                           const CarehareMethod *reply,
+                                           const GError         *error,
+                                           gpointer              user_data);
+void     _carehare_connection_watch_op    (CarehareConnection   *self,
+                                           GTask                *task,
+                                           CarehareProtocolOp   *op);
+GTask   *_carehare_connection_op_task_new (CarehareConnection   *self,
+                                           gpointer              source_tag,
+                                           GCancellable         *cancellable,
+                                           GAsyncReadyCallback   callback,
+                                           gpointer              user_data);
+void     _carehare_connection_start_rpc   (CarehareConnection   *self,
+                                           gpointer              source_tag,
+                                           const CarehareMethod *method,
+                                           guint32               reply_id,
+                                           GCancellable         *cancellable,
+                                           GAsyncReadyCallback   callback,
+                                           gpointer              user_data);
+RpcData *_carehare_connection_finish_rpc  (CarehareConnection   *self,
+                                           GAsyncResult         *result,
+                                           gpointer              source_tag,
+                                           GError              **error);
+
 G_END_DECLS

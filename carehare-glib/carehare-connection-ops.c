@@ -1,0 +1,809 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The operations of CarehareConnection: one _async/_finish pair per AMQP
+ * operation (declare, bind, delete, purge, publish, consume). Each builds
+ * its method and hands it to the connection, which runs it as a task (see
+ * carehare-connection.c); nothing here touches the socket.
+ */
+#include "carehare-connection-private.h"
+
+#include "carehare-consumer-private.h"
+#include "carehare-error-private.h"
+#include "carehare-properties-private.h"
+#include "carehare-protocol.h"
+
+/* ---- public API: declare, bind, delete, purge ----------------------------- */
+
+/* Table arguments may arrive floating (a GVariant built for the call). */
+static GVariant *
+sink_arguments (GVariant *arguments)
+{
+  return arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
+}
+
+#define ARGUMENTS_OK(arguments) \
+  ((arguments) == NULL || g_variant_is_of_type ((arguments), G_VARIANT_TYPE ("a{s*}")))
+
+/**
+ * carehare_connection_queue_declare_async:
+ * @self: a connection
+ * @queue: the queue's name, or "" for a server-named queue
+ * @flags: passive, durable, exclusive, auto-delete
+ * @arguments: (nullable): optional arguments as `a{sv}` (`x-message-ttl`,
+ *   `x-max-length`, `x-overflow`, `x-queue-type`...)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Declares a queue (Queue.Declare) on a channel of its own. A server error,
+ * such as 406 PRECONDITION_FAILED for different flags or arguments or 404
+ * NOT_FOUND for a passive declare of a missing queue, fails it with
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER.
+ */
+void
+carehare_connection_queue_declare_async (CarehareConnection  *self,
+                                         const char          *queue,
+                                         CarehareQueueFlags   flags,
+                                         GVariant            *arguments,
+                                         GCancellable        *cancellable,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DECLARE };
+  g_autoptr(GVariant) args = NULL;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  args = sink_arguments (arguments);
+  m.queue_declare.queue = (char *) queue;
+  m.queue_declare.passive = (flags & CAREHARE_QUEUE_FLAGS_PASSIVE) != 0;
+  m.queue_declare.durable = (flags & CAREHARE_QUEUE_FLAGS_DURABLE) != 0;
+  m.queue_declare.exclusive = (flags & CAREHARE_QUEUE_FLAGS_EXCLUSIVE) != 0;
+  m.queue_declare.auto_delete = (flags & CAREHARE_QUEUE_FLAGS_AUTO_DELETE) != 0;
+  m.queue_declare.arguments = args;
+  _carehare_connection_start_rpc (self, carehare_connection_queue_declare_async, &m,
+                                  CAREHARE_METHOD_QUEUE_DECLARE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_declare_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @message_count: (out) (optional): messages ready in the queue
+ * @consumer_count: (out) (optional): consumers of the queue
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.queue_declare_async].
+ *
+ * Returns: (transfer full): the queue's name (chosen by the server when
+ *   declared as ""), or %NULL with @error set
+ */
+char *
+carehare_connection_queue_declare_finish (CarehareConnection  *self,
+                                          GAsyncResult        *result,
+                                          guint               *message_count,
+                                          guint               *consumer_count,
+                                          GError             **error)
+{
+  RpcData *data = _carehare_connection_finish_rpc (self, result, carehare_connection_queue_declare_async, error);
+
+  if (data == NULL)
+    return NULL;
+  if (message_count != NULL)
+    *message_count = data->message_count;
+  if (consumer_count != NULL)
+    *consumer_count = data->consumer_count;
+  return g_strdup (data->queue);
+}
+
+/**
+ * carehare_connection_queue_delete_async:
+ * @self: a connection
+ * @queue: the queue's name
+ * @flags: if-unused, if-empty
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Deletes a queue (Queue.Delete). With a flag whose condition does not hold
+ * it fails with 406 PRECONDITION_FAILED.
+ */
+void
+carehare_connection_queue_delete_async (CarehareConnection       *self,
+                                        const char               *queue,
+                                        CarehareQueueDeleteFlags  flags,
+                                        GCancellable             *cancellable,
+                                        GAsyncReadyCallback       callback,
+                                        gpointer                  user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DELETE };
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+
+  m.queue_delete.queue = (char *) queue;
+  m.queue_delete.if_unused = (flags & CAREHARE_QUEUE_DELETE_FLAGS_IF_UNUSED) != 0;
+  m.queue_delete.if_empty = (flags & CAREHARE_QUEUE_DELETE_FLAGS_IF_EMPTY) != 0;
+  _carehare_connection_start_rpc (self, carehare_connection_queue_delete_async, &m,
+                                  CAREHARE_METHOD_QUEUE_DELETE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_delete_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @message_count: (out) (optional): how many messages the queue held
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.queue_delete_async].
+ *
+ * Returns: %TRUE if the queue was deleted
+ */
+gboolean
+carehare_connection_queue_delete_finish (CarehareConnection  *self,
+                                         GAsyncResult        *result,
+                                         guint               *message_count,
+                                         GError             **error)
+{
+  RpcData *data = _carehare_connection_finish_rpc (self, result, carehare_connection_queue_delete_async, error);
+
+  if (data == NULL)
+    return FALSE;
+  if (message_count != NULL)
+    *message_count = data->message_count;
+  return TRUE;
+}
+
+/**
+ * carehare_connection_queue_purge_async:
+ * @self: a connection
+ * @queue: the queue's name
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Removes every ready message from a queue (Queue.Purge).
+ */
+void
+carehare_connection_queue_purge_async (CarehareConnection  *self,
+                                       const char          *queue,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_PURGE };
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+
+  m.queue_purge.queue = (char *) queue;
+  _carehare_connection_start_rpc (self, carehare_connection_queue_purge_async, &m,
+                                  CAREHARE_METHOD_QUEUE_PURGE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_purge_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @message_count: (out) (optional): how many messages were removed
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.queue_purge_async].
+ *
+ * Returns: %TRUE if the queue was purged
+ */
+gboolean
+carehare_connection_queue_purge_finish (CarehareConnection  *self,
+                                        GAsyncResult        *result,
+                                        guint               *message_count,
+                                        GError             **error)
+{
+  RpcData *data = _carehare_connection_finish_rpc (self, result, carehare_connection_queue_purge_async, error);
+
+  if (data == NULL)
+    return FALSE;
+  if (message_count != NULL)
+    *message_count = data->message_count;
+  return TRUE;
+}
+
+static void
+queue_bind_common (CarehareConnection  *self,
+                   gboolean             bind,
+                   const char          *queue,
+                   const char          *exchange,
+                   const char          *routing_key,
+                   GVariant            *arguments,
+                   GCancellable        *cancellable,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data)
+{
+  CarehareMethod m = { 0 };
+  g_autoptr(GVariant) args = sink_arguments (arguments);
+
+  if (bind)
+    {
+      m.id = CAREHARE_METHOD_QUEUE_BIND;
+      m.queue_bind.queue = (char *) queue;
+      m.queue_bind.exchange = (char *) exchange;
+      m.queue_bind.routing_key = (char *) routing_key;
+      m.queue_bind.arguments = args;
+      _carehare_connection_start_rpc (self, carehare_connection_queue_bind_async, &m,
+                                      CAREHARE_METHOD_QUEUE_BIND_OK, cancellable, callback, user_data);
+    }
+  else
+    {
+      m.id = CAREHARE_METHOD_QUEUE_UNBIND;
+      m.queue_unbind.queue = (char *) queue;
+      m.queue_unbind.exchange = (char *) exchange;
+      m.queue_unbind.routing_key = (char *) routing_key;
+      m.queue_unbind.arguments = args;
+      _carehare_connection_start_rpc (self, carehare_connection_queue_unbind_async, &m,
+                                      CAREHARE_METHOD_QUEUE_UNBIND_OK, cancellable, callback, user_data);
+    }
+}
+
+/**
+ * carehare_connection_queue_bind_async:
+ * @self: a connection
+ * @queue: the queue's name
+ * @exchange: the exchange to bind it to
+ * @routing_key: the binding key
+ * @arguments: (nullable): binding arguments as `a{sv}` (for headers exchanges)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Binds a queue to an exchange (Queue.Bind).
+ */
+void
+carehare_connection_queue_bind_async (CarehareConnection  *self,
+                                      const char          *queue,
+                                      const char          *exchange,
+                                      const char          *routing_key,
+                                      GVariant            *arguments,
+                                      GCancellable        *cancellable,
+                                      GAsyncReadyCallback  callback,
+                                      gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  queue_bind_common (self, TRUE, queue, exchange, routing_key, arguments,
+                     cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_bind_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.queue_bind_async].
+ *
+ * Returns: %TRUE if the queue was bound
+ */
+gboolean
+carehare_connection_queue_bind_finish (CarehareConnection  *self,
+                                       GAsyncResult        *result,
+                                       GError             **error)
+{
+  return _carehare_connection_finish_rpc (self, result, carehare_connection_queue_bind_async, error) != NULL;
+}
+
+/**
+ * carehare_connection_queue_unbind_async:
+ * @self: a connection
+ * @queue: the queue's name
+ * @exchange: the exchange it is bound to
+ * @routing_key: the binding key
+ * @arguments: (nullable): the binding's arguments as `a{sv}`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Removes a binding between a queue and an exchange (Queue.Unbind).
+ */
+void
+carehare_connection_queue_unbind_async (CarehareConnection  *self,
+                                        const char          *queue,
+                                        const char          *exchange,
+                                        const char          *routing_key,
+                                        GVariant            *arguments,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  queue_bind_common (self, FALSE, queue, exchange, routing_key, arguments,
+                     cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_queue_unbind_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.queue_unbind_async].
+ *
+ * Returns: %TRUE if the binding was removed
+ */
+gboolean
+carehare_connection_queue_unbind_finish (CarehareConnection  *self,
+                                         GAsyncResult        *result,
+                                         GError             **error)
+{
+  return _carehare_connection_finish_rpc (self, result, carehare_connection_queue_unbind_async, error) != NULL;
+}
+
+/**
+ * carehare_connection_exchange_declare_async:
+ * @self: a connection
+ * @exchange: the exchange's name
+ * @type: `direct`, `fanout`, `topic`, `headers` or a plugin's type
+ * @flags: passive, durable, auto-delete, internal
+ * @arguments: (nullable): optional arguments as `a{sv}`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Declares an exchange (Exchange.Declare).
+ */
+void
+carehare_connection_exchange_declare_async (CarehareConnection    *self,
+                                            const char            *exchange,
+                                            const char            *type,
+                                            CarehareExchangeFlags  flags,
+                                            GVariant              *arguments,
+                                            GCancellable          *cancellable,
+                                            GAsyncReadyCallback    callback,
+                                            gpointer               user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_EXCHANGE_DECLARE };
+  g_autoptr(GVariant) args = NULL;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (type != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  args = sink_arguments (arguments);
+  m.exchange_declare.exchange = (char *) exchange;
+  m.exchange_declare.type = (char *) type;
+  m.exchange_declare.passive = (flags & CAREHARE_EXCHANGE_FLAGS_PASSIVE) != 0;
+  m.exchange_declare.durable = (flags & CAREHARE_EXCHANGE_FLAGS_DURABLE) != 0;
+  m.exchange_declare.auto_delete = (flags & CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE) != 0;
+  m.exchange_declare.internal = (flags & CAREHARE_EXCHANGE_FLAGS_INTERNAL) != 0;
+  m.exchange_declare.arguments = args;
+  _carehare_connection_start_rpc (self, carehare_connection_exchange_declare_async, &m,
+                                  CAREHARE_METHOD_EXCHANGE_DECLARE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_exchange_declare_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.exchange_declare_async].
+ *
+ * Returns: %TRUE if the exchange exists as declared
+ */
+gboolean
+carehare_connection_exchange_declare_finish (CarehareConnection  *self,
+                                             GAsyncResult        *result,
+                                             GError             **error)
+{
+  return _carehare_connection_finish_rpc (self, result, carehare_connection_exchange_declare_async, error) != NULL;
+}
+
+/**
+ * carehare_connection_exchange_delete_async:
+ * @self: a connection
+ * @exchange: the exchange's name
+ * @flags: if-unused
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Deletes an exchange (Exchange.Delete).
+ */
+void
+carehare_connection_exchange_delete_async (CarehareConnection          *self,
+                                           const char                  *exchange,
+                                           CarehareExchangeDeleteFlags  flags,
+                                           GCancellable                *cancellable,
+                                           GAsyncReadyCallback          callback,
+                                           gpointer                     user_data)
+{
+  CarehareMethod m = { .id = CAREHARE_METHOD_EXCHANGE_DELETE };
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (exchange != NULL);
+
+  m.exchange_delete.exchange = (char *) exchange;
+  m.exchange_delete.if_unused = (flags & CAREHARE_EXCHANGE_DELETE_FLAGS_IF_UNUSED) != 0;
+  _carehare_connection_start_rpc (self, carehare_connection_exchange_delete_async, &m,
+                                  CAREHARE_METHOD_EXCHANGE_DELETE_OK, cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_exchange_delete_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.exchange_delete_async].
+ *
+ * Returns: %TRUE if the exchange was deleted
+ */
+gboolean
+carehare_connection_exchange_delete_finish (CarehareConnection  *self,
+                                            GAsyncResult        *result,
+                                            GError             **error)
+{
+  return _carehare_connection_finish_rpc (self, result, carehare_connection_exchange_delete_async, error) != NULL;
+}
+
+static void
+exchange_bind_common (CarehareConnection  *self,
+                      gboolean             bind,
+                      const char          *destination,
+                      const char          *source,
+                      const char          *routing_key,
+                      GVariant            *arguments,
+                      GCancellable        *cancellable,
+                      GAsyncReadyCallback  callback,
+                      gpointer             user_data)
+{
+  CarehareMethod m = { 0 };
+  g_autoptr(GVariant) args = sink_arguments (arguments);
+
+  if (bind)
+    {
+      m.id = CAREHARE_METHOD_EXCHANGE_BIND;
+      m.exchange_bind.destination = (char *) destination;
+      m.exchange_bind.source = (char *) source;
+      m.exchange_bind.routing_key = (char *) routing_key;
+      m.exchange_bind.arguments = args;
+      _carehare_connection_start_rpc (self, carehare_connection_exchange_bind_async, &m,
+                                      CAREHARE_METHOD_EXCHANGE_BIND_OK, cancellable, callback, user_data);
+    }
+  else
+    {
+      m.id = CAREHARE_METHOD_EXCHANGE_UNBIND;
+      m.exchange_unbind.destination = (char *) destination;
+      m.exchange_unbind.source = (char *) source;
+      m.exchange_unbind.routing_key = (char *) routing_key;
+      m.exchange_unbind.arguments = args;
+      _carehare_connection_start_rpc (self, carehare_connection_exchange_unbind_async, &m,
+                                      CAREHARE_METHOD_EXCHANGE_UNBIND_OK, cancellable, callback, user_data);
+    }
+}
+
+/**
+ * carehare_connection_exchange_bind_async:
+ * @self: a connection
+ * @destination: the exchange that receives the messages
+ * @source: the exchange the messages come from
+ * @routing_key: the binding key
+ * @arguments: (nullable): binding arguments as `a{sv}`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Binds an exchange to another (Exchange.Bind, a RabbitMQ extension).
+ */
+void
+carehare_connection_exchange_bind_async (CarehareConnection  *self,
+                                         const char          *destination,
+                                         const char          *source,
+                                         const char          *routing_key,
+                                         GVariant            *arguments,
+                                         GCancellable        *cancellable,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (destination != NULL);
+  g_return_if_fail (source != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  exchange_bind_common (self, TRUE, destination, source, routing_key, arguments,
+                        cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_exchange_bind_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.exchange_bind_async].
+ *
+ * Returns: %TRUE if the exchanges were bound
+ */
+gboolean
+carehare_connection_exchange_bind_finish (CarehareConnection  *self,
+                                          GAsyncResult        *result,
+                                          GError             **error)
+{
+  return _carehare_connection_finish_rpc (self, result, carehare_connection_exchange_bind_async, error) != NULL;
+}
+
+/**
+ * carehare_connection_exchange_unbind_async:
+ * @self: a connection
+ * @destination: the exchange that receives the messages
+ * @source: the exchange the messages come from
+ * @routing_key: the binding key
+ * @arguments: (nullable): the binding's arguments as `a{sv}`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * Removes a binding between two exchanges (Exchange.Unbind).
+ */
+void
+carehare_connection_exchange_unbind_async (CarehareConnection  *self,
+                                           const char          *destination,
+                                           const char          *source,
+                                           const char          *routing_key,
+                                           GVariant            *arguments,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data)
+{
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (destination != NULL);
+  g_return_if_fail (source != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (ARGUMENTS_OK (arguments));
+
+  exchange_bind_common (self, FALSE, destination, source, routing_key, arguments,
+                        cancellable, callback, user_data);
+}
+
+/**
+ * carehare_connection_exchange_unbind_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.exchange_unbind_async].
+ *
+ * Returns: %TRUE if the binding was removed
+ */
+gboolean
+carehare_connection_exchange_unbind_finish (CarehareConnection  *self,
+                                            GAsyncResult        *result,
+                                            GError             **error)
+{
+  return _carehare_connection_finish_rpc (self, result, carehare_connection_exchange_unbind_async, error) != NULL;
+}
+
+/* ---- public API: publishing ---------------------------------------------- */
+
+/**
+ * carehare_connection_publish_async:
+ * @self: a connection
+ * @exchange: the exchange to publish to ("" for the default exchange)
+ * @routing_key: the routing key (the queue's name on the default exchange)
+ * @body: the message body
+ * @properties: (nullable): the message's properties
+ * @flags: %CAREHARE_PUBLISH_FLAGS_MANDATORY to fail unroutable messages
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the broker confirmed the message
+ * @user_data: data for @callback
+ *
+ * Publishes a message with publisher confirms: it completes when the
+ * broker has taken responsibility for it (basic.ack), or fails with
+ * %CAREHARE_ERROR_SERVER_SENT_NACK when the broker refused this message,
+ * %CAREHARE_ERROR_UNROUTABLE when it was published with
+ * %CAREHARE_PUBLISH_FLAGS_MANDATORY and no queue took it,
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER when the exchange's channel hit
+ * an error (for example 404 NOT_FOUND for a missing exchange), or
+ * %CAREHARE_ERROR_CONNECTION_CLOSED. After either of the last two the
+ * broker may or may not have routed the message (it may have taken it
+ * before the channel or the connection closed): publish it again if it
+ * must arrive, accepting a possible duplicate.
+ *
+ * Messages to one exchange go out in call order on one channel and are
+ * never interleaved. While the broker blocks the connection
+ * ([property@Carehare.Connection:is-blocked]), or stops the exchange's
+ * channel with channel.flow, publishes wait and go out when it lets them.
+ * Keep the number of publishes in flight bounded: each one holds its body
+ * until the broker confirms it is written (a mandatory one until the
+ * broker confirms it). An exchange's channel is given back once nothing is
+ * in flight on it, when another request needs a channel or after 30
+ * seconds; the next publish opens a new one.
+ *
+ * Cancelling a publish that is still waiting (for a channel, or for the
+ * broker to unblock the connection or the channel) drops it and completes
+ * it with %G_IO_ERROR_CANCELLED. Once its frames are written it cannot be
+ * recalled: cancelling then has no effect, and it completes with the
+ * broker's answer.
+ */
+void
+carehare_connection_publish_async (CarehareConnection   *self,
+                                   const char           *exchange,
+                                   const char           *routing_key,
+                                   GBytes               *body,
+                                   CarehareProperties   *properties,
+                                   CareharePublishFlags  flags,
+                                   GCancellable         *cancellable,
+                                   GAsyncReadyCallback   callback,
+                                   gpointer              user_data)
+{
+  g_autoptr(CarehareConnection) keep = NULL;
+  CarehareBasicProperties basic;
+  CarehareProtocolOp *op;
+  GTask *task;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (body != NULL);
+  g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
+
+  keep = g_object_ref (self);  /* as in start_rpc() */
+  task = _carehare_connection_op_task_new (self, carehare_connection_publish_async, cancellable, callback, user_data);
+  if (task == NULL)
+    return;
+  /* Cancellation wins only while the publish is not written, and then the
+   * protocol completes it with G_IO_ERROR_CANCELLED itself; once written,
+   * the broker's answer is the result, whatever the cancellable says. */
+  g_task_set_check_cancellable (task, FALSE);
+
+  carehare_properties_to_basic (properties, &basic);
+  op = carehare_protocol_publish (_carehare_connection_get_protocol (self), exchange, routing_key, body, &basic,
+                                  (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0,
+                                  _carehare_connection_rpc_done_cb, task);
+  _carehare_connection_watch_op (self, task, op);
+}
+
+/**
+ * carehare_connection_publish_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.publish_async].
+ *
+ * Returns: %TRUE if the broker confirmed the message
+ */
+gboolean
+carehare_connection_publish_finish (CarehareConnection  *self,
+                                    GAsyncResult        *result,
+                                    GError             **error)
+{
+  return _carehare_connection_finish_rpc (self, result, carehare_connection_publish_async, error) != NULL;
+}
+
+/* ---- public API: consuming ----------------------------------------------- */
+
+static void
+consumer_started_cb (CarehareProtocolOp   *op,
+                     const CarehareMethod *reply,
+                     const GError         *error,
+                     gpointer              user_data)
+{
+  GTask *task = user_data;
+  CarehareConsumer *consumer = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+
+  if (error != NULL && cancellable != NULL && g_cancellable_is_cancelled (cancellable))
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
+  else if (error != NULL)
+    g_task_return_error (task, g_error_copy (error));
+  else
+    g_task_return_pointer (task, g_object_ref (consumer), g_object_unref);
+  _carehare_consumer_started (consumer);
+  g_object_unref (task);
+}
+
+/**
+ * carehare_connection_acking_consumer_async:
+ * @self: a connection
+ * @queue: the queue to consume from
+ * @prefetch_size: the most unacknowledged bytes the broker sends (0: no
+ *   limit; RabbitMQ supports only 0)
+ * @prefetch_count: the most unacknowledged messages the broker sends (0:
+ *   no limit)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the consumer is running
+ * @user_data: data for @callback
+ *
+ * Starts a consumer on a channel of its own. It completes once the broker
+ * confirmed it (basic.consume-ok), so a missing queue fails here with
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER 404 NOT_FOUND and another
+ * connection's exclusive queue with 403 ACCESS_REFUSED or 405
+ * RESOURCE_LOCKED.
+ *
+ * Every delivery must be acknowledged with [method@Carehare.Consumer.ack]
+ * or [method@Carehare.Consumer.nack]; the consumer holds at most
+ * @prefetch_count deliveries that [method@Carehare.Consumer.next_delivery_async]
+ * has not taken yet. The library holds the broker to that: a delivery
+ * beyond @prefetch_count unacknowledged ones is a broken server, and closes
+ * the connection with %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the
+ * count.
+ */
+void
+carehare_connection_acking_consumer_async (CarehareConnection  *self,
+                                           const char          *queue,
+                                           guint32              prefetch_size,
+                                           guint16              prefetch_count,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data)
+{
+  g_autoptr(CarehareConnection) keep = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  GTask *task;
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (queue != NULL);
+  if (!_carehare_connection_check_context (self))
+    return;
+
+  keep = g_object_ref (self);  /* as in start_rpc() */
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_connection_acking_consumer_async);
+  /* Cancellation wins only while the start is pending (the protocol core
+   * then closes its channel); once the broker confirmed it, the running
+   * consumer is reported, never CANCELLED with the consumer left running. */
+  g_task_set_check_cancellable (task, FALSE);
+  if (_carehare_connection_get_protocol (self) == NULL)
+    {
+      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                               "Connection closed: it was never opened");
+      g_object_unref (task);
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_object_unref (task);
+      return;
+    }
+
+  consumer = _carehare_consumer_new (self, queue);
+  g_task_set_task_data (task, g_object_ref (consumer), g_object_unref);
+  _carehare_consumer_start (consumer, prefetch_size, prefetch_count, cancellable,
+                            consumer_started_cb, task);
+  _carehare_connection_update (self);
+}
+
+/**
+ * carehare_connection_acking_consumer_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.acking_consumer_async].
+ *
+ * Returns: (transfer full): the running consumer, or %NULL with @error set
+ */
+CarehareConsumer *
+carehare_connection_acking_consumer_finish (CarehareConnection  *self,
+                                            GAsyncResult        *result,
+                                            GError             **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+                        carehare_connection_acking_consumer_async, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
