@@ -8,11 +8,43 @@
 #include "carehare-connection-private.h"
 
 #include "carehare-consumer-private.h"
-#include "carehare-error-private.h"
 #include "carehare-properties-private.h"
 #include "carehare-protocol.h"
 
 /* ---- public API: declare, bind, delete, purge ----------------------------- */
+
+typedef struct {
+  const CarehareMethod *method;
+  guint32 reply_id;
+} RpcStart;
+
+static CarehareProtocolOp *
+rpc_start (CarehareProtocol *protocol,
+           GTask            *task,
+           gpointer          start_data)
+{
+  RpcStart *rpc = start_data;
+
+  return carehare_protocol_rpc (protocol, rpc->method, rpc->reply_id,
+                                _carehare_connection_rpc_done_cb, task);
+}
+
+/* Runs @method on a pooled channel for a new task. @method's pointers are
+ * borrowed: it is encoded before this returns. */
+static void
+start_rpc (CarehareConnection   *self,
+           gpointer              source_tag,
+           const CarehareMethod *method,
+           guint32               reply_id,
+           GCancellable         *cancellable,
+           GAsyncReadyCallback   callback,
+           gpointer              user_data)
+{
+  RpcStart rpc = { method, reply_id };
+
+  _carehare_connection_start_op (self, source_tag, TRUE, rpc_start, &rpc,
+                                 cancellable, callback, user_data);
+}
 
 /* Table arguments may arrive floating (a GVariant built for the call). */
 static GVariant *
@@ -63,8 +95,8 @@ carehare_connection_queue_declare_async (CarehareConnection  *self,
   m.queue_declare.exclusive = (flags & CAREHARE_QUEUE_FLAGS_EXCLUSIVE) != 0;
   m.queue_declare.auto_delete = (flags & CAREHARE_QUEUE_FLAGS_AUTO_DELETE) != 0;
   m.queue_declare.arguments = args;
-  _carehare_connection_start_rpc (self, carehare_connection_queue_declare_async, &m,
-                                  CAREHARE_METHOD_QUEUE_DECLARE_OK, cancellable, callback, user_data);
+  start_rpc (self, carehare_connection_queue_declare_async, &m,
+             CAREHARE_METHOD_QUEUE_DECLARE_OK, cancellable, callback, user_data);
 }
 
 /**
@@ -126,8 +158,8 @@ carehare_connection_queue_delete_async (CarehareConnection       *self,
   m.queue_delete.queue = (char *) queue;
   m.queue_delete.if_unused = (flags & CAREHARE_QUEUE_DELETE_FLAGS_IF_UNUSED) != 0;
   m.queue_delete.if_empty = (flags & CAREHARE_QUEUE_DELETE_FLAGS_IF_EMPTY) != 0;
-  _carehare_connection_start_rpc (self, carehare_connection_queue_delete_async, &m,
-                                  CAREHARE_METHOD_QUEUE_DELETE_OK, cancellable, callback, user_data);
+  start_rpc (self, carehare_connection_queue_delete_async, &m,
+             CAREHARE_METHOD_QUEUE_DELETE_OK, cancellable, callback, user_data);
 }
 
 /**
@@ -179,8 +211,8 @@ carehare_connection_queue_purge_async (CarehareConnection  *self,
   g_return_if_fail (queue != NULL);
 
   m.queue_purge.queue = (char *) queue;
-  _carehare_connection_start_rpc (self, carehare_connection_queue_purge_async, &m,
-                                  CAREHARE_METHOD_QUEUE_PURGE_OK, cancellable, callback, user_data);
+  start_rpc (self, carehare_connection_queue_purge_async, &m,
+             CAREHARE_METHOD_QUEUE_PURGE_OK, cancellable, callback, user_data);
 }
 
 /**
@@ -230,8 +262,8 @@ queue_bind_common (CarehareConnection  *self,
       m.queue_bind.exchange = (char *) exchange;
       m.queue_bind.routing_key = (char *) routing_key;
       m.queue_bind.arguments = args;
-      _carehare_connection_start_rpc (self, carehare_connection_queue_bind_async, &m,
-                                      CAREHARE_METHOD_QUEUE_BIND_OK, cancellable, callback, user_data);
+      start_rpc (self, carehare_connection_queue_bind_async, &m,
+                 CAREHARE_METHOD_QUEUE_BIND_OK, cancellable, callback, user_data);
     }
   else
     {
@@ -240,8 +272,8 @@ queue_bind_common (CarehareConnection  *self,
       m.queue_unbind.exchange = (char *) exchange;
       m.queue_unbind.routing_key = (char *) routing_key;
       m.queue_unbind.arguments = args;
-      _carehare_connection_start_rpc (self, carehare_connection_queue_unbind_async, &m,
-                                      CAREHARE_METHOD_QUEUE_UNBIND_OK, cancellable, callback, user_data);
+      start_rpc (self, carehare_connection_queue_unbind_async, &m,
+                 CAREHARE_METHOD_QUEUE_UNBIND_OK, cancellable, callback, user_data);
     }
 }
 
@@ -386,8 +418,8 @@ carehare_connection_exchange_declare_async (CarehareConnection    *self,
   m.exchange_declare.auto_delete = (flags & CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE) != 0;
   m.exchange_declare.internal = (flags & CAREHARE_EXCHANGE_FLAGS_INTERNAL) != 0;
   m.exchange_declare.arguments = args;
-  _carehare_connection_start_rpc (self, carehare_connection_exchange_declare_async, &m,
-                                  CAREHARE_METHOD_EXCHANGE_DECLARE_OK, cancellable, callback, user_data);
+  start_rpc (self, carehare_connection_exchange_declare_async, &m,
+             CAREHARE_METHOD_EXCHANGE_DECLARE_OK, cancellable, callback, user_data);
 }
 
 /**
@@ -434,8 +466,8 @@ carehare_connection_exchange_delete_async (CarehareConnection          *self,
 
   m.exchange_delete.exchange = (char *) exchange;
   m.exchange_delete.if_unused = (flags & CAREHARE_EXCHANGE_DELETE_FLAGS_IF_UNUSED) != 0;
-  _carehare_connection_start_rpc (self, carehare_connection_exchange_delete_async, &m,
-                                  CAREHARE_METHOD_EXCHANGE_DELETE_OK, cancellable, callback, user_data);
+  start_rpc (self, carehare_connection_exchange_delete_async, &m,
+             CAREHARE_METHOD_EXCHANGE_DELETE_OK, cancellable, callback, user_data);
 }
 
 /**
@@ -477,8 +509,8 @@ exchange_bind_common (CarehareConnection  *self,
       m.exchange_bind.source = (char *) source;
       m.exchange_bind.routing_key = (char *) routing_key;
       m.exchange_bind.arguments = args;
-      _carehare_connection_start_rpc (self, carehare_connection_exchange_bind_async, &m,
-                                      CAREHARE_METHOD_EXCHANGE_BIND_OK, cancellable, callback, user_data);
+      start_rpc (self, carehare_connection_exchange_bind_async, &m,
+                 CAREHARE_METHOD_EXCHANGE_BIND_OK, cancellable, callback, user_data);
     }
   else
     {
@@ -487,8 +519,8 @@ exchange_bind_common (CarehareConnection  *self,
       m.exchange_unbind.source = (char *) source;
       m.exchange_unbind.routing_key = (char *) routing_key;
       m.exchange_unbind.arguments = args;
-      _carehare_connection_start_rpc (self, carehare_connection_exchange_unbind_async, &m,
-                                      CAREHARE_METHOD_EXCHANGE_UNBIND_OK, cancellable, callback, user_data);
+      start_rpc (self, carehare_connection_exchange_unbind_async, &m,
+                 CAREHARE_METHOD_EXCHANGE_UNBIND_OK, cancellable, callback, user_data);
     }
 }
 
@@ -596,6 +628,26 @@ carehare_connection_exchange_unbind_finish (CarehareConnection  *self,
 
 /* ---- public API: publishing ---------------------------------------------- */
 
+typedef struct {
+  const char *exchange;
+  const char *routing_key;
+  GBytes *body;
+  CarehareBasicProperties basic;
+  gboolean mandatory;
+} PublishStart;
+
+static CarehareProtocolOp *
+publish_start (CarehareProtocol *protocol,
+               GTask            *task,
+               gpointer          start_data)
+{
+  PublishStart *publish = start_data;
+
+  return carehare_protocol_publish (protocol, publish->exchange, publish->routing_key,
+                                    publish->body, &publish->basic, publish->mandatory,
+                                    _carehare_connection_rpc_done_cb, task);
+}
+
 /**
  * carehare_connection_publish_async:
  * @self: a connection
@@ -647,10 +699,7 @@ carehare_connection_publish_async (CarehareConnection   *self,
                                    GAsyncReadyCallback   callback,
                                    gpointer              user_data)
 {
-  g_autoptr(CarehareConnection) keep = NULL;
-  CarehareBasicProperties basic;
-  CarehareProtocolOp *op;
-  GTask *task;
+  PublishStart publish = { exchange, routing_key, body };
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (exchange != NULL);
@@ -658,20 +707,13 @@ carehare_connection_publish_async (CarehareConnection   *self,
   g_return_if_fail (body != NULL);
   g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
 
-  keep = g_object_ref (self);  /* as in start_rpc() */
-  task = _carehare_connection_op_task_new (self, carehare_connection_publish_async, cancellable, callback, user_data);
-  if (task == NULL)
-    return;
+  carehare_properties_to_basic (properties, &publish.basic);
+  publish.mandatory = (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0;
   /* Cancellation wins only while the publish is not written, and then the
    * protocol completes it with G_IO_ERROR_CANCELLED itself; once written,
    * the broker's answer is the result, whatever the cancellable says. */
-  g_task_set_check_cancellable (task, FALSE);
-
-  carehare_properties_to_basic (properties, &basic);
-  op = carehare_protocol_publish (_carehare_connection_get_protocol (self), exchange, routing_key, body, &basic,
-                                  (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0,
-                                  _carehare_connection_rpc_done_cb, task);
-  _carehare_connection_watch_op (self, task, op);
+  _carehare_connection_start_op (self, carehare_connection_publish_async, FALSE,
+                                 publish_start, &publish, cancellable, callback, user_data);
 }
 
 /**
@@ -701,7 +743,8 @@ consumer_started_cb (CarehareProtocolOp   *op,
                      gpointer              user_data)
 {
   GTask *task = user_data;
-  CarehareConsumer *consumer = g_task_get_task_data (task);
+  RpcData *data = g_task_get_task_data (task);
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (data->object);
   GCancellable *cancellable = g_task_get_cancellable (task);
 
   if (error != NULL && cancellable != NULL && g_cancellable_is_cancelled (cancellable))
@@ -712,6 +755,29 @@ consumer_started_cb (CarehareProtocolOp   *op,
     g_task_return_pointer (task, g_object_ref (consumer), g_object_unref);
   _carehare_consumer_started (consumer);
   g_object_unref (task);
+}
+
+typedef struct {
+  const char *queue;
+  guint32 prefetch_size;
+  guint16 prefetch_count;
+} ConsumerStart;
+
+static CarehareProtocolOp *
+consumer_start (CarehareProtocol *protocol,
+                GTask            *task,
+                gpointer          start_data)
+{
+  ConsumerStart *start = start_data;
+  RpcData *data = g_task_get_task_data (task);
+  CarehareConsumer *consumer;
+
+  consumer = _carehare_consumer_new (g_task_get_source_object (task), start->queue);
+  data->object = G_OBJECT (consumer);
+  /* The consumer watches the cancellable itself: its channel is closed. */
+  _carehare_consumer_start (consumer, start->prefetch_size, start->prefetch_count,
+                            g_task_get_cancellable (task), consumer_started_cb, task);
+  return NULL;
 }
 
 /**
@@ -749,40 +815,16 @@ carehare_connection_acking_consumer_async (CarehareConnection  *self,
                                            GAsyncReadyCallback  callback,
                                            gpointer             user_data)
 {
-  g_autoptr(CarehareConnection) keep = NULL;
-  g_autoptr(CarehareConsumer) consumer = NULL;
-  GTask *task;
+  ConsumerStart start = { queue, prefetch_size, prefetch_count };
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (queue != NULL);
-  if (!_carehare_connection_check_context (self))
-    return;
 
-  keep = g_object_ref (self);  /* as in start_rpc() */
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, carehare_connection_acking_consumer_async);
   /* Cancellation wins only while the start is pending (the protocol core
    * then closes its channel); once the broker confirmed it, the running
    * consumer is reported, never CANCELLED with the consumer left running. */
-  g_task_set_check_cancellable (task, FALSE);
-  if (_carehare_connection_get_protocol (self) == NULL)
-    {
-      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                               "Connection closed: it was never opened");
-      g_object_unref (task);
-      return;
-    }
-  if (g_task_return_error_if_cancelled (task))
-    {
-      g_object_unref (task);
-      return;
-    }
-
-  consumer = _carehare_consumer_new (self, queue);
-  g_task_set_task_data (task, g_object_ref (consumer), g_object_unref);
-  _carehare_consumer_start (consumer, prefetch_size, prefetch_count, cancellable,
-                            consumer_started_cb, task);
-  _carehare_connection_update (self);
+  _carehare_connection_start_op (self, carehare_connection_acking_consumer_async, FALSE,
+                                 consumer_start, &start, cancellable, callback, user_data);
 }
 
 /**

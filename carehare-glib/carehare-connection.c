@@ -1348,6 +1348,7 @@ static void
 rpc_data_free (RpcData *data)
 {
   g_clear_object (&data->cancellable);
+  g_clear_object (&data->object);
   g_free (data->queue);
   g_free (data);
 }
@@ -1427,16 +1428,17 @@ rpc_cancelled_cb (GCancellable *cancellable,
 }
 
 /* After a protocol op was started for @task (whose data is an RpcData):
- * remember it for cancellation unless it already completed. */
-void
-_carehare_connection_watch_op (CarehareConnection *self,
-                               GTask              *task,
-                               CarehareProtocolOp *op)
+ * remember it for cancellation unless it already completed (or there is
+ * none: the operation handles its cancellable itself). */
+static void
+watch_op (CarehareConnection *self,
+          GTask              *task,
+          CarehareProtocolOp *op)
 {
   RpcData *data = g_task_get_task_data (task);
   GCancellable *cancellable = g_task_get_cancellable (task);
 
-  if (!data->done)
+  if (!data->done && op != NULL)
     {
       data->op = op;
       if (cancellable != NULL)
@@ -1451,12 +1453,12 @@ _carehare_connection_watch_op (CarehareConnection *self,
 
 /* A task for an operation, or NULL when it already failed (the connection
  * never opened, or the cancellable was cancelled). */
-GTask *
-_carehare_connection_op_task_new (CarehareConnection  *self,
-                                  gpointer             source_tag,
-                                  GCancellable        *cancellable,
-                                  GAsyncReadyCallback  callback,
-                                  gpointer             user_data)
+static GTask *
+op_task_new (CarehareConnection  *self,
+             gpointer             source_tag,
+             GCancellable        *cancellable,
+             GAsyncReadyCallback  callback,
+             gpointer             user_data)
 {
   GTask *task;
 
@@ -1482,33 +1484,36 @@ _carehare_connection_op_task_new (CarehareConnection  *self,
   return task;
 }
 
-/* Runs @method on a pooled channel for a new task. @method's pointers are
- * borrowed: it is encoded before this returns. */
+/* The one way an operation starts: a task for it, then @start, which
+ * gives the protocol the op whose callback completes the task. As in GIO,
+ * the task holds the connection until it has completed; and the
+ * connection is held while @start runs, since writing may find the socket
+ * dead: the operations pending before this one complete during the call,
+ * and their callbacks may drop the program's last reference. */
 void
-_carehare_connection_start_rpc (CarehareConnection   *self,
-                                gpointer              source_tag,
-                                const CarehareMethod *method,
-                                guint32               reply_id,
-                                GCancellable         *cancellable,
-                                GAsyncReadyCallback   callback,
-                                gpointer              user_data)
+_carehare_connection_start_op (CarehareConnection          *self,
+                               gpointer                     source_tag,
+                               gboolean                     check_cancellable,
+                               CarehareConnectionStartFunc  start,
+                               gpointer                     start_data,
+                               GCancellable                *cancellable,
+                               GAsyncReadyCallback          callback,
+                               gpointer                     user_data)
 {
   g_autoptr(CarehareConnection) keep = NULL;
   GTask *task;
   CarehareProtocolOp *op;
 
-  /* Writing may find the socket dead: the operations pending before this
-   * one complete during this call, and their callbacks may drop the
-   * program's last reference. */
   keep = g_object_ref (self);
-  task = _carehare_connection_op_task_new (self, source_tag, cancellable, callback, user_data);
+  task = op_task_new (self, source_tag, cancellable, callback, user_data);
   if (task == NULL)
     return;
+  g_task_set_check_cancellable (task, check_cancellable);
 
   /* The protocol holds the task's reference until it completes the op,
    * which may happen before this returns (connection already closed). */
-  op = carehare_protocol_rpc (self->protocol, method, reply_id, _carehare_connection_rpc_done_cb, task);
-  _carehare_connection_watch_op (self, task, op);
+  op = start (self->protocol, task, start_data);
+  watch_op (self, task, op);
 }
 
 RpcData *
