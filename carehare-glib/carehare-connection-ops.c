@@ -1,15 +1,110 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The operations of CarehareConnection: one _async/_finish pair per AMQP
- * operation (declare, bind, delete, purge, publish, consume). Each builds
- * its method and hands it to the connection, which runs it as a task (see
- * carehare-connection.c); nothing here touches the socket.
+ * The operations of CarehareConnection: one _async/_finish pair per
+ * operation (connect, declare, bind, delete, purge, publish, consume).
+ * Each builds its method and hands it to the connection, which runs it as
+ * a task (see carehare-connection.c); nothing here touches the socket.
  */
 #include "carehare-connection-private.h"
 
 #include "carehare-consumer-private.h"
 #include "carehare-properties-private.h"
 #include "carehare-protocol.h"
+
+/* ---- public API: creation ----------------------------------------------- */
+
+/**
+ * carehare_connection_new_async:
+ * @uri: the broker's URI (`amqp://...` or `amqps://...`)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when connected or failed
+ * @user_data: data for @callback
+ *
+ * Connects to a broker: TCP, TLS for `amqps://`, and the AMQP handshake.
+ * Fails with %CAREHARE_ERROR_INVALID_URI for a bad URI,
+ * %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER for a refused login (403) or
+ * unknown vhost (530), %G_TLS_ERROR for certificate problems,
+ * %G_IO_ERROR_TIMED_OUT past the connect timeout, or the socket's
+ * %G_IO_ERROR.
+ */
+void
+carehare_connection_new_async (const char          *uri,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  g_return_if_fail (uri != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, cancellable,
+                              callback, user_data, "uri", uri, NULL);
+}
+
+/**
+ * carehare_connection_new_finish:
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [func@Carehare.Connection.new_async].
+ *
+ * Returns: (transfer full): the connection, or %NULL with @error set
+ */
+CarehareConnection *
+carehare_connection_new_finish (GAsyncResult  *result,
+                                GError       **error)
+{
+  g_autoptr(GObject) source = g_async_result_get_source_object (result);
+  GObject *object;
+
+  object = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, error);
+  return object != NULL ? CAREHARE_CONNECTION (object) : NULL;
+}
+
+/**
+ * carehare_connection_new_for_uris_async:
+ * @uris: (array zero-terminated=1): broker URIs to try, in order
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when connected or when every URI failed
+ * @user_data: data for @callback
+ *
+ * Connects to the first broker of @uris that completes the handshake, for
+ * example the nodes of a cluster; the same as setting
+ * [property@Carehare.Connection:uris]. Each attempt is bounded by its
+ * URI's `connection_timeout` (or [property@Carehare.Connection:connect-timeout]).
+ * When every attempt fails, the error has the domain and code of the last
+ * attempt's error and its message lists every attempt's error, the last
+ * one first, so that [func@Carehare.Error.get_reply_code] gives the last
+ * attempt's reply code. An invalid URI is one of those failures, not a
+ * reason to stop.
+ */
+void
+carehare_connection_new_for_uris_async (const char * const  *uris,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data)
+{
+  g_return_if_fail (uris != NULL && uris[0] != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, cancellable,
+                              callback, user_data, "uris", uris, NULL);
+}
+
+/**
+ * carehare_connection_new_for_uris_finish:
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [func@Carehare.Connection.new_for_uris_async].
+ *
+ * Returns: (transfer full): the connection, or %NULL with @error set
+ */
+CarehareConnection *
+carehare_connection_new_for_uris_finish (GAsyncResult  *result,
+                                         GError       **error)
+{
+  return carehare_connection_new_finish (result, error);
+}
 
 /* ---- public API: declare, bind, delete, purge ----------------------------- */
 
