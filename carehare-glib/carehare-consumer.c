@@ -868,6 +868,13 @@ settle (CarehareConsumer *self,
   /* Writing may find the connection dead: pending calls complete during
    * this one, and their callbacks may drop the program's last reference
    * on the consumer (which holds the connection). */
+  /* No delivery has tag 0 (a call's reply has it): for the protocol core,
+   * a multiple settle of 0 would cover every unsettled delivery. */
+  if (delivery_tag == 0)
+    {
+      g_debug ("not settling delivery tag 0: no delivery has it");
+      return;
+    }
   keep = g_object_ref (self);
   protocol = get_protocol (self);
   if (self->pc == NULL || protocol == NULL)

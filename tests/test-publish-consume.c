@@ -1881,6 +1881,12 @@ test_consume_settle_up_to (void)
   seventh = carehare_delivery_get_delivery_tag (deliveries->pdata[6]);
   last = carehare_delivery_get_delivery_tag (deliveries->pdata[9]);
 
+  /* 0 is no delivery's tag (a call's reply has it): never "all of them". */
+  carehare_consumer_ack_up_to (consumer, 0);
+  carehare_consumer_nack_up_to (consumer, 0, FALSE);
+  carehare_test_run_for (100);
+  g_assert_cmpuint (unacked_on_broker (queue), ==, 10);
+
   carehare_consumer_ack_up_to (consumer, seventh);
   /* Again, below, and unknown: nothing is sent, nothing breaks. */
   carehare_consumer_ack_up_to (consumer, seventh);
