@@ -21,11 +21,13 @@ later) or `gbulb` (Debian 12's PyGObject 3.42). docs/python.md is the
 guide; every difference from the `carehare` library is listed there.
 """
 import asyncio
+import atexit
 import datetime
 import decimal
 import math
 import os
 import re
+import shutil
 import ssl as _ssl
 import tempfile
 
@@ -281,22 +283,50 @@ def _start(begin, finish, convert=None, operation=True, cancellable=True):
     return future
 
 
+def _follow(future):
+    """A new future with the outcome of `future` (cancelling it leaves
+    `future` alone)."""
+    follower = future.get_loop().create_future()
+
+    def copy(f):
+        if follower.done():
+            return
+        if f.cancelled():
+            follower.cancel()
+        elif f.exception() is not None:
+            follower.set_exception(f.exception())
+        else:
+            follower.set_result(f.result())
+
+    future.add_done_callback(copy)
+    return follower
+
+
 # ---- connecting -------------------------------------------------------------
+
+_tls_databases = {}
+
 
 def _tls_database(context):
     """A GTlsDatabase of the SSLContext's CA certificates, or None (the
-    system's) when it holds none that Python can list."""
-    ders = context.get_ca_certs(binary_form=True)
+    system's) when it holds none that Python can list.
+
+    GIO's file database reads its PEM file again whenever it needs it, so
+    the file lives, in a private directory, until the interpreter exits;
+    one per set of certificates."""
+    ders = tuple(context.get_ca_certs(binary_form=True))
     if not ders:
         return None
-    fd, path = tempfile.mkstemp(prefix="carehare-ca-", suffix=".pem")
-    try:
-        with os.fdopen(fd, "w") as f:
+    database = _tls_databases.get(ders)
+    if database is None:
+        directory = tempfile.mkdtemp(prefix="carehare-ca-")
+        atexit.register(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "ca-%d.pem" % len(_tls_databases))
+        with open(path, "w") as f:
             for der in ders:
                 f.write(_ssl.DER_cert_to_PEM_cert(der))
-        return Gio.TlsFileDatabase.new(path)
-    finally:
-        os.unlink(path)
+        database = _tls_databases[ders] = Gio.TlsFileDatabase.new(path)
+    return database
 
 
 class _Connecting:
@@ -330,7 +360,7 @@ class _Connecting:
             # Milliseconds, rounded up: never down to 0, which means "the default".
             props["connect_timeout"] = max(1, math.ceil(self._connect_timeout * 1000))
         connection = Connection(**props)
-        connection._carehare_watch()
+        connection._carehare_watch(initialised=False)
         await _start(lambda c, cb: connection.init_async(GLib.PRIORITY_DEFAULT, c, cb),
                      connection.init_finish, operation=False)
         return connection
@@ -390,8 +420,9 @@ class Connection(Carehare.Connection):
     Every method sends at once and returns an asyncio future: start several,
     then await them."""
 
-    def _carehare_watch(self):
-        """Sets up `closed` (before anything can close the connection)."""
+    def _carehare_watch(self, initialised=True):
+        """Sets up `closed`: connect() does before the connection is
+        initialised, so that nothing is missed."""
         if getattr(self, "_carehare_closed", None) is not None:
             return self._carehare_closed
         future = _loop().create_future()
@@ -409,7 +440,7 @@ class Connection(Carehare.Connection):
                 future.set_exception(_exception(error, operation=False))
 
         self._carehare_closed_handler = self.connect("closed", on_closed)
-        if self.get_is_closed():
+        if initialised and self.get_is_closed():
             future.set_result(None)
         return future
 
@@ -421,15 +452,15 @@ class Connection(Carehare.Connection):
         ConnectionClosed)."""
         return self._carehare_watch()
 
-    async def close(self):
-        """Closes the connection and waits until it is closed; raises the
-        server's error if the server had closed it. May be called many
-        times."""
+    def close(self):
+        """Starts closing the connection at once and returns an awaitable
+        that completes when it is closed, raising the server's error if the
+        server had closed it. May be called many times."""
         closed = self._carehare_watch()
         if not self._carehare_closing and not closed.done():
             self._carehare_closing = True
             self.close_async(None, None)
-        await closed
+        return _follow(closed)
 
     def queue_declare(self, queue_name, *, passive=False, durable=False, exclusive=False,
                       auto_delete=False, arguments=None):
