@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * CarehareConnection: the GObject and I/O layer over the sans-I/O protocol
- * core (carehare-protocol.c). It owns the socket (TCP, or TLS through
- * GTlsClientConnection), one read loop, one write loop that sends whatever
- * the protocol produced since the last write in a single write, and one
- * timer source whose ready time is the protocol's next deadline
- * (heartbeats, close timeout). Every source lives on the thread-default
- * main context captured at construction and is destroyed in dispose; the
- * read and write callbacks hold only weak references, so an idle connection
- * dies with its last reference.
+ * CarehareConnection: the GObject over the sans-I/O protocol core
+ * (carehare-protocol.c). Its transport (carehare-transport.c) owns the
+ * socket (TCP, or TLS through GTlsClientConnection), one read loop, one
+ * write loop that sends whatever the protocol produced since the last
+ * write in a single write, and one timer source whose ready time is the
+ * protocol's next deadline (heartbeats, close timeout); this file wires
+ * the two together. Every source lives on the thread-default main context
+ * captured at construction and is destroyed in dispose; the read and write
+ * callbacks hold only weak references, so an idle connection dies with its
+ * last reference. The operations' _async/_finish pairs are in
+ * carehare-connection-ops.c.
  *
  * Each public operation is a GTask kept alive by the protocol operation it
  * started; the protocol completes every operation exactly once (success,
@@ -27,20 +29,13 @@
 #include "carehare-error-private.h"
 #include "carehare-properties-private.h"
 #include "carehare-protocol.h"
-#include "carehare-tls-stream-private.h"
+#include "carehare-transport-private.h"
 #include "carehare-uri.h"
 #include "carehare-version.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
 
-#define DEFAULT_CONNECT_TIMEOUT_MS 30000
 #define CLOSE_TIMEOUT_US (5 * G_USEC_PER_SEC)
-#define READ_SIZE (256 * 1024)  /* two whole frames at the default frame_max */
-/* How long the last frames (Close, Close-Ok) may take to write once the
- * connection is over, before the socket is closed regardless. */
-#define LINGER_MS 2000
 
 /**
  * CarehareConnection:
@@ -102,50 +97,19 @@ struct _CarehareConnection
   GTlsCertificate *tls_certificate; /* owned, nullable */
   guint connect_timeout_ms;       /* 0: from the URI, else the default */
   guint64 max_body_size;          /* 0: from the URI, else the default */
-  guint attempt_timeout_ms;       /* the current attempt's */
-
-  CarehareUriSettings settings;   /* owned members */
-  char *redacted_uri;             /* owned: for messages */
 
   CarehareProtocol *protocol;     /* owned */
-  GIOStream *stream;              /* owned: socket or TLS connection */
-  GCancellable *io_cancellable;   /* owned: cancels reads and writes in dispose */
-  GSource *timer;                 /* owned, attached: fires at the protocol deadline */
-  GSource *flush_source;          /* owned, attached: writes pending output once per iteration */
-  GSource *read_source;           /* owned, attached: the stream is readable */
-  GSource *write_source;          /* owned, attached while a write would block */
-  guint8 *read_buf;               /* owned: READ_SIZE bytes, reused for every read */
-  GPtrArray *out_segments;        /* owned GBytes: being written, from out_index/out_offset on */
-  guint out_index;
-  gsize out_offset;
-  gboolean writing;               /* a write is in flight (or waits for POLLOUT) */
-  gboolean flushing;              /* inside flush_now() */
-  gint64 eager_flush_time;        /* the main-loop iteration of the last eager flush */
-  gboolean stream_closing;        /* g_io_stream_close_async() started */
-  gboolean force_close;           /* stop writing: close the socket now */
-  GSource *linger;                /* owned, attached after the protocol finished */
-  gboolean stream_closed;
+  CarehareTransport *transport;   /* owned: the socket, its sources and connecting */
 
-  /* initialisation: one attempt per URI, in order, until one completes
-   * the handshake. Everything an attempt creates is torn down before the
-   * next; callbacks of an abandoned attempt see a stale generation and do
-   * nothing. */
-  guint generation;               /* bumped when an attempt is abandoned */
-  char **attempt_uris;            /* owned: uris, or just uri */
-  guint attempt;                  /* index into attempt_uris */
-  GString *failures;              /* owned while initialising: each failed attempt */
-  GError *last_failure;           /* owned while initialising */
-  GCancellable *attempt_cancellable; /* owned: stops this attempt's GIO calls */
+  /* initialisation: the transport tries one URI after another until one
+   * completes the handshake. */
   GPtrArray *dead_protocols;      /* owned: abandoned attempts', freed outside their callbacks */
   GTask *init_task;               /* owned while initialising */
   GCancellable *init_cancellable; /* owned while initialising: the caller's, relayed */
   GCancellable *init_user_cancellable; /* owned while initialising */
   gulong init_cancelled_id;
-  GSource *init_timeout;          /* owned while initialising */
   GSource *init_cancel_source;    /* owned while initialising */
-  gboolean init_timed_out;
   gboolean initialized;
-  GTlsCertificateFlags tls_errors; /* why the server's certificate was refused */
 
   /* closing */
   gboolean close_requested;       /* closed by the program before or while connecting: stays closed */
@@ -187,14 +151,14 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (CarehareConnection, carehare_connection, G_TYPE_O
                                                       carehare_connection_async_initable_iface_init))
 
 static void update (CarehareConnection *self);
-static void start_read (CarehareConnection *self);
 static void init_fail (CarehareConnection *self,
                        GError             *error);
-static GIOStream *tls_base_stream (GIOStream *tls);
-static GError *tls_refusal (CarehareConnection *self,
-                            const GError       *error);
+static void handshake_done_cb (CarehareProtocolOp   *op,
+                               const CarehareMethod *reply,
+                               const GError         *error,
+                               gpointer              user_data);
 
-/* ---- I/O ----------------------------------------------------------------- */
+/* ---- close tasks --------------------------------------------------------- */
 
 static void
 destroy_source (GSource **source)
@@ -204,36 +168,6 @@ destroy_source (GSource **source)
       g_source_destroy (*source);
       g_clear_pointer (source, g_source_unref);
     }
-}
-
-/* What an asynchronous call of ours gets back: the connection, unless it
- * is gone or the attempt that made the call was abandoned. */
-typedef struct {
-  GWeakRef self;
-  guint generation;
-} IoData;
-
-static IoData *
-io_data_new (CarehareConnection *self)
-{
-  IoData *data = g_new0 (IoData, 1);
-
-  g_weak_ref_init (&data->self, self);
-  data->generation = self->generation;
-  return data;
-}
-
-/* Frees @data; returns a reference on the connection if it still cares. */
-static CarehareConnection *
-io_data_finish (IoData *data)
-{
-  CarehareConnection *self = g_weak_ref_get (&data->self);
-
-  if (self != NULL && self->generation != data->generation)
-    g_clear_object (&self);
-  g_weak_ref_clear (&data->self);
-  g_free (data);
-  return self;
 }
 
 /* A close_async() call. Its task is the one pending operation that does
@@ -333,446 +267,7 @@ return_close_tasks (CarehareConnection *self)
         close_task_return (task);
     }
 }
-
-/* The TCP socket under the stream, under TLS too. */
-static GSocket *
-stream_socket (GIOStream *stream)
-{
-  g_autoptr(GIOStream) base = NULL;
-
-  if (G_IS_TLS_CONNECTION (stream))
-    {
-      g_object_get (stream, "base-io-stream", &base, NULL);
-      stream = base;  /* the TLS connection keeps it */
-    }
-  return G_IS_SOCKET_CONNECTION (stream)
-         ? g_socket_connection_get_socket (G_SOCKET_CONNECTION (stream)) : NULL;
-}
-
-/* Stops writing and shuts the socket down, so that nothing the peer does
- * or does not do keeps it open: not a write waiting for a peer that
- * stopped reading, not a TLS close_notify that cannot be written. What was
- * not written yet is dropped. */
-static void
-shut_down_socket (CarehareConnection *self)
-{
-  GSocket *socket;
-
-  destroy_source (&self->write_source);
-  self->writing = FALSE;
-  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
-  if (self->stream != NULL && !self->stream_closed &&
-      (socket = stream_socket (self->stream)) != NULL && !g_socket_is_closed (socket))
-    g_socket_shutdown (socket, TRUE, TRUE, NULL);
-}
-
-static void
-stream_closed_cb (GObject      *source,
-                  GAsyncResult *result,
-                  gpointer      user_data)
-{
-  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
-
-  g_io_stream_close_finish (G_IO_STREAM (source), result, NULL);
-  if (self == NULL)
-    return;
-
-  self->stream_closed = TRUE;
-  destroy_source (&self->linger);
-  return_close_tasks (self);
-}
-
-/* The protocol finished and its last bytes are written: close the socket. */
-static void
-maybe_close_stream (CarehareConnection *self)
-{
-  if (self->stream == NULL || self->stream_closing || self->writing ||
-      !carehare_protocol_is_finished (self->protocol) ||
-      (carehare_protocol_has_output (self->protocol) && !self->force_close))
-    return;
-
-  self->stream_closing = TRUE;
-  destroy_source (&self->read_source);
-  g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL,
-                           stream_closed_cb, io_data_new (self));
-}
-
-/* A read or write failed. */
-static void
-io_failed (CarehareConnection *self,
-           const GError       *error)
-{
-  g_autoptr(GError) cause = NULL;
-
-  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    return;
-  if (self->init_task != NULL && G_IS_TLS_CONNECTION (self->stream))
-    {
-      /* A refusal by the broker ends the attempt as a TLS error; a
-       * connection lost is a closed connection like any other, and the
-       * reset a write found (and the stream under TLS hid) says why. */
-      g_autoptr(GIOStream) base = tls_base_stream (self->stream);
-      GError *refusal = tls_refusal (self, error);
-
-      if (refusal != NULL)
-        {
-          init_fail (self, refusal);
-          return;
-        }
-      cause = carehare_tls_base_stream_dup_write_error (base);
-      if (cause != NULL)
-        error = cause;
-    }
-  g_debug ("socket error: %s", error->message);
-  carehare_protocol_abort (self->protocol, error);
-}
-
-static gboolean write_ready_cb (GObject *stream, gpointer user_data);
-
-/* Writes what the protocol produced, without blocking, until the socket
- * would block; then a source waits for POLLOUT: no GTask and no copy per
- * write. (Socket and TLS streams are always pollable.) */
-static void flush_now_unguarded (CarehareConnection *self);
-
-static void
-flush_now (CarehareConnection *self)
-{
-  /* An error while writing may close the connection, whose ::closed
-   * handlers may call in again: one flush at a time. */
-  if (self->flushing)
-    return;
-  self->flushing = TRUE;
-  flush_now_unguarded (self);
-  self->flushing = FALSE;
-}
-
-static void
-flush_now_unguarded (CarehareConnection *self)
-{
-  GOutputStream *out;
-
-  if (self->writing || self->stream == NULL || self->stream_closing)
-    return;
-  if (self->force_close)
-    {
-      maybe_close_stream (self);
-      return;
-    }
-
-  out = g_io_stream_get_output_stream (self->stream);
-
-  for (;;)
-    {
-      g_autoptr(GError) error = NULL;
-      GOutputVector vectors[64];
-      guint n_vectors = 0;
-      gsize written = 0;
-
-      if (self->out_segments == NULL)
-        {
-          self->out_segments = carehare_protocol_take_output_segments (self->protocol,
-                                                                       g_get_monotonic_time ());
-          self->out_index = 0;
-          self->out_offset = 0;
-          if (self->out_segments == NULL)
-            {
-              maybe_close_stream (self);
-              return;
-            }
-        }
-      for (guint i = self->out_index; i < self->out_segments->len && n_vectors < G_N_ELEMENTS (vectors); i++)
-        {
-          gsize size;
-          const guint8 *data = g_bytes_get_data (self->out_segments->pdata[i], &size);
-          gsize skip = i == self->out_index ? self->out_offset : 0;
-
-          vectors[n_vectors].buffer = data + skip;
-          vectors[n_vectors].size = size - skip;
-          n_vectors++;
-        }
-      if (g_pollable_output_stream_writev_nonblocking (G_POLLABLE_OUTPUT_STREAM (out), vectors,
-                                                       n_vectors, &written, NULL, &error)
-          == G_POLLABLE_RETURN_OK)
-        {
-          /* Advance past what was written. */
-          while (written > 0)
-            {
-              gsize left = g_bytes_get_size (self->out_segments->pdata[self->out_index]) - self->out_offset;
-
-              if (written < left)
-                {
-                  self->out_offset += written;
-                  written = 0;
-                }
-              else
-                {
-                  written -= left;
-                  self->out_index++;
-                  self->out_offset = 0;
-                }
-            }
-          if (self->out_index == self->out_segments->len)
-            g_clear_pointer (&self->out_segments, g_ptr_array_unref);
-          continue;
-        }
-      if (error == NULL)
-        {
-          /* G_POLLABLE_RETURN_WOULD_BLOCK */
-          self->writing = TRUE;
-          self->write_source = g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (out),
-                                                                      NULL);
-          g_source_set_callback (self->write_source, G_SOURCE_FUNC (write_ready_cb), self, NULL);
-          g_source_set_static_name (self->write_source, "[carehare] writable");
-          g_source_attach (self->write_source, self->context);
-          return;
-        }
-      g_clear_pointer (&self->out_segments, g_ptr_array_unref);
-      io_failed (self, error);
-      if (self->protocol != NULL)
-        maybe_close_stream (self);
-      return;
-    }
-}
-
-static gboolean
-write_ready_cb (GObject  *stream,
-                gpointer  user_data)
-{
-  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
-
-  g_clear_pointer (&self->write_source, g_source_unref);
-  self->writing = FALSE;
-  flush_now (self);
-  update (self);
-  return G_SOURCE_REMOVE;
-}
-
-/* The flush source is ready whenever the protocol has output that is not
- * being written: everything produced during one main-loop iteration goes
- * out in one write at the next, with no source created per write. */
-typedef struct {
-  GSource source;
-  CarehareConnection *self;  /* not owned: the source dies in dispose */
-} FlushSource;
-
-static gboolean
-flush_check (GSource *source)
-{
-  CarehareConnection *self = ((FlushSource *) source)->self;
-
-  return self->protocol != NULL && self->stream != NULL && !self->writing &&
-         !self->stream_closing && carehare_protocol_has_output (self->protocol);
-}
-
-static gboolean
-flush_prepare (GSource *source,
-               gint    *timeout)
-{
-  *timeout = -1;
-  return flush_check (source);
-}
-
-static gboolean
-flush_dispatch (GSource     *source,
-                GSourceFunc  callback,
-                gpointer     user_data)
-{
-  /* Alive until we return, whatever a signal handler does. */
-  g_autoptr(CarehareConnection) self = g_object_ref (((FlushSource *) source)->self);
-
-  flush_now (self);
-  update (self);
-  return G_SOURCE_CONTINUE;
-}
-
-static GSourceFuncs flush_funcs = {
-  .prepare = flush_prepare,
-  .check = flush_check,
-  .dispatch = flush_dispatch,
-};
-
-/* After anything that may have changed the protocol's state: write what it
- * produced (once per main-loop dispatch, so frames produced together go out
- * in one write) and re-arm the timer. */
-static void
-update (CarehareConnection *self)
-{
-  gint64 deadline;
-
-  if (self->protocol == NULL)
-    return;
-
-  /* The first output of a main-loop iteration goes out at once (one
-   * syscall, no wait for the next iteration: that is the latency of a
-   * request); what follows in the same iteration is left to the flush
-   * source, so that it goes out together. With no output, a finished
-   * connection closes its socket. */
-  if (self->stream != NULL && !self->writing && self->flush_source != NULL &&
-      !self->force_close && carehare_protocol_has_output (self->protocol))
-    {
-      gint64 iteration = g_source_get_time (self->flush_source);
-
-      if (iteration != self->eager_flush_time)
-        {
-          self->eager_flush_time = iteration;
-          flush_now (self);
-          if (self->protocol == NULL)
-            return;
-        }
-    }
-  if (self->stream != NULL && !self->writing &&
-      (self->force_close || !carehare_protocol_has_output (self->protocol)))
-    maybe_close_stream (self);
-
-  /* Setting a ready time wakes the main context: only move the timer
-   * earlier. A timer that fires too early just ticks and is set again. */
-  deadline = carehare_protocol_get_deadline (self->protocol);
-  if (self->timer != NULL && deadline != G_MAXINT64)
-    {
-      gint64 ready = g_source_get_ready_time (self->timer);
-
-      if (ready == -1 || deadline < ready)
-        g_source_set_ready_time (self->timer, deadline);
-    }
-}
-
-/* Feeds @size bytes (or end of file, @size 0, or @error) to the protocol.
- * Returns TRUE to keep reading. */
-static gboolean
-handle_read (CarehareConnection *self,
-             const guint8       *data,
-             gssize              size,
-             const GError       *error)
-{
-  if (error != NULL)
-    {
-      io_failed (self, error);
-      return FALSE;
-    }
-  if (size == 0)
-    {
-      g_autoptr(GError) eof = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-                                                   "the server closed the socket");
-      carehare_protocol_abort (self->protocol, eof);
-      return FALSE;
-    }
-  return carehare_protocol_receive (self->protocol, data, size, g_get_monotonic_time ());
-}
-
-/* Drains what the socket holds (bounded, so one busy connection cannot
- * starve the main loop), answering as we go. Returns FALSE when reading is
- * over: end of file, an error, the protocol finished, or the attempt was
- * abandoned (its read source is gone then). */
-static gboolean
-read_available (CarehareConnection *self)
-{
-  GInputStream *stream = g_io_stream_get_input_stream (self->stream);
-  guint generation = self->generation;
-  gboolean more = TRUE;
-
-  for (guint i = 0; i < 16 && more; i++)
-    {
-      g_autoptr(GError) error = NULL;
-      gssize n;
-
-      n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream),
-                                                    self->read_buf, READ_SIZE, NULL, &error);
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-        break;
-      more = handle_read (self, self->read_buf, n > 0 ? n : 0, error);
-      if (self->generation != generation)
-        return FALSE;
-      /* A short read drained the socket: don't pay a read that would
-       * block. (Bytes a TLS layer still holds make the source ready again.) */
-      if (n > 0 && n < READ_SIZE)
-        break;
-    }
-  return more;
-}
-
-static gboolean
-read_ready_cb (GObject  *stream,
-               gpointer  user_data)
-{
-  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
-  guint generation = self->generation;
-  gboolean more = read_available (self);
-
-  if (self->generation != generation)
-    return G_SOURCE_REMOVE;  /* the attempt was abandoned: its source is gone */
-  flush_now (self);
-  update (self);
-  if (more)
-    return G_SOURCE_CONTINUE;
-  g_clear_pointer (&self->read_source, g_source_unref);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-start_read (CarehareConnection *self)
-{
-  /* Socket and TLS streams are always pollable. */
-  GInputStream *in = g_io_stream_get_input_stream (self->stream);
-
-  if (self->read_buf == NULL)
-    self->read_buf = g_malloc (READ_SIZE);
-  self->read_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (in), NULL);
-  g_source_set_callback (self->read_source, G_SOURCE_FUNC (read_ready_cb), self, NULL);
-  g_source_set_static_name (self->read_source, "[carehare] readable");
-  g_source_attach (self->read_source, self->context);
-}
-
-static gboolean
-timer_dispatch (GSource     *source,
-                GSourceFunc  callback,
-                gpointer     user_data)
-{
-  /* The tick may emit ::closed, whose handler may drop the last reference. */
-  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
-  guint generation = self->generation;
-
-  g_source_set_ready_time (source, -1);
-  /* The heartbeat monitor judges the server by what arrived from it. After
-   * the main loop stalled, what waits in the socket has arrived too, but
-   * the read source may be dispatched after this timer: read it first. */
-  if (self->read_source != NULL && !self->stream_closing && !read_available (self))
-    {
-      if (self->generation != generation)
-        return G_SOURCE_REMOVE;  /* the attempt was abandoned: this source is gone */
-      destroy_source (&self->read_source);
-    }
-  carehare_protocol_tick (self->protocol, g_get_monotonic_time ());
-  update (self);
-  return G_SOURCE_CONTINUE;
-}
-
-static GSourceFuncs timer_funcs = {
-  .dispatch = timer_dispatch,
-};
-
 /* ---- protocol callbacks -------------------------------------------------- */
-
-static void
-force_close (CarehareConnection *self)
-{
-  self->force_close = TRUE;
-  if (self->io_cancellable != NULL)
-    g_cancellable_cancel (self->io_cancellable);
-  shut_down_socket (self);
-  update (self);
-}
-
-static gboolean
-linger_cb (gpointer user_data)
-{
-  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
-
-  g_clear_pointer (&self->linger, g_source_unref);
-  if (!self->stream_closing)
-    g_debug ("the last frames were not written in %u ms: closing the socket", LINGER_MS);
-  force_close (self);
-  return G_SOURCE_REMOVE;
-}
 
 static void
 protocol_finished_cb (CarehareProtocol *protocol,
@@ -786,21 +281,17 @@ protocol_finished_cb (CarehareProtocol *protocol,
   self->is_closed = TRUE;
 
   if (error != NULL)
-    g_debug ("connection to %s closed: %s", self->redacted_uri, error->message);
+    g_debug ("connection to %s closed: %s",
+             _carehare_transport_get_redacted_uri (self->transport), error->message);
   else
-    g_debug ("connection to %s closed", self->redacted_uri);
+    g_debug ("connection to %s closed", _carehare_transport_get_redacted_uri (self->transport));
 
   /* A peer that stopped reading must not keep the socket open: the last
    * frames get a bounded time, and none after a heartbeat timeout. */
   if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR))
-    force_close (self);
-  else if (self->initialized && self->linger == NULL && self->stream != NULL)
-    {
-      self->linger = g_timeout_source_new (LINGER_MS);
-      g_source_set_callback (self->linger, linger_cb, self, NULL);
-      g_source_set_static_name (self->linger, "[carehare] linger");
-      g_source_attach (self->linger, self->context);
-    }
+    _carehare_transport_force_close (self->transport);
+  else if (self->initialized)
+    _carehare_transport_linger (self->transport);
 
   /* Before initialisation completed nobody has seen this object. */
   if (self->initialized)
@@ -834,9 +325,144 @@ static const CarehareProtocolCallbacks protocol_callbacks = {
   .blocked_changed = protocol_blocked_cb,
 };
 
-/* ---- initialisation ------------------------------------------------------ */
+/* ---- the transport's callbacks ------------------------------------------- */
 
-static void attempt_start (CarehareConnection *self);
+static void
+transport_stream_ready (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+  const CarehareUriSettings *settings = _carehare_transport_get_settings (self->transport);
+  CarehareProtocolConfig config = { 0 };
+  g_autofree char *platform = NULL;
+
+  /* Outside the abandoned attempts' callbacks: free their protocols. */
+  g_ptr_array_set_size (self->dead_protocols, 0);
+
+  platform = g_strdup_printf ("GLib %u.%u.%u", glib_major_version, glib_minor_version,
+                              glib_micro_version);
+  config.username = settings->username;
+  config.password = settings->password;
+  config.vhost = settings->vhost;
+  config.mechanism = settings->auth_mechanism;
+  config.heartbeat = settings->heartbeat;
+  config.channel_max = settings->channel_max;
+  config.frame_max = settings->frame_max;
+  config.connection_name = settings->connection_name;
+  config.product = "carehare-glib";
+  config.version = CAREHARE_VERSION_S;
+  config.platform = platform;
+  config.close_timeout_us = CLOSE_TIMEOUT_US;
+  /* The property wins over the URI; 0 from both: the protocol's default. */
+  config.max_body_size = self->max_body_size > 0 ? self->max_body_size
+                         : settings->max_body_size > 0 ? (guint64) settings->max_body_size
+                         : 0;
+  self->protocol = carehare_protocol_new (&config, &protocol_callbacks, self);
+
+  carehare_protocol_start (self->protocol, g_get_monotonic_time (), handshake_done_cb,
+                           _carehare_transport_watch_new (self->transport));
+}
+
+static void
+transport_attempt_failed (gpointer  user_data,
+                          GError   *error)
+{
+  init_fail (user_data, error);
+}
+
+static gboolean
+transport_received (gpointer      user_data,
+                    const guint8 *data,
+                    gsize         size)
+{
+  CarehareConnection *self = user_data;
+
+  return self->protocol != NULL &&
+         carehare_protocol_receive (self->protocol, data, size, g_get_monotonic_time ());
+}
+
+static void
+transport_failed (gpointer      user_data,
+                  const GError *error)
+{
+  CarehareConnection *self = user_data;
+
+  if (self->protocol != NULL)
+    carehare_protocol_abort (self->protocol, error);
+}
+
+static GPtrArray *
+transport_take_output (gpointer user_data,
+                       gint64   now)
+{
+  CarehareConnection *self = user_data;
+
+  return self->protocol != NULL ? carehare_protocol_take_output_segments (self->protocol, now) : NULL;
+}
+
+static gboolean
+transport_has_output (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+
+  return self->protocol != NULL && carehare_protocol_has_output (self->protocol);
+}
+
+static gboolean
+transport_is_finished (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+
+  return self->protocol == NULL || carehare_protocol_is_finished (self->protocol);
+}
+
+static gint64
+transport_get_deadline (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+
+  return self->protocol != NULL ? carehare_protocol_get_deadline (self->protocol) : G_MAXINT64;
+}
+
+static void
+transport_tick (gpointer user_data,
+                gint64   now)
+{
+  CarehareConnection *self = user_data;
+
+  if (self->protocol != NULL)
+    carehare_protocol_tick (self->protocol, now);
+}
+
+static void
+transport_closed (gpointer user_data)
+{
+  return_close_tasks (user_data);
+}
+
+static const CarehareTransportCallbacks transport_callbacks = {
+  .stream_ready = transport_stream_ready,
+  .attempt_failed = transport_attempt_failed,
+  .received = transport_received,
+  .failed = transport_failed,
+  .take_output = transport_take_output,
+  .has_output = transport_has_output,
+  .is_finished = transport_is_finished,
+  .get_deadline = transport_get_deadline,
+  .tick = transport_tick,
+  .closed = transport_closed,
+};
+
+/* After anything that may have changed the protocol's state: write what it
+ * produced and re-arm the timer. */
+static void
+update (CarehareConnection *self)
+{
+  if (self->protocol == NULL)
+    return;
+  _carehare_transport_update (self->transport);
+}
+
+/* ---- initialisation ------------------------------------------------------ */
 
 /* Ends initialisation's own state (not the connection's). */
 static void
@@ -847,79 +473,18 @@ init_cleanup (CarehareConnection *self)
   self->init_cancelled_id = 0;
   g_clear_object (&self->init_user_cancellable);
   g_clear_object (&self->init_cancellable);
-  destroy_source (&self->init_timeout);
   destroy_source (&self->init_cancel_source);
-  g_clear_pointer (&self->attempt_uris, carehare_uri_secret_strv_free);
-  if (self->failures != NULL)
-    g_string_free (g_steal_pointer (&self->failures), TRUE);
-  g_clear_error (&self->last_failure);
-}
-
-/* Abandons the current attempt: everything it started is stopped, and its
- * callbacks, still to come, find a stale generation. */
-static void
-attempt_teardown (CarehareConnection *self)
-{
-  self->generation++;
-  if (self->attempt_cancellable != NULL)
-    g_cancellable_cancel (self->attempt_cancellable);
-  g_clear_object (&self->attempt_cancellable);
-  if (self->io_cancellable != NULL)
-    g_cancellable_cancel (self->io_cancellable);
-  g_clear_object (&self->io_cancellable);
-  destroy_source (&self->init_timeout);
-  destroy_source (&self->timer);
-  destroy_source (&self->flush_source);
-  destroy_source (&self->linger);
-  destroy_source (&self->read_source);
-  destroy_source (&self->write_source);
-  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
-
-  if (self->protocol != NULL)
-    {
-      g_autoptr(GError) gone = g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                                                    "connection attempt abandoned");
-
-      carehare_protocol_abort (self->protocol, gone);
-      /* We may be inside one of its callbacks: free it later. */
-      g_ptr_array_add (self->dead_protocols, g_steal_pointer (&self->protocol));
-    }
-  if (self->stream != NULL)
-    {
-      if (!self->stream_closing)
-        g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
-      g_clear_object (&self->stream);
-    }
-  self->writing = FALSE;
-  self->stream_closing = FALSE;
-  self->stream_closed = FALSE;
-  self->force_close = FALSE;
-  self->is_closed = FALSE;
-  self->is_blocked = FALSE;
-  self->init_timed_out = FALSE;
-  self->tls_errors = 0;
-}
-
-static gboolean
-next_attempt_cb (gpointer user_data)
-{
-  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
-
-  if (self->init_task != NULL)
-    attempt_start (self);
-  return G_SOURCE_REMOVE;
 }
 
 /* The current attempt failed with @error (taken): try the next URI, or
  * complete initialisation with the error. Our own cancellations become the
- * timeout or the caller's cancellation. */
+ * caller's cancellation. */
 static void
 init_fail (CarehareConnection *self,
            GError             *error)
 {
   g_autoptr(GTask) task = NULL;
   gboolean cancelled;
-  guint n_attempts;
 
   if (self->init_task == NULL)
     {
@@ -934,46 +499,26 @@ init_fail (CarehareConnection *self,
       g_error_free (error);
       error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
     }
-  else if (!cancelled && self->init_timed_out)
-    {
-      g_error_free (error);
-      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                           "Connecting to %s timed out after %u ms",
-                           self->redacted_uri, self->attempt_timeout_ms);
-    }
-  g_debug ("connecting to %s failed: %s", self->redacted_uri, error->message);
-  attempt_teardown (self);
+  error = _carehare_transport_attempt_failed (self->transport, error,
+                                              !cancelled && !self->close_requested);
 
-  n_attempts = self->attempt + 1;
-  if (!cancelled && !self->close_requested && self->attempt_uris[n_attempts] != NULL)
+  /* The attempt's protocol goes with its socket. */
+  if (self->protocol != NULL)
     {
-      g_autoptr(GSource) idle = g_idle_source_new ();
+      g_autoptr(GError) gone = g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                                                    "connection attempt abandoned");
+      CarehareProtocol *protocol = self->protocol;
 
-      g_string_append_printf (self->failures, "%s%s: %s", self->failures->len > 0 ? "; " : "",
-                              self->redacted_uri, error->message);
-      g_error_free (error);
-      self->attempt++;
-      /* Not from here: we may be inside the abandoned protocol's callback. */
-      g_source_set_callback (idle, next_attempt_cb, g_object_ref (self), g_object_unref);
-      g_source_set_static_name (idle, "[carehare] next connection attempt");
-      g_source_attach (idle, self->context);
-      return;
+      carehare_protocol_abort (protocol, gone);
+      /* We may be inside one of its callbacks: free it later. */
+      g_ptr_array_add (self->dead_protocols, protocol);
+      self->protocol = NULL;
     }
+  self->is_closed = FALSE;
+  self->is_blocked = FALSE;
 
-  if (n_attempts > 1 && !cancelled && !self->close_requested)
-    {
-      /* Keep the last attempt's domain and code, so a program can still
-       * match (say) a refused login; the message names every attempt,
-       * the last one first: carehare_error_get_reply_code() reads the
-       * first reply code in it, and a binding copies only the message. */
-      GError *all = g_error_new (error->domain, error->code,
-                                 "Could not connect to any of %u brokers; last attempt, %s: %s; "
-                                 "earlier: %s",
-                                 n_attempts, self->redacted_uri, error->message,
-                                 self->failures->str);
-      g_error_free (error);
-      error = all;
-    }
+  if (error == NULL)
+    return;  /* the next URI is tried */
   task = g_steal_pointer (&self->init_task);
   init_cleanup (self);
   g_task_return_error (task, error);
@@ -985,7 +530,8 @@ handshake_done_cb (CarehareProtocolOp   *op,
                    const GError         *error,
                    gpointer              user_data)
 {
-  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
+  g_autoptr(GObject) owner = _carehare_transport_watch_finish (user_data);
+  CarehareConnection *self = (CarehareConnection *) owner;
   g_autoptr(GTask) task = NULL;
 
   if (self == NULL)
@@ -998,16 +544,10 @@ handshake_done_cb (CarehareProtocolOp   *op,
 
   task = g_steal_pointer (&self->init_task);
   init_cleanup (self);
-  g_clear_object (&self->attempt_cancellable);
-  if (G_IS_TLS_CONNECTION (self->stream))
-    {
-      g_autoptr(GIOStream) base = tls_base_stream (self->stream);
-
-      carehare_tls_base_stream_connected (base);
-    }
+  _carehare_transport_connected (self->transport);
   self->initialized = TRUE;
   g_debug ("connected to %s: heartbeat %u s, frame_max %u, channel_max %u",
-           self->redacted_uri,
+           _carehare_transport_get_redacted_uri (self->transport),
            carehare_protocol_get_heartbeat (self->protocol),
            carehare_protocol_get_frame_max (self->protocol),
            carehare_protocol_get_channel_max (self->protocol));
@@ -1016,306 +556,6 @@ handshake_done_cb (CarehareProtocolOp   *op,
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_CHANNEL_MAX]);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_SERVER_PROPERTIES]);
   g_task_return_boolean (task, TRUE);
-}
-
-static void
-stream_ready (CarehareConnection *self,
-              GIOStream          *stream)
-{
-  CarehareProtocolConfig config = { 0 };
-  g_autofree char *platform = NULL;
-
-  self->stream = stream;
-  self->io_cancellable = g_cancellable_new ();
-
-  platform = g_strdup_printf ("GLib %u.%u.%u", glib_major_version, glib_minor_version,
-                              glib_micro_version);
-  config.username = self->settings.username;
-  config.password = self->settings.password;
-  config.vhost = self->settings.vhost;
-  config.mechanism = self->settings.auth_mechanism;
-  config.heartbeat = self->settings.heartbeat;
-  config.channel_max = self->settings.channel_max;
-  config.frame_max = self->settings.frame_max;
-  config.connection_name = self->settings.connection_name;
-  config.product = "carehare-glib";
-  config.version = CAREHARE_VERSION_S;
-  config.platform = platform;
-  config.close_timeout_us = CLOSE_TIMEOUT_US;
-  /* The property wins over the URI; 0 from both: the protocol's default. */
-  config.max_body_size = self->max_body_size > 0 ? self->max_body_size
-                         : self->settings.max_body_size > 0 ? (guint64) self->settings.max_body_size
-                         : 0;
-  self->protocol = carehare_protocol_new (&config, &protocol_callbacks, self);
-
-  self->timer = g_source_new (&timer_funcs, sizeof (GSource));
-  g_source_set_callback (self->timer, NULL, self, NULL);
-  g_source_set_static_name (self->timer, "[carehare] heartbeat");
-  g_source_set_ready_time (self->timer, -1);
-  g_source_attach (self->timer, self->context);
-
-  self->flush_source = g_source_new (&flush_funcs, sizeof (FlushSource));
-  ((FlushSource *) self->flush_source)->self = self;
-  g_source_set_static_name (self->flush_source, "[carehare] flush");
-  g_source_attach (self->flush_source, self->context);
-
-  carehare_protocol_start (self->protocol, g_get_monotonic_time (), handshake_done_cb,
-                           io_data_new (self));
-  start_read (self);
-  update (self);
-}
-
-static char *
-describe_certificate_errors (GTlsCertificateFlags flags)
-{
-  static const struct {
-    GTlsCertificateFlags flag;
-    const char *text;
-  } reasons[] = {
-    { G_TLS_CERTIFICATE_UNKNOWN_CA, "it is not signed by a trusted certificate authority" },
-    { G_TLS_CERTIFICATE_BAD_IDENTITY, "it does not match the server's host name" },
-    { G_TLS_CERTIFICATE_NOT_ACTIVATED, "it is not valid yet" },
-    { G_TLS_CERTIFICATE_EXPIRED, "it has expired" },
-    { G_TLS_CERTIFICATE_REVOKED, "it has been revoked" },
-    { G_TLS_CERTIFICATE_INSECURE, "its algorithm is insecure" },
-    { G_TLS_CERTIFICATE_GENERIC_ERROR, "it could not be validated" },
-  };
-  GString *text = g_string_new (NULL);
-
-  for (gsize i = 0; i < G_N_ELEMENTS (reasons); i++)
-    if (flags & reasons[i].flag)
-      {
-        if (text->len > 0)
-          g_string_append (text, "; ");
-        g_string_append (text, reasons[i].text);
-      }
-  return g_string_free (text, FALSE);
-}
-
-/* The stream under our TLS connection @tls (a reference). */
-static GIOStream *
-tls_base_stream (GIOStream *tls)
-{
-  GIOStream *base = NULL;
-
-  g_object_get (tls, "base-io-stream", &base, NULL);
-  g_assert (carehare_is_tls_base_stream (base));
-  return base;
-}
-
-/* "/path/client.pem", or the subject of the tls-certificate property's. */
-static char *
-describe_client_certificate (CarehareConnection *self)
-{
-  g_autofree char *subject = NULL;
-
-  if (self->tls_certificate == NULL)
-    return g_strdup (self->settings.certfile);
-  subject = g_tls_certificate_get_subject_name (self->tls_certificate);
-  return g_strdup_printf ("'%s'", subject != NULL ? subject : "(no subject)");
-}
-
-/* If @error, from a read or write of the TLS connection after its
- * handshake and before the AMQP handshake completed, says that the broker
- * refused us: the G_TLS_ERROR to report. NULL if the connection was lost.
- *
- * With TLS 1.3 the broker judges our certificate after our side of the
- * handshake completed: its refusal is an alert that arrives on the first
- * read, whatever its reset did to our writes (the stream under TLS hides
- * that reset while connecting, see carehare-tls-stream-private.h). A TLS
- * error with the stream under it still open is such a refusal; a TLS
- * error because that stream ended (no close_notify, a record cut short)
- * is a network drop, worth a retry like any other. */
-static GError *
-tls_refusal (CarehareConnection *self,
-             const GError       *error)
-{
-  g_autoptr(GIOStream) base = tls_base_stream (self->stream);
-  gboolean refused;
-
-  if (error->domain != G_TLS_ERROR)
-    refused = FALSE;
-  else if (error->code == G_TLS_ERROR_CERTIFICATE_REQUIRED ||
-           error->code == G_TLS_ERROR_BAD_CERTIFICATE)
-    refused = TRUE;
-  else
-    refused = error->code != G_TLS_ERROR_EOF && !carehare_tls_base_stream_read_ended (base);
-
-  if (!refused)
-    return NULL;
-  if (self->tls_certificate != NULL || self->settings.certfile != NULL)
-    {
-      g_autofree char *certificate = describe_client_certificate (self);
-
-      return g_error_new (G_TLS_ERROR, error->code,
-                          "The broker at %s:%u refused the TLS client certificate %s: %s",
-                          self->settings.host, self->settings.port, certificate,
-                          error->message);
-    }
-  return g_error_new (G_TLS_ERROR, error->code, "TLS handshake with %s:%u failed: %s",
-                      self->settings.host, self->settings.port, error->message);
-}
-
-static gboolean
-accept_certificate_cb (GTlsConnection       *conn,
-                       GTlsCertificate      *peer_cert,
-                       GTlsCertificateFlags  errors,
-                       gpointer              user_data)
-{
-  CarehareConnection *self = user_data;
-
-  if (self->settings.verify == CAREHARE_TLS_VERIFY_NONE)
-    return TRUE;  /* verify=verify_none: the user asked for no checks */
-
-  /* server_name_indication=disable: no server identity was given, so GIO
-   * flags every certificate as not matching it; only that is skipped. */
-  if (self->settings.server_name_indication_disabled)
-    errors &= ~G_TLS_CERTIFICATE_BAD_IDENTITY;
-  if (errors == 0)
-    return TRUE;
-  self->tls_errors = errors;
-  return FALSE;
-}
-
-static void
-tls_handshake_cb (GObject      *source,
-                  GAsyncResult *result,
-                  gpointer      user_data)
-{
-  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
-  g_autoptr(GIOStream) tls = G_IO_STREAM (source);  /* ours since g_tls_client_connection_new() */
-  g_autoptr(GError) error = NULL;
-  gboolean ok;
-
-  ok = g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error);
-  if (self == NULL)
-    return;
-  g_signal_handlers_disconnect_by_data (source, self);
-  if (ok)
-    stream_ready (self, g_steal_pointer (&tls));
-  else if (g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE) &&
-           self->tls_errors != 0)
-    {
-      g_autofree char *why = describe_certificate_errors (self->tls_errors);
-
-      init_fail (self, g_error_new (G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE,
-                                    "The TLS certificate of %s:%u was refused: %s",
-                                    self->settings.host, self->settings.port, why));
-    }
-  else
-    {
-      /* A reset our writes found (hidden, so that what came before it
-       * was read) says more than the end of the stream that followed. */
-      g_autoptr(GIOStream) base = tls_base_stream (G_IO_STREAM (source));
-      g_autoptr(GError) reset = carehare_tls_base_stream_dup_write_error (base);
-
-      if (!carehare_tls_base_stream_read_ended (base))
-        g_clear_error (&reset);
-      init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
-                                    self->settings.host, self->settings.port,
-                                    reset != NULL ? reset->message : error->message));
-    }
-}
-
-static void
-socket_connected_cb (GObject      *source,
-                     GAsyncResult *result,
-                     gpointer      user_data)
-{
-  g_autoptr(CarehareConnection) self = io_data_finish (user_data);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GSocketConnection) conn = NULL;
-  g_autoptr(GSocketConnectable) identity = NULL;
-  g_autoptr(GIOStream) base = NULL;
-  GIOStream *tls;
-  const char *server_name;
-
-  conn = g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
-  if (self == NULL)
-    return;
-  if (conn == NULL)
-    {
-      init_fail (self, g_error_new (error->domain, error->code,
-                                    "Cannot connect to %s:%u: %s", self->settings.host,
-                                    self->settings.port, error->message));
-      return;
-    }
-
-  /* AMQP frames are small and latency matters. */
-  g_socket_set_option (g_socket_connection_get_socket (conn), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
-
-  if (!self->settings.tls)
-    {
-      stream_ready (self, G_IO_STREAM (g_steal_pointer (&conn)));
-      return;
-    }
-
-  /* server_name_indication=disable: neither SNI nor a host name check, as
-   * in RabbitMQ's Erlang client; the chain is still verified. */
-  server_name = self->settings.server_name_indication != NULL
-                ? self->settings.server_name_indication : self->settings.host;
-  if (!self->settings.server_name_indication_disabled)
-    identity = g_network_address_new (server_name, self->settings.port);
-  base = carehare_tls_base_stream_new (conn);
-  tls = g_tls_client_connection_new (base, identity, &error);
-  if (tls == NULL)
-    {
-      init_fail (self, g_steal_pointer (&error));
-      return;
-    }
-
-  if (self->tls_database != NULL)
-    g_tls_connection_set_database (G_TLS_CONNECTION (tls), self->tls_database);
-  else if (self->settings.cacertfile != NULL)
-    {
-      g_autoptr(GTlsDatabase) db = g_tls_file_database_new (self->settings.cacertfile, &error);
-
-      if (db == NULL)
-        {
-          g_object_unref (tls);
-          init_fail (self, g_error_new (error->domain, error->code,
-                                        "Cannot load cacertfile %s: %s",
-                                        self->settings.cacertfile, error->message));
-          return;
-        }
-      g_tls_connection_set_database (G_TLS_CONNECTION (tls), db);
-    }
-
-  if (self->tls_certificate != NULL)
-    g_tls_connection_set_certificate (G_TLS_CONNECTION (tls), self->tls_certificate);
-  else if (self->settings.certfile != NULL)
-    {
-      g_autoptr(GTlsCertificate) cert = NULL;
-
-      cert = g_tls_certificate_new_from_files (self->settings.certfile,
-                                               self->settings.keyfile, &error);
-      if (cert == NULL)
-        {
-          g_object_unref (tls);
-          init_fail (self, g_error_new (error->domain, error->code,
-                                        "Cannot load certfile %s / keyfile %s: %s",
-                                        self->settings.certfile, self->settings.keyfile,
-                                        error->message));
-          return;
-        }
-      g_tls_connection_set_certificate (G_TLS_CONNECTION (tls), cert);
-    }
-
-  g_signal_connect (tls, "accept-certificate", G_CALLBACK (accept_certificate_cb), self);
-  g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
-                                    self->attempt_cancellable, tls_handshake_cb,
-                                    io_data_new (self));
-}
-
-static gboolean
-init_timeout_cb (gpointer user_data)
-{
-  g_autoptr(CarehareConnection) self = g_object_ref (user_data);
-
-  g_clear_pointer (&self->init_timeout, g_source_unref);
-  self->init_timed_out = TRUE;
-  init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "timed out"));
-  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -1339,54 +579,6 @@ init_cancelled_source_cb (GCancellable *cancellable,
   return G_SOURCE_CONTINUE;
 }
 
-/* Starts connecting to attempt_uris[attempt]. */
-static void
-attempt_start (CarehareConnection *self)
-{
-  g_autoptr(GSocketClient) client = NULL;
-  g_autoptr(GSocketConnectable) address = NULL;
-  const char *uri = self->attempt_uris[self->attempt];
-  GError *error = NULL;
-  guint timeout_ms;
-
-  g_ptr_array_set_size (self->dead_protocols, 0);
-  g_free (self->redacted_uri);
-  self->redacted_uri = carehare_uri_redact (uri);
-  carehare_uri_settings_clear (&self->settings);
-  if (!carehare_uri_parse (uri, &self->settings, &error))
-    {
-      init_fail (self, error);
-      return;
-    }
-
-  if (self->connect_timeout_ms > 0)
-    timeout_ms = self->connect_timeout_ms;
-  else if (self->settings.connection_timeout_ms >= 0)
-    timeout_ms = (guint) MIN (self->settings.connection_timeout_ms, G_MAXUINT);
-  else
-    timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
-  self->attempt_timeout_ms = timeout_ms;
-
-  self->attempt_cancellable = g_cancellable_new ();
-  if (timeout_ms > 0)
-    {
-      self->init_timeout = g_timeout_source_new (timeout_ms);
-      g_source_set_callback (self->init_timeout, init_timeout_cb, self, NULL);
-      g_source_set_static_name (self->init_timeout, "[carehare] connect timeout");
-      g_source_attach (self->init_timeout, self->context);
-    }
-
-  client = g_socket_client_new ();
-  /* The desktop's proxy settings describe web traffic; applying them to a
-   * broker connection would send AMQP to an HTTP proxy. (It also keeps
-   * libproxy, and its thread, out of the process.) */
-  g_socket_client_set_enable_proxy (client, FALSE);
-  address = g_network_address_new (self->settings.host, self->settings.port);
-  g_debug ("connecting to %s", self->redacted_uri);
-  g_socket_client_connect_async (client, address, self->attempt_cancellable,
-                                 socket_connected_cb, io_data_new (self));
-}
-
 static void
 carehare_connection_init_async (GAsyncInitable      *initable,
                                 int                  io_priority,
@@ -1396,6 +588,7 @@ carehare_connection_init_async (GAsyncInitable      *initable,
 {
   CarehareConnection *self = CAREHARE_CONNECTION (initable);
   g_autoptr(GTask) task = NULL;
+  char **attempt_uris;
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_init_async);
@@ -1413,11 +606,11 @@ carehare_connection_init_async (GAsyncInitable      *initable,
       return;
     }
   if (self->uris != NULL && self->uris[0] != NULL)
-    self->attempt_uris = g_strdupv (self->uris);
+    attempt_uris = g_strdupv (self->uris);
   else if (self->uri != NULL)
     {
-      self->attempt_uris = g_new0 (char *, 2);
-      self->attempt_uris[0] = g_strdup (self->uri);
+      attempt_uris = g_new0 (char *, 2);
+      attempt_uris[0] = g_strdup (self->uri);
     }
   else
     {
@@ -1425,8 +618,6 @@ carehare_connection_init_async (GAsyncInitable      *initable,
                                "No URI given: set the \"uri\" property to amqp://... or amqps://...");
       return;
     }
-  self->attempt = 0;
-  self->failures = g_string_new (NULL);
   self->init_task = g_steal_pointer (&task);
 
   if (cancellable != NULL)
@@ -1446,12 +637,14 @@ carehare_connection_init_async (GAsyncInitable      *initable,
       g_source_attach (self->init_cancel_source, self->context);
       if (g_cancellable_is_cancelled (cancellable))
         {
+          carehare_uri_secret_strv_free (attempt_uris);
           init_fail (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
                                                 "Operation was cancelled"));
           return;
         }
     }
-  attempt_start (self);
+  _carehare_transport_connect (self->transport, attempt_uris, self->connect_timeout_ms,
+                               self->tls_database, self->tls_certificate);
 }
 
 static gboolean
@@ -1491,23 +684,10 @@ carehare_connection_dispose (GObject *object)
       carehare_protocol_free (g_steal_pointer (&self->protocol));
     }
   g_ptr_array_set_size (self->dead_protocols, 0);
-  if (self->io_cancellable != NULL)
-    g_cancellable_cancel (self->io_cancellable);
-  destroy_source (&self->timer);
-  destroy_source (&self->flush_source);
-  destroy_source (&self->linger);
-  destroy_source (&self->read_source);
-  destroy_source (&self->write_source);
   /* Nobody may iterate our context any more (a worker thread that closed,
    * dropped its reference and ended): close the socket now, not when the
    * last pending callback has run, and complete the closes waiting for it. */
-  if (self->stream != NULL && !self->stream_closed)
-    {
-      shut_down_socket (self);
-      if (!self->stream_closing)
-        g_io_stream_close (self->stream, NULL, NULL);
-      self->stream_closed = TRUE;
-    }
+  _carehare_transport_close_now (self->transport);
   return_close_tasks (self);
   init_cleanup (self);
   self->disposing = FALSE;
@@ -1520,23 +700,12 @@ carehare_connection_finalize (GObject *object)
 {
   CarehareConnection *self = CAREHARE_CONNECTION (object);
 
-  g_assert (self->timer == NULL);
-  g_assert (self->flush_source == NULL);
-  g_assert (self->linger == NULL);
-  g_assert (self->read_source == NULL);
-  g_assert (self->write_source == NULL);
   g_assert (self->init_task == NULL);
 
-  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
-  g_free (self->read_buf);
-
-  g_clear_object (&self->stream);
-  g_clear_object (&self->io_cancellable);
+  _carehare_transport_free (self->transport);
   g_clear_object (&self->tls_database);
   g_clear_object (&self->tls_certificate);
   carehare_uri_secret_free (self->uri);
-  g_free (self->redacted_uri);
-  carehare_uri_settings_clear (&self->settings);
   g_assert (self->close_tasks->len == 0);
   g_ptr_array_unref (self->close_tasks);
   g_ptr_array_unref (self->dead_protocols);
@@ -1796,102 +965,11 @@ carehare_connection_init (CarehareConnection *self)
   self->context = g_main_context_ref_thread_default ();
   self->close_tasks = g_ptr_array_new ();
   self->dead_protocols = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_free);
+  self->transport = _carehare_transport_new (G_OBJECT (self), self->context,
+                                             &transport_callbacks, self);
 }
 
-/* ---- public API: creation and state -------------------------------------- */
-
-/**
- * carehare_connection_new_async:
- * @uri: the broker's URI (`amqp://...` or `amqps://...`)
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when connected or failed
- * @user_data: data for @callback
- *
- * Connects to a broker: TCP, TLS for `amqps://`, and the AMQP handshake.
- * Fails with %CAREHARE_ERROR_INVALID_URI for a bad URI,
- * %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER for a refused login (403) or
- * unknown vhost (530), %G_TLS_ERROR for certificate problems,
- * %G_IO_ERROR_TIMED_OUT past the connect timeout, or the socket's
- * %G_IO_ERROR.
- */
-void
-carehare_connection_new_async (const char          *uri,
-                               GCancellable        *cancellable,
-                               GAsyncReadyCallback  callback,
-                               gpointer             user_data)
-{
-  g_return_if_fail (uri != NULL);
-  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
-
-  g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, cancellable,
-                              callback, user_data, "uri", uri, NULL);
-}
-
-/**
- * carehare_connection_new_finish:
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [func@Carehare.Connection.new_async].
- *
- * Returns: (transfer full): the connection, or %NULL with @error set
- */
-CarehareConnection *
-carehare_connection_new_finish (GAsyncResult  *result,
-                                GError       **error)
-{
-  g_autoptr(GObject) source = g_async_result_get_source_object (result);
-  GObject *object;
-
-  object = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, error);
-  return object != NULL ? CAREHARE_CONNECTION (object) : NULL;
-}
-
-/**
- * carehare_connection_new_for_uris_async:
- * @uris: (array zero-terminated=1): broker URIs to try, in order
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when connected or when every URI failed
- * @user_data: data for @callback
- *
- * Connects to the first broker of @uris that completes the handshake, for
- * example the nodes of a cluster; the same as setting
- * [property@Carehare.Connection:uris]. Each attempt is bounded by its
- * URI's `connection_timeout` (or [property@Carehare.Connection:connect-timeout]).
- * When every attempt fails, the error has the domain and code of the last
- * attempt's error and its message lists every attempt's error, the last
- * one first, so that [func@Carehare.Error.get_reply_code] gives the last
- * attempt's reply code. An invalid URI is one of those failures, not a
- * reason to stop.
- */
-void
-carehare_connection_new_for_uris_async (const char * const  *uris,
-                                        GCancellable        *cancellable,
-                                        GAsyncReadyCallback  callback,
-                                        gpointer             user_data)
-{
-  g_return_if_fail (uris != NULL && uris[0] != NULL);
-  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
-
-  g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, cancellable,
-                              callback, user_data, "uris", uris, NULL);
-}
-
-/**
- * carehare_connection_new_for_uris_finish:
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [func@Carehare.Connection.new_for_uris_async].
- *
- * Returns: (transfer full): the connection, or %NULL with @error set
- */
-CarehareConnection *
-carehare_connection_new_for_uris_finish (GAsyncResult  *result,
-                                         GError       **error)
-{
-  return carehare_connection_new_finish (result, error);
-}
+/* ---- public API: state -------------------------------------------------- */
 
 /**
  * carehare_connection_get_heartbeat:
@@ -2006,7 +1084,7 @@ close_done_cb (CarehareProtocolOp   *op,
   data->done = TRUE;
   if (error != NULL)
     data->error = g_error_copy (error);
-  if (self->stream_closed || self->stream == NULL)
+  if (_carehare_transport_is_closed (self->transport))
     return_close_tasks (self);
   g_object_unref (task);
 }
@@ -2027,7 +1105,7 @@ close_cancel_idle_cb (gpointer user_data)
    * for the last frames to be written. */
   if (data->op != NULL && self->protocol != NULL)
     carehare_protocol_cancel (self->protocol, data->op);
-  force_close (self);
+  _carehare_transport_force_close (self->transport);
   return G_SOURCE_REMOVE;
 }
 
@@ -2112,7 +1190,7 @@ carehare_connection_close_async (CarehareConnection  *self,
       if (self->init_task != NULL)
         init_fail (self, g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
                                       "Connection to %s closed by the application while connecting",
-                                      self->redacted_uri));
+                                      _carehare_transport_get_redacted_uri (self->transport)));
       close_task_return (task);
       return;
     }
@@ -2171,33 +1249,18 @@ carehare_connection_close_finish (CarehareConnection  *self,
 
 /* ---- public API: operations ---------------------------------------------- */
 
-typedef struct {
-  CarehareProtocolOp *op;        /* while pending */
-  gboolean done;
-  GCancellable *cancellable;     /* owned */
-  gulong cancelled_id;
-  char *queue;                   /* declare-ok */
-  guint message_count;
-  guint consumer_count;
-} RpcData;
-
 static void
 rpc_data_free (RpcData *data)
 {
   g_clear_object (&data->cancellable);
+  g_clear_object (&data->object);
   g_free (data->queue);
   g_free (data);
 }
 
-static void
-rpc_done_cb (CarehareProtocolOp   *op,
-             const CarehareMethod *reply,
-             const GError         *error,
-             gpointer              user_data)
+void
+_carehare_connection_rpc_data_done (RpcData *data)
 {
-  GTask *task = user_data;
-  RpcData *data = g_task_get_task_data (task);
-
   data->op = NULL;
   data->done = TRUE;
   if (data->cancelled_id != 0)
@@ -2205,6 +1268,18 @@ rpc_done_cb (CarehareProtocolOp   *op,
       g_cancellable_disconnect (data->cancellable, data->cancelled_id);
       data->cancelled_id = 0;
     }
+}
+
+void
+_carehare_connection_rpc_done_cb (CarehareProtocolOp   *op,
+                                  const CarehareMethod *reply,
+                                  const GError         *error,
+                                  gpointer              user_data)
+{
+  GTask *task = user_data;
+  RpcData *data = g_task_get_task_data (task);
+
+  _carehare_connection_rpc_data_done (data);
 
   if (error != NULL)
     g_task_return_error (task, g_error_copy (error));
@@ -2264,7 +1339,8 @@ rpc_cancelled_cb (GCancellable *cancellable,
 }
 
 /* After a protocol op was started for @task (whose data is an RpcData):
- * remember it for cancellation unless it already completed. */
+ * remember it for cancellation unless it already completed (or there is
+ * none: the operation handles its cancellable itself). */
 static void
 watch_op (CarehareConnection *self,
           GTask              *task,
@@ -2273,7 +1349,7 @@ watch_op (CarehareConnection *self,
   RpcData *data = g_task_get_task_data (task);
   GCancellable *cancellable = g_task_get_cancellable (task);
 
-  if (!data->done)
+  if (!data->done && op != NULL)
     {
       data->op = op;
       if (cancellable != NULL)
@@ -2319,40 +1395,43 @@ op_task_new (CarehareConnection  *self,
   return task;
 }
 
-/* Runs @method on a pooled channel for a new task. @method's pointers are
- * borrowed: it is encoded before this returns. */
-static void
-start_rpc (CarehareConnection   *self,
-           gpointer              source_tag,
-           const CarehareMethod *method,
-           guint32               reply_id,
-           GCancellable         *cancellable,
-           GAsyncReadyCallback   callback,
-           gpointer              user_data)
+/* The one way an operation starts: a task for it, then @start, which
+ * gives the protocol the op whose callback completes the task. As in GIO,
+ * the task holds the connection until it has completed; and the
+ * connection is held while @start runs, since writing may find the socket
+ * dead: the operations pending before this one complete during the call,
+ * and their callbacks may drop the program's last reference. */
+void
+_carehare_connection_start_op (CarehareConnection          *self,
+                               gpointer                     source_tag,
+                               gboolean                     check_cancellable,
+                               CarehareConnectionStartFunc  start,
+                               gpointer                     start_data,
+                               GCancellable                *cancellable,
+                               GAsyncReadyCallback          callback,
+                               gpointer                     user_data)
 {
   g_autoptr(CarehareConnection) keep = NULL;
   GTask *task;
   CarehareProtocolOp *op;
 
-  /* Writing may find the socket dead: the operations pending before this
-   * one complete during this call, and their callbacks may drop the
-   * program's last reference. */
   keep = g_object_ref (self);
   task = op_task_new (self, source_tag, cancellable, callback, user_data);
   if (task == NULL)
     return;
+  g_task_set_check_cancellable (task, check_cancellable);
 
   /* The protocol holds the task's reference until it completes the op,
    * which may happen before this returns (connection already closed). */
-  op = carehare_protocol_rpc (self->protocol, method, reply_id, rpc_done_cb, task);
+  op = start (self->protocol, task, start_data);
   watch_op (self, task, op);
 }
 
-static RpcData *
-finish_rpc (CarehareConnection  *self,
-            GAsyncResult        *result,
-            gpointer             source_tag,
-            GError             **error)
+RpcData *
+_carehare_connection_finish_rpc (CarehareConnection  *self,
+                                 GAsyncResult        *result,
+                                 gpointer             source_tag,
+                                 GError             **error)
 {
   g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
@@ -2361,918 +1440,6 @@ finish_rpc (CarehareConnection  *self,
   if (!g_task_propagate_boolean (G_TASK (result), error))
     return NULL;
   return g_task_get_task_data (G_TASK (result));
-}
-
-/* Table arguments may arrive floating (a GVariant built for the call). */
-static GVariant *
-sink_arguments (GVariant *arguments)
-{
-  return arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
-}
-
-#define ARGUMENTS_OK(arguments) \
-  ((arguments) == NULL || g_variant_is_of_type ((arguments), G_VARIANT_TYPE ("a{s*}")))
-
-/**
- * carehare_connection_queue_declare_async:
- * @self: a connection
- * @queue: the queue's name, or "" for a server-named queue
- * @flags: passive, durable, exclusive, auto-delete
- * @arguments: (nullable): optional arguments as `a{sv}` (`x-message-ttl`,
- *   `x-max-length`, `x-overflow`, `x-queue-type`...)
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Declares a queue (Queue.Declare) on a channel of its own. A server error,
- * such as 406 PRECONDITION_FAILED for different flags or arguments or 404
- * NOT_FOUND for a passive declare of a missing queue, fails it with
- * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER.
- */
-void
-carehare_connection_queue_declare_async (CarehareConnection  *self,
-                                         const char          *queue,
-                                         CarehareQueueFlags   flags,
-                                         GVariant            *arguments,
-                                         GCancellable        *cancellable,
-                                         GAsyncReadyCallback  callback,
-                                         gpointer             user_data)
-{
-  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DECLARE };
-  g_autoptr(GVariant) args = NULL;
-
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
-  g_return_if_fail (ARGUMENTS_OK (arguments));
-
-  args = sink_arguments (arguments);
-  m.queue_declare.queue = (char *) queue;
-  m.queue_declare.passive = (flags & CAREHARE_QUEUE_FLAGS_PASSIVE) != 0;
-  m.queue_declare.durable = (flags & CAREHARE_QUEUE_FLAGS_DURABLE) != 0;
-  m.queue_declare.exclusive = (flags & CAREHARE_QUEUE_FLAGS_EXCLUSIVE) != 0;
-  m.queue_declare.auto_delete = (flags & CAREHARE_QUEUE_FLAGS_AUTO_DELETE) != 0;
-  m.queue_declare.arguments = args;
-  start_rpc (self, carehare_connection_queue_declare_async, &m,
-             CAREHARE_METHOD_QUEUE_DECLARE_OK, cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_queue_declare_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @message_count: (out) (optional): messages ready in the queue
- * @consumer_count: (out) (optional): consumers of the queue
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.queue_declare_async].
- *
- * Returns: (transfer full): the queue's name (chosen by the server when
- *   declared as ""), or %NULL with @error set
- */
-char *
-carehare_connection_queue_declare_finish (CarehareConnection  *self,
-                                          GAsyncResult        *result,
-                                          guint               *message_count,
-                                          guint               *consumer_count,
-                                          GError             **error)
-{
-  RpcData *data = finish_rpc (self, result, carehare_connection_queue_declare_async, error);
-
-  if (data == NULL)
-    return NULL;
-  if (message_count != NULL)
-    *message_count = data->message_count;
-  if (consumer_count != NULL)
-    *consumer_count = data->consumer_count;
-  return g_strdup (data->queue);
-}
-
-/**
- * carehare_connection_queue_delete_async:
- * @self: a connection
- * @queue: the queue's name
- * @flags: if-unused, if-empty
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Deletes a queue (Queue.Delete). With a flag whose condition does not hold
- * it fails with 406 PRECONDITION_FAILED.
- */
-void
-carehare_connection_queue_delete_async (CarehareConnection       *self,
-                                        const char               *queue,
-                                        CarehareQueueDeleteFlags  flags,
-                                        GCancellable             *cancellable,
-                                        GAsyncReadyCallback       callback,
-                                        gpointer                  user_data)
-{
-  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_DELETE };
-
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
-
-  m.queue_delete.queue = (char *) queue;
-  m.queue_delete.if_unused = (flags & CAREHARE_QUEUE_DELETE_FLAGS_IF_UNUSED) != 0;
-  m.queue_delete.if_empty = (flags & CAREHARE_QUEUE_DELETE_FLAGS_IF_EMPTY) != 0;
-  start_rpc (self, carehare_connection_queue_delete_async, &m,
-             CAREHARE_METHOD_QUEUE_DELETE_OK, cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_queue_delete_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @message_count: (out) (optional): how many messages the queue held
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.queue_delete_async].
- *
- * Returns: %TRUE if the queue was deleted
- */
-gboolean
-carehare_connection_queue_delete_finish (CarehareConnection  *self,
-                                         GAsyncResult        *result,
-                                         guint               *message_count,
-                                         GError             **error)
-{
-  RpcData *data = finish_rpc (self, result, carehare_connection_queue_delete_async, error);
-
-  if (data == NULL)
-    return FALSE;
-  if (message_count != NULL)
-    *message_count = data->message_count;
-  return TRUE;
-}
-
-/**
- * carehare_connection_queue_purge_async:
- * @self: a connection
- * @queue: the queue's name
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Removes every ready message from a queue (Queue.Purge).
- */
-void
-carehare_connection_queue_purge_async (CarehareConnection  *self,
-                                       const char          *queue,
-                                       GCancellable        *cancellable,
-                                       GAsyncReadyCallback  callback,
-                                       gpointer             user_data)
-{
-  CarehareMethod m = { .id = CAREHARE_METHOD_QUEUE_PURGE };
-
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
-
-  m.queue_purge.queue = (char *) queue;
-  start_rpc (self, carehare_connection_queue_purge_async, &m,
-             CAREHARE_METHOD_QUEUE_PURGE_OK, cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_queue_purge_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @message_count: (out) (optional): how many messages were removed
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.queue_purge_async].
- *
- * Returns: %TRUE if the queue was purged
- */
-gboolean
-carehare_connection_queue_purge_finish (CarehareConnection  *self,
-                                        GAsyncResult        *result,
-                                        guint               *message_count,
-                                        GError             **error)
-{
-  RpcData *data = finish_rpc (self, result, carehare_connection_queue_purge_async, error);
-
-  if (data == NULL)
-    return FALSE;
-  if (message_count != NULL)
-    *message_count = data->message_count;
-  return TRUE;
-}
-
-static void
-queue_bind_common (CarehareConnection  *self,
-                   gboolean             bind,
-                   const char          *queue,
-                   const char          *exchange,
-                   const char          *routing_key,
-                   GVariant            *arguments,
-                   GCancellable        *cancellable,
-                   GAsyncReadyCallback  callback,
-                   gpointer             user_data)
-{
-  CarehareMethod m = { 0 };
-  g_autoptr(GVariant) args = sink_arguments (arguments);
-
-  if (bind)
-    {
-      m.id = CAREHARE_METHOD_QUEUE_BIND;
-      m.queue_bind.queue = (char *) queue;
-      m.queue_bind.exchange = (char *) exchange;
-      m.queue_bind.routing_key = (char *) routing_key;
-      m.queue_bind.arguments = args;
-      start_rpc (self, carehare_connection_queue_bind_async, &m,
-                 CAREHARE_METHOD_QUEUE_BIND_OK, cancellable, callback, user_data);
-    }
-  else
-    {
-      m.id = CAREHARE_METHOD_QUEUE_UNBIND;
-      m.queue_unbind.queue = (char *) queue;
-      m.queue_unbind.exchange = (char *) exchange;
-      m.queue_unbind.routing_key = (char *) routing_key;
-      m.queue_unbind.arguments = args;
-      start_rpc (self, carehare_connection_queue_unbind_async, &m,
-                 CAREHARE_METHOD_QUEUE_UNBIND_OK, cancellable, callback, user_data);
-    }
-}
-
-/**
- * carehare_connection_queue_bind_async:
- * @self: a connection
- * @queue: the queue's name
- * @exchange: the exchange to bind it to
- * @routing_key: the binding key
- * @arguments: (nullable): binding arguments as `a{sv}` (for headers exchanges)
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Binds a queue to an exchange (Queue.Bind).
- */
-void
-carehare_connection_queue_bind_async (CarehareConnection  *self,
-                                      const char          *queue,
-                                      const char          *exchange,
-                                      const char          *routing_key,
-                                      GVariant            *arguments,
-                                      GCancellable        *cancellable,
-                                      GAsyncReadyCallback  callback,
-                                      gpointer             user_data)
-{
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
-  g_return_if_fail (exchange != NULL);
-  g_return_if_fail (routing_key != NULL);
-  g_return_if_fail (ARGUMENTS_OK (arguments));
-
-  queue_bind_common (self, TRUE, queue, exchange, routing_key, arguments,
-                     cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_queue_bind_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.queue_bind_async].
- *
- * Returns: %TRUE if the queue was bound
- */
-gboolean
-carehare_connection_queue_bind_finish (CarehareConnection  *self,
-                                       GAsyncResult        *result,
-                                       GError             **error)
-{
-  return finish_rpc (self, result, carehare_connection_queue_bind_async, error) != NULL;
-}
-
-/**
- * carehare_connection_queue_unbind_async:
- * @self: a connection
- * @queue: the queue's name
- * @exchange: the exchange it is bound to
- * @routing_key: the binding key
- * @arguments: (nullable): the binding's arguments as `a{sv}`
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Removes a binding between a queue and an exchange (Queue.Unbind).
- */
-void
-carehare_connection_queue_unbind_async (CarehareConnection  *self,
-                                        const char          *queue,
-                                        const char          *exchange,
-                                        const char          *routing_key,
-                                        GVariant            *arguments,
-                                        GCancellable        *cancellable,
-                                        GAsyncReadyCallback  callback,
-                                        gpointer             user_data)
-{
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
-  g_return_if_fail (exchange != NULL);
-  g_return_if_fail (routing_key != NULL);
-  g_return_if_fail (ARGUMENTS_OK (arguments));
-
-  queue_bind_common (self, FALSE, queue, exchange, routing_key, arguments,
-                     cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_queue_unbind_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.queue_unbind_async].
- *
- * Returns: %TRUE if the binding was removed
- */
-gboolean
-carehare_connection_queue_unbind_finish (CarehareConnection  *self,
-                                         GAsyncResult        *result,
-                                         GError             **error)
-{
-  return finish_rpc (self, result, carehare_connection_queue_unbind_async, error) != NULL;
-}
-
-/**
- * carehare_connection_exchange_declare_async:
- * @self: a connection
- * @exchange: the exchange's name
- * @type: `direct`, `fanout`, `topic`, `headers` or a plugin's type
- * @flags: passive, durable, auto-delete, internal
- * @arguments: (nullable): optional arguments as `a{sv}`
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Declares an exchange (Exchange.Declare).
- */
-void
-carehare_connection_exchange_declare_async (CarehareConnection    *self,
-                                            const char            *exchange,
-                                            const char            *type,
-                                            CarehareExchangeFlags  flags,
-                                            GVariant              *arguments,
-                                            GCancellable          *cancellable,
-                                            GAsyncReadyCallback    callback,
-                                            gpointer               user_data)
-{
-  CarehareMethod m = { .id = CAREHARE_METHOD_EXCHANGE_DECLARE };
-  g_autoptr(GVariant) args = NULL;
-
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (exchange != NULL);
-  g_return_if_fail (type != NULL);
-  g_return_if_fail (ARGUMENTS_OK (arguments));
-
-  args = sink_arguments (arguments);
-  m.exchange_declare.exchange = (char *) exchange;
-  m.exchange_declare.type = (char *) type;
-  m.exchange_declare.passive = (flags & CAREHARE_EXCHANGE_FLAGS_PASSIVE) != 0;
-  m.exchange_declare.durable = (flags & CAREHARE_EXCHANGE_FLAGS_DURABLE) != 0;
-  m.exchange_declare.auto_delete = (flags & CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE) != 0;
-  m.exchange_declare.internal = (flags & CAREHARE_EXCHANGE_FLAGS_INTERNAL) != 0;
-  m.exchange_declare.arguments = args;
-  start_rpc (self, carehare_connection_exchange_declare_async, &m,
-             CAREHARE_METHOD_EXCHANGE_DECLARE_OK, cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_exchange_declare_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.exchange_declare_async].
- *
- * Returns: %TRUE if the exchange exists as declared
- */
-gboolean
-carehare_connection_exchange_declare_finish (CarehareConnection  *self,
-                                             GAsyncResult        *result,
-                                             GError             **error)
-{
-  return finish_rpc (self, result, carehare_connection_exchange_declare_async, error) != NULL;
-}
-
-/**
- * carehare_connection_exchange_delete_async:
- * @self: a connection
- * @exchange: the exchange's name
- * @flags: if-unused
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Deletes an exchange (Exchange.Delete).
- */
-void
-carehare_connection_exchange_delete_async (CarehareConnection          *self,
-                                           const char                  *exchange,
-                                           CarehareExchangeDeleteFlags  flags,
-                                           GCancellable                *cancellable,
-                                           GAsyncReadyCallback          callback,
-                                           gpointer                     user_data)
-{
-  CarehareMethod m = { .id = CAREHARE_METHOD_EXCHANGE_DELETE };
-
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (exchange != NULL);
-
-  m.exchange_delete.exchange = (char *) exchange;
-  m.exchange_delete.if_unused = (flags & CAREHARE_EXCHANGE_DELETE_FLAGS_IF_UNUSED) != 0;
-  start_rpc (self, carehare_connection_exchange_delete_async, &m,
-             CAREHARE_METHOD_EXCHANGE_DELETE_OK, cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_exchange_delete_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.exchange_delete_async].
- *
- * Returns: %TRUE if the exchange was deleted
- */
-gboolean
-carehare_connection_exchange_delete_finish (CarehareConnection  *self,
-                                            GAsyncResult        *result,
-                                            GError             **error)
-{
-  return finish_rpc (self, result, carehare_connection_exchange_delete_async, error) != NULL;
-}
-
-static void
-exchange_bind_common (CarehareConnection  *self,
-                      gboolean             bind,
-                      const char          *destination,
-                      const char          *source,
-                      const char          *routing_key,
-                      GVariant            *arguments,
-                      GCancellable        *cancellable,
-                      GAsyncReadyCallback  callback,
-                      gpointer             user_data)
-{
-  CarehareMethod m = { 0 };
-  g_autoptr(GVariant) args = sink_arguments (arguments);
-
-  if (bind)
-    {
-      m.id = CAREHARE_METHOD_EXCHANGE_BIND;
-      m.exchange_bind.destination = (char *) destination;
-      m.exchange_bind.source = (char *) source;
-      m.exchange_bind.routing_key = (char *) routing_key;
-      m.exchange_bind.arguments = args;
-      start_rpc (self, carehare_connection_exchange_bind_async, &m,
-                 CAREHARE_METHOD_EXCHANGE_BIND_OK, cancellable, callback, user_data);
-    }
-  else
-    {
-      m.id = CAREHARE_METHOD_EXCHANGE_UNBIND;
-      m.exchange_unbind.destination = (char *) destination;
-      m.exchange_unbind.source = (char *) source;
-      m.exchange_unbind.routing_key = (char *) routing_key;
-      m.exchange_unbind.arguments = args;
-      start_rpc (self, carehare_connection_exchange_unbind_async, &m,
-                 CAREHARE_METHOD_EXCHANGE_UNBIND_OK, cancellable, callback, user_data);
-    }
-}
-
-/**
- * carehare_connection_exchange_bind_async:
- * @self: a connection
- * @destination: the exchange that receives the messages
- * @source: the exchange the messages come from
- * @routing_key: the binding key
- * @arguments: (nullable): binding arguments as `a{sv}`
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Binds an exchange to another (Exchange.Bind, a RabbitMQ extension).
- */
-void
-carehare_connection_exchange_bind_async (CarehareConnection  *self,
-                                         const char          *destination,
-                                         const char          *source,
-                                         const char          *routing_key,
-                                         GVariant            *arguments,
-                                         GCancellable        *cancellable,
-                                         GAsyncReadyCallback  callback,
-                                         gpointer             user_data)
-{
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (destination != NULL);
-  g_return_if_fail (source != NULL);
-  g_return_if_fail (routing_key != NULL);
-  g_return_if_fail (ARGUMENTS_OK (arguments));
-
-  exchange_bind_common (self, TRUE, destination, source, routing_key, arguments,
-                        cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_exchange_bind_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.exchange_bind_async].
- *
- * Returns: %TRUE if the exchanges were bound
- */
-gboolean
-carehare_connection_exchange_bind_finish (CarehareConnection  *self,
-                                          GAsyncResult        *result,
-                                          GError             **error)
-{
-  return finish_rpc (self, result, carehare_connection_exchange_bind_async, error) != NULL;
-}
-
-/**
- * carehare_connection_exchange_unbind_async:
- * @self: a connection
- * @destination: the exchange that receives the messages
- * @source: the exchange the messages come from
- * @routing_key: the binding key
- * @arguments: (nullable): the binding's arguments as `a{sv}`
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when done
- * @user_data: data for @callback
- *
- * Removes a binding between two exchanges (Exchange.Unbind).
- */
-void
-carehare_connection_exchange_unbind_async (CarehareConnection  *self,
-                                           const char          *destination,
-                                           const char          *source,
-                                           const char          *routing_key,
-                                           GVariant            *arguments,
-                                           GCancellable        *cancellable,
-                                           GAsyncReadyCallback  callback,
-                                           gpointer             user_data)
-{
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (destination != NULL);
-  g_return_if_fail (source != NULL);
-  g_return_if_fail (routing_key != NULL);
-  g_return_if_fail (ARGUMENTS_OK (arguments));
-
-  exchange_bind_common (self, FALSE, destination, source, routing_key, arguments,
-                        cancellable, callback, user_data);
-}
-
-/**
- * carehare_connection_exchange_unbind_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.exchange_unbind_async].
- *
- * Returns: %TRUE if the binding was removed
- */
-gboolean
-carehare_connection_exchange_unbind_finish (CarehareConnection  *self,
-                                            GAsyncResult        *result,
-                                            GError             **error)
-{
-  return finish_rpc (self, result, carehare_connection_exchange_unbind_async, error) != NULL;
-}
-
-/* ---- public API: publishing ---------------------------------------------- */
-
-/**
- * carehare_connection_publish_async:
- * @self: a connection
- * @exchange: the exchange to publish to ("" for the default exchange)
- * @routing_key: the routing key (the queue's name on the default exchange)
- * @body: the message body
- * @properties: (nullable): the message's properties
- * @flags: %CAREHARE_PUBLISH_FLAGS_MANDATORY to fail unroutable messages
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when the broker confirmed the message
- * @user_data: data for @callback
- *
- * Publishes a message with publisher confirms: it completes when the
- * broker has taken responsibility for it (basic.ack), or fails with
- * %CAREHARE_ERROR_SERVER_SENT_NACK when the broker refused this message,
- * %CAREHARE_ERROR_UNROUTABLE when it was published with
- * %CAREHARE_PUBLISH_FLAGS_MANDATORY and no queue took it,
- * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER when the exchange's channel hit
- * an error (for example 404 NOT_FOUND for a missing exchange), or
- * %CAREHARE_ERROR_CONNECTION_CLOSED. After either of the last two the
- * broker may or may not have routed the message (it may have taken it
- * before the channel or the connection closed): publish it again if it
- * must arrive, accepting a possible duplicate.
- *
- * Messages to one exchange go out in call order on one channel and are
- * never interleaved. While the broker blocks the connection
- * ([property@Carehare.Connection:is-blocked]), or stops the exchange's
- * channel with channel.flow, publishes wait and go out when it lets them.
- * Keep the number of publishes in flight bounded: each one holds its body
- * until the broker confirms it is written (a mandatory one until the
- * broker confirms it). An exchange's channel is given back once nothing is
- * in flight on it, when another request needs a channel or after 30
- * seconds; the next publish opens a new one.
- *
- * Cancelling a publish that is still waiting (for a channel, or for the
- * broker to unblock the connection or the channel) drops it and completes
- * it with %G_IO_ERROR_CANCELLED. Once its frames are written it cannot be
- * recalled: cancelling then has no effect, and it completes with the
- * broker's answer.
- */
-void
-carehare_connection_publish_async (CarehareConnection   *self,
-                                   const char           *exchange,
-                                   const char           *routing_key,
-                                   GBytes               *body,
-                                   CarehareProperties   *properties,
-                                   CareharePublishFlags  flags,
-                                   GCancellable         *cancellable,
-                                   GAsyncReadyCallback   callback,
-                                   gpointer              user_data)
-{
-  g_autoptr(CarehareConnection) keep = NULL;
-  CarehareBasicProperties basic;
-  CarehareProtocolOp *op;
-  GTask *task;
-
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (exchange != NULL);
-  g_return_if_fail (routing_key != NULL);
-  g_return_if_fail (body != NULL);
-  g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
-
-  keep = g_object_ref (self);  /* as in start_rpc() */
-  task = op_task_new (self, carehare_connection_publish_async, cancellable, callback, user_data);
-  if (task == NULL)
-    return;
-  /* Cancellation wins only while the publish is not written, and then the
-   * protocol completes it with G_IO_ERROR_CANCELLED itself; once written,
-   * the broker's answer is the result, whatever the cancellable says. */
-  g_task_set_check_cancellable (task, FALSE);
-
-  carehare_properties_to_basic (properties, &basic);
-  op = carehare_protocol_publish (self->protocol, exchange, routing_key, body, &basic,
-                                  (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0,
-                                  rpc_done_cb, task);
-  watch_op (self, task, op);
-}
-
-/**
- * carehare_connection_publish_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.publish_async].
- *
- * Returns: %TRUE if the broker confirmed the message
- */
-gboolean
-carehare_connection_publish_finish (CarehareConnection  *self,
-                                    GAsyncResult        *result,
-                                    GError             **error)
-{
-  return finish_rpc (self, result, carehare_connection_publish_async, error) != NULL;
-}
-
-/* ---- public API: consuming ----------------------------------------------- */
-
-static void
-consumer_started_cb (CarehareProtocolOp   *op,
-                     const CarehareMethod *reply,
-                     const GError         *error,
-                     gpointer              user_data)
-{
-  GTask *task = user_data;
-  CarehareConsumer *consumer = g_task_get_task_data (task);
-  GCancellable *cancellable = g_task_get_cancellable (task);
-
-  gboolean cancelled = cancellable != NULL && g_cancellable_is_cancelled (cancellable);
-
-  /* Cancelled before the broker's confirmation was read: cancellation
-   * wins, whenever the idle that stops the start would have run, and the
-   * consumer that just started is stopped, never left running out of the
-   * program's reach. */
-  if (cancelled && error == NULL)
-    _carehare_consumer_abandon (consumer);
-  if (cancelled)
-    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
-  else if (error != NULL)
-    g_task_return_error (task, g_error_copy (error));
-  else
-    g_task_return_pointer (task, g_object_ref (consumer), g_object_unref);
-  _carehare_consumer_started (consumer);
-  g_object_unref (task);
-}
-
-/* The one start of acking_consumer_async() and acking_consumer_full_async(). */
-static void
-start_consumer (CarehareConnection   *self,
-                gpointer              source_tag,
-                const char           *queue,
-                guint32               prefetch_size,
-                guint16               prefetch_count,
-                CarehareConsumeFlags  flags,
-                const char           *consumer_tag,
-                GVariant             *arguments,
-                GCancellable         *cancellable,
-                GAsyncReadyCallback   callback,
-                gpointer              user_data)
-{
-  g_autoptr(CarehareConnection) keep = NULL;
-  g_autoptr(CarehareConsumer) consumer = NULL;
-  g_autoptr(GVariant) args = sink_arguments (arguments);
-  CarehareProtocolConsumeOptions options = {
-    (flags & CAREHARE_CONSUME_FLAGS_EXCLUSIVE) != 0, consumer_tag, args,
-  };
-  GTask *task;
-
-  if (!_carehare_connection_check_context (self))
-    return;
-
-  keep = g_object_ref (self);  /* as in start_rpc() */
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  /* Cancellation wins only while the start is pending (the protocol core
-   * then closes its channel); once the broker confirmed it, the running
-   * consumer is reported, never CANCELLED with the consumer left running. */
-  g_task_set_check_cancellable (task, FALSE);
-  if (self->protocol == NULL)
-    {
-      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                               "Connection closed: it was never opened");
-      g_object_unref (task);
-      return;
-    }
-  if (g_task_return_error_if_cancelled (task))
-    {
-      g_object_unref (task);
-      return;
-    }
-
-  consumer = _carehare_consumer_new (self, queue);
-  g_task_set_task_data (task, g_object_ref (consumer), g_object_unref);
-  _carehare_consumer_start (consumer, prefetch_size, prefetch_count, &options, cancellable,
-                            consumer_started_cb, task);
-  update (self);
-}
-
-static CarehareConsumer *
-finish_consumer (CarehareConnection  *self,
-                 GAsyncResult        *result,
-                 gpointer             source_tag,
-                 GError             **error)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, NULL);
-
-  return g_task_propagate_pointer (G_TASK (result), error);
-}
-
-/**
- * carehare_connection_acking_consumer_async:
- * @self: a connection
- * @queue: the queue to consume from
- * @prefetch_size: the most unacknowledged bytes the broker sends (0: no
- *   limit; RabbitMQ supports only 0)
- * @prefetch_count: the most unacknowledged messages the broker sends (0:
- *   no limit)
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when the consumer is running
- * @user_data: data for @callback
- *
- * Starts a consumer on a channel of its own, named by the broker, with no
- * options: [method@Carehare.Connection.acking_consumer_full_async] with
- * %CAREHARE_CONSUME_FLAGS_NONE, no consumer tag and no arguments.
- */
-void
-carehare_connection_acking_consumer_async (CarehareConnection  *self,
-                                           const char          *queue,
-                                           guint32              prefetch_size,
-                                           guint16              prefetch_count,
-                                           GCancellable        *cancellable,
-                                           GAsyncReadyCallback  callback,
-                                           gpointer             user_data)
-{
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
-
-  start_consumer (self, carehare_connection_acking_consumer_async, queue, prefetch_size,
-                  prefetch_count, CAREHARE_CONSUME_FLAGS_NONE, NULL, NULL, cancellable,
-                  callback, user_data);
-}
-
-/**
- * carehare_connection_acking_consumer_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.acking_consumer_async].
- *
- * Returns: (transfer full): the running consumer, or %NULL with @error set
- */
-CarehareConsumer *
-carehare_connection_acking_consumer_finish (CarehareConnection  *self,
-                                            GAsyncResult        *result,
-                                            GError             **error)
-{
-  return finish_consumer (self, result, carehare_connection_acking_consumer_async, error);
-}
-
-/**
- * carehare_connection_acking_consumer_full_async:
- * @self: a connection
- * @queue: the queue to consume from
- * @prefetch_size: the most unacknowledged bytes the broker sends (0: no
- *   limit; RabbitMQ supports only 0)
- * @prefetch_count: the most unacknowledged messages the broker sends (0:
- *   no limit; a RabbitMQ stream needs more than 0)
- * @flags: #CarehareConsumeFlags
- * @consumer_tag: (nullable): the consumer's tag, as the management UI and
- *   the deliveries show it; %NULL lets the broker name it
- * @arguments: (nullable): Basic.Consume's arguments as `a{sv}`:
- *   `x-priority` (an integer: the broker prefers consumers with a higher
- *   one while they have room), `x-stream-offset` for a RabbitMQ stream
- *   (`"first"`, `"last"`, `"next"`, an offset as an `x`, or a point in
- *   time as a `t` timestamp in seconds)
- * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when the consumer is running
- * @user_data: data for @callback
- *
- * Starts a consumer on a channel of its own. It completes once the broker
- * confirmed it (basic.consume-ok), so a missing queue fails here with
- * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER 404 NOT_FOUND, another
- * connection's exclusive queue with 403 ACCESS_REFUSED or 405
- * RESOURCE_LOCKED, and a queue with an exclusive consumer (or any
- * consumer, with %CAREHARE_CONSUME_FLAGS_EXCLUSIVE) with 403
- * ACCESS_REFUSED.
- *
- * A @consumer_tag another consumer of this connection has, or asked for,
- * fails at once with %G_IO_ERROR_EXISTS naming it, before anything is sent
- * (the broker would accept it on another channel, and the tag would name
- * two consumers); a tag or arguments the wire cannot carry fail with
- * %G_IO_ERROR_INVALID_ARGUMENT.
- *
- * Every delivery must be acknowledged with [method@Carehare.Consumer.ack]
- * or [method@Carehare.Consumer.nack] (or a batch at once with
- * [method@Carehare.Consumer.ack_up_to]); the consumer holds at most
- * @prefetch_count deliveries that [method@Carehare.Consumer.next_delivery_async]
- * has not taken yet. The library holds the broker to that: a delivery
- * beyond @prefetch_count unacknowledged ones is a broken server, and closes
- * the connection with %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER naming the
- * count.
- *
- * Cancelling @cancellable before the library has read the broker's
- * confirmation fails the call with %G_IO_ERROR_CANCELLED and stops the
- * consumer (even when the confirmation was already on its way); once the
- * callback was called with the running consumer, cancelling changes
- * nothing.
- */
-void
-carehare_connection_acking_consumer_full_async (CarehareConnection   *self,
-                                                const char           *queue,
-                                                guint32               prefetch_size,
-                                                guint16               prefetch_count,
-                                                CarehareConsumeFlags  flags,
-                                                const char           *consumer_tag,
-                                                GVariant             *arguments,
-                                                GCancellable         *cancellable,
-                                                GAsyncReadyCallback   callback,
-                                                gpointer              user_data)
-{
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
-  g_return_if_fail (ARGUMENTS_OK (arguments));
-
-  start_consumer (self, carehare_connection_acking_consumer_full_async, queue, prefetch_size,
-                  prefetch_count, flags, consumer_tag, arguments, cancellable, callback,
-                  user_data);
-}
-
-/**
- * carehare_connection_acking_consumer_full_finish:
- * @self: a connection
- * @result: the result passed to the callback
- * @error: return location for an error
- *
- * Finishes [method@Carehare.Connection.acking_consumer_full_async].
- *
- * Returns: (transfer full): the running consumer, or %NULL with @error set
- */
-CarehareConsumer *
-carehare_connection_acking_consumer_full_finish (CarehareConnection  *self,
-                                                 GAsyncResult        *result,
-                                                 GError             **error)
-{
-  return finish_consumer (self, result, carehare_connection_acking_consumer_full_async, error);
 }
 
 /* ---- private ------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 
 #include <carehare-glib/carehare-macros.h>
 #include <carehare-glib/carehare-flags.h>
+#include <carehare-glib/carehare-delivery.h>
 #include <carehare-glib/carehare-properties.h>
 
 G_BEGIN_DECLS
@@ -193,6 +194,21 @@ void                carehare_connection_publish_async   (CarehareConnection   *s
                                                          gpointer              user_data);
 CAREHARE_AVAILABLE_IN_ALL
 gboolean            carehare_connection_publish_finish  (CarehareConnection   *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_call_async      (CarehareConnection   *self,
+                                                         const char           *exchange,
+                                                         const char           *routing_key,
+                                                         GBytes               *body,
+                                                         CarehareProperties   *properties,
+                                                         CareharePublishFlags  flags,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+CarehareDelivery   *carehare_connection_call_finish     (CarehareConnection   *self,
                                                          GAsyncResult         *result,
                                                          GError              **error);
 

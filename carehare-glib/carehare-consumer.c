@@ -325,11 +325,7 @@ delivery_cb (CarehareProtocolConsumer *pc,
   CarehareDelivery *delivery;
   GTask *task;
 
-  delivery = carehare_delivery_new (g_steal_pointer (&d->body), &d->properties,
-                                    d->delivery_tag, g_steal_pointer (&d->exchange),
-                                    g_steal_pointer (&d->routing_key), d->redelivered,
-                                    g_steal_pointer (&d->consumer_tag));
-  carehare_protocol_delivery_free (d);
+  delivery = carehare_delivery_new_take (d);
 
   if (self->closed)
     {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "carehare-delivery.h"
+#include "carehare-protocol.h"
 #include "carehare-wire.h"
 
 G_BEGIN_DECLS
@@ -20,5 +21,8 @@ CarehareDelivery *carehare_delivery_new (GBytes                  *body,
                                          char                    *routing_key,
                                          gboolean                 redelivered,
                                          char                    *consumer_tag);
+
+/* The same from a delivery of the protocol core, which it frees. */
+CarehareDelivery *carehare_delivery_new_take (CarehareProtocolDelivery *delivery);
 
 G_END_DECLS

@@ -15,11 +15,15 @@
  * CarehareDelivery:
  *
  * One message received by a [class@Carehare.Consumer], with where it came
- * from and the tag to acknowledge it with.
+ * from and the tag to acknowledge it with, or the reply of a
+ * [method@Carehare.Connection.call_async].
  *
- * A delivery is read-only. Acknowledge it with
+ * A delivery is read-only. Acknowledge a consumer's delivery with
  * [method@Carehare.Consumer.ack] and its
- * [property@Carehare.Delivery:delivery-tag] once it is processed.
+ * [property@Carehare.Delivery:delivery-tag] once it is processed. A reply
+ * of a call has nothing to acknowledge: RabbitMQ delivers replies
+ * (direct reply-to) without acknowledgements, and its delivery tag is 0,
+ * which [method@Carehare.Consumer.ack] ignores.
  *
  * ```c
  * static void
@@ -150,7 +154,9 @@ carehare_delivery_class_init (CarehareDeliveryClass *klass)
    * CarehareDelivery:delivery-tag:
    *
    * The tag to pass to [method@Carehare.Consumer.ack] or
-   * [method@Carehare.Consumer.nack]; unique on its consumer.
+   * [method@Carehare.Consumer.nack]; unique on its consumer. 0 for the
+   * reply of a [method@Carehare.Connection.call_async], which is not
+   * acknowledged.
    */
   properties[PROP_DELIVERY_TAG] =
     g_param_spec_uint64 ("delivery-tag", NULL, NULL, 0, G_MAXUINT64, 0,
@@ -280,7 +286,7 @@ carehare_delivery_get_properties (CarehareDelivery *self)
  * Gets [property@Carehare.Delivery:delivery-tag], the tag to acknowledge
  * the message with.
  *
- * Returns: the delivery tag
+ * Returns: the delivery tag; 0 for the reply of a call
  */
 guint64
 carehare_delivery_get_delivery_tag (CarehareDelivery *self)
@@ -354,4 +360,17 @@ carehare_delivery_get_consumer_tag (CarehareDelivery *self)
   g_return_val_if_fail (CAREHARE_IS_DELIVERY (self), NULL);
 
   return self->consumer_tag;
+}
+
+CarehareDelivery *
+carehare_delivery_new_take (CarehareProtocolDelivery *d)
+{
+  CarehareDelivery *delivery;
+
+  delivery = carehare_delivery_new (g_steal_pointer (&d->body), &d->properties,
+                                    d->delivery_tag, g_steal_pointer (&d->exchange),
+                                    g_steal_pointer (&d->routing_key), d->redelivered,
+                                    g_steal_pointer (&d->consumer_tag));
+  carehare_protocol_delivery_free (d);
+  return delivery;
 }

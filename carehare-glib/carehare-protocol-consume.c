@@ -479,9 +479,23 @@ _carehare_protocol_consumer_deliver (CarehareProtocol         *self,
                                      CarehareProtocolConsumer *consumer,
                                      Content                  *content)
 {
+  CarehareProtocolDelivery *delivery = _carehare_protocol_delivery_new_from_content (content);
+  Event *ev = g_new0 (Event, 1);
+
+  g_tree_insert (consumer->unsettled, g_memdup2 (&delivery->delivery_tag, sizeof (guint64)),
+                 GUINT_TO_POINTER (1));
+  ev->kind = EVENT_DELIVERY;
+  ev->consumer = consumer_ref (consumer);
+  ev->delivery = delivery;
+  g_queue_push_tail (&self->events, ev);
+}
+
+/* The message of a whole basic.deliver in @content, taken from it. */
+CarehareProtocolDelivery *
+_carehare_protocol_delivery_new_from_content (Content *content)
+{
   CarehareBasicDeliver *deliver = &content->method.basic_deliver;
   CarehareProtocolDelivery *delivery = g_new0 (CarehareProtocolDelivery, 1);
-  Event *ev = g_new0 (Event, 1);
 
   delivery->delivery_tag = deliver->delivery_tag;
   delivery->redelivered = deliver->redelivered;
@@ -493,13 +507,7 @@ _carehare_protocol_consumer_deliver (CarehareProtocol         *self,
   delivery->body = content->body != NULL
                    ? g_byte_array_free_to_bytes (g_steal_pointer (&content->body))
                    : g_bytes_new_static ("", 0);
-
-  g_tree_insert (consumer->unsettled, g_memdup2 (&delivery->delivery_tag, sizeof (guint64)),
-                 GUINT_TO_POINTER (1));
-  ev->kind = EVENT_DELIVERY;
-  ev->consumer = consumer_ref (consumer);
-  ev->delivery = delivery;
-  g_queue_push_tail (&self->events, ev);
+  return delivery;
 }
 
 void

@@ -48,8 +48,10 @@ content_done (CarehareProtocol *self,
               Channel          *ch,
               Content          *content)
 {
-  if (ch->kind == CHANNEL_KIND_PUBLISHER)
+  if (content->method.id == CAREHARE_METHOD_BASIC_RETURN)
     _carehare_protocol_handle_return (self, ch->publisher, content);
+  else if (ch->kind == CHANNEL_KIND_CALL)
+    _carehare_protocol_call_content_done (self, content);
   else if (content->bad != NULL)
     ;  /* rejected when its header arrived */
   else
@@ -61,8 +63,8 @@ content_done (CarehareProtocol *self,
  * as their frames arrive, so a lying header cannot make us allocate. */
 #define BODY_RESERVE_MAX (1024 * 1024)
 
-/* A content header or body frame on a publisher's or a consumer's
- * channel. */
+/* A content header or body frame on a publisher's, a consumer's or the
+ * call channel. */
 void
 _carehare_protocol_handle_content_frame (CarehareProtocol    *self,
                                          Channel             *ch,
@@ -70,6 +72,9 @@ _carehare_protocol_handle_content_frame (CarehareProtocol    *self,
                                          const CarehareFrame *frame)
 {
   guint64 received;
+  /* A delivery (to a consumer, or a reply on the call channel), or a
+   * return of our own message. */
+  gboolean deliver = content->method.id == CAREHARE_METHOD_BASIC_DELIVER;
 
   if (frame->type == CAREHARE_FRAME_HEADER)
     {
@@ -92,13 +97,15 @@ _carehare_protocol_handle_content_frame (CarehareProtocol    *self,
           /* The properties of a delivery are another program's bytes
            * (RabbitMQ passes them on unchecked): past a sound class,
            * weight and body size, only that delivery fails. */
-          if (ch->kind == CHANNEL_KIND_CONSUMER && class_id == CAREHARE_CLASS_BASIC &&
+          if (deliver && class_id == CAREHARE_CLASS_BASIC &&
               content->body_size <= CAREHARE_PROTOCOL_MAX_BODY_SIZE &&
               !g_error_matches (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BODY_TOO_LARGE))
             {
               content->bad = error;
               content->have_header = TRUE;
-              _carehare_protocol_consumer_reject (self, ch->consumer, content);
+              /* A reply is not acked: there is nothing to reject. */
+              if (ch->kind == CHANNEL_KIND_CONSUMER)
+                _carehare_protocol_consumer_reject (self, ch->consumer, content);
               if (content->body_size == 0)
                 content_done (self, ch, content);
               return;
@@ -110,19 +117,22 @@ _carehare_protocol_handle_content_frame (CarehareProtocol    *self,
           return;
         }
       content->have_header = TRUE;
-      if (ch->kind == CHANNEL_KIND_CONSUMER && content->body_size > self->max_body_size)
+      if (deliver && content->body_size > self->max_body_size)
         {
           /* Another program's message, too large for this program:
-           * only that delivery fails, and nothing of it is buffered. */
+           * only that delivery fails, and nothing of it is buffered. A
+           * reply keeps its properties, to fail its call. */
           content->bad = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE,
                                       "its body of %" G_GUINT64_FORMAT " bytes is larger than "
                                       "the max_body_size of %" G_GUINT64_FORMAT " bytes",
                                       content->body_size, self->max_body_size);
-          carehare_basic_properties_clear (&content->props);
-          _carehare_protocol_consumer_reject (self, ch->consumer, content);
+          if (ch->kind == CHANNEL_KIND_CONSUMER)
+            {
+              carehare_basic_properties_clear (&content->props);
+              _carehare_protocol_consumer_reject (self, ch->consumer, content);
+            }
         }
-      else if (ch->kind == CHANNEL_KIND_PUBLISHER &&
-               !_carehare_protocol_return_may_match (ch->publisher, content))
+      else if (!deliver && !_carehare_protocol_return_may_match (ch->publisher, content))
         content->skip = TRUE;
       if (content->body_size == 0)
         content_done (self, ch, content);

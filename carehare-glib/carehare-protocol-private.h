@@ -5,7 +5,8 @@
  * The protocol core's internals, shared by its files: carehare-protocol.c
  * (connection state, channel table, dispatch, output and time) and
  * carehare-protocol-handshake.c, carehare-protocol-rpc.c,
- * carehare-protocol-publish.c and carehare-protocol-consume.c. The
+ * carehare-protocol-publish.c, carehare-protocol-consume.c and
+ * carehare-protocol-call.c. The
  * functions below cross from one file to another; they are linked into the
  * library hidden, and only the unit tests' static archive sees them.
  */
@@ -34,6 +35,7 @@ typedef enum {
   OP_CONSUME,            /* a consumer's start */
   OP_CONSUMER_CLOSE,
   OP_PUBLISHER_OPEN,     /* internal: a publisher waiting for a channel */
+  OP_CALL,               /* a publish on the call channel that waits for its reply */
 } OpKind;
 
 typedef struct _Publisher Publisher;
@@ -63,6 +65,16 @@ struct _CarehareProtocolOp {
 
   /* OP_CONSUME, OP_CONSUMER_CLOSE */
   CarehareProtocolConsumer *consumer;  /* not owned */
+
+  /* OP_CALL: also the OP_PUBLISH fields above */
+  char *exchange;          /* owned: matches basic.return to it (the call
+                            * channel publishes to any exchange) */
+  char *correlation_id;    /* owned: the key in the call channel's calls */
+  GList call_link;         /* data: this op; in the call channel's pending */
+  gboolean confirmed;      /* the broker acked the request */
+  gboolean cancelled;      /* a stand-in for a cancelled call whose request
+                            * awaits its confirm: completes silently */
+  CarehareProtocolDelivery *delivery;  /* owned: the reply, until taken */
 };
 
 /* A basic.deliver or basic.return and the content frames that follow it. */
@@ -96,6 +108,13 @@ struct _Publisher {
   gboolean idle;           /* nothing in flight: linked in idle_publishers */
   GList idle_link;         /* data: this publisher */
   gint64 idle_since;
+
+  /* The call channel (self->caller), not in publishers and never idle:
+   * it also holds the no-ack consumer of amq.rabbitmq.reply-to. */
+  gboolean call;
+  GHashTable *calls;       /* correlation id -> CarehareProtocolOp * (OP_CALL) */
+  GQueue pending;          /* of the same ops (call_link), oldest first */
+  char *reply_tag;         /* the reply consumer's tag, from Consume-Ok */
 };
 
 typedef enum {
@@ -142,13 +161,14 @@ typedef enum {
   CHANNEL_KIND_RPC,
   CHANNEL_KIND_PUBLISHER,
   CHANNEL_KIND_CONSUMER,
+  CHANNEL_KIND_CALL,       /* the call channel: a Publisher with call set */
 } ChannelKind;
 
 typedef struct {
   ChannelState state;
   ChannelKind kind;
   CarehareProtocolOp *op;  /* BUSY RPC: the RPC running here (not owned) */
-  Publisher *publisher;    /* PUBLISHER: owned by publishers */
+  Publisher *publisher;    /* PUBLISHER: owned by publishers; CALL: self->caller */
   CarehareProtocolConsumer *consumer;  /* CONSUMER: the protocol's ref is in consumers */
 } Channel;
 
@@ -215,6 +235,7 @@ struct _CarehareProtocol {
   GQueue idle;             /* of GUINT_TO_POINTER (channel id) */
   GQueue waiting;          /* of CarehareProtocolOp * (RPC, CONSUME, PUBLISHER_OPEN), not owned */
   GHashTable *publishers;  /* exchange -> owned Publisher * */
+  Publisher *caller;       /* owned: the call channel, NULL until the first call */
   GQueue idle_publishers;  /* of Publisher * (links in them), least recently used first */
   guint n_closing;         /* channels in CHANNEL_CLOSING: ids that will be free */
   gint64 now;              /* the latest time a public call was given */
@@ -252,6 +273,7 @@ void _carehare_protocol_fail_starved_waiters (CarehareProtocol *self);
 void _carehare_protocol_seal_out (CarehareProtocol *self);
 void _carehare_protocol_fail_bad_bytes (CarehareProtocol *self, guint16 reply_code,
                                         guint32 method_id, GError *error);
+void _carehare_protocol_op_free (CarehareProtocolOp *op);
 
 /* carehare-protocol-content.c */
 void _carehare_protocol_content_clear (Content *content);
@@ -287,9 +309,30 @@ void _carehare_protocol_handle_return (CarehareProtocol *self, Publisher *pub,
                                        Content *content);
 void _carehare_protocol_handle_publisher_method (CarehareProtocol *self, guint16 id,
                                                  Publisher *pub, CarehareMethod *method);
+Publisher *_carehare_protocol_publisher_new (const char *exchange);
+typedef enum {
+  PUBLISH_FAILED,          /* completed with the error */
+  PUBLISH_WRITTEN,         /* in the output, waiting for its confirm */
+  PUBLISH_QUEUED,          /* encoded in op->frame: the caller queues it */
+} PublishEncoded;
+PublishEncoded _carehare_protocol_publish_encode (CarehareProtocol *self, Publisher *pub,
+                                                  CarehareProtocolOp *op, const char *exchange,
+                                                  const char *routing_key, GBytes *body,
+                                                  const CarehareBasicProperties *properties);
+
+/* carehare-protocol-call.c */
+void _carehare_protocol_call_start (CarehareProtocol *self, Publisher *pub, guint16 id);
+void _carehare_protocol_call_end (CarehareProtocol *self, GError *error);
+void _carehare_protocol_call_confirmed (CarehareProtocol *self, CarehareProtocolOp *op,
+                                        GError *error);
+void _carehare_protocol_call_cancel (CarehareProtocol *self, CarehareProtocolOp *op);
+void _carehare_protocol_call_content_done (CarehareProtocol *self, Content *content);
+void _carehare_protocol_handle_call_method (CarehareProtocol *self, guint16 id,
+                                            CarehareMethod *method);
 
 /* carehare-protocol-consume.c */
 void _carehare_protocol_consumer_unref_internal (CarehareProtocolConsumer *consumer);
+CarehareProtocolDelivery *_carehare_protocol_delivery_new_from_content (Content *content);
 void _carehare_protocol_consumer_drop_delivery (CarehareProtocol *self,
                                                 CarehareProtocolConsumer *consumer,
                                                 guint64 delivery_tag);

@@ -35,6 +35,9 @@ _carehare_protocol_publisher_free (Publisher *pub)
 {
   g_assert (g_queue_is_empty (&pub->unwritten));
   g_assert (g_queue_is_empty (&pub->unconfirmed));
+  g_assert (g_queue_is_empty (&pub->pending));
+  g_clear_pointer (&pub->calls, g_hash_table_unref);
+  g_free (pub->reply_tag);
   g_queue_clear_full (&pub->returns, (GDestroyNotify) return_free);
   _carehare_protocol_content_clear (&pub->content);
   g_free (pub->exchange);
@@ -157,13 +160,15 @@ _carehare_protocol_publisher_start (CarehareProtocol *self,
   Channel *ch = &self->channels[id];
   CarehareMethod select = { .id = CAREHARE_METHOD_CONFIRM_SELECT };
 
-  ch->kind = CHANNEL_KIND_PUBLISHER;
+  ch->kind = pub->call ? CHANNEL_KIND_CALL : CHANNEL_KIND_PUBLISHER;
   ch->publisher = pub;
   pub->channel = id;
   pub->next_seq = 0;
   /* Publishes may follow Confirm.Select at once: the broker reads in
    * order, and numbers them from 1 after Select. */
   _carehare_protocol_append_method (self, id, &select);
+  if (pub->call)
+    _carehare_protocol_call_start (self, pub, id);
   _carehare_protocol_publisher_flush (self, pub);
   _carehare_protocol_publisher_update_idle (self, pub);
 }
@@ -186,6 +191,11 @@ _carehare_protocol_publisher_end (CarehareProtocol *self,
                                   Publisher        *pub,
                                   GError           *error)
 {
+  if (pub->call)
+    {
+      _carehare_protocol_call_end (self, error);
+      return;
+    }
   _carehare_protocol_publisher_fail_ops (self, pub, error);
   publisher_unlink_idle (self, pub);
   g_hash_table_remove (self->publishers, pub->exchange);
@@ -215,7 +225,8 @@ void
 _carehare_protocol_publisher_update_idle (CarehareProtocol *self,
                                           Publisher        *pub)
 {
-  gboolean idle = pub->channel != 0 && !pub->waiting &&
+  /* The call channel holds the reply consumer: it stays. */
+  gboolean idle = !pub->call && pub->channel != 0 && !pub->waiting &&
                   g_queue_is_empty (&pub->unwritten) &&
                   g_queue_is_empty (&pub->unconfirmed) &&
                   g_queue_is_empty (&pub->returns) && !pub->content.active;
@@ -336,6 +347,20 @@ publish_result (CarehareProtocolOp *op,
   return NULL;
 }
 
+/* @op's confirm arrived, and the return it had, if any. */
+static void
+confirmed (CarehareProtocol   *self,
+           Publisher          *pub,
+           CarehareProtocolOp *op,
+           gboolean            ack)
+{
+  settle_return (pub, op);
+  if (op->kind == OP_CALL)
+    _carehare_protocol_call_confirmed (self, op, publish_result (op, ack));
+  else
+    _carehare_protocol_complete (self, op, NULL, publish_result (op, ack));
+}
+
 static void
 handle_confirm (CarehareProtocol *self,
                 Publisher        *pub,
@@ -354,8 +379,7 @@ handle_confirm (CarehareProtocol *self,
       while ((op = g_queue_peek_head (&pub->unconfirmed)) != NULL && op->seq <= tag)
         {
           g_queue_pop_head (&pub->unconfirmed);
-          settle_return (pub, op);
-          _carehare_protocol_complete (self, op, NULL, publish_result (op, ack));
+          confirmed (self, pub, op, ack);
         }
       forget_stale_returns (pub);
       _carehare_protocol_publisher_update_idle (self, pub);
@@ -364,8 +388,7 @@ handle_confirm (CarehareProtocol *self,
   else if (!multiple && (op = find_unconfirmed (pub, tag)) != NULL)
     {
       g_queue_remove (&pub->unconfirmed, op);
-      settle_return (pub, op);
-      _carehare_protocol_complete (self, op, NULL, publish_result (op, ack));
+      confirmed (self, pub, op, ack);
       forget_stale_returns (pub);
       _carehare_protocol_publisher_update_idle (self, pub);
       return;
@@ -417,11 +440,16 @@ headers_equal (GVariant *sent,
     }
 }
 
+/* RabbitMQ replaces the reply_to of a call's request
+ * (CAREHARE_PROTOCOL_DIRECT_REPLY_TO) with the channel's own address
+ * before it routes it: @call compares without it (its correlation id is
+ * unique anyway). */
 static gboolean
 properties_equal (const CarehareBasicProperties *sent,
-                  const CarehareBasicProperties *returned)
+                  const CarehareBasicProperties *returned,
+                  gboolean                       call)
 {
-  guint16 other = (guint16) ~CAREHARE_PROPERTY_HEADERS;
+  guint16 other = (guint16) ~(CAREHARE_PROPERTY_HEADERS | (call ? CAREHARE_PROPERTY_REPLY_TO : 0));
 
   return (sent->flags & other) == (returned->flags & other) &&
          headers_equal (sent->headers, returned->headers) &&
@@ -430,7 +458,7 @@ properties_equal (const CarehareBasicProperties *sent,
          sent->delivery_mode == returned->delivery_mode &&
          sent->priority == returned->priority &&
          g_strcmp0 (sent->correlation_id, returned->correlation_id) == 0 &&
-         g_strcmp0 (sent->reply_to, returned->reply_to) == 0 &&
+         (call || g_strcmp0 (sent->reply_to, returned->reply_to) == 0) &&
          g_strcmp0 (sent->expiration, returned->expiration) == 0 &&
          g_strcmp0 (sent->message_id, returned->message_id) == 0 &&
          sent->timestamp == returned->timestamp &&
@@ -438,6 +466,15 @@ properties_equal (const CarehareBasicProperties *sent,
          g_strcmp0 (sent->user_id, returned->user_id) == 0 &&
          g_strcmp0 (sent->app_id, returned->app_id) == 0 &&
          g_strcmp0 (sent->cluster_id, returned->cluster_id) == 0;
+}
+
+/* The exchange @op was published to: its publisher's, or its own on the
+ * call channel. */
+static const char *
+op_exchange (Publisher          *pub,
+             CarehareProtocolOp *op)
+{
+  return op->exchange != NULL ? op->exchange : pub->exchange;
 }
 
 /* Whether the basic.return in @content, whose header just arrived, may
@@ -452,14 +489,13 @@ _carehare_protocol_return_may_match (Publisher *pub,
 {
   const CarehareBasicReturn *ret = &content->method.basic_return;
 
-  if (g_strcmp0 (ret->exchange, pub->exchange) != 0)
-    return FALSE;
   for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
     {
       CarehareProtocolOp *op = l->data;
       gsize size = op->body != NULL ? g_bytes_get_size (op->body) : 0;
 
       if (op->mandatory && op->returned == NULL && size == content->body_size &&
+          g_strcmp0 (op_exchange (pub, op), ret->exchange) == 0 &&
           g_strcmp0 (op->routing_key, ret->routing_key) == 0)
         return TRUE;
     }
@@ -489,7 +525,7 @@ return_matches (CarehareProtocolOp *op,
   if (!carehare_content_header_decode (header, header_size, G_MAXUINT64, &class_id,
                                        &body_size, &sent, NULL))
     return FALSE;
-  equal = properties_equal (&sent, &content->props);
+  equal = properties_equal (&sent, &content->props, op->kind == OP_CALL);
   carehare_basic_properties_clear (&sent);
   return equal;
 }
@@ -518,13 +554,14 @@ _carehare_protocol_handle_return (CarehareProtocol *self,
   if (prev != NULL)
     after = MAX (after, g_array_index (prev->candidates, guint64, 0));
 
-  if (!content->skip && g_strcmp0 (ret->exchange, pub->exchange) == 0)
+  if (!content->skip)
     {
       for (GList *l = pub->unconfirmed.head; l != NULL; l = l->next)
         {
           CarehareProtocolOp *op = l->data;
 
           if (op->seq > after && op->mandatory && op->returned == NULL &&
+              g_strcmp0 (op_exchange (pub, op), ret->exchange) == 0 &&
               return_matches (op, content))
             g_array_append_val (candidates, op->seq);
         }
@@ -537,7 +574,7 @@ _carehare_protocol_handle_return (CarehareProtocol *self,
     }
 
   what = g_strdup_printf ("Message returned by the broker: exchange '%s', routing key '%s'",
-                          pub->exchange, ret->routing_key);
+                          ret->exchange, ret->routing_key);
   pending = g_new0 (Return, 1);
   pending->error = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE, what,
                                                   ret->reply_code, ret->reply_text);
@@ -545,51 +582,44 @@ _carehare_protocol_handle_return (CarehareProtocol *self,
   g_queue_push_tail (&pub->returns, pending);
 }
 
-CarehareProtocolOp *
-carehare_protocol_publish (CarehareProtocol               *self,
-                           const char                     *exchange,
-                           const char                     *routing_key,
-                           GBytes                         *body,
-                           const CarehareBasicProperties  *properties,
-                           gboolean                        mandatory,
-                           CarehareProtocolOpCallback      callback,
-                           gpointer                        user_data)
+Publisher *
+_carehare_protocol_publisher_new (const char *exchange)
+{
+  Publisher *pub = g_new0 (Publisher, 1);
+
+  pub->exchange = g_strdup (exchange);
+  pub->open_op.kind = OP_PUBLISHER_OPEN;
+  pub->open_op.publisher = pub;
+  return pub;
+}
+
+/* Encodes @op, a publish (or a call's request) to @exchange on @pub
+ * (NULL: a publisher not created yet). The usual case, a publisher that is
+ * ready and has nothing waiting, encodes straight into the output and the
+ * op waits for its confirm; otherwise the frames wait in the op, encoded
+ * for channel 0, and the caller queues it. A publish the wire cannot carry
+ * completes with the error. */
+PublishEncoded
+_carehare_protocol_publish_encode (CarehareProtocol              *self,
+                                   Publisher                     *pub,
+                                   CarehareProtocolOp            *op,
+                                   const char                    *exchange,
+                                   const char                    *routing_key,
+                                   GBytes                        *body,
+                                   const CarehareBasicProperties *properties)
 {
   CarehareMethod publish = { .id = CAREHARE_METHOD_BASIC_PUBLISH };
-  CarehareProtocolOp *op;
   GError *error = NULL;
   gsize size = body != NULL ? g_bytes_get_size (body) : 0;
-  Publisher *pub;
   gboolean direct;
   GByteArray *buf;
   guint start;
   guint16 channel;
 
-  g_return_val_if_fail (self != NULL, NULL);
-  g_return_val_if_fail (exchange != NULL, NULL);
-  g_return_val_if_fail (routing_key != NULL, NULL);
-  g_return_val_if_fail (callback != NULL, NULL);
-
-  _carehare_protocol_enter (self);
-  op = _carehare_protocol_op_new (OP_PUBLISH, callback, user_data);
-  op->mandatory = mandatory;
-
   publish.basic_publish.exchange = (char *) exchange;
   publish.basic_publish.routing_key = (char *) routing_key;
-  publish.basic_publish.mandatory = mandatory;
+  publish.basic_publish.mandatory = op->mandatory;
 
-  if (self->state != STATE_OPEN)
-    {
-      _carehare_protocol_complete (self, op, NULL,
-                                   _carehare_protocol_closed_error_for (self->state == STATE_FINISHED
-                                                                        ? self->finish_error : NULL));
-      return _carehare_protocol_leave_with_op (self, op);
-    }
-
-  /* The usual case, a publisher that is ready and has nothing waiting,
-   * encodes straight into the output; otherwise the frames wait in the op,
-   * encoded for channel 0. */
-  pub = g_hash_table_lookup (self->publishers, exchange);
   direct = pub != NULL && pub->channel != 0 && !self->blocked && !pub->flow_stopped &&
            g_queue_is_empty (&pub->unwritten);
   buf = direct ? self->out : (op->frame = g_byte_array_new ());
@@ -607,9 +637,10 @@ carehare_protocol_publish (CarehareProtocol               *self,
       g_error_free (error);
       g_byte_array_set_size (buf, start);
       _carehare_protocol_complete (self, op, NULL, invalid);
+      return PUBLISH_FAILED;
     }
-  else if (op->method_len > self->frame_max ||
-           buf->len - start - op->method_len > self->frame_max)
+  if (op->method_len > self->frame_max ||
+      buf->len - start - op->method_len > self->frame_max)
     {
       g_byte_array_set_size (buf, start);
       _carehare_protocol_complete (self, op, NULL,
@@ -618,50 +649,88 @@ carehare_protocol_publish (CarehareProtocol               *self,
                                                 "need a frame larger than the negotiated "
                                                 "frame_max of %u bytes",
                                                 exchange, self->frame_max));
+      return PUBLISH_FAILED;
     }
-  else
-    {
-      op->routing_key = g_strdup (routing_key);
-      if (mandatory)
-        {
-          guint header_at = start + op->method_len + CAREHARE_FRAME_HEADER_SIZE;
 
-          /* To recognise the message in a basic.return. */
-          op->header = g_bytes_new (buf->data + header_at,
-                                    buf->len - header_at - 1);
-        }
-      if (direct)
+  op->routing_key = g_strdup (routing_key);
+  if (op->mandatory)
+    {
+      guint header_at = start + op->method_len + CAREHARE_FRAME_HEADER_SIZE;
+
+      /* To recognise the message in a basic.return. */
+      op->header = g_bytes_new (buf->data + header_at, buf->len - header_at - 1);
+    }
+  op->publisher = pub;
+  if (!direct)
+    {
+      op->body = body != NULL ? g_bytes_ref (body) : NULL;
+      return PUBLISH_QUEUED;
+    }
+  op->body = op->mandatory && body != NULL ? g_bytes_ref (body) : NULL;
+  append_body_frames (self, channel, body);
+  publish_written (pub, op);
+  return PUBLISH_WRITTEN;
+}
+
+CarehareProtocolOp *
+carehare_protocol_publish (CarehareProtocol               *self,
+                           const char                     *exchange,
+                           const char                     *routing_key,
+                           GBytes                         *body,
+                           const CarehareBasicProperties  *properties,
+                           gboolean                        mandatory,
+                           CarehareProtocolOpCallback      callback,
+                           gpointer                        user_data)
+{
+  CarehareProtocolOp *op;
+  Publisher *pub;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (exchange != NULL, NULL);
+  g_return_val_if_fail (routing_key != NULL, NULL);
+  g_return_val_if_fail (callback != NULL, NULL);
+
+  _carehare_protocol_enter (self);
+  op = _carehare_protocol_op_new (OP_PUBLISH, callback, user_data);
+  op->mandatory = mandatory;
+
+  if (self->state != STATE_OPEN)
+    {
+      _carehare_protocol_complete (self, op, NULL,
+                                   _carehare_protocol_closed_error_for (self->state == STATE_FINISHED
+                                                                        ? self->finish_error : NULL));
+      return _carehare_protocol_leave_with_op (self, op);
+    }
+
+  pub = g_hash_table_lookup (self->publishers, exchange);
+  switch (_carehare_protocol_publish_encode (self, pub, op, exchange, routing_key, body,
+                                             properties))
+    {
+    case PUBLISH_FAILED:
+      return _carehare_protocol_leave_with_op (self, op);
+    case PUBLISH_WRITTEN:
+      break;
+    case PUBLISH_QUEUED:
+      if (pub == NULL)
         {
+          pub = _carehare_protocol_publisher_new (exchange);
+          g_hash_table_insert (self->publishers, pub->exchange, pub);
+          g_queue_push_tail (&pub->unwritten, op);
           op->publisher = pub;
-          op->body = mandatory && body != NULL ? g_bytes_ref (body) : NULL;
-          append_body_frames (self, channel, body);
-          publish_written (pub, op);
+          _carehare_protocol_dispatch (self, &pub->open_op);
         }
       else
         {
-          op->body = body != NULL ? g_bytes_ref (body) : NULL;
-          if (pub == NULL)
-            {
-              pub = g_new0 (Publisher, 1);
-              pub->exchange = g_strdup (exchange);
-              pub->open_op.kind = OP_PUBLISHER_OPEN;
-              pub->open_op.publisher = pub;
-              g_hash_table_insert (self->publishers, pub->exchange, pub);
-              g_queue_push_tail (&pub->unwritten, op);
-              op->publisher = pub;
-              _carehare_protocol_dispatch (self, &pub->open_op);
-            }
-          else
-            {
-              op->publisher = pub;
-              g_queue_push_tail (&pub->unwritten, op);
-              _carehare_protocol_publisher_flush (self, pub);
-            }
+          g_queue_push_tail (&pub->unwritten, op);
+          _carehare_protocol_publisher_flush (self, pub);
         }
-      /* Unless it failed for want of a channel, which ended @pub. */
-      if (!op->done)
-        _carehare_protocol_publisher_update_idle (self, pub);
+      break;
+    default:
+      g_assert_not_reached ();
     }
+  /* Unless it failed for want of a channel, which ended @pub. */
+  if (!op->done)
+    _carehare_protocol_publisher_update_idle (self, pub);
   return _carehare_protocol_leave_with_op (self, op);
 }
 

@@ -7,8 +7,10 @@
  * cancellation and close. As the
  * Python carehare library has one class per channel kind, one file per
  * channel kind holds the rest: carehare-protocol-rpc.c (RPC channels),
- * carehare-protocol-publish.c (publish channels, in confirm mode) and
- * carehare-protocol-consume.c (consumer channels); the handshake is in
+ * carehare-protocol-publish.c (publish channels, in confirm mode),
+ * carehare-protocol-consume.c (consumer channels) and
+ * carehare-protocol-call.c (the call channel of direct reply-to, a
+ * publish channel that also consumes the replies); the handshake is in
  * carehare-protocol-handshake.c, and the content frames of deliveries and
  * returns are assembled in carehare-protocol-content.c. They share
  * carehare-protocol-private.h.
@@ -78,15 +80,7 @@ _carehare_protocol_leave (CarehareProtocol *self)
           {
             CarehareProtocolOp *op = ev->op;
             op->callback (op, op->has_reply ? &op->reply : NULL, op->error, op->user_data);
-            if (op->has_reply)
-              carehare_method_clear (&op->reply);
-            g_clear_error (&op->error);
-            g_clear_error (&op->returned);
-            g_clear_pointer (&op->frame, g_byte_array_unref);
-            g_clear_pointer (&op->body, g_bytes_unref);
-            g_clear_pointer (&op->header, g_bytes_unref);
-            g_free (op->routing_key);
-            g_free (op);
+            _carehare_protocol_op_free (op);
           }
           break;
         case EVENT_DELIVERY:
@@ -158,6 +152,23 @@ _carehare_protocol_op_new (OpKind                     kind,
   op->callback = callback;
   op->user_data = user_data;
   return op;
+}
+
+void
+_carehare_protocol_op_free (CarehareProtocolOp *op)
+{
+  if (op->has_reply)
+    carehare_method_clear (&op->reply);
+  g_clear_error (&op->error);
+  g_clear_error (&op->returned);
+  g_clear_pointer (&op->frame, g_byte_array_unref);
+  g_clear_pointer (&op->body, g_bytes_unref);
+  g_clear_pointer (&op->header, g_bytes_unref);
+  g_free (op->routing_key);
+  g_free (op->exchange);
+  g_free (op->correlation_id);
+  g_clear_pointer (&op->delivery, carehare_protocol_delivery_free);
+  g_free (op);
 }
 
 /* Queues the completion of @op. Takes @error; moves @reply (if any) into
@@ -315,6 +326,7 @@ fail_everything (CarehareProtocol *self,
           g_hash_table_iter_remove (&iter);
         }
     }
+  _carehare_protocol_call_end (self, _carehare_protocol_closed_error_for (cause));
 
   while (self->consumers != NULL && self->consumers->len > 0)
     _carehare_protocol_consumer_end (self, g_ptr_array_index (self->consumers, 0),
@@ -653,6 +665,9 @@ channels_starved (CarehareProtocol *self)
     {
       Channel *ch = &self->channels[i];
 
+      /* The call channel is held for as long as the connection lives. */
+      if (ch->state == CHANNEL_BUSY && ch->kind == CHANNEL_KIND_CALL && ch->publisher != NULL)
+        continue;
       if (ch->state != CHANNEL_BUSY || ch->kind != CHANNEL_KIND_CONSUMER ||
           ch->consumer == NULL || ch->consumer->state != CONSUMER_ACTIVE)
         return FALSE;
@@ -751,7 +766,7 @@ handle_channel_method (CarehareProtocol *self,
                                                "Channel closed by server",
                                                method->channel_close.reply_code,
                                                method->channel_close.reply_text);
-        if (ch->kind == CHANNEL_KIND_PUBLISHER)
+        if (ch->kind == CHANNEL_KIND_PUBLISHER || ch->kind == CHANNEL_KIND_CALL)
           _carehare_protocol_publisher_end (self, ch->publisher, error);
         else if (ch->kind == CHANNEL_KIND_CONSUMER && ch->consumer != NULL)
           _carehare_protocol_consumer_end (self, ch->consumer, error);
@@ -784,7 +799,8 @@ handle_channel_method (CarehareProtocol *self,
          * flow is stopped, and go out after Flow-Ok when it resumes. */
         ok.channel_flow_ok.active = method->channel_flow.active;
         _carehare_protocol_append_method (self, id, &ok);
-        if (ch->state != CHANNEL_CLOSING && ch->kind == CHANNEL_KIND_PUBLISHER)
+        if (ch->state != CHANNEL_CLOSING &&
+            (ch->kind == CHANNEL_KIND_PUBLISHER || ch->kind == CHANNEL_KIND_CALL))
           {
             ch->publisher->flow_stopped = !method->channel_flow.active;
             _carehare_protocol_publisher_flush (self, ch->publisher);
@@ -806,6 +822,9 @@ handle_channel_method (CarehareProtocol *self,
       return;
     case CHANNEL_KIND_CONSUMER:
       _carehare_protocol_handle_consumer_method (self, id, ch->consumer, method);
+      return;
+    case CHANNEL_KIND_CALL:
+      _carehare_protocol_handle_call_method (self, id, method);
       return;
     case CHANNEL_KIND_RPC:
     default:
@@ -868,6 +887,8 @@ handle_connection_method (CarehareProtocol *self,
             g_hash_table_iter_init (&iter, self->publishers);
             while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &pub))
               _carehare_protocol_publisher_flush (self, pub);
+            if (self->caller != NULL)
+              _carehare_protocol_publisher_flush (self, self->caller);
           }
         ev = g_new0 (Event, 1);
         ev->kind = EVENT_BLOCKED;
@@ -975,7 +996,8 @@ handle_frame (CarehareProtocol    *self,
           ch = &self->channels[frame->channel];
         if (ch != NULL && ch->state == CHANNEL_CLOSING)
           return;  /* content of a message for a consumer we closed */
-        if (ch != NULL && ch->kind == CHANNEL_KIND_PUBLISHER)
+        if (ch != NULL && (ch->kind == CHANNEL_KIND_PUBLISHER || ch->kind == CHANNEL_KIND_CALL) &&
+            ch->publisher != NULL)
           content = &ch->publisher->content;
         else if (ch != NULL && ch->kind == CHANNEL_KIND_CONSUMER && ch->consumer != NULL)
           content = &ch->consumer->content;
@@ -1368,6 +1390,11 @@ carehare_protocol_cancel (CarehareProtocol   *self,
         }
       g_queue_remove (&op->publisher->unwritten, op);
       _carehare_protocol_publisher_update_idle (self, op->publisher);
+      break;
+    case OP_CALL:
+      /* Unlike a publish, a call wins at any time: its request's confirm
+       * and its reply are then dropped. */
+      _carehare_protocol_call_cancel (self, op);
       break;
     case OP_CONSUME:
       {

@@ -199,6 +199,40 @@ typedef struct {
 
 void carehare_protocol_delivery_free (CarehareProtocolDelivery *delivery);
 
+/* The reply-to address of direct reply-to and the queue of its consumer. */
+#define CAREHARE_PROTOCOL_DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
+
+/* An RPC over direct reply-to: publishes a request like
+ * carehare_protocol_publish(), with reply_to set to
+ * CAREHARE_PROTOCOL_DIRECT_REPLY_TO and the correlation id of @properties
+ * (a fresh unique one when it has none), on the connection's one call
+ * channel: opened on first use in confirm mode with the no-ack consumer of
+ * amq.rabbitmq.reply-to, reopened by the next call after the server closed
+ * it. The op completes once both the broker's ack of the request and the
+ * delivery whose correlation id is the call's have arrived (in either
+ * order); take the reply with carehare_protocol_op_take_delivery() in the
+ * callback. It fails with the request's own publish errors
+ * (SERVER_SENT_NACK, UNROUTABLE when @mandatory and returned), with
+ * CHANNEL_CLOSED_BY_SERVER when the server closes the call channel (every
+ * call pending on it fails so, with the server's reply code), with
+ * CONNECTION_CLOSED, with G_IO_ERROR_EXISTS at once when another pending
+ * call has the same correlation id, and with G_IO_ERROR_CANCELLED when
+ * cancelled, at any time (a reply that arrives later is dropped, as is any
+ * reply for no pending call). @properties is borrowed, its reply_to
+ * ignored. */
+CarehareProtocolOp *carehare_protocol_call (CarehareProtocol               *protocol,
+                                            const char                     *exchange,
+                                            const char                     *routing_key,
+                                            GBytes                         *body,
+                                            const CarehareBasicProperties  *properties,
+                                            gboolean                        mandatory,
+                                            CarehareProtocolOpCallback      callback,
+                                            gpointer                        user_data);
+
+/* In the callback of a call that succeeded: its reply, the caller's to
+ * free (NULL when taken already, or for any other op). */
+CarehareProtocolDelivery *carehare_protocol_op_take_delivery (CarehareProtocolOp *op);
+
 typedef struct {
   /* A message arrived; @delivery is the callee's to free. */
   void (*delivery) (CarehareProtocolConsumer *consumer,

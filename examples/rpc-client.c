@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The client half of request/reply ("RPC") over RabbitMQ: declares an
- * exclusive, server-named reply queue, sends every REQUEST to QUEUE with
- * reply_to set to that queue and a correlation_id of its own, and matches
- * each reply to its request by correlation_id. Replies may arrive in any
- * order; a reply for an unknown correlation_id (a late answer to an earlier
- * run, say) is ignored.
+ * The client half of request/reply ("RPC") over RabbitMQ: sends every
+ * REQUEST to QUEUE with carehare_connection_call_async(), which uses
+ * RabbitMQ's direct reply-to (no reply queue to declare) and matches each
+ * reply to its request by correlation_id. All the requests are in flight
+ * at once; the replies may arrive in any order.
  *
  *   rpc-client URI QUEUE REQUEST...
  *
@@ -21,15 +20,23 @@
 typedef struct {
   GMainLoop *loop;
   CarehareConnection *conn;
-  CarehareConsumer *consumer;
   const char *queue;
   char **requests;
-  char *reply_queue;
-  GHashTable *pending; /* owned correlation_id -> borrowed request text */
+  guint n_pending;
+  GCancellable *cancellable;   /* cancelled by the timeout */
   guint timeout_id;
   gboolean stopping;
+  gboolean closed;
   int status;
 } App;
+
+/* Done once the connection is closed and every call has completed. */
+static void
+maybe_quit (App *app)
+{
+  if (app->closed && app->n_pending == 0)
+    g_main_loop_quit (app->loop);
+}
 
 static void
 closed_cb (GObject      *source,
@@ -41,7 +48,8 @@ closed_cb (GObject      *source,
 
   if (!carehare_connection_close_finish (app->conn, result, &error))
     print_error ("closing", error);
-  g_main_loop_quit (app->loop);
+  app->closed = TRUE;
+  maybe_quit (app);
 }
 
 static void
@@ -54,9 +62,8 @@ stop (App *app,
     return;
   app->stopping = TRUE;
   g_clear_handle_id (&app->timeout_id, g_source_remove);
-  if (app->consumer != NULL)
-    carehare_consumer_close_async (app->consumer, NULL, NULL, NULL);
-  /* Closing the connection deletes the exclusive reply queue. */
+  /* Calls still waiting complete with G_IO_ERROR_CANCELLED. */
+  g_cancellable_cancel (app->cancellable);
   if (app->conn != NULL)
     carehare_connection_close_async (app->conn, NULL, closed_cb, app);
   else
@@ -70,130 +77,49 @@ timeout_cb (gpointer user_data)
 
   app->timeout_id = 0;
   g_printerr ("%u request(s) unanswered after %d seconds: is rpc-server consuming %s?\n",
-              g_hash_table_size (app->pending), REPLY_TIMEOUT_SECONDS, app->queue);
+              app->n_pending, REPLY_TIMEOUT_SECONDS, app->queue);
   stop (app, 1);
   return G_SOURCE_REMOVE;
 }
+
+typedef struct {
+  App *app;
+  const char *request;
+} Call;
 
 static void
 reply_cb (GObject      *source,
           GAsyncResult *result,
           gpointer      user_data)
 {
-  App *app = user_data;
+  Call *call = user_data;
+  App *app = call->app;
   g_autoptr(GError) error = NULL;
-  g_autoptr(CarehareDelivery) delivery = NULL;
-  const char *correlation_id;
-  const char *request;
+  g_autoptr(CarehareDelivery) reply = NULL;
   GBytes *body;
 
-  delivery = carehare_consumer_next_delivery_finish (app->consumer, result, &error);
-  if (delivery == NULL)
-    {
-      if (!g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED))
-        {
-          print_error ("waiting for replies", error);
-          stop (app, 1);
-        }
-      return;
-    }
-  /* Acknowledge at once: a reply is only useful to this run. */
-  carehare_consumer_ack (app->consumer, carehare_delivery_get_delivery_tag (delivery));
-
-  correlation_id = carehare_properties_get_correlation_id (carehare_delivery_get_properties (delivery));
-  request = correlation_id != NULL ? g_hash_table_lookup (app->pending, correlation_id) : NULL;
-  body = carehare_delivery_get_body (delivery);
-  if (request == NULL)
-    g_printerr ("ignoring a reply with unknown correlation_id %s\n",
-                correlation_id != NULL ? correlation_id : "(none)");
-  else
-    {
-      g_print ("%s -> %.*s\n", request,
-               (int) g_bytes_get_size (body), (const char *) g_bytes_get_data (body, NULL));
-      g_hash_table_remove (app->pending, correlation_id);
-    }
-
-  if (g_hash_table_size (app->pending) == 0)
-    stop (app, 0);
-  else
-    carehare_consumer_next_delivery_async (app->consumer, NULL, reply_cb, app);
-}
-
-static void
-request_published_cb (GObject      *source,
-                      GAsyncResult *result,
-                      gpointer      user_data)
-{
-  App *app = user_data;
-  g_autoptr(GError) error = NULL;
-
-  if (!carehare_connection_publish_finish (app->conn, result, &error) && !app->stopping)
+  reply = carehare_connection_call_finish (app->conn, result, &error);
+  app->n_pending--;
+  if (reply == NULL)
     {
       if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE))
         g_printerr ("no queue %s: start rpc-server first\n", app->queue);
-      else
-        print_error ("sending a request", error);
+      else if (!app->stopping)
+        print_error ("calling", error);
       stop (app, 1);
     }
-}
-
-static void
-consumer_cb (GObject      *source,
-             GAsyncResult *result,
-             gpointer      user_data)
-{
-  App *app = user_data;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(CarehareProperties) props = carehare_properties_new ();
-  g_autofree char *prefix = g_uuid_string_random ();
-  guint i = 0;
-
-  app->consumer = carehare_connection_acking_consumer_finish (app->conn, result, &error);
-  if (app->consumer == NULL)
+  else
     {
-      print_error ("consuming the reply queue", error);
-      stop (app, 1);
-      return;
+      body = carehare_delivery_get_body (reply);
+      g_print ("%s -> %.*s\n", call->request,
+               (int) g_bytes_get_size (body), (const char *) g_bytes_get_data (body, NULL));
+      /* A reply needs no acknowledgement. */
     }
-  carehare_consumer_next_delivery_async (app->consumer, NULL, reply_cb, app);
+  g_free (call);
 
-  /* The consumer is in place before the first request leaves, and every
-   * request is sent at once: the replies come back in any order. */
-  carehare_properties_set_reply_to (props, app->reply_queue);
-  carehare_properties_set_content_type (props, "text/plain");
-  for (char **r = app->requests; *r != NULL; r++, i++)
-    {
-      g_autoptr(GBytes) body = g_bytes_new (*r, strlen (*r));
-      char *correlation_id = g_strdup_printf ("%s-%u", prefix, i);
-
-      g_hash_table_insert (app->pending, correlation_id, *r);
-      carehare_properties_set_correlation_id (props, correlation_id);
-      /* The properties are copied when the call is made, so one object
-       * serves every request. MANDATORY: no request queue, no silence. */
-      carehare_connection_publish_async (app->conn, "", app->queue, body, props,
-                                         CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
-                                         request_published_cb, app);
-    }
-  app->timeout_id = g_timeout_add_seconds (REPLY_TIMEOUT_SECONDS, timeout_cb, app);
-}
-
-static void
-declared_cb (GObject      *source,
-             GAsyncResult *result,
-             gpointer      user_data)
-{
-  App *app = user_data;
-  g_autoptr(GError) error = NULL;
-
-  app->reply_queue = carehare_connection_queue_declare_finish (app->conn, result, NULL, NULL, &error);
-  if (app->reply_queue == NULL)
-    {
-      print_error ("declaring the reply queue", error);
-      stop (app, 1);
-      return;
-    }
-  carehare_connection_acking_consumer_async (app->conn, app->reply_queue, 0, 100, NULL,
-                                             consumer_cb, app);
+  if (app->n_pending == 0)
+    stop (app, 0);
+  maybe_quit (app);
 }
 
 static void
@@ -203,6 +129,7 @@ connected_cb (GObject      *source,
 {
   App *app = user_data;
   g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareProperties) props = carehare_properties_new ();
 
   app->conn = carehare_connection_new_finish (result, &error);
   if (app->conn == NULL)
@@ -211,10 +138,25 @@ connected_cb (GObject      *source,
       stop (app, 1);
       return;
     }
-  /* An empty name: the broker picks a unique one ("amq.gen-..."). Exclusive:
-   * only this connection may use it, and it goes away with it. */
-  carehare_connection_queue_declare_async (app->conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
-                                           NULL, NULL, declared_cb, app);
+
+  /* Every request is sent at once. The library sets reply_to and a fresh
+   * correlation_id on each; the properties are copied when the call is
+   * made, so one object serves every request. MANDATORY: no request
+   * queue, no silence. */
+  carehare_properties_set_content_type (props, "text/plain");
+  for (char **r = app->requests; *r != NULL; r++)
+    {
+      g_autoptr(GBytes) body = g_bytes_new (*r, strlen (*r));
+      Call *call = g_new0 (Call, 1);
+
+      call->app = app;
+      call->request = *r;
+      app->n_pending++;
+      carehare_connection_call_async (app->conn, "", app->queue, body, props,
+                                      CAREHARE_PUBLISH_FLAGS_MANDATORY, app->cancellable,
+                                      reply_cb, call);
+    }
+  app->timeout_id = g_timeout_add_seconds (REPLY_TIMEOUT_SECONDS, timeout_cb, app);
 }
 
 int
@@ -230,15 +172,13 @@ main (int   argc,
     }
   app.queue = argv[2];
   app.requests = argv + 3;
-  app.pending = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  app.cancellable = g_cancellable_new ();
   app.loop = g_main_loop_new (NULL, FALSE);
   carehare_connection_new_async (argv[1], NULL, connected_cb, &app);
   g_main_loop_run (app.loop);
 
-  g_clear_object (&app.consumer);
   g_clear_object (&app.conn);
-  g_clear_pointer (&app.pending, g_hash_table_unref);
-  g_free (app.reply_queue);
+  g_clear_object (&app.cancellable);
   g_main_loop_unref (app.loop);
   return app.status;
 }

@@ -4,7 +4,8 @@
  *
  * A valid handshake (Connection.Start, Tune and Open-Ok, built with the
  * wire encoder) opens the connection; then an RPC (queue.declare), a
- * publish and a consumer are started, and the input is fed as server bytes
+ * publish, a consumer and a call (direct reply-to, correlation id "c1")
+ * are started, and the input is fed as server bytes
  * in chunks, with time passing between them. Deliveries are acked or
  * nacked from inside the delivery callback.
  *
@@ -29,6 +30,7 @@ enum {
   FLAG_MULTIPLE = 1 << 3,        /* ack with multiple=TRUE */
   FLAG_LONG_PAUSES = 1 << 4,     /* minutes between chunks: heartbeats time out */
   FLAG_SECOND_RPC = 1 << 5,      /* start another RPC halfway */
+  FLAG_CANCEL_CALL = 1 << 6,     /* cancel the call after the first chunk */
 };
 
 typedef struct {
@@ -119,6 +121,20 @@ static const CarehareProtocolConsumerCallbacks consumer_callbacks = {
 };
 
 static void
+call_done_cb (CarehareProtocolOp   *op,
+              const CarehareMethod *reply,
+              const GError         *error,
+              gpointer              user_data)
+{
+  CarehareProtocolDelivery *delivery = carehare_protocol_op_take_delivery (op);
+
+  /* A reply exactly when it succeeded. */
+  g_assert ((delivery != NULL) == (error == NULL));
+  carehare_protocol_delivery_free (delivery);
+  op_done_cb (op, reply, error, user_data);
+}
+
+static void
 feed_method (CarehareProtocol     *protocol,
              const CarehareMethod *method,
              gint64                now)
@@ -176,11 +192,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   CarehareProtocolConfig config = { 0 };
   Fuzz fuzz = { 0 };
   OpRecord handshake_rec = { 0 }, rpc_rec = { 0 }, rpc2_rec = { 0 };
-  OpRecord publish_rec = { 0 }, consume_rec = { 0 }, close_rec = { 0 };
+  OpRecord publish_rec = { 0 }, consume_rec = { 0 }, close_rec = { 0 }, call_rec = { 0 };
   CarehareMethod declare = { .id = CAREHARE_METHOD_QUEUE_DECLARE };
   CarehareBasicProperties props = { 0 };
   g_autoptr(GBytes) body = g_bytes_new_static ("hello", 5);
-  CarehareProtocolOp *rpc;
+  CarehareProtocolOp *rpc, *call;
   gint64 now = 1000 * G_TIME_SPAN_SECOND;
   gboolean closed = FALSE, second_rpc = FALSE;
   guint8 chunk_seed;
@@ -214,7 +230,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   handshake (fuzz.protocol, now);
   g_assert (handshake_rec.completions == 1 && handshake_rec.succeeded);
 
-  /* channel 1: an RPC; channel 2: the publisher; channel 3: the consumer */
+  /* channel 1: an RPC; channel 2: the publisher; channel 3: the consumer;
+   * channel 4: the call channel */
   declare.queue_declare.queue = (char *) "q";
   rpc = carehare_protocol_rpc (fuzz.protocol, &declare, CAREHARE_METHOD_QUEUE_DECLARE_OK,
                                op_done_cb, &rpc_rec);
@@ -224,6 +241,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
                              op_done_cb, &publish_rec);
   fuzz.consumer = carehare_protocol_consume (fuzz.protocol, "q", 0, 10, &consumer_callbacks,
                                              &fuzz, op_done_cb, &consume_rec);
+  props.flags |= CAREHARE_PROPERTY_CORRELATION_ID;
+  props.correlation_id = (char *) "c1";
+  call = carehare_protocol_call (fuzz.protocol, "", "rpc", body, &props, TRUE,
+                                 call_done_cb, &call_rec);
   drain (fuzz.protocol, now);
 
   half = size / 2;
@@ -236,6 +257,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
 
       if (i == 0 && (fuzz.flags & FLAG_CANCEL_RPC) && rpc_rec.completions == 0)
         carehare_protocol_cancel (fuzz.protocol, rpc);
+      if (i == 0 && (fuzz.flags & FLAG_CANCEL_CALL) && call_rec.completions == 0)
+        carehare_protocol_cancel (fuzz.protocol, call);
       if (!second_rpc && offset >= half && (fuzz.flags & FLAG_SECOND_RPC))
         {
           second_rpc = TRUE;
@@ -259,6 +282,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   g_assert (rpc_rec.completions == 1);
   g_assert (publish_rec.completions == 1);
   g_assert (consume_rec.completions == 1);
+  g_assert (call_rec.completions == 1);
   g_assert (!second_rpc || rpc2_rec.completions == 1);
   g_assert (!closed || close_rec.completions == 1);
   g_assert (fuzz.n_finished <= 1);

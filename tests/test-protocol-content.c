@@ -3622,6 +3622,596 @@ test_content_return_over_limit (Fixture       *f,
 
 /* ======================================================================== */
 
+/* ======================================================================== */
+/* call: RPC over direct reply-to                                            */
+/* ======================================================================== */
+
+#define REPLY_TAG "amq.ctag-replies"
+/* What RabbitMQ puts in reply_to instead of amq.rabbitmq.reply-to. */
+#define REWRITTEN_REPLY_TO "amq.rabbitmq.reply-to.g1h2AA5yZXBseUAxAAAHJQAAAAAAAAAB.abc"
+
+/* What one call's callback saw, besides its Completion. */
+typedef struct {
+  Completion *c;
+  CarehareProtocolDelivery *reply;
+} Call;
+
+static void
+call_free (Call *call)
+{
+  g_clear_pointer (&call->reply, carehare_protocol_delivery_free);
+  g_free (call);
+}
+
+static void
+call_done_cb (CarehareProtocolOp   *op,
+              const CarehareMethod *reply,
+              const GError         *error,
+              gpointer              user_data)
+{
+  Call *call = user_data;
+
+  call->reply = carehare_protocol_op_take_delivery (op);
+  /* Taken once. */
+  g_assert_null (carehare_protocol_op_take_delivery (op));
+  /* A reply exactly when it succeeded. */
+  g_assert_true ((call->reply != NULL) == (error == NULL));
+  op_done_cb (op, reply, error, call->c);
+}
+
+/* A call whose body is @text; @correlation_id NULL: a fresh one. */
+static Call *
+call_start (Fixture    *f,
+            const char *exchange,
+            const char *routing_key,
+            const char *text,
+            const char *correlation_id,
+            gboolean    mandatory)
+{
+  Call *call = g_new0 (Call, 1);
+  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+  CarehareBasicProperties props = { 0 };
+  CarehareProtocolOp *op;
+
+  fixture_own (f, call, (GDestroyNotify) call_free);
+  call->c = completion_new (f);
+  props.flags = CAREHARE_PROPERTY_CONTENT_TYPE;
+  props.content_type = (char *) "text/plain";
+  if (correlation_id != NULL)
+    {
+      props.flags |= CAREHARE_PROPERTY_CORRELATION_ID;
+      props.correlation_id = (char *) correlation_id;
+    }
+  op = carehare_protocol_call (f->p, exchange, routing_key, body, &props, mandatory,
+                               call_done_cb, call);
+  if (call->c->n_calls > 0)
+    g_assert_null (op);
+  else
+    {
+      g_assert_nonnull (op);
+      call->c->op = op;
+    }
+  return call;
+}
+
+/* Frames @*i... of @sent must be the setup of the call channel @channel:
+ * Channel.Open, Confirm.Select, and the no-ack consumer of replies. */
+static void
+sent_call_setup (GPtrArray *sent,
+                 guint     *i,
+                 guint16    channel)
+{
+  const CarehareMethod *m;
+
+  sent_method (sent, (*i)++, channel, CAREHARE_METHOD_CHANNEL_OPEN);
+  sent_method (sent, (*i)++, channel, CAREHARE_METHOD_CONFIRM_SELECT);
+  m = sent_method (sent, (*i)++, channel, CAREHARE_METHOD_BASIC_CONSUME);
+  g_assert_cmpstr (m->basic_consume.queue, ==, "amq.rabbitmq.reply-to");
+  g_assert_cmpstr (m->basic_consume.consumer_tag, ==, "");
+  g_assert_true (m->basic_consume.no_ack);
+  g_assert_false (m->basic_consume.exclusive);
+}
+
+/* Frames @*i... of @sent must be the request of a call made by
+ * call_start(): returns its correlation id. */
+static char *
+sent_call (GPtrArray  *sent,
+           guint      *i,
+           guint16     channel,
+           const char *exchange,
+           const char *routing_key,
+           const char *text,
+           gboolean    mandatory)
+{
+  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+  CarehareBasicProperties props = { 0 };
+  char *id;
+
+  sent_publish (sent, i, channel, exchange, routing_key, mandatory, body, 131072, &props);
+  g_assert_cmpuint (props.flags, ==, CAREHARE_PROPERTY_CONTENT_TYPE |
+                                     CAREHARE_PROPERTY_CORRELATION_ID |
+                                     CAREHARE_PROPERTY_REPLY_TO);
+  g_assert_cmpstr (props.content_type, ==, "text/plain");
+  g_assert_cmpstr (props.reply_to, ==, "amq.rabbitmq.reply-to");
+  g_assert_nonnull (props.correlation_id);
+  g_assert_cmpstr (props.correlation_id, !=, "");
+  id = g_steal_pointer (&props.correlation_id);
+  carehare_basic_properties_clear (&props);
+  return id;
+}
+
+/* Open-Ok, Select-Ok and Consume-Ok of the call channel. */
+static void
+server_call_ready (Fixture *f,
+                   guint16  channel)
+{
+  CarehareMethod ok = { .id = CAREHARE_METHOD_BASIC_CONSUME_OK };
+
+  server_publisher_ready (f, channel);
+  ok.basic_consume_ok.consumer_tag = (char *) REPLY_TAG;
+  g_assert_true (server_method (f, channel, &ok));
+}
+
+/* A reply delivered to the call channel, as RabbitMQ sends it: from the
+ * default exchange, routed by the rewritten reply_to. */
+static gboolean
+server_reply (Fixture    *f,
+              guint16     channel,
+              guint64     delivery_tag,
+              const char *correlation_id,
+              const char *text)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  CarehareBasicProperties props = { 0 };
+
+  if (correlation_id != NULL)
+    {
+      props.flags = CAREHARE_PROPERTY_CORRELATION_ID;
+      props.correlation_id = (char *) correlation_id;
+    }
+  encode_deliver (buf, channel, REPLY_TAG, delivery_tag, FALSE, "", REWRITTEN_REPLY_TO);
+  encode_content (buf, channel, strlen (text), &props, (const guint8 *) text, strlen (text),
+                  CHUNK_4096);
+  return feed (f, buf->data, buf->len);
+}
+
+static void
+assert_reply (Call       *call,
+              const char *correlation_id,
+              const char *text)
+{
+  assert_ok (call->c);
+  g_assert_nonnull (call->reply);
+  g_assert_cmpstr (call->reply->properties.correlation_id, ==, correlation_id);
+  g_assert_cmpmem (g_bytes_get_data (call->reply->body, NULL), g_bytes_get_size (call->reply->body),
+                   text, strlen (text));
+  g_assert_cmpstr (call->reply->consumer_tag, ==, REPLY_TAG);
+  g_assert_cmpstr (call->reply->routing_key, ==, REWRITTEN_REPLY_TO);
+}
+
+/* A call opens the call channel with the reply consumer, pipelined with
+ * its request; the next call uses the same channel, with the caller's own
+ * correlation id. */
+static void
+test_call_basic (Fixture       *f,
+                 gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GPtrArray) sent2 = NULL;
+  g_autofree char *id = NULL;
+  g_autofree char *id2 = NULL;
+  Call *a, *b;
+  guint i = 0;
+
+  connect_default (f);
+  a = call_start (f, "", "rpc", "ping", NULL, FALSE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id = sent_call (sent, &i, 1, "", "rpc", "ping", FALSE);
+  g_assert_cmpuint (i, ==, sent->len);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+
+  server_call_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  /* Acked, but no reply yet. */
+  assert_pending (a->c);
+  g_assert_true (server_reply (f, 1, 1, id, "pong"));
+  assert_reply (a, id, "pong");
+
+  b = call_start (f, "ex", "rpc", "again", "my-id", FALSE);
+  sent2 = take_sent (f);
+  i = 0;
+  id2 = sent_call (sent2, &i, 1, "ex", "rpc", "again", FALSE);
+  g_assert_cmpstr (id2, ==, "my-id");
+  g_assert_cmpuint (i, ==, sent2->len);
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  g_assert_true (server_reply (f, 1, 2, "my-id", "again-reply"));
+  assert_reply (b, "my-id", "again-reply");
+  /* The channel stays, for the next call; the client says nothing. */
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 1);
+  assert_no_output (f);
+}
+
+/* Many calls in flight, each matched to its reply by correlation id
+ * whatever the order of replies; fresh ids differ. */
+static void
+test_call_out_of_order (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autofree char *id1 = NULL;
+  g_autofree char *id2 = NULL;
+  g_autofree char *id3 = NULL;
+  Call *c1, *c2, *c3;
+  guint i = 0;
+
+  connect_default (f);
+  c1 = call_start (f, "", "rpc", "one", NULL, FALSE);
+  c2 = call_start (f, "", "rpc", "two", NULL, FALSE);
+  c3 = call_start (f, "", "rpc", "three", NULL, FALSE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id1 = sent_call (sent, &i, 1, "", "rpc", "one", FALSE);
+  id2 = sent_call (sent, &i, 1, "", "rpc", "two", FALSE);
+  id3 = sent_call (sent, &i, 1, "", "rpc", "three", FALSE);
+  g_assert_cmpstr (id1, !=, id2);
+  g_assert_cmpstr (id2, !=, id3);
+  g_assert_cmpstr (id1, !=, id3);
+
+  server_call_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 3, TRUE));
+  g_assert_true (server_reply (f, 1, 1, id3, "three-reply"));
+  assert_reply (c3, id3, "three-reply");
+  assert_pending (c1->c);
+  assert_pending (c2->c);
+  g_assert_true (server_reply (f, 1, 2, id1, "one-reply"));
+  assert_reply (c1, id1, "one-reply");
+  assert_pending (c2->c);
+  g_assert_true (server_reply (f, 1, 3, id2, "two-reply"));
+  assert_reply (c2, id2, "two-reply");
+  g_assert_cmpuint (c3->c->seq, <, c1->c->seq);
+  g_assert_cmpuint (c1->c->seq, <, c2->c->seq);
+  assert_no_output (f);
+}
+
+/* The reply may come before the request's ack (the broker acks once the
+ * request is routed, and a quick server may answer first): the call
+ * completes with both in. */
+static void
+test_call_reply_before_confirm (Fixture       *f,
+                                gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autofree char *id = NULL;
+  Call *c;
+  guint i = 0;
+
+  connect_default (f);
+  c = call_start (f, "", "rpc", "ping", NULL, FALSE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id = sent_call (sent, &i, 1, "", "rpc", "ping", FALSE);
+  server_call_ready (f, 1);
+
+  g_assert_true (server_reply (f, 1, 1, id, "pong"));
+  assert_pending (c->c);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_reply (c, id, "pong");
+  assert_no_output (f);
+}
+
+/* A nacked request fails its call, even when its reply came first; a
+ * reply after the nack is dropped. The channel goes on. */
+static void
+test_call_nack (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autofree char *id1 = NULL;
+  g_autofree char *id2 = NULL;
+  g_autofree char *id3 = NULL;
+  Call *c1, *c2, *c3;
+  guint i = 0;
+
+  connect_default (f);
+  c1 = call_start (f, "", "rpc", "one", NULL, FALSE);
+  c2 = call_start (f, "", "rpc", "two", NULL, FALSE);
+  c3 = call_start (f, "", "rpc", "three", NULL, FALSE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id1 = sent_call (sent, &i, 1, "", "rpc", "one", FALSE);
+  id2 = sent_call (sent, &i, 1, "", "rpc", "two", FALSE);
+  id3 = sent_call (sent, &i, 1, "", "rpc", "three", FALSE);
+  server_call_ready (f, 1);
+
+  g_assert_true (server_reply (f, 1, 1, id2, "two-reply"));
+  g_assert_true (server_confirm (f, 1, CAREHARE_METHOD_BASIC_NACK, 2, TRUE));
+  assert_failed (c1->c, CAREHARE_ERROR, CAREHARE_ERROR_SERVER_SENT_NACK);
+  assert_failed (c2->c, CAREHARE_ERROR, CAREHARE_ERROR_SERVER_SENT_NACK);
+  g_assert_null (c2->reply);
+  g_assert_true (server_reply (f, 1, 2, id1, "one-reply"));
+  assert_pending (c3->c);
+
+  g_assert_true (server_ack (f, 1, 3, FALSE));
+  g_assert_true (server_reply (f, 1, 3, id3, "three-reply"));
+  assert_reply (c3, id3, "three-reply");
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* A mandatory request nobody can take is returned, with the reply_to the
+ * broker wrote into it: the call fails UNROUTABLE; another call on the
+ * channel, to another exchange, is not charged with that return. */
+static void
+test_call_return (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autofree char *id1 = NULL;
+  g_autofree char *id2 = NULL;
+  g_autoptr(GBytes) body = g_bytes_new ("nowhere", 7);
+  CarehareBasicProperties returned = { 0 };
+  Call *routed, *unroutable;
+  guint i = 0;
+
+  connect_default (f);
+  routed = call_start (f, "other", "nowhere", "nowhere", NULL, TRUE);
+  unroutable = call_start (f, "", "nowhere", "nowhere", NULL, TRUE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id1 = sent_call (sent, &i, 1, "other", "nowhere", "nowhere", TRUE);
+  id2 = sent_call (sent, &i, 1, "", "nowhere", "nowhere", TRUE);
+  server_call_ready (f, 1);
+
+  returned.flags = CAREHARE_PROPERTY_CONTENT_TYPE | CAREHARE_PROPERTY_CORRELATION_ID |
+                   CAREHARE_PROPERTY_REPLY_TO;
+  returned.content_type = (char *) "text/plain";
+  returned.correlation_id = id2;
+  returned.reply_to = (char *) REWRITTEN_REPLY_TO;
+  g_assert_true (server_return_full (f, 1, "", "nowhere", body, &returned));
+  assert_pending (unroutable->c);
+  g_assert_true (server_ack (f, 1, 2, TRUE));
+  assert_failed (unroutable->c, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  assert_message_contains (unroutable->c->error, "312 NO_ROUTE");
+  assert_pending (routed->c);
+  g_assert_true (server_reply (f, 1, 1, id1, "routed"));
+  assert_reply (routed, id1, "routed");
+  assert_no_output (f);
+}
+
+/* The server closes the call channel (here for one call's missing
+ * exchange): every call pending on it fails with the server's code, and
+ * the next call opens a new channel. */
+static void
+test_call_channel_closed (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GPtrArray) sent2 = NULL;
+  g_autoptr(GPtrArray) sent3 = NULL;
+  g_autofree char *id1 = NULL;
+  g_autofree char *id2 = NULL;
+  g_autofree char *id3 = NULL;
+  g_autofree char *id4 = NULL;
+  Call *c1, *c2, *c3, *next;
+  guint i = 0;
+  guint16 channel;
+
+  connect_default (f);
+  c1 = call_start (f, "", "rpc", "one", NULL, FALSE);
+  c2 = call_start (f, "", "rpc", "two", NULL, FALSE);
+  c3 = call_start (f, "missing", "rpc", "three", NULL, FALSE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id1 = sent_call (sent, &i, 1, "", "rpc", "one", FALSE);
+  id2 = sent_call (sent, &i, 1, "", "rpc", "two", FALSE);
+  id3 = sent_call (sent, &i, 1, "missing", "rpc", "three", FALSE);
+  server_call_ready (f, 1);
+  /* One acked and waiting for its reply, one with its reply and no ack. */
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  g_assert_true (server_reply (f, 1, 1, id2, "two-reply"));
+
+  encode_channel_close (buf, 1, 404, "NOT_FOUND - no exchange 'missing' in vhost '/'",
+                        CAREHARE_METHOD_BASIC_PUBLISH);
+  g_assert_true (feed (f, buf->data, buf->len));
+  for (Call **c = (Call *[]) { c1, c2, c3, NULL }; *c != NULL; c++)
+    {
+      assert_failed ((*c)->c, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+      g_assert_cmpuint (carehare_error_get_reply_code ((*c)->c->error), ==, 404);
+      assert_message_contains ((*c)->c->error, "no exchange 'missing'");
+    }
+  /* In the order they were made. */
+  g_assert_cmpuint (c1->c->seq, <, c2->c->seq);
+  g_assert_cmpuint (c2->c->seq, <, c3->c->seq);
+  sent2 = take_sent (f);
+  g_assert_cmpuint (sent2->len, ==, 1);
+  sent_method (sent2, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE_OK);
+  g_assert_cmpuint (carehare_protocol_get_n_open_channels (f->p), ==, 0);
+
+  next = call_start (f, "", "rpc", "four", NULL, FALSE);
+  sent3 = take_sent (f);
+  i = 0;
+  channel = ((Sent *) g_ptr_array_index (sent3, 0))->channel;
+  g_assert_cmpuint (channel, !=, 0);
+  sent_call_setup (sent3, &i, channel);
+  id4 = sent_call (sent3, &i, channel, "", "rpc", "four", FALSE);
+  server_call_ready (f, channel);
+  /* The new channel numbers its requests from 1. */
+  g_assert_true (server_ack (f, channel, 1, FALSE));
+  g_assert_true (server_reply (f, channel, 1, id4, "four-reply"));
+  assert_reply (next, id4, "four-reply");
+  assert_no_output (f);
+}
+
+/* The connection goes: every pending call fails, and a call made after
+ * that fails before it returns. */
+static void
+test_call_connection_closed (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autofree char *id = NULL;
+  Call *acked, *unacked, *late;
+  guint i = 0;
+
+  connect_default (f);
+  acked = call_start (f, "", "rpc", "one", NULL, FALSE);
+  unacked = call_start (f, "", "rpc", "two", NULL, FALSE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id = sent_call (sent, &i, 1, "", "rpc", "one", FALSE);
+  server_call_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+
+  g_assert_false (server_close (f, 320, "CONNECTION_FORCED - broker forced connection closure"));
+  assert_failed (acked->c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_failed (unacked->c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  assert_message_contains (acked->c->error, "320");
+
+  late = call_start (f, "", "rpc", "three", NULL, FALSE);
+  assert_failed (late->c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
+/* A cancelled call completes at once, whatever it was waiting for; its
+ * request's ack (and return) and its late reply are dropped, and the next
+ * call is not confused by them. */
+static void
+test_call_cancel (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GPtrArray) sent2 = NULL;
+  g_autoptr(GBytes) body = g_bytes_new ("gone", 4);
+  g_autofree char *id1 = NULL;
+  g_autofree char *id2 = NULL;
+  g_autofree char *id3 = NULL;
+  g_autofree char *id4 = NULL;
+  CarehareBasicProperties returned = { 0 };
+  Call *unacked, *acked, *returned_call, *next;
+  guint i = 0;
+
+  connect_default (f);
+  unacked = call_start (f, "", "rpc", "one", NULL, FALSE);
+  acked = call_start (f, "", "rpc", "two", NULL, FALSE);
+  returned_call = call_start (f, "", "gone", "gone", NULL, TRUE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id1 = sent_call (sent, &i, 1, "", "rpc", "one", FALSE);
+  id2 = sent_call (sent, &i, 1, "", "rpc", "two", FALSE);
+  id3 = sent_call (sent, &i, 1, "", "gone", "gone", TRUE);
+  server_call_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+
+  carehare_protocol_cancel (f->p, unacked->c->op);
+  carehare_protocol_cancel (f->p, acked->c->op);
+  carehare_protocol_cancel (f->p, returned_call->c->op);
+  assert_failed (unacked->c, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_failed (acked->c, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_failed (returned_call->c, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  /* Nothing to tell the broker: the channel stays. */
+  assert_no_output (f);
+
+  /* Late: the return and the acks of the cancelled requests, their
+   * replies. */
+  returned.flags = CAREHARE_PROPERTY_CONTENT_TYPE | CAREHARE_PROPERTY_CORRELATION_ID |
+                   CAREHARE_PROPERTY_REPLY_TO;
+  returned.content_type = (char *) "text/plain";
+  returned.correlation_id = id3;
+  returned.reply_to = (char *) REWRITTEN_REPLY_TO;
+  g_assert_true (server_return_full (f, 1, "", "gone", body, &returned));
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  g_assert_true (server_reply (f, 1, 1, id2, "two-reply"));
+
+  next = call_start (f, "", "rpc", "four", NULL, FALSE);
+  sent2 = take_sent (f);
+  i = 0;
+  id4 = sent_call (sent2, &i, 1, "", "rpc", "four", FALSE);
+  g_assert_true (server_reply (f, 1, 2, id1, "one-reply"));
+  g_assert_true (server_ack (f, 1, 4, TRUE));
+  assert_pending (next->c);
+  g_assert_true (server_reply (f, 1, 3, id4, "four-reply"));
+  assert_reply (next, id4, "four-reply");
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Replies for no pending call (an unknown correlation id, none at all, a
+ * second reply to one call) are dropped; the pending call goes on. */
+static void
+test_call_unknown_reply (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autofree char *id = NULL;
+  Call *c;
+  guint i = 0;
+
+  connect_default (f);
+  c = call_start (f, "", "rpc", "ping", NULL, FALSE);
+  sent = take_sent (f);
+  sent_call_setup (sent, &i, 1);
+  id = sent_call (sent, &i, 1, "", "rpc", "ping", FALSE);
+  server_call_ready (f, 1);
+
+  g_assert_true (server_reply (f, 1, 1, "somebody-else", "not yours"));
+  g_assert_true (server_reply (f, 1, 2, NULL, "no id"));
+  assert_pending (c->c);
+  g_assert_true (server_reply (f, 1, 3, id, "pong"));
+  g_assert_true (server_reply (f, 1, 4, id, "pong again"));
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  assert_reply (c, id, "pong");
+  g_assert_true (server_reply (f, 1, 5, id, "too late"));
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* Two pending calls with one correlation id could not be told apart: the
+ * second fails before anything is sent. Once the first completed, the id
+ * is free again. */
+static void
+test_call_duplicate_id (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Call *first, *second, *third;
+
+  connect_default (f);
+  first = call_start (f, "", "rpc", "one", "same", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  second = call_start (f, "", "rpc", "two", "same", FALSE);
+  assert_failed (second->c, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  assert_message_contains (second->c->error, "'same'");
+  assert_no_output (f);
+
+  server_call_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  g_assert_true (server_reply (f, 1, 1, "same", "one-reply"));
+  assert_reply (first, "same", "one-reply");
+  third = call_start (f, "", "rpc", "three", "same", FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_METHOD, CAREHARE_METHOD_BASIC_PUBLISH), ==, 1);
+  assert_pending (third->c);
+}
+
+/* A reply on the call channel for a consumer tag that is not ours is a
+ * server fault. */
+static void
+test_call_wrong_consumer_tag (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  Call *c;
+
+  connect_default (f);
+  c = call_start (f, "", "rpc", "ping", NULL, FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_call_ready (f, 1);
+  encode_deliver (buf, 1, "not-the-reply-consumer", 1, FALSE, "", "rk");
+  g_assert_false (feed (f, buf->data, buf->len));
+  assert_failed (c->c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -3746,6 +4336,18 @@ main (int   argc,
   ADD ("content/max-body-size/default", test_content_default_limit);
   ADD ("content/max-body-size/above-cap", test_content_limit_above_cap);
   ADD ("content/max-body-size/return", test_content_return_over_limit);
+
+  ADD ("call/basic", test_call_basic);
+  ADD ("call/out-of-order", test_call_out_of_order);
+  ADD ("call/reply-before-confirm", test_call_reply_before_confirm);
+  ADD ("call/nack", test_call_nack);
+  ADD ("call/return", test_call_return);
+  ADD ("call/channel-closed", test_call_channel_closed);
+  ADD ("call/connection-closed", test_call_connection_closed);
+  ADD ("call/cancel", test_call_cancel);
+  ADD ("call/unknown-reply", test_call_unknown_reply);
+  ADD ("call/duplicate-correlation-id", test_call_duplicate_id);
+  ADD ("call/wrong-consumer-tag", test_call_wrong_consumer_tag);
 
 #undef ADD
 #undef ADD_DATA

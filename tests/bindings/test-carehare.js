@@ -359,6 +359,47 @@ test('acking_consumer_full: exclusive, chosen tag, x-priority; ack_up_to, nack_u
     }
 });
 
+test('call over direct reply-to: reply matched by correlation id; UNROUTABLE; cancelled', async () => {
+    const conn = await connect();
+    try {
+        const queue = await declareQueue(conn);
+        const server = await timeout(conn.acking_consumer_async(queue, 0, 10, null));
+        // The responder answers each request to its reply_to.
+        const serve = async () => {
+            const request = await server.next_delivery_async(null);
+            const props = request.get_properties();
+            const body = `re: ${decoder.decode(request.get_body().toArray())}`;
+            const replyProps = new Carehare.Properties({correlation_id: props.correlation_id});
+            conn.publish_async('', props.reply_to, encoder.encode(body), replyProps,
+                Carehare.PublishFlags.NONE, null).catch(() => {});
+            server.ack(request.delivery_tag);
+        };
+
+        const mine = new Carehare.Properties({correlation_id: 'gjs-call-1'});
+        const served = serve();
+        const reply = await timeout(conn.call_async('', queue, encoder.encode('ping'), mine,
+            Carehare.PublishFlags.MANDATORY, null));
+        await served;
+        assert(reply instanceof Carehare.Delivery);
+        assertEqual(decoder.decode(reply.get_body().toArray()), 're: ping', 'reply body');
+        assertEqual(reply.get_properties().correlation_id, 'gjs-call-1', 'correlation id');
+        assertEqual(reply.delivery_tag, 0, 'delivery tag of a reply');
+
+        await expectError(Carehare.Error, Carehare.Error.UNROUTABLE,
+            conn.call_async('', unique('nobody'), encoder.encode('x'), null,
+                Carehare.PublishFlags.MANDATORY, null));
+
+        // Nobody serves this request: only the cancellable ends it.
+        const cancellable = new Gio.Cancellable();
+        const pending = conn.call_async('', queue, encoder.encode('wait'), null,
+            Carehare.PublishFlags.NONE, cancellable);
+        cancellable.cancel();
+        await expectError(Gio.IOErrorEnum, Gio.IOErrorEnum.CANCELLED, pending);
+    } finally {
+        await close(conn);
+    }
+});
+
 test('nack with requeue redelivers with redelivered=true', async () => {
     const conn = await connect();
     try {

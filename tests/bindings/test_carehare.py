@@ -646,6 +646,71 @@ def test_worker_without_consumer_variable_keeps_receiving():
         close(conn)
 
 
+def test_call_direct_reply_to():
+    conn = connect()
+    try:
+        queue = declare_queue(conn)
+        server = call(conn, "acking_consumer", queue, 0, 10)
+        answered = []
+
+        def on_request(consumer, result):
+            request = consumer.next_delivery_finish(result)
+            props = request.get_properties()
+            reply_props = Carehare.Properties(correlation_id=props.get_correlation_id())
+            body = b"re: " + request.get_body().get_data()
+            conn.publish_async("", props.get_reply_to(), GLib.Bytes.new(body), reply_props,
+                               Carehare.PublishFlags.NONE, None, None)
+            consumer.ack(request.get_delivery_tag())
+            answered.append(props.get_reply_to())
+            consumer.next_delivery_async(None, on_request)
+
+        server.next_delivery_async(None, on_request)
+
+        # The caller's correlation id, or a fresh one; reply_to is the
+        # library's.
+        mine = Carehare.Properties(correlation_id="py-call-1")
+        reply = call(conn, "call", "", queue, GLib.Bytes.new(b"ping"), mine,
+                     Carehare.PublishFlags.MANDATORY)
+        assert isinstance(reply, Carehare.Delivery)
+        assert reply.get_body().get_data() == b"re: ping"
+        assert reply.get_properties().get_correlation_id() == "py-call-1"
+        assert reply.get_delivery_tag() == 0
+        assert answered[0].startswith("amq.rabbitmq.reply-to.")
+
+        reply = call(conn, "call", "", queue, GLib.Bytes.new(b"pong"), None,
+                     Carehare.PublishFlags.NONE)
+        assert reply.get_body().get_data() == b"re: pong"
+        assert reply.get_properties().get_correlation_id()
+
+        expect_error(Carehare.error_quark(), Carehare.Error.UNROUTABLE,
+                     call, conn, "call", "", unique("nobody"), GLib.Bytes.new(b"x"), None,
+                     Carehare.PublishFlags.MANDATORY)
+
+        missing = unique("missing")
+        error = expect_error(Carehare.error_quark(), Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+                             call, conn, "call", missing, "rk", GLib.Bytes.new(b"x"), None,
+                             Carehare.PublishFlags.NONE)
+        assert Carehare.error_get_reply_code(error) == 404, error.message
+    finally:
+        close(conn)
+
+
+def test_call_cancelled():
+    conn = connect()
+    try:
+        queue = declare_queue(conn)  # nobody answers
+        cancellable = Gio.Cancellable()
+        results = []
+        conn.call_async("", queue, GLib.Bytes.new(b"wait"), None, Carehare.PublishFlags.NONE,
+                        cancellable, lambda source, result: results.append(result))
+        cancellable.cancel()
+        run_until(lambda: results)
+        expect_error(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED,
+                     conn.call_finish, results[0])
+    finally:
+        close(conn)
+
+
 TESTS = [value for key, value in list(globals().items()) if key.startswith("test_")]
 
 

@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * RPC over direct reply-to (carehare_connection_call_async) against the
+ * private broker. The responder is an acking consumer on a connection of
+ * its own that answers each request to its reply_to with its correlation
+ * id.
+ */
+#include "carehare-test-util.h"
+
+#include <string.h>
+
+#define TIMEOUT_MS 30000
+#define N_CONCURRENT 100
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static char *
+declare_queue (CarehareConnection *conn,
+               const char         *name)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  char *queue;
+
+  carehare_connection_queue_declare_async (conn, name, CAREHARE_QUEUE_FLAGS_AUTO_DELETE, NULL,
+                                           NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  queue = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+  return queue;
+}
+
+static CarehareConsumer *
+start_consumer (CarehareConnection *conn,
+                const char         *queue)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  CarehareConsumer *consumer;
+
+  carehare_connection_acking_consumer_async (conn, queue, 0, 10, NULL,
+                                             carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
+  g_assert_no_error (error);
+  return consumer;
+}
+
+static CarehareDelivery *
+next_delivery (CarehareConsumer *consumer)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  CarehareDelivery *delivery;
+
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+  g_assert_no_error (error);
+  return delivery;
+}
+
+static void
+close_connection (CarehareConnection *conn)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_close_finish (conn, result, &error));
+  g_assert_no_error (error);
+}
+
+static GBytes *
+text_bytes (const char *text)
+{
+  return g_bytes_new (text, strlen (text));
+}
+
+static char *
+body_text (CarehareDelivery *delivery)
+{
+  gsize size;
+  const char *data = g_bytes_get_data (carehare_delivery_get_body (delivery), &size);
+
+  return g_strndup (data, size);
+}
+
+/* Answers @request (a delivery of the responder) with "reply to BODY",
+ * to its reply_to with its correlation id, and acks it. */
+static void
+reply_to (CarehareConnection *conn,
+          CarehareConsumer   *consumer,
+          CarehareDelivery   *request)
+{
+  CarehareProperties *props = carehare_delivery_get_properties (request);
+  g_autoptr(CarehareProperties) reply_props = carehare_properties_new ();
+  g_autofree char *text = body_text (request);
+  g_autofree char *reply = g_strdup_printf ("reply to %s", text);
+  g_autoptr(GBytes) body = text_bytes (reply);
+
+  g_assert_true (g_str_has_prefix (carehare_properties_get_reply_to (props),
+                                   "amq.rabbitmq.reply-to."));
+  carehare_properties_set_correlation_id (reply_props,
+                                          carehare_properties_get_correlation_id (props));
+  carehare_connection_publish_async (conn, "", carehare_properties_get_reply_to (props), body,
+                                     reply_props, CAREHARE_PUBLISH_FLAGS_NONE, NULL, NULL, NULL);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (request));
+}
+
+/* The responder: answers every request as it comes. */
+typedef struct {
+  CarehareConnection *conn;
+  CarehareConsumer *consumer;
+  char *queue;
+  guint n_answered;
+  gboolean waiting;        /* a next_delivery is pending */
+  gboolean stopped;
+} Responder;
+
+static void responder_next (Responder *r);
+
+static void
+responder_delivery_cb (GObject      *source,
+                       GAsyncResult *result,
+                       gpointer      user_data)
+{
+  Responder *r = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) request = NULL;
+
+  r->waiting = FALSE;
+  request = carehare_consumer_next_delivery_finish (CAREHARE_CONSUMER (source), result, &error);
+  if (request == NULL)
+    {
+      /* Closed by responder_stop(). */
+      g_assert_true (r->stopped);
+      return;
+    }
+  reply_to (r->conn, r->consumer, request);
+  r->n_answered++;
+  responder_next (r);
+}
+
+static void
+responder_next (Responder *r)
+{
+  r->waiting = TRUE;
+  carehare_consumer_next_delivery_async (r->consumer, NULL, responder_delivery_cb, r);
+}
+
+static Responder *
+responder_start (void)
+{
+  Responder *r = g_new0 (Responder, 1);
+  g_autofree char *name = carehare_test_unique_name ("call-server");
+
+  r->conn = carehare_test_connect (carehare_test_amqp_uri ());
+  r->queue = declare_queue (r->conn, name);
+  r->consumer = start_consumer (r->conn, r->queue);
+  responder_next (r);
+  return r;
+}
+
+static void
+responder_stop (Responder *r)
+{
+  r->stopped = TRUE;
+  close_connection (r->conn);
+  /* The pending next_delivery completes with the close. */
+  while (r->waiting)
+    g_main_context_iteration (NULL, TRUE);
+  g_object_unref (r->consumer);
+  g_object_unref (r->conn);
+  g_free (r->queue);
+  g_free (r);
+}
+
+static CarehareDelivery *
+call (CarehareConnection    *conn,
+      const char            *exchange,
+      const char            *routing_key,
+      const char            *text,
+      CareharePublishFlags   flags,
+      GError               **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GBytes) body = text_bytes (text);
+
+  carehare_connection_call_async (conn, exchange, routing_key, body, NULL, flags, NULL,
+                                  carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_connection_call_finish (conn, result, error);
+}
+
+static void
+assert_reply (CarehareDelivery *reply,
+              const char       *request)
+{
+  g_autofree char *text = NULL;
+  g_autofree char *expected = g_strdup_printf ("reply to %s", request);
+
+  g_assert_nonnull (reply);
+  text = body_text (reply);
+  g_assert_cmpstr (text, ==, expected);
+  /* Direct reply-to delivers without acks: nothing to acknowledge. */
+  g_assert_cmpuint (carehare_delivery_get_delivery_tag (reply), ==, 0);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+typedef struct {
+  guint index;
+  GAsyncResult *result;
+} Pending;
+
+/* 100 calls in flight at once, each with a body of its own: each gets the
+ * reply to its own request, with its correlation id. */
+static void
+test_call_concurrent (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  Responder *r = responder_start ();
+  Pending pending[N_CONCURRENT] = { { 0 } };
+  char *ids[N_CONCURRENT] = { NULL };
+
+  for (guint i = 0; i < N_CONCURRENT; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("request %u", i);
+      g_autoptr(GBytes) body = text_bytes (text);
+      g_autoptr(CarehareProperties) props = NULL;
+
+      pending[i].index = i;
+      /* Half choose their correlation id, half get a fresh one. */
+      if (i % 2 == 0)
+        {
+          props = carehare_properties_new ();
+          ids[i] = g_strdup_printf ("mine-%u", i);
+          carehare_properties_set_correlation_id (props, ids[i]);
+        }
+      carehare_connection_call_async (conn, "", r->queue, body, props,
+                                      CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                      carehare_test_store_result, &pending[i].result);
+    }
+  for (guint i = 0; i < N_CONCURRENT; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(CarehareDelivery) reply = NULL;
+      g_autofree char *text = g_strdup_printf ("request %u", i);
+      const char *id;
+
+      carehare_test_wait_for_result (&pending[i].result, TIMEOUT_MS);
+      reply = carehare_connection_call_finish (conn, pending[i].result, &error);
+      g_assert_no_error (error);
+      assert_reply (reply, text);
+      id = carehare_properties_get_correlation_id (carehare_delivery_get_properties (reply));
+      g_assert_nonnull (id);
+      if (ids[i] != NULL)
+        g_assert_cmpstr (id, ==, ids[i]);
+      g_clear_object (&pending[i].result);
+      g_free (ids[i]);
+    }
+  g_assert_cmpuint (r->n_answered, ==, N_CONCURRENT);
+
+  responder_stop (r);
+  close_connection (conn);
+}
+
+/* MANDATORY to a routing key no queue is bound with: UNROUTABLE (RabbitMQ
+ * rewrites the request's reply_to, and the return is still matched). The
+ * next call works. */
+static void
+test_call_unroutable (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *nowhere = carehare_test_unique_name ("no-server");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) reply = NULL;
+  g_autoptr(CarehareDelivery) reply2 = NULL;
+  Responder *r;
+
+  reply = call (conn, "", nowhere, "anybody?", CAREHARE_PUBLISH_FLAGS_MANDATORY, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  g_assert_null (reply);
+  g_assert_true (strstr (error->message, "NO_ROUTE") != NULL);
+
+  r = responder_start ();
+  reply2 = call (conn, "", r->queue, "hello", CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL);
+  assert_reply (reply2, "hello");
+  responder_stop (r);
+  close_connection (conn);
+}
+
+/* A call cancelled after its request reached the server completes
+ * CANCELLED; the reply that comes later is dropped, and the next call gets
+ * its own. */
+static void
+test_call_cancelled_late_reply (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(CarehareConnection) server = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *name = carehare_test_unique_name ("call-cancel");
+  g_autofree char *queue = declare_queue (server, name);
+  g_autoptr(CarehareConsumer) consumer = start_consumer (server, queue);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GAsyncResult) result2 = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) body = text_bytes ("first");
+  g_autoptr(GError) error2 = NULL;
+  g_autoptr(GBytes) body2 = text_bytes ("second");
+  g_autoptr(CarehareDelivery) request = NULL;
+  g_autoptr(CarehareDelivery) request2 = NULL;
+  g_autoptr(CarehareDelivery) reply = NULL;
+  g_autoptr(CarehareDelivery) reply2 = NULL;
+
+  carehare_connection_call_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                  cancellable, carehare_test_store_result, &result);
+  /* The server has the request: the call waits for the reply. */
+  request = next_delivery (consumer);
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  reply = carehare_connection_call_finish (conn, result, &error);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_null (reply);
+
+  /* Late: the reply to the cancelled call, then the next call's. */
+  reply_to (server, consumer, request);
+  carehare_connection_call_async (conn, "", queue, body2, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                  NULL, carehare_test_store_result, &result2);
+  request2 = next_delivery (consumer);
+  reply_to (server, consumer, request2);
+  carehare_test_wait_for_result (&result2, TIMEOUT_MS);
+  reply2 = carehare_connection_call_finish (conn, result2, &error2);
+  g_assert_no_error (error2);
+  assert_reply (reply2, "second");
+
+  close_connection (server);
+  close_connection (conn);
+}
+
+/* A call to a missing exchange: the broker closes the call channel
+ * (CHANNEL_CLOSED_BY_SERVER 404); the next call opens a new one and
+ * works. */
+static void
+test_call_missing_exchange (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *missing = carehare_test_unique_name ("no-such-exchange");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) reply = NULL;
+  g_autoptr(CarehareDelivery) reply2 = NULL;
+  Responder *r = responder_start ();
+
+  reply = call (conn, missing, "rk", "lost", CAREHARE_PUBLISH_FLAGS_NONE, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 404);
+  g_assert_null (reply);
+
+  reply2 = call (conn, "", r->queue, "found", CAREHARE_PUBLISH_FLAGS_NONE, NULL);
+  assert_reply (reply2, "found");
+  responder_stop (r);
+  close_connection (conn);
+}
+
+/* The connection closes under pending calls: they fail
+ * CONNECTION_CLOSED, and so does a call made after. */
+static void
+test_call_connection_closed (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *name = carehare_test_unique_name ("call-silent");
+  g_autofree char *queue = declare_queue (conn, name);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) error2 = NULL;
+  g_autoptr(GBytes) body = text_bytes ("nobody answers");
+  g_autoptr(CarehareDelivery) reply = NULL;
+  g_autoptr(CarehareDelivery) reply2 = NULL;
+
+  /* Nobody consumes the queue: the call waits. */
+  carehare_connection_call_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                  NULL, carehare_test_store_result, &result);
+  close_connection (conn);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  reply = carehare_connection_call_finish (conn, result, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_null (reply);
+
+  reply2 = call (conn, "", queue, "after", CAREHARE_PUBLISH_FLAGS_NONE, &error2);
+  g_assert_error (error2, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_null (reply2);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/call/concurrent", test_call_concurrent);
+  g_test_add_func ("/call/unroutable", test_call_unroutable);
+  g_test_add_func ("/call/cancelled-late-reply", test_call_cancelled_late_reply);
+  g_test_add_func ("/call/missing-exchange", test_call_missing_exchange);
+  g_test_add_func ("/call/connection-closed", test_call_connection_closed);
+
+  return g_test_run ();
+}
