@@ -82,3 +82,24 @@ async def test_exchange_declare_passive_and_delete(connection):
     with pytest.raises(carehare.ChannelClosedByServer) as cm:
         await connection.exchange_declare(exchange, passive=True)
     assert cm.value.reply_code == 404
+
+
+async def test_call_gets_the_reply(connection, url):
+    queue = await connection.queue_declare(unique("rpc"), exclusive=True)
+    async with carehare.connect(url) as server_connection:
+        async with connection.acking_consumer(queue) as server:
+            calling = connection.call(b"ping", routing_key=queue,
+                                      properties={"correlation_id": "c-1"})
+            async for request in server.deliveries():
+                props = request.get_properties()
+                assert request.get_body().get_data() == b"ping"
+                assert props.props.correlation_id == "c-1"
+                await server_connection.publish(
+                    b"pong", routing_key=props.props.reply_to,
+                    properties={"correlation_id": props.props.correlation_id})
+                server.ack(request.get_delivery_tag())
+                break
+            reply = await calling
+    assert reply.get_body().get_data() == b"pong"
+    with pytest.raises(carehare.Unroutable):
+        await connection.call(b"nobody", routing_key=unique("none"), mandatory=True)

@@ -543,6 +543,19 @@ class Connection(Carehare.Connection):
                                                        flags, c, cb),
                       self.publish_finish, lambda r: None)
 
+    def call(self, message, *, exchange_name="", routing_key="", properties=None,
+             mandatory=False):
+        """Sends a request over RabbitMQ's direct reply-to and resolves to
+        the reply, a Carehare.Delivery (get_body(), get_properties()).
+        `properties` as for publish(); its correlation_id is used if set,
+        its reply_to is replaced."""
+        body = GLib.Bytes.new(bytes(message))
+        props = _to_properties(properties)
+        flags = Carehare.PublishFlags.MANDATORY if mandatory else Carehare.PublishFlags.NONE
+        return _start(lambda c, cb: self.call_async(exchange_name, routing_key, body, props,
+                                                    flags, c, cb),
+                      self.call_finish)
+
     def acking_consumer(self, queue_name, *, prefetch_size=0, prefetch_count=1,
                         exclusive=False, consumer_tag=None, arguments=None):
         """`async with connection.acking_consumer(queue) as consumer:`
