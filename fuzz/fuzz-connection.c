@@ -668,27 +668,12 @@ server_handle_method (Server               *srv,
       fuzz_append_handshake_frame (srv->out, CAREHARE_METHOD_CONNECTION_OPEN_OK, 0, 0, 0);
       server_send (srv);
       break;
-    case CAREHARE_METHOD_CONNECTION_CLOSE:
-      server_request (srv, 0, m->id, NULL, 0);
-      break;
     case CAREHARE_METHOD_CONNECTION_CLOSE_OK:
       /* The broker's Connection.Close was answered: it closes the socket. */
       server_close (srv, FALSE);
       break;
     case CAREHARE_METHOD_CHANNEL_OPEN:
       server_channel_open (srv, channel);
-      server_request (srv, channel, m->id, NULL, 0);
-      break;
-    case CAREHARE_METHOD_CHANNEL_CLOSE:
-    case CAREHARE_METHOD_BASIC_QOS:
-    case CAREHARE_METHOD_QUEUE_DELETE:
-    case CAREHARE_METHOD_QUEUE_PURGE:
-    case CAREHARE_METHOD_QUEUE_BIND:
-    case CAREHARE_METHOD_QUEUE_UNBIND:
-    case CAREHARE_METHOD_EXCHANGE_DECLARE:
-    case CAREHARE_METHOD_EXCHANGE_DELETE:
-    case CAREHARE_METHOD_EXCHANGE_BIND:
-    case CAREHARE_METHOD_EXCHANGE_UNBIND:
       server_request (srv, channel, m->id, NULL, 0);
       break;
     case CAREHARE_METHOD_QUEUE_DECLARE:
@@ -721,7 +706,11 @@ server_handle_method (Server               *srv,
         ch->in_publish = TRUE;
       break;
     default:
-      /* acks and nacks of deliveries, close-oks, flow-oks: nothing to say */
+      /* the other requests (connection.close, channel.close, basic.qos,
+       * queue.* and exchange.*) have plain answers; acks and nacks of
+       * deliveries, close-oks and flow-oks none */
+      if (hold_bit (m->id) != 0)
+        server_request (srv, channel, m->id, NULL, 0);
       break;
     }
 }
@@ -969,6 +958,34 @@ server_deliver (Server  *srv,
   server_content (srv, channel, arg);
 }
 
+/* The method each ServerMethod sends; 0 for the frames that are not one. */
+static const CarehareMethodId server_method_ids[N_SERVER_METHODS] = {
+  [SM_CHANNEL_OPEN_OK] = CAREHARE_METHOD_CHANNEL_OPEN_OK,
+  [SM_CHANNEL_CLOSE] = CAREHARE_METHOD_CHANNEL_CLOSE,
+  [SM_CHANNEL_CLOSE_OK] = CAREHARE_METHOD_CHANNEL_CLOSE_OK,
+  [SM_CHANNEL_FLOW] = CAREHARE_METHOD_CHANNEL_FLOW,
+  [SM_CONNECTION_CLOSE] = CAREHARE_METHOD_CONNECTION_CLOSE,
+  [SM_CONNECTION_CLOSE_OK] = CAREHARE_METHOD_CONNECTION_CLOSE_OK,
+  [SM_CONNECTION_BLOCKED] = CAREHARE_METHOD_CONNECTION_BLOCKED,
+  [SM_CONNECTION_UNBLOCKED] = CAREHARE_METHOD_CONNECTION_UNBLOCKED,
+  [SM_QUEUE_DECLARE_OK] = CAREHARE_METHOD_QUEUE_DECLARE_OK,
+  [SM_QUEUE_DELETE_OK] = CAREHARE_METHOD_QUEUE_DELETE_OK,
+  [SM_QUEUE_PURGE_OK] = CAREHARE_METHOD_QUEUE_PURGE_OK,
+  [SM_QUEUE_BIND_OK] = CAREHARE_METHOD_QUEUE_BIND_OK,
+  [SM_EXCHANGE_DECLARE_OK] = CAREHARE_METHOD_EXCHANGE_DECLARE_OK,
+  [SM_BASIC_QOS_OK] = CAREHARE_METHOD_BASIC_QOS_OK,
+  [SM_BASIC_CONSUME_OK] = CAREHARE_METHOD_BASIC_CONSUME_OK,
+  [SM_BASIC_CANCEL] = CAREHARE_METHOD_BASIC_CANCEL,
+  [SM_BASIC_CANCEL_OK] = CAREHARE_METHOD_BASIC_CANCEL_OK,
+  [SM_CONFIRM_SELECT_OK] = CAREHARE_METHOD_CONFIRM_SELECT_OK,
+  [SM_BASIC_ACK] = CAREHARE_METHOD_BASIC_ACK,
+  [SM_BASIC_NACK] = CAREHARE_METHOD_BASIC_NACK,
+  [SM_BASIC_RETURN] = CAREHARE_METHOD_BASIC_RETURN,
+  [SM_BASIC_DELIVER] = CAREHARE_METHOD_BASIC_DELIVER,
+};
+
+/* Sends what @kind says on @channel; @arg picks the arguments. Connection
+ * methods go on channel 0 unless arg & 0x80. */
 static void
 server_send_method (Server       *srv,
                     ServerMethod  kind,
@@ -976,127 +993,83 @@ server_send_method (Server       *srv,
                     guint8        arg)
 {
   ServerChannel *ch = server_channel (srv, channel);
-  CarehareMethod m = { 0 };
+  CarehareMethod m = { .id = server_method_ids[kind] };
   guint16 code = reply_codes[arg % G_N_ELEMENTS (reply_codes)];
+  /* the channel's consumer tag, or (arg & 1) another one */
+  char *tag = (arg & 1) || ch == NULL || ch->consumer_tag == NULL
+              ? (char *) "ctag-other" : ch->consumer_tag;
+  guint64 ack_tag = (arg & 0x40) && ch != NULL ? ch->published : arg & 0x3F;
 
   switch (kind)
     {
-    case SM_CHANNEL_OPEN_OK:
-      m.id = CAREHARE_METHOD_CHANNEL_OPEN_OK;
-      break;
     case SM_CHANNEL_CLOSE:
-      m.id = CAREHARE_METHOD_CHANNEL_CLOSE;
       m.channel_close.reply_code = code;
       m.channel_close.reply_text = (char *) "closed by the fuzzer";
       m.channel_close.class_id = 50;
       m.channel_close.method_id = 10;
       break;
-    case SM_CHANNEL_CLOSE_OK:
-      m.id = CAREHARE_METHOD_CHANNEL_CLOSE_OK;
-      break;
     case SM_CHANNEL_FLOW:
-      m.id = CAREHARE_METHOD_CHANNEL_FLOW;
       m.channel_flow.active = arg & 1;
       break;
     case SM_CONNECTION_CLOSE:
-      m.id = CAREHARE_METHOD_CONNECTION_CLOSE;
       m.connection_close.reply_code = code;
       m.connection_close.reply_text = (char *) "CONNECTION_FORCED - closed by the fuzzer";
-      channel = (arg & 0x80) ? channel : 0;
-      break;
-    case SM_CONNECTION_CLOSE_OK:
-      m.id = CAREHARE_METHOD_CONNECTION_CLOSE_OK;
-      channel = (arg & 0x80) ? channel : 0;
       break;
     case SM_CONNECTION_BLOCKED:
-      m.id = CAREHARE_METHOD_CONNECTION_BLOCKED;
       m.connection_blocked.reason = (char *) "low on memory";
-      channel = (arg & 0x80) ? channel : 0;
-      break;
-    case SM_CONNECTION_UNBLOCKED:
-      m.id = CAREHARE_METHOD_CONNECTION_UNBLOCKED;
-      channel = (arg & 0x80) ? channel : 0;
       break;
     case SM_QUEUE_DECLARE_OK:
-      m.id = CAREHARE_METHOD_QUEUE_DECLARE_OK;
       m.queue_declare_ok.queue = (char *) queue_names[arg % G_N_ELEMENTS (queue_names)];
       m.queue_declare_ok.message_count = arg;
       break;
-    case SM_QUEUE_DELETE_OK:
-      m.id = CAREHARE_METHOD_QUEUE_DELETE_OK;
-      break;
-    case SM_QUEUE_PURGE_OK:
-      m.id = CAREHARE_METHOD_QUEUE_PURGE_OK;
-      break;
-    case SM_QUEUE_BIND_OK:
-      m.id = CAREHARE_METHOD_QUEUE_BIND_OK;
-      break;
-    case SM_EXCHANGE_DECLARE_OK:
-      m.id = CAREHARE_METHOD_EXCHANGE_DECLARE_OK;
-      break;
-    case SM_BASIC_QOS_OK:
-      m.id = CAREHARE_METHOD_BASIC_QOS_OK;
-      break;
     case SM_BASIC_CONSUME_OK:
-      m.id = CAREHARE_METHOD_BASIC_CONSUME_OK;
-      m.basic_consume_ok.consumer_tag = (arg & 1) || ch == NULL || ch->consumer_tag == NULL
-                                        ? (char *) "ctag-other" : ch->consumer_tag;
+      m.basic_consume_ok.consumer_tag = tag;
       break;
     case SM_BASIC_CANCEL:
-      m.id = CAREHARE_METHOD_BASIC_CANCEL;
-      m.basic_cancel.consumer_tag = (arg & 1) || ch == NULL || ch->consumer_tag == NULL
-                                    ? (char *) "ctag-other" : ch->consumer_tag;
+      m.basic_cancel.consumer_tag = tag;
       m.basic_cancel.nowait = TRUE;
       break;
     case SM_BASIC_CANCEL_OK:
-      m.id = CAREHARE_METHOD_BASIC_CANCEL_OK;
-      m.basic_cancel_ok.consumer_tag = ch != NULL ? ch->consumer_tag : NULL;
-      break;
-    case SM_CONFIRM_SELECT_OK:
-      m.id = CAREHARE_METHOD_CONFIRM_SELECT_OK;
+      m.basic_cancel_ok.consumer_tag = tag;
       break;
     case SM_BASIC_ACK:
-      m.id = CAREHARE_METHOD_BASIC_ACK;
-      m.basic_ack.delivery_tag = (arg & 0x40) && ch != NULL ? ch->published : arg & 0x3F;
+      m.basic_ack.delivery_tag = ack_tag;
       m.basic_ack.multiple = (arg & 0x80) != 0;
       break;
     case SM_BASIC_NACK:
-      m.id = CAREHARE_METHOD_BASIC_NACK;
-      m.basic_nack.delivery_tag = (arg & 0x40) && ch != NULL ? ch->published : arg & 0x3F;
+      m.basic_nack.delivery_tag = ack_tag;
       m.basic_nack.multiple = (arg & 0x80) != 0;
       break;
     case SM_BASIC_RETURN:
-      m.id = CAREHARE_METHOD_BASIC_RETURN;
       m.basic_return.reply_code = 312;
       m.basic_return.reply_text = (char *) "NO_ROUTE";
       m.basic_return.exchange = (char *) "";
       m.basic_return.routing_key = (char *) "q";
-      server_method (srv, channel, &m);
-      server_content (srv, channel, arg);
-      server_send (srv);
-      return;
+      break;
     case SM_BASIC_DELIVER:
-      m.id = CAREHARE_METHOD_BASIC_DELIVER;
-      m.basic_deliver.consumer_tag = ch != NULL ? ch->consumer_tag : NULL;
-      m.basic_deliver.delivery_tag = arg;
+      m.basic_deliver.consumer_tag = tag;
+      m.basic_deliver.delivery_tag = arg >> 1;
       break;
     case SM_HEADER:
       server_content (srv, channel, arg | 8);
-      server_send (srv);
-      return;
+      break;
     case SM_BODY:
       carehare_wire_append_body_frame (srv->out, channel, (const guint8 *) "body", 1 + arg % 4);
-      server_send (srv);
-      return;
+      break;
     case SM_HEARTBEAT:
       carehare_wire_append_heartbeat_frame (srv->out);
-      server_send (srv);
-      return;
-    case N_SERVER_METHODS:
+      break;
     default:
-      g_assert_not_reached ();
+      break;
     }
-  server_method (srv, channel, &m);
+  if (m.id != 0)
+    {
+      if (CAREHARE_METHOD_CLASS_ID (m.id) == CAREHARE_CLASS_CONNECTION && !(arg & 0x80))
+        channel = 0;
+      server_method (srv, channel, &m);
+      if (kind == SM_BASIC_RETURN)
+        server_content (srv, channel, arg);
+    }
   server_send (srv);
 }
 
@@ -1134,26 +1107,16 @@ op_cancellable (Fuzz  *fuzz,
   return fuzz->cancellables->pdata[fuzz->cancellables->len - 1];
 }
 
+/* ::closed of the connection or a consumer: @user_data counts them. */
 static void
-connection_closed_cb (CarehareConnection *connection,
-                      const GError       *error,
-                      gpointer            user_data)
+closed_cb (GObject      *object,
+           const GError *error,
+           gpointer      user_data)
 {
-  Fuzz *fuzz = user_data;
+  guint *n_closed = user_data;
 
-  if (fuzz->n_connection_closed++ > 0)
-    die (fuzz, "::closed emitted twice on the connection");
-}
-
-static void
-consumer_closed_cb (CarehareConsumer *consumer,
-                    const GError     *error,
-                    gpointer          user_data)
-{
-  ConsumerRecord *rec = user_data;
-
-  if (rec->n_closed++ > 0)
-    die (NULL, "::closed emitted twice on a consumer");
+  if ((*n_closed)++ > 0)
+    die (NULL, "::closed emitted twice on a %s", G_OBJECT_TYPE_NAME (object));
 }
 
 static void
@@ -1166,7 +1129,7 @@ keep_consumer (Fuzz             *fuzz,
 
       rec->object = consumer;
       g_object_add_weak_pointer (G_OBJECT (consumer), &rec->object);
-      g_signal_connect (consumer, "closed", G_CALLBACK (consumer_closed_cb), rec);
+      g_signal_connect (consumer, "closed", G_CALLBACK (closed_cb), &rec->n_closed);
     }
   for (guint i = 0; i < MAX_CONSUMERS && !fuzz->ending; i++)
     if (fuzz->consumers[i] == NULL)
@@ -1290,7 +1253,7 @@ op_done_cb (GObject      *source,
           {
             fuzz->connection_weak = conn;
             g_object_add_weak_pointer (G_OBJECT (conn), &fuzz->connection_weak);
-            g_signal_connect (conn, "closed", G_CALLBACK (connection_closed_cb), fuzz);
+            g_signal_connect (conn, "closed", G_CALLBACK (closed_cb), &fuzz->n_connection_closed);
             if (fuzz->ending)
               g_object_unref (conn);
             else

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Writes the small seed corpora under fuzz/corpus/ (committed).  The bytes
-are the hand-written encodings also used by tests/test-wire.c."""
+are the hand-written encodings also used by tests/test-wire.c, and for
+fuzz-connection scripts of a fake broker's and the program's actions."""
 
 import os
 
