@@ -1093,6 +1093,8 @@ test_settle_up_to_foreign_tag (void)
   {
     g_autofree char *other = carehare_test_unique_name ("review-upto-rt");
     g_autofree char *q = declare_queue (conn, other, CAREHARE_QUEUE_FLAGS_AUTO_DELETE);
+
+    g_assert_cmpstr (q, ==, other);
   }
   g_assert_false (carehare_consumer_get_is_closed (a));
   g_assert_false (carehare_consumer_get_is_closed (b));
