@@ -500,8 +500,15 @@ test_call_correlation_id_reused_after_cancel (void)
   wait_result (&result_b, TIMEOUT_MS);
   reply_b = carehare_connection_call_finish (conn, result_b, &error_b);
   g_assert_no_error (error_b);
-  /* The cancelled call's reply is documented as dropped: B gets its own. */
-  assert_reply (reply_b, "B");
+  /* The cancelled call's reply is documented as dropped: B gets its own.
+   * (Not an abort: the suite goes on to its other tests.) */
+  {
+    g_autofree char *text = body_text (reply_b);
+
+    if (g_strcmp0 (text, "reply to B") != 0)
+      g_test_fail_printf ("call B got '%s', the late reply of the cancelled call A with the "
+                          "same correlation id", text);
+  }
 
   close_connection (server);
   close_connection (conn);
@@ -979,8 +986,12 @@ run_tag_reuse_after_server_cancel (gboolean hold,
     carehare_consumer_ack (first, carehare_delivery_get_delivery_tag (held));
 
   second = consume_full (conn, queue2, tag, &error2);
-  g_assert_no_error (error2);
-  g_assert_cmpstr (carehare_consumer_get_consumer_tag (second), ==, tag);
+  /* (Not an abort: the suite goes on to its other tests.) */
+  if (second == NULL)
+    g_test_fail_printf ("the tag of a consumer reported closed cannot be reused: %s",
+                        error2->message);
+  else
+    g_assert_cmpstr (carehare_consumer_get_consumer_tag (second), ==, tag);
 
   close_connection (conn);
 }
@@ -1051,8 +1062,11 @@ test_tag_reuse_after_cancelled_start (void)
   g_assert_true (rs.cancelled);
   consumer = carehare_connection_acking_consumer_full_finish (conn, rs.retry, &error);
   g_clear_object (&rs.retry);
-  g_assert_no_error (error);
-  g_assert_cmpstr (carehare_consumer_get_consumer_tag (consumer), ==, tag);
+  /* (Not an abort: the suite goes on to its other tests.) */
+  if (consumer == NULL)
+    g_test_fail_printf ("retrying a cancelled consumer start with its tag: %s", error->message);
+  else
+    g_assert_cmpstr (carehare_consumer_get_consumer_tag (consumer), ==, tag);
   close_connection (conn);
 }
 
