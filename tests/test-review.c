@@ -491,11 +491,22 @@ test_call_correlation_id_reused_after_cancel (void)
   reply_a = carehare_connection_call_finish (conn, result_a, &error_a);
   g_assert_error (error_a, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 
-  /* Same id again: no call with it is pending any more. */
+  /* Same id again while the cancelled call's reply may still come: refused,
+   * or that late reply would complete the new call. */
+  start_call (conn, queue, body_b, "order-42", NULL, &result_b);
+  wait_result (&result_b, TIMEOUT_MS);
+  reply_b = carehare_connection_call_finish (conn, result_b, &error_b);
+  g_assert_null (reply_b);
+  g_assert_error (error_b, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  g_assert_nonnull (strstr (error_b->message, "order-42"));
+  g_clear_error (&error_b);
+  g_clear_object (&result_b);
+
+  /* The server answers the old request late: dropped, and the id is free. */
+  reply_to (server, consumer, request_a);
+  carehare_test_run_for (200);
   start_call (conn, queue, body_b, "order-42", NULL, &result_b);
   request_b = next_delivery_ok (consumer);
-  /* The server answers the old request late, then the new one. */
-  reply_to (server, consumer, request_a);
   reply_to (server, consumer, request_b);
   wait_result (&result_b, TIMEOUT_MS);
   reply_b = carehare_connection_call_finish (conn, result_b, &error_b);
@@ -1049,7 +1060,9 @@ test_tag_reuse_after_cancelled_start (void)
   g_autoptr(CarehareConnection) conn = connect_here (carehare_test_amqp_uri ());
   g_autofree char *name = carehare_test_unique_name ("review-retry");
   g_autofree char *tag = carehare_test_unique_name ("review-retry-tag");
-  g_autofree char *queue = declare_queue (conn, name, CAREHARE_QUEUE_FLAGS_AUTO_DELETE);
+  /* Not auto-delete: the cancelled start may have begun consuming, and its
+   * end would delete the queue. */
+  g_autofree char *queue = declare_queue (conn, name, CAREHARE_QUEUE_FLAGS_EXCLUSIVE);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(GError) error = NULL;
   g_autoptr(CarehareConsumer) consumer = NULL;
