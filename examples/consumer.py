@@ -19,21 +19,10 @@ from gi.repository import Carehare, GLib  # noqa: E402
 
 
 def explain(error):
-    """What a carehare-glib error means to a program (see explain-error.h)."""
-    if not error.matches(Carehare.error_quark(), error.code):
-        return "a network or TLS error: check the host, port and certificates"
-    code = Carehare.error_get_reply_code(error)
-    return {
-        Carehare.Error.INVALID_URI: "fix the URI: amqp://user:password@host:port/vhost",
-        Carehare.Error.CONNECTION_CLOSED: "the connection is gone: reconnect and retry",
-        Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
-            "login refused: check the user name and password" if code == 403
-            else "the broker closed the connection: reconnect",
-        Carehare.Error.CHANNEL_CLOSED_BY_SERVER:
-            "the queue or exchange does not exist: declare it first" if code == 404
-            else "the broker cancelled the consumer: its queue was deleted" if code == 0
-            else "the broker refused the operation; the connection is still usable",
-    }.get(error.code, "an unexpected error")
+    """What a program should do about a carehare-glib error."""
+    if Carehare.error_is_transient(error):
+        return "transient: retrying later (with backoff) may succeed"
+    return "retrying will not help until the cause is fixed"
 
 
 def print_error(what, error):
@@ -117,6 +106,9 @@ class Consumer:
 
 
 def main(argv):
+    if any(arg in ("-h", "--help") for arg in argv[1:]):
+        print(__doc__.strip())
+        return 0
     if len(argv) not in (3, 4):
         print(f"usage: {argv[0]} URI QUEUE [COUNT]", file=sys.stderr)
         return 2
