@@ -45,16 +45,19 @@ for name in "${c_examples[@]}"; do
 done
 if [ "$have_gtk" = true ]; then
   step "gtk-chat --help"
-  devenv gtk-chat --help | grep -q "Usage:"
+  out=$(devenv gtk-chat --help)
+  grep -q "Usage:" <<<"$out"
 fi
 if [ "$have_gir" = true ]; then
   for f in publisher.py consumer.py; do
     step "$f --help"
-    devenv /usr/bin/python3 "examples/$f" --help | grep -q "$f URI QUEUE"
+    out=$(devenv /usr/bin/python3 "examples/$f" --help)
+    grep -q "$f URI QUEUE" <<<"$out"
   done
   for f in publisher.js consumer.js; do
     step "$f --help"
-    devenv gjs "examples/$f" --help | grep -q "usage: gjs $f URI QUEUE"
+    out=$(devenv gjs "examples/$f" --help)
+    grep -q "usage: gjs $f URI QUEUE" <<<"$out"
   done
 fi
 
@@ -103,7 +106,8 @@ step "service"
 service_queue="carehare-devenv-service-$$-$RANDOM"
 queues+=("$service_queue")
 devenv publisher "$uri" "$service_queue" only
-devenv service "$uri" "$service_queue" --exit-after 1 | grep -q ": only"
+out=$(devenv service "$uri" "$service_queue" --exit-after 1)
+grep -q ": only" <<<"$out"
 
 # A C program built against the build tree, as the guide shows.
 step "cc \$(pkg-config --cflags --libs carehare-glib-1.0)"
