@@ -31,7 +31,7 @@
 #include <glib-unix.h>
 #include <stdio.h>
 
-#include "explain-error.h"
+#include "example-common.h"
 
 #define BACKOFF_INITIAL_MS 500
 #define BACKOFF_MAX_MS     30000
@@ -60,25 +60,18 @@ static void lose_connection  (App                *app,
                               const char         *what,
                               const GError       *error);
 
-/* Retrying cannot fix these: a person must change the configuration. */
+/* Retrying cannot fix these: a person must change the configuration.
+ * carehare_error_is_transient() knows which errors go away by themselves;
+ * one more is ours to fix by starting over: the broker cancelled our
+ * consumer (its queue was deleted, reply code 0), and a new connection
+ * declares the queue again. */
 static gboolean
 error_is_permanent (const GError *error)
 {
-  guint code = carehare_error_get_reply_code (error);
-
-  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI))
-    return TRUE;
-  /* 403 ACCESS_REFUSED at login, 530 NOT_ALLOWED for the vhost. */
-  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER))
-    return code == 403 || code == 530;
-  /* 403 on a reserved name, 405 a queue held exclusively elsewhere (that one
-   * may go away, but a service should not fight over it), 406 a queue
-   * declared with other arguments. */
-  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER))
-    return code == 403 || code == 405 || code == 406;
-  /* A certificate that does not verify will not start verifying. (A
-   * connection lost after the TLS handshake is CONNECTION_CLOSED: retried.) */
-  return error->domain == G_TLS_ERROR;
+  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER) &&
+      carehare_error_get_reply_code (error) == 0)
+    return FALSE;
+  return !carehare_error_is_transient (error);
 }
 
 /* ---- shutting down -------------------------------------------------------- */
