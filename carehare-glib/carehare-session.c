@@ -1,0 +1,2149 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * CarehareSession: a connection that recovers by itself.
+ *
+ * Built on the public CarehareConnection and CarehareConsumer API; the
+ * only private hooks are the relay consumer (carehare-consumer-private.h:
+ * a CarehareConsumer fed by the session, so that a session consumer is a
+ * CarehareConsumer to the program and to the bindings), renumbering a
+ * delivery, and the URI parser (to validate the URIs and put a new
+ * password in them).
+ *
+ * The life of a session, one connection at a time:
+ *
+ *   STOPPED --start--> CONNECTING --(connected, topology applied,
+ *   consumers started)--> CONNECTED --(connection lost)--> WAITING
+ *   --(backoff timer, network available)--> CONNECTING ...
+ *
+ * A failed attempt (connect, topology or consumer start) goes to WAITING
+ * too, unless its error is permanent: then FAILED, for good. An Attempt is
+ * one connection being restored; once restored it becomes the session's
+ * connection. Every callback of an attempt checks that its attempt is
+ * still the session's current one, so that a superseded attempt's late
+ * callbacks do nothing.
+ *
+ * Consumer tags: a session consumer hands out tags of its own. Its tags
+ * for one connection are `offset + broker tag`, where `offset` is the
+ * highest tag it handed out before that connection; so a tag maps back to
+ * (connection, broker tag), a tag <= offset belongs to a dead connection
+ * and its settle is dropped, and no table grows with the messages.
+ */
+#include "carehare-session.h"
+
+#include "carehare-consumer-private.h"
+#include "carehare-delivery-private.h"
+#include "carehare-enum-types.h"
+#include "carehare-error.h"
+#include "carehare-uri.h"
+
+/**
+ * CarehareSession:
+ *
+ * A connection that a long-running service can leave running: it
+ * reconnects by itself, declares its topology again on every new
+ * connection and keeps its consumers delivering.
+ *
+ * Create one with [ctor@Carehare.Session.new], record the queues,
+ * exchanges and bindings the program needs with
+ * [method@Carehare.Session.declare_queue] and its siblings (they do no
+ * I/O), create consumers with [method@Carehare.Session.acking_consumer],
+ * then call [method@Carehare.Session.start]. Publish with
+ * [method@Carehare.Session.publish_async]: while the session is
+ * reconnecting it waits.
+ *
+ * After a connection is lost, the session waits (state
+ * %CAREHARE_SESSION_STATE_WAITING) and tries the URIs again from the
+ * first. The delays between attempts are drawn uniformly between
+ * [property@Carehare.Session:reconnect-delay-min] and a cap that doubles
+ * from the minimum up to [property@Carehare.Session:reconnect-delay-max];
+ * the cap starts over after a connection that stayed up for at least the
+ * maximum. While the [property@Carehare.Session:network-monitor] says the
+ * network is unavailable, no attempt is made.
+ *
+ * A permanent error stops the session in %CAREHARE_SESSION_STATE_FAILED:
+ * a login the broker refuses (403 ACCESS_REFUSED, 530 NOT_ALLOWED for the
+ * vhost), an invalid URI, a TLS certificate the client rejects, or a
+ * topology declaration the broker refuses (406 PRECONDITION_FAILED for
+ * conflicting arguments, 404 NOT_FOUND for a binding to a missing
+ * exchange...). Everything else is retried: a refused or reset TCP
+ * connection, a heartbeat timeout, 320 CONNECTION_FORCED, a node shutting
+ * down, and 405 RESOURCE_LOCKED (the broker still holds the previous
+ * connection's exclusive queue).
+ *
+ * [signal@Carehare.Session::connected] and
+ * [signal@Carehare.Session::disconnected] pair up: `disconnected` is
+ * emitted only for a connection that was `connected`.
+ *
+ * ```c
+ * const char *uris[] = { "amqp://rabbit1", "amqp://rabbit2", NULL };
+ * g_autoptr(CarehareSession) session = carehare_session_new (uris);
+ * CarehareConsumer *consumer;
+ *
+ * carehare_session_declare_queue (session, "jobs", CAREHARE_QUEUE_FLAGS_DURABLE, NULL);
+ * consumer = carehare_session_acking_consumer (session, "jobs", 10);
+ * carehare_consumer_next_delivery_async (consumer, NULL, next_cb, NULL);
+ * carehare_session_start (session);
+ * ```
+ */
+
+#define DEFAULT_DELAY_MIN_MS 100
+#define DEFAULT_DELAY_MAX_MS 30000
+
+typedef enum {
+  STEP_DECLARE_QUEUE,
+  STEP_DECLARE_EXCHANGE,
+  STEP_BIND_QUEUE,
+  STEP_BIND_EXCHANGE,
+} StepKind;
+
+/* One recorded topology declaration. */
+typedef struct {
+  StepKind kind;
+  char *name;          /* owned: queue, exchange, or binding destination */
+  char *other;         /* owned, nullable: exchange type, or binding source */
+  char *routing_key;   /* owned, nullable */
+  guint flags;
+  GVariant *arguments; /* owned reference, nullable */
+} Step;
+
+typedef struct _Attempt Attempt;
+typedef struct _SessionConsumer SessionConsumer;
+
+struct _CarehareSession
+{
+  GObject parent_instance;
+
+  GMainContext *context;           /* owned */
+  char **uris;                     /* owned, wiped: may hold a password */
+  char *password;                  /* owned, wiped, nullable: replaces the URIs' */
+  GTlsDatabase *tls_database;      /* owned, nullable */
+  GTlsCertificate *tls_certificate; /* owned, nullable */
+  guint connect_timeout;
+  guint delay_min;
+  guint delay_max;
+
+  GPtrArray *topology;             /* owned Step *, in order */
+  GPtrArray *consumers;            /* owned SessionConsumer * (a reference each) */
+  GQueue publishes;                /* owned GTask * waiting for a connection */
+
+  CarehareSessionState state;
+  gboolean started;
+  gboolean closed;                 /* close_async was called: for good */
+  GError *last_error;              /* owned, nullable */
+
+  Attempt *attempt;                /* owned reference: restoring a connection */
+  CarehareConnection *connection;  /* owned: connected and restored */
+  gulong closed_id;                /* on connection */
+  gint64 connected_at;             /* monotonic, of connection */
+
+  guint cap;                       /* backoff cap in ms; 0: next attempt at once */
+  GSource *timer;                  /* owned, attached while waiting */
+
+  GNetworkMonitor *monitor;        /* owned */
+  gulong monitor_id;
+  gboolean waiting_for_network;
+};
+
+struct _Attempt
+{
+  gint ref_count;
+  CarehareSession *session;        /* owned */
+  CarehareConnection *connection;  /* owned, once connected */
+  gulong closed_id;
+  GCancellable *cancellable;       /* owned */
+  guint next_step;                 /* index in topology */
+  guint consumers_starting;
+};
+
+struct _SessionConsumer
+{
+  gint ref_count;
+  CarehareSession *session;        /* not owned: the session owns us; NULL once dropped */
+  CarehareConsumer *relay;         /* owned: what the program holds */
+  char *queue;                     /* owned */
+  guint16 prefetch_count;
+  CarehareConsumeFlags flags;
+  char *consumer_tag;              /* owned, nullable */
+  GVariant *arguments;             /* owned reference, nullable */
+
+  CarehareConsumer *inner;         /* owned: on the current connection, or NULL */
+  GCancellable *pump_cancellable;  /* owned, with inner */
+  guint64 offset;                  /* tags <= offset: connections gone */
+  guint64 max_inner;               /* highest broker tag seen on inner */
+};
+
+enum {
+  PROP_0,
+  PROP_URIS,
+  PROP_STATE,
+  PROP_CONNECTION,
+  PROP_LAST_ERROR,
+  PROP_RECONNECT_DELAY_MIN,
+  PROP_RECONNECT_DELAY_MAX,
+  PROP_CONNECT_TIMEOUT,
+  PROP_TLS_DATABASE,
+  PROP_TLS_CERTIFICATE,
+  PROP_NETWORK_MONITOR,
+  N_PROPS
+};
+
+enum {
+  SIGNAL_CONNECTED,
+  SIGNAL_DISCONNECTED,
+  N_SIGNALS
+};
+
+static GParamSpec *obj_props[N_PROPS];
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (CarehareSession, carehare_session, G_TYPE_OBJECT)
+
+static void attempt_now (CarehareSession *self);
+static void attempt_failed (Attempt *attempt, GError *error, gboolean topology);
+static void connection_closed_cb (CarehareConnection *connection, const GError *error,
+                                  gpointer user_data);
+static void run_step (Attempt *attempt);
+static void consumer_start (SessionConsumer *sc, Attempt *attempt);
+static void consumer_pump (SessionConsumer *sc);
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Whether retrying cannot help. This is the session's own classifier; a
+ * public carehare_error_is_transient() may replace it. @topology: the
+ * error came from declaring the topology or starting a consumer, where a
+ * channel error is the broker refusing a declaration (permanent), except
+ * 405 RESOURCE_LOCKED: the previous connection's exclusive queue, which the
+ * broker drops soon. */
+static gboolean
+error_is_permanent (const GError *error,
+                    gboolean      topology)
+{
+  guint code = carehare_error_get_reply_code (error);
+
+  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI))
+    return TRUE;
+  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER))
+    return code == 403 || code == 530;
+  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER))
+    return topology && code != 405;
+  if (error->domain == G_TLS_ERROR)
+    return error->code == G_TLS_ERROR_BAD_CERTIFICATE || error->code == G_TLS_ERROR_NOT_TLS ||
+           error->code == G_TLS_ERROR_CERTIFICATE_REQUIRED;
+  return FALSE;
+}
+
+/* Whether @error ended the connection rather than one operation. */
+static gboolean
+error_is_connection_lost (const GError *error)
+{
+  if (error->domain == CAREHARE_ERROR)
+    return error->code == CAREHARE_ERROR_CONNECTION_CLOSED ||
+           error->code == CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER ||
+           error->code == CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR ||
+           error->code == CAREHARE_ERROR_BAD_BYTES_FROM_SERVER;
+  return error->domain == G_IO_ERROR && error->code != G_IO_ERROR_CANCELLED;
+}
+
+static GError *
+session_closed_error (void)
+{
+  return g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                              "Session closed");
+}
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static void
+step_free (Step *step)
+{
+  g_free (step->name);
+  g_free (step->other);
+  g_free (step->routing_key);
+  g_clear_pointer (&step->arguments, g_variant_unref);
+  g_free (step);
+}
+
+static void
+set_state (CarehareSession      *self,
+           CarehareSessionState  state)
+{
+  if (self->state == state)
+    return;
+  g_debug ("session %p: state %d -> %d", self, self->state, state);
+  self->state = state;
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_STATE]);
+}
+
+/* Takes @error. */
+static void
+set_last_error (CarehareSession *self,
+                GError          *error)
+{
+  g_clear_error (&self->last_error);
+  self->last_error = error;
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_LAST_ERROR]);
+}
+
+static GError *
+copy_last_error (CarehareSession *self)
+{
+  if (self->last_error != NULL)
+    return g_error_copy (self->last_error);
+  return g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_FAILED, "Session failed");
+}
+
+/* The URIs to connect with: the program's, with the password of
+ * carehare_session_set_password() in each. */
+static char **
+effective_uris (CarehareSession *self)
+{
+  GPtrArray *uris = g_ptr_array_new ();
+
+  for (guint i = 0; self->uris[i] != NULL; i++)
+    {
+      g_autoptr(GUri) parsed = NULL;
+      g_autoptr(GUri) rebuilt = NULL;
+      g_autofree char *user = NULL;
+      char *password = NULL;
+      CarehareUriSettings settings = { 0 };
+
+      parsed = g_uri_parse (self->uris[i], G_URI_FLAGS_ENCODED | G_URI_FLAGS_HAS_PASSWORD, NULL);
+      if (self->password == NULL || parsed == NULL ||
+          !carehare_uri_parse (self->uris[i], &settings, NULL))
+        {
+          g_ptr_array_add (uris, g_strdup (self->uris[i]));
+          continue;
+        }
+      user = g_uri_escape_string (settings.username, NULL, FALSE);
+      password = g_uri_escape_string (self->password, NULL, FALSE);
+      carehare_uri_settings_clear (&settings);
+      rebuilt = g_uri_build_with_user (G_URI_FLAGS_ENCODED | G_URI_FLAGS_HAS_PASSWORD,
+                                       g_uri_get_scheme (parsed), user, password, NULL,
+                                       g_uri_get_host (parsed), g_uri_get_port (parsed),
+                                       g_uri_get_path (parsed), g_uri_get_query (parsed),
+                                       g_uri_get_fragment (parsed));
+      carehare_uri_secret_free (password);
+      g_ptr_array_add (uris, g_uri_to_string (rebuilt));
+    }
+  g_ptr_array_add (uris, NULL);
+  return (char **) g_ptr_array_free (uris, FALSE);
+}
+
+static gboolean
+host_is_loopback (const char *host)
+{
+  g_autoptr(GInetAddress) address = NULL;
+
+  if (g_ascii_strcasecmp (host, "localhost") == 0)
+    return TRUE;
+  address = g_inet_address_new_from_string (host);
+  return address != NULL && g_inet_address_get_is_loopback (address);
+}
+
+/* Whether an attempt may start now: the network monitor is ignored when
+ * every URI is on this machine, which needs no network. */
+static gboolean
+network_available (CarehareSession *self)
+{
+  if (self->monitor == NULL || g_network_monitor_get_network_available (self->monitor))
+    return TRUE;
+  for (guint i = 0; self->uris[i] != NULL; i++)
+    {
+      g_auto(CarehareUriSettings) settings = { 0 };
+
+      if (!carehare_uri_parse (self->uris[i], &settings, NULL) || !host_is_loopback (settings.host))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- session consumers --------------------------------------------------- */
+
+static SessionConsumer *
+session_consumer_ref (SessionConsumer *sc)
+{
+  g_atomic_int_inc (&sc->ref_count);
+  return sc;
+}
+
+static void
+session_consumer_unref (SessionConsumer *sc)
+{
+  if (!g_atomic_int_dec_and_test (&sc->ref_count))
+    return;
+  g_assert (sc->inner == NULL);
+  g_clear_object (&sc->relay);
+  g_free (sc->queue);
+  g_free (sc->consumer_tag);
+  g_clear_pointer (&sc->arguments, g_variant_unref);
+  g_free (sc);
+}
+
+/* The connection of @sc's inner consumer is gone (or the consumer ends):
+ * its broker tags die with it. */
+static void
+consumer_drop_inner (SessionConsumer *sc,
+                     gboolean         close)
+{
+  if (sc->inner == NULL)
+    return;
+  sc->offset += sc->max_inner;
+  sc->max_inner = 0;
+  g_cancellable_cancel (sc->pump_cancellable);
+  g_clear_object (&sc->pump_cancellable);
+  if (close)
+    carehare_consumer_close_async (sc->inner, NULL, NULL, NULL);
+  g_clear_object (&sc->inner);
+  /* Messages received on it and not taken yet are delivered again. */
+  _carehare_consumer_relay_drop_buffered (sc->relay);
+}
+
+/* Takes @sc out of the session (the program closed it, or it ended). */
+static void
+consumer_remove (SessionConsumer *sc)
+{
+  CarehareSession *self = sc->session;
+
+  consumer_drop_inner (sc, TRUE);
+  if (self == NULL)
+    return;
+  sc->session = NULL;
+  g_ptr_array_remove (self->consumers, sc);
+}
+
+/* Ends @sc's stream with @error (taken) and drops it. */
+static void
+consumer_end (SessionConsumer *sc,
+              GError          *error)
+{
+  g_autoptr(CarehareConsumer) relay = g_object_ref (sc->relay);
+
+  session_consumer_ref (sc);
+  consumer_remove (sc);
+  _carehare_consumer_relay_end (relay, error);
+  session_consumer_unref (sc);
+}
+
+static void
+relay_settle (gpointer relay_data,
+              guint64  delivery_tag,
+              gboolean multiple,
+              gboolean ack,
+              gboolean requeue)
+{
+  SessionConsumer *sc = relay_data;
+  guint64 tag;
+
+  if (sc->inner == NULL || delivery_tag <= sc->offset)
+    {
+      /* The broker delivers it again, marked redelivered: its tag on a
+       * live connection would name another message, or none. */
+      g_debug ("session consumer: dropping the settle of tag %" G_GUINT64_FORMAT
+               ", from a connection that is gone", delivery_tag);
+      return;
+    }
+  tag = delivery_tag - sc->offset;
+  if (ack && multiple)
+    carehare_consumer_ack_up_to (sc->inner, tag);
+  else if (ack)
+    carehare_consumer_ack (sc->inner, tag);
+  else if (multiple)
+    carehare_consumer_nack_up_to (sc->inner, tag, requeue);
+  else
+    carehare_consumer_nack (sc->inner, tag, requeue);
+}
+
+static void
+relay_close (gpointer relay_data)
+{
+  SessionConsumer *sc = relay_data;
+
+  session_consumer_ref (sc);
+  consumer_remove (sc);
+  session_consumer_unref (sc);
+}
+
+static const CarehareConsumerRelay relay_vtable = {
+  .settle = relay_settle,
+  .close = relay_close,
+};
+
+static void
+pump_cb (GObject      *source,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  CarehareConsumer *inner = CAREHARE_CONSUMER (source);
+  SessionConsumer *sc = user_data;
+  g_autoptr(GPtrArray) batch = NULL;
+  g_autoptr(GError) error = NULL;
+
+  batch = carehare_consumer_next_deliveries_finish (inner, result, &error);
+  if (sc->inner != inner)
+    {
+      /* Superseded: what it got goes back to the queue with its channel. */
+      session_consumer_unref (sc);
+      return;
+    }
+  if (batch != NULL)
+    {
+      for (guint i = 0; i < batch->len; i++)
+        {
+          CarehareDelivery *delivery = g_object_ref (g_ptr_array_index (batch, i));
+          guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+
+          sc->max_inner = MAX (sc->max_inner, tag);
+          _carehare_delivery_set_delivery_tag (delivery, sc->offset + tag);
+          _carehare_consumer_relay_deliver (sc->relay, delivery);
+        }
+      consumer_pump (sc);
+    }
+  else if (!carehare_consumer_get_is_closed (inner))
+    {
+      /* One message that could not be represented was rejected. */
+      _carehare_consumer_relay_reject (sc->relay, error);
+      consumer_pump (sc);
+    }
+  else if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER))
+    {
+      /* The broker cancelled the consumer (its queue was deleted...): the
+       * program hears it, as from a consumer of a connection. */
+      consumer_end (sc, g_steal_pointer (&error));
+    }
+  /* Otherwise the connection is gone: the session restarts the consumer. */
+  session_consumer_unref (sc);
+}
+
+static void
+consumer_pump (SessionConsumer *sc)
+{
+  carehare_consumer_next_deliveries_async (sc->inner, 0, sc->pump_cancellable, pump_cb,
+                                           session_consumer_ref (sc));
+}
+
+typedef struct {
+  char *exchange;                 /* owned */
+  char *routing_key;              /* owned */
+  GBytes *body;                   /* owned */
+  CarehareProperties *properties; /* owned, nullable */
+  CareharePublishFlags flags;
+  gulong cancelled_id;
+} PublishData;
+
+static void
+publish_data_free (PublishData *data)
+{
+  g_free (data->exchange);
+  g_free (data->routing_key);
+  g_bytes_unref (data->body);
+  g_clear_object (&data->properties);
+  g_free (data);
+}
+
+/* ---- attempts ------------------------------------------------------------ */
+
+static Attempt *
+attempt_ref (Attempt *attempt)
+{
+  attempt->ref_count++;
+  return attempt;
+}
+
+static void
+attempt_unref (Attempt *attempt)
+{
+  if (--attempt->ref_count > 0)
+    return;
+  g_assert (attempt->closed_id == 0);
+  g_clear_object (&attempt->connection);
+  g_clear_object (&attempt->cancellable);
+  g_clear_object (&attempt->session);
+  g_free (attempt);
+}
+
+/* Whether @attempt is still the one the session waits for. */
+static gboolean
+attempt_is_current (Attempt *attempt)
+{
+  return attempt->session->attempt == attempt;
+}
+
+/* Takes the attempt out of the session; its connection, if any, is closed. */
+static void
+attempt_abandon (CarehareSession *self)
+{
+  Attempt *attempt = g_steal_pointer (&self->attempt);
+
+  if (attempt == NULL)
+    return;
+  g_cancellable_cancel (attempt->cancellable);
+  for (guint i = 0; i < self->consumers->len; i++)
+    consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
+  if (attempt->connection != NULL)
+    {
+      g_clear_signal_handler (&attempt->closed_id, attempt->connection);
+      carehare_connection_close_async (attempt->connection, NULL, NULL, NULL);
+    }
+  attempt_unref (attempt);
+}
+
+/* Fails every publish waiting for a connection with @error (taken). */
+static void
+fail_publishes (CarehareSession *self,
+                GError          *error)
+{
+  GTask *task;
+
+  while ((task = g_queue_pop_head (&self->publishes)) != NULL)
+    {
+      PublishData *data = g_task_get_task_data (task);
+
+      if (data->cancelled_id != 0)
+        {
+          g_cancellable_disconnect (g_task_get_cancellable (task), data->cancelled_id);
+          data->cancelled_id = 0;
+        }
+      g_task_return_error (task, g_error_copy (error));
+      g_object_unref (task);
+    }
+  g_error_free (error);
+}
+
+/* Ends every session consumer with a copy of @error (taken). */
+static void
+end_consumers (CarehareSession *self,
+               GError          *error)
+{
+  while (self->consumers->len > 0)
+    consumer_end (g_ptr_array_index (self->consumers, 0), g_error_copy (error));
+  g_error_free (error);
+}
+
+static void
+go_failed (CarehareSession *self)
+{
+  g_debug ("session %p: failed for good: %s", self, self->last_error->message);
+  set_state (self, CAREHARE_SESSION_STATE_FAILED);
+  fail_publishes (self, copy_last_error (self));
+  end_consumers (self, copy_last_error (self));
+}
+
+static gboolean
+timer_cb (gpointer user_data)
+{
+  CarehareSession *self = user_data;
+
+  g_clear_pointer (&self->timer, g_source_unref);
+  attempt_now (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* After a failed attempt or a lost connection: wait, then try again. */
+static void
+schedule_retry (CarehareSession *self)
+{
+  guint delay;
+
+  if (self->cap == 0)
+    self->cap = self->delay_min;
+  else
+    self->cap = MIN (MAX (self->cap, 1) * 2, self->delay_max);
+  self->cap = MAX (self->cap, self->delay_min);
+  delay = self->cap > self->delay_min
+          ? (guint) g_random_int_range ((gint32) self->delay_min, (gint32) self->cap + 1)
+          : self->delay_min;
+
+  g_debug ("session %p: next attempt in %u ms", self, delay);
+  set_state (self, CAREHARE_SESSION_STATE_WAITING);
+  g_assert (self->timer == NULL);
+  self->timer = g_timeout_source_new (delay);
+  g_source_set_callback (self->timer, timer_cb, self, NULL);
+  g_source_set_static_name (self->timer, "[carehare] session backoff");
+  g_source_attach (self->timer, self->context);
+}
+
+/* Takes @error: why the attempt failed. @topology: while declaring the
+ * topology or starting consumers. */
+static void
+attempt_failed (Attempt  *attempt,
+                GError   *error,
+                gboolean  topology)
+{
+  CarehareSession *self = attempt->session;
+
+  g_debug ("session %p: attempt failed: %s", self, error->message);
+  attempt_abandon (self);
+  set_last_error (self, error);
+  if (error_is_permanent (error, topology))
+    go_failed (self);
+  else
+    schedule_retry (self);
+}
+
+static void
+send_publish (CarehareSession *self,
+              GTask           *task);
+
+/* The attempt's connection is restored: it is the session's now. */
+static void
+go_connected (Attempt *attempt)
+{
+  CarehareSession *self = attempt->session;
+  g_autoptr(CarehareSession) keep = g_object_ref (self);
+  GTask *task;
+
+  g_clear_signal_handler (&attempt->closed_id, attempt->connection);
+  self->attempt = NULL;
+  self->connection = g_steal_pointer (&attempt->connection);
+  attempt_unref (attempt);
+
+  self->closed_id = g_signal_connect_object (self->connection, "closed",
+                                             G_CALLBACK (connection_closed_cb), self, 0);
+  self->connected_at = g_get_monotonic_time ();
+  set_state (self, CAREHARE_SESSION_STATE_CONNECTED);
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_CONNECTION]);
+  g_signal_emit (self, signals[SIGNAL_CONNECTED], 0, self->connection);
+
+  /* A handler may have closed the session, or the connection dropped. */
+  if (self->state != CAREHARE_SESSION_STATE_CONNECTED)
+    return;
+  for (guint i = 0; i < self->consumers->len; i++)
+    {
+      SessionConsumer *sc = g_ptr_array_index (self->consumers, i);
+
+      if (sc->inner != NULL)
+        consumer_pump (sc);
+    }
+  while (self->state == CAREHARE_SESSION_STATE_CONNECTED &&
+         (task = g_queue_pop_head (&self->publishes)) != NULL)
+    send_publish (self, task);
+}
+
+/* The attempt's connection closed while its topology was being restored:
+ * a failed attempt (no ::disconnected, it never was connected). */
+static void
+attempt_closed_cb (CarehareConnection *connection,
+                   const GError       *error,
+                   gpointer            user_data)
+{
+  Attempt *attempt = user_data;
+
+  g_clear_signal_handler (&attempt->closed_id, connection);
+  if (!attempt_is_current (attempt))
+    return;
+  attempt_ref (attempt);
+  attempt_failed (attempt,
+                  error != NULL ? g_error_copy (error)
+                                : g_error_new_literal (CAREHARE_ERROR,
+                                                       CAREHARE_ERROR_CONNECTION_CLOSED,
+                                                       "Connection closed"),
+                  FALSE);
+  attempt_unref (attempt);
+}
+
+static void
+connection_closed_cb (CarehareConnection *connection,
+                      const GError       *error,
+                      gpointer            user_data)
+{
+  CarehareSession *self = user_data;
+  g_autoptr(CarehareSession) keep = g_object_ref (self);
+  g_autoptr(CarehareConnection) lost = NULL;
+  GError *cause;
+
+  if (connection != self->connection)
+    return;
+  g_clear_signal_handler (&self->closed_id, connection);
+  lost = g_steal_pointer (&self->connection);
+  cause = error != NULL ? g_error_copy (error)
+                        : g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                                               "Connection closed");
+  g_debug ("session %p: connection lost: %s", self, cause->message);
+
+  for (guint i = 0; i < self->consumers->len; i++)
+    consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
+  /* A connection that stayed up long enough starts the backoff over. */
+  if (g_get_monotonic_time () - self->connected_at >= (gint64) self->delay_max * 1000)
+    self->cap = 0;
+
+  set_last_error (self, cause);
+  set_state (self, CAREHARE_SESSION_STATE_WAITING);
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_CONNECTION]);
+  g_signal_emit (self, signals[SIGNAL_DISCONNECTED], 0, self->last_error);
+  if (self->closed || self->state != CAREHARE_SESSION_STATE_WAITING || self->timer != NULL ||
+      self->attempt != NULL)
+    return;
+  schedule_retry (self);
+}
+
+typedef struct {
+  Attempt *attempt;        /* owned reference */
+  SessionConsumer *sc;     /* owned reference */
+} StartData;
+
+static void
+start_data_free (StartData *data)
+{
+  attempt_unref (data->attempt);
+  session_consumer_unref (data->sc);
+  g_free (data);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StartData, start_data_free)
+
+static void
+consumer_started_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  g_autoptr(StartData) data = user_data;
+  Attempt *attempt = data->attempt;
+  SessionConsumer *sc = data->sc;
+  g_autoptr(CarehareConsumer) inner = NULL;
+  g_autoptr(GError) error = NULL;
+
+  inner = carehare_connection_acking_consumer_full_finish (CAREHARE_CONNECTION (source), result,
+                                                           &error);
+  if (!attempt_is_current (attempt))
+    {
+      /* Superseded: its connection is closing. */
+      return;
+    }
+  attempt->consumers_starting--;
+  if (sc->session == NULL)
+    {
+      /* The program closed the consumer meanwhile. */
+      if (inner != NULL)
+        carehare_consumer_close_async (inner, NULL, NULL, NULL);
+    }
+  else if (inner == NULL && (error_is_connection_lost (error) ||
+                             carehare_error_get_reply_code (error) == 405))
+    {
+      /* The connection died, or the broker still holds the previous
+       * connection's exclusive queue: the attempt failed, try again. */
+      attempt_failed (attempt, g_steal_pointer (&error), FALSE);
+      return;
+    }
+  else if (inner == NULL)
+    {
+      /* The broker refused this consumer (no such queue, another
+       * exclusive consumer...): it ends, as a connection's consumer whose
+       * start failed would; the session goes on. */
+      g_debug ("session %p: consumer on '%s' refused: %s", attempt->session, sc->queue,
+               error->message);
+      consumer_end (sc, g_steal_pointer (&error));
+    }
+  else
+    {
+      sc->inner = g_steal_pointer (&inner);
+      sc->pump_cancellable = g_cancellable_new ();
+      sc->max_inner = 0;
+      _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (sc->inner));
+    }
+  if (attempt->consumers_starting == 0)
+    go_connected (attempt);
+}
+
+static void
+consumer_start (SessionConsumer *sc,
+                Attempt         *attempt)
+{
+  StartData *data = g_new0 (StartData, 1);
+
+  data->attempt = attempt_ref (attempt);
+  data->sc = session_consumer_ref (sc);
+  attempt->consumers_starting++;
+  carehare_connection_acking_consumer_full_async (attempt->connection, sc->queue, 0,
+                                                  sc->prefetch_count, sc->flags,
+                                                  sc->consumer_tag, sc->arguments,
+                                                  attempt->cancellable, consumer_started_cb,
+                                                  data);
+}
+
+/* Topology done: start every consumer, then the attempt is connected. */
+static void
+start_consumers (Attempt *attempt)
+{
+  CarehareSession *self = attempt->session;
+  g_autoptr(GPtrArray) consumers = NULL;
+
+  consumers = g_ptr_array_new_with_free_func ((GDestroyNotify) session_consumer_unref);
+  for (guint i = 0; i < self->consumers->len; i++)
+    g_ptr_array_add (consumers, session_consumer_ref (g_ptr_array_index (self->consumers, i)));
+  attempt->consumers_starting++;  /* until every one is asked */
+  for (guint i = 0; i < consumers->len; i++)
+    consumer_start (g_ptr_array_index (consumers, i), attempt);
+  attempt->consumers_starting--;
+  if (attempt_is_current (attempt) && attempt->consumers_starting == 0)
+    go_connected (attempt);
+}
+
+static void
+step_done_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  Attempt *attempt = user_data;
+  CarehareConnection *connection = CAREHARE_CONNECTION (source);
+  Step *step;
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+
+  if (!attempt_is_current (attempt))
+    {
+      g_autofree char *ignored = NULL;
+
+      if (g_task_get_source_tag (G_TASK (result)) == carehare_connection_queue_declare_async)
+        ignored = carehare_connection_queue_declare_finish (connection, result, NULL, NULL, NULL);
+      attempt_unref (attempt);
+      return;
+    }
+  step = g_ptr_array_index (attempt->session->topology, attempt->next_step);
+  switch (step->kind)
+    {
+    case STEP_DECLARE_QUEUE:
+      {
+        g_autofree char *name = carehare_connection_queue_declare_finish (connection, result,
+                                                                          NULL, NULL, &error);
+        ok = name != NULL;
+        break;
+      }
+    case STEP_DECLARE_EXCHANGE:
+      ok = carehare_connection_exchange_declare_finish (connection, result, &error);
+      break;
+    case STEP_BIND_QUEUE:
+      ok = carehare_connection_queue_bind_finish (connection, result, &error);
+      break;
+    case STEP_BIND_EXCHANGE:
+    default:
+      ok = carehare_connection_exchange_bind_finish (connection, result, &error);
+      break;
+    }
+  if (!ok)
+    {
+      g_prefix_error (&error, "Restoring the topology: ");
+      attempt_failed (attempt, g_steal_pointer (&error), TRUE);
+      attempt_unref (attempt);
+      return;
+    }
+  attempt->next_step++;
+  run_step (attempt);
+  attempt_unref (attempt);
+}
+
+static void
+run_step (Attempt *attempt)
+{
+  CarehareSession *self = attempt->session;
+  CarehareConnection *connection = attempt->connection;
+  Step *step;
+
+  if (attempt->next_step >= self->topology->len)
+    {
+      start_consumers (attempt);
+      return;
+    }
+  step = g_ptr_array_index (self->topology, attempt->next_step);
+  switch (step->kind)
+    {
+    case STEP_DECLARE_QUEUE:
+      carehare_connection_queue_declare_async (connection, step->name, step->flags,
+                                               step->arguments, attempt->cancellable,
+                                               step_done_cb, attempt_ref (attempt));
+      break;
+    case STEP_DECLARE_EXCHANGE:
+      carehare_connection_exchange_declare_async (connection, step->name, step->other,
+                                                  step->flags, step->arguments,
+                                                  attempt->cancellable, step_done_cb,
+                                                  attempt_ref (attempt));
+      break;
+    case STEP_BIND_QUEUE:
+      carehare_connection_queue_bind_async (connection, step->name, step->other,
+                                            step->routing_key, step->arguments,
+                                            attempt->cancellable, step_done_cb,
+                                            attempt_ref (attempt));
+      break;
+    case STEP_BIND_EXCHANGE:
+    default:
+      carehare_connection_exchange_bind_async (connection, step->name, step->other,
+                                               step->routing_key, step->arguments,
+                                               attempt->cancellable, step_done_cb,
+                                               attempt_ref (attempt));
+      break;
+    }
+}
+
+static void
+connect_done_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  Attempt *attempt = user_data;
+  g_autoptr(GObject) object = NULL;
+  g_autoptr(GError) error = NULL;
+
+  object = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, &error);
+  if (!attempt_is_current (attempt))
+    {
+      if (object != NULL)
+        carehare_connection_close_async (CAREHARE_CONNECTION (object), NULL, NULL, NULL);
+      attempt_unref (attempt);
+      return;
+    }
+  if (object == NULL)
+    {
+      attempt_failed (attempt, g_steal_pointer (&error), FALSE);
+      attempt_unref (attempt);
+      return;
+    }
+  attempt->connection = CAREHARE_CONNECTION (g_steal_pointer (&object));
+  attempt->closed_id = g_signal_connect (attempt->connection, "closed",
+                                         G_CALLBACK (attempt_closed_cb), attempt);
+  run_step (attempt);
+  attempt_unref (attempt);
+}
+
+static void
+attempt_now (CarehareSession *self)
+{
+  Attempt *attempt;
+  char **uris;
+
+  if (self->closed || self->state == CAREHARE_SESSION_STATE_FAILED)
+    return;
+  if (!network_available (self))
+    {
+      g_debug ("session %p: waiting for the network", self);
+      self->waiting_for_network = TRUE;
+      set_state (self, CAREHARE_SESSION_STATE_WAITING);
+      return;
+    }
+  self->waiting_for_network = FALSE;
+  g_assert (self->attempt == NULL && self->connection == NULL);
+
+  attempt = g_new0 (Attempt, 1);
+  attempt->ref_count = 1;
+  attempt->session = g_object_ref (self);
+  attempt->cancellable = g_cancellable_new ();
+  self->attempt = attempt;
+  set_state (self, CAREHARE_SESSION_STATE_CONNECTING);
+
+  uris = effective_uris (self);
+  g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, attempt->cancellable,
+                              connect_done_cb, attempt_ref (attempt),
+                              "uris", uris,
+                              "connect-timeout", self->connect_timeout,
+                              "tls-database", self->tls_database,
+                              "tls-certificate", self->tls_certificate,
+                              NULL);
+  carehare_uri_secret_strv_free (uris);
+}
+
+static void
+network_changed_cb (GNetworkMonitor *monitor,
+                    gboolean         available,
+                    gpointer         user_data)
+{
+  CarehareSession *self = user_data;
+
+  if (!self->started || self->closed || self->state != CAREHARE_SESSION_STATE_WAITING ||
+      !network_available (self))
+    return;
+  /* Back: the next attempt starts at once. */
+  if (self->timer != NULL)
+    {
+      g_source_destroy (self->timer);
+      g_clear_pointer (&self->timer, g_source_unref);
+    }
+  else if (!self->waiting_for_network)
+    return;
+  g_debug ("session %p: the network is back", self);
+  attempt_now (self);
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+static void
+publish_done_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error))
+    g_task_return_boolean (task, TRUE);
+  else if (error_is_connection_lost (error))
+    /* Written, perhaps routed, never confirmed: whether to publish again
+     * is the program's choice (at least once), never a silent resend. */
+    g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                             "The connection was lost before the broker confirmed the "
+                             "message: %s", error->message);
+  else
+    g_task_return_error (task, g_steal_pointer (&error));
+}
+
+/* Takes @task, out of the waiting queue. */
+static void
+send_publish (CarehareSession *self,
+              GTask           *task)
+{
+  PublishData *data = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+
+  if (data->cancelled_id != 0)
+    {
+      g_cancellable_disconnect (cancellable, data->cancelled_id);
+      data->cancelled_id = 0;
+    }
+  carehare_connection_publish_async (self->connection, data->exchange, data->routing_key,
+                                     data->body, data->properties, data->flags, cancellable,
+                                     publish_done_cb, task);
+}
+
+static gboolean
+publish_cancelled_idle_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  CarehareSession *self = g_task_get_source_object (task);
+
+  if (g_queue_remove (&self->publishes, task))
+    {
+      PublishData *data = g_task_get_task_data (task);
+
+      g_cancellable_disconnect (g_task_get_cancellable (task), data->cancelled_id);
+      data->cancelled_id = 0;
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
+      g_object_unref (task);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+publish_cancelled_cb (GCancellable *cancellable,
+                      gpointer      user_data)
+{
+  GTask *task = user_data;
+  g_autoptr(GSource) idle = g_idle_source_new ();
+
+  /* May run in any thread: defer to the session's context. */
+  g_source_set_callback (idle, publish_cancelled_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_set_static_name (idle, "[carehare] session publish cancelled");
+  g_source_attach (idle, g_task_get_context (task));
+}
+
+/* ---- GObject ------------------------------------------------------------- */
+
+static gboolean
+end_relay_idle_cb (gpointer user_data)
+{
+  _carehare_consumer_relay_end (user_data, session_closed_error ());
+  return G_SOURCE_REMOVE;
+}
+
+static void
+carehare_session_dispose (GObject *object)
+{
+  CarehareSession *self = CAREHARE_SESSION (object);
+
+  /* Waiting publishes hold the session (GTask's rule) and an attempt
+   * holds it too: none is left when the last reference goes. */
+  self->closed = TRUE;
+  if (self->timer != NULL)
+    {
+      g_source_destroy (self->timer);
+      g_clear_pointer (&self->timer, g_source_unref);
+    }
+  attempt_abandon (self);
+  if (self->connection != NULL)
+    {
+      g_clear_signal_handler (&self->closed_id, self->connection);
+      carehare_connection_close_async (self->connection, NULL, NULL, NULL);
+      g_clear_object (&self->connection);
+    }
+  /* Consumers still held by the program end, from an idle: never inside
+   * dispose. */
+  while (self->consumers->len > 0)
+    {
+      SessionConsumer *sc = session_consumer_ref (g_ptr_array_index (self->consumers, 0));
+      g_autoptr(GSource) idle = g_idle_source_new ();
+
+      _carehare_consumer_relay_detach (sc->relay);
+      g_source_set_callback (idle, end_relay_idle_cb, g_object_ref (sc->relay), g_object_unref);
+      g_source_set_static_name (idle, "[carehare] session disposed");
+      g_source_attach (idle, self->context);
+      consumer_remove (sc);
+      session_consumer_unref (sc);
+    }
+  if (self->monitor != NULL)
+    {
+      g_clear_signal_handler (&self->monitor_id, self->monitor);
+      g_clear_object (&self->monitor);
+    }
+
+  G_OBJECT_CLASS (carehare_session_parent_class)->dispose (object);
+}
+
+static void
+carehare_session_finalize (GObject *object)
+{
+  CarehareSession *self = CAREHARE_SESSION (object);
+
+  g_assert (g_queue_is_empty (&self->publishes));
+  g_assert (self->timer == NULL);
+  g_clear_pointer (&self->uris, carehare_uri_secret_strv_free);
+  g_clear_pointer (&self->password, carehare_uri_secret_free);
+  g_clear_object (&self->tls_database);
+  g_clear_object (&self->tls_certificate);
+  g_ptr_array_unref (self->topology);
+  g_ptr_array_unref (self->consumers);
+  g_clear_error (&self->last_error);
+  g_main_context_unref (self->context);
+
+  G_OBJECT_CLASS (carehare_session_parent_class)->finalize (object);
+}
+
+static void
+carehare_session_get_property (GObject    *object,
+                               guint       prop_id,
+                               GValue     *value,
+                               GParamSpec *pspec)
+{
+  CarehareSession *self = CAREHARE_SESSION (object);
+
+  switch (prop_id)
+    {
+    case PROP_STATE:
+      g_value_set_enum (value, self->state);
+      break;
+    case PROP_CONNECTION:
+      g_value_set_object (value, self->connection);
+      break;
+    case PROP_LAST_ERROR:
+      g_value_set_boxed (value, self->last_error);
+      break;
+    case PROP_RECONNECT_DELAY_MIN:
+      g_value_set_uint (value, self->delay_min);
+      break;
+    case PROP_RECONNECT_DELAY_MAX:
+      g_value_set_uint (value, self->delay_max);
+      break;
+    case PROP_CONNECT_TIMEOUT:
+      g_value_set_uint (value, self->connect_timeout);
+      break;
+    case PROP_TLS_DATABASE:
+      g_value_set_object (value, self->tls_database);
+      break;
+    case PROP_TLS_CERTIFICATE:
+      g_value_set_object (value, self->tls_certificate);
+      break;
+    case PROP_NETWORK_MONITOR:
+      g_value_set_object (value, self->monitor);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+carehare_session_set_property (GObject      *object,
+                               guint         prop_id,
+                               const GValue *value,
+                               GParamSpec   *pspec)
+{
+  CarehareSession *self = CAREHARE_SESSION (object);
+
+  switch (prop_id)
+    {
+    case PROP_URIS:
+      g_clear_pointer (&self->uris, carehare_uri_secret_strv_free);
+      self->uris = g_value_dup_boxed (value);
+      if (self->uris == NULL)
+        self->uris = g_new0 (char *, 1);
+      break;
+    case PROP_RECONNECT_DELAY_MIN:
+      carehare_session_set_reconnect_delay_min (self, g_value_get_uint (value));
+      break;
+    case PROP_RECONNECT_DELAY_MAX:
+      carehare_session_set_reconnect_delay_max (self, g_value_get_uint (value));
+      break;
+    case PROP_CONNECT_TIMEOUT:
+      self->connect_timeout = g_value_get_uint (value);
+      break;
+    case PROP_TLS_DATABASE:
+      g_set_object (&self->tls_database, g_value_get_object (value));
+      break;
+    case PROP_TLS_CERTIFICATE:
+      g_set_object (&self->tls_certificate, g_value_get_object (value));
+      break;
+    case PROP_NETWORK_MONITOR:
+      self->monitor = g_value_dup_object (value);
+      if (self->monitor == NULL)
+        self->monitor = g_object_ref (g_network_monitor_get_default ());
+      self->monitor_id = g_signal_connect (self->monitor, "network-changed",
+                                           G_CALLBACK (network_changed_cb), self);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+carehare_session_class_init (CarehareSessionClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = carehare_session_dispose;
+  object_class->finalize = carehare_session_finalize;
+  object_class->get_property = carehare_session_get_property;
+  object_class->set_property = carehare_session_set_property;
+
+  /**
+   * CarehareSession:uris:
+   *
+   * The broker URIs, tried in order on every attempt, as
+   * [func@Carehare.Connection.new_for_uris_async] takes them. Write-only:
+   * they may hold a password.
+   */
+  obj_props[PROP_URIS] =
+    g_param_spec_boxed ("uris", NULL, NULL, G_TYPE_STRV,
+                        G_PARAM_WRITABLE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:state:
+   *
+   * Where the session is: see [enum@Carehare.SessionState].
+   */
+  obj_props[PROP_STATE] =
+    g_param_spec_enum ("state", NULL, NULL, CAREHARE_TYPE_SESSION_STATE,
+                       CAREHARE_SESSION_STATE_STOPPED,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:connection:
+   *
+   * The current connection, once its topology and consumers are restored,
+   * for what the session does not wrap; %NULL while there is none. Do not
+   * close it: the session would take that for a lost connection.
+   */
+  obj_props[PROP_CONNECTION] =
+    g_param_spec_object ("connection", NULL, NULL, CAREHARE_TYPE_CONNECTION,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:last-error:
+   *
+   * The error that ended the last connection or attempt, %NULL before any.
+   */
+  obj_props[PROP_LAST_ERROR] =
+    g_param_spec_boxed ("last-error", NULL, NULL, G_TYPE_ERROR,
+                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:reconnect-delay-min:
+   *
+   * The shortest wait between attempts, in milliseconds (100 by default).
+   */
+  obj_props[PROP_RECONNECT_DELAY_MIN] =
+    g_param_spec_uint ("reconnect-delay-min", NULL, NULL, 1, G_MAXINT32, DEFAULT_DELAY_MIN_MS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:reconnect-delay-max:
+   *
+   * The longest wait between attempts, in milliseconds (30,000 by
+   * default); a connection that stayed up this long starts the backoff
+   * over.
+   */
+  obj_props[PROP_RECONNECT_DELAY_MAX] =
+    g_param_spec_uint ("reconnect-delay-max", NULL, NULL, 1, G_MAXINT32, DEFAULT_DELAY_MAX_MS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:connect-timeout:
+   *
+   * [property@Carehare.Connection:connect-timeout] of every connection, in
+   * milliseconds; 0 (the default) takes the URI's `connection_timeout`, or
+   * 30 seconds.
+   */
+  obj_props[PROP_CONNECT_TIMEOUT] =
+    g_param_spec_uint ("connect-timeout", NULL, NULL, 0, G_MAXUINT, 0,
+                       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:tls-database:
+   *
+   * [property@Carehare.Connection:tls-database] of every connection.
+   */
+  obj_props[PROP_TLS_DATABASE] =
+    g_param_spec_object ("tls-database", NULL, NULL, G_TYPE_TLS_DATABASE,
+                         G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:tls-certificate:
+   *
+   * [property@Carehare.Connection:tls-certificate] of every connection.
+   */
+  obj_props[PROP_TLS_CERTIFICATE] =
+    g_param_spec_object ("tls-certificate", NULL, NULL, G_TYPE_TLS_CERTIFICATE,
+                         G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * CarehareSession:network-monitor:
+   *
+   * What tells the session whether the network is available; the
+   * system's (g_network_monitor_get_default()) unless set at construction.
+   * While it says the network is unavailable no attempt is made, unless
+   * every URI names this machine (`localhost`, a loopback address); when
+   * it comes back, the next attempt starts at once.
+   */
+  obj_props[PROP_NETWORK_MONITOR] =
+    g_param_spec_object ("network-monitor", NULL, NULL, G_TYPE_NETWORK_MONITOR,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, obj_props);
+
+  /**
+   * CarehareSession::connected:
+   * @self: the session
+   * @connection: the new connection
+   *
+   * Emitted when a connection is up and the topology and consumers are
+   * restored on it.
+   */
+  signals[SIGNAL_CONNECTED] =
+    g_signal_new ("connected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, CAREHARE_TYPE_CONNECTION);
+
+  /**
+   * CarehareSession::disconnected:
+   * @self: the session
+   * @error: (nullable): why the connection ended; %NULL when the program
+   *   closed the session
+   *
+   * Emitted when a connection that was announced by
+   * [signal@Carehare.Session::connected] ends; never for a failed attempt.
+   */
+  signals[SIGNAL_DISCONNECTED] =
+    g_signal_new ("disconnected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
+}
+
+static void
+carehare_session_init (CarehareSession *self)
+{
+  self->context = g_main_context_ref_thread_default ();
+  self->delay_min = DEFAULT_DELAY_MIN_MS;
+  self->delay_max = DEFAULT_DELAY_MAX_MS;
+  self->topology = g_ptr_array_new_with_free_func ((GDestroyNotify) step_free);
+  self->consumers = g_ptr_array_new_with_free_func ((GDestroyNotify) session_consumer_unref);
+  g_queue_init (&self->publishes);
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+/**
+ * carehare_session_new:
+ * @uris: (array zero-terminated=1): broker URIs, tried in order on every
+ *   attempt, as [func@Carehare.Connection.new_for_uris_async] takes them
+ *
+ * Creates a session. Nothing happens until [method@Carehare.Session.start].
+ * The session runs on the thread-default main context of the caller.
+ *
+ * Returns: (transfer full): a new session
+ */
+CarehareSession *
+carehare_session_new (const char * const *uris)
+{
+  g_return_val_if_fail (uris != NULL, NULL);
+
+  return g_object_new (CAREHARE_TYPE_SESSION, "uris", uris, NULL);
+}
+
+/**
+ * carehare_session_start:
+ * @self: a session
+ *
+ * Starts connecting: the first attempt at once. Fails the session (state
+ * %CAREHARE_SESSION_STATE_FAILED, [property@Carehare.Session:last-error]
+ * %CAREHARE_ERROR_INVALID_URI) if a URI is invalid, or if there is none.
+ * Calling it again, or after closing, does nothing.
+ */
+void
+carehare_session_start (CarehareSession *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+
+  if (self->started || self->closed)
+    return;
+  self->started = TRUE;
+  if (self->uris[0] == NULL)
+    error = g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI,
+                                 "The session has no URI to connect to");
+  for (guint i = 0; error == NULL && self->uris[i] != NULL; i++)
+    {
+      g_auto(CarehareUriSettings) settings = { 0 };
+
+      carehare_uri_parse (self->uris[i], &settings, &error);
+    }
+  if (error != NULL)
+    {
+      set_last_error (self, g_steal_pointer (&error));
+      go_failed (self);
+      return;
+    }
+  attempt_now (self);
+}
+
+/**
+ * carehare_session_get_state:
+ * @self: a session
+ *
+ * Gets [property@Carehare.Session:state].
+ *
+ * Returns: where the session is
+ */
+CarehareSessionState
+carehare_session_get_state (CarehareSession *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_SESSION (self), CAREHARE_SESSION_STATE_STOPPED);
+  return self->state;
+}
+
+/**
+ * carehare_session_get_connection:
+ * @self: a session
+ *
+ * Gets [property@Carehare.Session:connection].
+ *
+ * Returns: (transfer none) (nullable): the current connection, or %NULL
+ */
+CarehareConnection *
+carehare_session_get_connection (CarehareSession *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_SESSION (self), NULL);
+  return self->connection;
+}
+
+/**
+ * carehare_session_get_last_error:
+ * @self: a session
+ *
+ * Gets [property@Carehare.Session:last-error].
+ *
+ * Returns: (transfer none) (nullable): the error that ended the last
+ *   connection or attempt, or %NULL
+ */
+const GError *
+carehare_session_get_last_error (CarehareSession *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_SESSION (self), NULL);
+  return self->last_error;
+}
+
+/**
+ * carehare_session_get_reconnect_delay_min:
+ * @self: a session
+ *
+ * Gets [property@Carehare.Session:reconnect-delay-min].
+ *
+ * Returns: the shortest wait between attempts, in milliseconds
+ */
+guint
+carehare_session_get_reconnect_delay_min (CarehareSession *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_SESSION (self), 0);
+  return self->delay_min;
+}
+
+/**
+ * carehare_session_set_reconnect_delay_min:
+ * @self: a session
+ * @delay_ms: the shortest wait between attempts, in milliseconds (at least 1)
+ *
+ * Sets [property@Carehare.Session:reconnect-delay-min]; it applies from
+ * the next wait.
+ */
+void
+carehare_session_set_reconnect_delay_min (CarehareSession *self,
+                                          guint            delay_ms)
+{
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+  g_return_if_fail (delay_ms >= 1 && delay_ms <= G_MAXINT32);
+
+  if (self->delay_min == delay_ms)
+    return;
+  self->delay_min = delay_ms;
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_RECONNECT_DELAY_MIN]);
+  if (self->delay_max < delay_ms)
+    carehare_session_set_reconnect_delay_max (self, delay_ms);
+}
+
+/**
+ * carehare_session_get_reconnect_delay_max:
+ * @self: a session
+ *
+ * Gets [property@Carehare.Session:reconnect-delay-max].
+ *
+ * Returns: the longest wait between attempts, in milliseconds
+ */
+guint
+carehare_session_get_reconnect_delay_max (CarehareSession *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_SESSION (self), 0);
+  return self->delay_max;
+}
+
+/**
+ * carehare_session_set_reconnect_delay_max:
+ * @self: a session
+ * @delay_ms: the longest wait between attempts, in milliseconds (at least 1)
+ *
+ * Sets [property@Carehare.Session:reconnect-delay-max]; it applies from
+ * the next wait. A value below the minimum lowers the minimum too.
+ */
+void
+carehare_session_set_reconnect_delay_max (CarehareSession *self,
+                                          guint            delay_ms)
+{
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+  g_return_if_fail (delay_ms >= 1 && delay_ms <= G_MAXINT32);
+
+  if (self->delay_max == delay_ms)
+    return;
+  self->delay_max = delay_ms;
+  self->cap = MIN (self->cap, delay_ms);
+  g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_RECONNECT_DELAY_MAX]);
+  if (self->delay_min > delay_ms)
+    carehare_session_set_reconnect_delay_min (self, delay_ms);
+}
+
+static Step *
+add_step (CarehareSession *self,
+          StepKind         kind,
+          const char      *name,
+          const char      *other,
+          const char      *routing_key,
+          guint            flags,
+          GVariant        *arguments)
+{
+  Step *step = g_new0 (Step, 1);
+
+  step->kind = kind;
+  step->name = g_strdup (name);
+  step->other = g_strdup (other);
+  step->routing_key = g_strdup (routing_key);
+  step->flags = flags;
+  step->arguments = arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
+  g_ptr_array_add (self->topology, step);
+  return step;
+}
+
+/**
+ * carehare_session_declare_queue:
+ * @self: a session
+ * @name: the queue's name; not empty: server-named queues are not
+ *   supported (their name would change on every connection)
+ * @flags: as for [method@Carehare.Connection.queue_declare_async]
+ * @arguments: (nullable): an `a{sv}` of queue arguments (`x-queue-type`...);
+ *   a floating reference is sunk
+ *
+ * Records a queue to declare on every new connection, in order with the
+ * other declarations, before any consumer starts. Does no I/O: a queue
+ * recorded while connected is declared from the next connection on. A
+ * declaration the broker refuses (406 PRECONDITION_FAILED for arguments
+ * that conflict with the existing queue's) fails the session for good.
+ */
+void
+carehare_session_declare_queue (CarehareSession    *self,
+                                const char         *name,
+                                CarehareQueueFlags  flags,
+                                GVariant           *arguments)
+{
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+  g_return_if_fail (name != NULL && *name != '\0');
+  g_return_if_fail (arguments == NULL ||
+                    g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT));
+
+  add_step (self, STEP_DECLARE_QUEUE, name, NULL, NULL, flags, arguments);
+}
+
+/**
+ * carehare_session_declare_exchange:
+ * @self: a session
+ * @name: the exchange's name
+ * @type: its type (`direct`, `fanout`, `topic`, `headers`...)
+ * @flags: as for [method@Carehare.Connection.exchange_declare_async]
+ * @arguments: (nullable): an `a{sv}` of exchange arguments; a floating
+ *   reference is sunk
+ *
+ * Records an exchange to declare on every new connection, as
+ * [method@Carehare.Session.declare_queue] does for a queue.
+ */
+void
+carehare_session_declare_exchange (CarehareSession       *self,
+                                   const char            *name,
+                                   const char            *type,
+                                   CarehareExchangeFlags  flags,
+                                   GVariant              *arguments)
+{
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+  g_return_if_fail (name != NULL && *name != '\0');
+  g_return_if_fail (type != NULL);
+  g_return_if_fail (arguments == NULL ||
+                    g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT));
+
+  add_step (self, STEP_DECLARE_EXCHANGE, name, type, NULL, flags, arguments);
+}
+
+/**
+ * carehare_session_bind_queue:
+ * @self: a session
+ * @queue: the queue
+ * @exchange: the exchange it gets messages from
+ * @routing_key: the binding key
+ * @arguments: (nullable): an `a{sv}` of binding arguments; a floating
+ *   reference is sunk
+ *
+ * Records a queue binding to make on every new connection, in order with
+ * the declarations.
+ */
+void
+carehare_session_bind_queue (CarehareSession *self,
+                             const char      *queue,
+                             const char      *exchange,
+                             const char      *routing_key,
+                             GVariant        *arguments)
+{
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+  g_return_if_fail (queue != NULL && *queue != '\0');
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (arguments == NULL ||
+                    g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT));
+
+  add_step (self, STEP_BIND_QUEUE, queue, exchange, routing_key, 0, arguments);
+}
+
+/**
+ * carehare_session_bind_exchange:
+ * @self: a session
+ * @destination: the exchange that gets the messages
+ * @source: the exchange they come from
+ * @routing_key: the binding key
+ * @arguments: (nullable): an `a{sv}` of binding arguments; a floating
+ *   reference is sunk
+ *
+ * Records an exchange-to-exchange binding to make on every new
+ * connection, in order with the declarations.
+ */
+void
+carehare_session_bind_exchange (CarehareSession *self,
+                                const char      *destination,
+                                const char      *source,
+                                const char      *routing_key,
+                                GVariant        *arguments)
+{
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+  g_return_if_fail (destination != NULL);
+  g_return_if_fail (source != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (arguments == NULL ||
+                    g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT));
+
+  add_step (self, STEP_BIND_EXCHANGE, destination, source, routing_key, 0, arguments);
+}
+
+typedef struct {
+  CarehareSession *session;        /* owned */
+  CarehareConnection *connection;  /* owned */
+  SessionConsumer *sc;             /* owned reference */
+} LiveStartData;
+
+static void
+live_start_data_free (LiveStartData *data)
+{
+  g_object_unref (data->session);
+  g_object_unref (data->connection);
+  session_consumer_unref (data->sc);
+  g_free (data);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LiveStartData, live_start_data_free)
+
+static void
+live_started_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(LiveStartData) data = user_data;
+  SessionConsumer *sc = data->sc;
+  g_autoptr(CarehareConsumer) inner = NULL;
+  g_autoptr(GError) error = NULL;
+
+  inner = carehare_connection_acking_consumer_full_finish (data->connection, result, &error);
+  if (sc->session == NULL || data->session->connection != data->connection ||
+      sc->inner != NULL)
+    {
+      /* Closed by the program, or the connection is gone (a later one
+       * restores the consumer). */
+      if (inner != NULL)
+        carehare_consumer_close_async (inner, NULL, NULL, NULL);
+      return;
+    }
+  if (inner == NULL)
+    {
+      if (!error_is_connection_lost (error))
+        consumer_end (sc, g_steal_pointer (&error));
+      return;
+    }
+  sc->inner = g_steal_pointer (&inner);
+  sc->pump_cancellable = g_cancellable_new ();
+  sc->max_inner = 0;
+  _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (sc->inner));
+  consumer_pump (sc);
+}
+
+/* A consumer created while connected starts on the current connection. */
+static void
+live_consumer_start (CarehareSession *self,
+                     SessionConsumer *sc)
+{
+  LiveStartData *data = g_new0 (LiveStartData, 1);
+
+  data->session = g_object_ref (self);
+  data->connection = g_object_ref (self->connection);
+  data->sc = session_consumer_ref (sc);
+  carehare_connection_acking_consumer_full_async (self->connection, sc->queue, 0,
+                                                  sc->prefetch_count, sc->flags,
+                                                  sc->consumer_tag, sc->arguments, NULL,
+                                                  live_started_cb, data);
+}
+
+/**
+ * carehare_session_acking_consumer:
+ * @self: a session
+ * @queue: the queue to consume from
+ * @prefetch_count: the most unacknowledged messages the broker sends
+ *
+ * The same as [method@Carehare.Session.acking_consumer_full] with no
+ * flags, a broker-chosen tag and no arguments.
+ *
+ * Returns: (transfer full): a consumer that lives across reconnections
+ */
+CarehareConsumer *
+carehare_session_acking_consumer (CarehareSession *self,
+                                  const char      *queue,
+                                  guint16          prefetch_count)
+{
+  return carehare_session_acking_consumer_full (self, queue, prefetch_count,
+                                                CAREHARE_CONSUME_FLAGS_NONE, NULL, NULL);
+}
+
+/**
+ * carehare_session_acking_consumer_full:
+ * @self: a session
+ * @queue: the queue to consume from
+ * @prefetch_count: the most unacknowledged messages the broker sends
+ * @flags: as for [method@Carehare.Connection.acking_consumer_full_async]
+ * @consumer_tag: (nullable): the consumer tag, or %NULL for one the broker
+ *   chooses
+ * @arguments: (nullable): an `a{sv}` of consume arguments; a floating
+ *   reference is sunk
+ *
+ * Creates a consumer that lives across reconnections: it is started on
+ * every new connection after the topology, and
+ * [method@Carehare.Consumer.next_delivery_async] goes on delivering; a
+ * call waiting across a reconnection completes with the first delivery of
+ * the new connection. It is a [class@Carehare.Consumer] like any other
+ * (a relay the session feeds), with these differences:
+ *
+ * - its delivery tags are its own, unique over its whole life: an ack or
+ *   nack of a message received on a connection that has since died is
+ *   ignored (the broker delivers the message again, marked
+ *   [property@Carehare.Delivery:redelivered]), never sent with a tag that
+ *   names another message; messages received but not taken when the
+ *   connection died are dropped for the same reason;
+ * - the session holds it until it is closed or the session closes
+ *   (`next_delivery` then fails with %CAREHARE_ERROR_CONNECTION_CLOSED) or
+ *   fails (it fails with [property@Carehare.Session:last-error]);
+ * - it ends, as a connection's consumer does, when the broker refuses to
+ *   start it (no such queue, another exclusive consumer) or cancels it
+ *   (its queue was deleted): %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER;
+ * - [method@Carehare.Consumer.close_async] completes at once.
+ *
+ * Returns: (transfer full): a consumer that lives across reconnections
+ */
+CarehareConsumer *
+carehare_session_acking_consumer_full (CarehareSession      *self,
+                                       const char           *queue,
+                                       guint16               prefetch_count,
+                                       CarehareConsumeFlags  flags,
+                                       const char           *consumer_tag,
+                                       GVariant             *arguments)
+{
+  SessionConsumer *sc;
+
+  g_return_val_if_fail (CAREHARE_IS_SESSION (self), NULL);
+  g_return_val_if_fail (queue != NULL, NULL);
+  g_return_val_if_fail (arguments == NULL ||
+                        g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT), NULL);
+
+  sc = g_new0 (SessionConsumer, 1);
+  sc->ref_count = 1;
+  sc->session = self;
+  sc->queue = g_strdup (queue);
+  sc->prefetch_count = prefetch_count;
+  sc->flags = flags;
+  sc->consumer_tag = g_strdup (consumer_tag);
+  sc->arguments = arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
+  sc->relay = _carehare_consumer_new_relay (self->context, queue, &relay_vtable, sc);
+  g_ptr_array_add (self->consumers, sc);
+
+  if (self->closed)
+    consumer_end (sc, session_closed_error ());
+  else if (self->state == CAREHARE_SESSION_STATE_FAILED)
+    consumer_end (sc, copy_last_error (self));
+  else if (self->state == CAREHARE_SESSION_STATE_CONNECTED)
+    live_consumer_start (self, sc);
+  return g_object_ref (sc->relay);
+}
+
+/**
+ * carehare_session_publish_async:
+ * @self: a session
+ * @exchange: the exchange, `""` for the default exchange
+ * @routing_key: the routing key
+ * @body: the message body
+ * @properties: (nullable): the message properties
+ * @flags: %CAREHARE_PUBLISH_FLAGS_MANDATORY to fail with
+ *   %CAREHARE_ERROR_UNROUTABLE when no queue gets the message
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the broker confirmed the message,
+ *   or when it failed
+ * @user_data: data for @callback
+ *
+ * Publishes a message with a publisher confirm, as
+ * [method@Carehare.Connection.publish_async] does, on the session's
+ * current connection. While the session is not connected (starting,
+ * reconnecting, not started yet) the call waits for the next connection;
+ * cancelling @cancellable stops the wait.
+ *
+ * If the connection is lost after the message was written but before the
+ * broker confirmed it, the call fails with
+ * %CAREHARE_ERROR_CONNECTION_CLOSED: the message may or may not have
+ * reached the queue, and the session does not publish it again by
+ * itself: whether to do so (at least once) is the program's choice. On a
+ * session that failed it fails at once with
+ * [property@Carehare.Session:last-error], and once the session is closed
+ * with %CAREHARE_ERROR_CONNECTION_CLOSED.
+ */
+void
+carehare_session_publish_async (CarehareSession      *self,
+                                const char           *exchange,
+                                const char           *routing_key,
+                                GBytes               *body,
+                                CarehareProperties   *properties,
+                                CareharePublishFlags  flags,
+                                GCancellable         *cancellable,
+                                GAsyncReadyCallback   callback,
+                                gpointer              user_data)
+{
+  GTask *task;
+  PublishData *data;
+
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+  g_return_if_fail (exchange != NULL);
+  g_return_if_fail (routing_key != NULL);
+  g_return_if_fail (body != NULL);
+  g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_session_publish_async);
+  /* Once handed to a connection, the connection's cancellation rules apply. */
+  g_task_set_check_cancellable (task, FALSE);
+
+  if (self->closed)
+    {
+      g_task_return_error (task, session_closed_error ());
+      g_object_unref (task);
+      return;
+    }
+  if (self->state == CAREHARE_SESSION_STATE_FAILED)
+    {
+      g_task_return_error (task, copy_last_error (self));
+      g_object_unref (task);
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_object_unref (task);
+      return;
+    }
+
+  data = g_new0 (PublishData, 1);
+  data->exchange = g_strdup (exchange);
+  data->routing_key = g_strdup (routing_key);
+  data->body = g_bytes_ref (body);
+  data->properties = properties != NULL ? g_object_ref (properties) : NULL;
+  data->flags = flags;
+  g_task_set_task_data (task, data, (GDestroyNotify) publish_data_free);
+
+  if (self->state == CAREHARE_SESSION_STATE_CONNECTED)
+    {
+      send_publish (self, task);
+      return;
+    }
+  g_queue_push_tail (&self->publishes, task);
+  if (cancellable != NULL)
+    data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (publish_cancelled_cb),
+                                                g_object_ref (task), g_object_unref);
+}
+
+/**
+ * carehare_session_publish_finish:
+ * @self: a session
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Session.publish_async].
+ *
+ * Returns: %TRUE when the broker confirmed the message, %FALSE with @error
+ *   set otherwise
+ */
+gboolean
+carehare_session_publish_finish (CarehareSession  *self,
+                                 GAsyncResult     *result,
+                                 GError          **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_SESSION (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+                        carehare_session_publish_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * carehare_session_set_password:
+ * @self: a session
+ * @password: the new password (or token)
+ *
+ * Replaces the password of every URI for the connections to come, for
+ * example when an OAuth 2 token is refreshed. The password is never
+ * logged.
+ */
+void
+carehare_session_set_password (CarehareSession *self,
+                               const char      *password)
+{
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+  g_return_if_fail (password != NULL);
+
+  g_clear_pointer (&self->password, carehare_uri_secret_free);
+  self->password = g_strdup (password);
+}
+
+static void
+close_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+
+  /* How the connection ended does not matter any more. */
+  carehare_connection_close_finish (CAREHARE_CONNECTION (source), result, NULL);
+  g_task_return_boolean (task, TRUE);
+}
+
+/**
+ * carehare_session_close_async:
+ * @self: a session
+ * @cancellable: (nullable): ignored: closing always runs to the end
+ * @callback: (scope async) (nullable): called when the connection, if
+ *   any, is closed
+ * @user_data: data for @callback
+ *
+ * Closes the session for good: no more attempts. Publishes waiting for a
+ * connection and the `next_delivery` calls of its consumers fail with
+ * %CAREHARE_ERROR_CONNECTION_CLOSED, and so do publishes waiting for
+ * their confirm; the current connection, if any, is closed (and
+ * [signal@Carehare.Session::disconnected] emitted with a %NULL error).
+ * While the session waits between attempts, it completes at once.
+ * Calling it again is fine.
+ */
+void
+carehare_session_close_async (CarehareSession     *self,
+                              GCancellable        *cancellable,
+                              GAsyncReadyCallback  callback,
+                              gpointer             user_data)
+{
+  g_autoptr(CarehareSession) keep = NULL;
+  g_autoptr(CarehareConnection) connection = NULL;
+  GTask *task;
+
+  g_return_if_fail (CAREHARE_IS_SESSION (self));
+
+  keep = g_object_ref (self);
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, carehare_session_close_async);
+  g_task_set_check_cancellable (task, FALSE);
+
+  if (!self->closed)
+    {
+      self->closed = TRUE;
+      if (self->timer != NULL)
+        {
+          g_source_destroy (self->timer);
+          g_clear_pointer (&self->timer, g_source_unref);
+        }
+      attempt_abandon (self);
+      if (self->connection != NULL)
+        {
+          g_clear_signal_handler (&self->closed_id, self->connection);
+          connection = g_steal_pointer (&self->connection);
+          for (guint i = 0; i < self->consumers->len; i++)
+            consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
+        }
+      if (self->state != CAREHARE_SESSION_STATE_FAILED)
+        set_state (self, CAREHARE_SESSION_STATE_STOPPED);
+      fail_publishes (self, session_closed_error ());
+      end_consumers (self, session_closed_error ());
+      if (connection != NULL)
+        {
+          g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_CONNECTION]);
+          g_signal_emit (self, signals[SIGNAL_DISCONNECTED], 0, NULL);
+        }
+    }
+  if (connection != NULL)
+    carehare_connection_close_async (connection, NULL, close_done_cb, task);
+  else
+    {
+      g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+    }
+}
+
+/**
+ * carehare_session_close_finish:
+ * @self: a session
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Session.close_async].
+ *
+ * Returns: %TRUE (closing a session does not fail)
+ */
+gboolean
+carehare_session_close_finish (CarehareSession  *self,
+                               GAsyncResult     *result,
+                               GError          **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_SESSION (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
