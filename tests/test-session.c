@@ -390,6 +390,8 @@ test_reset_in_flight (void)
   carehare_session_start (session);
   wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
 
+  /* Slowed down, so that the reset finds some confirmed and some not. */
+  fault_proxy_throttle (proxy, 256, 2);
   for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
     {
       g_autofree char *text = g_strdup_printf ("%u", i);
@@ -416,7 +418,12 @@ test_reset_in_flight (void)
     }
   g_test_message ("%u confirmed before the reset, %u lost with the connection", n_ok, n_closed);
 
-  /* A publish now waits for the next connection. */
+  fault_proxy_throttle (proxy, 0, 0);
+
+  /* A publish made while the session reconnects waits for the next
+   * connection. */
+  if (carehare_session_get_state (session) == CAREHARE_SESSION_STATE_CONNECTED)
+    wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
   carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
                                   NULL, carehare_test_store_result, &later);
   carehare_test_wait_for_result (&later, TIMEOUT_MS);
