@@ -140,6 +140,7 @@ struct _CarehareSession
   GSource *timer;                  /* owned, attached while waiting */
 
   GNetworkMonitor *monitor;        /* owned */
+  gboolean monitor_is_default;     /* the system's, not the program's */
   gulong monitor_id;
   gboolean waiting_for_network;
 };
@@ -340,13 +341,17 @@ host_is_loopback (const char *host)
   return address != NULL && g_inet_address_get_is_loopback (address);
 }
 
-/* Whether an attempt may start now: the network monitor is ignored when
- * every URI is on this machine, which needs no network. */
+/* Whether an attempt may start now. The system's monitor is ignored when
+ * every URI is on this machine, which needs no network (a container
+ * without a default route says "unavailable"); one the program set is
+ * always obeyed. */
 static gboolean
 network_available (CarehareSession *self)
 {
   if (self->monitor == NULL || g_network_monitor_get_network_available (self->monitor))
     return TRUE;
+  if (!self->monitor_is_default)
+    return FALSE;
   for (guint i = 0; self->uris[i] != NULL; i++)
     {
       g_auto(CarehareUriSettings) settings = { 0 };
@@ -689,9 +694,11 @@ static void
 go_connected (Attempt *attempt)
 {
   CarehareSession *self = attempt->session;
-  g_autoptr(CarehareSession) keep = g_object_ref (self);
+  g_autoptr(CarehareSession) keep = NULL;
   GTask *task;
 
+  /* Handlers may drop the program's last reference. */
+  keep = g_object_ref (self);
   g_clear_signal_handler (&attempt->closed_id, attempt->connection);
   self->attempt = NULL;
   self->connection = g_steal_pointer (&attempt->connection);
@@ -747,12 +754,13 @@ connection_closed_cb (CarehareConnection *connection,
                       gpointer            user_data)
 {
   CarehareSession *self = user_data;
-  g_autoptr(CarehareSession) keep = g_object_ref (self);
+  g_autoptr(CarehareSession) keep = NULL;
   g_autoptr(CarehareConnection) lost = NULL;
   GError *cause;
 
   if (connection != self->connection)
     return;
+  keep = g_object_ref (self);
   g_clear_signal_handler (&self->closed_id, connection);
   lost = g_steal_pointer (&self->connection);
   cause = error != NULL ? g_error_copy (error)
@@ -1278,6 +1286,7 @@ carehare_session_set_property (GObject      *object,
       break;
     case PROP_NETWORK_MONITOR:
       self->monitor = g_value_dup_object (value);
+      self->monitor_is_default = self->monitor == NULL;
       if (self->monitor == NULL)
         self->monitor = g_object_ref (g_network_monitor_get_default ());
       self->monitor_id = g_signal_connect (self->monitor, "network-changed",
@@ -1393,9 +1402,10 @@ carehare_session_class_init (CarehareSessionClass *klass)
    *
    * What tells the session whether the network is available; the
    * system's (g_network_monitor_get_default()) unless set at construction.
-   * While it says the network is unavailable no attempt is made, unless
-   * every URI names this machine (`localhost`, a loopback address); when
-   * it comes back, the next attempt starts at once.
+   * While it says the network is unavailable no attempt is made; when it
+   * comes back, the next attempt starts at once. The system's monitor is
+   * not consulted when every URI names this machine (`localhost`, a
+   * loopback address), which needs no network.
    */
   obj_props[PROP_NETWORK_MONITOR] =
     g_param_spec_object ("network-monitor", NULL, NULL, G_TYPE_NETWORK_MONITOR,

@@ -375,7 +375,6 @@ test_reset_in_flight (void)
   g_autoptr(CarehareSession) session = session_for (uri);
   g_autoptr(Recorder) rec = recorder_new (session);
   g_autoptr(CarehareConsumer) consumer = NULL;
-  g_autoptr(GPtrArray) results = g_ptr_array_new_with_free_func (g_object_unref);
   g_autoptr(GAsyncResult) later = NULL;
   g_autoptr(GError) error = NULL;
   GAsyncResult *slots[200] = { NULL };
@@ -761,6 +760,138 @@ test_many_reconnections (void)
   delete_queue (queue);
 }
 
+/* ---- a network monitor the test controls ---------------------------------- */
+
+typedef struct {
+  GObject parent_instance;
+  gboolean available;
+} TestMonitor;
+
+typedef struct {
+  GObjectClass parent_class;
+} TestMonitorClass;
+
+enum {
+  MON_PROP_0,
+  MON_PROP_AVAILABLE,
+  MON_PROP_METERED,
+  MON_PROP_CONNECTIVITY,
+};
+
+static GType test_monitor_get_type (void);
+static void test_monitor_iface_init (GNetworkMonitorInterface *iface);
+static void test_monitor_initable_init (GInitableIface *iface);
+
+G_DEFINE_TYPE_WITH_CODE (TestMonitor, test_monitor, G_TYPE_OBJECT,
+                         G_IMPLEMENT_INTERFACE (G_TYPE_INITABLE, test_monitor_initable_init)
+                         G_IMPLEMENT_INTERFACE (G_TYPE_NETWORK_MONITOR, test_monitor_iface_init))
+
+static gboolean
+test_monitor_initable_init_ (GInitable     *initable,
+                             GCancellable  *cancellable,
+                             GError       **error)
+{
+  return TRUE;
+}
+
+static void
+test_monitor_initable_init (GInitableIface *iface)
+{
+  iface->init = test_monitor_initable_init_;
+}
+
+static void
+test_monitor_iface_init (GNetworkMonitorInterface *iface)
+{
+}
+
+static void
+test_monitor_get_property (GObject    *object,
+                           guint       prop_id,
+                           GValue     *value,
+                           GParamSpec *pspec)
+{
+  TestMonitor *self = (TestMonitor *) object;
+
+  switch (prop_id)
+    {
+    case MON_PROP_AVAILABLE:
+      g_value_set_boolean (value, self->available);
+      break;
+    case MON_PROP_METERED:
+      g_value_set_boolean (value, FALSE);
+      break;
+    case MON_PROP_CONNECTIVITY:
+      g_value_set_enum (value, self->available ? G_NETWORK_CONNECTIVITY_FULL
+                                               : G_NETWORK_CONNECTIVITY_LOCAL);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+test_monitor_class_init (TestMonitorClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->get_property = test_monitor_get_property;
+  g_object_class_override_property (object_class, MON_PROP_AVAILABLE, "network-available");
+  g_object_class_override_property (object_class, MON_PROP_METERED, "network-metered");
+  g_object_class_override_property (object_class, MON_PROP_CONNECTIVITY, "connectivity");
+}
+
+static void
+test_monitor_init (TestMonitor *self)
+{
+}
+
+static void
+test_monitor_set_available (TestMonitor *self,
+                            gboolean     available)
+{
+  self->available = available;
+  g_object_notify (G_OBJECT (self), "network-available");
+  g_signal_emit_by_name (self, "network-changed", available);
+}
+
+/* No attempt while the monitor says the network is unavailable; when it
+ * comes back, the next attempt starts at once (not after the backoff). */
+static void
+test_network_monitor (void)
+{
+  g_autofree char *name = carehare_test_unique_name ("session-netmon-conn");
+  g_autofree char *suffix = g_strdup_printf ("?connection_name=%s", name);
+  g_autofree char *uri = carehare_test_amqp_uri_with (suffix);
+  const char *uris[] = { uri, NULL };
+  TestMonitor *monitor = g_object_new (test_monitor_get_type (), NULL);
+  g_autoptr(CarehareSession) session = NULL;
+  g_autoptr(Recorder) rec = NULL;
+
+  session = g_object_new (CAREHARE_TYPE_SESSION, "uris", uris, "network-monitor", monitor, NULL);
+  rec = recorder_new (session);
+  carehare_session_start (session);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_WAITING);
+  carehare_test_run_for (300);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_WAITING);
+  g_assert_null (carehare_session_get_last_error (session));
+
+  test_monitor_set_available (monitor, TRUE);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+
+  /* Lost while the network is down, with a backoff far longer than the
+   * test: the network coming back starts the attempt. */
+  carehare_session_set_reconnect_delay_min (session, 600000);
+  test_monitor_set_available (monitor, FALSE);
+  carehare_test_broker_close_connection (name, "forced by test-session");
+  wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
+  test_monitor_set_available (monitor, TRUE);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  close_session (session);
+  g_object_unref (monitor);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -777,6 +908,7 @@ main (int    argc,
   g_test_add_func ("/session/exclusive-queue", test_exclusive_queue);
   g_test_add_func ("/session/consumer-close", test_consumer_close);
   g_test_add_func ("/session/many-reconnections", test_many_reconnections);
+  g_test_add_func ("/session/network-monitor", test_network_monitor);
 
   return g_test_run ();
 }
