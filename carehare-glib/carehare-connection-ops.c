@@ -896,7 +896,11 @@ call_start (CarehareProtocol *protocol,
  * acknowledge). Many calls may be in flight; each gets the reply with its
  * correlation id, and a reply for no pending call is dropped. Two pending
  * calls with the same correlation id could not be told apart: the second
- * fails at once with %G_IO_ERROR_EXISTS.
+ * fails at once with %G_IO_ERROR_EXISTS. So does a call with the
+ * correlation id of a cancelled call whose request went out, until that
+ * call's late reply arrives (and is dropped) or the channel of the calls
+ * closes: the late reply would otherwise complete the new call. A fresh
+ * id (no correlation id in @properties) never meets this.
  *
  * It fails as a publish does for the request itself
  * (%CAREHARE_ERROR_SERVER_SENT_NACK, %CAREHARE_ERROR_UNROUTABLE with

@@ -24,6 +24,7 @@ caller_new (void)
 
   pub->call = TRUE;
   pub->calls = g_hash_table_new (g_str_hash, g_str_equal);
+  pub->abandoned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   return pub;
 }
 
@@ -66,12 +67,17 @@ call_detach (CarehareProtocol   *self,
   GList *link;
 
   call_unregister (pub, op);
-  g_clear_pointer (&op->delivery, carehare_protocol_delivery_free);
   if (!op->written)
     {
       g_queue_remove (&pub->unwritten, op);
       return;
     }
+  /* The request went out: its reply may still come. A fresh id is never
+   * used again; one the caller chose stays taken until that reply, so
+   * that it cannot complete a later call with the same id. */
+  if (op->own_correlation_id && op->delivery == NULL)
+    g_hash_table_add (pub->abandoned, g_strdup (op->correlation_id));
+  g_clear_pointer (&op->delivery, carehare_protocol_delivery_free);
   if (op->confirmed)
     return;
 
@@ -128,7 +134,10 @@ carehare_protocol_call (CarehareProtocol               *self,
     props = *properties;
   if ((props.flags & CAREHARE_PROPERTY_CORRELATION_ID) && props.correlation_id != NULL &&
       *props.correlation_id != '\0')
-    op->correlation_id = g_strdup (props.correlation_id);
+    {
+      op->correlation_id = g_strdup (props.correlation_id);
+      op->own_correlation_id = TRUE;
+    }
   else
     op->correlation_id = g_uuid_string_random ();
 
@@ -140,6 +149,15 @@ carehare_protocol_call (CarehareProtocol               *self,
                                    g_error_new (G_IO_ERROR, G_IO_ERROR_EXISTS,
                                                 "Cannot call: another pending call has "
                                                 "correlation id '%s'", op->correlation_id));
+      return _carehare_protocol_leave_with_op (self, op);
+    }
+  if (pub != NULL && g_hash_table_contains (pub->abandoned, op->correlation_id))
+    {
+      _carehare_protocol_complete (self, op, NULL,
+                                   g_error_new (G_IO_ERROR, G_IO_ERROR_EXISTS,
+                                                "Cannot call: a cancelled call with correlation "
+                                                "id '%s' may still get its reply; use another "
+                                                "id", op->correlation_id));
       return _carehare_protocol_leave_with_op (self, op);
     }
 
@@ -283,6 +301,12 @@ _carehare_protocol_call_content_done (CarehareProtocol *self,
                    ? content->props.correlation_id : NULL;
   CarehareProtocolOp *op = id != NULL ? g_hash_table_lookup (pub->calls, id) : NULL;
 
+  if (op == NULL && id != NULL && g_hash_table_remove (pub->abandoned, id))
+    {
+      g_debug ("reply with correlation id '%s' on channel %u is a cancelled call's: dropped, "
+               "and the id is free again", id, pub->channel);
+      return;
+    }
   if (op == NULL || op->delivery != NULL)
     {
       g_debug ("reply with correlation id '%s' on channel %u matches no pending call%s: "
@@ -293,6 +317,8 @@ _carehare_protocol_call_content_done (CarehareProtocol *self,
   if (content->bad != NULL)
     {
       call_detach (self, op);
+      /* Its reply came: the id is free. */
+      g_hash_table_remove (pub->abandoned, id);
       _carehare_protocol_complete (self, op, NULL,
                                    g_error_new (content->bad->domain, content->bad->code,
                                                 "The reply cannot be taken: %s",

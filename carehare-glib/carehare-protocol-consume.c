@@ -155,7 +155,11 @@ _carehare_protocol_consumer_start (CarehareProtocol         *self,
   g_clear_pointer (&consumer->consume_frame, g_byte_array_unref);
 }
 
-/* Whether a live consumer other than @consumer has, or asked for, @tag. */
+/* Whether a live consumer other than @consumer has, or asked for, @tag.
+ * One the server cancelled, or that is closing (its owner was told it is
+ * over, or gave it up), no longer counts: the broker has forgotten it or
+ * will when its channel closes, deliveries are told apart by channel, and
+ * nothing would tell the program when the tag became free. */
 static gboolean
 consumer_tag_in_use (CarehareProtocol         *self,
                      CarehareProtocolConsumer *consumer,
@@ -165,7 +169,9 @@ consumer_tag_in_use (CarehareProtocol         *self,
     {
       CarehareProtocolConsumer *other = g_ptr_array_index (self->consumers, i);
 
-      if (other != consumer && other->state != CONSUMER_ENDED &&
+      if (other != consumer &&
+          (other->state == CONSUMER_WAITING || other->state == CONSUMER_STARTING ||
+           other->state == CONSUMER_ACTIVE) &&
           g_strcmp0 (other->tag, tag) == 0)
         return TRUE;
     }

@@ -70,6 +70,7 @@ struct _CarehareProtocolOp {
   char *exchange;          /* owned: matches basic.return to it (the call
                             * channel publishes to any exchange) */
   char *correlation_id;    /* owned: the key in the call channel's calls */
+  gboolean own_correlation_id;  /* the caller chose it (not a fresh one) */
   GList call_link;         /* data: this op; in the call channel's pending */
   gboolean confirmed;      /* the broker acked the request */
   gboolean cancelled;      /* a stand-in for a cancelled call whose request
@@ -114,6 +115,10 @@ struct _Publisher {
   gboolean call;
   GHashTable *calls;       /* correlation id -> CarehareProtocolOp * (OP_CALL) */
   GQueue pending;          /* of the same ops (call_link), oldest first */
+  GHashTable *abandoned;   /* owned correlation ids the caller chose, of
+                            * cancelled calls whose request went out: a
+                            * reply may still come, so they stay taken
+                            * until it does or the channel closes */
   char *reply_tag;         /* the reply consumer's tag, from Consume-Ok */
 };
 

@@ -37,6 +37,7 @@ _carehare_protocol_publisher_free (Publisher *pub)
   g_assert (g_queue_is_empty (&pub->unconfirmed));
   g_assert (g_queue_is_empty (&pub->pending));
   g_clear_pointer (&pub->calls, g_hash_table_unref);
+  g_clear_pointer (&pub->abandoned, g_hash_table_unref);
   g_free (pub->reply_tag);
   g_queue_clear_full (&pub->returns, (GDestroyNotify) return_free);
   _carehare_protocol_content_clear (&pub->content);

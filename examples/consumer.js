@@ -2,20 +2,19 @@
 // Consumes messages from a queue, acknowledging each, until COUNT messages
 // arrived (0 or none: until Ctrl-C), then closes cleanly.
 //
-//     gjs consumer.js URI QUEUE [COUNT]
+//     gjs -m consumer.js URI QUEUE [COUNT]
 //
-// The GJS twin of consumer.c, written with Gio._promisify() and async/await:
+// The GJS twin of consumer.c, written with async/await over carehare.js:
 // a loop awaits next_delivery_async(), which rejects with CHANNEL_CLOSED
 // once the consumer was closed (the end of the stream).
-imports.gi.versions.Carehare = '1.0';
-const {Carehare, Gio, GLib} = imports.gi;
-const System = imports.system;
+import GLib from 'gi://GLib';
+import System from 'system';
+// The module carehare-glib installs as $datadir/carehare-glib-1.0/carehare.js
+// (file:///usr/share/carehare-glib-1.0/carehare.js): Carehare with every
+// *_async method promisified once. Here, from the source tree.
+import Carehare from '../bindings/gjs/carehare.js';
 
-Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
-Gio._promisify(Carehare.Connection.prototype, 'close_async', 'close_finish');
-Gio._promisify(Carehare.Connection.prototype, 'acking_consumer_async', 'acking_consumer_finish');
-Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
-Gio._promisify(Carehare.Consumer.prototype, 'close_async', 'close_finish');
+const ARGV = System.programArgs;
 
 // What a carehare-glib error means to a program (see explain-error.h).
 function explain(error) {
@@ -95,7 +94,7 @@ async function consume(uri, queue, count) {
 }
 
 if (ARGV.length < 2 || ARGV.length > 3) {
-    printerr('usage: gjs consumer.js URI QUEUE [COUNT]');
+    printerr('usage: gjs -m consumer.js URI QUEUE [COUNT]');
     System.exit(2);
 }
 const loop = new GLib.MainLoop(null, false);

@@ -5,9 +5,11 @@ arrived (0 or none: until Ctrl-C), then closes cleanly.
 
     consumer.py URI QUEUE [COUNT]
 
-The Python twin of consumer.c: next_delivery_async() is called again from
-its own callback, so at most one delivery is handled at a time while the
-broker keeps up to the prefetch count ready.
+The Python twin of consumer.c, in asyncio with the override's API (the
+Python `carehare` library's): next_delivery() gives each message and its
+delivery tag, ack() acknowledges it. (`async for message in consumer` acks
+for you, but only when the loop goes on: a count-bounded loop would leave
+its last message unacked.)
 """
 import signal
 import sys
@@ -15,114 +17,59 @@ import sys
 import gi
 
 gi.require_version("Carehare", "1.0")
-from gi.repository import Carehare, GLib  # noqa: E402
+from gi.repository import Carehare as carehare  # noqa: E402
+from gi.repository import GLib  # noqa: E402
 
 
 def explain(error):
-    """What a carehare-glib error means to a program (see explain-error.h)."""
-    if not error.matches(Carehare.error_quark(), error.code):
-        return "a network or TLS error: check the host, port and certificates"
-    code = Carehare.error_get_reply_code(error)
+    """What an error means to a program (see explain-error.h)."""
+    if isinstance(error, carehare.ConnectionClosedByServer):
+        return ("login refused: check the user name and password" if error.reply_code == 403
+                else "the broker closed the connection: reconnect")
+    if isinstance(error, carehare.ChannelClosedByServer):
+        if error.reply_code == 404:
+            return "the queue or exchange does not exist: declare it first"
+        if error.reply_code == 0:
+            return "the broker cancelled the consumer: its queue was deleted"
+        return "the broker refused the operation; the connection is still usable"
     return {
-        Carehare.Error.INVALID_URI: "fix the URI: amqp://user:password@host:port/vhost",
-        Carehare.Error.CONNECTION_CLOSED: "the connection is gone: reconnect and retry",
-        Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
-            "login refused: check the user name and password" if code == 403
-            else "the broker closed the connection: reconnect",
-        Carehare.Error.CHANNEL_CLOSED_BY_SERVER:
-            "the queue or exchange does not exist: declare it first" if code == 404
-            else "the broker cancelled the consumer: its queue was deleted" if code == 0
-            else "the broker refused the operation; the connection is still usable",
-    }.get(error.code, "an unexpected error")
+        ValueError: "fix the URI: amqp://user:password@host:port/vhost",
+        carehare.ConnectionClosed: "the connection is gone: reconnect and retry",
+    }.get(type(error), "a network or TLS error: check the host, port and certificates")
 
 
-def print_error(what, error):
-    print(f"{what} failed: {error.message}\n  -> {explain(error)}", file=sys.stderr)
+async def consume(uri, queue, count):
+    received = 0
+    try:
+        async with carehare.connect(uri) as connection:
+            # Prefetch 10: at most ten unacknowledged messages are ever held.
+            async with connection.acking_consumer(queue, prefetch_count=10) as consumer:
+                def on_sigint():
+                    print("interrupted: closing", flush=True)
+                    consumer.close()
+                    return GLib.SOURCE_REMOVE
 
-
-class Consumer:
-    def __init__(self, uri, queue, count):
-        self.queue = queue
-        self.count = count
-        self.received = 0
-        self.status = 0
-        self.conn = None
-        self.consumer = None
-        self.loop = GLib.MainLoop()
-        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, self.on_sigint)
-        Carehare.Connection.new_async(uri, None, self.on_connected)
-
-    def stop(self):
-        if self.consumer is not None:
-            self.consumer.close_async(None, None)
-        if self.conn is not None:
-            self.conn.close_async(None, self.on_closed)
-        else:
-            self.loop.quit()
-
-    def on_sigint(self):
-        print("interrupted: closing", flush=True)
-        self.stop()
-        return GLib.SOURCE_REMOVE
-
-    def on_closed(self, conn, result):
-        try:
-            conn.close_finish(result)
-        except GLib.Error as e:
-            print_error("closing", e)
-        self.loop.quit()
-
-    def on_connected(self, _source, result):
-        try:
-            self.conn = Carehare.Connection.new_finish(result)
-        except GLib.Error as e:
-            print_error("connecting", e)
-            self.status = 1
-            self.loop.quit()
-            return
-        # Prefetch 10: at most ten unacknowledged messages are ever held.
-        self.conn.acking_consumer_async(self.queue, 0, 10, None, self.on_consumer)
-
-    def on_consumer(self, conn, result):
-        try:
-            self.consumer = conn.acking_consumer_finish(result)
-        except GLib.Error as e:
-            print_error("starting the consumer", e)
-            self.status = 1
-            self.stop()
-            return
-        print(f"waiting for messages on {self.queue}", flush=True)
-        self.consumer.next_delivery_async(None, self.on_delivery)
-
-    def on_delivery(self, consumer, result):
-        try:
-            delivery = consumer.next_delivery_finish(result)
-        except GLib.Error as e:
-            # CHANNEL_CLOSED is the end of the stream we asked for.
-            if not e.matches(Carehare.error_quark(), Carehare.Error.CHANNEL_CLOSED):
-                print_error("consuming", e)
-                self.status = 1
-                self.stop()
-            return
-        text = delivery.get_body().get_data().decode("utf-8", "replace")
-        again = " (again)" if delivery.get_redelivered() else ""
-        print(f"received{again}: {text}", flush=True)
-        consumer.ack(delivery.get_delivery_tag())
-
-        self.received += 1
-        if self.count and self.received >= self.count:
-            self.stop()
-        else:
-            consumer.next_delivery_async(None, self.on_delivery)
+                GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, on_sigint)
+                print(f"waiting for messages on {queue}", flush=True)
+                while not count or received < count:
+                    try:
+                        message, delivery_tag = await consumer.next_delivery()
+                    except carehare.ChannelClosed:
+                        break  # closed on Ctrl-C: the end of the stream
+                    print(f"received: {message.decode('utf-8', 'replace')}", flush=True)
+                    consumer.ack(delivery_tag)  # never raises, never awaited
+                    received += 1
+    except Exception as e:  # noqa: BLE001: every failure is reported
+        print(f"consuming failed: {e}\n  -> {explain(e)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv):
     if len(argv) not in (3, 4):
         print(f"usage: {argv[0]} URI QUEUE [COUNT]", file=sys.stderr)
         return 2
-    consumer = Consumer(argv[1], argv[2], int(argv[3]) if len(argv) > 3 else 0)
-    consumer.loop.run()
-    return consumer.status
+    return carehare.run(consume(argv[1], argv[2], int(argv[3]) if len(argv) > 3 else 0))
 
 
 if __name__ == "__main__":

@@ -2,19 +2,20 @@
 // Publishes messages to a durable queue with publisher confirms and reports,
 // for each, whether the broker took responsibility for it.
 //
-//     gjs publisher.js URI QUEUE MESSAGE...
+//     gjs -m publisher.js URI QUEUE MESSAGE...
 //
-// The GJS twin of publisher.c: Gio._promisify() turns each *_async/*_finish
-// pair into a method returning a Promise, so the program reads top to bottom
+// The GJS twin of publisher.c: carehare.js (bindings/gjs) makes each *_async
+// method return a Promise when called without a callback, so the program reads top to bottom
 // with await while everything still runs on the GLib main loop. A failed
 // *_finish() rejects the Promise with a GLib.Error.
-imports.gi.versions.Carehare = '1.0';
-const {Carehare, Gio, GLib} = imports.gi;
-const System = imports.system;
+import GLib from 'gi://GLib';
+import System from 'system';
+// The module carehare-glib installs as $datadir/carehare-glib-1.0/carehare.js
+// (file:///usr/share/carehare-glib-1.0/carehare.js): Carehare with every
+// *_async method promisified once. Here, from the source tree.
+import Carehare from '../bindings/gjs/carehare.js';
 
-Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
-for (const name of ['close', 'queue_declare', 'publish'])
-    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
+const ARGV = System.programArgs;
 
 // What a carehare-glib error means to a program (see explain-error.h).
 function explain(error) {
@@ -90,7 +91,7 @@ async function publishAll(uri, queue, messages) {
 }
 
 if (ARGV.length < 3) {
-    printerr('usage: gjs publisher.js URI QUEUE MESSAGE...');
+    printerr('usage: gjs -m publisher.js URI QUEUE MESSAGE...');
     System.exit(2);
 }
 const loop = new GLib.MainLoop(null, false);

@@ -5,109 +5,69 @@ for each, whether the broker took responsibility for it.
 
     publisher.py URI QUEUE MESSAGE...
 
-The Python twin of publisher.c: every call is asynchronous and completes in
-a callback on the GLib main loop; errors arrive as GLib.Error from the
-*_finish() call.
+The Python twin of publisher.c, in asyncio with the override's API (the
+Python `carehare` library's): every publish is sent at once and returns a
+future; awaiting them all waits for the broker's confirms.
 """
+import asyncio
 import sys
 
 import gi
 
 gi.require_version("Carehare", "1.0")
-from gi.repository import Carehare, GLib  # noqa: E402
+from gi.repository import Carehare as carehare  # noqa: E402
 
 
 def explain(error):
-    """What a carehare-glib error means to a program (see explain-error.h)."""
-    if not error.matches(Carehare.error_quark(), error.code):
-        return "a network or TLS error: check the host, port and certificates"
-    code = Carehare.error_get_reply_code(error)
+    """What an error means to a program (see explain-error.h)."""
+    if isinstance(error, carehare.ConnectionClosedByServer):
+        return ("login refused: check the user name and password" if error.reply_code == 403
+                else "the broker closed the connection: reconnect")
+    if isinstance(error, carehare.ChannelClosedByServer):
+        return ("the queue or exchange does not exist: declare it first"
+                if error.reply_code == 404
+                else "the broker refused the operation; the connection is still usable")
     return {
-        Carehare.Error.INVALID_URI: "fix the URI: amqp://user:password@host:port/vhost",
-        Carehare.Error.CONNECTION_CLOSED: "the connection is gone: reconnect and retry",
-        Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
-            "login refused: check the user name and password" if code == 403
-            else "the broker closed the connection: reconnect",
-        Carehare.Error.CHANNEL_CLOSED_BY_SERVER:
-            "the queue or exchange does not exist: declare it first" if code == 404
-            else "the broker refused the operation; the connection is still usable",
-        Carehare.Error.SERVER_SENT_NACK: "the broker refused this message: publish it again later",
-        Carehare.Error.UNROUTABLE: "no queue is bound for this routing key: the message was returned",
-    }.get(error.code, "an unexpected error")
+        ValueError: "fix the URI: amqp://user:password@host:port/vhost",
+        carehare.ConnectionClosed: "the connection is gone: reconnect and retry",
+        carehare.ServerSentNack: "the broker refused this message: publish it again later",
+        carehare.Unroutable: "no queue is bound for this routing key: the message was returned",
+    }.get(type(error), "a network or TLS error: check the host, port and certificates")
 
 
 def print_error(what, error):
-    print(f"{what} failed: {error.message}\n  -> {explain(error)}", file=sys.stderr)
+    print(f"{what} failed: {error}\n  -> {explain(error)}", file=sys.stderr)
 
 
-class Publisher:
-    def __init__(self, uri, queue, messages):
-        self.queue = queue
-        self.messages = messages
-        self.pending = 0
-        self.status = 0
-        self.conn = None
-        self.loop = GLib.MainLoop()
-        Carehare.Connection.new_async(uri, None, self.on_connected)
-
-    def close(self):
-        self.conn.close_async(None, self.on_closed)
-
-    def on_closed(self, conn, result):
-        try:
-            conn.close_finish(result)
-        except GLib.Error as e:
-            print_error("closing", e)
-        self.loop.quit()
-
-    def on_connected(self, _source, result):
-        try:
-            self.conn = Carehare.Connection.new_finish(result)
-        except GLib.Error as e:
-            print_error("connecting", e)
-            self.status = 1
-            self.loop.quit()
-            return
-        self.conn.queue_declare_async(self.queue, Carehare.QueueFlags.DURABLE, None, None,
-                                      self.on_declared)
-
-    def on_declared(self, conn, result):
-        try:
-            # The out arguments come back as a tuple after the return value.
-            queue, _messages, _consumers = conn.queue_declare_finish(result)
-        except GLib.Error as e:
-            print_error("declaring the queue", e)
-            self.status = 1
-            self.close()
-            return
-        props = Carehare.Properties.new()
-        props.props.delivery_mode = 2  # persistent: survives a broker restart
-        props.props.content_type = "text/plain"
-        for text in self.messages:
-            self.pending += 1
-            conn.publish_async("", queue, GLib.Bytes.new(text.encode()), props,
-                               Carehare.PublishFlags.MANDATORY, None, self.on_published, text)
-
-    def on_published(self, conn, result, text):
-        try:
-            conn.publish_finish(result)
-            print(f"confirmed: {text}", flush=True)
-        except GLib.Error as e:
-            # Only this message failed; the others complete on their own.
-            print_error(text, e)
-            self.status = 1
-        self.pending -= 1
-        if self.pending == 0:
-            self.close()
+async def publish(uri, queue, messages):
+    status = 0
+    try:
+        async with carehare.connect(uri) as connection:
+            await connection.queue_declare(queue, durable=True)
+            properties = {"delivery_mode": 2, "content_type": "text/plain"}
+            futures = [connection.publish(text.encode(), routing_key=queue,
+                                          properties=properties, mandatory=True)
+                       for text in messages]
+            for text, future in zip(messages, futures):
+                try:
+                    await future
+                    print(f"confirmed: {text}", flush=True)
+                except (carehare.ServerSentNack, carehare.Unroutable,
+                        carehare.ChannelClosedByServer) as e:
+                    # Only this message failed; the others complete on their own.
+                    print_error(text, e)
+                    status = 1
+    except Exception as e:  # noqa: BLE001: every failure is reported
+        print_error("publishing", e)
+        status = 1
+    return status
 
 
 def main(argv):
     if len(argv) < 4:
         print(f"usage: {argv[0]} URI QUEUE MESSAGE...", file=sys.stderr)
         return 2
-    publisher = Publisher(argv[1], argv[2], argv[3:])
-    publisher.loop.run()
-    return publisher.status
+    return carehare.run(publish(argv[1], argv[2], argv[3:]))
 
 
 if __name__ == "__main__":

@@ -134,17 +134,6 @@ call_done_cb (CarehareProtocolOp   *op,
   op_done_cb (op, reply, error, user_data);
 }
 
-static void
-feed_method (CarehareProtocol     *protocol,
-             const CarehareMethod *method,
-             gint64                now)
-{
-  g_autoptr(GByteArray) frame = g_byte_array_new ();
-
-  g_assert (carehare_wire_append_method_frame (frame, 0, method, NULL));
-  carehare_protocol_receive (protocol, frame->data, frame->len, now);
-}
-
 /* Discards what the client wrote, as a server that reads everything. */
 static void
 drain (CarehareProtocol *protocol,
@@ -159,30 +148,21 @@ static void
 handshake (CarehareProtocol *protocol,
            gint64            now)
 {
-  g_autoptr(GBytes) mechanisms = g_bytes_new_static ("PLAIN AMQPLAIN", 14);
-  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
-  CarehareMethod m = { .id = CAREHARE_METHOD_CONNECTION_START };
+  static const CarehareMethodId steps[] = {
+    CAREHARE_METHOD_CONNECTION_START,
+    CAREHARE_METHOD_CONNECTION_TUNE,
+    CAREHARE_METHOD_CONNECTION_OPEN_OK,
+  };
 
   drain (protocol, now);
-  m.connection_start.version_major = 0;
-  m.connection_start.version_minor = 9;
-  m.connection_start.mechanisms = mechanisms;
-  m.connection_start.locales = locales;
-  feed_method (protocol, &m, now);
-  drain (protocol, now);
+  for (guint i = 0; i < G_N_ELEMENTS (steps); i++)
+    {
+      g_autoptr(GByteArray) frame = g_byte_array_new ();
 
-  memset (&m, 0, sizeof m);
-  m.id = CAREHARE_METHOD_CONNECTION_TUNE;
-  m.connection_tune.channel_max = 16;
-  m.connection_tune.frame_max = 4096;
-  m.connection_tune.heartbeat = 60;
-  feed_method (protocol, &m, now);
-  drain (protocol, now);
-
-  memset (&m, 0, sizeof m);
-  m.id = CAREHARE_METHOD_CONNECTION_OPEN_OK;
-  feed_method (protocol, &m, now);
-  drain (protocol, now);
+      fuzz_append_handshake_frame (frame, steps[i], 16, 4096, 60);
+      carehare_protocol_receive (protocol, frame->data, frame->len, now);
+      drain (protocol, now);
+    }
 }
 
 int

@@ -25,6 +25,11 @@ PACKAGES=(
     gi-docgen
     rabbitmq-server
     python3-gi
+    python3-gbulb
+    python3-pytest
+    python3-pytest-asyncio
+    python3-pytest-timeout
+    valac
     gjs
     valgrind
     librabbitmq-dev

@@ -11,14 +11,17 @@ publisher=$2
 consumer=$3
 : "${CAREHARE_TEST_AMQP_URI:?start the broker: test-server/broker start}"
 queue="carehare-example-$(basename "$interpreter")-$$-$RANDOM"
+# The GJS examples are ES modules.
+run=("$interpreter")
+[ "$(basename "$interpreter")" = gjs ] && run+=(-m)
 err=$(mktemp)
 trap 'rm -f "$err"; "$CAREHARE_TEST_BROKER" ctl delete_queue "$queue" >/dev/null 2>&1 || true' EXIT
 
-out=$(timeout 30 "$interpreter" "$publisher" "$CAREHARE_TEST_AMQP_URI" "$queue" one two three)
+out=$(timeout 30 "${run[@]}" "$publisher" "$CAREHARE_TEST_AMQP_URI" "$queue" one two three)
 echo "$out"
 [ "$out" = $'confirmed: one\nconfirmed: two\nconfirmed: three' ]
 
-out=$(timeout 30 "$interpreter" "$consumer" "$CAREHARE_TEST_AMQP_URI" "$queue" 3)
+out=$(timeout 30 "${run[@]}" "$consumer" "$CAREHARE_TEST_AMQP_URI" "$queue" 3)
 echo "$out"
 expected=$'waiting for messages on '"$queue"$'\nreceived: one\nreceived: two\nreceived: three'
 if [ "$out" != "$expected" ]; then
@@ -26,7 +29,7 @@ if [ "$out" != "$expected" ]; then
   exit 1
 fi
 
-if timeout 30 "$interpreter" "$consumer" "$CAREHARE_TEST_AMQP_URI" "carehare-no-such-queue-$$" 1 2>"$err"; then
+if timeout 30 "${run[@]}" "$consumer" "$CAREHARE_TEST_AMQP_URI" "carehare-no-such-queue-$$" 1 2>"$err"; then
   echo "consuming a missing queue should fail" >&2
   exit 1
 fi

@@ -74,3 +74,28 @@ err = GLib.Error.new_literal(Carehare.error_quark(), "x: 406 PRECONDITION_FAILED
 assert Carehare.error_get_reply_code(err) == 406
 print("python imported", typelib)
 PY
+
+# The bindings' helpers: the PyGObject override (found by a Python that
+# only has the prefix's site directory added), the GJS module and the VAPI.
+override=$(cd "$prefix" && find . -path '*gi/overrides/Carehare.py' | head -n 1)
+[ -n "$override" ] || { echo "the PyGObject override was not installed" >&2; exit 1; }
+[ -f "$prefix/share/carehare-glib-1.0/carehare.js" ] ||
+  { echo "the GJS module was not installed" >&2; exit 1; }
+[ -f "$prefix/share/vala/vapi/carehare-glib-1.0.vapi" ] ||
+  { echo "the VAPI was not installed" >&2; exit 1; }
+site=$prefix/${override#./}
+site=${site%/gi/overrides/Carehare.py}
+PYTHONPATH=$site GI_TYPELIB_PATH=$typelib_dir LD_LIBRARY_PATH=$libdir /usr/bin/python3 - "$prefix" <<'PY'
+import sys
+
+import gi
+
+gi.require_version("Carehare", "1.0")
+from gi.repository import Carehare  # noqa: E402
+
+# The override, from the prefix, gives the asyncio API.
+assert hasattr(Carehare, "connect") and hasattr(Carehare, "ChannelClosedByServer")
+import gi.overrides.Carehare as override  # noqa: E402
+assert override.__file__.startswith(sys.argv[1]), override.__file__
+print("python override from", override.__file__)
+PY

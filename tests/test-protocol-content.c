@@ -2387,16 +2387,19 @@ test_consume_tag_in_use (Fixture       *f,
   assert_no_output (f);
   g_assert_false (carehare_protocol_is_finished (f->p));
 
-  /* Closed: the tag may be used again. */
+  /* Being closed (the program gave it up): the tag may be used again at
+   * once, on another channel. */
   closed = completion_new (f);
   closed->op = carehare_protocol_consumer_close (f->p, first->consumer, op_done_cb, closed);
   g_ptr_array_unref (take_sent (f));
-  g_assert_true (server_channel_close_ok (f, 1));
-  assert_ok (closed);
   second = consume_options (f, "q", 0, 5, &options);
   assert_start_pending (second);
   sent = take_sent (f);
   g_assert_cmpuint (sent->len, ==, 3);
+  g_assert_cmpstr (sent_method (sent, 2, 2, CAREHARE_METHOD_BASIC_CONSUME)->basic_consume.consumer_tag,
+                   ==, "shared");
+  g_assert_true (server_channel_close_ok (f, 1));
+  assert_ok (closed);
 }
 
 /* Another server may implement prefetch_size: it is sent. */
@@ -4194,6 +4197,41 @@ test_call_duplicate_id (Fixture       *f,
   assert_pending (third->c);
 }
 
+/* A caller-chosen correlation id of a cancelled call whose request went
+ * out stays taken until its late reply arrives: that reply must not
+ * complete a later call with the same id. A cancelled call whose request
+ * never went out frees its id at once. */
+static void
+test_call_cancelled_id_reuse (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Call *first, *again, *later;
+
+  connect_default (f);
+  first = call_start (f, "", "rpc", "one", "order-42", FALSE);
+  g_ptr_array_unref (take_sent (f));
+  server_call_ready (f, 1);
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+  carehare_protocol_cancel (f->p, first->c->op);
+  assert_failed (first->c, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+  again = call_start (f, "", "rpc", "two", "order-42", FALSE);
+  assert_failed (again->c, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  assert_message_contains (again->c->error, "cancelled call");
+  assert_no_output (f);
+
+  /* The late reply is dropped and frees the id. */
+  g_assert_true (server_reply (f, 1, 1, "order-42", "one-reply"));
+  later = call_start (f, "", "rpc", "three", "order-42", FALSE);
+  sent = take_sent (f);
+  g_assert_cmpuint (count_frames (sent, CAREHARE_FRAME_METHOD, CAREHARE_METHOD_BASIC_PUBLISH), ==, 1);
+  g_assert_true (server_ack (f, 1, 2, FALSE));
+  g_assert_true (server_reply (f, 1, 2, "order-42", "three-reply"));
+  assert_reply (later, "order-42", "three-reply");
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
 /* A reply on the call channel for a consumer tag that is not ours is a
  * server fault. */
 static void
@@ -4347,6 +4385,7 @@ main (int   argc,
   ADD ("call/cancel", test_call_cancel);
   ADD ("call/unknown-reply", test_call_unknown_reply);
   ADD ("call/duplicate-correlation-id", test_call_duplicate_id);
+  ADD ("call/cancelled-id-reuse", test_call_cancelled_id_reuse);
   ADD ("call/wrong-consumer-tag", test_call_wrong_consumer_tag);
 
 #undef ADD

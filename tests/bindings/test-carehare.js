@@ -5,27 +5,20 @@
 // Run by `meson test --suite bindings` as `gjs -m test-carehare.js`, with
 // GI_TYPELIB_PATH and LD_LIBRARY_PATH pointing at the build directory and
 // the broker's URIs in the environment (`eval "$(test-server/broker env)"`).
-// Prints TAP. Every async method is promisified with Gio._promisify, so the
+// Prints TAP. Every async method is promisified by bindings/gjs/carehare.js, so the
 // tests read as async/await; a GLib.MainLoop runs them and a timeout on
 // every await keeps anything from hanging.
 
 import GLib from 'gi://GLib';
 import Gio from 'gi://Gio';
-import Carehare from 'gi://Carehare?version=1.0';
+// The module carehare-glib installs: every Carehare *_async promisified
+// once, errors with reply_code, and `for await` over a consumer.
+import Carehare from '../../bindings/gjs/carehare.js';
 import System from 'system';
 
 const TIMEOUT_MS = 15000;
 
-// ---- promisification --------------------------------------------------------
-
-Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
-Gio._promisify(Carehare.Connection, 'new_for_uris_async', 'new_for_uris_finish');
-for (const name of ['close', 'queue_declare', 'queue_delete', 'queue_purge', 'queue_bind',
-    'queue_unbind', 'exchange_declare', 'exchange_delete', 'exchange_bind', 'exchange_unbind',
-    'publish', 'acking_consumer', 'acking_consumer_full', 'call'])
-    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
-Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
-Gio._promisify(Carehare.Consumer.prototype, 'close_async', 'close_finish');
+// GIO's own interface is not the module's business.
 Gio._promisify(Gio.AsyncInitable.prototype, 'init_async', 'init_finish');
 
 // ---- helpers ------------------------------------------------------------------
@@ -584,6 +577,30 @@ test('a pending declare on a connection with no JS variable survives System.gc()
     await until(() => seen.length > 0);
     assertEqual(seen.length, 1, 'callbacks');
     assert(typeof seen[0] === 'string' && seen[0].startsWith('amq.gen-'), `declare gave ${seen[0]}`);
+});
+
+test('the module: reply_code on errors, for await over a consumer', async () => {
+    const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+    try {
+        const error = await expectError(Carehare.error_quark(), Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+            conn.queue_declare_async(unique('missing'), Carehare.QueueFlags.PASSIVE, null, null));
+        assertEqual(error.reply_code, 404, 'reply_code');
+        const queue = await declareQueue(conn);
+        for (const text of ['one', 'two'])
+            // eslint-disable-next-line no-await-in-loop
+            await publish(conn, queue, text);
+        const consumer = await timeout(conn.acking_consumer_async(queue, 0, 10, null));
+        const seen = [];
+        for await (const delivery of consumer) {
+            seen.push(new TextDecoder().decode(delivery.get_body().toArray()));
+            consumer.ack(delivery.get_delivery_tag());
+            if (seen.length === 2)
+                consumer.close_async(null, null);
+        }
+        assertEqual(seen, ['one', 'two'], 'deliveries');
+    } finally {
+        await close(conn);
+    }
 });
 
 // ---- TAP runner ---------------------------------------------------------------------

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+//
+// Carehare for GJS, promisified once: import this module instead of
+// gi://Carehare and every *_async method returns a promise when called
+// without a callback:
+//
+//     import Carehare from 'file:///usr/share/carehare-glib-1.0/carehare.js';
+//     const conn = await Carehare.Connection.new_async(uri, null);
+//     const queue = await conn.queue_declare_async('', Carehare.QueueFlags.EXCLUSIVE, null, null);
+//     for await (const delivery of consumer)
+//         consumer.ack(delivery.get_delivery_tag());
+//
+// A rejected promise carries the GLib.Error (its domain Carehare.Error,
+// its code), with `reply_code` set from Carehare.error_get_reply_code().
+// Iterating a consumer awaits next_delivery_async() until the consumer is
+// closed (CHANNEL_CLOSED ends the loop; any other error is thrown). It is
+// installed as $datadir/carehare-glib-1.0/carehare.js.
+
+import Gio from 'gi://Gio';
+import Carehare from 'gi://Carehare?version=1.0';
+
+function withReplyCode(error) {
+    if (error instanceof Carehare.Error || error?.domain === Carehare.error_quark()) {
+        try {
+            error.reply_code = Carehare.error_get_reply_code(error);
+        } catch {
+            // not a GLib.Error after all
+        }
+    }
+    return error;
+}
+
+function promisify(target, name) {
+    const asyncName = `${name}_async`;
+    const finishName = `${name}_finish`;
+    if (typeof target[asyncName] !== 'function' || target[asyncName].__carehare_promisified)
+        return;
+    Gio._promisify(target, asyncName, finishName);
+    const promised = target[asyncName];
+    const wrapper = function (...args) {
+        const result = promised.apply(this, args);
+        if (result instanceof Promise) {
+            return result.catch(e => {
+                throw withReplyCode(e);
+            });
+        }
+        return result;
+    };
+    wrapper.__carehare_promisified = true;
+    target[asyncName] = wrapper;
+}
+
+for (const name of ['new', 'new_for_uris'])
+    promisify(Carehare.Connection, name);
+for (const name of ['close', 'queue_declare', 'queue_delete', 'queue_purge', 'queue_bind',
+    'queue_unbind', 'exchange_declare', 'exchange_delete', 'exchange_bind', 'exchange_unbind',
+    'publish', 'acking_consumer', 'acking_consumer_full', 'call'])
+    promisify(Carehare.Connection.prototype, name);
+for (const name of ['next_delivery', 'next_deliveries', 'close'])
+    promisify(Carehare.Consumer.prototype, name);
+
+// `for await (const delivery of consumer)`: each Carehare.Delivery until
+// the consumer is closed. Nothing is acked for you.
+Carehare.Consumer.prototype[Symbol.asyncIterator] = async function* deliveries() {
+    for (;;) {
+        let delivery;
+        try {
+            // eslint-disable-next-line no-await-in-loop
+            delivery = await this.next_delivery_async(null);
+        } catch (e) {
+            if (e instanceof Carehare.Error && e.code === Carehare.Error.CHANNEL_CLOSED)
+                return;
+            throw e;
+        }
+        yield delivery;
+    }
+};
+
+export default Carehare;

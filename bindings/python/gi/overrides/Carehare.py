@@ -1,0 +1,659 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""asyncio for carehare-glib: the Python `carehare` library's API on the typelib.
+
+    import asyncio
+    from gi.repository import Carehare as carehare
+
+    async def main():
+        async with carehare.connect("amqp://guest:guest@localhost/") as connection:
+            await connection.queue_declare("my-queue", exclusive=True)
+            await connection.publish(b"hello", routing_key="my-queue")
+            async with connection.acking_consumer("my-queue") as consumer:
+                async for message in consumer:
+                    print(message)
+                    consumer.close()
+
+    carehare.run(main())
+
+The asyncio loop must be driven by the GLib main context the connection was
+made in: `carehare.run()` picks PyGObject's own `gi.events` loop (3.50 and
+later) or `gbulb` (Debian 12's PyGObject 3.42). docs/python.md is the
+guide; every difference from the `carehare` library is listed there.
+"""
+import asyncio
+import atexit
+import datetime
+import decimal
+import math
+import os
+import re
+import shutil
+import ssl as _ssl
+import tempfile
+
+from gi.repository import Gio, GLib
+
+from ..module import get_introspection_module
+from ..overrides import override
+
+Carehare = get_introspection_module("Carehare")
+
+__all__ = [
+    "BadBytesFromServer",
+    "ChannelClosed",
+    "ChannelClosedByServer",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedByHeartbeatMonitor",
+    "ConnectionClosedByServer",
+    "Consumer",
+    "MessageTooLarge",
+    "ServerSentNack",
+    "Unroutable",
+    "connect",
+    "run",
+    "to_field_table",
+]
+
+_DOMAIN = GLib.quark_to_string(Carehare.error_quark())
+# The first "DDD NAME" of a message is the reply code, as in
+# carehare_error_get_reply_code(); what follows it is the server's text.
+_REPLY_RE = re.compile(r"(?:^| )([1-9][0-9][0-9]) ([A-Z].*)\Z", re.S)
+
+
+# ---- exceptions -------------------------------------------------------------
+
+class _CarehareError(GLib.Error):
+    """Base of the exceptions below (private: as in `carehare`, none of the
+    public classes derives from another). Each is a GLib.Error of the
+    Carehare.Error domain, so `e.matches(Carehare.error_quark(), code)` and
+    `Carehare.error_get_reply_code(e)` work as on a raw GLib.Error."""
+
+    _code = Carehare.Error.FAILED
+    _what = None  # "the connection" / "the channel": the seed's str()
+
+    def __init__(self, message="", domain=_DOMAIN, code=None):
+        super().__init__(message, domain, int(self._code) if code is None else code)
+        match = _REPLY_RE.search(message)
+        if match and self._code in (Carehare.Error.CONNECTION_CLOSED_BY_SERVER,
+                                    Carehare.Error.CHANNEL_CLOSED_BY_SERVER):
+            self.reply_code = int(match.group(1))
+            self.reply_text = match.group(2)
+        else:
+            self.reply_code = 0
+            self.reply_text = message
+
+    def __str__(self):
+        if self._what is not None and self.reply_code:
+            return "RabbitMQ closed %s: %d %s" % (self._what, self.reply_code, self.reply_text)
+        return self.message
+
+    def __repr__(self):
+        return "%s(%r)" % (type(self).__name__, self.message)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.domain, self.code))
+
+
+class ConnectionClosed(_CarehareError):
+    """The connection is closed, so the operation cannot go on."""
+    _code = Carehare.Error.CONNECTION_CLOSED
+
+
+class ConnectionClosedByServer(_CarehareError):
+    """RabbitMQ closed the connection (Connection.Close): reply_code and
+    reply_text say why. Raised by connect() and by the connection's context
+    manager, close() and `closed`; pending operations get ConnectionClosed."""
+    _code = Carehare.Error.CONNECTION_CLOSED_BY_SERVER
+    _what = "the connection"
+
+
+class ConnectionClosedByHeartbeatMonitor(_CarehareError):
+    """Nothing arrived from the server for two heartbeat intervals."""
+    _code = Carehare.Error.CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR
+
+
+class ChannelClosed(_CarehareError):
+    """The consumer was closed by the program: the end of its messages."""
+    _code = Carehare.Error.CHANNEL_CLOSED
+
+
+class ChannelClosedByServer(_CarehareError):
+    """RabbitMQ refused the operation (404 NOT_FOUND, 406
+    PRECONDITION_FAILED...) or cancelled the consumer (reply_code 0). The
+    connection stays usable."""
+    _code = Carehare.Error.CHANNEL_CLOSED_BY_SERVER
+    _what = "the channel"
+
+
+class ServerSentNack(_CarehareError):
+    """RabbitMQ refused this published message (Basic.Nack)."""
+    _code = Carehare.Error.SERVER_SENT_NACK
+
+
+class Unroutable(_CarehareError):
+    """A publish with mandatory=True reached no queue."""
+    _code = Carehare.Error.UNROUTABLE
+
+
+class BadBytesFromServer(_CarehareError):
+    """The server sent bytes that are not AMQP 0-9-1."""
+    _code = Carehare.Error.BAD_BYTES_FROM_SERVER
+
+
+class MessageTooLarge(_CarehareError):
+    """A delivery's body was over the connection's max_body_size: it was
+    rejected unread; the consumer goes on with the next message."""
+    _code = Carehare.Error.MESSAGE_TOO_LARGE
+
+
+_CLASSES = {cls._code: cls for cls in (
+    ConnectionClosed, ConnectionClosedByServer, ConnectionClosedByHeartbeatMonitor,
+    ChannelClosed, ChannelClosedByServer, ServerSentNack, Unroutable,
+    BadBytesFromServer, MessageTooLarge)}
+
+
+def _exception(error, operation=True):
+    """The Python exception for a GLib.Error from a *_finish().
+
+    operation: the error ends an operation (not connecting or the
+    connection's own end), so the connection's end is ConnectionClosed
+    whatever closed it, as in `carehare`."""
+    if error.matches(Carehare.error_quark(), error.code):
+        code = Carehare.Error(error.code)
+        if code == Carehare.Error.INVALID_URI:
+            return ValueError(error.message)
+        if operation and code in (Carehare.Error.CONNECTION_CLOSED_BY_SERVER,
+                                  Carehare.Error.CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR):
+            return ConnectionClosed("Connection closed: " + error.message)
+        cls = _CLASSES.get(code)
+        if cls is not None:
+            return cls(error.message)
+        return error
+    if error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.TIMED_OUT):
+        return asyncio.TimeoutError(error.message)
+    if error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.INVALID_ARGUMENT):
+        return ValueError(error.message)
+    if error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CONNECTION_REFUSED):
+        return ConnectionRefusedError(error.message)
+    if error.matches(Gio.tls_error_quark(), Gio.TlsError.BAD_CERTIFICATE):
+        return _ssl.SSLCertVerificationError(error.message)
+    if error.domain == GLib.quark_to_string(Gio.tls_error_quark()):
+        return _ssl.SSLError(error.message)
+    return error
+
+
+# ---- field tables -----------------------------------------------------------
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _to_variant(value, key):
+    if isinstance(value, GLib.Variant):
+        return value
+    if isinstance(value, bool):
+        return GLib.Variant("b", value)
+    if isinstance(value, int):
+        if -2**31 <= value < 2**31:
+            return GLib.Variant("i", value)
+        if -2**63 <= value < 2**63:
+            return GLib.Variant("x", value)
+        raise ValueError("%r: %d does not fit a signed 64-bit AMQP integer" % (key, value))
+    if isinstance(value, float):
+        return GLib.Variant("d", value)
+    if isinstance(value, str):
+        return GLib.Variant("s", value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return GLib.Variant("ay", bytes(value))
+    if value is None:
+        return GLib.Variant("()", ())
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return GLib.Variant("t", int((value - _EPOCH).total_seconds()))
+    if isinstance(value, decimal.Decimal):
+        sign, digits, exponent = value.as_tuple()
+        scale = max(0, -exponent)
+        unscaled = int(value.scaleb(scale))
+        if scale > 255 or not -2**31 <= unscaled < 2**31:
+            raise ValueError("%r: %s does not fit an AMQP decimal" % (key, value))
+        return GLib.Variant("(yi)", (scale, unscaled))
+    if isinstance(value, dict):
+        return to_field_table(value)
+    if isinstance(value, (list, tuple)):
+        return GLib.Variant("av", [_to_variant(v, key) for v in value])
+    raise TypeError("%r: cannot put a %s in an AMQP field table" % (key, type(value).__name__))
+
+
+def to_field_table(mapping):
+    """A dict as the `a{sv}` GLib.Variant carehare-glib sends as an AMQP
+    field table (docs/field-tables.md): bool, int (`I` when it fits 32 bits,
+    else `l`), float (`d`), str, bytes (`x`), None (void), datetime
+    (timestamp), Decimal, dict (nested table), list or tuple (array), or a
+    GLib.Variant as it is. None gives None (an empty table)."""
+    if mapping is None or isinstance(mapping, GLib.Variant):
+        return mapping
+    items = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str):
+            raise TypeError("field table keys are str, not %s" % type(key).__name__)
+        items[key] = _to_variant(value, key)
+    return GLib.Variant("a{sv}", items)
+
+
+def _to_properties(properties):
+    if properties is None or isinstance(properties, Carehare.Properties):
+        return properties
+    props = Carehare.Properties.new()
+    for name, value in properties.items():
+        if name == "headers":
+            value = to_field_table(value)
+        props.set_property(name.replace("_", "-"), value)
+    return props
+
+
+# ---- futures over GIO async calls -------------------------------------------
+
+def _loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.get_event_loop()
+
+
+def _start(begin, finish, convert=None, operation=True, cancellable=True):
+    """Calls begin(cancellable, callback) now and returns a future of
+    convert(finish(result)); cancelling the future cancels the call."""
+    future = _loop().create_future()
+    gcancellable = Gio.Cancellable() if cancellable else None
+
+    def done(_source, result, *_user_data):
+        try:
+            value = finish(result)
+        except GLib.Error as e:
+            if not future.done():
+                future.set_exception(_exception(e, operation))
+            return
+        if not future.done():
+            future.set_result(convert(value) if convert is not None else value)
+
+    if gcancellable is not None:
+        future.add_done_callback(lambda f: gcancellable.cancel() if f.cancelled() else None)
+    begin(gcancellable, done)
+    return future
+
+
+def _follow(future):
+    """A new future with the outcome of `future` (cancelling it leaves
+    `future` alone)."""
+    follower = future.get_loop().create_future()
+
+    def copy(f):
+        if follower.done():
+            return
+        if f.cancelled():
+            follower.cancel()
+        elif f.exception() is not None:
+            follower.set_exception(f.exception())
+        else:
+            follower.set_result(f.result())
+
+    future.add_done_callback(copy)
+    return follower
+
+
+# ---- connecting -------------------------------------------------------------
+
+_tls_databases = {}
+
+
+def _tls_database(context):
+    """A GTlsDatabase of the SSLContext's CA certificates, or None (the
+    system's) when it holds none that Python can list.
+
+    GIO's file database reads its PEM file again whenever it needs it, so
+    the file lives, in a private directory, until the interpreter exits;
+    one per set of certificates."""
+    ders = tuple(context.get_ca_certs(binary_form=True))
+    if not ders:
+        return None
+    database = _tls_databases.get(ders)
+    if database is None:
+        directory = tempfile.mkdtemp(prefix="carehare-ca-")
+        atexit.register(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "ca-%d.pem" % len(_tls_databases))
+        with open(path, "w") as f:
+            for der in ders:
+                f.write(_ssl.DER_cert_to_PEM_cert(der))
+        database = _tls_databases[ders] = Gio.TlsFileDatabase.new(path)
+    return database
+
+
+class _Connecting:
+    """What connect() returns: awaitable, and an async context manager."""
+
+    def __init__(self, url, ssl, connect_timeout):
+        self._url = url
+        self._ssl = ssl
+        self._connect_timeout = connect_timeout
+        self._future = None
+        self._connection = None
+
+    def _start(self):
+        if self._future is None:
+            self._future = asyncio.ensure_future(self._connect())
+        return self._future
+
+    async def _connect(self):
+        url, context = self._url, self._ssl
+        if context is not None and url[:7].lower() == "amqp://":
+            raise ValueError("When `url` starts with 'amqp://', you must not provide `ssl`: "
+                             "make it start with 'amqps://' or omit `ssl`")
+        props = {"uri": url}
+        if context is not None:
+            database = _tls_database(context)
+            if database is not None:
+                props["tls_database"] = database
+        if self._connect_timeout is not None:
+            if self._connect_timeout < 0:
+                raise ValueError("connect_timeout must not be negative")
+            # Milliseconds, rounded up: never down to 0, which means "the default".
+            props["connect_timeout"] = max(1, math.ceil(self._connect_timeout * 1000))
+        connection = Connection(**props)
+        connection._carehare_watch(initialised=False)
+        await _start(lambda c, cb: connection.init_async(GLib.PRIORITY_DEFAULT, c, cb),
+                     connection.init_finish, operation=False)
+        return connection
+
+    def __await__(self):
+        return self._start().__await__()
+
+    async def __aenter__(self):
+        self._connection = await self._start()
+        return self._connection
+
+    async def __aexit__(self, exc_type, exc_value, traceback):
+        await self._connection.close()
+
+
+def connect(url, *, ssl=None, connect_timeout=None):
+    """Connects to RabbitMQ at `url` (amqp:// or amqps://).
+
+    `async with carehare.connect(url) as connection:` closes it at the end
+    and raises the server's error (ConnectionClosedByServer...) if the server
+    closed it; `connection = await carehare.connect(url)` returns the
+    Carehare.Connection. `ssl` is an ssl.SSLContext whose CA certificates
+    are trusted (client certificates come from the URI's certfile and
+    keyfile); `connect_timeout` is in seconds (rounded up to milliseconds)."""
+    return _Connecting(url, ssl, connect_timeout)
+
+
+def run(main):
+    """Runs the coroutine `main` on an asyncio loop driven by the default
+    GLib main context, and returns its result: PyGObject's
+    gi.events.GLibEventLoopPolicy (3.50 and later), else gbulb."""
+    try:
+        from gi.events import GLibEventLoopPolicy
+    except ImportError:
+        import gbulb
+        gbulb.install()
+        # gbulb's default loop runs the default main context; a second loop
+        # would get a new context, which carehare-glib does not run in.
+        loop = asyncio.get_event_loop_policy().get_default_loop()
+        asyncio.set_event_loop(loop)
+        task = loop.create_task(main)
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            if not task.done():
+                task.cancel()
+    asyncio.set_event_loop_policy(GLibEventLoopPolicy())
+    return asyncio.run(main)
+
+
+# ---- the connection ---------------------------------------------------------
+
+@override
+class Connection(Carehare.Connection):
+    """Carehare.Connection, with the `carehare` library's asyncio methods.
+
+    Every method sends at once and returns an asyncio future: start several,
+    then await them."""
+
+    def _carehare_watch(self, initialised=True):
+        """Sets up `closed`: connect() does before the connection is
+        initialised, so that nothing is missed."""
+        if getattr(self, "_carehare_closed", None) is not None:
+            return self._carehare_closed
+        future = _loop().create_future()
+        # Retrieved or not, the future's error is no bug of the program's.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._carehare_closed = future
+        self._carehare_closing = False
+
+        def on_closed(_conn, error):
+            if future.done():
+                return
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(_exception(error, operation=False))
+
+        self._carehare_closed_handler = self.connect("closed", on_closed)
+        if initialised and self.get_is_closed():
+            future.set_result(None)
+        return future
+
+    @property
+    def closed(self):
+        """A future that completes when the connection has closed: with
+        None when the program closed it, else with the reason
+        (ConnectionClosedByServer, ConnectionClosedByHeartbeatMonitor,
+        ConnectionClosed)."""
+        return self._carehare_watch()
+
+    def close(self):
+        """Starts closing the connection at once and returns an awaitable
+        that completes when it is closed, raising the server's error if the
+        server had closed it. May be called many times."""
+        closed = self._carehare_watch()
+        if not self._carehare_closing and not closed.done():
+            self._carehare_closing = True
+            self.close_async(None, None)
+        return _follow(closed)
+
+    def queue_declare(self, queue_name, *, passive=False, durable=False, exclusive=False,
+                      auto_delete=False, arguments=None):
+        """Declares a queue; resolves to its name (the server's name when
+        queue_name is "")."""
+        flags = Carehare.QueueFlags.NONE
+        if passive:
+            flags |= Carehare.QueueFlags.PASSIVE
+        if durable:
+            flags |= Carehare.QueueFlags.DURABLE
+        if exclusive:
+            flags |= Carehare.QueueFlags.EXCLUSIVE
+        if auto_delete:
+            flags |= Carehare.QueueFlags.AUTO_DELETE
+        table = to_field_table(arguments)
+        return _start(lambda c, cb: self.queue_declare_async(queue_name, flags, table, c, cb),
+                      self.queue_declare_finish, lambda r: r[0])
+
+    def queue_bind(self, queue_name, exchange_name, *, routing_key="", arguments=None):
+        table = to_field_table(arguments)
+        return _start(lambda c, cb: self.queue_bind_async(queue_name, exchange_name, routing_key,
+                                                          table, c, cb),
+                      self.queue_bind_finish, lambda r: None)
+
+    def queue_unbind(self, queue_name, exchange_name, *, routing_key="", arguments=None):
+        table = to_field_table(arguments)
+        return _start(lambda c, cb: self.queue_unbind_async(queue_name, exchange_name,
+                                                            routing_key, table, c, cb),
+                      self.queue_unbind_finish, lambda r: None)
+
+    def queue_delete(self, queue_name, *, if_unused=False, if_empty=False):
+        """Deletes a queue; resolves to the number of messages it held."""
+        flags = Carehare.QueueDeleteFlags.NONE
+        if if_unused:
+            flags |= Carehare.QueueDeleteFlags.IF_UNUSED
+        if if_empty:
+            flags |= Carehare.QueueDeleteFlags.IF_EMPTY
+        return _start(lambda c, cb: self.queue_delete_async(queue_name, flags, c, cb),
+                      self.queue_delete_finish, lambda r: r[1])
+
+    def queue_purge(self, queue_name):
+        """Empties a queue; resolves to the number of messages removed."""
+        return _start(lambda c, cb: self.queue_purge_async(queue_name, c, cb),
+                      self.queue_purge_finish, lambda r: r[1])
+
+    def exchange_declare(self, exchange_name, *, exchange_type="direct", passive=False,
+                         durable=False, auto_delete=False, internal=False, arguments=None):
+        flags = Carehare.ExchangeFlags.NONE
+        if passive:
+            flags |= Carehare.ExchangeFlags.PASSIVE
+        if durable:
+            flags |= Carehare.ExchangeFlags.DURABLE
+        if auto_delete:
+            flags |= Carehare.ExchangeFlags.AUTO_DELETE
+        if internal:
+            flags |= Carehare.ExchangeFlags.INTERNAL
+        table = to_field_table(arguments)
+        return _start(lambda c, cb: self.exchange_declare_async(exchange_name, exchange_type,
+                                                                flags, table, c, cb),
+                      self.exchange_declare_finish, lambda r: None)
+
+    def exchange_delete(self, exchange_name, *, if_unused=False):
+        flags = Carehare.ExchangeDeleteFlags.NONE
+        if if_unused:
+            flags |= Carehare.ExchangeDeleteFlags.IF_UNUSED
+        return _start(lambda c, cb: self.exchange_delete_async(exchange_name, flags, c, cb),
+                      self.exchange_delete_finish, lambda r: None)
+
+    def publish(self, message, *, exchange_name="", routing_key="", properties=None,
+                mandatory=False):
+        """Publishes `message` (bytes); resolves when the broker confirmed
+        it. Raises ServerSentNack, Unroutable (mandatory=True), or
+        ChannelClosedByServer (e.g. 404 for a missing exchange).
+        `properties` is a Carehare.Properties or a dict of its properties
+        (`headers` a dict too)."""
+        body = GLib.Bytes.new(bytes(message))
+        props = _to_properties(properties)
+        flags = Carehare.PublishFlags.MANDATORY if mandatory else Carehare.PublishFlags.NONE
+        return _start(lambda c, cb: self.publish_async(exchange_name, routing_key, body, props,
+                                                       flags, c, cb),
+                      self.publish_finish, lambda r: None)
+
+    def call(self, message, *, exchange_name="", routing_key="", properties=None,
+             mandatory=False):
+        """Sends a request over RabbitMQ's direct reply-to and resolves to
+        the reply, a Carehare.Delivery (get_body(), get_properties()).
+        `properties` as for publish(); its correlation_id is used if set,
+        its reply_to is replaced."""
+        body = GLib.Bytes.new(bytes(message))
+        props = _to_properties(properties)
+        flags = Carehare.PublishFlags.MANDATORY if mandatory else Carehare.PublishFlags.NONE
+        return _start(lambda c, cb: self.call_async(exchange_name, routing_key, body, props,
+                                                    flags, c, cb),
+                      self.call_finish)
+
+    def acking_consumer(self, queue_name, *, prefetch_size=0, prefetch_count=1,
+                        exclusive=False, consumer_tag=None, arguments=None):
+        """`async with connection.acking_consumer(queue) as consumer:`
+        starts consuming (raising ChannelClosedByServer for a missing
+        queue) and closes the consumer at the end."""
+        return _ConsumerContext(self, queue_name, prefetch_size, prefetch_count, exclusive,
+                                consumer_tag, arguments)
+
+
+class _ConsumerContext:
+    def __init__(self, connection, queue_name, prefetch_size, prefetch_count, exclusive,
+                 consumer_tag, arguments):
+        self._args = (connection, queue_name, prefetch_size, prefetch_count, exclusive,
+                      consumer_tag, to_field_table(arguments))
+        self._consumer = None
+
+    def _start(self):
+        conn, queue, size, count, exclusive, tag, table = self._args
+        flags = Carehare.ConsumeFlags.EXCLUSIVE if exclusive else Carehare.ConsumeFlags.NONE
+        return _start(lambda c, cb: conn.acking_consumer_full_async(queue, size, count, flags,
+                                                                    tag, table, c, cb),
+                      conn.acking_consumer_full_finish)
+
+    def __await__(self):
+        return self._start().__await__()
+
+    async def __aenter__(self):
+        self._consumer = await self._start()
+        return self._consumer
+
+    async def __aexit__(self, exc_type, exc_value, traceback):
+        await self._consumer.close()
+
+
+# ---- the consumer -----------------------------------------------------------
+
+@override
+class Consumer(Carehare.Consumer):
+    """Carehare.Consumer, with the `carehare` library's asyncio methods.
+    ack(), nack(), ack_up_to() and nack_up_to() are the typelib's own: they
+    never raise and are never awaited."""
+
+    def next_delivery(self):
+        """Resolves to (message, delivery_tag), the body as bytes; ack()
+        the tag. Raises ChannelClosed once the consumer was closed."""
+        return _start(lambda c, cb: self.next_delivery_async(c, cb),
+                      self.next_delivery_finish,
+                      lambda d: (d.get_body().get_data(), d.get_delivery_tag()))
+
+    def next_delivery_object(self):
+        """Resolves to the next Carehare.Delivery (properties, headers,
+        redelivered...)."""
+        return _start(lambda c, cb: self.next_delivery_async(c, cb), self.next_delivery_finish)
+
+    async def deliveries(self):
+        """`async for delivery in consumer.deliveries():` each
+        Carehare.Delivery until the consumer is closed. Nothing is acked for
+        you: call ack(delivery.get_delivery_tag())."""
+        while True:
+            try:
+                delivery = await self.next_delivery_object()
+            except ChannelClosed:
+                return
+            yield delivery
+
+    def close(self):
+        """Starts closing at once (no need to await); returns an awaitable
+        that completes when the broker released the consumer. An `async
+        for` over the consumer then ends. May be called many times."""
+        future = getattr(self, "_carehare_close", None)
+        if future is None:
+            future = _start(lambda c, cb: self.close_async(None, cb), self.close_finish,
+                            lambda r: None, cancellable=False)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._carehare_close = future
+        return future
+
+    def __aiter__(self):
+        return _Messages(self)
+
+
+class _Messages:
+    """`async for message in consumer`: the body of each message, acked when
+    the loop body finished without an exception (on the next step)."""
+
+    def __init__(self, consumer):
+        self._consumer = consumer
+        self._unacked = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._unacked is not None:
+            self._consumer.ack(self._unacked)
+            self._unacked = None
+        try:
+            message, self._unacked = await self._consumer.next_delivery()
+        except ChannelClosed:
+            raise StopAsyncIteration from None
+        return message

@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""carehare.connect() and the connection's life, through the override."""
+import asyncio
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import env, unique
+from gi.repository import Carehare as carehare
+from gi.repository import GLib, GObject
+
+ERRORS = [
+    carehare.BadBytesFromServer,
+    carehare.ChannelClosed,
+    carehare.ChannelClosedByServer,
+    carehare.ConnectionClosed,
+    carehare.ConnectionClosedByHeartbeatMonitor,
+    carehare.ConnectionClosedByServer,
+    carehare.ServerSentNack,
+    carehare.Unroutable,
+]
+
+
+def tls_url(**params):
+    query = "&".join("%s=%s" % kv for kv in params.items())
+    return "amqps://localhost:%s/?%s" % (env("CAREHARE_TEST_BROKER_TLS_PORT"), query)
+
+
+def client_cert():
+    certs = env("CAREHARE_TEST_CERT_DIR")
+    return {"certfile": os.path.join(certs, "client.pem"),
+            "keyfile": os.path.join(certs, "client-key.pem")}
+
+
+def test_exceptions_are_glib_errors_and_unrelated():
+    for cls in ERRORS:
+        assert issubclass(cls, GLib.Error)
+        for other in ERRORS:
+            assert cls is other or not issubclass(cls, other), (cls, other)
+
+
+async def test_connect_invalid_scheme():
+    with pytest.raises(ValueError) as cm:
+        await carehare.connect("amqpx://guest:guest@localhost/")
+    assert "amqps://" in str(cm.value)
+
+
+async def test_connect_amqp_with_ssl_context():
+    with pytest.raises(ValueError) as cm:
+        await carehare.connect(env("CAREHARE_TEST_AMQP_URI"), ssl=ssl.create_default_context())
+    assert "amqps://" in str(cm.value)
+
+
+async def test_connect_amqp_with_tls_parameters():
+    with pytest.raises(ValueError):
+        await carehare.connect(env("CAREHARE_TEST_AMQP_URI") + "?verify=verify_none")
+
+
+async def test_connect_invalid_vhost():
+    with pytest.raises(ValueError):
+        await carehare.connect("amqp://guest:guest@localhost/a/b")
+
+
+async def test_connect_invalid_password(url):
+    bad = url.replace("guest:guest@", "guest:not-the-password@")
+    assert bad != url
+    with pytest.raises(carehare.ConnectionClosedByServer) as cm:
+        async with carehare.connect(bad):
+            pass
+    assert cm.value.reply_code == 403
+    assert str(cm.value).startswith("RabbitMQ closed the connection: 403 ACCESS_REFUSED")
+    assert cm.value.reply_text.startswith("ACCESS_REFUSED")
+    assert cm.value.matches(carehare.error_quark(), carehare.Error.CONNECTION_CLOSED_BY_SERVER)
+    assert carehare.error_get_reply_code(cm.value) == 403
+
+
+async def test_connect_ssl_error():
+    # The system's trust does not include the test broker's private CA.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        async with carehare.connect(tls_url(**client_cert()), ssl=ssl.create_default_context()):
+            pass
+
+
+async def test_connect_ssl_context_ca_certs():
+    context = ssl.create_default_context(
+        cafile=os.path.join(env("CAREHARE_TEST_CERT_DIR"), "ca.pem"))
+    async with carehare.connect(tls_url(**client_cert()), ssl=context) as connection:
+        queue = await connection.queue_declare("", exclusive=True)
+        await connection.publish(b"over TLS", routing_key=queue)
+        async with connection.acking_consumer(queue) as consumer:
+            assert (await consumer.next_delivery())[0] == b"over TLS"
+
+
+async def test_connect_vhost():
+    async with carehare.connect(env("CAREHARE_TEST_AMQP_VHOST_URI")) as connection:
+        assert (await connection.queue_declare("in-vhost", exclusive=True)) == "in-vhost"
+
+
+async def test_trailing_slash_is_default_vhost(url):
+    assert url.endswith("/")
+    queue = unique("slash")
+    async with carehare.connect(url) as connection:
+        await connection.queue_declare(queue, auto_delete=True)
+        async with carehare.connect(url[:-1] + "/%2F") as other:
+            assert (await other.queue_declare(queue, passive=True)) == queue
+        await connection.queue_delete(queue)
+
+
+async def test_connection_refused():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        await carehare.connect("amqp://guest:guest@127.0.0.1:%d/" % port)
+
+
+async def test_connect_timeout():
+    # A listener that never says a word: TCP connects, AMQP never starts.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        # A billionth of a second rounds up to a millisecond, not to "none".
+        with pytest.raises(asyncio.TimeoutError):
+            async with carehare.connect("amqp://guest:guest@127.0.0.1:%d/" % port,
+                                        connect_timeout=1e-9):
+                pass
+
+
+async def test_connect_awaited_close_many_times(url):
+    connection = await carehare.connect(url)
+    assert isinstance(connection, carehare.Connection)
+    assert isinstance(connection, GObject.Object)
+    assert not connection.closed.done()
+    await connection.close()
+    await connection.close()
+    assert await connection.closed is None
+    assert connection.props.is_closed
+
+
+async def test_close_when_rabbitmq_closes_with_error(url):
+    # An unknown exchange type is a connection error for RabbitMQ.
+    with pytest.raises(carehare.ConnectionClosedByServer) as cm:
+        async with carehare.connect(url) as connection:
+            with pytest.raises(carehare.ConnectionClosed) as pending:
+                await connection.exchange_declare(unique("x"), exchange_type="no-such-type")
+            assert not isinstance(pending.value, carehare.ConnectionClosedByServer)
+            with pytest.raises(carehare.ConnectionClosedByServer):
+                await connection.closed
+    assert cm.value.reply_code == 503
+    assert "503 COMMAND_INVALID" in str(cm.value)
+
+
+async def test_run_picks_a_glib_loop():
+    # carehare.run() in a fresh interpreter: the tests' own loop is taken.
+    script = textwrap.dedent("""
+        import sys
+        import gi
+        gi.require_version("Carehare", "1.0")
+        from gi.repository import Carehare as carehare
+
+        async def main(url):
+            async with carehare.connect(url) as connection:
+                return await connection.queue_declare("", exclusive=True)
+
+        print(carehare.run(main(sys.argv[1])))
+    """)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, env("CAREHARE_TEST_AMQP_URI"),
+        stdout=subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert out.startswith(b"amq.gen-")

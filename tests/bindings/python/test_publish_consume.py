@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Publishing and consuming through the override."""
+import asyncio
+
+import pytest
+from conftest import unique
+from gi.repository import Carehare as carehare
+from gi.repository import GLib
+
+
+async def test_publish_to_missing_exchange(connection):
+    with pytest.raises(carehare.ChannelClosedByServer) as cm:
+        await connection.publish(b"x", exchange_name=unique("missing"))
+    assert cm.value.reply_code == 404
+    assert "RabbitMQ closed the channel: 404 NOT_FOUND" in str(cm.value)
+    # The connection goes on.
+    assert await connection.queue_declare("", exclusive=True)
+
+
+async def test_publish_and_consume(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.publish(b"foo", routing_key=queue)
+    await connection.publish(b"bar", routing_key=queue)
+    received = []
+    async with connection.acking_consumer(queue) as consumer:
+        async for message in consumer:
+            assert isinstance(message, bytes)
+            received.append(message)
+            if len(received) == 2:
+                consumer.close()  # not awaited: the loop then ends
+    assert received == [b"foo", b"bar"]
+    # foo was acked when the loop went on; bar was not, the consumer having
+    # been closed first: it went back to the queue.
+    assert await connection.queue_purge(queue) == 1
+
+
+async def test_publish_and_consume_empty_message(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.publish(b"", routing_key=queue)
+    async with connection.acking_consumer(queue) as consumer:
+        assert await consumer.next_delivery() == (b"", 1)
+
+
+async def test_publish_and_consume_large_message(connection):
+    # Many frames each way (frame_max is 128 KiB).
+    message = bytes(range(256)) * 4096 + b"end"
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.publish(message, routing_key=queue)
+    async with connection.acking_consumer(queue) as consumer:
+        assert await consumer.next_delivery() == (message, 1)
+
+
+async def test_publishes_send_at_once_and_keep_their_order(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    # Every publish is on the wire before the first is awaited.
+    futures = [connection.publish(str(i).encode(), routing_key=queue) for i in range(200)]
+    assert all(isinstance(f, asyncio.Future) for f in futures)
+    await asyncio.gather(*futures)
+    async with connection.acking_consumer(queue, prefetch_count=50) as consumer:
+        for i in range(200):
+            message, tag = await consumer.next_delivery()
+            assert message == str(i).encode()
+            consumer.ack(tag)
+
+
+async def test_consume_missing_queue(connection):
+    with pytest.raises(carehare.ChannelClosedByServer) as cm:
+        async with connection.acking_consumer(unique("missing")):
+            pass
+    assert "404 NOT_FOUND" in str(cm.value)
+
+
+async def test_consume_connection_closed(url):
+    connection = await carehare.connect(url)
+    queue = await connection.queue_declare("", exclusive=True)
+    with pytest.raises(carehare.ConnectionClosed):
+        async with connection.acking_consumer(queue) as consumer:
+            closing = asyncio.ensure_future(connection.close())
+            async for _message in consumer:
+                pass
+    await closing
+
+
+async def test_consume_close_many_times(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    async with connection.acking_consumer(queue) as consumer:
+        first = consumer.close()
+        consumer.close()
+        await consumer.close()
+        assert first.done()
+
+
+async def test_consume_close_during_ack(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.publish(b"foo", routing_key=queue)
+    await connection.publish(b"bar", routing_key=queue)
+    async with connection.acking_consumer(queue) as consumer:
+        async for message in consumer:
+            assert message == b"foo"
+            consumer.close()  # closed before the ack: foo comes back
+
+    seen = []
+    async with connection.acking_consumer(queue) as consumer:
+        async for message in consumer:
+            seen.append(message)
+            if len(seen) == 2:
+                consumer.close()
+    assert seen == [b"foo", b"bar"]
+
+
+async def test_exception_in_loop_leaves_message_unacked(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.publish(b"foo", routing_key=queue)
+    with pytest.raises(ZeroDivisionError):
+        async with connection.acking_consumer(queue) as consumer:
+            async for _message in consumer:
+                1 / 0
+    async with connection.acking_consumer(queue) as consumer:
+        async for delivery in consumer.deliveries():
+            assert isinstance(delivery, carehare.Delivery)
+            assert delivery.get_body().get_data() == b"foo"
+            assert delivery.get_redelivered()
+            consumer.ack(delivery.get_delivery_tag())
+            break
+    assert await connection.queue_purge(queue) == 0
+
+
+async def test_break_leaves_message_unacked(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.publish(b"foo", routing_key=queue)
+    async with connection.acking_consumer(queue) as consumer:
+        async for _message in consumer:
+            break
+    async with connection.acking_consumer(queue) as consumer:
+        message, tag = await consumer.next_delivery()
+        assert message == b"foo"
+        consumer.ack(tag)
+
+
+async def test_publish_connection_closed(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    closing = connection.close()  # starts closing at once: not a coroutine
+    with pytest.raises(carehare.ConnectionClosed):
+        await connection.publish(b"bar", routing_key=queue)
+    await closing
+
+
+async def test_publish_after_disconnect(connection):
+    await connection.close()
+    with pytest.raises(carehare.ConnectionClosed):
+        await connection.publish(b"foo", routing_key="messages")
+
+
+async def test_publish_nack(connection):
+    queue = await connection.queue_declare(
+        "", exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    await connection.publish(b"foo", routing_key=queue)
+    with pytest.raises(carehare.ServerSentNack):
+        await connection.publish(b"bar", routing_key=queue)
+
+
+async def test_publish_unroutable_mandatory(connection):
+    with pytest.raises(carehare.Unroutable):
+        await connection.publish(b"lost", routing_key=unique("nowhere"), mandatory=True)
+    # Without mandatory the broker drops it and confirms.
+    await connection.publish(b"lost", routing_key=unique("nowhere"))
+
+
+async def test_consume_ack(connection):
+    queue = await connection.queue_declare(
+        "", exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    async with connection.acking_consumer(queue, prefetch_count=1) as consumer:
+        await connection.publish(b"foo", routing_key=queue)
+        message, tag = await consumer.next_delivery()
+        assert message == b"foo"
+        assert consumer.ack(tag) is None
+        # The ack went out before this publish: the queue has room again.
+        await connection.publish(b"bar", routing_key=queue)
+        message, _tag = await consumer.next_delivery()
+        assert message == b"bar"
+
+
+async def test_ack_up_to(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    await asyncio.gather(*(connection.publish(b"%d" % i, routing_key=queue) for i in range(3)))
+    async with connection.acking_consumer(queue, prefetch_count=3) as consumer:
+        tags = [(await consumer.next_delivery())[1] for _ in range(3)]
+        consumer.ack_up_to(tags[-1])
+    assert await connection.queue_purge(queue) == 0
+
+
+async def test_close_consumer_during_next_delivery(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    async with connection.acking_consumer(queue) as consumer:
+        task = asyncio.ensure_future(consumer.next_delivery())
+        await asyncio.sleep(0)
+    with pytest.raises(carehare.ChannelClosed):
+        await task
+
+
+async def test_consumer_cancelled_by_server_is_an_error(connection):
+    queue = await connection.queue_declare(unique("cancelled"), auto_delete=False)
+    with pytest.raises(carehare.ChannelClosedByServer):
+        async with connection.acking_consumer(queue) as consumer:
+            deleting = connection.queue_delete(queue)
+            async for _message in consumer:
+                pass
+    await deleting
+
+
+async def test_exclusive_consumer_and_tag(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    async with connection.acking_consumer(queue, exclusive=True, consumer_tag="only-one",
+                                          arguments={"x-priority": 5}) as consumer:
+        assert consumer.get_consumer_tag() == "only-one"
+        with pytest.raises(carehare.ChannelClosedByServer) as cm:
+            async with connection.acking_consumer(queue):
+                pass
+        assert cm.value.reply_code == 403
+
+
+async def test_publish_on_exchange(connection):
+    exchange = unique("x")
+    await connection.exchange_declare(exchange_name=exchange, exchange_type="direct",
+                                      auto_delete=True)
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.queue_bind(queue, exchange, routing_key="bar")
+    await connection.publish(b"bar", exchange_name=exchange, routing_key="bar")
+    async with connection.acking_consumer(queue) as consumer:
+        async for message in consumer:
+            assert message == b"bar"
+            break
+    await connection.exchange_delete(exchange)
+
+
+async def test_publish_on_exchange_after_unbind(connection):
+    exchange = unique("x")
+    await connection.exchange_declare(exchange, exchange_type="direct")
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.queue_bind(queue, exchange, routing_key="bar")
+    await connection.queue_unbind(queue, exchange, routing_key="bar")
+    # Routed nowhere now: a mandatory publish comes back.
+    with pytest.raises(carehare.Unroutable):
+        await connection.publish(b"bar", exchange_name=exchange, routing_key="bar",
+                                 mandatory=True)
+    await connection.exchange_delete(exchange)
+
+
+async def test_properties_and_headers(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    await connection.publish(b"{}", routing_key=queue, properties={
+        "content_type": "application/json",
+        "delivery_mode": 2,
+        "headers": {"retries": 3, "trace": ["a", b"b"], "nested": {"ok": True}},
+    })
+    async with connection.acking_consumer(queue) as consumer:
+        async for delivery in consumer.deliveries():
+            props = delivery.get_properties()
+            assert props.props.content_type == "application/json"
+            assert props.props.delivery_mode == 2
+            headers = props.props.headers.unpack()
+            assert headers["retries"] == 3
+            assert headers["trace"][0] == "a"
+            assert bytes(headers["trace"][1]) == b"b"  # a byte array
+            assert headers["nested"] == {"ok": True}
+            consumer.ack(delivery.get_delivery_tag())
+            break
