@@ -28,7 +28,7 @@
  * (connection, broker tag), a tag <= offset belongs to a dead connection
  * and its settle is dropped, and no table grows with the messages.
  */
-#include "carehare-session.h"
+#include "carehare-session-private.h"
 
 #include "carehare-consumer-private.h"
 #include "carehare-delivery-private.h"
@@ -89,90 +89,6 @@
 #define DEFAULT_DELAY_MIN_MS 100
 #define DEFAULT_DELAY_MAX_MS 30000
 
-typedef enum {
-  STEP_DECLARE_QUEUE,
-  STEP_DECLARE_EXCHANGE,
-  STEP_BIND_QUEUE,
-  STEP_BIND_EXCHANGE,
-} StepKind;
-
-/* One recorded topology declaration. */
-typedef struct {
-  StepKind kind;
-  char *name;          /* owned: queue, exchange, or binding destination */
-  char *other;         /* owned, nullable: exchange type, or binding source */
-  char *routing_key;   /* owned, nullable */
-  guint flags;
-  GVariant *arguments; /* owned reference, nullable */
-} Step;
-
-typedef struct _Attempt Attempt;
-typedef struct _SessionConsumer SessionConsumer;
-
-struct _CarehareSession
-{
-  GObject parent_instance;
-
-  GMainContext *context;           /* owned */
-  char **uris;                     /* owned, wiped: may hold a password */
-  char *password;                  /* owned, wiped, nullable: replaces the URIs' */
-  GTlsDatabase *tls_database;      /* owned, nullable */
-  GTlsCertificate *tls_certificate; /* owned, nullable */
-  guint connect_timeout;
-  guint delay_min;
-  guint delay_max;
-
-  GPtrArray *topology;             /* owned Step *, in order */
-  GPtrArray *consumers;            /* owned SessionConsumer * (a reference each) */
-  GQueue publishes;                /* owned GTask * waiting for a connection */
-
-  CarehareSessionState state;
-  gboolean started;
-  gboolean closed;                 /* close_async was called: for good */
-  GError *last_error;              /* owned, nullable */
-
-  Attempt *attempt;                /* owned reference: restoring a connection */
-  CarehareConnection *connection;  /* owned: connected and restored */
-  gulong closed_id;                /* on connection */
-  gint64 connected_at;             /* monotonic, of connection */
-
-  guint cap;                       /* backoff cap in ms; 0: next attempt at once */
-  GSource *timer;                  /* owned, attached while waiting */
-
-  GNetworkMonitor *monitor;        /* owned */
-  gboolean monitor_is_default;     /* the system's, not the program's */
-  gulong monitor_id;
-  gboolean waiting_for_network;
-};
-
-struct _Attempt
-{
-  gint ref_count;
-  CarehareSession *session;        /* owned */
-  CarehareConnection *connection;  /* owned, once connected */
-  gulong closed_id;
-  GCancellable *cancellable;       /* owned */
-  guint next_step;                 /* index in topology */
-  guint consumers_starting;
-};
-
-struct _SessionConsumer
-{
-  gint ref_count;
-  CarehareSession *session;        /* not owned: the session owns us; NULL once dropped */
-  CarehareConsumer *relay;         /* owned: what the program holds */
-  char *queue;                     /* owned */
-  guint16 prefetch_count;
-  CarehareConsumeFlags flags;
-  char *consumer_tag;              /* owned, nullable */
-  GVariant *arguments;             /* owned reference, nullable */
-
-  CarehareConsumer *inner;         /* owned: on the current connection, or NULL */
-  GCancellable *pump_cancellable;  /* owned, with inner */
-  guint64 offset;                  /* tags <= offset: connections gone */
-  guint64 max_inner;               /* highest broker tag seen on inner */
-};
-
 enum {
   PROP_0,
   PROP_URIS,
@@ -200,12 +116,8 @@ static guint signals[N_SIGNALS];
 G_DEFINE_FINAL_TYPE (CarehareSession, carehare_session, G_TYPE_OBJECT)
 
 static void attempt_now (CarehareSession *self);
-static void attempt_failed (Attempt *attempt, GError *error, gboolean topology);
 static void connection_closed_cb (CarehareConnection *connection, const GError *error,
                                   gpointer user_data);
-static void run_step (Attempt *attempt);
-static void consumer_start (SessionConsumer *sc, Attempt *attempt);
-static void consumer_pump (SessionConsumer *sc);
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -234,7 +146,7 @@ error_is_permanent (const GError *error,
 }
 
 /* Whether @error ended the connection rather than one operation. */
-static gboolean
+gboolean
 error_is_connection_lost (const GError *error)
 {
   if (error->domain == CAREHARE_ERROR)
@@ -245,7 +157,7 @@ error_is_connection_lost (const GError *error)
   return error->domain == G_IO_ERROR && error->code != G_IO_ERROR_CANCELLED;
 }
 
-static GError *
+GError *
 session_closed_error (void)
 {
   return g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
@@ -253,16 +165,6 @@ session_closed_error (void)
 }
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static void
-step_free (Step *step)
-{
-  g_free (step->name);
-  g_free (step->other);
-  g_free (step->routing_key);
-  g_clear_pointer (&step->arguments, g_variant_unref);
-  g_free (step);
-}
 
 static void
 set_state (CarehareSession      *self,
@@ -285,7 +187,7 @@ set_last_error (CarehareSession *self,
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_LAST_ERROR]);
 }
 
-static GError *
+GError *
 copy_last_error (CarehareSession *self)
 {
   if (self->last_error != NULL)
@@ -362,170 +264,6 @@ network_available (CarehareSession *self)
   return TRUE;
 }
 
-/* ---- session consumers --------------------------------------------------- */
-
-static SessionConsumer *
-session_consumer_ref (SessionConsumer *sc)
-{
-  g_atomic_int_inc (&sc->ref_count);
-  return sc;
-}
-
-static void
-session_consumer_unref (SessionConsumer *sc)
-{
-  if (!g_atomic_int_dec_and_test (&sc->ref_count))
-    return;
-  g_assert (sc->inner == NULL);
-  g_clear_object (&sc->relay);
-  g_free (sc->queue);
-  g_free (sc->consumer_tag);
-  g_clear_pointer (&sc->arguments, g_variant_unref);
-  g_free (sc);
-}
-
-/* The connection of @sc's inner consumer is gone (or the consumer ends):
- * its broker tags die with it. */
-static void
-consumer_drop_inner (SessionConsumer *sc,
-                     gboolean         close)
-{
-  if (sc->inner == NULL)
-    return;
-  sc->offset += sc->max_inner;
-  sc->max_inner = 0;
-  g_cancellable_cancel (sc->pump_cancellable);
-  g_clear_object (&sc->pump_cancellable);
-  if (close)
-    carehare_consumer_close_async (sc->inner, NULL, NULL, NULL);
-  g_clear_object (&sc->inner);
-  /* Messages received on it and not taken yet are delivered again. */
-  _carehare_consumer_relay_drop_buffered (sc->relay);
-}
-
-/* Takes @sc out of the session (the program closed it, or it ended). */
-static void
-consumer_remove (SessionConsumer *sc)
-{
-  CarehareSession *self = sc->session;
-
-  consumer_drop_inner (sc, TRUE);
-  if (self == NULL)
-    return;
-  sc->session = NULL;
-  g_ptr_array_remove (self->consumers, sc);
-}
-
-/* Ends @sc's stream with @error (taken) and drops it. */
-static void
-consumer_end (SessionConsumer *sc,
-              GError          *error)
-{
-  g_autoptr(CarehareConsumer) relay = g_object_ref (sc->relay);
-
-  session_consumer_ref (sc);
-  consumer_remove (sc);
-  _carehare_consumer_relay_end (relay, error);
-  session_consumer_unref (sc);
-}
-
-static void
-relay_settle (gpointer relay_data,
-              guint64  delivery_tag,
-              gboolean multiple,
-              gboolean ack,
-              gboolean requeue)
-{
-  SessionConsumer *sc = relay_data;
-  guint64 tag;
-
-  if (sc->inner == NULL || delivery_tag <= sc->offset)
-    {
-      /* The broker delivers it again, marked redelivered: its tag on a
-       * live connection would name another message, or none. */
-      g_debug ("session consumer: dropping the settle of tag %" G_GUINT64_FORMAT
-               ", from a connection that is gone", delivery_tag);
-      return;
-    }
-  tag = delivery_tag - sc->offset;
-  if (ack && multiple)
-    carehare_consumer_ack_up_to (sc->inner, tag);
-  else if (ack)
-    carehare_consumer_ack (sc->inner, tag);
-  else if (multiple)
-    carehare_consumer_nack_up_to (sc->inner, tag, requeue);
-  else
-    carehare_consumer_nack (sc->inner, tag, requeue);
-}
-
-static void
-relay_close (gpointer relay_data)
-{
-  SessionConsumer *sc = relay_data;
-
-  session_consumer_ref (sc);
-  consumer_remove (sc);
-  session_consumer_unref (sc);
-}
-
-static const CarehareConsumerRelay relay_vtable = {
-  .settle = relay_settle,
-  .close = relay_close,
-};
-
-static void
-pump_cb (GObject      *source,
-         GAsyncResult *result,
-         gpointer      user_data)
-{
-  CarehareConsumer *inner = CAREHARE_CONSUMER (source);
-  SessionConsumer *sc = user_data;
-  g_autoptr(GPtrArray) batch = NULL;
-  g_autoptr(GError) error = NULL;
-
-  batch = carehare_consumer_next_deliveries_finish (inner, result, &error);
-  if (sc->inner != inner)
-    {
-      /* Superseded: what it got goes back to the queue with its channel. */
-      session_consumer_unref (sc);
-      return;
-    }
-  if (batch != NULL)
-    {
-      for (guint i = 0; i < batch->len; i++)
-        {
-          CarehareDelivery *delivery = g_object_ref (g_ptr_array_index (batch, i));
-          guint64 tag = carehare_delivery_get_delivery_tag (delivery);
-
-          sc->max_inner = MAX (sc->max_inner, tag);
-          _carehare_delivery_set_delivery_tag (delivery, sc->offset + tag);
-          _carehare_consumer_relay_deliver (sc->relay, delivery);
-        }
-      consumer_pump (sc);
-    }
-  else if (!carehare_consumer_get_is_closed (inner))
-    {
-      /* One message that could not be represented was rejected. */
-      _carehare_consumer_relay_reject (sc->relay, error);
-      consumer_pump (sc);
-    }
-  else if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER))
-    {
-      /* The broker cancelled the consumer (its queue was deleted...): the
-       * program hears it, as from a consumer of a connection. */
-      consumer_end (sc, g_steal_pointer (&error));
-    }
-  /* Otherwise the connection is gone: the session restarts the consumer. */
-  session_consumer_unref (sc);
-}
-
-static void
-consumer_pump (SessionConsumer *sc)
-{
-  carehare_consumer_next_deliveries_async (sc->inner, 0, sc->pump_cancellable, pump_cb,
-                                           session_consumer_ref (sc));
-}
-
 typedef struct {
   char *exchange;                 /* owned */
   char *routing_key;              /* owned */
@@ -547,14 +285,14 @@ publish_data_free (PublishData *data)
 
 /* ---- attempts ------------------------------------------------------------ */
 
-static Attempt *
+Attempt *
 attempt_ref (Attempt *attempt)
 {
   attempt->ref_count++;
   return attempt;
 }
 
-static void
+void
 attempt_unref (Attempt *attempt)
 {
   if (--attempt->ref_count > 0)
@@ -567,7 +305,7 @@ attempt_unref (Attempt *attempt)
 }
 
 /* Whether @attempt is still the one the session waits for. */
-static gboolean
+gboolean
 attempt_is_current (Attempt *attempt)
 {
   return attempt->session->attempt == attempt;
@@ -669,7 +407,7 @@ schedule_retry (CarehareSession *self)
 
 /* Takes @error: why the attempt failed. @topology: while declaring the
  * topology or starting consumers. */
-static void
+void
 attempt_failed (Attempt  *attempt,
                 GError   *error,
                 gboolean  topology)
@@ -690,7 +428,7 @@ send_publish (CarehareSession *self,
               GTask           *task);
 
 /* The attempt's connection is restored: it is the session's now. */
-static void
+void
 go_connected (Attempt *attempt)
 {
   CarehareSession *self = attempt->session;
@@ -782,203 +520,6 @@ connection_closed_cb (CarehareConnection *connection,
       self->attempt != NULL)
     return;
   schedule_retry (self);
-}
-
-typedef struct {
-  Attempt *attempt;        /* owned reference */
-  SessionConsumer *sc;     /* owned reference */
-} StartData;
-
-static void
-start_data_free (StartData *data)
-{
-  attempt_unref (data->attempt);
-  session_consumer_unref (data->sc);
-  g_free (data);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (StartData, start_data_free)
-
-static void
-consumer_started_cb (GObject      *source,
-                     GAsyncResult *result,
-                     gpointer      user_data)
-{
-  g_autoptr(StartData) data = user_data;
-  Attempt *attempt = data->attempt;
-  SessionConsumer *sc = data->sc;
-  g_autoptr(CarehareConsumer) inner = NULL;
-  g_autoptr(GError) error = NULL;
-
-  inner = carehare_connection_acking_consumer_full_finish (CAREHARE_CONNECTION (source), result,
-                                                           &error);
-  if (!attempt_is_current (attempt))
-    {
-      /* Superseded: its connection is closing. */
-      return;
-    }
-  attempt->consumers_starting--;
-  if (sc->session == NULL)
-    {
-      /* The program closed the consumer meanwhile. */
-      if (inner != NULL)
-        carehare_consumer_close_async (inner, NULL, NULL, NULL);
-    }
-  else if (inner == NULL && (error_is_connection_lost (error) ||
-                             carehare_error_get_reply_code (error) == 405))
-    {
-      /* The connection died, or the broker still holds the previous
-       * connection's exclusive queue: the attempt failed, try again. */
-      attempt_failed (attempt, g_steal_pointer (&error), FALSE);
-      return;
-    }
-  else if (inner == NULL)
-    {
-      /* The broker refused this consumer (no such queue, another
-       * exclusive consumer...): it ends, as a connection's consumer whose
-       * start failed would; the session goes on. */
-      g_debug ("session %p: consumer on '%s' refused: %s", attempt->session, sc->queue,
-               error->message);
-      consumer_end (sc, g_steal_pointer (&error));
-    }
-  else
-    {
-      sc->inner = g_steal_pointer (&inner);
-      sc->pump_cancellable = g_cancellable_new ();
-      sc->max_inner = 0;
-      _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (sc->inner));
-    }
-  if (attempt->consumers_starting == 0)
-    go_connected (attempt);
-}
-
-static void
-consumer_start (SessionConsumer *sc,
-                Attempt         *attempt)
-{
-  StartData *data = g_new0 (StartData, 1);
-
-  data->attempt = attempt_ref (attempt);
-  data->sc = session_consumer_ref (sc);
-  attempt->consumers_starting++;
-  carehare_connection_acking_consumer_full_async (attempt->connection, sc->queue, 0,
-                                                  sc->prefetch_count, sc->flags,
-                                                  sc->consumer_tag, sc->arguments,
-                                                  attempt->cancellable, consumer_started_cb,
-                                                  data);
-}
-
-/* Topology done: start every consumer, then the attempt is connected. */
-static void
-start_consumers (Attempt *attempt)
-{
-  CarehareSession *self = attempt->session;
-  g_autoptr(GPtrArray) consumers = NULL;
-
-  consumers = g_ptr_array_new_with_free_func ((GDestroyNotify) session_consumer_unref);
-  for (guint i = 0; i < self->consumers->len; i++)
-    g_ptr_array_add (consumers, session_consumer_ref (g_ptr_array_index (self->consumers, i)));
-  attempt->consumers_starting++;  /* until every one is asked */
-  for (guint i = 0; i < consumers->len; i++)
-    consumer_start (g_ptr_array_index (consumers, i), attempt);
-  attempt->consumers_starting--;
-  if (attempt_is_current (attempt) && attempt->consumers_starting == 0)
-    go_connected (attempt);
-}
-
-static void
-step_done_cb (GObject      *source,
-              GAsyncResult *result,
-              gpointer      user_data)
-{
-  Attempt *attempt = user_data;
-  CarehareConnection *connection = CAREHARE_CONNECTION (source);
-  Step *step;
-  g_autoptr(GError) error = NULL;
-  gboolean ok;
-
-  if (!attempt_is_current (attempt))
-    {
-      g_autofree char *ignored = NULL;
-
-      if (g_task_get_source_tag (G_TASK (result)) == carehare_connection_queue_declare_async)
-        ignored = carehare_connection_queue_declare_finish (connection, result, NULL, NULL, NULL);
-      attempt_unref (attempt);
-      return;
-    }
-  step = g_ptr_array_index (attempt->session->topology, attempt->next_step);
-  switch (step->kind)
-    {
-    case STEP_DECLARE_QUEUE:
-      {
-        g_autofree char *name = carehare_connection_queue_declare_finish (connection, result,
-                                                                          NULL, NULL, &error);
-        ok = name != NULL;
-        break;
-      }
-    case STEP_DECLARE_EXCHANGE:
-      ok = carehare_connection_exchange_declare_finish (connection, result, &error);
-      break;
-    case STEP_BIND_QUEUE:
-      ok = carehare_connection_queue_bind_finish (connection, result, &error);
-      break;
-    case STEP_BIND_EXCHANGE:
-    default:
-      ok = carehare_connection_exchange_bind_finish (connection, result, &error);
-      break;
-    }
-  if (!ok)
-    {
-      g_prefix_error (&error, "Restoring the topology: ");
-      attempt_failed (attempt, g_steal_pointer (&error), TRUE);
-      attempt_unref (attempt);
-      return;
-    }
-  attempt->next_step++;
-  run_step (attempt);
-  attempt_unref (attempt);
-}
-
-static void
-run_step (Attempt *attempt)
-{
-  CarehareSession *self = attempt->session;
-  CarehareConnection *connection = attempt->connection;
-  Step *step;
-
-  if (attempt->next_step >= self->topology->len)
-    {
-      start_consumers (attempt);
-      return;
-    }
-  step = g_ptr_array_index (self->topology, attempt->next_step);
-  switch (step->kind)
-    {
-    case STEP_DECLARE_QUEUE:
-      carehare_connection_queue_declare_async (connection, step->name, step->flags,
-                                               step->arguments, attempt->cancellable,
-                                               step_done_cb, attempt_ref (attempt));
-      break;
-    case STEP_DECLARE_EXCHANGE:
-      carehare_connection_exchange_declare_async (connection, step->name, step->other,
-                                                  step->flags, step->arguments,
-                                                  attempt->cancellable, step_done_cb,
-                                                  attempt_ref (attempt));
-      break;
-    case STEP_BIND_QUEUE:
-      carehare_connection_queue_bind_async (connection, step->name, step->other,
-                                            step->routing_key, step->arguments,
-                                            attempt->cancellable, step_done_cb,
-                                            attempt_ref (attempt));
-      break;
-    case STEP_BIND_EXCHANGE:
-    default:
-      carehare_connection_exchange_bind_async (connection, step->name, step->other,
-                                               step->routing_key, step->arguments,
-                                               attempt->cancellable, step_done_cb,
-                                               attempt_ref (attempt));
-      break;
-    }
 }
 
 static void
@@ -1628,297 +1169,6 @@ carehare_session_set_reconnect_delay_max (CarehareSession *self,
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_RECONNECT_DELAY_MAX]);
   if (self->delay_min > delay_ms)
     carehare_session_set_reconnect_delay_min (self, delay_ms);
-}
-
-static Step *
-add_step (CarehareSession *self,
-          StepKind         kind,
-          const char      *name,
-          const char      *other,
-          const char      *routing_key,
-          guint            flags,
-          GVariant        *arguments)
-{
-  Step *step = g_new0 (Step, 1);
-
-  step->kind = kind;
-  step->name = g_strdup (name);
-  step->other = g_strdup (other);
-  step->routing_key = g_strdup (routing_key);
-  step->flags = flags;
-  step->arguments = arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
-  g_ptr_array_add (self->topology, step);
-  return step;
-}
-
-/**
- * carehare_session_declare_queue:
- * @self: a session
- * @name: the queue's name; not empty: server-named queues are not
- *   supported (their name would change on every connection)
- * @flags: as for [method@Carehare.Connection.queue_declare_async]
- * @arguments: (nullable): an `a{sv}` of queue arguments (`x-queue-type`...);
- *   a floating reference is sunk
- *
- * Records a queue to declare on every new connection, in order with the
- * other declarations, before any consumer starts. Does no I/O: a queue
- * recorded while connected is declared from the next connection on. A
- * declaration the broker refuses (406 PRECONDITION_FAILED for arguments
- * that conflict with the existing queue's) fails the session for good.
- */
-void
-carehare_session_declare_queue (CarehareSession    *self,
-                                const char         *name,
-                                CarehareQueueFlags  flags,
-                                GVariant           *arguments)
-{
-  g_return_if_fail (CAREHARE_IS_SESSION (self));
-  g_return_if_fail (name != NULL && *name != '\0');
-  g_return_if_fail (arguments == NULL ||
-                    g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT));
-
-  add_step (self, STEP_DECLARE_QUEUE, name, NULL, NULL, flags, arguments);
-}
-
-/**
- * carehare_session_declare_exchange:
- * @self: a session
- * @name: the exchange's name
- * @type: its type (`direct`, `fanout`, `topic`, `headers`...)
- * @flags: as for [method@Carehare.Connection.exchange_declare_async]
- * @arguments: (nullable): an `a{sv}` of exchange arguments; a floating
- *   reference is sunk
- *
- * Records an exchange to declare on every new connection, as
- * [method@Carehare.Session.declare_queue] does for a queue.
- */
-void
-carehare_session_declare_exchange (CarehareSession       *self,
-                                   const char            *name,
-                                   const char            *type,
-                                   CarehareExchangeFlags  flags,
-                                   GVariant              *arguments)
-{
-  g_return_if_fail (CAREHARE_IS_SESSION (self));
-  g_return_if_fail (name != NULL && *name != '\0');
-  g_return_if_fail (type != NULL);
-  g_return_if_fail (arguments == NULL ||
-                    g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT));
-
-  add_step (self, STEP_DECLARE_EXCHANGE, name, type, NULL, flags, arguments);
-}
-
-/**
- * carehare_session_bind_queue:
- * @self: a session
- * @queue: the queue
- * @exchange: the exchange it gets messages from
- * @routing_key: the binding key
- * @arguments: (nullable): an `a{sv}` of binding arguments; a floating
- *   reference is sunk
- *
- * Records a queue binding to make on every new connection, in order with
- * the declarations.
- */
-void
-carehare_session_bind_queue (CarehareSession *self,
-                             const char      *queue,
-                             const char      *exchange,
-                             const char      *routing_key,
-                             GVariant        *arguments)
-{
-  g_return_if_fail (CAREHARE_IS_SESSION (self));
-  g_return_if_fail (queue != NULL && *queue != '\0');
-  g_return_if_fail (exchange != NULL);
-  g_return_if_fail (routing_key != NULL);
-  g_return_if_fail (arguments == NULL ||
-                    g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT));
-
-  add_step (self, STEP_BIND_QUEUE, queue, exchange, routing_key, 0, arguments);
-}
-
-/**
- * carehare_session_bind_exchange:
- * @self: a session
- * @destination: the exchange that gets the messages
- * @source: the exchange they come from
- * @routing_key: the binding key
- * @arguments: (nullable): an `a{sv}` of binding arguments; a floating
- *   reference is sunk
- *
- * Records an exchange-to-exchange binding to make on every new
- * connection, in order with the declarations.
- */
-void
-carehare_session_bind_exchange (CarehareSession *self,
-                                const char      *destination,
-                                const char      *source,
-                                const char      *routing_key,
-                                GVariant        *arguments)
-{
-  g_return_if_fail (CAREHARE_IS_SESSION (self));
-  g_return_if_fail (destination != NULL);
-  g_return_if_fail (source != NULL);
-  g_return_if_fail (routing_key != NULL);
-  g_return_if_fail (arguments == NULL ||
-                    g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT));
-
-  add_step (self, STEP_BIND_EXCHANGE, destination, source, routing_key, 0, arguments);
-}
-
-typedef struct {
-  CarehareSession *session;        /* owned */
-  CarehareConnection *connection;  /* owned */
-  SessionConsumer *sc;             /* owned reference */
-} LiveStartData;
-
-static void
-live_start_data_free (LiveStartData *data)
-{
-  g_object_unref (data->session);
-  g_object_unref (data->connection);
-  session_consumer_unref (data->sc);
-  g_free (data);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (LiveStartData, live_start_data_free)
-
-static void
-live_started_cb (GObject      *source,
-                 GAsyncResult *result,
-                 gpointer      user_data)
-{
-  g_autoptr(LiveStartData) data = user_data;
-  SessionConsumer *sc = data->sc;
-  g_autoptr(CarehareConsumer) inner = NULL;
-  g_autoptr(GError) error = NULL;
-
-  inner = carehare_connection_acking_consumer_full_finish (data->connection, result, &error);
-  if (sc->session == NULL || data->session->connection != data->connection ||
-      sc->inner != NULL)
-    {
-      /* Closed by the program, or the connection is gone (a later one
-       * restores the consumer). */
-      if (inner != NULL)
-        carehare_consumer_close_async (inner, NULL, NULL, NULL);
-      return;
-    }
-  if (inner == NULL)
-    {
-      if (!error_is_connection_lost (error))
-        consumer_end (sc, g_steal_pointer (&error));
-      return;
-    }
-  sc->inner = g_steal_pointer (&inner);
-  sc->pump_cancellable = g_cancellable_new ();
-  sc->max_inner = 0;
-  _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (sc->inner));
-  consumer_pump (sc);
-}
-
-/* A consumer created while connected starts on the current connection. */
-static void
-live_consumer_start (CarehareSession *self,
-                     SessionConsumer *sc)
-{
-  LiveStartData *data = g_new0 (LiveStartData, 1);
-
-  data->session = g_object_ref (self);
-  data->connection = g_object_ref (self->connection);
-  data->sc = session_consumer_ref (sc);
-  carehare_connection_acking_consumer_full_async (self->connection, sc->queue, 0,
-                                                  sc->prefetch_count, sc->flags,
-                                                  sc->consumer_tag, sc->arguments, NULL,
-                                                  live_started_cb, data);
-}
-
-/**
- * carehare_session_acking_consumer:
- * @self: a session
- * @queue: the queue to consume from
- * @prefetch_count: the most unacknowledged messages the broker sends
- *
- * The same as [method@Carehare.Session.acking_consumer_full] with no
- * flags, a broker-chosen tag and no arguments.
- *
- * Returns: (transfer full): a consumer that lives across reconnections
- */
-CarehareConsumer *
-carehare_session_acking_consumer (CarehareSession *self,
-                                  const char      *queue,
-                                  guint16          prefetch_count)
-{
-  return carehare_session_acking_consumer_full (self, queue, prefetch_count,
-                                                CAREHARE_CONSUME_FLAGS_NONE, NULL, NULL);
-}
-
-/**
- * carehare_session_acking_consumer_full:
- * @self: a session
- * @queue: the queue to consume from
- * @prefetch_count: the most unacknowledged messages the broker sends
- * @flags: as for [method@Carehare.Connection.acking_consumer_full_async]
- * @consumer_tag: (nullable): the consumer tag, or %NULL for one the broker
- *   chooses
- * @arguments: (nullable): an `a{sv}` of consume arguments; a floating
- *   reference is sunk
- *
- * Creates a consumer that lives across reconnections: it is started on
- * every new connection after the topology, and
- * [method@Carehare.Consumer.next_delivery_async] goes on delivering; a
- * call waiting across a reconnection completes with the first delivery of
- * the new connection. It is a [class@Carehare.Consumer] like any other
- * (a relay the session feeds), with these differences:
- *
- * - its delivery tags are its own, unique over its whole life: an ack or
- *   nack of a message received on a connection that has since died is
- *   ignored (the broker delivers the message again, marked
- *   [property@Carehare.Delivery:redelivered]), never sent with a tag that
- *   names another message; messages received but not taken when the
- *   connection died are dropped for the same reason;
- * - the session holds it until it is closed or the session closes
- *   (`next_delivery` then fails with %CAREHARE_ERROR_CONNECTION_CLOSED) or
- *   fails (it fails with [property@Carehare.Session:last-error]);
- * - it ends, as a connection's consumer does, when the broker refuses to
- *   start it (no such queue, another exclusive consumer) or cancels it
- *   (its queue was deleted): %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER;
- * - [method@Carehare.Consumer.close_async] completes at once.
- *
- * Returns: (transfer full): a consumer that lives across reconnections
- */
-CarehareConsumer *
-carehare_session_acking_consumer_full (CarehareSession      *self,
-                                       const char           *queue,
-                                       guint16               prefetch_count,
-                                       CarehareConsumeFlags  flags,
-                                       const char           *consumer_tag,
-                                       GVariant             *arguments)
-{
-  SessionConsumer *sc;
-
-  g_return_val_if_fail (CAREHARE_IS_SESSION (self), NULL);
-  g_return_val_if_fail (queue != NULL, NULL);
-  g_return_val_if_fail (arguments == NULL ||
-                        g_variant_is_of_type (arguments, G_VARIANT_TYPE_VARDICT), NULL);
-
-  sc = g_new0 (SessionConsumer, 1);
-  sc->ref_count = 1;
-  sc->session = self;
-  sc->queue = g_strdup (queue);
-  sc->prefetch_count = prefetch_count;
-  sc->flags = flags;
-  sc->consumer_tag = g_strdup (consumer_tag);
-  sc->arguments = arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
-  sc->relay = _carehare_consumer_new_relay (self->context, queue, &relay_vtable, sc);
-  g_ptr_array_add (self->consumers, sc);
-
-  if (self->closed)
-    consumer_end (sc, session_closed_error ());
-  else if (self->state == CAREHARE_SESSION_STATE_FAILED)
-    consumer_end (sc, copy_last_error (self));
-  else if (self->state == CAREHARE_SESSION_STATE_CONNECTED)
-    live_consumer_start (self, sc);
-  return g_object_ref (sc->relay);
 }
 
 /**
