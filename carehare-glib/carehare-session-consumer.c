@@ -12,14 +12,14 @@
 /* ---- session consumers --------------------------------------------------- */
 
 SessionConsumer *
-session_consumer_ref (SessionConsumer *sc)
+_carehare_session_consumer_ref (SessionConsumer *sc)
 {
   g_atomic_int_inc (&sc->ref_count);
   return sc;
 }
 
 void
-session_consumer_unref (SessionConsumer *sc)
+_carehare_session_consumer_unref (SessionConsumer *sc)
 {
   if (!g_atomic_int_dec_and_test (&sc->ref_count))
     return;
@@ -34,8 +34,8 @@ session_consumer_unref (SessionConsumer *sc)
 /* The connection of @sc's inner consumer is gone (or the consumer ends):
  * its broker tags die with it. */
 void
-consumer_drop_inner (SessionConsumer *sc,
-                     gboolean         close)
+_carehare_session_consumer_drop_inner (SessionConsumer *sc,
+                                       gboolean         close)
 {
   if (sc->inner == NULL)
     return;
@@ -52,11 +52,11 @@ consumer_drop_inner (SessionConsumer *sc,
 
 /* Takes @sc out of the session (the program closed it, or it ended). */
 void
-consumer_remove (SessionConsumer *sc)
+_carehare_session_consumer_remove (SessionConsumer *sc)
 {
   CarehareSession *self = sc->session;
 
-  consumer_drop_inner (sc, TRUE);
+  _carehare_session_consumer_drop_inner (sc, TRUE);
   if (self == NULL)
     return;
   sc->session = NULL;
@@ -65,15 +65,15 @@ consumer_remove (SessionConsumer *sc)
 
 /* Ends @sc's stream with @error (taken) and drops it. */
 void
-consumer_end (SessionConsumer *sc,
-              GError          *error)
+_carehare_session_consumer_end (SessionConsumer *sc,
+                                GError          *error)
 {
   g_autoptr(CarehareConsumer) relay = g_object_ref (sc->relay);
 
-  session_consumer_ref (sc);
-  consumer_remove (sc);
+  _carehare_session_consumer_ref (sc);
+  _carehare_session_consumer_remove (sc);
   _carehare_consumer_relay_end (relay, error);
-  session_consumer_unref (sc);
+  _carehare_session_consumer_unref (sc);
 }
 
 static void
@@ -110,9 +110,9 @@ relay_close (gpointer relay_data)
 {
   SessionConsumer *sc = relay_data;
 
-  session_consumer_ref (sc);
-  consumer_remove (sc);
-  session_consumer_unref (sc);
+  _carehare_session_consumer_ref (sc);
+  _carehare_session_consumer_remove (sc);
+  _carehare_session_consumer_unref (sc);
 }
 
 static const CarehareConsumerRelay relay_vtable = {
@@ -134,7 +134,7 @@ pump_cb (GObject      *source,
   if (sc->inner != inner)
     {
       /* Superseded: what it got goes back to the queue with its channel. */
-      session_consumer_unref (sc);
+      _carehare_session_consumer_unref (sc);
       return;
     }
   if (batch != NULL)
@@ -148,29 +148,29 @@ pump_cb (GObject      *source,
           _carehare_delivery_set_delivery_tag (delivery, sc->offset + tag);
           _carehare_consumer_relay_deliver (sc->relay, delivery);
         }
-      consumer_pump (sc);
+      _carehare_session_consumer_pump (sc);
     }
   else if (!carehare_consumer_get_is_closed (inner))
     {
       /* One message that could not be represented was rejected. */
       _carehare_consumer_relay_reject (sc->relay, error);
-      consumer_pump (sc);
+      _carehare_session_consumer_pump (sc);
     }
   else if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER))
     {
       /* The broker cancelled the consumer (its queue was deleted...): the
        * program hears it, as from a consumer of a connection. */
-      consumer_end (sc, g_steal_pointer (&error));
+      _carehare_session_consumer_end (sc, g_steal_pointer (&error));
     }
   /* Otherwise the connection is gone: the session restarts the consumer. */
-  session_consumer_unref (sc);
+  _carehare_session_consumer_unref (sc);
 }
 
 void
-consumer_pump (SessionConsumer *sc)
+_carehare_session_consumer_pump (SessionConsumer *sc)
 {
   carehare_consumer_next_deliveries_async (sc->inner, 0, sc->pump_cancellable, pump_cb,
-                                           session_consumer_ref (sc));
+                                           _carehare_session_consumer_ref (sc));
 }
 
 typedef struct {
@@ -181,8 +181,8 @@ typedef struct {
 static void
 start_data_free (StartData *data)
 {
-  attempt_unref (data->attempt);
-  session_consumer_unref (data->sc);
+  _carehare_session_attempt_unref (data->attempt);
+  _carehare_session_consumer_unref (data->sc);
   g_free (data);
 }
 
@@ -201,7 +201,7 @@ consumer_started_cb (GObject      *source,
 
   inner = carehare_connection_acking_consumer_full_finish (CAREHARE_CONNECTION (source), result,
                                                            &error);
-  if (!attempt_is_current (attempt))
+  if (!_carehare_session_attempt_is_current (attempt))
     {
       /* Superseded: its connection is closing. */
       return;
@@ -213,12 +213,12 @@ consumer_started_cb (GObject      *source,
       if (inner != NULL)
         carehare_consumer_close_async (inner, NULL, NULL, NULL);
     }
-  else if (inner == NULL && (error_is_connection_lost (error) ||
+  else if (inner == NULL && (_carehare_session_error_is_connection_lost (error) ||
                              carehare_error_get_reply_code (error) == 405))
     {
       /* The connection died, or the broker still holds the previous
        * connection's exclusive queue: the attempt failed, try again. */
-      attempt_failed (attempt, g_steal_pointer (&error), FALSE);
+      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error), FALSE);
       return;
     }
   else if (inner == NULL)
@@ -228,7 +228,7 @@ consumer_started_cb (GObject      *source,
        * start failed would; the session goes on. */
       g_debug ("session %p: consumer on '%s' refused: %s", attempt->session, sc->queue,
                error->message);
-      consumer_end (sc, g_steal_pointer (&error));
+      _carehare_session_consumer_end (sc, g_steal_pointer (&error));
     }
   else
     {
@@ -238,7 +238,7 @@ consumer_started_cb (GObject      *source,
       _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (sc->inner));
     }
   if (attempt->consumers_starting == 0)
-    go_connected (attempt);
+    _carehare_session_go_connected (attempt);
 }
 
 static void
@@ -247,8 +247,8 @@ consumer_start (SessionConsumer *sc,
 {
   StartData *data = g_new0 (StartData, 1);
 
-  data->attempt = attempt_ref (attempt);
-  data->sc = session_consumer_ref (sc);
+  data->attempt = _carehare_session_attempt_ref (attempt);
+  data->sc = _carehare_session_consumer_ref (sc);
   attempt->consumers_starting++;
   carehare_connection_acking_consumer_full_async (attempt->connection, sc->queue, 0,
                                                   sc->prefetch_count, sc->flags,
@@ -259,20 +259,24 @@ consumer_start (SessionConsumer *sc,
 
 /* Topology done: start every consumer, then the attempt is connected. */
 void
-start_consumers (Attempt *attempt)
+_carehare_session_start_consumers (Attempt *attempt)
 {
   CarehareSession *self = attempt->session;
   g_autoptr(GPtrArray) consumers = NULL;
 
-  consumers = g_ptr_array_new_with_free_func ((GDestroyNotify) session_consumer_unref);
+  consumers = g_ptr_array_new_with_free_func ((GDestroyNotify) _carehare_session_consumer_unref);
   for (guint i = 0; i < self->consumers->len; i++)
-    g_ptr_array_add (consumers, session_consumer_ref (g_ptr_array_index (self->consumers, i)));
+    {
+      SessionConsumer *sc = g_ptr_array_index (self->consumers, i);
+
+      g_ptr_array_add (consumers, _carehare_session_consumer_ref (sc));
+    }
   attempt->consumers_starting++;  /* until every one is asked */
   for (guint i = 0; i < consumers->len; i++)
     consumer_start (g_ptr_array_index (consumers, i), attempt);
   attempt->consumers_starting--;
-  if (attempt_is_current (attempt) && attempt->consumers_starting == 0)
-    go_connected (attempt);
+  if (_carehare_session_attempt_is_current (attempt) && attempt->consumers_starting == 0)
+    _carehare_session_go_connected (attempt);
 }
 
 typedef struct {
@@ -286,7 +290,7 @@ live_start_data_free (LiveStartData *data)
 {
   g_object_unref (data->session);
   g_object_unref (data->connection);
-  session_consumer_unref (data->sc);
+  _carehare_session_consumer_unref (data->sc);
   g_free (data);
 }
 
@@ -314,15 +318,15 @@ live_started_cb (GObject      *source,
     }
   if (inner == NULL)
     {
-      if (!error_is_connection_lost (error))
-        consumer_end (sc, g_steal_pointer (&error));
+      if (!_carehare_session_error_is_connection_lost (error))
+        _carehare_session_consumer_end (sc, g_steal_pointer (&error));
       return;
     }
   sc->inner = g_steal_pointer (&inner);
   sc->pump_cancellable = g_cancellable_new ();
   sc->max_inner = 0;
   _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (sc->inner));
-  consumer_pump (sc);
+  _carehare_session_consumer_pump (sc);
 }
 
 /* A consumer created while connected starts on the current connection. */
@@ -334,7 +338,7 @@ live_consumer_start (CarehareSession *self,
 
   data->session = g_object_ref (self);
   data->connection = g_object_ref (self->connection);
-  data->sc = session_consumer_ref (sc);
+  data->sc = _carehare_session_consumer_ref (sc);
   carehare_connection_acking_consumer_full_async (self->connection, sc->queue, 0,
                                                   sc->prefetch_count, sc->flags,
                                                   sc->consumer_tag, sc->arguments, NULL,
@@ -422,9 +426,9 @@ carehare_session_acking_consumer_full (CarehareSession      *self,
   g_ptr_array_add (self->consumers, sc);
 
   if (self->closed)
-    consumer_end (sc, session_closed_error ());
+    _carehare_session_consumer_end (sc, _carehare_session_closed_error ());
   else if (self->state == CAREHARE_SESSION_STATE_FAILED)
-    consumer_end (sc, copy_last_error (self));
+    _carehare_session_consumer_end (sc, _carehare_session_copy_last_error (self));
   else if (self->state == CAREHARE_SESSION_STATE_CONNECTED)
     live_consumer_start (self, sc);
   return g_object_ref (sc->relay);

@@ -94,30 +94,30 @@ struct _SessionConsumer
 };
 
 /* carehare-session.c */
-gboolean  error_is_connection_lost (const GError *error);
-GError   *session_closed_error     (void);
-GError   *copy_last_error          (CarehareSession *self);
-Attempt  *attempt_ref              (Attempt *attempt);
-void      attempt_unref            (Attempt *attempt);
-gboolean  attempt_is_current       (Attempt *attempt);
-void      attempt_failed           (Attempt  *attempt,
-                                    GError   *error,
-                                    gboolean  topology);
-void      go_connected             (Attempt *attempt);
+gboolean  _carehare_session_error_is_connection_lost (const GError *error);
+GError   *_carehare_session_closed_error             (void);
+GError   *_carehare_session_copy_last_error          (CarehareSession *self);
+Attempt  *_carehare_session_attempt_ref              (Attempt *attempt);
+void      _carehare_session_attempt_unref            (Attempt *attempt);
+gboolean  _carehare_session_attempt_is_current       (Attempt *attempt);
+void      _carehare_session_attempt_failed           (Attempt  *attempt,
+                                                      GError   *error,
+                                                      gboolean  topology);
+void      _carehare_session_go_connected             (Attempt *attempt);
 
 /* carehare-session-consumer.c */
-SessionConsumer *session_consumer_ref   (SessionConsumer *sc);
-void             session_consumer_unref (SessionConsumer *sc);
-void             consumer_drop_inner    (SessionConsumer *sc,
-                                         gboolean         close);
-void             consumer_remove        (SessionConsumer *sc);
-void             consumer_end           (SessionConsumer *sc,
-                                         GError          *error);
-void             consumer_pump          (SessionConsumer *sc);
-void             start_consumers        (Attempt *attempt);
+SessionConsumer *_carehare_session_consumer_ref        (SessionConsumer *sc);
+void             _carehare_session_consumer_unref      (SessionConsumer *sc);
+void             _carehare_session_consumer_drop_inner (SessionConsumer *sc,
+                                                        gboolean         close);
+void             _carehare_session_consumer_remove     (SessionConsumer *sc);
+void             _carehare_session_consumer_end        (SessionConsumer *sc,
+                                                        GError          *error);
+void             _carehare_session_consumer_pump       (SessionConsumer *sc);
+void             _carehare_session_start_consumers     (Attempt *attempt);
 
 /* carehare-session-topology.c */
-void step_free (Step *step);
-void run_step  (Attempt *attempt);
+void _carehare_session_step_free (Step    *step);
+void _carehare_session_run_step  (Attempt *attempt);
 
 G_END_DECLS

@@ -6,7 +6,7 @@
 #include "carehare-session-private.h"
 
 void
-step_free (Step *step)
+_carehare_session_step_free (Step *step)
 {
   g_free (step->name);
   g_free (step->other);
@@ -26,13 +26,13 @@ step_done_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
   gboolean ok;
 
-  if (!attempt_is_current (attempt))
+  if (!_carehare_session_attempt_is_current (attempt))
     {
       g_autofree char *ignored = NULL;
 
       if (g_task_get_source_tag (G_TASK (result)) == carehare_connection_queue_declare_async)
         ignored = carehare_connection_queue_declare_finish (connection, result, NULL, NULL, NULL);
-      attempt_unref (attempt);
+      _carehare_session_attempt_unref (attempt);
       return;
     }
   step = g_ptr_array_index (attempt->session->topology, attempt->next_step);
@@ -59,17 +59,17 @@ step_done_cb (GObject      *source,
   if (!ok)
     {
       g_prefix_error (&error, "Restoring the topology: ");
-      attempt_failed (attempt, g_steal_pointer (&error), TRUE);
-      attempt_unref (attempt);
+      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error), TRUE);
+      _carehare_session_attempt_unref (attempt);
       return;
     }
   attempt->next_step++;
-  run_step (attempt);
-  attempt_unref (attempt);
+  _carehare_session_run_step (attempt);
+  _carehare_session_attempt_unref (attempt);
 }
 
 void
-run_step (Attempt *attempt)
+_carehare_session_run_step (Attempt *attempt)
 {
   CarehareSession *self = attempt->session;
   CarehareConnection *connection = attempt->connection;
@@ -77,7 +77,7 @@ run_step (Attempt *attempt)
 
   if (attempt->next_step >= self->topology->len)
     {
-      start_consumers (attempt);
+      _carehare_session_start_consumers (attempt);
       return;
     }
   step = g_ptr_array_index (self->topology, attempt->next_step);
@@ -86,26 +86,27 @@ run_step (Attempt *attempt)
     case STEP_DECLARE_QUEUE:
       carehare_connection_queue_declare_async (connection, step->name, step->flags,
                                                step->arguments, attempt->cancellable,
-                                               step_done_cb, attempt_ref (attempt));
+                                               step_done_cb,
+                                               _carehare_session_attempt_ref (attempt));
       break;
     case STEP_DECLARE_EXCHANGE:
       carehare_connection_exchange_declare_async (connection, step->name, step->other,
                                                   step->flags, step->arguments,
                                                   attempt->cancellable, step_done_cb,
-                                                  attempt_ref (attempt));
+                                                  _carehare_session_attempt_ref (attempt));
       break;
     case STEP_BIND_QUEUE:
       carehare_connection_queue_bind_async (connection, step->name, step->other,
                                             step->routing_key, step->arguments,
                                             attempt->cancellable, step_done_cb,
-                                            attempt_ref (attempt));
+                                            _carehare_session_attempt_ref (attempt));
       break;
     case STEP_BIND_EXCHANGE:
     default:
       carehare_connection_exchange_bind_async (connection, step->name, step->other,
                                                step->routing_key, step->arguments,
                                                attempt->cancellable, step_done_cb,
-                                               attempt_ref (attempt));
+                                               _carehare_session_attempt_ref (attempt));
       break;
     }
 }

@@ -147,7 +147,7 @@ error_is_permanent (const GError *error,
 
 /* Whether @error ended the connection rather than one operation. */
 gboolean
-error_is_connection_lost (const GError *error)
+_carehare_session_error_is_connection_lost (const GError *error)
 {
   if (error->domain == CAREHARE_ERROR)
     return error->code == CAREHARE_ERROR_CONNECTION_CLOSED ||
@@ -158,7 +158,7 @@ error_is_connection_lost (const GError *error)
 }
 
 GError *
-session_closed_error (void)
+_carehare_session_closed_error (void)
 {
   return g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
                               "Session closed");
@@ -188,7 +188,7 @@ set_last_error (CarehareSession *self,
 }
 
 GError *
-copy_last_error (CarehareSession *self)
+_carehare_session_copy_last_error (CarehareSession *self)
 {
   if (self->last_error != NULL)
     return g_error_copy (self->last_error);
@@ -286,14 +286,14 @@ publish_data_free (PublishData *data)
 /* ---- attempts ------------------------------------------------------------ */
 
 Attempt *
-attempt_ref (Attempt *attempt)
+_carehare_session_attempt_ref (Attempt *attempt)
 {
   attempt->ref_count++;
   return attempt;
 }
 
 void
-attempt_unref (Attempt *attempt)
+_carehare_session_attempt_unref (Attempt *attempt)
 {
   if (--attempt->ref_count > 0)
     return;
@@ -306,7 +306,7 @@ attempt_unref (Attempt *attempt)
 
 /* Whether @attempt is still the one the session waits for. */
 gboolean
-attempt_is_current (Attempt *attempt)
+_carehare_session_attempt_is_current (Attempt *attempt)
 {
   return attempt->session->attempt == attempt;
 }
@@ -321,13 +321,13 @@ attempt_abandon (CarehareSession *self)
     return;
   g_cancellable_cancel (attempt->cancellable);
   for (guint i = 0; i < self->consumers->len; i++)
-    consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
+    _carehare_session_consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
   if (attempt->connection != NULL)
     {
       g_clear_signal_handler (&attempt->closed_id, attempt->connection);
       carehare_connection_close_async (attempt->connection, NULL, NULL, NULL);
     }
-  attempt_unref (attempt);
+  _carehare_session_attempt_unref (attempt);
 }
 
 /* Fails every publish waiting for a connection with @error (taken). */
@@ -358,7 +358,7 @@ end_consumers (CarehareSession *self,
                GError          *error)
 {
   while (self->consumers->len > 0)
-    consumer_end (g_ptr_array_index (self->consumers, 0), g_error_copy (error));
+    _carehare_session_consumer_end (g_ptr_array_index (self->consumers, 0), g_error_copy (error));
   g_error_free (error);
 }
 
@@ -367,8 +367,8 @@ go_failed (CarehareSession *self)
 {
   g_debug ("session %p: failed for good: %s", self, self->last_error->message);
   set_state (self, CAREHARE_SESSION_STATE_FAILED);
-  fail_publishes (self, copy_last_error (self));
-  end_consumers (self, copy_last_error (self));
+  fail_publishes (self, _carehare_session_copy_last_error (self));
+  end_consumers (self, _carehare_session_copy_last_error (self));
 }
 
 static gboolean
@@ -408,9 +408,9 @@ schedule_retry (CarehareSession *self)
 /* Takes @error: why the attempt failed. @topology: while declaring the
  * topology or starting consumers. */
 void
-attempt_failed (Attempt  *attempt,
-                GError   *error,
-                gboolean  topology)
+_carehare_session_attempt_failed (Attempt  *attempt,
+                                  GError   *error,
+                                  gboolean  topology)
 {
   CarehareSession *self = attempt->session;
 
@@ -429,7 +429,7 @@ send_publish (CarehareSession *self,
 
 /* The attempt's connection is restored: it is the session's now. */
 void
-go_connected (Attempt *attempt)
+_carehare_session_go_connected (Attempt *attempt)
 {
   CarehareSession *self = attempt->session;
   g_autoptr(CarehareSession) keep = NULL;
@@ -440,7 +440,7 @@ go_connected (Attempt *attempt)
   g_clear_signal_handler (&attempt->closed_id, attempt->connection);
   self->attempt = NULL;
   self->connection = g_steal_pointer (&attempt->connection);
-  attempt_unref (attempt);
+  _carehare_session_attempt_unref (attempt);
 
   self->closed_id = g_signal_connect_object (self->connection, "closed",
                                              G_CALLBACK (connection_closed_cb), self, 0);
@@ -457,7 +457,7 @@ go_connected (Attempt *attempt)
       SessionConsumer *sc = g_ptr_array_index (self->consumers, i);
 
       if (sc->inner != NULL)
-        consumer_pump (sc);
+        _carehare_session_consumer_pump (sc);
     }
   while (self->state == CAREHARE_SESSION_STATE_CONNECTED &&
          (task = g_queue_pop_head (&self->publishes)) != NULL)
@@ -474,16 +474,17 @@ attempt_closed_cb (CarehareConnection *connection,
   Attempt *attempt = user_data;
 
   g_clear_signal_handler (&attempt->closed_id, connection);
-  if (!attempt_is_current (attempt))
+  if (!_carehare_session_attempt_is_current (attempt))
     return;
-  attempt_ref (attempt);
-  attempt_failed (attempt,
-                  error != NULL ? g_error_copy (error)
-                                : g_error_new_literal (CAREHARE_ERROR,
-                                                       CAREHARE_ERROR_CONNECTION_CLOSED,
-                                                       "Connection closed"),
-                  FALSE);
-  attempt_unref (attempt);
+  _carehare_session_attempt_ref (attempt);
+  _carehare_session_attempt_failed (attempt,
+                                    error != NULL
+                                      ? g_error_copy (error)
+                                      : g_error_new_literal (CAREHARE_ERROR,
+                                                             CAREHARE_ERROR_CONNECTION_CLOSED,
+                                                             "Connection closed"),
+                                    FALSE);
+  _carehare_session_attempt_unref (attempt);
 }
 
 static void
@@ -507,7 +508,7 @@ connection_closed_cb (CarehareConnection *connection,
   g_debug ("session %p: connection lost: %s", self, cause->message);
 
   for (guint i = 0; i < self->consumers->len; i++)
-    consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
+    _carehare_session_consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
   /* A connection that stayed up long enough starts the backoff over. */
   if (g_get_monotonic_time () - self->connected_at >= (gint64) self->delay_max * 1000)
     self->cap = 0;
@@ -532,24 +533,24 @@ connect_done_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
 
   object = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, &error);
-  if (!attempt_is_current (attempt))
+  if (!_carehare_session_attempt_is_current (attempt))
     {
       if (object != NULL)
         carehare_connection_close_async (CAREHARE_CONNECTION (object), NULL, NULL, NULL);
-      attempt_unref (attempt);
+      _carehare_session_attempt_unref (attempt);
       return;
     }
   if (object == NULL)
     {
-      attempt_failed (attempt, g_steal_pointer (&error), FALSE);
-      attempt_unref (attempt);
+      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error), FALSE);
+      _carehare_session_attempt_unref (attempt);
       return;
     }
   attempt->connection = CAREHARE_CONNECTION (g_steal_pointer (&object));
   attempt->closed_id = g_signal_connect (attempt->connection, "closed",
                                          G_CALLBACK (attempt_closed_cb), attempt);
-  run_step (attempt);
-  attempt_unref (attempt);
+  _carehare_session_run_step (attempt);
+  _carehare_session_attempt_unref (attempt);
 }
 
 static void
@@ -579,7 +580,7 @@ attempt_now (CarehareSession *self)
 
   uris = effective_uris (self);
   g_async_initable_new_async (CAREHARE_TYPE_CONNECTION, G_PRIORITY_DEFAULT, attempt->cancellable,
-                              connect_done_cb, attempt_ref (attempt),
+                              connect_done_cb, _carehare_session_attempt_ref (attempt),
                               "uris", uris,
                               "connect-timeout", self->connect_timeout,
                               "tls-database", self->tls_database,
@@ -622,7 +623,7 @@ publish_done_cb (GObject      *source,
 
   if (carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error))
     g_task_return_boolean (task, TRUE);
-  else if (error_is_connection_lost (error))
+  else if (_carehare_session_error_is_connection_lost (error))
     /* Written, perhaps routed, never confirmed: whether to publish again
      * is the program's choice (at least once), never a silent resend. */
     g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
@@ -686,7 +687,7 @@ publish_cancelled_cb (GCancellable *cancellable,
 static gboolean
 end_relay_idle_cb (gpointer user_data)
 {
-  _carehare_consumer_relay_end (user_data, session_closed_error ());
+  _carehare_consumer_relay_end (user_data, _carehare_session_closed_error ());
   return G_SOURCE_REMOVE;
 }
 
@@ -714,15 +715,15 @@ carehare_session_dispose (GObject *object)
    * dispose. */
   while (self->consumers->len > 0)
     {
-      SessionConsumer *sc = session_consumer_ref (g_ptr_array_index (self->consumers, 0));
+      SessionConsumer *sc = _carehare_session_consumer_ref (g_ptr_array_index (self->consumers, 0));
       g_autoptr(GSource) idle = g_idle_source_new ();
 
       _carehare_consumer_relay_detach (sc->relay);
       g_source_set_callback (idle, end_relay_idle_cb, g_object_ref (sc->relay), g_object_unref);
       g_source_set_static_name (idle, "[carehare] session disposed");
       g_source_attach (idle, self->context);
-      consumer_remove (sc);
-      session_consumer_unref (sc);
+      _carehare_session_consumer_remove (sc);
+      _carehare_session_consumer_unref (sc);
     }
   if (self->monitor != NULL)
     {
@@ -986,8 +987,9 @@ carehare_session_init (CarehareSession *self)
   self->context = g_main_context_ref_thread_default ();
   self->delay_min = DEFAULT_DELAY_MIN_MS;
   self->delay_max = DEFAULT_DELAY_MAX_MS;
-  self->topology = g_ptr_array_new_with_free_func ((GDestroyNotify) step_free);
-  self->consumers = g_ptr_array_new_with_free_func ((GDestroyNotify) session_consumer_unref);
+  self->topology = g_ptr_array_new_with_free_func ((GDestroyNotify) _carehare_session_step_free);
+  self->consumers =
+    g_ptr_array_new_with_free_func ((GDestroyNotify) _carehare_session_consumer_unref);
   g_queue_init (&self->publishes);
 }
 
@@ -1228,13 +1230,13 @@ carehare_session_publish_async (CarehareSession      *self,
 
   if (self->closed)
     {
-      g_task_return_error (task, session_closed_error ());
+      g_task_return_error (task, _carehare_session_closed_error ());
       g_object_unref (task);
       return;
     }
   if (self->state == CAREHARE_SESSION_STATE_FAILED)
     {
-      g_task_return_error (task, copy_last_error (self));
+      g_task_return_error (task, _carehare_session_copy_last_error (self));
       g_object_unref (task);
       return;
     }
@@ -1366,12 +1368,12 @@ carehare_session_close_async (CarehareSession     *self,
           g_clear_signal_handler (&self->closed_id, self->connection);
           connection = g_steal_pointer (&self->connection);
           for (guint i = 0; i < self->consumers->len; i++)
-            consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
+            _carehare_session_consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
         }
       if (self->state != CAREHARE_SESSION_STATE_FAILED)
         set_state (self, CAREHARE_SESSION_STATE_STOPPED);
-      fail_publishes (self, session_closed_error ());
-      end_consumers (self, session_closed_error ());
+      fail_publishes (self, _carehare_session_closed_error ());
+      end_consumers (self, _carehare_session_closed_error ());
       if (connection != NULL)
         {
           g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_CONNECTION]);
