@@ -173,6 +173,18 @@ _carehare_session_consumer_pump (SessionConsumer *sc)
                                            _carehare_session_consumer_ref (sc));
 }
 
+/* @inner (taken), just started on a new connection, feeds @sc from now
+ * on; its broker tags start at 1 again. */
+static void
+consumer_attach (SessionConsumer  *sc,
+                 CarehareConsumer *inner)
+{
+  sc->inner = inner;
+  sc->pump_cancellable = g_cancellable_new ();
+  sc->max_inner = 0;
+  _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (inner));
+}
+
 typedef struct {
   Attempt *attempt;        /* owned reference */
   SessionConsumer *sc;     /* owned reference */
@@ -232,10 +244,7 @@ consumer_started_cb (GObject      *source,
     }
   else
     {
-      sc->inner = g_steal_pointer (&inner);
-      sc->pump_cancellable = g_cancellable_new ();
-      sc->max_inner = 0;
-      _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (sc->inner));
+      consumer_attach (sc, g_steal_pointer (&inner));
     }
   if (attempt->consumers_starting == 0)
     _carehare_session_go_connected (attempt);
@@ -322,10 +331,7 @@ live_started_cb (GObject      *source,
         _carehare_session_consumer_end (sc, g_steal_pointer (&error));
       return;
     }
-  sc->inner = g_steal_pointer (&inner);
-  sc->pump_cancellable = g_cancellable_new ();
-  sc->max_inner = 0;
-  _carehare_consumer_relay_set_tag (sc->relay, carehare_consumer_get_consumer_tag (sc->inner));
+  consumer_attach (sc, g_steal_pointer (&inner));
   _carehare_session_consumer_pump (sc);
 }
 
