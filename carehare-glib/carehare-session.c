@@ -200,36 +200,18 @@ _carehare_session_copy_last_error (CarehareSession *self)
 static char **
 effective_uris (CarehareSession *self)
 {
-  GPtrArray *uris = g_ptr_array_new ();
+  guint n = g_strv_length (self->uris);
+  char **uris = g_new0 (char *, n + 1);
 
-  for (guint i = 0; self->uris[i] != NULL; i++)
+  for (guint i = 0; i < n; i++)
     {
-      g_autoptr(GUri) parsed = NULL;
-      g_autoptr(GUri) rebuilt = NULL;
-      g_autofree char *user = NULL;
-      char *password = NULL;
-      CarehareUriSettings settings = { 0 };
-
-      parsed = g_uri_parse (self->uris[i], G_URI_FLAGS_ENCODED | G_URI_FLAGS_HAS_PASSWORD, NULL);
-      if (self->password == NULL || parsed == NULL ||
-          !carehare_uri_parse (self->uris[i], &settings, NULL))
-        {
-          g_ptr_array_add (uris, g_strdup (self->uris[i]));
-          continue;
-        }
-      user = g_uri_escape_string (settings.username, NULL, FALSE);
-      password = g_uri_escape_string (self->password, NULL, FALSE);
-      carehare_uri_settings_clear (&settings);
-      rebuilt = g_uri_build_with_user (G_URI_FLAGS_ENCODED | G_URI_FLAGS_HAS_PASSWORD,
-                                       g_uri_get_scheme (parsed), user, password, NULL,
-                                       g_uri_get_host (parsed), g_uri_get_port (parsed),
-                                       g_uri_get_path (parsed), g_uri_get_query (parsed),
-                                       g_uri_get_fragment (parsed));
-      carehare_uri_secret_free (password);
-      g_ptr_array_add (uris, g_uri_to_string (rebuilt));
+      if (self->password != NULL)
+        uris[i] = carehare_uri_with_password (self->uris[i], self->password);
+      /* An invalid URI is left as it is: the attempt reports it. */
+      if (uris[i] == NULL)
+        uris[i] = g_strdup (self->uris[i]);
     }
-  g_ptr_array_add (uris, NULL);
-  return (char **) g_ptr_array_free (uris, FALSE);
+  return uris;
 }
 
 static gboolean
@@ -1289,14 +1271,32 @@ carehare_session_publish_finish (CarehareSession  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+static void
+update_secret_done_cb (GObject      *source,
+                       GAsyncResult *result,
+                       gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* A refused secret closes the connection: the session hears that as a
+   * lost connection and logs in again with the new password. */
+  if (!carehare_connection_update_secret_finish (CAREHARE_CONNECTION (source), result, &error))
+    g_debug ("session: updating the secret of the connection failed: %s", error->message);
+}
+
 /**
  * carehare_session_set_password:
  * @self: a session
  * @password: the new password (or token)
  *
- * Replaces the password of every URI for the connections to come, for
- * example when an OAuth 2 token is refreshed. The password is never
- * logged.
+ * Replaces the password of every URI (keeping its user, `guest` when it
+ * names none) for the connections to come, for example when an OAuth 2
+ * token is refreshed, and gives it to the current connection, if any,
+ * with [method@Carehare.Connection.update_secret_async], so that a broker
+ * that checks tokens keeps it open. If the broker refuses it there, the
+ * connection closes and the session reconnects with it, and then fails
+ * for good if the login is refused. The password is wiped from memory
+ * when replaced, and never logged.
  */
 void
 carehare_session_set_password (CarehareSession *self,
@@ -1307,6 +1307,15 @@ carehare_session_set_password (CarehareSession *self,
 
   g_clear_pointer (&self->password, carehare_uri_secret_free);
   self->password = g_strdup (password);
+
+  /* The connection being restored logged in with the old one too. */
+  if (self->attempt != NULL && self->attempt->connection != NULL)
+    carehare_connection_update_secret_async (self->attempt->connection, password,
+                                             "password changed", NULL,
+                                             update_secret_done_cb, NULL);
+  if (self->connection != NULL)
+    carehare_connection_update_secret_async (self->connection, password, "password changed",
+                                             NULL, update_secret_done_cb, NULL);
 }
 
 static void

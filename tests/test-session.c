@@ -582,6 +582,107 @@ test_broker_away (void)
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
 }
 
+/* ---- token refresh ------------------------------------------------------- */
+
+/* Connection.Update-Secret against the broker: its internal backend
+ * answers Update-Secret-Ok (without checking the secret); the connection
+ * stays open; on a closed connection it fails. */
+static void
+test_update_secret (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *declared = NULL;
+
+  carehare_connection_update_secret_async (conn, "a new secret", "test-session", NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_update_secret_finish (conn, result, &error));
+  g_assert_no_error (error);
+  g_assert_false (carehare_connection_get_is_closed (conn));
+
+  /* Still usable. */
+  g_clear_object (&result);
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  g_clear_object (&result);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_clear_object (&result);
+  carehare_connection_update_secret_async (conn, "late", "", NULL, carehare_test_store_result,
+                                           &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_false (carehare_connection_update_secret_finish (conn, result, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
+static char *
+add_user (const char *password)
+{
+  char *user = carehare_test_unique_name ("sessionuser");
+
+  g_free (carehare_test_broker_ctl ("add_user", user, password, NULL));
+  g_free (carehare_test_broker_ctl ("set_permissions", "-p", "/", user, ".*", ".*", ".*", NULL));
+  return user;
+}
+
+/* The user's password changes on the broker; set_password gives the new
+ * one to the live connection (update-secret) and to the reconnections: a
+ * forced reconnection logs in with it. With the old password the login
+ * would be refused and the session would fail for good. */
+static void
+test_set_password (void)
+{
+  g_autofree char *user = add_user ("old-Kestrel-password");
+  g_autofree char *queue = carehare_test_unique_name ("session-password");
+  g_autofree char *name = carehare_test_unique_name ("session-password-conn");
+  g_autofree char *uri = g_strdup_printf ("amqp://%s:old-Kestrel-password@127.0.0.1:%u/"
+                                          "?connection_name=%s", user, broker_port (), name);
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  CarehareConnection *first;
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 200);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_AUTO_DELETE, NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 10);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  first = carehare_session_get_connection (session);
+
+  g_free (carehare_test_broker_ctl ("change_password", user, "new-Kestrel:p@ss/word", NULL));
+  carehare_session_set_password (session, "new-Kestrel:p@ss/word");
+  /* The live connection took the new secret and stays. */
+  g_assert_true (session_publish (session, queue, "before", &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_session_get_connection (session) == first);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  g_clear_object (&delivery);
+
+  carehare_test_broker_close_connection (name, "forced by test-session");
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_CONNECTED);
+  g_assert_true (session_publish (session, queue, "after", &error));
+  g_assert_no_error (error);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+
+  close_session (session);
+  g_free (carehare_test_broker_ctl ("delete_user", user, NULL));
+}
+
 /* ---- permanent errors ---------------------------------------------------- */
 
 static void
@@ -904,6 +1005,8 @@ main (int    argc,
   g_test_add_func ("/session/forced-reconnect", test_forced_reconnect);
   g_test_add_func ("/session/reset-with-publishes-in-flight", test_reset_in_flight);
   g_test_add_func ("/session/broker-away", test_broker_away);
+  g_test_add_func ("/session/update-secret", test_update_secret);
+  g_test_add_func ("/session/set-password", test_set_password);
   g_test_add_func ("/session/permanent/login-refused", test_login_refused);
   g_test_add_func ("/session/permanent/invalid-uri", test_invalid_uri);
   g_test_add_func ("/session/permanent/topology-refused", test_topology_refused);
