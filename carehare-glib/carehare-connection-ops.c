@@ -250,6 +250,8 @@ sink_arguments (GVariant *arguments)
  * @flags: passive, durable, exclusive, auto-delete
  * @arguments: (nullable): optional arguments as `a{sv}` (`x-message-ttl`,
  *   `x-max-length`, `x-overflow`, `x-queue-type`...)
+ *   (a floating reference is consumed, so a `g_variant_new ()` result
+ *   can be passed directly)
  * @cancellable: (nullable): a #GCancellable
  * @callback: (scope async): called when done
  * @user_data: data for @callback
@@ -471,6 +473,8 @@ queue_bind_common (CarehareConnection  *self,
  * @exchange: the exchange to bind it to
  * @routing_key: the binding key
  * @arguments: (nullable): binding arguments as `a{sv}` (for headers exchanges)
+ *   (a floating reference is consumed, so a `g_variant_new ()` result
+ *   can be passed directly)
  * @cancellable: (nullable): a #GCancellable
  * @callback: (scope async): called when done
  * @user_data: data for @callback
@@ -522,6 +526,8 @@ carehare_connection_queue_bind_finish (CarehareConnection  *self,
  * @exchange: the exchange it is bound to
  * @routing_key: the binding key
  * @arguments: (nullable): the binding's arguments as `a{sv}`
+ *   (a floating reference is consumed, so a `g_variant_new ()` result
+ *   can be passed directly)
  * @cancellable: (nullable): a #GCancellable
  * @callback: (scope async): called when done
  * @user_data: data for @callback
@@ -573,6 +579,8 @@ carehare_connection_queue_unbind_finish (CarehareConnection  *self,
  * @type: `direct`, `fanout`, `topic`, `headers` or a plugin's type
  * @flags: passive, durable, auto-delete, internal
  * @arguments: (nullable): optional arguments as `a{sv}`
+ *   (a floating reference is consumed, so a `g_variant_new ()` result
+ *   can be passed directly)
  * @cancellable: (nullable): a #GCancellable
  * @callback: (scope async): called when done
  * @user_data: data for @callback
@@ -718,6 +726,8 @@ exchange_bind_common (CarehareConnection  *self,
  * @source: the exchange the messages come from
  * @routing_key: the binding key
  * @arguments: (nullable): binding arguments as `a{sv}`
+ *   (a floating reference is consumed, so a `g_variant_new ()` result
+ *   can be passed directly)
  * @cancellable: (nullable): a #GCancellable
  * @callback: (scope async): called when done
  * @user_data: data for @callback
@@ -769,6 +779,8 @@ carehare_connection_exchange_bind_finish (CarehareConnection  *self,
  * @source: the exchange the messages come from
  * @routing_key: the binding key
  * @arguments: (nullable): the binding's arguments as `a{sv}`
+ *   (a floating reference is consumed, so a `g_variant_new ()` result
+ *   can be passed directly)
  * @cancellable: (nullable): a #GCancellable
  * @callback: (scope async): called when done
  * @user_data: data for @callback
@@ -1217,6 +1229,8 @@ carehare_connection_acking_consumer_finish (CarehareConnection  *self,
  *   one while they have room), `x-stream-offset` for a RabbitMQ stream
  *   (`"first"`, `"last"`, `"next"`, an offset as an `x`, or a point in
  *   time as a `t` timestamp in seconds)
+ *   (a floating reference is consumed, so a `g_variant_new ()` result
+ *   can be passed directly)
  * @cancellable: (nullable): a #GCancellable
  * @callback: (scope async): called when the consumer is running
  * @user_data: data for @callback

@@ -551,6 +551,8 @@ handshake_done_cb (CarehareProtocolOp   *op,
            carehare_protocol_get_heartbeat (self->protocol),
            carehare_protocol_get_frame_max (self->protocol),
            carehare_protocol_get_channel_max (self->protocol));
+  if (self->uris != NULL && self->uris[0] != NULL)
+    g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_URI]);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_HEARTBEAT]);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_FRAME_MAX]);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_CHANNEL_MAX]);
@@ -715,6 +717,18 @@ carehare_connection_finalize (GObject *object)
   G_OBJECT_CLASS (carehare_connection_parent_class)->finalize (object);
 }
 
+/* The uri property as read: the URI connected to (for a list, the one
+ * that answered), or before that the one given; never the password. */
+static char *
+dup_redacted_uri (CarehareConnection *self)
+{
+  if (self->initialized)
+    return g_strdup (_carehare_transport_get_redacted_uri (self->transport));
+  if (self->uri != NULL && (self->uris == NULL || self->uris[0] == NULL))
+    return carehare_uri_redact (self->uri);
+  return NULL;
+}
+
 static void
 carehare_connection_get_property (GObject    *object,
                                   guint       prop_id,
@@ -725,6 +739,9 @@ carehare_connection_get_property (GObject    *object,
 
   switch (prop_id)
     {
+    case PROP_URI:
+      g_value_take_string (value, dup_redacted_uri (self));
+      break;
     case PROP_TLS_DATABASE:
       g_value_set_object (value, self->tls_database);
       break;
@@ -809,19 +826,26 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * CarehareConnection:uri:
    *
    * The broker's URI, `amqp://user:password@host:port/vhost?params` or
-   * `amqps://...`; see the URI reference for every parameter. Write-only:
-   * it may hold a password, so it is never read back.
+   * `amqps://...`; see the URI reference for every parameter.
+   *
+   * Read back, the password is replaced by `****` (as in the library's
+   * debug messages), in the user information and in query parameters.
+   * Once connected it is the URI the connection uses: for a connection
+   * made from a list ([property@Carehare.Connection:uris]), the one that
+   * answered; before that, for a list, %NULL.
    */
   obj_props[PROP_URI] =
     g_param_spec_string ("uri", NULL, NULL, NULL,
-                         G_PARAM_WRITABLE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS |
+                         G_PARAM_EXPLICIT_NOTIFY);
 
   /**
    * CarehareConnection:uris:
    *
    * Broker URIs to try in order, for example the nodes of a cluster; the
    * first that completes the handshake is used. Takes precedence over
-   * [property@Carehare.Connection:uri]. Write-only, like it.
+   * [property@Carehare.Connection:uri]. Write-only: read
+   * [property@Carehare.Connection:uri] for the one connected to.
    */
   obj_props[PROP_URIS] =
     g_param_spec_boxed ("uris", NULL, NULL, G_TYPE_STRV,

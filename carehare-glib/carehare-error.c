@@ -115,3 +115,85 @@ carehare_error_get_reply_code (const GError *error)
     }
   return 0;
 }
+
+/**
+ * carehare_error_is_transient:
+ * @error: an error from carehare-glib
+ *
+ * Says whether the same operation, tried again later (on a new connection
+ * where the connection is gone), may succeed: a program retries a
+ * transient error with backoff and reports any other one, whose cause a
+ * person has to fix (a password, a certificate, a queue's arguments).
+ *
+ * | error | transient |
+ * |---|---|
+ * | %CAREHARE_ERROR_CONNECTION_CLOSED (the socket closed or was reset) | yes |
+ * | %CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR | yes |
+ * | `G_IO_ERROR_CONNECTION_REFUSED`, `G_IO_ERROR_CONNECTION_CLOSED` (reset), `G_IO_ERROR_TIMED_OUT`, `G_IO_ERROR_HOST_UNREACHABLE`, `G_IO_ERROR_NETWORK_UNREACHABLE` | yes |
+ * | closed by the server with 320 CONNECTION_FORCED (an operator, a node stopping) | yes |
+ * | closed by the server with 501 FRAME_ERROR, 502 SYNTAX_ERROR or 505 UNEXPECTED_FRAME | yes |
+ * | closed by the server with 541 INTERNAL_ERROR | yes |
+ * | closed by the server with 405 RESOURCE_LOCKED (another connection holds an exclusive queue) | yes |
+ * | closed by the server with 403 ACCESS_REFUSED (login, permissions, a reserved name) | no |
+ * | closed by the server with 530 NOT_ALLOWED (a virtual host that does not exist or is not allowed) | no |
+ * | closed by the server with 402 INVALID_PATH, 404 NOT_FOUND or 406 PRECONDITION_FAILED | no |
+ * | `G_TLS_ERROR` (a certificate refused by either side, a server that does not speak TLS) | no |
+ * | %CAREHARE_ERROR_INVALID_URI | no |
+ * | `G_IO_ERROR_CANCELLED` (the program asked for it) | no |
+ * | anything else (%CAREHARE_ERROR_CHANNEL_CLOSED, %CAREHARE_ERROR_SERVER_SENT_NACK, %CAREHARE_ERROR_UNROUTABLE, %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER, %CAREHARE_ERROR_MESSAGE_TOO_LARGE, other reply codes, other domains) | no |
+ *
+ * "Closed by the server" is %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER or
+ * %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER; the reply code is read as
+ * [func@Carehare.Error.get_reply_code] does, so this works on an error
+ * that has passed through PyGObject or GJS. The errors a connection fails
+ * with when it is lost (every pending operation's) are transient, so a
+ * program may ask this of whatever error it got.
+ *
+ * Returns: %TRUE if retrying later with backoff may succeed, %FALSE if the
+ *   cause must be fixed first (or is unknown)
+ */
+gboolean
+carehare_error_is_transient (const GError *error)
+{
+  g_return_val_if_fail (error != NULL, FALSE);
+
+  if (error->domain == G_IO_ERROR)
+    {
+      switch (error->code)
+        {
+        case G_IO_ERROR_CONNECTION_REFUSED:
+        case G_IO_ERROR_CONNECTION_CLOSED:  /* also G_IO_ERROR_BROKEN_PIPE */
+        case G_IO_ERROR_TIMED_OUT:
+        case G_IO_ERROR_HOST_UNREACHABLE:
+        case G_IO_ERROR_NETWORK_UNREACHABLE:
+          return TRUE;
+        default:
+          return FALSE;
+        }
+    }
+  if (error->domain != CAREHARE_ERROR)
+    return FALSE;
+
+  switch (error->code)
+    {
+    case CAREHARE_ERROR_CONNECTION_CLOSED:
+    case CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR:
+      return TRUE;
+    case CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER:
+    case CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER:
+      switch (carehare_error_get_reply_code (error))
+        {
+        case 320:  /* CONNECTION_FORCED */
+        case 405:  /* RESOURCE_LOCKED */
+        case 501:  /* FRAME_ERROR */
+        case 502:  /* SYNTAX_ERROR */
+        case 505:  /* UNEXPECTED_FRAME */
+        case 541:  /* INTERNAL_ERROR */
+          return TRUE;
+        default:
+          return FALSE;
+        }
+    default:
+      return FALSE;
+    }
+}

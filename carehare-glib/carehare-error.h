@@ -72,4 +72,7 @@ GQuark carehare_error_quark (void);
 CAREHARE_AVAILABLE_IN_ALL
 guint carehare_error_get_reply_code (const GError *error);
 
+CAREHARE_AVAILABLE_IN_ALL
+gboolean carehare_error_is_transient (const GError *error);
+
 G_END_DECLS

@@ -847,6 +847,31 @@ handle_channel_method (CarehareProtocol *self,
     }
 }
 
+/* A refusal during the handshake has a cause the person running the
+ * program can fix, and the server's text does not say which: name it. */
+static void
+add_login_hint (CarehareProtocol *self,
+                GError           *cause)
+{
+  const char *hint = NULL;
+  char *message;
+
+  if (self->state == STATE_AWAIT_TUNE &&
+      carehare_error_get_reply_code (cause) == 403)
+    hint = self->mechanism == CAREHARE_AUTH_MECHANISM_EXTERNAL
+           ? "the broker refused the TLS client certificate's user: check that a user "
+             "named as its subject exists"
+           : "check the user name and password in the URI";
+  else if (self->state == STATE_AWAIT_OPEN_OK &&
+           carehare_error_get_reply_code (cause) == 530)
+    hint = "check that the URI's virtual host exists and that the user may use it";
+  if (hint == NULL)
+    return;
+  message = g_strdup_printf ("%s (%s)", cause->message, hint);
+  g_free (cause->message);
+  cause->message = message;
+}
+
 static void
 handle_connection_method (CarehareProtocol *self,
                           CarehareMethod   *method)
@@ -866,6 +891,7 @@ handle_connection_method (CarehareProtocol *self,
                                                    "Connection closed by server",
                                                    method->connection_close.reply_code,
                                                    method->connection_close.reply_text);
+            add_login_hint (self, cause);
             fail_named_requests (self,
                                  ((guint32) method->connection_close.class_id << 16) |
                                  method->connection_close.method_id,
@@ -1055,6 +1081,22 @@ carehare_protocol_receive (CarehareProtocol *self,
   _carehare_protocol_enter (self);
   self->now = MAX (self->now, now);
   self->last_read = now;
+
+  /* A TLS listener answers a plain protocol header with a TLS record: an
+   * alert (content type 0x15) or a handshake (0x16). No AMQP frame type
+   * is either, so the first byte says it: the URI should be amqps://. */
+  if (self->state == STATE_AWAIT_START && self->in->len == 0 && size > 0 &&
+      (data[0] == 0x15 || data[0] == 0x16))
+    {
+      _carehare_protocol_finish (self, g_error_new_literal (CAREHARE_ERROR,
+                                                            CAREHARE_ERROR_BAD_BYTES_FROM_SERVER,
+                                                            "Bad bytes from server: this port "
+                                                            "speaks TLS, not plain AMQP: use "
+                                                            "amqps:// (or the broker's plain "
+                                                            "AMQP port)"));
+      _carehare_protocol_leave (self);
+      return FALSE;
+    }
 
   /* A server that rejects our protocol header answers with its own. */
   if (self->state == STATE_AWAIT_START && size > 0 &&

@@ -36,5 +36,9 @@ void          carehare_tls_base_stream_connected        (GIOStream *stream);
 GError       *carehare_tls_base_stream_dup_write_error  (GIOStream *stream);
 /* TRUE once a read below TLS returned end of file or failed. */
 gboolean      carehare_tls_base_stream_read_ended       (GIOStream *stream);
+/* TRUE if the first bytes read are not a TLS record: the peer does not
+ * speak TLS. *amqp_header: they are an AMQP protocol header. */
+gboolean      carehare_tls_base_stream_read_not_tls     (GIOStream *stream,
+                                                         gboolean  *amqp_header);
 
 G_END_DECLS

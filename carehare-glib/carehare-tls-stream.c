@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "carehare-tls-stream-private.h"
 
+#include <string.h>
+
 /* What the stream and its two halves share (GTlsConnection may use them
  * from its handshake thread). */
 typedef struct {
@@ -8,6 +10,8 @@ typedef struct {
   gboolean connecting;   /* under lock */
   GError *write_error;   /* under lock: the first one hidden */
   gint read_ended;       /* atomic */
+  guint8 first[4];       /* under lock: the first bytes read */
+  gsize n_first;         /* under lock */
 } Shared;
 
 static void
@@ -44,10 +48,20 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (TlsBaseInput, tls_base_input, G_TYPE_INPUT_STREAM
 
 static gssize
 note_read (TlsBaseInput *self,
+           const void   *buffer,
            gsize         count,
            gssize        n,
            GError       *error)
 {
+  if (n > 0)
+    {
+      Shared *shared = self->shared;
+
+      g_mutex_lock (&shared->lock);
+      for (gsize i = 0; i < (gsize) n && shared->n_first < sizeof shared->first; i++)
+        shared->first[shared->n_first++] = ((const guint8 *) buffer)[i];
+      g_mutex_unlock (&shared->lock);
+    }
   if ((n == 0 && count > 0) ||
       (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) &&
        !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) &&
@@ -67,7 +81,7 @@ tls_base_input_read (GInputStream  *stream,
   GError *local = NULL;
   gssize n = g_input_stream_read (self->base, buffer, count, cancellable, &local);
 
-  note_read (self, count, n, local);
+  note_read (self, buffer, count, n, local);
   if (local != NULL)
     g_propagate_error (error, local);
   return n;
@@ -84,7 +98,7 @@ tls_base_input_read_nonblocking (GPollableInputStream  *stream,
   gssize n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (self->base),
                                                        buffer, count, NULL, &local);
 
-  note_read (self, count, n, local);
+  note_read (self, buffer, count, n, local);
   if (local != NULL)
     g_propagate_error (error, local);
   return n;
@@ -412,4 +426,20 @@ gboolean
 carehare_tls_base_stream_read_ended (GIOStream *stream)
 {
   return g_atomic_int_get (&TLS_BASE_CONNECTION (stream)->shared->read_ended);
+}
+
+gboolean
+carehare_tls_base_stream_read_not_tls (GIOStream *stream,
+                                       gboolean  *amqp_header)
+{
+  TlsBaseConnection *self = TLS_BASE_CONNECTION (stream);
+  gboolean not_tls;
+
+  g_mutex_lock (&self->shared->lock);
+  /* A TLS record starts with its content type, 20 to 24. */
+  not_tls = self->shared->n_first > 0 &&
+            (self->shared->first[0] < 20 || self->shared->first[0] > 24);
+  *amqp_header = self->shared->n_first == 4 && memcmp (self->shared->first, "AMQP", 4) == 0;
+  g_mutex_unlock (&self->shared->lock);
+  return not_tls;
 }

@@ -719,7 +719,9 @@ describe_certificate_errors (GTlsCertificateFlags flags)
     GTlsCertificateFlags flag;
     const char *text;
   } reasons[] = {
-    { G_TLS_CERTIFICATE_UNKNOWN_CA, "it is not signed by a trusted certificate authority" },
+    { G_TLS_CERTIFICATE_UNKNOWN_CA, "it is not signed by a trusted certificate authority "
+      "(name the authority's certificate with the URI parameter cacertfile=/path/ca.pem, "
+      "or set the connection's tls-database)" },
     { G_TLS_CERTIFICATE_BAD_IDENTITY, "it does not match the server's host name" },
     { G_TLS_CERTIFICATE_NOT_ACTIVATED, "it is not valid yet" },
     { G_TLS_CERTIFICATE_EXPIRED, "it has expired" },
@@ -857,11 +859,21 @@ tls_handshake_cb (GObject      *source,
       g_autoptr(GIOStream) base = tls_base_stream (G_IO_STREAM (source));
       g_autoptr(GError) reset = carehare_tls_base_stream_dup_write_error (base);
 
+      gboolean amqp_header = FALSE;
+
       if (!carehare_tls_base_stream_read_ended (base))
         g_clear_error (&reset);
-      init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
-                                    self->settings.host, self->settings.port,
-                                    reset != NULL ? reset->message : error->message));
+      if (carehare_tls_base_stream_read_not_tls (base, &amqp_header))
+        init_fail (self, g_error_new (G_TLS_ERROR, G_TLS_ERROR_NOT_TLS,
+                                      "TLS handshake with %s:%u failed: the server did not "
+                                      "answer TLS%s: use amqp:// for this port, or the "
+                                      "broker's TLS port with amqps://",
+                                      self->settings.host, self->settings.port,
+                                      amqp_header ? " (it answered with an AMQP protocol header)" : ""));
+      else
+        init_fail (self, g_error_new (error->domain, error->code, "TLS handshake with %s:%u failed: %s",
+                                      self->settings.host, self->settings.port,
+                                      reset != NULL ? reset->message : error->message));
     }
 }
 

@@ -8,7 +8,7 @@
 #include <carehare-glib/carehare-glib.h>
 #include <glib-unix.h>
 
-#include "explain-error.h"
+#include "example-common.h"
 
 typedef struct {
   GMainLoop *loop;
@@ -135,11 +135,10 @@ main (int   argc,
 {
   App app = { 0 };
 
-  if (argc < 3)
-    {
-      g_printerr ("usage: %s URI QUEUE [COUNT]\n", argv[0]);
-      return 2;
-    }
+  if (!example_parse_args (&argc, &argv, "URI QUEUE [COUNT]",
+                           "Consumes QUEUE, acknowledging each message, until COUNT "
+                           "messages (or Ctrl-C).", 2, 3))
+    return 2;
   app.queue = argv[2];
   app.count = argc > 3 ? (guint) g_ascii_strtoull (argv[3], NULL, 10) : 0;
   app.loop = g_main_loop_new (NULL, FALSE);

@@ -6,7 +6,7 @@
  *
  *   declare-bind-delete [URI]      (default amqp://guest:guest@localhost/)
  */
-#include <carehare-glib/carehare-glib.h>
+#include "example-common.h"
 
 typedef struct {
   GMainLoop *loop;
@@ -23,10 +23,9 @@ fail (App          *app,
       const char   *what,
       const GError *error)
 {
-  g_printerr ("%s failed: %s", what, error->message);
+  print_error (what, error);
   if (carehare_error_get_reply_code (error) != 0)
-    g_printerr (" (AMQP reply code %u)", carehare_error_get_reply_code (error));
-  g_printerr ("\n");
+    g_printerr ("  (AMQP reply code %u)\n", carehare_error_get_reply_code (error));
   app->status = 1;
   if (app->conn != NULL)
     carehare_connection_close_async (app->conn, NULL, step_closed, app);
@@ -167,7 +166,13 @@ main (int   argc,
       char *argv[])
 {
   App app = { 0 };
-  const char *uri = argc > 1 ? argv[1] : "amqp://guest:guest@localhost/";
+  const char *uri;
+
+  if (!example_parse_args (&argc, &argv, "[URI]",
+                           "Declares an exchange and a queue, binds, unbinds and deletes "
+                           "them (URI: amqp://guest:guest@localhost/ by default).", 0, 1))
+    return 2;
+  uri = argc > 1 ? argv[1] : "amqp://guest:guest@localhost/";
 
   app.loop = g_main_loop_new (NULL, FALSE);
   carehare_connection_new_async (uri, NULL, step_connected, &app);

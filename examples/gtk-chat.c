@@ -16,8 +16,6 @@
 #include <carehare-glib/carehare-glib.h>
 #include <gtk/gtk.h>
 
-#include "explain-error.h"
-
 #define SELF_TEST_TIMEOUT_SECONDS 20
 
 typedef struct {
@@ -65,7 +63,10 @@ show_error (Chat         *chat,
   /* Cancelled: the window is closing, nothing to show. */
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
-  text = g_strdup_printf ("%s failed: %s\n%s", what, error->message, explain_error (error));
+  text = g_strdup_printf ("%s failed: %s\n%s", what, error->message,
+                          carehare_error_is_transient (error)
+                          ? "It may work if you try again later."
+                          : "Trying again will not help until the cause is fixed.");
   set_status (chat, text, TRUE);
   gtk_widget_set_sensitive (chat->send_button, FALSE);
   gtk_widget_set_sensitive (chat->entry, FALSE);

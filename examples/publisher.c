@@ -7,7 +7,7 @@
  */
 #include <carehare-glib/carehare-glib.h>
 
-#include "explain-error.h"
+#include "example-common.h"
 
 typedef struct {
   GMainLoop *loop;
@@ -122,11 +122,10 @@ main (int   argc,
 {
   App app = { 0 };
 
-  if (argc < 4)
-    {
-      g_printerr ("usage: %s URI QUEUE MESSAGE...\n", argv[0]);
-      return 2;
-    }
+  if (!example_parse_args (&argc, &argv, "URI QUEUE MESSAGE...",
+                           "Declares QUEUE and publishes each MESSAGE to it with "
+                           "publisher confirms.", 3, -1))
+    return 2;
   app.messages = argv + 3;
   app.queue = argv[2];
   app.loop = g_main_loop_new (NULL, FALSE);

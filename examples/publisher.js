@@ -17,29 +17,11 @@ import Carehare from '../bindings/gjs/carehare.js';
 
 const ARGV = System.programArgs;
 
-// What a carehare-glib error means to a program (see explain-error.h).
+// What a program should do about a carehare-glib error.
 function explain(error) {
-    if (!(error instanceof GLib.Error) || !error.matches(Carehare.error_quark(), error.code))
-        return 'a network or TLS error: check the host, port and certificates';
-    const code = Carehare.error_get_reply_code(error);
-    switch (error.code) {
-    case Carehare.Error.INVALID_URI:
-        return 'fix the URI: amqp://user:password@host:port/vhost';
-    case Carehare.Error.CONNECTION_CLOSED:
-        return 'the connection is gone: reconnect and retry';
-    case Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
-        return code === 403 ? 'login refused: check the user name and password'
-            : 'the broker closed the connection: reconnect';
-    case Carehare.Error.CHANNEL_CLOSED_BY_SERVER:
-        return code === 404 ? 'the queue or exchange does not exist: declare it first'
-            : 'the broker refused the operation; the connection is still usable';
-    case Carehare.Error.SERVER_SENT_NACK:
-        return 'the broker refused this message: publish it again later';
-    case Carehare.Error.UNROUTABLE:
-        return 'no queue is bound for this routing key: the message was returned';
-    default:
-        return 'an unexpected error';
-    }
+    if (error instanceof GLib.Error && Carehare.error_is_transient(error))
+        return 'transient: retrying later (with backoff) may succeed';
+    return 'retrying will not help until the cause is fixed';
 }
 
 function printError(what, error) {
@@ -90,6 +72,10 @@ async function publishAll(uri, queue, messages) {
     return status;
 }
 
+if (ARGV.includes('--help') || ARGV.includes('-h')) {
+    print('usage: gjs publisher.js URI QUEUE MESSAGE...');
+    System.exit(0);
+}
 if (ARGV.length < 3) {
     printerr('usage: gjs -m publisher.js URI QUEUE MESSAGE...');
     System.exit(2);

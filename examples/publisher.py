@@ -16,23 +16,15 @@ import gi
 
 gi.require_version("Carehare", "1.0")
 from gi.repository import Carehare as carehare  # noqa: E402
+from gi.repository import GLib  # noqa: E402
 
 
 def explain(error):
-    """What an error means to a program (see explain-error.h)."""
-    if isinstance(error, carehare.ConnectionClosedByServer):
-        return ("login refused: check the user name and password" if error.reply_code == 403
-                else "the broker closed the connection: reconnect")
-    if isinstance(error, carehare.ChannelClosedByServer):
-        return ("the queue or exchange does not exist: declare it first"
-                if error.reply_code == 404
-                else "the broker refused the operation; the connection is still usable")
-    return {
-        ValueError: "fix the URI: amqp://user:password@host:port/vhost",
-        carehare.ConnectionClosed: "the connection is gone: reconnect and retry",
-        carehare.ServerSentNack: "the broker refused this message: publish it again later",
-        carehare.Unroutable: "no queue is bound for this routing key: the message was returned",
-    }.get(type(error), "a network or TLS error: check the host, port and certificates")
+    """What a program should do about an error (carehare_error_is_transient)."""
+    if isinstance(error, (TimeoutError, ConnectionError)) or (
+            isinstance(error, GLib.Error) and carehare.error_is_transient(error)):
+        return "transient: retrying later (with backoff) may succeed"
+    return "retrying will not help until the cause is fixed"
 
 
 def print_error(what, error):
@@ -64,6 +56,9 @@ async def publish(uri, queue, messages):
 
 
 def main(argv):
+    if any(arg in ("-h", "--help") for arg in argv[1:]):
+        print(__doc__.strip())
+        return 0
     if len(argv) < 4:
         print(f"usage: {argv[0]} URI QUEUE MESSAGE...", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@
  */
 #include <carehare-glib/carehare-glib.h>
 
-#include "explain-error.h"
+#include "example-common.h"
 
 typedef struct {
   GMainLoop *loop;
@@ -180,11 +180,10 @@ main (int   argc,
 {
   App app = { 0 };
 
-  if (argc < 2)
-    {
-      g_printerr ("usage: %s URI [COUNT]\n", argv[0]);
-      return 2;
-    }
+  if (!example_parse_args (&argc, &argv, "URI [COUNT]",
+                           "Declares a server-named queue, publishes COUNT messages "
+                           "(3 by default) and consumes them back.", 1, 2))
+    return 2;
   app.count = argc > 2 ? (guint) g_ascii_strtoull (argv[2], NULL, 10) : 3;
   if (app.count == 0)
     app.count = 1;

@@ -13,7 +13,7 @@
  */
 #include <carehare-glib/carehare-glib.h>
 
-#include "explain-error.h"
+#include "example-common.h"
 
 #define REPLY_TIMEOUT_SECONDS 10
 
@@ -165,11 +165,10 @@ main (int   argc,
 {
   App app = { 0 };
 
-  if (argc < 4)
-    {
-      g_printerr ("usage: %s URI QUEUE REQUEST...\n", argv[0]);
-      return 2;
-    }
+  if (!example_parse_args (&argc, &argv, "URI QUEUE REQUEST...",
+                           "Sends each REQUEST to QUEUE and prints the reply "
+                           "(call_async over direct reply-to).", 3, -1))
+    return 2;
   app.queue = argv[2];
   app.requests = argv + 3;
   app.cancellable = g_cancellable_new ();

@@ -18,7 +18,7 @@
 #include <carehare-glib/carehare-glib.h>
 #include <glib-unix.h>
 
-#include "explain-error.h"
+#include "example-common.h"
 
 typedef struct {
   GMainLoop *loop;

@@ -27,7 +27,7 @@
 #include <glib-unix.h>
 #include <stdio.h>
 
-#include "explain-error.h"
+#include "example-common.h"
 
 typedef struct {
   GMainLoop *loop;

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The Python or GJS publisher and consumer examples against the private
 # broker: what one publishes, the other receives, in order, exactly as the C
-# examples print it; a missing queue fails with its reply code explained.
+# examples print it; a missing queue fails with its reply code, called not transient.
 #
 #   example-bindings.sh INTERPRETER PUBLISHER CONSUMER
 set -euo pipefail
@@ -35,4 +35,4 @@ if timeout 30 "${run[@]}" "$consumer" "$CAREHARE_TEST_AMQP_URI" "carehare-no-suc
 fi
 cat "$err"
 grep -q "404 NOT_FOUND" "$err"
-grep -q "declare it first" "$err"
+grep -q "retrying will not help" "$err"

@@ -23,6 +23,6 @@ if "$examples/consumer" "$CAREHARE_TEST_AMQP_URI" "carehare-no-such-queue-$$" 1 
   exit 1
 fi
 grep -q "404 NOT_FOUND" "$err"
-grep -q "declare it first" "$err"
+grep -q "retrying will not help" "$err"
 # Clean up the durable queue.
 "$CAREHARE_TEST_BROKER" ctl delete_queue "$queue" >/dev/null

@@ -93,7 +93,7 @@ def run():
         for m in first + second:
             assert f": {m}\n" in text, f"{m} was not processed"
         assert "320 CONNECTION_FORCED" in text, "the close was not logged with its reply code"
-        assert "an operator closed the connection: reconnect" in text, "the error was not explained"
+        assert "transient: retrying later" in text, "the error was not called transient"
         assert text.count("consuming " + queue) == 2, "the service did not consume again"
 
         # SIGTERM: a clean close and status 0.

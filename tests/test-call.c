@@ -282,6 +282,7 @@ test_call_unroutable (void)
 
   reply = call (conn, "", nowhere, "anybody?", CAREHARE_PUBLISH_FLAGS_MANDATORY, &error);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_null (reply);
   g_assert_true (strstr (error->message, "NO_ROUTE") != NULL);
 
@@ -323,6 +324,7 @@ test_call_cancelled_late_reply (void)
   carehare_test_wait_for_result (&result, TIMEOUT_MS);
   reply = carehare_connection_call_finish (conn, result, &error);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_null (reply);
 
   /* Late: the reply to the cancelled call, then the next call's. */
@@ -386,10 +388,12 @@ test_call_connection_closed (void)
   carehare_test_wait_for_result (&result, TIMEOUT_MS);
   reply = carehare_connection_call_finish (conn, result, &error);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_assert_null (reply);
 
   reply2 = call (conn, "", queue, "after", CAREHARE_PUBLISH_FLAGS_NONE, &error2);
   g_assert_error (error2, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error2));
   g_assert_null (reply2);
 }
 

@@ -5,6 +5,7 @@
  */
 #include "carehare-test-util.h"
 
+#include "carehare-uri.h"
 #include "carehare-wire.h"
 
 #include <string.h>
@@ -93,6 +94,8 @@ assert_server_error (const GError *error,
 {
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
   g_assert_cmpuint (carehare_error_get_reply_code (error), ==, reply_code);
+  /* Only another connection's lock goes away by itself. */
+  g_assert_cmpint (carehare_error_is_transient (error), ==, reply_code == 405);
 }
 
 /* ---- connecting ---------------------------------------------------------- */
@@ -202,7 +205,12 @@ test_connect_tls_failures (void)
   uri = carehare_test_amqps_uri_with (q);
   error = carehare_test_connect_error (uri, 20000);
   g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "trusted certificate authority"));
+  /* The message names the fix. */
+  g_assert_nonnull (strstr (error->message, "cacertfile="));
+  g_assert_nonnull (strstr (error->message, "tls-database"));
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_clear_pointer (&uri, g_free);
   g_clear_pointer (&q, g_free);
@@ -213,7 +221,9 @@ test_connect_tls_failures (void)
   uri = carehare_test_amqps_uri_with (q);
   error = carehare_test_connect_error (uri, 20000);
   g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "host name"));
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_clear_pointer (&uri, g_free);
   g_clear_pointer (&q, g_free);
@@ -235,6 +245,43 @@ test_connect_tls_failures (void)
   g_test_message ("without a client certificate: %s", error->message);
   g_assert_true (error->domain == G_TLS_ERROR);
   g_assert_nonnull (strstr (error->message, "ertificate"));
+  g_assert_false (carehare_error_is_transient (error));
+}
+
+/* amqp:// to the TLS port: the broker answers our protocol header with a
+ * TLS alert, and the message says to use amqps://. */
+static void
+test_connect_plain_to_tls_port (void)
+{
+  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%s/",
+                                          g_getenv ("CAREHARE_TEST_BROKER_TLS_PORT"));
+  g_autoptr(GError) error = carehare_test_connect_error (uri, 20000);
+
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_false (carehare_error_is_transient (error));
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "this port speaks TLS"));
+  g_assert_nonnull (strstr (error->message, "use amqps://"));
+  g_assert_false (carehare_error_is_transient (error));
+}
+
+/* amqps:// to the plain port: the broker answers our ClientHello with its
+ * AMQP protocol header, and the message says so. */
+static void
+test_connect_tls_to_plain_port (void)
+{
+  g_autofree char *q = g_strdup_printf ("/?cacertfile=%s/ca.pem", carehare_test_cert_dir ());
+  g_autofree char *uri = g_strdup_printf ("amqps://localhost:%s%s",
+                                          g_getenv ("CAREHARE_TEST_BROKER_PORT"), q);
+  g_autoptr(GError) error = carehare_test_connect_error (uri, 20000);
+
+  g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_NOT_TLS);
+  g_assert_false (carehare_error_is_transient (error));
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "did not answer TLS"));
+  g_assert_nonnull (strstr (error->message, "use amqp://"));
+  g_assert_nonnull (strstr (error->message, "TLS port"));
+  g_assert_false (carehare_error_is_transient (error));
 }
 
 static void
@@ -248,6 +295,8 @@ test_connect_refused_login (void)
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
   g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 403);
   g_assert_null (strstr (error->message, "s3cr3tPW"));
+  g_assert_nonnull (strstr (error->message, "check the user name and password in the URI"));
+  g_assert_false (carehare_error_is_transient (error));
 }
 
 static void
@@ -258,6 +307,8 @@ test_connect_unknown_vhost (void)
 
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
   g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 530);
+  g_assert_nonnull (strstr (error->message, "virtual host exists"));
+  g_assert_false (carehare_error_is_transient (error));
 }
 
 static void
@@ -277,13 +328,16 @@ test_connect_invalid_uri (void)
 
   error = carehare_test_connect_error ("http://guest:s3cr3tPW@localhost/", 5000);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "amqp"));
   g_assert_null (strstr (error->message, "s3cr3tPW"));
   g_clear_error (&error);
 
   error = carehare_test_connect_error ("amqp://localhost/?heartbeet=1", 5000);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "heartbeet"));
+  g_assert_false (carehare_error_is_transient (error));
 }
 
 static guint16
@@ -311,6 +365,7 @@ test_connect_refused (void)
   g_autoptr(GError) error = carehare_test_connect_error (uri, 20000);
 
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_assert_true (carehare_error_is_transient (error));
 }
 
 static void
@@ -334,6 +389,14 @@ test_connect_uri_list (void)
   conn = carehare_connection_new_for_uris_finish (result, &error);
   g_assert_no_error (error);
   g_assert_false (carehare_connection_get_is_closed (conn));
+  {
+    /* The uri property reads back the URI that answered, redacted. */
+    g_autofree char *connected = NULL;
+    g_autofree char *expected = carehare_uri_redact (carehare_test_amqp_uri ());
+
+    g_object_get (conn, "uri", &connected, NULL);
+    g_assert_cmpstr (connected, ==, expected);
+  }
 
   /* None does: every attempt is named, the last one's code is kept, and
    * no password shows. */
@@ -342,11 +405,46 @@ test_connect_uri_list (void)
   none = carehare_connection_new_for_uris_finish (failed, &error);
   g_assert_null (none);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "any of 3 brokers"));
   g_assert_nonnull (strstr (error->message, "403 ACCESS_REFUSED"));
   g_assert_nonnull (strstr (error->message, "heartbeat=5"));
   g_assert_null (strstr (error->message, "s3cr3tPW"));
+}
+
+/* The uri property reads back with the password hidden, in the user
+ * information and in query parameters alike. */
+static void
+test_uri_property_redacted (void)
+{
+  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%s/?heartbeat=30",
+                                          g_getenv ("CAREHARE_TEST_BROKER_PORT"));
+  g_autofree char *expected = g_strdup_printf ("amqp://guest:****@127.0.0.1:%s/?heartbeat=30",
+                                               g_getenv ("CAREHARE_TEST_BROKER_PORT"));
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *listed = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(GObject) unconnected = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *uris[] = { "amqp://u:secret@127.0.0.1:1/", NULL };
+
+  unconnected = g_object_new (CAREHARE_TYPE_CONNECTION, "uri", uri, NULL);
+  g_object_get (unconnected, "uri", &before, NULL);
+  g_assert_cmpstr (before, ==, expected);
+  g_clear_object (&unconnected);
+
+  /* A list: nothing to name before one answered. */
+  unconnected = g_object_new (CAREHARE_TYPE_CONNECTION, "uris", uris, NULL);
+  g_object_get (unconnected, "uri", &listed, NULL);
+  g_assert_null (listed);
+
+  conn = carehare_test_connect (uri);
+  g_object_get (conn, "uri", &after, NULL);
+  g_assert_cmpstr (after, ==, expected);
+  g_assert_null (strstr (after, ":guest@"));
+  g_assert_true (close_conn (conn, &error));
 }
 
 static GError *
@@ -479,6 +577,7 @@ test_connect_timeout (void)
   gint64 elapsed_ms = (g_get_monotonic_time () - start) / 1000;
 
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_true (carehare_error_is_transient (error));
   /* Bounded by the timeout, not by anything else. */
   g_assert_cmpint (elapsed_ms, >=, 600);
   g_assert_cmpint (elapsed_ms, <, 5000);
@@ -503,6 +602,7 @@ test_connect_cancelled (void)
   conn = carehare_connection_new_finish (result, &error);
   g_assert_null (conn);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (carehare_error_is_transient (error));
   fake_server_free (fake);
 }
 
@@ -517,6 +617,7 @@ test_connect_peer_hangs_up (void)
   g_test_message ("hang-up: %s", error->message);
   g_assert_true (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED) ||
                  error->domain == G_IO_ERROR);
+  g_assert_true (carehare_error_is_transient (error));
   fake_server_free (fake);
 }
 
@@ -528,7 +629,9 @@ test_connect_not_amqp (void)
   g_autoptr(GError) error = carehare_test_connect_error (uri, 10000);
 
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "AMQP 0-9-1"));
+  g_assert_false (carehare_error_is_transient (error));
   fake_server_free (fake);
 
   fake = fake_server_new (FAKE_OTHER_PROTOCOL);
@@ -537,6 +640,7 @@ test_connect_not_amqp (void)
   uri = g_strdup_printf ("amqp://127.0.0.1:%u/", fake->port);
   error = carehare_test_connect_error (uri, 10000);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "does not support AMQP 0-9-1"));
   fake_server_free (fake);
 }
@@ -548,12 +652,14 @@ typedef enum {
   SCRIPT_SILENT_AFTER_OPEN,   /* stop sending anything, heartbeats included */
   SCRIPT_HANG_UP_AFTER_OPEN,  /* close the socket */
   SCRIPT_BLOCK_AFTER_OPEN,    /* connection.blocked, then unblocked, then behave */
+  SCRIPT_CLOSE_AFTER_OPEN,    /* connection.close with close_code */
 } Script;
 
 typedef struct {
   GSocketService *service;
   guint16 port;
   Script script;
+  guint16 close_code;         /* SCRIPT_CLOSE_AFTER_OPEN */
 } ScriptedServer;
 
 static void
@@ -665,6 +771,14 @@ scripted_run_cb (GThreadedSocketService *service,
           send_method (out, &m);
         }
       break;
+    case SCRIPT_CLOSE_AFTER_OPEN:
+      memset (&m, 0, sizeof m);
+      m.id = CAREHARE_METHOD_CONNECTION_CLOSE;
+      m.connection_close.reply_code = srv->close_code;
+      m.connection_close.reply_text = (char *) "scripted close";
+      send_method (out, &m);
+      read_until (in, buf, CAREHARE_METHOD_CONNECTION_CLOSE_OK);
+      break;
     default:
       g_assert_not_reached ();
     }
@@ -729,14 +843,46 @@ test_heartbeat_monitor (void)
   name = carehare_connection_queue_declare_finish (conn, pending, NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_cmpuint (rec.n_closed, ==, 1);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
+  g_assert_true (carehare_error_is_transient (rec.error));
 
   g_assert_false (close_conn (conn, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&rec.error);
   scripted_server_free (srv);
+}
+
+/* A server that closes the connection for a frame error (ours or its
+ * own: a bug or a corrupted byte) may take the next connection: transient. */
+static void
+test_server_closes_frame_error (void)
+{
+  static const guint16 codes[] = { 501, 502, 505, 541, 504 };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (codes); i++)
+    {
+      ScriptedServer *srv = scripted_server_new (SCRIPT_CLOSE_AFTER_OPEN);
+      g_autofree char *uri = NULL;
+      g_autoptr(CarehareConnection) conn = NULL;
+      ClosedRecord rec = { 0 };
+
+      srv->close_code = codes[i];
+      uri = g_strdup_printf ("amqp://127.0.0.1:%u/?heartbeat=0", srv->port);
+      conn = carehare_test_connect (uri);
+      g_signal_connect (conn, "closed", G_CALLBACK (closed_cb), &rec);
+      while (rec.n_closed == 0)
+        g_main_context_iteration (NULL, TRUE);
+      g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+      g_assert_cmpuint (carehare_error_get_reply_code (rec.error), ==, codes[i]);
+      /* 504 CHANNEL_ERROR is not in the table: unknown, so not transient. */
+      g_assert_cmpint (carehare_error_is_transient (rec.error), ==, codes[i] != 504);
+      g_clear_error (&rec.error);
+      scripted_server_free (srv);
+    }
 }
 
 static void
@@ -752,9 +898,12 @@ test_server_hangs_up (void)
   while (rec.n_closed == 0)
     g_main_context_iteration (NULL, TRUE);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (rec.error));
   g_assert_nonnull (strstr (rec.error->message, "closed the socket"));
+  g_assert_true (carehare_error_is_transient (rec.error));
   g_assert_false (close_conn (conn, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&rec.error);
   scripted_server_free (srv);
 }
@@ -846,6 +995,7 @@ test_server_closes_connection (void)
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
   g_assert_cmpuint (carehare_error_get_reply_code (rec.error), ==, 320);
   g_assert_nonnull (strstr (rec.error->message, "closed by the test"));
+  g_assert_true (carehare_error_is_transient (rec.error));
   g_assert_true (carehare_connection_get_is_closed (conn));
 
   /* Operations after the close fail in their finish, not at once. */
@@ -856,6 +1006,7 @@ test_server_closes_connection (void)
   queue = carehare_connection_queue_declare_finish (conn, late, NULL, NULL, &error);
   g_assert_null (queue);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   /* close reports that the server closed it first. */
@@ -1186,6 +1337,7 @@ test_cancel_operation (void)
   name = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   /* Already cancelled before the call. */
@@ -1195,6 +1347,7 @@ test_cancel_operation (void)
   carehare_test_wait_for_result (&result, 5000);
   name = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   /* The connection is fine afterwards. */
@@ -1214,6 +1367,7 @@ test_invalid_arguments_reported_in_finish (void)
   name = declare (conn, long_name, CAREHARE_QUEUE_FLAGS_NONE, NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_true (close_conn (conn, &error));
 }
@@ -1228,12 +1382,15 @@ main (int argc, char *argv[])
   g_test_add_func ("/connection/connect/tls-external", test_connect_tls_external);
   g_test_add_func ("/connection/connect/tls-properties", test_connect_tls_properties);
   g_test_add_func ("/connection/connect/tls-failures", test_connect_tls_failures);
+  g_test_add_func ("/connection/connect/plain-uri-to-tls-port", test_connect_plain_to_tls_port);
+  g_test_add_func ("/connection/connect/tls-uri-to-plain-port", test_connect_tls_to_plain_port);
   g_test_add_func ("/connection/connect/refused-login", test_connect_refused_login);
   g_test_add_func ("/connection/connect/unknown-vhost", test_connect_unknown_vhost);
   g_test_add_func ("/connection/connect/second-vhost", test_connect_second_vhost);
   g_test_add_func ("/connection/connect/invalid-uri", test_connect_invalid_uri);
   g_test_add_func ("/connection/connect/refused", test_connect_refused);
   g_test_add_func ("/connection/connect/uri-list", test_connect_uri_list);
+  g_test_add_func ("/connection/uri-property/redacted", test_uri_property_redacted);
   g_test_add_func ("/connection/connect/uri-list-last-reply-code", test_connect_uri_list_last_reply_code);
   g_test_add_func ("/connection/connect/timeout", test_connect_timeout);
   g_test_add_func ("/connection/connect/cancelled", test_connect_cancelled);
@@ -1243,6 +1400,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/connection/heartbeat/zero-takes-broker-value", test_heartbeat_zero_takes_broker_value);
   g_test_add_func ("/connection/heartbeat/monitor", test_heartbeat_monitor);
   g_test_add_func ("/connection/close/server-hangs-up", test_server_hangs_up);
+  g_test_add_func ("/connection/close/server-frame-error", test_server_closes_frame_error);
   g_test_add_func ("/connection/blocked/notifications", test_blocked_notifications);
   g_test_add_func ("/connection/close/by-server", test_server_closes_connection);
   g_test_add_func ("/connection/close/pending-operations-fail", test_pending_operations_fail_on_close);

@@ -244,6 +244,7 @@ test_stalled_broker (void)
   g_assert_cmpint (elapsed_ms, >=, 900);
   g_assert_cmpint (elapsed_ms, <, 3000);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
+  g_assert_true (carehare_error_is_transient (rec.error));
 
   /* Every pending operation failed at once with the connection. */
   g_assert_cmpint (declared.time - rec.time, <, 100 * 1000);
@@ -252,19 +253,24 @@ test_stalled_broker (void)
   name = carehare_connection_queue_declare_finish (conn, declared.result, NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_false (carehare_connection_publish_finish (conn, published.result, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   delivery = carehare_consumer_next_delivery_finish (consumer, next.result, &error);
   g_assert_null (delivery);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_cmpuint (consumer_rec.n_closed, ==, 1);
   g_assert_error (consumer_rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (consumer_rec.error));
 
   g_assert_false (close_conn (conn, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
+  g_assert_true (carehare_error_is_transient (error));
 
   g_clear_object (&declared.result);
   g_clear_object (&published.result);
@@ -311,6 +317,7 @@ reset_publish_cb (GObject      *source,
   else
     {
       g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+      g_assert_true (carehare_error_is_transient (error));
       ctx->n_failed++;
     }
   ctx->n_done++;
@@ -380,6 +387,7 @@ test_reset_publishes_in_flight (void)
   while (rec.n_closed == 0)
     g_main_context_iteration (NULL, TRUE);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (rec.error));
   g_test_message ("closed: %s", rec.error->message);
 
   /* The broker may still be storing what reached it: wait until the count
@@ -425,6 +433,7 @@ test_reset_publishes_in_flight (void)
   g_assert_true (close_conn (direct, &error));
   g_assert_false (close_conn (ctx->conn, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_object (&ctx->conn);
   fault_proxy_free (ctx->proxy);
   g_clear_error (&rec.error);
@@ -477,22 +486,27 @@ cut_mid_frame (FaultDirection direction)
   if (name == NULL)
     {
       g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+      g_assert_true (carehare_error_is_transient (error));
       g_test_message ("declare: %s", error->message);
       g_clear_error (&error);
     }
   g_assert_false (carehare_connection_publish_finish (conn, published, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   delivery = carehare_consumer_next_delivery_finish (consumer, next, &error);
   g_assert_null (delivery);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   g_assert_cmpuint (rec.n_closed, ==, 1);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (rec.error));
   g_test_message ("closed: %s", rec.error->message);
   g_assert_false (close_conn (conn, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&rec.error);
   fault_proxy_free (proxy);
 }
@@ -544,6 +558,7 @@ test_closed_by_broker_while_consuming (void)
   delivery = carehare_consumer_next_delivery_finish (consumer, next, &error);
   g_assert_null (delivery);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_cmpuint (consumer_rec.n_closed, ==, 1);
   g_assert_false (close_conn (conn, &error));

@@ -253,6 +253,7 @@ test_foreign_message (gconstpointer data)
     {
       g_assert_null (first);
       g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+      g_assert_false (carehare_error_is_transient (error));
       g_test_message ("%s", error->message);
       g_assert_nonnull (strstr (error->message, "delivery tag 1"));
       g_assert_nonnull (strstr (error->message,

@@ -535,9 +535,11 @@ run_hostile_case (gconstpointer data)
   name = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_false (carehare_connection_publish_finish (conn, published, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   delivery = carehare_consumer_next_delivery_finish (consumer, next, &error);
   if (c->delivers_first)
@@ -549,11 +551,13 @@ run_hostile_case (gconstpointer data)
     {
       g_assert_null (delivery);
       g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+      g_assert_true (carehare_error_is_transient (error));
       g_clear_error (&error);
     }
 
   g_assert_cmpuint (rec.n_closed, ==, 1);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_false (carehare_error_is_transient (rec.error));
   g_test_message ("closed: %s", rec.error->message);
   g_assert_nonnull (strstr (rec.error->message, c->in_message));
 
@@ -562,6 +566,7 @@ run_hostile_case (gconstpointer data)
   carehare_test_wait_for_result (&closed, TIMEOUT_MS);
   g_assert_false (carehare_connection_close_finish (conn, closed, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_false (carehare_error_is_transient (error));
 
   hostile_server_wait (srv);
   g_test_message ("the client closed with %d: %s", srv->close_code,
@@ -584,6 +589,7 @@ test_garbage_instead_of_protocol_header (void)
   g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
 
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_false (carehare_error_is_transient (error));
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "AMQP 0-9-1"));
   /* No AMQP session to close: the client just closes the socket. */
@@ -603,6 +609,7 @@ test_silence_after_protocol_header (void)
   gint64 elapsed_ms = (g_get_monotonic_time () - start) / 1000;
 
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_true (carehare_error_is_transient (error));
   g_test_message ("%s after %" G_GINT64_FORMAT " ms", error->message, elapsed_ms);
   g_assert_cmpint (elapsed_ms, >=, 450);
   g_assert_cmpint (elapsed_ms, <, 3000);
@@ -1124,6 +1131,7 @@ test_cancel_after_handover_buffered (void)
   none = carehare_consumer_next_delivery_finish (client.consumer, early, &error);
   g_assert_null (none);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   carehare_consumer_next_delivery_async (client.consumer, cancellable,
@@ -1163,6 +1171,7 @@ assert_rejected (GError  *error,
   g_autofree char *needle = g_strdup_printf ("delivery tag %" G_GUINT64_FORMAT, tag);
 
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_false (carehare_error_is_transient (error));
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, needle));
   g_assert_nonnull (strstr (error->message, problem));

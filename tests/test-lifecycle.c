@@ -338,6 +338,7 @@ test_close_peer_stops_reading (void)
   carehare_test_wait_for_result (&published, 1000);
   g_assert_false (carehare_connection_publish_finish (conn, published, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_assert_true (scripted_free (srv));
 }
 
@@ -364,16 +365,19 @@ test_close_after_heartbeat_monitor_peer_stops_reading (void)
     g_main_context_iteration (NULL, FALSE), g_usleep (1000);
   g_assert_cmpuint (rec.n_closed, ==, 1);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
+  g_assert_true (carehare_error_is_transient (rec.error));
 
   carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
   carehare_test_wait_for_result (&closed, 1000);
   g_assert_false (carehare_connection_close_finish (conn, closed, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   carehare_test_wait_for_result (&published, 1000);
   g_assert_false (carehare_connection_publish_finish (conn, published, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_assert_true (scripted_free (srv));
   g_clear_error (&rec.error);
 }
@@ -497,6 +501,7 @@ assert_close_stops_connect (CarehareConnection  *conn,
     }
   g_test_message ("init: %s", error->message);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   /* It stays closed: nothing connects behind the program's back. */
@@ -508,6 +513,7 @@ assert_close_stops_connect (CarehareConnection  *conn,
   name = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
 }
 
 static void

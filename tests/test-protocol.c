@@ -350,14 +350,17 @@ typedef struct {
   guint step;               /* 0: after Start-Ok, 1: after Open */
   guint16 reply_code;
   const char *reply_text;
+  const char *hint;         /* what the message tells the person to fix */
 } ServerCloseCase;
 
 static const ServerCloseCase close_access_refused = {
   0, 403, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. "
           "For details see the broker logfile.",
+  "(check the user name and password in the URI)",
 };
 static const ServerCloseCase close_not_allowed = {
   1, 530, "NOT_ALLOWED - vhost nope not found",
+  "(check that the URI's virtual host exists and that the user may use it)",
 };
 
 static void
@@ -380,6 +383,8 @@ test_handshake_server_close (Fixture       *f,
   assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
   g_assert_cmpuint (carehare_error_get_reply_code (f->handshake->error), ==, sc->reply_code);
   assert_message_contains (f->handshake->error, sc->reply_text);
+  assert_message_contains (f->handshake->error, sc->hint);
+  g_assert_false (carehare_error_is_transient (f->handshake->error));
 
   sent = take_sent (f);
   g_assert_cmpuint (sent->len, ==, 1);
@@ -417,6 +422,40 @@ test_handshake_garbage (Fixture       *f,
   assert_no_output (f);
   g_assert_cmpuint (f->n_finished, ==, 1);
   g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+}
+
+/* A TLS listener answers our protocol header with a TLS record: an alert
+ * (0x15, RabbitMQ's) or a handshake (0x16). The first byte is enough. */
+static void
+test_handshake_tls_record (Fixture       *f,
+                           gconstpointer  data)
+{
+  const guint8 *record = data;
+
+  start (f);
+  g_assert_false (feed (f, record, 7));
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->handshake->error, "this port speaks TLS");
+  assert_message_contains (f->handshake->error, "use amqps://");
+  assert_no_output (f);
+  g_assert_cmpuint (f->n_finished, ==, 1);
+  g_assert_false (carehare_error_is_transient (f->handshake->error));
+}
+
+static const guint8 tls_alert[] = { 0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46 };
+static const guint8 tls_handshake[] = { 0x16, 0x03, 0x03, 0x00, 0x31, 0x02, 0x00 };
+
+/* A frame type byte of 0x15 after the handshake is an ordinary bad frame:
+ * only the reply to the protocol header is read as TLS. */
+static void
+test_handshake_tls_byte_later (Fixture       *f,
+                               gconstpointer  data)
+{
+  start (f);
+  g_assert_true (feed (f, (const guint8 *) "\x01", 1));
+  g_assert_false (feed (f, tls_alert, sizeof tls_alert));
+  assert_failed (f->handshake, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  g_assert_null (strstr (f->handshake->error->message, "TLS"));
 }
 
 static void
@@ -2625,6 +2664,9 @@ main (int   argc,
   ADD ("handshake/rejected-protocol-header", test_handshake_rejected_header);
   ADD ("handshake/garbage/http", test_handshake_garbage);
   ADD ("handshake/garbage/starts-with-a", test_handshake_garbage_a);
+  ADD_DATA ("handshake/tls-record/alert", tls_alert, test_handshake_tls_record);
+  ADD_DATA ("handshake/tls-record/handshake", tls_handshake, test_handshake_tls_record);
+  ADD ("handshake/tls-record/not-first", test_handshake_tls_byte_later);
   ADD ("handshake/abort", test_handshake_abort);
   ADD ("handshake/abort-before-start", test_handshake_abort_before_start);
   ADD ("handshake/cancel", test_handshake_cancel);

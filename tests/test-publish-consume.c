@@ -330,6 +330,7 @@ test_nack_for_that_message_only (void)
   g_assert_no_error (error);
   g_assert_false (publish_text (conn, "", queue, "second", &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_SERVER_SENT_NACK);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   /* The channel is fine: other queues still take messages. */
   {
@@ -412,6 +413,7 @@ test_mandatory_unroutable (void)
   carehare_test_wait_for_result (&lost, TIMEOUT_MS);
   g_assert_false (carehare_connection_publish_finish (conn, lost, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "312 NO_ROUTE"));
   g_clear_error (&error);
   carehare_test_wait_for_result (&routed2, TIMEOUT_MS);
@@ -487,6 +489,7 @@ assert_second_returned (CarehareConnection *conn,
   g_assert_no_error (error);
   g_assert_false (carehare_connection_publish_finish (conn, lost, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "312 NO_ROUTE"));
 }
 
@@ -605,6 +608,7 @@ test_publish_invalid_properties (void)
   carehare_properties_set_headers (props, g_variant_new_parsed ("{'fd': <@h 3>}"));
   g_assert_false (publish (conn, "", "whatever", body, props, CAREHARE_PUBLISH_FLAGS_NONE, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "fd"));
   close_connection (conn);
 }
@@ -626,6 +630,7 @@ test_non_finite_refused (void)
   carehare_properties_set_headers (props, g_variant_new_parsed ("{'score': <%d>}", (gdouble) NAN));
   g_assert_false (publish (conn, "", queue, body, props, CAREHARE_PUBLISH_FLAGS_NONE, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "score"));
   g_assert_nonnull (strstr (error->message, "NaN"));
   g_clear_error (&error);
@@ -638,6 +643,7 @@ test_non_finite_refused (void)
   name = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "Infinity"));
   g_clear_error (&error);
 
@@ -658,6 +664,7 @@ test_publish_after_close (void)
   close_connection (conn);
   g_assert_false (publish_text (conn, "", "q", "late", &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
 }
 
 /* ---- consuming ----------------------------------------------------------- */
@@ -871,6 +878,7 @@ test_close_consumer (void)
   none = carehare_consumer_next_delivery_finish (consumer, pending, &error);
   g_assert_null (none);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_cmpuint (rec.n, ==, 1);
   g_assert_null (rec.error);
@@ -879,6 +887,7 @@ test_close_consumer (void)
   /* Later calls fail the same way; closing again is fine. */
   none = next_delivery (consumer, &error);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &closed);
   carehare_test_wait_for_result (&closed, TIMEOUT_MS);
@@ -1074,6 +1083,7 @@ test_consume_start_cancelled_before_read (gconstpointer data)
   carehare_test_wait_for_result (&result, TIMEOUT_MS);
   consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_null (consumer);
   g_clear_object (&result);
   carehare_test_run_for (200);
@@ -1136,6 +1146,7 @@ test_ack_twice (void)
   close_connection (conn);
   g_assert_cmpuint (rec.n, ==, 1);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (rec.error));
   g_clear_error (&rec.error);
 }
 
@@ -1157,8 +1168,10 @@ test_connection_close_ends_consumer (void)
   carehare_test_wait_for_result (&pending, TIMEOUT_MS);
   none = carehare_consumer_next_delivery_finish (consumer, pending, &error);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_assert_cmpuint (rec.n, ==, 1);
   g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (rec.error));
   g_clear_error (&rec.error);
 }
 
@@ -1180,6 +1193,7 @@ test_cancel_next_delivery (void)
   carehare_test_wait_for_result (&pending, TIMEOUT_MS);
   delivery = carehare_consumer_next_delivery_finish (consumer, pending, &error);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   /* The message goes to the next caller instead. */
@@ -1253,6 +1267,7 @@ test_next_deliveries_in_batches (void)
   none = carehare_consumer_next_deliveries_finish (consumer, pending, &error);
   g_assert_null (none);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  g_assert_false (carehare_error_is_transient (error));
   close_connection (conn);
 }
 
@@ -1368,18 +1383,23 @@ test_empty_queue_name_refused (void)
 
   g_assert_false (carehare_connection_queue_purge_finish (conn, results[0], NULL, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_false (carehare_connection_queue_delete_finish (conn, results[1], NULL, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_false (carehare_connection_queue_bind_finish (conn, results[2], &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_false (carehare_connection_queue_unbind_finish (conn, results[3], &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   g_assert_null (carehare_connection_acking_consumer_finish (conn, results[4], &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
   for (guint i = 0; i < G_N_ELEMENTS (results); i++)
     g_object_unref (results[i]);
@@ -1416,6 +1436,7 @@ test_prefetch_size_refused (void)
   consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
   g_assert_null (consumer);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "4096"));
   g_clear_error (&error);
 
@@ -1468,6 +1489,7 @@ test_failed_start_does_not_pin_connection (void)
   consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
   g_assert_null (consumer);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_object (&result);
 
   g_object_unref (conn);
@@ -1502,6 +1524,7 @@ test_failed_start_on_closed_connection (void)
   consumer = carehare_connection_acking_consumer_finish (conn, result, &error);
   g_assert_null (consumer);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_object (&result);
 
   g_object_unref (conn);
@@ -1543,6 +1566,7 @@ check_message_too_large (CarehareConnection *conn)
   g_assert_no_error (error);
   g_assert_null (next_delivery (consumer, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE);
+  g_assert_false (carehare_error_is_transient (error));
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "2048 bytes"));
   g_assert_nonnull (strstr (error->message, "1024 bytes"));
@@ -1560,6 +1584,7 @@ check_message_too_large (CarehareConnection *conn)
   g_assert_no_error (error);
   g_assert_null (next_delivery (dead_consumer, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_MESSAGE_TOO_LARGE);
+  g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
 
   g_assert_false (carehare_connection_get_is_closed (conn));
@@ -1834,6 +1859,7 @@ test_consume_chosen_tag (void)
   again = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, tag, NULL, &error);
   g_assert_null (again);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, tag));
   g_clear_error (&error);
   g_assert_false (carehare_consumer_get_is_closed (consumer));

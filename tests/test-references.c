@@ -363,6 +363,7 @@ first_declared_cb (GObject      *source,
                                                    NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_assert_cmpuint (r->n_first++, ==, 0);
   /* "On error, forget the connection." */
   g_clear_object (&r->conn);
@@ -381,6 +382,7 @@ second_declared_cb (GObject      *source,
                                                    NULL, NULL, &error);
   g_assert_null (name);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_assert_cmpuint (r->n_second++, ==, 0);
 }
 
@@ -514,6 +516,7 @@ assert_closed_error (const GError *error)
 {
   g_assert_nonnull (error);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
 }
 
 /* The program forgets the object the case names, from inside a callback. */

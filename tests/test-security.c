@@ -116,6 +116,7 @@ assert_tls_refused (const char *cert_name,
   g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
 
   g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+  g_assert_false (carehare_error_is_transient (error));
   g_test_message ("%s: %s", cert_name, error->message);
   g_assert_nonnull (strstr (error->message, reason));
   tls_server_free (srv);
@@ -195,6 +196,7 @@ test_tls_sni_disabled_untrusted (void)
   g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
 
   g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+  g_assert_false (carehare_error_is_transient (error));
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "trusted certificate authority"));
   g_assert_null (strstr (error->message, "host name"));
@@ -218,6 +220,7 @@ assert_tls_drop_is_closed (TlsServeMode mode)
   g_assert_nonnull (error);
   g_test_message ("%s %d: %s", g_quark_to_string (error->domain), error->code, error->message);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_assert_null (strstr (error->message, "handshake with"));
   g_assert_nonnull (strstr (error->message, "TLS"));
   tls_server_free (srv);
@@ -573,9 +576,11 @@ test_password_never_shown_malformed (void)
   }
   error = run_scenario (refused_uri, secrets);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
   error = run_scenario (timeout_uri, secrets);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_true (carehare_error_is_transient (error));
   g_clear_error (&error);
 }
 

@@ -15,38 +15,6 @@
 
 #include <string.h>
 
-/* Whether trying again later can help. Configuration mistakes (a bad URI,
- * a refused login, an unknown vhost, a certificate problem) will fail the
- * same way every time: report them instead of looping. */
-static gboolean
-is_retryable (const GError *error)
-{
-  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    return FALSE;
-  if (error->domain == G_IO_ERROR)
-    return TRUE;    /* refused, unreachable, reset, timed out */
-  if (error->domain != CAREHARE_ERROR)
-    return FALSE;   /* G_TLS_ERROR: fix the certificates or the host name */
-
-  switch (error->code)
-    {
-    case CAREHARE_ERROR_CONNECTION_CLOSED:
-    case CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR:
-      return TRUE;
-    case CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER:
-      switch (carehare_error_get_reply_code (error))
-        {
-        case 403:   /* ACCESS_REFUSED: wrong user name or password */
-        case 530:   /* NOT_ALLOWED: no such vhost, or no access to it */
-          return FALSE;
-        default:    /* 320 CONNECTION_FORCED: broker restart, operator */
-          return TRUE;
-        }
-    default:        /* INVALID_URI, BAD_BYTES_FROM_SERVER, ... */
-      return FALSE;
-    }
-}
-
 /* ---- a connection that comes back --------------------------------------- */
 
 typedef struct {
@@ -93,7 +61,7 @@ keeper_closed_cb (CarehareConnection *conn,
   g_signal_handlers_disconnect_by_data (conn, keeper);
   if (error == NULL)
     return;                   /* the program closed it */
-  if (is_retryable (error))
+  if (carehare_error_is_transient (error))
     keeper_schedule_retry (keeper, error);
   else
     keeper->gave_up (error, keeper->user_data);
@@ -110,7 +78,7 @@ keeper_connected_cb (GObject      *source,
 
   if (conn == NULL)
     {
-      if (is_retryable (error))
+      if (carehare_error_is_transient (error))
         keeper_schedule_retry (keeper, error);
       else
         keeper->gave_up (error, keeper->user_data);
@@ -348,7 +316,7 @@ bad_uri_cb (GObject      *source,
 
   /* Even a malformed URI is reported here, never by the _async call. */
   expect (app, "connecting to http://localhost", error, CAREHARE_ERROR_INVALID_URI, 0);
-  if (conn != NULL || is_retryable (error))
+  if (conn != NULL || carehare_error_is_transient (error))
     app->status = 1;
 
   app->keeper.connected = connected;

@@ -17,27 +17,6 @@ Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_deliver
 // Whether trying again later can help. Configuration mistakes (a bad URI, a
 // refused login, an unknown vhost, a certificate problem) fail the same way
 // every time: report them instead of looping.
-function isRetryable(error) {
-    const inDomain = quark => error.matches(quark, error.code);
-    if (error.matches(Gio.IOErrorEnum, Gio.IOErrorEnum.CANCELLED))
-        return false;
-    if (inDomain(Gio.io_error_quark()))
-        return true; // refused, unreachable, reset, timed out
-    if (!inDomain(Carehare.error_quark()))
-        return false; // Gio.TlsError: fix the certificates or the host name
-    switch (error.code) {
-    case Carehare.Error.CONNECTION_CLOSED:
-    case Carehare.Error.CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR:
-        return true;
-    case Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
-        // 403 ACCESS_REFUSED: wrong credentials; 530 NOT_ALLOWED: no such
-        // vhost. Others (320 CONNECTION_FORCED: a restart) pass.
-        return ![403, 530].includes(Carehare.error_get_reply_code(error));
-    default: // INVALID_URI, BAD_BYTES_FROM_SERVER, ...
-        return false;
-    }
-}
-
 // A connection that comes back, waiting longer after each failure.
 class Keeper {
     constructor(uri, onConnected, onGaveUp) {
@@ -53,7 +32,7 @@ class Keeper {
         try {
             conn = await Carehare.Connection.new_async(this.uri, null);
         } catch (e) {
-            if (isRetryable(e))
+            if (Carehare.error_is_transient(e))
                 this._retry(e);
             else
                 this.onGaveUp(e);
@@ -67,7 +46,7 @@ class Keeper {
             conn.disconnect(id);
             if (error === null)
                 return; // the program closed it
-            if (isRetryable(error))
+            if (Carehare.error_is_transient(error))
                 this._retry(error);
             else
                 this.onGaveUp(error);

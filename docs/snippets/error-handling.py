@@ -13,30 +13,7 @@ import sys
 import gi
 
 gi.require_version("Carehare", "1.0")
-from gi.repository import Carehare, Gio, GLib  # noqa: E402
-
-
-def is_retryable(error):
-    """Whether trying again later can help. Configuration mistakes (a bad
-    URI, a refused login, an unknown vhost, a certificate problem) fail the
-    same way every time: report them instead of looping."""
-    def in_domain(quark):
-        return error.matches(quark, error.code)
-
-    if error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED):
-        return False
-    if in_domain(Gio.io_error_quark()):
-        return True  # refused, unreachable, reset, timed out
-    if not in_domain(Carehare.error_quark()):
-        return False  # Gio.TlsError: fix the certificates or the host name
-    if error.code in (Carehare.Error.CONNECTION_CLOSED,
-                      Carehare.Error.CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR):
-        return True
-    if error.code == Carehare.Error.CONNECTION_CLOSED_BY_SERVER:
-        # 403 ACCESS_REFUSED: wrong credentials; 530 NOT_ALLOWED: no such
-        # vhost. Others (320 CONNECTION_FORCED: a restart) pass.
-        return Carehare.error_get_reply_code(error) not in (403, 530)
-    return False  # INVALID_URI, BAD_BYTES_FROM_SERVER, ...
+from gi.repository import Carehare, GLib  # noqa: E402
 
 
 class Keeper:
@@ -56,7 +33,7 @@ class Keeper:
         try:
             conn = Carehare.Connection.new_finish(result)
         except GLib.Error as e:
-            if is_retryable(e):
+            if Carehare.error_is_transient(e):
                 self._retry(e)
             else:
                 self.on_gave_up(e)
@@ -74,7 +51,7 @@ class Keeper:
         conn.disconnect(self._closed_id)
         if error is None:
             return  # the program closed it
-        if is_retryable(error):
+        if Carehare.error_is_transient(error):
             self._retry(error)
         else:
             self.on_gave_up(error)
