@@ -230,7 +230,7 @@ consumer_started_cb (GObject      *source,
     {
       /* The connection died, or the broker still holds the previous
        * connection's exclusive queue: the attempt failed, try again. */
-      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error), FALSE);
+      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error));
       return;
     }
   else if (inner == NULL)

@@ -100,9 +100,8 @@ GError   *_carehare_session_copy_last_error          (CarehareSession *self);
 Attempt  *_carehare_session_attempt_ref              (Attempt *attempt);
 void      _carehare_session_attempt_unref            (Attempt *attempt);
 gboolean  _carehare_session_attempt_is_current       (Attempt *attempt);
-void      _carehare_session_attempt_failed           (Attempt  *attempt,
-                                                      GError   *error,
-                                                      gboolean  topology);
+void      _carehare_session_attempt_failed           (Attempt *attempt,
+                                                      GError  *error);
 void      _carehare_session_go_connected             (Attempt *attempt);
 
 /* carehare-session-consumer.c */

@@ -59,7 +59,7 @@ step_done_cb (GObject      *source,
   if (!ok)
     {
       g_prefix_error (&error, "Restoring the topology: ");
-      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error), TRUE);
+      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error));
       _carehare_session_attempt_unref (attempt);
       return;
     }

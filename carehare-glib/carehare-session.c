@@ -60,15 +60,19 @@
  * maximum. While the [property@Carehare.Session:network-monitor] says the
  * network is unavailable, no attempt is made.
  *
- * A permanent error stops the session in %CAREHARE_SESSION_STATE_FAILED:
- * a login the broker refuses (403 ACCESS_REFUSED, 530 NOT_ALLOWED for the
- * vhost), an invalid URI, a TLS certificate the client rejects, or a
+ * An attempt that fails with an error [func@Carehare.Error.is_transient]
+ * calls permanent stops the session in %CAREHARE_SESSION_STATE_FAILED: a
+ * login the broker refuses (403 ACCESS_REFUSED, 530 NOT_ALLOWED for the
+ * vhost), an invalid URI, a TLS certificate either side rejects, or a
  * topology declaration the broker refuses (406 PRECONDITION_FAILED for
  * conflicting arguments, 404 NOT_FOUND for a binding to a missing
- * exchange...). Everything else is retried: a refused or reset TCP
+ * exchange...). Transient errors are retried: a refused or reset TCP
  * connection, a heartbeat timeout, 320 CONNECTION_FORCED, a node shutting
  * down, and 405 RESOURCE_LOCKED (the broker still holds the previous
- * connection's exclusive queue).
+ * connection's exclusive queue); so are the network's own errors that
+ * function does not list (a host name that does not resolve now, a TLS
+ * handshake cut short), since the network may come back. A connection
+ * that was up and is lost is always followed by a new attempt.
  *
  * [signal@Carehare.Session::connected] and
  * [signal@Carehare.Session::disconnected] pair up: `disconnected` is
@@ -121,28 +125,27 @@ static void connection_closed_cb (CarehareConnection *connection, const GError *
 
 /* ---- errors -------------------------------------------------------------- */
 
-/* Whether retrying cannot help. This is the session's own classifier; a
- * public carehare_error_is_transient() may replace it. @topology: the
- * error came from declaring the topology or starting a consumer, where a
- * channel error is the broker refusing a declaration (permanent), except
- * 405 RESOURCE_LOCKED: the previous connection's exclusive queue, which the
- * broker drops soon. */
+/* Whether retrying cannot help: the library's classifier,
+ * carehare_error_is_transient(), so that a session and a program that
+ * reconnects by itself agree (a 403 login, a 406 declaration, a bad
+ * certificate or URI stop it; 320, 405, a reset or a refused TCP
+ * connection do not). Except that a session is meant to run for months:
+ * the network's own errors, which it does not list (a name that does not
+ * resolve now, a route or a socket that fails in a way GIO has no code
+ * for, a TLS handshake cut short), are retried, as the network may come
+ * back. */
 static gboolean
-error_is_permanent (const GError *error,
-                    gboolean      topology)
+error_is_permanent (const GError *error)
 {
-  guint code = carehare_error_get_reply_code (error);
-
-  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI))
-    return TRUE;
-  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER))
-    return code == 403 || code == 530;
-  if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER))
-    return topology && code != 405;
+  if (carehare_error_is_transient (error))
+    return FALSE;
+  if (error->domain == G_RESOLVER_ERROR)
+    return FALSE;
+  if (error->domain == G_IO_ERROR)
+    return error->code == G_IO_ERROR_CANCELLED || error->code == G_IO_ERROR_INVALID_ARGUMENT;
   if (error->domain == G_TLS_ERROR)
-    return error->code == G_TLS_ERROR_BAD_CERTIFICATE || error->code == G_TLS_ERROR_NOT_TLS ||
-           error->code == G_TLS_ERROR_CERTIFICATE_REQUIRED;
-  return FALSE;
+    return error->code != G_TLS_ERROR_EOF;
+  return TRUE;
 }
 
 /* Whether @error ended the connection rather than one operation. */
@@ -387,19 +390,18 @@ schedule_retry (CarehareSession *self)
   g_source_attach (self->timer, self->context);
 }
 
-/* Takes @error: why the attempt failed. @topology: while declaring the
- * topology or starting consumers. */
+/* Takes @error: why the attempt failed (connecting, declaring the
+ * topology or starting consumers). */
 void
-_carehare_session_attempt_failed (Attempt  *attempt,
-                                  GError   *error,
-                                  gboolean  topology)
+_carehare_session_attempt_failed (Attempt *attempt,
+                                  GError  *error)
 {
   CarehareSession *self = attempt->session;
 
   g_debug ("session %p: attempt failed: %s", self, error->message);
   attempt_abandon (self);
   set_last_error (self, error);
-  if (error_is_permanent (error, topology))
+  if (error_is_permanent (error))
     go_failed (self);
   else
     schedule_retry (self);
@@ -464,8 +466,7 @@ attempt_closed_cb (CarehareConnection *connection,
                                       ? g_error_copy (error)
                                       : g_error_new_literal (CAREHARE_ERROR,
                                                              CAREHARE_ERROR_CONNECTION_CLOSED,
-                                                             "Connection closed"),
-                                    FALSE);
+                                                             "Connection closed"));
   _carehare_session_attempt_unref (attempt);
 }
 
@@ -524,7 +525,7 @@ connect_done_cb (GObject      *source,
     }
   if (object == NULL)
     {
-      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error), FALSE);
+      _carehare_session_attempt_failed (attempt, g_steal_pointer (&error));
       _carehare_session_attempt_unref (attempt);
       return;
     }
