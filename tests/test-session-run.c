@@ -134,8 +134,9 @@ publish_tick_cb (gpointer user_data)
        run->next_to_publish < n_messages; k++)
     {
       guint i = run->next_to_publish++;
-      g_autofree char *text = g_strdup_printf ("%u", i);
-      g_autoptr(GBytes) body = g_bytes_new_take (g_steal_pointer (&text), strlen (text));
+      char *text = g_strdup_printf ("%u", i);
+      gsize len = strlen (text);
+      g_autoptr(GBytes) body = g_bytes_new_take (text, len);
 
       run->in_flight++;
       carehare_session_publish_async (run->session, "", run->queue, body, NULL,
