@@ -146,13 +146,16 @@ update_secret_start (CarehareProtocol *protocol,
  * password is, and is not kept: a new connection logs in with the
  * password of its URI (a [class@Carehare.Session] takes a new one with
  * [method@Carehare.Session.set_password]). RabbitMQ's internal
- * authentication backend accepts any secret here without checking it;
- * the OAuth 2 backend checks the token, and refuses one that is expired or
- * for another user by closing the connection: the call then fails with
+ * authentication backend accepts any secret here without checking it.
+ * The OAuth 2 backend (`rabbitmq_auth_backend_oauth2`) refuses a token it
+ * cannot verify (a bad signature, another resource server) by closing the
+ * connection with 530 NOT_ALLOWED: the call then fails with
  * %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER and the broker's reply code
  * (see [func@Carehare.Error.get_reply_code]), and
- * [signal@Carehare.Connection::closed] is emitted. A broker older than
- * 3.8 closes the connection too. A secret too large for one frame fails
+ * [signal@Carehare.Connection::closed] is emitted. RabbitMQ 3.10 takes an
+ * expired but valid token here, and then refuses every operation with 403
+ * ACCESS_REFUSED until a fresh one comes. A broker older than 3.8 closes
+ * the connection. A secret too large for one frame fails
  * with %G_IO_ERROR_INVALID_ARGUMENT and nothing is sent.
  *
  * Cancelling completes the call at once with %G_IO_ERROR_CANCELLED; the
