@@ -12,6 +12,8 @@
 #include "carehare-properties-private.h"
 #include "carehare-protocol.h"
 
+#include <string.h>
+
 /* ---- public API: creation ----------------------------------------------- */
 
 /**
@@ -105,6 +107,98 @@ carehare_connection_new_for_uris_finish (GAsyncResult  *result,
                                          GError       **error)
 {
   return carehare_connection_new_finish (result, error);
+}
+
+/* ---- public API: token refresh ------------------------------------------ */
+
+typedef struct {
+  const char *new_secret;
+  const char *reason;
+} UpdateSecretStart;
+
+static CarehareProtocolOp *
+update_secret_start (CarehareProtocol *protocol,
+                     GTask            *task,
+                     gpointer          start_data)
+{
+  UpdateSecretStart *start = start_data;
+
+  return carehare_protocol_update_secret (protocol, start->new_secret, start->reason,
+                                          _carehare_connection_rpc_done_cb, task);
+}
+
+/**
+ * carehare_connection_update_secret_async:
+ * @self: a connection
+ * @new_secret: the new password, or a refreshed OAuth 2 token
+ * @reason: why, for the broker's log (at most 255 bytes; may be empty)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the broker took the secret, or
+ *   when it failed
+ * @user_data: data for @callback
+ *
+ * Gives the broker a new secret for this open connection
+ * (Connection.Update-Secret, RabbitMQ 3.8 and later), typically an OAuth 2
+ * token that replaces one about to expire, so that the connection is not
+ * closed when the old one does.
+ *
+ * The secret is copied into a buffer that is wiped once written, as the
+ * password is, and is not kept: a new connection logs in with the
+ * password of its URI (a [class@Carehare.Session] takes a new one with
+ * [method@Carehare.Session.set_password]). RabbitMQ's internal
+ * authentication backend accepts any secret here without checking it.
+ * The OAuth 2 backend (`rabbitmq_auth_backend_oauth2`) refuses a token it
+ * cannot verify (a bad signature, another resource server) by closing the
+ * connection with 530 NOT_ALLOWED: the call then fails with
+ * %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER and the broker's reply code
+ * (see [func@Carehare.Error.get_reply_code]), and
+ * [signal@Carehare.Connection::closed] is emitted. RabbitMQ 3.10 takes an
+ * expired but valid token here, and then refuses every operation with 403
+ * ACCESS_REFUSED until a fresh one comes. A broker older than 3.8 closes
+ * the connection. A secret too large for one frame fails
+ * with %G_IO_ERROR_INVALID_ARGUMENT and nothing is sent.
+ *
+ * Cancelling completes the call at once with %G_IO_ERROR_CANCELLED; the
+ * request may still have reached the broker.
+ */
+void
+carehare_connection_update_secret_async (CarehareConnection  *self,
+                                         const char          *new_secret,
+                                         const char          *reason,
+                                         GCancellable        *cancellable,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data)
+{
+  UpdateSecretStart start = { new_secret, reason };
+
+  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
+  g_return_if_fail (new_secret != NULL);
+  g_return_if_fail (reason != NULL && strlen (reason) <= 255);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  _carehare_connection_start_op (self, carehare_connection_update_secret_async, TRUE,
+                                 update_secret_start, &start, cancellable, callback,
+                                 user_data);
+}
+
+/**
+ * carehare_connection_update_secret_finish:
+ * @self: a connection
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Finishes [method@Carehare.Connection.update_secret_async].
+ *
+ * Returns: %TRUE when the broker answered Update-Secret-Ok, %FALSE with
+ *   @error set otherwise
+ */
+gboolean
+carehare_connection_update_secret_finish (CarehareConnection  *self,
+                                          GAsyncResult        *result,
+                                          GError             **error)
+{
+  return _carehare_connection_finish_rpc (self, result, carehare_connection_update_secret_async,
+                                          error) != NULL;
 }
 
 /* ---- public API: declare, bind, delete, purge ----------------------------- */

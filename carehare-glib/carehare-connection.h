@@ -61,6 +61,18 @@ gboolean            carehare_connection_close_finish      (CarehareConnection   
                                                            GError              **error);
 
 CAREHARE_AVAILABLE_IN_ALL
+void                carehare_connection_update_secret_async  (CarehareConnection   *self,
+                                                              const char           *new_secret,
+                                                              const char           *reason,
+                                                              GCancellable         *cancellable,
+                                                              GAsyncReadyCallback   callback,
+                                                              gpointer              user_data);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_update_secret_finish (CarehareConnection   *self,
+                                                              GAsyncResult         *result,
+                                                              GError              **error);
+
+CAREHARE_AVAILABLE_IN_ALL
 void                carehare_connection_queue_declare_async  (CarehareConnection   *self,
                                                               const char           *queue,
                                                               CarehareQueueFlags    flags,

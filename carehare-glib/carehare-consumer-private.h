@@ -22,4 +22,35 @@ void              _carehare_consumer_start   (CarehareConsumer                  
 void              _carehare_consumer_started (CarehareConsumer           *self);
 void              _carehare_consumer_abandon (CarehareConsumer           *self);
 
+/* A relay consumer: a CarehareConsumer with no connection of its own,
+ * fed by a backend (the session's long-lived consumers, which outlive
+ * each connection). Its settles and its close go to @relay; after
+ * _carehare_consumer_relay_detach() or _end() they are dropped. */
+typedef struct {
+  void (*settle) (gpointer  relay_data,
+                  guint64   delivery_tag,
+                  gboolean  multiple,
+                  gboolean  ack,
+                  gboolean  requeue);
+  /* The program closed (or disposed) the consumer; the relay is detached. */
+  void (*close)  (gpointer  relay_data);
+} CarehareConsumerRelay;
+
+CarehareConsumer *_carehare_consumer_new_relay          (GMainContext                *context,
+                                                         const char                  *queue,
+                                                         const CarehareConsumerRelay *relay,
+                                                         gpointer                     relay_data);
+void              _carehare_consumer_relay_detach       (CarehareConsumer *self);
+void              _carehare_consumer_relay_set_tag      (CarehareConsumer *self,
+                                                         const char       *consumer_tag);
+/* Takes @delivery. */
+void              _carehare_consumer_relay_deliver      (CarehareConsumer *self,
+                                                         CarehareDelivery *delivery);
+void              _carehare_consumer_relay_reject       (CarehareConsumer *self,
+                                                         const GError     *error);
+void              _carehare_consumer_relay_drop_buffered (CarehareConsumer *self);
+/* Ends the stream with @error (taken; NULL: closed by the program). */
+void              _carehare_consumer_relay_end          (CarehareConsumer *self,
+                                                         GError           *error);
+
 G_END_DECLS

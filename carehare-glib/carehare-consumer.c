@@ -99,6 +99,13 @@ struct _CarehareConsumer
   gboolean starting;                  /* until the start op completed */
   GCancellable *start_cancellable;    /* owned while starting */
   gulong start_cancelled_id;
+
+  /* A relay consumer (carehare-session.c) has no connection: its backend
+   * feeds it deliveries and takes its settles and close. */
+  GMainContext *context;              /* owned, relay only */
+  const CarehareConsumerRelay *relay; /* NULL once detached, or not a relay */
+  gpointer relay_data;
+  char *relay_tag;                    /* owned, nullable */
 };
 
 enum {
@@ -223,6 +230,13 @@ waiter_done (GTask *task)
   return task;
 }
 
+static GMainContext *
+get_context (CarehareConsumer *self)
+{
+  return self->connection != NULL ? _carehare_connection_get_context (self->connection)
+                                  : self->context;
+}
+
 /* NULL once disposed (g_object_run_dispose(), or a binding that calls a
  * disposed object): then every call is a harmless no-op. */
 static CarehareProtocol *
@@ -300,7 +314,7 @@ schedule_serve (CarehareConsumer *self)
   g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
   g_source_set_callback (self->serve_source, serve_waiters_cb, self, NULL);
   g_source_set_static_name (self->serve_source, "[carehare] deliveries");
-  g_source_attach (self->serve_source, _carehare_connection_get_context (self->connection));
+  g_source_attach (self->serve_source, get_context (self));
 }
 
 /* The waiting next_delivery (not next_deliveries) that can take the next
@@ -316,16 +330,12 @@ single_waiter (CarehareConsumer *self)
   return g_queue_pop_head (&self->waiters);
 }
 
+/* Hands @delivery (taken) to the waiting call, or buffers it. */
 static void
-delivery_cb (CarehareProtocolConsumer *pc,
-             CarehareProtocolDelivery *d,
-             gpointer                  user_data)
+push_delivery (CarehareConsumer *self,
+               CarehareDelivery *delivery)
 {
-  CarehareConsumer *self = user_data;
-  CarehareDelivery *delivery;
   GTask *task;
-
-  delivery = carehare_delivery_new_take (d);
 
   if (self->closed)
     {
@@ -345,15 +355,20 @@ delivery_cb (CarehareProtocolConsumer *pc,
   schedule_serve (self);
 }
 
+static void
+delivery_cb (CarehareProtocolConsumer *pc,
+             CarehareProtocolDelivery *d,
+             gpointer                  user_data)
+{
+  push_delivery (user_data, carehare_delivery_new_take (d));
+}
+
 /* A message that could not be represented was rejected: the next call
  * in line reports it, and the stream goes on after it. */
 static void
-rejected_cb (CarehareProtocolConsumer *pc,
-             guint64                   delivery_tag,
-             const GError             *error,
-             gpointer                  user_data)
+push_rejection (CarehareConsumer *self,
+                const GError     *error)
 {
-  CarehareConsumer *self = user_data;
   Rejection *rejection;
   GTask *task;
 
@@ -372,6 +387,15 @@ rejected_cb (CarehareProtocolConsumer *pc,
   rejection->error = g_error_copy (error);
   g_queue_push_tail (&self->rejected, rejection);
   schedule_serve (self);
+}
+
+static void
+rejected_cb (CarehareProtocolConsumer *pc,
+             guint64                   delivery_tag,
+             const GError             *error,
+             gpointer                  user_data)
+{
+  push_rejection (user_data, error);
 }
 
 static void
@@ -458,7 +482,7 @@ start_cancelled_cb (GCancellable *cancellable,
   /* May run in any thread: defer to the connection's context. */
   g_source_set_callback (idle, start_cancelled_idle_cb, g_object_ref (self), g_object_unref);
   g_source_set_static_name (idle, "[carehare] consumer start cancelled");
-  g_source_attach (idle, _carehare_connection_get_context (self->connection));
+  g_source_attach (idle, get_context (self));
 }
 
 void
@@ -519,16 +543,23 @@ carehare_consumer_dispose (GObject *object)
    * last reference leaves none: it stops a consumer with nothing pending.
    * Only g_object_run_dispose() gets here with calls waiting: they fail,
    * from an idle, never inside dispose. */
-  if (!g_queue_is_empty (&self->waiters) && self->connection != NULL)
+  if (!g_queue_is_empty (&self->waiters) && get_context (self) != NULL)
     {
       g_autoptr(GSource) idle = g_idle_source_new ();
 
       g_source_set_priority (idle, G_PRIORITY_DEFAULT);
       g_source_set_callback (idle, end_stream_idle_cb, g_object_ref (self), g_object_unref);
       g_source_set_static_name (idle, "[carehare] consumer disposed");
-      g_source_attach (idle, _carehare_connection_get_context (self->connection));
+      g_source_attach (idle, get_context (self));
     }
 
+  if (self->relay != NULL)
+    {
+      const CarehareConsumerRelay *relay = self->relay;
+
+      self->relay = NULL;
+      relay->close (self->relay_data);
+    }
   if (self->pc != NULL)
     {
       /* Release the broker's side too. */
@@ -559,6 +590,8 @@ carehare_consumer_finalize (GObject *object)
   /* Waiting tasks hold a reference: none can be left. */
   g_assert (g_queue_is_empty (&self->waiters));
   g_free (self->queue);
+  g_free (self->relay_tag);
+  g_clear_pointer (&self->context, g_main_context_unref);
   g_clear_error (&self->closed_error);
 
   G_OBJECT_CLASS (carehare_consumer_parent_class)->finalize (object);
@@ -876,6 +909,11 @@ settle (CarehareConsumer *self,
       return;
     }
   keep = g_object_ref (self);
+  if (self->relay != NULL)
+    {
+      self->relay->settle (self->relay_data, delivery_tag, multiple, ack, requeue);
+      return;
+    }
   protocol = get_protocol (self);
   if (self->pc == NULL || protocol == NULL)
     return;
@@ -1018,6 +1056,13 @@ carehare_consumer_close_async (CarehareConsumer    *self,
   g_task_set_check_cancellable (task, FALSE);
 
   end_stream (self, NULL);
+  if (self->relay != NULL)
+    {
+      const CarehareConsumerRelay *relay = self->relay;
+
+      self->relay = NULL;
+      relay->close (self->relay_data);
+    }
   protocol = get_protocol (self);
   if (self->pc == NULL || protocol == NULL)
     {
@@ -1077,6 +1122,8 @@ const char *
 carehare_consumer_get_consumer_tag (CarehareConsumer *self)
 {
   g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), NULL);
+  if (self->context != NULL)
+    return self->relay_tag;
   return self->pc != NULL ? carehare_protocol_consumer_get_tag (self->pc) : NULL;
 }
 
@@ -1093,4 +1140,69 @@ carehare_consumer_get_is_closed (CarehareConsumer *self)
 {
   g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), TRUE);
   return self->closed;
+}
+
+/* ---- relay consumers (carehare-session.c) -------------------------------- */
+
+CarehareConsumer *
+_carehare_consumer_new_relay (GMainContext                *context,
+                              const char                  *queue,
+                              const CarehareConsumerRelay *relay,
+                              gpointer                     relay_data)
+{
+  CarehareConsumer *self = g_object_new (CAREHARE_TYPE_CONSUMER, NULL);
+
+  self->context = g_main_context_ref (context);
+  self->queue = g_strdup (queue);
+  self->relay = relay;
+  self->relay_data = relay_data;
+  return self;
+}
+
+void
+_carehare_consumer_relay_detach (CarehareConsumer *self)
+{
+  self->relay = NULL;
+}
+
+void
+_carehare_consumer_relay_set_tag (CarehareConsumer *self,
+                                  const char       *consumer_tag)
+{
+  if (g_strcmp0 (self->relay_tag, consumer_tag) == 0)
+    return;
+  g_free (self->relay_tag);
+  self->relay_tag = g_strdup (consumer_tag);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CONSUMER_TAG]);
+}
+
+void
+_carehare_consumer_relay_deliver (CarehareConsumer *self,
+                                  CarehareDelivery *delivery)
+{
+  push_delivery (self, delivery);
+}
+
+void
+_carehare_consumer_relay_reject (CarehareConsumer *self,
+                                 const GError     *error)
+{
+  push_rejection (self, error);
+}
+
+/* The connection those deliveries came on died: the broker delivers them
+ * again, and settling them now could only be ignored. */
+void
+_carehare_consumer_relay_drop_buffered (CarehareConsumer *self)
+{
+  self->n_taken += g_queue_get_length (&self->buffered);
+  clear_buffered (self);
+}
+
+void
+_carehare_consumer_relay_end (CarehareConsumer *self,
+                              GError           *error)
+{
+  self->relay = NULL;
+  end_stream (self, error);
 }

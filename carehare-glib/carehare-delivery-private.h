@@ -25,4 +25,9 @@ CarehareDelivery *carehare_delivery_new (GBytes                  *body,
 /* The same from a delivery of the protocol core, which it frees. */
 CarehareDelivery *carehare_delivery_new_take (CarehareProtocolDelivery *delivery);
 
+/* Renumbers a delivery nobody else has seen yet (a session consumer
+ * hands out tags of its own). */
+void _carehare_delivery_set_delivery_tag (CarehareDelivery *self,
+                                          guint64           delivery_tag);
+
 G_END_DECLS

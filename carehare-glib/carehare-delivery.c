@@ -362,6 +362,13 @@ carehare_delivery_get_consumer_tag (CarehareDelivery *self)
   return self->consumer_tag;
 }
 
+void
+_carehare_delivery_set_delivery_tag (CarehareDelivery *self,
+                                     guint64           delivery_tag)
+{
+  self->delivery_tag = delivery_tag;
+}
+
 CarehareDelivery *
 carehare_delivery_new_take (CarehareProtocolDelivery *d)
 {

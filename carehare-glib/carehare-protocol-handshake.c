@@ -5,6 +5,8 @@
  * authentication mechanism and carries the password in a buffer of its
  * own that is wiped when written; Tune-Ok settles channel_max, frame_max
  * and heartbeat from the server's offer and the client's wishes.
+ * Update-Secret (RabbitMQ 3.8+: a new password or OAuth 2 token for the
+ * open connection) goes out the same way as Start-Ok.
  */
 
 #include "carehare-protocol-private.h"
@@ -95,7 +97,8 @@ client_properties (CarehareProtocol *self)
 }
 
 /* Memory that held a password is zeroed before it is freed: the PLAIN
- * response, and the output segment that carries Connection.Start-Ok. */
+ * response, the new secret of Update-Secret, and the output segments that
+ * carry Connection.Start-Ok and Connection.Update-Secret. */
 static void
 wipe_byte_array (gpointer data)
 {
@@ -130,7 +133,7 @@ append_secret_method (CarehareProtocol     *self,
   if (!carehare_wire_append_method_frame (secret, 0, method, NULL))
     g_critical ("carehare: cannot encode %s", carehare_method_name (method->id));
   if (secret->data != start)
-    g_debug ("Connection.Start-Ok outgrew its reserved buffer");
+    g_debug ("%s outgrew its reserved buffer", carehare_method_name (method->id));
   g_ptr_array_add (self->segments, secret_bytes_new (secret));
 }
 
@@ -282,4 +285,98 @@ _carehare_protocol_handle_tune (CarehareProtocol     *self,
   open.connection_open.virtual_host = self->vhost;
   _carehare_protocol_append_method (self, 0, &open);
   self->state = STATE_AWAIT_OPEN_OK;
+}
+
+/* ---- Update-Secret ------------------------------------------------------- */
+
+CarehareProtocolOp *
+carehare_protocol_update_secret (CarehareProtocol           *self,
+                                 const char                 *new_secret,
+                                 const char                 *reason,
+                                 CarehareProtocolOpCallback  callback,
+                                 gpointer                    user_data)
+{
+  CarehareMethod method = { .id = CAREHARE_METHOD_CONNECTION_UPDATE_SECRET };
+  CarehareProtocolOp *op;
+  g_autoptr(GBytes) secret = NULL;
+  GByteArray *array;
+  gsize secret_len;
+  gsize reason_len;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (new_secret != NULL, NULL);
+  g_return_val_if_fail (reason != NULL && strlen (reason) <= 255, NULL);
+  g_return_val_if_fail (callback != NULL, NULL);
+
+  _carehare_protocol_enter (self);
+  op = _carehare_protocol_op_new (OP_UPDATE_SECRET, callback, user_data);
+  secret_len = strlen (new_secret);
+  reason_len = strlen (reason);
+  if (self->state != STATE_OPEN)
+    {
+      _carehare_protocol_complete (self, op, NULL,
+                                   _carehare_protocol_closed_error_for (self->finish_error));
+      return _carehare_protocol_leave_with_op (self, op);
+    }
+  /* One method frame, within frame_max: 7 bytes of frame header and end,
+   * 4 of class and method, 4 + 1 of the two lengths. */
+  if (secret_len + reason_len + 16 > self->frame_max)
+    {
+      _carehare_protocol_complete (self, op, NULL,
+                                   g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                                "The new secret (%" G_GSIZE_FORMAT " bytes) "
+                                                "does not fit in a frame of the %u bytes "
+                                                "negotiated", secret_len, self->frame_max));
+      return _carehare_protocol_leave_with_op (self, op);
+    }
+
+  /* Sized once, so no reallocation leaves a copy of the secret. */
+  array = g_byte_array_sized_new ((guint) MAX (secret_len, 1));
+  g_byte_array_append (array, (const guint8 *) new_secret, (guint) secret_len);
+  secret = secret_bytes_new (array);
+  method.connection_update_secret.new_secret = secret;
+  method.connection_update_secret.reason = (char *) reason;
+  append_secret_method (self, &method, secret_len + reason_len);
+  g_queue_push_tail (&self->secret_ops, op);
+  return _carehare_protocol_leave_with_op (self, op);
+}
+
+void
+_carehare_protocol_handle_update_secret_ok (CarehareProtocol *self,
+                                            CarehareMethod   *method)
+{
+  CarehareProtocolOp *op = g_queue_pop_head (&self->secret_ops);
+
+  /* NULL: the caller cancelled it, and nobody waits for this answer. */
+  if (op != NULL)
+    _carehare_protocol_complete (self, op, method, NULL);
+}
+
+/* The connection ends, or the server closed it because of an
+ * Update-Secret: every one pending fails with a copy of @error. */
+void
+_carehare_protocol_fail_update_secrets (CarehareProtocol *self,
+                                        const GError     *error)
+{
+  CarehareProtocolOp *op;
+
+  while (!g_queue_is_empty (&self->secret_ops))
+    {
+      op = g_queue_pop_head (&self->secret_ops);
+      if (op != NULL)
+        _carehare_protocol_complete (self, op, NULL, g_error_copy (error));
+    }
+}
+
+/* A sent Update-Secret cannot be recalled: its place in the queue stays,
+ * empty, so that the server's answer to it is not taken for the next
+ * one's. */
+void
+_carehare_protocol_cancel_update_secret (CarehareProtocol   *self,
+                                         CarehareProtocolOp *op)
+{
+  GList *link = g_queue_find (&self->secret_ops, op);
+
+  if (link != NULL)
+    link->data = NULL;
 }

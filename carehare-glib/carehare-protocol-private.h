@@ -36,6 +36,7 @@ typedef enum {
   OP_CONSUMER_CLOSE,
   OP_PUBLISHER_OPEN,     /* internal: a publisher waiting for a channel */
   OP_CALL,               /* a publish on the call channel that waits for its reply */
+  OP_UPDATE_SECRET,      /* Connection.Update-Secret, answered on channel 0 */
 } OpKind;
 
 typedef struct _Publisher Publisher;
@@ -233,6 +234,9 @@ struct _CarehareProtocol {
 
   CarehareProtocolOp *handshake;  /* pending handshake op, not owned */
   GPtrArray *close_ops;           /* pending close ops, not owned */
+  GQueue secret_ops;              /* of CarehareProtocolOp * (OP_UPDATE_SECRET), not
+                                   * owned, in the order sent: the server answers in
+                                   * order; NULL stands for a cancelled one */
 
   Channel *channels;       /* channel_max + 1 entries, [0] unused */
   guint n_open_channels;
@@ -276,6 +280,10 @@ void _carehare_protocol_channel_available (CarehareProtocol *self, guint16 id);
 void _carehare_protocol_discard_channel (CarehareProtocol *self, guint16 id, const char *why);
 void _carehare_protocol_fail_starved_waiters (CarehareProtocol *self);
 void _carehare_protocol_seal_out (CarehareProtocol *self);
+/* carehare-protocol-handshake.c: Update-Secret's answers and end */
+void _carehare_protocol_handle_update_secret_ok (CarehareProtocol *self, CarehareMethod *method);
+void _carehare_protocol_fail_update_secrets (CarehareProtocol *self, const GError *error);
+void _carehare_protocol_cancel_update_secret (CarehareProtocol *self, CarehareProtocolOp *op);
 void _carehare_protocol_fail_bad_bytes (CarehareProtocol *self, guint16 reply_code,
                                         guint32 method_id, GError *error);
 void _carehare_protocol_op_free (CarehareProtocolOp *op);

@@ -285,6 +285,13 @@ fail_everything (CarehareProtocol *self,
       self->handshake = NULL;
     }
 
+  if (!g_queue_is_empty (&self->secret_ops))
+    {
+      g_autoptr(GError) closed = _carehare_protocol_closed_error_for (cause);
+
+      _carehare_protocol_fail_update_secrets (self, closed);
+    }
+
   while ((op = g_queue_pop_head (&self->waiting)) != NULL)
     {
       /* Publishers and consumers are failed as a whole below. */
@@ -346,6 +353,12 @@ fail_named_requests (CarehareProtocol *self,
 {
   if (method_id == 0 || self->channels == NULL || self->state != STATE_OPEN)
     return;
+  /* A token the server refuses: the update gets the 403 or 530. */
+  if (method_id == CAREHARE_METHOD_CONNECTION_UPDATE_SECRET)
+    {
+      _carehare_protocol_fail_update_secrets (self, cause);
+      return;
+    }
 
   for (guint i = 1; i <= self->channel_max; i++)
     {
@@ -533,6 +546,7 @@ protocol_destroy (CarehareProtocol *self)
   g_byte_array_unref (self->out);
   g_ptr_array_unref (self->segments);
   g_ptr_array_unref (self->close_ops);
+  g_queue_clear (&self->secret_ops);
   g_hash_table_unref (self->publishers);
   g_ptr_array_unref (self->consumers);
   g_free (self->channels);
@@ -950,6 +964,14 @@ handle_connection_method (CarehareProtocol *self,
       if (self->state == STATE_AWAIT_TUNE)
         {
           _carehare_protocol_handle_tune (self, method);
+          return;
+        }
+      break;
+
+    case CAREHARE_METHOD_CONNECTION_UPDATE_SECRET_OK:
+      if (self->state == STATE_OPEN && !g_queue_is_empty (&self->secret_ops))
+        {
+          _carehare_protocol_handle_update_secret_ok (self, method);
           return;
         }
       break;
@@ -1458,6 +1480,9 @@ carehare_protocol_cancel (CarehareProtocol   *self,
       break;
     case OP_CONSUMER_CLOSE:
       g_ptr_array_remove (op->consumer->close_ops, op);
+      break;
+    case OP_UPDATE_SECRET:
+      _carehare_protocol_cancel_update_secret (self, op);
       break;
     default:
       g_assert_not_reached ();

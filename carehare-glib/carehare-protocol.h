@@ -158,6 +158,20 @@ CarehareProtocolOp *carehare_protocol_close (CarehareProtocol           *protoco
                                              CarehareProtocolOpCallback  callback,
                                              gpointer                    user_data);
 
+/* Sends Connection.Update-Secret (RabbitMQ 3.8+) with @new_secret, a new
+ * password or OAuth 2 token for the open connection, and completes with
+ * Update-Secret-Ok. @new_secret is copied into buffers that are wiped once
+ * written; @reason is at most 255 bytes. Several may be in flight: the
+ * server answers in order. Cancelled, the op completes at once and the
+ * server's answer to it is dropped. A Connection.Close that names
+ * Update-Secret (a token the server refuses) fails it with the server's
+ * code. */
+CarehareProtocolOp *carehare_protocol_update_secret (CarehareProtocol           *protocol,
+                                                     const char                 *new_secret,
+                                                     const char                 *reason,
+                                                     CarehareProtocolOpCallback  callback,
+                                                     gpointer                    user_data);
+
 /* Runs @request (borrowed; encoded before this returns) on a pooled channel
  * and completes with the method whose id is @reply_id. Waits for a free
  * channel when all channel_max are busy. */

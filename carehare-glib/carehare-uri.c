@@ -873,3 +873,90 @@ carehare_uri_redact (const char *uri)
 
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
+
+/* Percent-encodes @password into a buffer sized once (no reallocation
+ * leaves a copy behind): free it with carehare_uri_secret_free(). */
+static char *
+escape_secret (const char *password)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  gsize len = strlen (password);
+  char *out = g_malloc (len * 3 + 1);
+  char *q = out;
+
+  for (const char *p = password; *p != '\0'; p++)
+    {
+      guchar c = (guchar) *p;
+
+      if (g_ascii_isalnum (c) || c == '-' || c == '.' || c == '_' || c == '~')
+        *q++ = (char) c;
+      else
+        {
+          *q++ = '%';
+          *q++ = hex[c >> 4];
+          *q++ = hex[c & 0xf];
+        }
+    }
+  *q = '\0';
+  return out;
+}
+
+char *
+carehare_uri_with_password (const char *uri,
+                            const char *password)
+{
+  g_auto(CarehareUriSettings) settings = { 0 };
+  const char *authority;
+  const char *authority_end;
+  const char *last_at;
+  const char *user;
+  gsize user_len;
+  const char *host;
+  char *escaped;
+  gsize escaped_len;
+  gsize prefix_len;
+  char *out;
+  char *q;
+
+  g_return_val_if_fail (uri != NULL, NULL);
+  g_return_val_if_fail (password != NULL, NULL);
+
+  if (!carehare_uri_parse (uri, &settings, NULL))
+    return NULL;
+
+  authority = scan_scheme (uri) + 3;
+  authority_end = authority + strcspn (authority, "/?#");
+  last_at = find_last (authority, authority_end, '@');
+  if (last_at != NULL)
+    {
+      const char *colon = memchr (authority, ':', last_at - authority);
+
+      /* The user as the URI spells it (still encoded). */
+      user = authority;
+      user_len = (gsize) ((colon != NULL ? colon : last_at) - authority);
+      host = last_at + 1;
+    }
+  else
+    {
+      user = "guest";
+      user_len = strlen (user);
+      host = authority;
+    }
+
+  escaped = escape_secret (password);
+  escaped_len = strlen (escaped);
+  prefix_len = (gsize) (authority - uri);
+  out = g_malloc (prefix_len + user_len + 1 + escaped_len + 1 + strlen (host) + 1);
+  q = out;
+  memcpy (q, uri, prefix_len);
+  q += prefix_len;
+  memcpy (q, user, user_len);
+  q += user_len;
+  *q++ = ':';
+  memcpy (q, escaped, escaped_len);
+  q += escaped_len;
+  *q++ = '@';
+  strcpy (q, host);
+  carehare_uri_secret_free (escaped);
+  return out;
+}

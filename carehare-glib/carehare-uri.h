@@ -84,6 +84,13 @@ void carehare_uri_settings_clear (CarehareUriSettings *settings);
 void carehare_uri_secret_free      (char  *secret);
 void carehare_uri_secret_strv_free (char **secrets);
 
+/* @uri with its password replaced by @password (percent-encoded), its user
+ * kept (`guest` when it names none); the rest unchanged. Built in one
+ * allocation, so that no partial copy of either password is left behind:
+ * free it with carehare_uri_secret_free(). NULL when @uri is invalid. */
+char *carehare_uri_with_password (const char *uri,
+                                  const char *password);
+
 /* @uri as it may be shown: the password replaced by "****". Never fails and
  * never returns NULL; for something that is not recognisably an AMQP-style
  * URI it returns "<unparseable URI>" rather than risk showing a password. */

@@ -3,7 +3,8 @@
  * Failover against the private three-node cluster (test-server/cluster):
  * a quorum queue keeps every confirmed message when the node the client is
  * connected to is killed, and carehare_connection_new_for_uris_async()
- * reaches a surviving node.
+ * reaches a surviving node; a CarehareSession moves to another node by
+ * itself, declares its quorum queue again there and its consumer resumes.
  *
  * Needs `test-server/cluster start` and `eval "$(test-server/cluster env)"`
  * (run-tests does both); fails, never skips, without them.
@@ -584,6 +585,235 @@ test_consume_node_stopped (void)
   consume_through_node_loss (2, FALSE);
 }
 
+/* ---- a session ----------------------------------------------------------- */
+
+typedef struct {
+  guint n_connected;
+  guint n_disconnected;
+  GString *events;
+} SessionEvents;
+
+static void
+session_connected_cb (CarehareSession    *session,
+                      CarehareConnection *connection,
+                      gpointer            user_data)
+{
+  SessionEvents *ev = user_data;
+
+  ev->n_connected++;
+  g_string_append_c (ev->events, 'C');
+}
+
+static void
+session_disconnected_cb (CarehareSession *session,
+                         const GError    *error,
+                         gpointer         user_data)
+{
+  SessionEvents *ev = user_data;
+
+  ev->n_disconnected++;
+  g_string_append_c (ev->events, 'D');
+  g_test_message ("session disconnected: %s", error != NULL ? error->message : "closed");
+}
+
+static void
+wait_for_n_connected (SessionEvents *ev,
+                      guint          n)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (4 * TIMEOUT_MS, set_flag_cb, &timed_out);
+
+  while (ev->n_connected < n && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  g_assert_cmpuint (ev->n_connected, >=, n);
+}
+
+static void
+session_published_cb (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  guint *pending = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (carehare_session_publish_finish (CAREHARE_SESSION (source), result, &error));
+  g_assert_no_error (error);
+  (*pending)--;
+}
+
+/* Publishes "@prefix i" for i < @n through @session; all confirmed. */
+static void
+session_publish_all (CarehareSession *session,
+                     const char      *queue,
+                     const char      *prefix,
+                     guint            n)
+{
+  guint pending = 0;
+  gboolean timed_out = FALSE;
+  guint id;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("%s %u", prefix, i);
+      g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+      pending++;
+      carehare_session_publish_async (session, "", queue, body, NULL,
+                                      CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
+                                      session_published_cb, &pending);
+    }
+  id = g_timeout_add (4 * TIMEOUT_MS, set_flag_cb, &timed_out);
+  while (pending > 0 && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  g_assert_cmpuint (pending, ==, 0);
+}
+
+/* Takes deliveries until every "@prefix i" (i < @n) is in @seen; acks
+ * each. Returns how many deliveries it took. */
+static guint
+session_consume_all (CarehareConsumer *consumer,
+                     const char       *prefix,
+                     guint             n,
+                     GHashTable       *seen)
+{
+  guint n_deliveries = 0;
+
+  while (g_hash_table_size (seen) < n)
+    {
+      g_autoptr(GAsyncResult) result = NULL;
+      g_autoptr(CarehareDelivery) delivery = NULL;
+      g_autoptr(GError) error = NULL;
+      GBytes *body;
+      char *text;
+
+      carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &result);
+      g_assert_true (wait_for_result_or_timeout (&result, 4 * TIMEOUT_MS));
+      delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+      g_assert_no_error (error);
+      body = carehare_delivery_get_body (delivery);
+      text = g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+      n_deliveries++;
+      if (g_str_has_prefix (text, prefix))
+        g_hash_table_add (seen, text);
+      else
+        g_free (text);  /* a redelivery of an earlier batch */
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+    }
+  return n_deliveries;
+}
+
+/* Kill -9 the node that holds the session's connection: the session tries
+ * the URIs again, lands on another node, declares its quorum queue there
+ * (the queue elects a new leader), and its consumer, with a call waiting
+ * across the kill, resumes. */
+static void
+test_session_kill_connected_node (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("cluster-session-qq");
+  g_autofree char *name = g_strdup_printf ("%s-conn", queue);
+  g_auto(GStrv) uris = cluster_uris (name);
+  g_autoptr(CarehareSession) session = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) first = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autofree char *killed_str = NULL;
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autofree char *remaining_uri_var = NULL;
+  SessionEvents ev = { 0, 0, g_string_new (NULL) };
+  guint n_taken;
+  int node, node2;
+  gint64 t_kill;
+
+  g_free (cluster_run ("start", NULL));
+  session = carehare_session_new ((const char * const *) uris);
+  carehare_session_set_reconnect_delay_min (session, 50);
+  carehare_session_set_reconnect_delay_max (session, 1000);
+  g_signal_connect (session, "connected", G_CALLBACK (session_connected_cb), &ev);
+  g_signal_connect (session, "disconnected", G_CALLBACK (session_disconnected_cb), &ev);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_DURABLE,
+                                  g_variant_new_parsed ("{'x-queue-type': <'quorum'>}"));
+  consumer = carehare_session_acking_consumer (session, queue, 20);
+  carehare_session_start (session);
+  wait_for_n_connected (&ev, 1);
+  node = node_of_connection (name, 2);
+  g_test_message ("session connected to node %d", node);
+  g_assert_cmpint (node, ==, 1);  /* the first URI answers */
+
+  session_publish_all (session, queue, "before", 50);
+  n_taken = session_consume_all (consumer, "before", 50, seen);
+  g_assert_cmpuint (n_taken, ==, 50);
+
+  /* A call waiting across the kill gets the first delivery after it. */
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &pending);
+  killed_str = g_strdup_printf ("%d", node);
+  t_kill = g_get_monotonic_time ();
+  g_free (cluster_run ("kill", killed_str, NULL));
+  wait_for_n_connected (&ev, 2);
+  g_test_message ("session connected again %" G_GINT64_FORMAT " ms after the kill",
+                  (g_get_monotonic_time () - t_kill) / 1000);
+  g_assert_cmpstr (ev.events->str, ==, "CDC");
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_CONNECTED);
+  node2 = node_of_connection (name, node == 1 ? 2 : 1);
+  g_test_message ("session moved to node %d", node2);
+  g_assert_cmpint (node2, !=, node);
+  g_assert_null (pending);
+
+  session_publish_all (session, queue, "after", 50);
+  g_assert_true (wait_for_result_or_timeout (&pending, 4 * TIMEOUT_MS));
+  first = carehare_consumer_next_delivery_finish (consumer, pending, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (first));
+  {
+    GBytes *body = carehare_delivery_get_body (first);
+    char *text = g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+
+    /* The first message published after the move, or one whose ack the
+     * killed node never read, delivered again. */
+    g_test_message ("first delivery after the move: %s", text);
+    if (g_str_has_prefix (text, "after"))
+      g_assert_cmpstr (text, ==, "after 0");
+    else
+      g_assert_true (carehare_delivery_get_redelivered (first));
+    g_hash_table_remove_all (seen);
+    g_hash_table_add (seen, text);
+  }
+  n_taken = session_consume_all (consumer, "after", 50, seen);
+  g_test_message ("%u more deliveries for the messages published after the move", n_taken);
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+
+  {
+    g_autoptr(GAsyncResult) closed = NULL;
+
+    carehare_session_close_async (session, NULL, carehare_test_store_result, &closed);
+    carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+    g_assert_true (carehare_session_close_finish (session, closed, NULL));
+  }
+  g_assert_cmpstr (ev.events->str, ==, "CDCD");
+
+  /* Clean up on the node the session moved to. */
+  remaining_uri_var = g_strdup_printf ("CAREHARE_TEST_CLUSTER_URI_%d", node2);
+  conn = carehare_test_connect (cluster_env (remaining_uri_var));
+  carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                          carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_queue_delete_finish (conn, result, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_object (&result);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_string_free (ev.events, TRUE);
+
+  /* Bring the killed node back for whoever runs next. */
+  g_free (cluster_run ("start", NULL));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -592,5 +822,6 @@ main (int   argc,
   g_test_add_func ("/cluster/quorum-queue/kill-connected-node", test_quorum_queue_failover);
   g_test_add_func ("/cluster/consume/node-killed", test_consume_node_killed);
   g_test_add_func ("/cluster/consume/node-stopped", test_consume_node_stopped);
+  g_test_add_func ("/cluster/session/kill-connected-node", test_session_kill_connected_node);
   return g_test_run ();
 }

@@ -1997,6 +1997,162 @@ test_close_free_in_callback_receive (Fixture       *f,
 }
 
 /* ======================================================================== */
+/* update-secret                                                            */
+/* ======================================================================== */
+
+static Completion *
+update_secret (Fixture    *f,
+               const char *secret,
+               const char *reason)
+{
+  Completion *c = completion_new (f);
+
+  c->op = carehare_protocol_update_secret (f->p, secret, reason, op_done_cb, c);
+  return c;
+}
+
+static gboolean
+server_update_secret_ok (Fixture *f)
+{
+  CarehareMethod ok = { .id = CAREHARE_METHOD_CONNECTION_UPDATE_SECRET_OK };
+
+  return server_method (f, 0, &ok);
+}
+
+static void
+test_update_secret_bytes (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(GBytes) bytes = NULL;
+  static const guint8 expected[] = {
+    /* connection.update-secret: new-secret "tok", reason "refresh" */
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x13,
+    0x00, 0x0A, 0x00, 0x46,
+    0x00, 0x00, 0x00, 0x03, 't', 'o', 'k',
+    0x07, 'r', 'e', 'f', 'r', 'e', 's', 'h',
+    0xCE,
+  };
+  Completion *c;
+
+  connect_default (f);
+  c = update_secret (f, "tok", "refresh");
+  bytes = take_bytes (f);
+  assert_bytes (bytes, expected, sizeof expected);
+  assert_pending (c);
+
+  g_assert_true (server_update_secret_ok (f));
+  assert_ok (c);
+  g_assert_cmphex (c->reply_id, ==, CAREHARE_METHOD_CONNECTION_UPDATE_SECRET_OK);
+  assert_no_output (f);
+}
+
+/* The server answers in order; a cancelled one keeps its place, so its
+ * answer is not taken for the next one's. */
+static void
+test_update_secret_in_order (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *first, *second, *third;
+
+  connect_default (f);
+  first = update_secret (f, "one", "");
+  second = update_secret (f, "two", "");
+  third = update_secret (f, "three", "");
+  sent = take_sent (f);
+  g_assert_cmpuint (sent->len, ==, 3);
+  g_assert_cmpmem (g_bytes_get_data (sent_method (sent, 1, 0,
+                                                  CAREHARE_METHOD_CONNECTION_UPDATE_SECRET)
+                                       ->connection_update_secret.new_secret, NULL),
+                   3, "two", 3);
+
+  carehare_protocol_cancel (f->p, first->op);
+  assert_failed (first, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_true (server_update_secret_ok (f));
+  assert_pending (second);
+  g_assert_true (server_update_secret_ok (f));
+  assert_ok (second);
+  assert_pending (third);
+  g_assert_true (server_update_secret_ok (f));
+  assert_ok (third);
+  g_assert_cmpuint (first->n_calls, ==, 1);
+
+  /* One more answer than requests: a server fault. */
+  g_assert_false (server_update_secret_ok (f));
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+}
+
+/* A token the server refuses: it closes the connection naming
+ * Update-Secret, and the update fails with the server's code. */
+static void
+test_update_secret_refused (Fixture       *f,
+                            gconstpointer  data)
+{
+  CarehareMethod close = { .id = CAREHARE_METHOD_CONNECTION_CLOSE };
+  Completion *c, *other;
+  g_autoptr(GPtrArray) sent = NULL;
+
+  connect_default (f);
+  other = rpc_declare (f, "q");
+  c = update_secret (f, "expired", "refresh");
+  g_ptr_array_unref (take_sent (f));
+
+  close.connection_close.reply_code = 530;
+  close.connection_close.reply_text = (char *) "NOT_ALLOWED - token expired";
+  close.connection_close.class_id = CAREHARE_METHOD_CONNECTION_UPDATE_SECRET >> 16;
+  close.connection_close.method_id = CAREHARE_METHOD_CONNECTION_UPDATE_SECRET & 0xffff;
+  g_assert_false (server_method (f, 0, &close));
+  sent = take_sent (f);
+  sent_method (sent, 0, 0, CAREHARE_METHOD_CONNECTION_CLOSE_OK);
+
+  assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (c->error), ==, 530);
+  assert_message_contains (c->error, "token expired");
+  assert_failed (other, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (c->seq, <, other->seq);
+}
+
+/* Pending when the connection ends, or asked after: CONNECTION_CLOSED. */
+static void
+test_update_secret_closed (Fixture       *f,
+                           gconstpointer  data)
+{
+  Completion *pending, *late, *closing;
+
+  connect_default (f);
+  pending = update_secret (f, "tok", "refresh");
+  g_ptr_array_unref (take_sent (f));
+  closing = close_start (f);
+  assert_failed (pending, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  late = update_secret (f, "tok", "refresh");
+  assert_failed (late, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_ptr_array_unref (take_sent (f));
+
+  /* An answer crossing our Close is dropped. */
+  g_assert_true (server_update_secret_ok (f));
+  g_assert_false (server_close_ok (f));
+  assert_ok (closing);
+  g_assert_cmpuint (pending->n_calls, ==, 1);
+}
+
+/* A secret that does not fit in one frame is refused before anything is
+ * written. */
+static void
+test_update_secret_too_large (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autofree char *secret = NULL;
+  Completion *c;
+
+  handshake (f, 2047, 4096, 0);
+  secret = g_strnfill (4096, 'x');
+  c = update_secret (f, secret, "refresh");
+  assert_failed (c, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  assert_no_output (f);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
+/* ======================================================================== */
 /* blocked                                                                   */
 /* ======================================================================== */
 
@@ -2567,6 +2723,12 @@ main (int   argc,
   ADD ("close/free-handshake", test_close_free_handshake);
 
   ADD ("blocked", test_blocked);
+
+  ADD ("update-secret/bytes", test_update_secret_bytes);
+  ADD ("update-secret/in-order", test_update_secret_in_order);
+  ADD ("update-secret/refused", test_update_secret_refused);
+  ADD ("update-secret/closed", test_update_secret_closed);
+  ADD ("update-secret/too-large", test_update_secret_too_large);
 
   ADD_DATA ("bad-bytes/frame-end", &bad_frame_end, test_bad_bytes);
   ADD_DATA ("bad-bytes/frame-type", &bad_frame_type, test_bad_bytes);

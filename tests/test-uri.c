@@ -532,6 +532,39 @@ add_table_tests (const char *prefix,
     }
 }
 
+static void
+test_with_password (void)
+{
+  static const struct {
+    const char *uri;
+    const char *password;
+    const char *expected;
+  } cases[] = {
+    { "amqp://u:old@h:5672/v?heartbeat=5", "new", "amqp://u:new@h:5672/v?heartbeat=5" },
+    /* reserved characters are encoded, and parse back to the password */
+    { "amqp://u:old@h/", "n@w:/p?#%w \xc3\xa9", "amqp://u:n%40w%3A%2Fp%3F%23%25w%20%C3%A9@h/" },
+    /* an encoded user stays as it is */
+    { "amqps://us%40er:old@h", "pw", "amqps://us%40er:pw@h" },
+    { "amqp://bob@h", "pw", "amqp://bob:pw@h" },
+    { "amqp://h:5672", "pw", "amqp://guest:pw@h:5672" },
+    { "amqp://", "pw", "amqp://guest:pw@" },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_auto(CarehareUriSettings) settings = { 0 };
+      char *out = carehare_uri_with_password (cases[i].uri, cases[i].password);
+
+      g_test_message ("%s", cases[i].uri);
+      g_assert_cmpstr (out, ==, cases[i].expected);
+      g_assert_true (carehare_uri_parse (out, &settings, NULL));
+      g_assert_cmpstr (settings.password, ==, cases[i].password);
+      carehare_uri_secret_free (out);
+    }
+  g_assert_null (carehare_uri_with_password ("http://u:p@h/", "pw"));
+  g_assert_null (carehare_uri_with_password ("not a uri", "pw"));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -549,6 +582,7 @@ main (int    argc,
                    sizeof redact_cases[0], test_redact);
   g_test_add_func ("/uri/redact/null", test_redact_null);
   g_test_add_func ("/uri/clear", test_clear);
+  g_test_add_func ("/uri/with-password", test_with_password);
 
   return g_test_run ();
 }

@@ -2,7 +2,9 @@
 /*
  * Every copy of the password is wiped before it is freed (issue 13): the
  * URI strings, the URI list a connection tries, the PLAIN response and the
- * output segment that carries Connection.Start-Ok.
+ * output segment that carries Connection.Start-Ok; and (issue 15) the new
+ * secret of Connection.Update-Secret and a session's new password, in the
+ * URIs it builds with it.
  *
  * This executable replaces malloc(), calloc(), realloc() and free(), as
  * glibc allows a program to: free() looks for the password in every block
@@ -224,6 +226,81 @@ test_wipe_refused (void)
   g_assert_cmpint (unwatch (), ==, 0);
 }
 
+/* Connection.Update-Secret: the secret's buffers and output segment. */
+static void
+test_wipe_update_secret (void)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  CarehareConnection *conn;
+
+  conn = carehare_test_connect (carehare_test_amqp_uri ());
+  watch ();
+  carehare_connection_update_secret_async (conn, SECRET, "test-wipe", NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, 10000);
+  g_assert_true (carehare_connection_update_secret_finish (conn, result, &error));
+  g_assert_no_error (error);
+  use_and_close (conn);
+  g_object_unref (conn);
+  carehare_test_run_for (50);
+  g_assert_cmpint (unwatch (), ==, 0);
+}
+
+static gboolean
+set_flag_cb (gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+wait_for_session_state (CarehareSession      *session,
+                        CarehareSessionState  state)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (20000, set_flag_cb, &timed_out);
+
+  while (carehare_session_get_state (session) != state && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  g_assert_cmpint (carehare_session_get_state (session), ==, state);
+}
+
+/* A session given the password with set_password (the URI's is wrong):
+ * it logs in with it, gives it again to the live connection, and the
+ * URIs it built with it are wiped. */
+static void
+test_wipe_session_password (void)
+{
+  g_autofree char *user = add_user ();
+  char uri[256];
+  const char *uris[] = { uri, NULL };
+  g_autoptr(GAsyncResult) result = NULL;
+  CarehareSession *session;
+
+  watch ();
+  g_snprintf (uri, sizeof uri, "amqp://%s:wrong@127.0.0.1:%s/", user,
+              g_getenv ("CAREHARE_TEST_BROKER_PORT"));
+  session = carehare_session_new (uris);
+  carehare_session_set_password (session, SECRET);
+  carehare_session_start (session);
+  wait_for_session_state (session, CAREHARE_SESSION_STATE_CONNECTED);
+  carehare_session_set_password (session, SECRET);
+  carehare_test_run_for (100);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_CONNECTED);
+  carehare_session_close_async (session, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, 10000);
+  g_assert_true (carehare_session_close_finish (session, result, NULL));
+  g_clear_object (&result);
+  g_object_unref (session);
+  carehare_test_run_for (50);
+  g_assert_cmpint (unwatch (), ==, 0);
+
+  g_free (carehare_test_broker_ctl ("delete_user", user, NULL));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -235,5 +312,7 @@ main (int   argc,
   g_test_add_func ("/wipe/uri", test_wipe_uri);
   g_test_add_func ("/wipe/uri-list", test_wipe_uri_list);
   g_test_add_func ("/wipe/refused", test_wipe_refused);
+  g_test_add_func ("/wipe/update-secret", test_wipe_update_secret);
+  g_test_add_func ("/wipe/session-password", test_wipe_session_password);
   return g_test_run ();
 }

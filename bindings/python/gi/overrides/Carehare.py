@@ -49,9 +49,11 @@ __all__ = [
     "Consumer",
     "MessageTooLarge",
     "ServerSentNack",
+    "Session",
     "Unroutable",
     "connect",
     "run",
+    "session",
     "to_field_table",
 ]
 
@@ -588,6 +590,101 @@ class _ConsumerContext:
 
     async def __aexit__(self, exc_type, exc_value, traceback):
         await self._consumer.close()
+
+
+# ---- the session ------------------------------------------------------------
+
+def session(urls, *, reconnect_delay_min=None, reconnect_delay_max=None, connect_timeout=None):
+    """A Carehare.Session (not started) for `urls`, one URL or a list tried
+    in order on every attempt; the delays are in seconds. Declare its
+    topology with declare_queue()... (they do no I/O), make its consumers
+    with acking_consumer(), then `async with session:` starts it, waits
+    until it is connected and closes it at the end."""
+    if isinstance(urls, str):
+        urls = [urls]
+    result = Session.new(list(urls))
+    if reconnect_delay_max is not None:
+        result.props.reconnect_delay_max = max(1, math.ceil(reconnect_delay_max * 1000))
+    if reconnect_delay_min is not None:
+        result.props.reconnect_delay_min = max(1, math.ceil(reconnect_delay_min * 1000))
+    if connect_timeout is not None:
+        result.props.connect_timeout = max(1, math.ceil(connect_timeout * 1000))
+    return result
+
+
+@override
+class Session(Carehare.Session):
+    """Carehare.Session, with asyncio methods: a connection that reconnects
+    by itself. publish() waits while it reconnects; its consumers go on
+    delivering across reconnections (the same Carehare.Consumer methods)."""
+
+    def wait_connected(self):
+        """A future of the current Carehare.Connection once the session is
+        connected (at once if it is); raises the session's last error if it
+        fails for good, ConnectionClosed if it is closed."""
+        future = _loop().create_future()
+        handlers = []
+
+        def finish(result=None, error=None):
+            for handler in handlers:
+                self.disconnect(handler)
+            handlers.clear()
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def check(*_args):
+            state = self.get_state()
+            if state == Carehare.SessionState.CONNECTED:
+                finish(self.get_connection())
+            elif state == Carehare.SessionState.FAILED:
+                finish(error=_exception(self.get_last_error(), operation=False))
+            elif state == Carehare.SessionState.STOPPED and getattr(self, "_carehare_closing",
+                                                                      False):
+                finish(error=ConnectionClosed("Session closed"))
+
+        handlers.append(self.connect("notify::state", check))
+        check()
+        return future
+
+    def publish(self, message, *, exchange_name="", routing_key="", properties=None,
+                mandatory=False):
+        """Publishes `message` (bytes) with a confirm; waits while the
+        session reconnects. Raises ConnectionClosed when the connection was
+        lost before the confirm (whether to publish again is yours), and
+        the exceptions of Connection.publish()."""
+        body = GLib.Bytes.new(bytes(message))
+        props = _to_properties(properties)
+        flags = Carehare.PublishFlags.MANDATORY if mandatory else Carehare.PublishFlags.NONE
+        return _start(lambda c, cb: self.publish_async(exchange_name, routing_key, body, props,
+                                                       flags, c, cb),
+                      self.publish_finish, lambda r: None)
+
+    def acking_consumer(self, queue_name, prefetch_count=1, *, exclusive=False,
+                        consumer_tag=None, arguments=None):
+        """A Carehare.Consumer that lives across reconnections (no need to
+        await it): `async for message in consumer` as for a connection's."""
+        flags = Carehare.ConsumeFlags.EXCLUSIVE if exclusive else Carehare.ConsumeFlags.NONE
+        return self.acking_consumer_full(queue_name, prefetch_count, flags, consumer_tag,
+                                         to_field_table(arguments))
+
+    def close(self):
+        """Closes the session for good; an awaitable that completes when
+        its connection, if any, is closed. May be called many times."""
+        self._carehare_closing = True
+        return _start(lambda c, cb: self.close_async(None, cb), self.close_finish,
+                      lambda r: None, cancellable=False)
+
+    async def __aenter__(self):
+        self.start()
+        await self.wait_connected()
+        return self
+
+    async def __aexit__(self, exc_type, exc_value, traceback):
+        await self.close()
 
 
 # ---- the consumer -----------------------------------------------------------

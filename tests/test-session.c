@@ -1,0 +1,1019 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * CarehareSession against the private broker: topology replay, consumers
+ * and publishes across reconnections forced with rabbitmqctl and the
+ * fault proxy, backoff against a closed port, permanent errors, close.
+ */
+#include "carehare-test-util.h"
+
+#include "fault-proxy.h"
+
+#include <gio/gio.h>
+#include <string.h>
+
+#define TIMEOUT_MS 30000
+
+/* ---- helpers ------------------------------------------------------------- */
+
+typedef struct {
+  guint n_connected;
+  guint n_disconnected;
+  GString *events;            /* "C" connected, "D" disconnected */
+  GArray *state_times;        /* gint64 monotonic time of each WAITING -> CONNECTING */
+  gint64 waiting_since;
+  GArray *delays_ms;          /* each WAITING period, in ms */
+} Recorder;
+
+static void
+connected_cb (CarehareSession    *session,
+              CarehareConnection *connection,
+              gpointer            user_data)
+{
+  Recorder *rec = user_data;
+
+  g_assert_true (CAREHARE_IS_CONNECTION (connection));
+  g_assert_true (carehare_session_get_connection (session) == connection);
+  rec->n_connected++;
+  g_string_append_c (rec->events, 'C');
+}
+
+static void
+disconnected_cb (CarehareSession *session,
+                 const GError    *error,
+                 gpointer         user_data)
+{
+  Recorder *rec = user_data;
+
+  rec->n_disconnected++;
+  g_string_append_c (rec->events, 'D');
+}
+
+static void
+state_cb (CarehareSession *session,
+          GParamSpec      *pspec,
+          gpointer         user_data)
+{
+  Recorder *rec = user_data;
+  CarehareSessionState state = carehare_session_get_state (session);
+
+  if (state == CAREHARE_SESSION_STATE_WAITING)
+    rec->waiting_since = g_get_monotonic_time ();
+  else if (state == CAREHARE_SESSION_STATE_CONNECTING && rec->waiting_since != 0)
+    {
+      guint ms = (guint) ((g_get_monotonic_time () - rec->waiting_since) / 1000);
+
+      g_array_append_val (rec->delays_ms, ms);
+      rec->waiting_since = 0;
+    }
+}
+
+static Recorder *
+recorder_new (CarehareSession *session)
+{
+  Recorder *rec = g_new0 (Recorder, 1);
+
+  rec->events = g_string_new (NULL);
+  rec->delays_ms = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_signal_connect (session, "connected", G_CALLBACK (connected_cb), rec);
+  g_signal_connect (session, "disconnected", G_CALLBACK (disconnected_cb), rec);
+  g_signal_connect (session, "notify::state", G_CALLBACK (state_cb), rec);
+  return rec;
+}
+
+static void
+recorder_free (Recorder *rec)
+{
+  g_string_free (rec->events, TRUE);
+  g_array_unref (rec->delays_ms);
+  g_free (rec);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Recorder, recorder_free)
+
+static gboolean
+set_flag_cb (gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Iterates until @session is in @state, failing the test after @timeout_ms. */
+static void
+wait_for_state (CarehareSession      *session,
+                CarehareSessionState  state,
+                guint                 timeout_ms)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (timeout_ms, set_flag_cb, &timed_out);
+
+  while (carehare_session_get_state (session) != state && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  if (carehare_session_get_state (session) != state)
+    g_error ("session not in state %d after %u ms (state %d, last error: %s)", state, timeout_ms,
+             carehare_session_get_state (session),
+             carehare_session_get_last_error (session) != NULL
+               ? carehare_session_get_last_error (session)->message : "none");
+}
+
+static void
+wait_for_connections (Recorder *rec,
+                      guint     n_connected,
+                      guint     timeout_ms)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (timeout_ms, set_flag_cb, &timed_out);
+
+  while (rec->n_connected < n_connected && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  g_assert_cmpuint (rec->n_connected, >=, n_connected);
+}
+
+static CarehareSession *
+session_for (const char *uri)
+{
+  const char *uris[] = { uri, NULL };
+
+  return carehare_session_new (uris);
+}
+
+static gboolean
+session_publish (CarehareSession *session,
+                 const char      *queue,
+                 const char      *text,
+                 GError         **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+  carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                  NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_session_publish_finish (session, result, error);
+}
+
+static CarehareDelivery *
+next_delivery (CarehareConsumer *consumer,
+               GError          **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_consumer_next_delivery_finish (consumer, result, error);
+}
+
+static char *
+delivery_text (CarehareDelivery *delivery)
+{
+  GBytes *body = carehare_delivery_get_body (delivery);
+
+  return g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+}
+
+static void
+close_session (CarehareSession *session)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_session_close_async (session, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_session_close_finish (session, result, &error));
+  g_assert_no_error (error);
+}
+
+static void
+delete_queue (const char *queue)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) result = NULL;
+
+  carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                          carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_queue_delete_finish (conn, result, NULL, NULL));
+  g_clear_object (&result);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+}
+
+static guint16
+broker_port (void)
+{
+  const char *port = g_getenv ("CAREHARE_TEST_BROKER_PORT");
+
+  carehare_test_amqp_uri ();
+  g_assert_nonnull (port);
+  return (guint16) g_ascii_strtoull (port, NULL, 10);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+/* Topology, a consumer and a publish on the first connection. */
+static void
+test_basic (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-basic");
+  g_autofree char *exchange = carehare_test_unique_name ("session-basic-x");
+  g_autoptr(CarehareSession) session = session_for (carehare_test_amqp_uri ());
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GBytes) body = g_bytes_new_static ("via exchange", 12);
+  g_autofree char *text = NULL;
+
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_STOPPED);
+  g_assert_null (carehare_session_get_connection (session));
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_min (session), ==, 100);
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_max (session), ==, 30000);
+
+  carehare_session_declare_exchange (session, exchange, "direct",
+                                     CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE, NULL);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_bind_queue (session, queue, exchange, "key", NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 10);
+  g_assert_true (CAREHARE_IS_CONSUMER (consumer));
+  g_assert_cmpstr (carehare_consumer_get_queue (consumer), ==, queue);
+
+  /* A publish before start waits for the first connection. */
+  carehare_session_publish_async (session, exchange, "key", body, NULL,
+                                  CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                  carehare_test_store_result, &pending);
+  carehare_test_run_for (50);
+  g_assert_null (pending);
+
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpuint (rec->n_connected, ==, 1);
+  g_assert_nonnull (carehare_session_get_connection (session));
+  g_assert_nonnull (carehare_consumer_get_consumer_tag (consumer));
+
+  carehare_test_wait_for_result (&pending, TIMEOUT_MS);
+  g_assert_true (carehare_session_publish_finish (session, pending, &error));
+  g_assert_no_error (error);
+
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  text = delivery_text (delivery);
+  g_assert_cmpstr (text, ==, "via exchange");
+  g_assert_cmpuint (carehare_delivery_get_delivery_tag (delivery), ==, 1);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+
+  close_session (session);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_STOPPED);
+  g_assert_cmpstr (rec->events->str, ==, "CD");
+  g_clear_object (&delivery);
+  delivery = next_delivery (consumer, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (carehare_consumer_get_is_closed (consumer));
+  g_clear_error (&error);
+  g_assert_false (session_publish (session, queue, "after close", &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+
+  delete_queue (queue);
+}
+
+/* The broker closes the connection (rabbitmqctl close_connection) with a
+ * next_delivery waiting: it completes with the first delivery of the new
+ * connection; tags go on growing; the settle of a tag of the dead
+ * connection is dropped and the message comes again, redelivered. */
+static void
+test_forced_reconnect (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-forced");
+  g_autofree char *name = carehare_test_unique_name ("session-forced-conn");
+  g_autofree char *suffix = g_strdup_printf ("?connection_name=%s", name);
+  g_autofree char *uri = carehare_test_amqp_uri_with (suffix);
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) first = NULL;
+  g_autoptr(CarehareDelivery) again = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *text = NULL;
+  guint64 old_tag;
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 200);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_DURABLE, NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 10);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+
+  g_assert_true (session_publish (session, queue, "one", &error));
+  g_assert_no_error (error);
+  first = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  old_tag = carehare_delivery_get_delivery_tag (first);
+  g_assert_cmpuint (old_tag, ==, 1);
+
+  /* Not acknowledged: the broker delivers it again after the reconnection. */
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &pending);
+  carehare_test_broker_close_connection (name, "forced by test-session");
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  g_assert_error ((GError *) carehare_session_get_last_error (session), CAREHARE_ERROR,
+                  CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (carehare_session_get_last_error (session)), ==,
+                    320);
+
+  carehare_test_wait_for_result (&pending, TIMEOUT_MS);
+  again = carehare_consumer_next_delivery_finish (consumer, pending, &error);
+  g_assert_no_error (error);
+  text = delivery_text (again);
+  g_assert_cmpstr (text, ==, "one");
+  g_assert_true (carehare_delivery_get_redelivered (again));
+  g_assert_cmpuint (carehare_delivery_get_delivery_tag (again), >, old_tag);
+
+  /* The old tag is 1; on the new channel 1 names "one" again. Acking it
+   * must be dropped, not sent: the message stays unacknowledged. */
+  carehare_consumer_ack (consumer, old_tag);
+  carehare_consumer_nack (consumer, carehare_delivery_get_delivery_tag (again), TRUE);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&text, g_free);
+  text = delivery_text (delivery);
+  g_assert_cmpstr (text, ==, "one");
+  g_assert_cmpuint (carehare_delivery_get_delivery_tag (delivery), >,
+                    carehare_delivery_get_delivery_tag (again));
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+
+  /* And the session goes on publishing and consuming. */
+  g_assert_true (session_publish (session, queue, "two", &error));
+  g_assert_no_error (error);
+  g_clear_object (&delivery);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&text, g_free);
+  text = delivery_text (delivery);
+  g_assert_cmpstr (text, ==, "two");
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+
+  close_session (session);
+  g_assert_cmpstr (rec->events->str, ==, "CDCD");
+  delete_queue (queue);
+}
+
+/* Publishes in flight when the fault proxy resets the connection fail
+ * with CONNECTION_CLOSED; those made while reconnecting wait and succeed;
+ * the consumer resumes. */
+static void
+test_reset_in_flight (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-reset");
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autofree char *uri = fault_proxy_uri (proxy, "");
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GAsyncResult) later = NULL;
+  g_autoptr(GError) error = NULL;
+  GAsyncResult *slots[200] = { NULL };
+  guint n_ok = 0, n_closed = 0, n_received = 0;
+  g_autoptr(GBytes) body = g_bytes_new_static ("m", 1);
+  GHashTable *seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 100);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_DURABLE, NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 50);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+
+  /* Slowed down, so that the reset finds some confirmed and some not. */
+  fault_proxy_throttle (proxy, 256, 2);
+  for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
+    {
+      g_autofree char *text = g_strdup_printf ("%u", i);
+      g_autoptr(GBytes) b = g_bytes_new (text, strlen (text));
+
+      carehare_session_publish_async (session, "", queue, b, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                      NULL, carehare_test_store_result, &slots[i]);
+    }
+  /* Some are confirmed, the rest are on the wire or waiting. */
+  carehare_test_wait_for_result (&slots[20], TIMEOUT_MS);
+  fault_proxy_reset (proxy);
+  for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
+    {
+      carehare_test_wait_for_result (&slots[i], TIMEOUT_MS);
+      if (carehare_session_publish_finish (session, slots[i], &error))
+        n_ok++;
+      else
+        {
+          g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+          g_clear_error (&error);
+          n_closed++;
+        }
+      g_clear_object (&slots[i]);
+    }
+  g_test_message ("%u confirmed before the reset, %u lost with the connection", n_ok, n_closed);
+
+  fault_proxy_throttle (proxy, 0, 0);
+
+  /* A publish made while the session reconnects waits for the next
+   * connection. */
+  if (carehare_session_get_state (session) == CAREHARE_SESSION_STATE_CONNECTED)
+    wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
+  carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                  NULL, carehare_test_store_result, &later);
+  carehare_test_wait_for_result (&later, TIMEOUT_MS);
+  g_assert_true (carehare_session_publish_finish (session, later, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (rec->n_connected, >=, 2);
+
+  /* Every confirmed message arrives (some perhaps twice). */
+  while (g_hash_table_size (seen) < n_ok + 1)
+    {
+      g_autoptr(CarehareDelivery) delivery = next_delivery (consumer, &error);
+
+      g_assert_no_error (error);
+      g_hash_table_add (seen, delivery_text (delivery));
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+      n_received++;
+    }
+  g_assert_cmpuint (n_received, <=, G_N_ELEMENTS (slots) + 1 + n_ok);
+
+  close_session (session);
+  g_assert_cmpuint (rec->n_connected, ==, rec->n_disconnected);
+  g_hash_table_unref (seen);
+  fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+/* ---- a broker that is away, then back ------------------------------------ */
+
+/* Forwards connections on @port to the broker once started: the broker
+ * "comes back". */
+typedef struct {
+  GSocketService *service;
+  guint16 port;
+} Forwarder;
+
+static void
+spliced_cb (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  g_io_stream_splice_finish (result, NULL);
+}
+
+static gboolean
+incoming_cb (GSocketService    *service,
+             GSocketConnection *connection,
+             GObject           *source_object,
+             gpointer           user_data)
+{
+  g_autoptr(GSocketClient) client = g_socket_client_new ();
+  g_autoptr(GSocketConnection) upstream = NULL;
+  g_autoptr(GError) error = NULL;
+
+  /* No proxy lookup (libproxy throws C++ exceptions ASan cannot follow). */
+  g_socket_client_set_enable_proxy (client, FALSE);
+  upstream = g_socket_client_connect_to_host (client, "127.0.0.1", broker_port (), NULL, &error);
+  g_assert_no_error (error);
+  g_io_stream_splice_async (G_IO_STREAM (connection), G_IO_STREAM (upstream),
+                            G_IO_STREAM_SPLICE_CLOSE_STREAM1 | G_IO_STREAM_SPLICE_CLOSE_STREAM2,
+                            G_PRIORITY_DEFAULT, NULL, spliced_cb, NULL);
+  return TRUE;
+}
+
+/* A loopback port nothing listens on (for now). */
+static guint16
+free_port (void)
+{
+  g_autoptr(GSocketListener) listener = g_socket_listener_new ();
+  g_autoptr(GError) error = NULL;
+  guint16 port = g_socket_listener_add_any_inet_port (listener, NULL, &error);
+
+  g_assert_no_error (error);
+  g_socket_listener_close (listener);
+  return port;
+}
+
+static void
+forwarder_start (Forwarder *fwd)
+{
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, fwd->port);
+  g_autoptr(GError) error = NULL;
+
+  fwd->service = g_socket_service_new ();
+  g_socket_listener_add_address (G_SOCKET_LISTENER (fwd->service), address,
+                                 G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL, NULL,
+                                 &error);
+  g_assert_no_error (error);
+  g_signal_connect (fwd->service, "incoming", G_CALLBACK (incoming_cb), NULL);
+  g_socket_service_start (fwd->service);
+}
+
+/* The broker is away (nothing listens): WAITING, backing off within the
+ * bounds; it connects once the broker is back; close while WAITING
+ * finishes at once. */
+static void
+test_broker_away (void)
+{
+  Forwarder fwd = { NULL, free_port () };
+  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", fwd.port);
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareSession) second = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) body = g_bytes_new_static ("x", 1);
+  guint cap = 20;
+
+  carehare_session_set_reconnect_delay_min (session, 20);
+  carehare_session_set_reconnect_delay_max (session, 160);
+  carehare_session_start (session);
+  while (rec->delays_ms->len < 6)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (rec->n_connected, ==, 0);
+  g_assert_cmpuint (rec->n_disconnected, ==, 0);
+  g_assert_error ((GError *) carehare_session_get_last_error (session), G_IO_ERROR,
+                  G_IO_ERROR_CONNECTION_REFUSED);
+  /* Each wait is at least the minimum; the cap doubles up to the maximum.
+   * (Only lower bounds: an upper bound would be a timed test.) */
+  for (guint i = 0; i < rec->delays_ms->len; i++)
+    {
+      guint delay = g_array_index (rec->delays_ms, guint, i);
+
+      g_test_message ("wait %u: %u ms (cap %u)", i, delay, cap);
+      g_assert_cmpuint (delay, >=, 20 - 1);
+      cap = MIN (cap * 2, 160);
+    }
+
+  /* A publish waits; the broker comes back; it goes out. */
+  carehare_session_publish_async (session, "", "no-such-queue-session", body, NULL,
+                                  CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                  carehare_test_store_result, &pending);
+  forwarder_start (&fwd);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  carehare_test_wait_for_result (&pending, TIMEOUT_MS);
+  g_assert_true (carehare_session_publish_finish (session, pending, &error));
+  g_assert_no_error (error);
+  close_session (session);
+  g_socket_service_stop (fwd.service);
+  g_socket_listener_close (G_SOCKET_LISTENER (fwd.service));
+  g_clear_object (&fwd.service);
+
+  /* close_async while WAITING completes without waiting for the timer. */
+  second = session_for (uri);
+  carehare_session_set_reconnect_delay_min (second, 60000);
+  carehare_session_start (second);
+  wait_for_state (second, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
+  g_clear_object (&pending);
+  carehare_session_publish_async (second, "", "q", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                  carehare_test_store_result, &pending);
+  carehare_session_close_async (second, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, 5000);
+  g_assert_true (carehare_session_close_finish (second, result, NULL));
+  carehare_test_wait_for_result (&pending, 5000);
+  g_assert_false (carehare_session_publish_finish (second, pending, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
+/* ---- token refresh ------------------------------------------------------- */
+
+/* Connection.Update-Secret against the broker: its internal backend
+ * answers Update-Secret-Ok (without checking the secret); the connection
+ * stays open; on a closed connection it fails. */
+static void
+test_update_secret (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *declared = NULL;
+
+  carehare_connection_update_secret_async (conn, "a new secret", "test-session", NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_update_secret_finish (conn, result, &error));
+  g_assert_no_error (error);
+  g_assert_false (carehare_connection_get_is_closed (conn));
+
+  /* Still usable. */
+  g_clear_object (&result);
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  g_clear_object (&result);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_clear_object (&result);
+  carehare_connection_update_secret_async (conn, "late", "", NULL, carehare_test_store_result,
+                                           &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_false (carehare_connection_update_secret_finish (conn, result, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
+static char *
+add_user (const char *password)
+{
+  char *user = carehare_test_unique_name ("sessionuser");
+
+  g_free (carehare_test_broker_ctl ("add_user", user, password, NULL));
+  g_free (carehare_test_broker_ctl ("set_permissions", "-p", "/", user, ".*", ".*", ".*", NULL));
+  return user;
+}
+
+/* The user's password changes on the broker; set_password gives the new
+ * one to the live connection (update-secret) and to the reconnections: a
+ * forced reconnection logs in with it. With the old password the login
+ * would be refused and the session would fail for good. */
+static void
+test_set_password (void)
+{
+  g_autofree char *user = add_user ("old-Kestrel-password");
+  g_autofree char *queue = carehare_test_unique_name ("session-password");
+  g_autofree char *name = carehare_test_unique_name ("session-password-conn");
+  g_autofree char *uri = g_strdup_printf ("amqp://%s:old-Kestrel-password@127.0.0.1:%u/"
+                                          "?connection_name=%s", user, broker_port (), name);
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  CarehareConnection *first;
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 200);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_AUTO_DELETE, NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 10);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  first = carehare_session_get_connection (session);
+
+  g_free (carehare_test_broker_ctl ("change_password", user, "new-Kestrel:p@ss/word", NULL));
+  carehare_session_set_password (session, "new-Kestrel:p@ss/word");
+  /* The live connection took the new secret and stays. */
+  g_assert_true (session_publish (session, queue, "before", &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_session_get_connection (session) == first);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  g_clear_object (&delivery);
+
+  carehare_test_broker_close_connection (name, "forced by test-session");
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_CONNECTED);
+  g_assert_true (session_publish (session, queue, "after", &error));
+  g_assert_no_error (error);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+
+  close_session (session);
+  g_free (carehare_test_broker_ctl ("delete_user", user, NULL));
+}
+
+/* ---- permanent errors ---------------------------------------------------- */
+
+static void
+test_login_refused (void)
+{
+  g_autofree char *uri = NULL;
+  g_autoptr(CarehareSession) session = NULL;
+  g_autoptr(Recorder) rec = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *port = g_getenv ("CAREHARE_TEST_BROKER_PORT");
+
+  carehare_test_amqp_uri ();
+  uri = g_strdup_printf ("amqp://guest:wrong@127.0.0.1:%s", port);
+  session = session_for (uri);
+  rec = recorder_new (session);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_FAILED, TIMEOUT_MS);
+  g_assert_cmpuint (carehare_error_get_reply_code (carehare_session_get_last_error (session)), ==,
+                    403);
+  g_assert_cmpuint (rec->n_connected + rec->n_disconnected, ==, 0);
+  /* A publish on a failed session fails at once with the last error. */
+  g_assert_false (session_publish (session, "q", "x", &error));
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 403);
+  g_assert_null (strstr (error->message, "wrong"));
+  close_session (session);
+}
+
+static void
+test_invalid_uri (void)
+{
+  g_autoptr(CarehareSession) session = session_for ("amqp://host?no_such_parameter=1");
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  consumer = carehare_session_acking_consumer (session, "q", 1);
+  carehare_session_start (session);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_FAILED);
+  g_assert_error ((GError *) carehare_session_get_last_error (session), CAREHARE_ERROR,
+                  CAREHARE_ERROR_INVALID_URI);
+  delivery = next_delivery (consumer, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_INVALID_URI);
+}
+
+/* A declaration that conflicts with the queue as it exists: 406, for good. */
+static void
+test_topology_refused (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-conflict");
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(CarehareSession) session = session_for (carehare_test_amqp_uri ());
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autofree char *declared = NULL;
+
+  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_DURABLE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, NULL);
+  g_assert_nonnull (declared);
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_FAILED, TIMEOUT_MS);
+  g_assert_error ((GError *) carehare_session_get_last_error (session), CAREHARE_ERROR,
+                  CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (carehare_session_get_last_error (session)), ==,
+                    406);
+  g_assert_cmpuint (rec->n_connected + rec->n_disconnected, ==, 0);
+  close_session (session);
+  g_clear_object (&result);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  delete_queue (queue);
+}
+
+/* An exclusive queue: after a forced close the broker may still hold it
+ * (405 RESOURCE_LOCKED), which is retried until it lets go. */
+static void
+test_exclusive_queue (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-exclusive");
+  g_autofree char *name = carehare_test_unique_name ("session-exclusive-conn");
+  g_autofree char *suffix = g_strdup_printf ("?connection_name=%s", name);
+  g_autofree char *uri = carehare_test_amqp_uri_with (suffix);
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 200);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  consumer = carehare_session_acking_consumer_full (session, queue, 5,
+                                                    CAREHARE_CONSUME_FLAGS_EXCLUSIVE,
+                                                    "session-test-tag", NULL);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpstr (carehare_consumer_get_consumer_tag (consumer), ==, "session-test-tag");
+  carehare_test_broker_close_connection (name, "forced by test-session");
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_true (session_publish (session, queue, "exclusive", &error));
+  g_assert_no_error (error);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  close_session (session);
+}
+
+/* The program closes a session consumer: its next_delivery ends, the
+ * session goes on. A consumer created while connected starts at once. */
+static void
+test_consumer_close (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-consumer-close");
+  g_autoptr(CarehareSession) session = session_for (carehare_test_amqp_uri ());
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  consumer = carehare_session_acking_consumer (session, queue, 5);
+  g_assert_true (session_publish (session, queue, "late", &error));
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+
+  carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_consumer_close_finish (consumer, result, NULL));
+  g_clear_object (&delivery);
+  delivery = next_delivery (consumer, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_CONNECTED);
+  close_session (session);
+  delete_queue (queue);
+}
+
+/* Many reconnections (for valgrind and ASan: nothing leaks). */
+static void
+test_many_reconnections (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-many");
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autofree char *uri = fault_proxy_uri (proxy, "");
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  guint n = g_test_slow () ? 50 : 20;
+
+  carehare_session_set_reconnect_delay_min (session, 1);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_DURABLE, NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 5);
+  carehare_session_start (session);
+  for (guint i = 1; i <= n; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(CarehareDelivery) delivery = NULL;
+      g_autofree char *text = g_strdup_printf ("%u", i);
+
+      wait_for_connections (rec, i, TIMEOUT_MS);
+      g_assert_true (session_publish (session, queue, text, &error));
+      g_assert_no_error (error);
+      delivery = next_delivery (consumer, &error);
+      g_assert_no_error (error);
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+      fault_proxy_reset (proxy);
+    }
+  wait_for_connections (rec, n + 1, TIMEOUT_MS);
+  close_session (session);
+  g_assert_cmpuint (rec->n_disconnected, ==, rec->n_connected);
+  fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+/* ---- a network monitor the test controls ---------------------------------- */
+
+typedef struct {
+  GObject parent_instance;
+  gboolean available;
+} TestMonitor;
+
+typedef struct {
+  GObjectClass parent_class;
+} TestMonitorClass;
+
+enum {
+  MON_PROP_0,
+  MON_PROP_AVAILABLE,
+  MON_PROP_METERED,
+  MON_PROP_CONNECTIVITY,
+};
+
+static GType test_monitor_get_type (void);
+static void test_monitor_iface_init (GNetworkMonitorInterface *iface);
+static void test_monitor_initable_init (GInitableIface *iface);
+
+G_DEFINE_TYPE_WITH_CODE (TestMonitor, test_monitor, G_TYPE_OBJECT,
+                         G_IMPLEMENT_INTERFACE (G_TYPE_INITABLE, test_monitor_initable_init)
+                         G_IMPLEMENT_INTERFACE (G_TYPE_NETWORK_MONITOR, test_monitor_iface_init))
+
+static gboolean
+test_monitor_initable_init_ (GInitable     *initable,
+                             GCancellable  *cancellable,
+                             GError       **error)
+{
+  return TRUE;
+}
+
+static void
+test_monitor_initable_init (GInitableIface *iface)
+{
+  iface->init = test_monitor_initable_init_;
+}
+
+static void
+test_monitor_iface_init (GNetworkMonitorInterface *iface)
+{
+}
+
+static void
+test_monitor_get_property (GObject    *object,
+                           guint       prop_id,
+                           GValue     *value,
+                           GParamSpec *pspec)
+{
+  TestMonitor *self = (TestMonitor *) object;
+
+  switch (prop_id)
+    {
+    case MON_PROP_AVAILABLE:
+      g_value_set_boolean (value, self->available);
+      break;
+    case MON_PROP_METERED:
+      g_value_set_boolean (value, FALSE);
+      break;
+    case MON_PROP_CONNECTIVITY:
+      g_value_set_enum (value, self->available ? G_NETWORK_CONNECTIVITY_FULL
+                                               : G_NETWORK_CONNECTIVITY_LOCAL);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+test_monitor_class_init (TestMonitorClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->get_property = test_monitor_get_property;
+  g_object_class_override_property (object_class, MON_PROP_AVAILABLE, "network-available");
+  g_object_class_override_property (object_class, MON_PROP_METERED, "network-metered");
+  g_object_class_override_property (object_class, MON_PROP_CONNECTIVITY, "connectivity");
+}
+
+static void
+test_monitor_init (TestMonitor *self)
+{
+}
+
+static void
+test_monitor_set_available (TestMonitor *self,
+                            gboolean     available)
+{
+  self->available = available;
+  g_object_notify (G_OBJECT (self), "network-available");
+  g_signal_emit_by_name (self, "network-changed", available);
+}
+
+/* No attempt while the monitor says the network is unavailable; when it
+ * comes back, the next attempt starts at once (not after the backoff). */
+static void
+test_network_monitor (void)
+{
+  g_autofree char *name = carehare_test_unique_name ("session-netmon-conn");
+  g_autofree char *suffix = g_strdup_printf ("?connection_name=%s", name);
+  g_autofree char *uri = carehare_test_amqp_uri_with (suffix);
+  const char *uris[] = { uri, NULL };
+  TestMonitor *monitor = g_object_new (test_monitor_get_type (), NULL);
+  g_autoptr(CarehareSession) session = NULL;
+  g_autoptr(Recorder) rec = NULL;
+
+  session = g_object_new (CAREHARE_TYPE_SESSION, "uris", uris, "network-monitor", monitor, NULL);
+  rec = recorder_new (session);
+  carehare_session_start (session);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_WAITING);
+  carehare_test_run_for (300);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_WAITING);
+  g_assert_null (carehare_session_get_last_error (session));
+
+  test_monitor_set_available (monitor, TRUE);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+
+  /* Lost while the network is down, with a backoff far longer than the
+   * test: the network coming back starts the attempt. */
+  carehare_session_set_reconnect_delay_min (session, 600000);
+  test_monitor_set_available (monitor, FALSE);
+  carehare_test_broker_close_connection (name, "forced by test-session");
+  wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
+  test_monitor_set_available (monitor, TRUE);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  close_session (session);
+  g_object_unref (monitor);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/session/basic", test_basic);
+  g_test_add_func ("/session/forced-reconnect", test_forced_reconnect);
+  g_test_add_func ("/session/reset-with-publishes-in-flight", test_reset_in_flight);
+  g_test_add_func ("/session/broker-away", test_broker_away);
+  g_test_add_func ("/session/update-secret", test_update_secret);
+  g_test_add_func ("/session/set-password", test_set_password);
+  g_test_add_func ("/session/permanent/login-refused", test_login_refused);
+  g_test_add_func ("/session/permanent/invalid-uri", test_invalid_uri);
+  g_test_add_func ("/session/permanent/topology-refused", test_topology_refused);
+  g_test_add_func ("/session/exclusive-queue", test_exclusive_queue);
+  g_test_add_func ("/session/consumer-close", test_consumer_close);
+  g_test_add_func ("/session/many-reconnections", test_many_reconnections);
+  g_test_add_func ("/session/network-monitor", test_network_monitor);
+
+  return g_test_run ();
+}
