@@ -1094,6 +1094,7 @@ line_read (GObject      *source,
   g_autoptr(GError) error = NULL;
   gsize length = 0;
   g_autofree char *line = g_data_input_stream_read_line_finish (G_DATA_INPUT_STREAM (source), result, &length, &error);
+  g_autoptr(GBytes) body = NULL;
   LinePublish *lpub;
 
   lp->reading = FALSE;
@@ -1112,14 +1113,14 @@ line_read (GObject      *source,
       return;
     }
 
+  body = g_bytes_new_take (g_steal_pointer (&line), length);
   lpub = g_new0 (LinePublish, 1);
   lpub->lp = lp;
   lpub->line = ++lp->read;
   lp->in_flight++;
   carehare_connection_publish_async (lp->conn, opt_exchange ? opt_exchange : "",
                                      opt_routing_key ? opt_routing_key : "",
-                                     g_bytes_new_take (g_steal_pointer (&line), length),
-                                     lp->props, lp->flags, NULL, line_published, lpub);
+                                     body, lp->props, lp->flags, NULL, line_published, lpub);
   if (lp->in_flight < PUBLISH_WINDOW)
     read_next_line (lp);
 }
@@ -1629,10 +1630,15 @@ static const char environment_text[] =
 static const char examples_text[] =
   "Examples:\n"
   "  echo hi | carehare publish --routing-key q && carehare consume q --count 1\n"
+  "\n"
   "  seq 1000 | carehare publish --lines --exchange logs --mandatory\n"
+  "\n"
   "  carehare declare-queue jobs --durable --argument x-message-ttl=60000\n"
+  "\n"
   "  carehare consume jobs --json --count 10 | jq .routing_key\n"
+  "\n"
   "  carehare consume jobs --exec 'sh ./handle-job.sh'\n"
+  "\n"
   "  echo '{\"n\": 2}' | carehare call square --timeout 5\n";
 
 static char *
@@ -1649,14 +1655,16 @@ full_help (void)
   print_entries (out, uri_entries);
   g_string_append (out,
     "  -h, --help                   Show this help (or a command's with COMMAND --help)\n"
-    "  -V, --version                Show the version\n"
-    "\n"
-    "Commands:\n");
+    "  -V, --version                Show the version\n");
+  /* "carehare NAME ARGS:" headings: help2man makes each a subsection. */
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
     {
-      g_string_append_printf (out, "\n carehare %s%s%s\n   ", commands[i].name,
+      g_string_append_printf (out, "\ncarehare %s%s%s:\n", commands[i].name,
                               *commands[i].arguments ? " " : "", commands[i].arguments);
-      append_wrapped (out, commands[i].summary, 3, 3);
+      g_string_append (out, "  ");
+      append_wrapped (out, commands[i].summary, 2, 2);
+      if (commands[i].entries != NULL)
+        g_string_append_c (out, '\n');
       print_entries (out, commands[i].entries);
     }
   g_string_append_printf (out, "\n%s\n%s\n%s", exit_status_text, environment_text, examples_text);
@@ -1727,7 +1735,7 @@ main (int argc, char **argv)
     }
   if (g_str_equal (argv[1], "--version") || g_str_equal (argv[1], "-V"))
     {
-      g_print ("carehare %s (carehare-glib %u.%u.%u)\n", CAREHARE_VERSION_S,
+      g_print ("carehare %s\ncarehare-glib %u.%u.%u\n", CAREHARE_VERSION_S,
                carehare_get_major_version (), carehare_get_minor_version (), carehare_get_micro_version ());
       return EXIT_OK;
     }

@@ -184,7 +184,7 @@ ok "unreadable --file: exit 1" eval 'run 1 publish -r "$q" --file "$tmp/does-not
 help_lists_commands () {
   local c
   for c in publish consume declare-queue delete-queue purge-queue declare-exchange delete-exchange bind unbind call; do
-    grep -q "^ carehare $c" "$tmp/out" || return 1
+    grep -q "^carehare $c.*:$" "$tmp/out" || return 1
   done
   grep -q "^Exit status:" "$tmp/out"
 }
