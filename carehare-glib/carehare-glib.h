@@ -12,5 +12,6 @@
 #include <carehare-glib/carehare-properties.h>
 #include <carehare-glib/carehare-delivery.h>
 #include <carehare-glib/carehare-consumer.h>
+#include <carehare-glib/carehare-statistics.h>
 
 #undef __CAREHARE_GLIB_INSIDE__
