@@ -28,6 +28,7 @@
 #include "carehare-enum-types.h"
 #include "carehare-error-private.h"
 #include "carehare-properties-private.h"
+#include "carehare-statistics-private.h"
 #include "carehare-protocol.h"
 #include "carehare-transport-private.h"
 #include "carehare-uri.h"
@@ -1087,6 +1088,36 @@ carehare_connection_get_is_blocked (CarehareConnection *self)
 {
   g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), FALSE);
   return self->is_blocked;
+}
+
+/**
+ * carehare_connection_get_statistics:
+ * @self: a connection
+ *
+ * Takes a snapshot of the connection's counters: messages published,
+ * confirmed, nacked and returned; deliveries received, acked and nacked;
+ * bytes sent and received; open channels; heartbeats sent and missed; and
+ * the time since the last bytes from the server. They are always kept,
+ * cheaply (plain integers in the protocol core), so a service can log them
+ * periodically or export them. Safe to call at any time, also after the
+ * connection closed (then the counters keep their last values).
+ *
+ * Returns: (transfer full): a snapshot; free it with
+ *   [method@Carehare.Statistics.free]
+ */
+CarehareStatistics *
+carehare_connection_get_statistics (CarehareConnection *self)
+{
+  gint64 last_read;
+
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
+
+  if (self->protocol == NULL)
+    return _carehare_statistics_new (NULL, 0, -1);
+  last_read = carehare_protocol_get_last_read (self->protocol);
+  return _carehare_statistics_new (carehare_protocol_get_stats (self->protocol),
+                                   carehare_protocol_get_n_open_channels (self->protocol),
+                                   last_read > 0 ? MAX (g_get_monotonic_time () - last_read, 0) : -1);
 }
 
 /* ---- public API: close --------------------------------------------------- */

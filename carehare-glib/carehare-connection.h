@@ -9,6 +9,7 @@
 #include <carehare-glib/carehare-flags.h>
 #include <carehare-glib/carehare-delivery.h>
 #include <carehare-glib/carehare-properties.h>
+#include <carehare-glib/carehare-statistics.h>
 
 G_BEGIN_DECLS
 
@@ -49,6 +50,8 @@ CAREHARE_AVAILABLE_IN_ALL
 gboolean            carehare_connection_get_is_closed     (CarehareConnection   *self);
 CAREHARE_AVAILABLE_IN_ALL
 gboolean            carehare_connection_get_is_blocked    (CarehareConnection   *self);
+CAREHARE_AVAILABLE_IN_ALL
+CarehareStatistics *carehare_connection_get_statistics    (CarehareConnection   *self);
 
 CAREHARE_AVAILABLE_IN_ALL
 void                carehare_connection_close_async       (CarehareConnection   *self,

@@ -13,5 +13,6 @@
 #include <carehare-glib/carehare-delivery.h>
 #include <carehare-glib/carehare-consumer.h>
 #include <carehare-glib/carehare-session.h>
+#include <carehare-glib/carehare-statistics.h>
 
 #undef __CAREHARE_GLIB_INSIDE__

@@ -333,23 +333,24 @@ static void consumer_close_channel (CarehareProtocol *self, CarehareProtocolCons
  * itself must be unsettled (RabbitMQ wants it so, and a tag the program
  * never got could cover deliveries it has not seen); tag 0 with @multiple
  * covers them all, and is sent as the highest. */
-static gboolean
+static guint
 consumer_settle (CarehareProtocolConsumer *consumer,
                  guint64                  *tag,
                  gboolean                  multiple)
 {
   guint64 highest;
   GTreeNode *node;
+  guint n = 0;
 
   if (!multiple)
-    return g_tree_remove (consumer->unsettled, tag);
+    return g_tree_remove (consumer->unsettled, tag) ? 1 : 0;
 
   if (*tag != 0)
     node = g_tree_lookup_node (consumer->unsettled, tag);
   else
     node = g_tree_node_last (consumer->unsettled);
   if (node == NULL)
-    return FALSE;
+    return 0;
   highest = *(const guint64 *) g_tree_node_key (node);
   while ((node = g_tree_node_first (consumer->unsettled)) != NULL)
     {
@@ -358,9 +359,10 @@ consumer_settle (CarehareProtocolConsumer *consumer,
       if (key > highest)
         break;
       g_tree_remove (consumer->unsettled, &key);
+      n++;
     }
   *tag = highest;
-  return TRUE;
+  return n;
 }
 
 /* A delivery its owner will never see (it gave its reference back): no
@@ -383,12 +385,15 @@ consumer_send_ack (CarehareProtocol         *self,
                    guint64                  *tag,
                    gboolean                  multiple)
 {
+  guint n;
+
   /* After the consumer or the connection closed, acks are dropped: the
    * broker redelivers what was not acked. */
   if ((consumer->state != CONSUMER_ACTIVE && consumer->state != CONSUMER_CANCELLED) ||
       self->state != STATE_OPEN)
     return;
-  if (!consumer_settle (consumer, tag, multiple))
+  n = consumer_settle (consumer, tag, multiple);
+  if (n == 0)
     {
       g_debug ("not sending %s of delivery tag %" G_GUINT64_FORMAT "%s on channel %u: "
                "no such delivery is waiting to be settled", carehare_method_name (method->id),
@@ -396,6 +401,10 @@ consumer_send_ack (CarehareProtocol         *self,
       return;
     }
   _carehare_protocol_append_method (self, consumer->channel, method);
+  if (method->id == CAREHARE_METHOD_BASIC_ACK)
+    self->stats.deliveries_acked += n;
+  else
+    self->stats.deliveries_nacked += n;
 
   /* Cancelled by the server: the channel was kept for these settles. */
   if (consumer->state == CONSUMER_CANCELLED && g_tree_nnodes (consumer->unsettled) == 0)
@@ -490,6 +499,7 @@ _carehare_protocol_consumer_deliver (CarehareProtocol         *self,
 
   g_tree_insert (consumer->unsettled, g_memdup2 (&delivery->delivery_tag, sizeof (guint64)),
                  GUINT_TO_POINTER (1));
+  self->stats.deliveries_received++;
   ev->kind = EVENT_DELIVERY;
   ev->consumer = consumer_ref (consumer);
   ev->delivery = delivery;

@@ -230,6 +230,8 @@ struct _CarehareProtocol {
   GPtrArray *segments;     /* of GBytes *: output before out (bodies are not copied) */
   gint64 last_read;
   gint64 last_write;
+  gint64 missed_since;     /* last_read when the last missed heartbeat was counted */
+  CarehareProtocolStats stats;
   gint64 close_deadline;
 
   CarehareProtocolOp *handshake;  /* pending handshake op, not owned */

@@ -112,9 +112,11 @@ append_body_frames (CarehareProtocol *self,
 /* @op's frames are in the output: number it and wait for its confirm. A
  * mandatory publish keeps its body to be recognised in a basic.return. */
 static void
-publish_written (Publisher          *pub,
+publish_written (CarehareProtocol   *self,
+                 Publisher          *pub,
                  CarehareProtocolOp *op)
 {
+  self->stats.messages_published++;
   g_clear_pointer (&op->frame, g_byte_array_unref);
   if (!op->mandatory)
     g_clear_pointer (&op->body, g_bytes_unref);
@@ -136,7 +138,7 @@ write_publish (CarehareProtocol   *self,
   frame[2] = frame[op->method_len + 2] = pub->channel & 0xff;
   g_byte_array_append (self->out, frame, op->frame->len);
   append_body_frames (self, pub->channel, op->body);
-  publish_written (pub, op);
+  publish_written (self, pub, op);
 }
 
 /* Writes what waits, unless the broker blocked us or stopped the
@@ -356,6 +358,12 @@ confirmed (CarehareProtocol   *self,
            gboolean            ack)
 {
   settle_return (pub, op);
+  if (op->returned != NULL)
+    self->stats.messages_returned++;
+  if (ack)
+    self->stats.messages_confirmed++;
+  else
+    self->stats.messages_nacked++;
   if (op->kind == OP_CALL)
     _carehare_protocol_call_confirmed (self, op, publish_result (op, ack));
   else
@@ -669,7 +677,7 @@ _carehare_protocol_publish_encode (CarehareProtocol              *self,
     }
   op->body = op->mandatory && body != NULL ? g_bytes_ref (body) : NULL;
   append_body_frames (self, channel, body);
-  publish_written (pub, op);
+  publish_written (self, pub, op);
   return PUBLISH_WRITTEN;
 }
 

@@ -1081,6 +1081,7 @@ carehare_protocol_receive (CarehareProtocol *self,
   _carehare_protocol_enter (self);
   self->now = MAX (self->now, now);
   self->last_read = now;
+  self->stats.bytes_received += size;
 
   /* A TLS listener answers a plain protocol header with a TLS record: an
    * alert (content type 0x15) or a handshake (0x16). No AMQP frame type
@@ -1203,6 +1204,8 @@ carehare_protocol_take_output_segments (CarehareProtocol *self,
   _carehare_protocol_seal_out (self);
   segments = g_steal_pointer (&self->segments);
   self->segments = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  for (guint i = 0; i < segments->len; i++)
+    self->stats.bytes_sent += g_bytes_get_size (segments->pdata[i]);
   self->now = MAX (self->now, now);
   self->last_write = now;
   return segments;
@@ -1233,6 +1236,7 @@ carehare_protocol_take_output (CarehareProtocol *self,
     }
   if (self->out->len == 0)
     return NULL;
+  self->stats.bytes_sent += self->out->len;
   bytes = g_byte_array_free_to_bytes (self->out);
   self->out = g_byte_array_new ();
   self->now = MAX (self->now, now);
@@ -1303,6 +1307,13 @@ carehare_protocol_tick (CarehareProtocol *self,
     {
       gint64 interval = (gint64) self->heartbeat * G_USEC_PER_SEC;
 
+      /* Counted once per silence, when it reaches one interval. */
+      if (now >= self->last_read + interval && self->missed_since != self->last_read)
+        {
+          self->missed_since = self->last_read;
+          self->stats.heartbeats_missed++;
+        }
+
       /* While closing, a silent server is a close that timed out early:
        * we closed it (as in carehare_protocol_abort()). */
       if (now >= self->last_read + 2 * interval && self->state == STATE_CLOSING)
@@ -1315,7 +1326,10 @@ carehare_protocol_tick (CarehareProtocol *self,
                                                 "arrived from the server for %u seconds",
                                                 2 * (guint) self->heartbeat));
       else if (now >= self->last_write + interval / 2 && !carehare_protocol_has_output (self))
-        carehare_wire_append_heartbeat_frame (self->out);
+        {
+          carehare_wire_append_heartbeat_frame (self->out);
+          self->stats.heartbeats_sent++;
+        }
     }
   deadline = carehare_protocol_get_deadline (self);
   _carehare_protocol_leave (self);
@@ -1498,6 +1512,18 @@ carehare_protocol_cancel (CarehareProtocol   *self,
 }
 
 /* ---- accessors ----------------------------------------------------------- */
+
+const CarehareProtocolStats *
+carehare_protocol_get_stats (CarehareProtocol *self)
+{
+  return &self->stats;
+}
+
+gint64
+carehare_protocol_get_last_read (CarehareProtocol *self)
+{
+  return self->last_read;
+}
 
 guint16
 carehare_protocol_get_heartbeat (CarehareProtocol *self)

@@ -119,6 +119,27 @@ CarehareProtocolOp *carehare_protocol_start (CarehareProtocol           *protoco
                                              CarehareProtocolOpCallback  callback,
                                              gpointer                    user_data);
 
+/* Counters kept by the protocol core: plain integers bumped where the
+ * events happen (no lock: the core runs on one thread), read through
+ * carehare_connection_get_statistics(). */
+typedef struct {
+  guint64 messages_published;   /* publishes (and call requests) written out */
+  guint64 messages_confirmed;   /* basic.ack received for them */
+  guint64 messages_nacked;      /* basic.nack received for them */
+  guint64 messages_returned;    /* mandatory publishes returned unroutable */
+  guint64 deliveries_received;  /* basic.deliver to consumers */
+  guint64 deliveries_acked;     /* deliveries settled with basic.ack */
+  guint64 deliveries_nacked;    /* deliveries settled with basic.nack */
+  guint64 bytes_sent;           /* handed to the transport */
+  guint64 bytes_received;       /* fed by the transport */
+  guint64 heartbeats_sent;
+  guint64 heartbeats_missed;    /* heartbeat intervals with nothing from the server */
+} CarehareProtocolStats;
+
+const CarehareProtocolStats *carehare_protocol_get_stats (CarehareProtocol *protocol);
+/* Monotonic time (µs) of the last bytes from the server; 0 before any. */
+gint64 carehare_protocol_get_last_read (CarehareProtocol *protocol);
+
 /* Feeds bytes read from the socket. Returns FALSE once the connection is
  * finished (further input is ignored). */
 gboolean carehare_protocol_receive (CarehareProtocol *protocol,

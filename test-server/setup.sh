@@ -34,6 +34,7 @@ PACKAGES=(
     valgrind
     librabbitmq-dev
     amqp-tools
+    help2man
     python3-pika
     python3-aio-pika
     procps

@@ -51,6 +51,12 @@ C
 cc -Wall -Werror -o "$tmp/user" "$tmp/user.c" $(pkg-config --cflags --libs carehare-glib-1.0)
 LD_LIBRARY_PATH=$libdir "$tmp/user"
 
+# The carehare command, its man page and its bash completion.
+[ -x "$prefix/bin/carehare" ]
+[ -f "$prefix/share/man/man1/carehare.1" ]
+[ -f "$prefix/share/bash-completion/completions/carehare" ]
+LD_LIBRARY_PATH=$libdir "$prefix/bin/carehare" --version | grep -q '^carehare '
+
 # The installed typelib, found where GObject Introspection installs it.
 typelib_dir=$libdir/girepository-1.0
 [ -f "$typelib_dir/Carehare-1.0.typelib" ]

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The `carehare` command against the private broker (TAP): every command,
+# interop with rabbitmq-c's amqp-publish/amqp-consume (amqp-tools), and the
+# documented exit code and message for bad input.
+#
+#   test-cli.sh CAREHARE_BINARY EXAMPLES_BUILDDIR
+#
+# CAREHARE_CLI_WRAPPER (optional), e.g. "valgrind --error-exitcode=99 ...",
+# runs every carehare invocation under it.
+set -uo pipefail
+
+bin=$1
+examples=$2
+: "${CAREHARE_TEST_AMQP_URI:?start the broker: test-server/broker start}"
+export CAREHARE_URI=$CAREHARE_TEST_AMQP_URI
+read -r -a wrapper <<<"${CAREHARE_CLI_WRAPPER:-}"
+carehare () { "${wrapper[@]}" "$bin" "$@"; }
+
+tmp=$(mktemp -d)
+prefix="carehare-cli-$$-$RANDOM"
+bg_pids=()
+cleanup () {
+  for pid in "${bg_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for q in "$prefix"-q "$prefix"-q2 "$prefix"-rpc; do
+    "$CAREHARE_TEST_BROKER" ctl delete_queue "$q" >/dev/null 2>&1 || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+n=0
+failed=0
+ok () {   # ok DESCRIPTION CONDITION-COMMAND...
+  local desc=$1; shift
+  n=$((n + 1))
+  if "$@"; then
+    echo "ok $n - $desc"
+  else
+    echo "not ok $n - $desc"
+    failed=$((failed + 1))
+    for f in "$tmp"/out "$tmp"/err; do [ -s "$f" ] && sed 's/^/# /' "$f"; done
+  fi
+}
+# run EXPECTED-STATUS CMD...: runs carehare with stdout/stderr to files.
+run () {
+  local expected=$1; shift
+  carehare "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+  local status=$?
+  [ "$status" -eq "$expected" ] || { echo "# exit $status, expected $expected: carehare $*"; return 1; }
+}
+out_is () { [ "$(cat "$tmp/out")" = "$1" ] || { echo "# stdout: $(cat "$tmp/out")"; return 1; }; }
+err_has () { grep -qF -- "$1" "$tmp/err" || { echo "# stderr lacks: $1"; return 1; }; }
+
+q="$prefix-q"
+q2="$prefix-q2"
+ex="$prefix-x"
+
+# ---- declare, publish, consume ----------------------------------------------
+ok "declare-queue prints the name" eval 'run 0 declare-queue "$q" && out_is "$q"'
+ok "declare-queue without a name prints the server-named queue" \
+  eval 'run 0 declare-queue --exclusive && grep -q "^amq.gen-" "$tmp/out"'
+ok "declare-queue with typed arguments" \
+  eval 'run 0 declare-queue "$q2" --argument x-message-ttl=60000 --argument x-queue-mode=lazy && out_is "$q2"'
+ok "a different argument on redeclare is refused: exit 3, 406" \
+  eval 'run 3 declare-queue "$q2" --argument x-message-ttl=5 && err_has "406 PRECONDITION_FAILED"'
+
+ok "publish from stdin, consume --count 1 prints the body" \
+  eval 'echo hi | carehare publish --routing-key "$q" && run 0 consume "$q" --count 1 && out_is hi'
+printf 'no newline' >"$tmp/body"
+ok "publish --file; a body without a newline is printed with one" \
+  eval 'carehare publish -r "$q" --file "$tmp/body" && run 0 consume "$q" -c 1 && cmp -s "$tmp/out" <(printf "no newline\n")'
+
+seq 1000 >"$tmp/lines"
+ok "publish --lines: 1000 messages, all confirmed, nothing on a non-terminal stderr" \
+  eval 'carehare publish --lines -r "$q" --file "$tmp/lines" 2>"$tmp/err" && [ ! -s "$tmp/err" ]'
+ok "consume --count 1000 prints them in order" \
+  eval 'run 0 consume "$q" --count 1000 --prefetch 50 && cmp -s "$tmp/out" "$tmp/lines"'
+ok "purge-queue prints 0 on an empty queue" eval 'run 0 purge-queue "$q" && out_is 0'
+
+ok "publish --lines from stdin, then purge-queue prints the count" \
+  eval 'seq 7 | carehare publish --lines -r "$q" && run 0 purge-queue "$q" && out_is 7'
+
+ok "consume --json: routing key, redelivered, properties and typed headers" eval '
+  echo "{\"a\": 1}" | carehare publish -r "$q" -p content-type=application/json -p delivery-mode=persistent \
+    -p correlation-id=c1 -p priority=3 -H who=me -H n:int=42 -H yes:bool=true &&
+  run 0 consume "$q" --count 1 --json &&
+  /usr/bin/python3 -c "
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m[\"body\"] == \"{\\\"a\\\": 1}\\n\", m
+assert m[\"routing_key\"] == sys.argv[2] and m[\"exchange\"] == \"\" and m[\"redelivered\"] is False, m
+p = m[\"properties\"]
+assert p == {\"content_type\": \"application/json\", \"delivery_mode\": 2, \"correlation_id\": \"c1\", \"priority\": 3}, p
+assert m[\"headers\"] == {\"who\": \"me\", \"n\": 42, \"yes\": True}, m
+" "$tmp/out" "$q"'
+
+# ---- --exec ---------------------------------------------------------------------
+ok "consume --exec: body on the command's stdin, acked on exit 0" eval '
+  echo payload | carehare publish -r "$q" &&
+  run 0 consume "$q" --count 1 --exec "cat > \"$tmp/exec\"" && [ "$(cat "$tmp/exec")" = payload ] &&
+  run 0 purge-queue "$q" && out_is 0'
+ok "consume --exec: nacked and requeued when the command fails" eval '
+  echo again | carehare publish -r "$q" &&
+  run 0 consume "$q" --count 1 --exec "exit 3" &&
+  run 0 consume "$q" --count 1 --json && grep -q "\"redelivered\":true" "$tmp/out" &&
+  run 0 purge-queue "$q" && out_is 0'
+
+# ---- exchanges and bindings -------------------------------------------------------
+ok "declare-exchange" run 0 declare-exchange "$ex" --type topic
+ok "bind" run 0 bind "$q" "$ex" "k.*"
+ok "publish --mandatory through the binding" \
+  eval 'echo routed | carehare publish -e "$ex" -r k.one --mandatory && run 0 consume "$q" -c 1 && out_is routed'
+ok "unbind" run 0 unbind "$q" "$ex" "k.*"
+ok "publish --mandatory with no binding: exit 4, 312 NO_ROUTE" \
+  eval 'echo lost | carehare publish -e "$ex" -r k.one --mandatory 2>"$tmp/err"; [ $? = 4 ] && err_has "312 NO_ROUTE"'
+ok "publish --lines --mandatory names the first failed line" \
+  eval 'printf "a\nb\n" | carehare publish --lines -e "$ex" -r nowhere --mandatory 2>"$tmp/err"; [ $? = 4 ] && err_has "line 1" && err_has "NO_ROUTE"'
+ok "exchange-to-exchange bind and unbind" \
+  eval 'run 0 declare-exchange "$ex-2" --type fanout && run 0 bind --to-exchange "$ex-2" "$ex" "#" && run 0 unbind --to-exchange "$ex-2" "$ex" "#" && run 0 delete-exchange "$ex-2"'
+ok "delete-exchange" run 0 delete-exchange "$ex"
+ok "publish to a missing exchange: exit 3, 404" \
+  eval 'echo x | carehare publish -e "$ex" -r k 2>"$tmp/err"; [ $? = 3 ] && err_has "404 NOT_FOUND - no exchange"'
+
+# ---- call ---------------------------------------------------------------------------
+rpc="$prefix-rpc"
+"$examples/rpc-server" "$CAREHARE_TEST_AMQP_URI" "$rpc" --count 1 >"$tmp/server" 2>&1 &
+bg_pids+=($!)
+for _ in $(seq 100); do grep -q "waiting for requests" "$tmp/server" && break; sleep 0.1; done
+ok "call: the reply to a request over direct reply-to" \
+  eval 'echo -n shout | carehare call "$rpc" --timeout 30 >"$tmp/out" 2>"$tmp/err" && out_is SHOUT'
+ok "call --timeout with nobody answering: exit 5" \
+  eval 'echo -n x | carehare call "$prefix-nobody" --timeout 1 >"$tmp/out" 2>"$tmp/err"; [ $? = 5 ] && err_has "no reply within 1 seconds"'
+
+# ---- Ctrl-C ---------------------------------------------------------------------------
+"${wrapper[@]}" "$bin" consume "$q" >"$tmp/sigint" 2>&1 &
+consumer_pid=$!
+bg_pids+=($consumer_pid)
+echo before-sigint | carehare publish -r "$q"
+for _ in $(seq 100); do grep -q before-sigint "$tmp/sigint" && break; sleep 0.1; done
+kill -INT "$consumer_pid"
+wait "$consumer_pid"
+sigint_status=$?
+ok "consume stops cleanly on SIGINT with exit 0 after printing and acking" \
+  eval '[ $sigint_status = 0 ] && [ "$(cat "$tmp/sigint")" = before-sigint ] && run 0 purge-queue "$q" && out_is 0'
+
+# ---- interop with rabbitmq-c's amqp-tools ------------------------------------------------
+# rabbitmq-c reads the "/" of amqp://host:port/ as the empty vhost name.
+amqp_tools_url=${CAREHARE_TEST_AMQP_URI%/}
+ok "amqp-publish -> carehare consume" \
+  eval 'amqp-publish --url="$amqp_tools_url" -r "$q" -b from-rabbitmq-c && run 0 consume "$q" -c 1 && out_is from-rabbitmq-c'
+ok "carehare publish -> amqp-consume" \
+  eval 'echo -n from-carehare | carehare publish -r "$q" -H h=v &&
+        timeout 30 amqp-consume --url="$amqp_tools_url" -q "$q" -c 1 cat >"$tmp/out" && out_is from-carehare'
+
+# ---- delete ---------------------------------------------------------------------------
+ok "delete-queue prints how many messages it held" \
+  eval 'seq 3 | carehare publish --lines -r "$q" && run 0 delete-queue "$q" && out_is 3'
+ok "delete-queue --if-empty on a queue with messages: exit 3, 406" \
+  eval 'echo m | carehare publish -r "$q2" && run 3 delete-queue "$q2" --if-empty && err_has "406 PRECONDITION_FAILED"'
+ok "delete-queue" eval 'run 0 delete-queue "$q2" && out_is 1'
+
+# ---- bad input --------------------------------------------------------------------------
+ok "no such queue: exit 3 with the broker's 404" \
+  eval 'run 3 consume "$q" --count 1 && err_has "404 NOT_FOUND - no queue"'
+ok "wrong password: exit 2, 403, password not shown" \
+  eval 'run 2 --uri "amqp://guest:not-the-password@127.0.0.1:$CAREHARE_TEST_BROKER_PORT/" purge-queue "$q" &&
+        err_has "403 ACCESS_REFUSED" && ! grep -q not-the-password "$tmp/err"'
+ok "nothing listening: exit 2" \
+  eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 2 purge-queue "$q" && err_has "127.0.0.1:1"'
+ok "malformed --header: exit 1" \
+  eval 'run 1 publish --header no-equals-sign && err_has "malformed --header '"'"'no-equals-sign'"'"': expected NAME=VALUE"'
+ok "--header with an unknown type: exit 1" \
+  eval 'run 1 publish --header n:complex=1 && err_has "unknown type '"'"'complex'"'"'"'
+ok "--property that does not exist: exit 1" \
+  eval 'run 1 publish --property colour=red && err_has "unknown property '"'"'colour'"'"'"'
+ok "invalid URI: exit 1 with the library's message" \
+  eval 'run 1 --uri "foo://x" purge-queue "$q" && err_has "Invalid AMQP URI"'
+ok "unknown command: exit 1" eval 'run 1 frobnicate && err_has "unknown command"'
+ok "unknown option: exit 1" eval 'run 1 consume "$q" --no-such-option'
+ok "missing argument: exit 1" eval 'run 1 purge-queue'
+ok "unreadable --file: exit 1" eval 'run 1 publish -r "$q" --file "$tmp/does-not-exist"'
+help_lists_commands () {
+  local c
+  for c in publish consume declare-queue delete-queue purge-queue declare-exchange delete-exchange bind unbind call; do
+    grep -q "^carehare $c.*:$" "$tmp/out" || return 1
+  done
+  grep -q "^Exit status:" "$tmp/out"
+}
+ok "--help lists every command and the exit status" eval 'run 0 --help && help_lists_commands'
+
+echo "1..$n"
+exit $((failed > 0))
