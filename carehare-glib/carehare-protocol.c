@@ -3,16 +3,17 @@
  * The connection state machine. See carehare-protocol.h for the contract.
  *
  * Files: this one holds the connection's state, the channel table and its
- * allocation, the dispatch of frames and methods, output and time,
- * cancellation and close. As the
+ * allocation, the dispatch of frames and methods, output and time, and
+ * close. As the
  * Python carehare library has one class per channel kind, one file per
  * channel kind holds the rest: carehare-protocol-rpc.c (RPC channels),
  * carehare-protocol-publish.c (publish channels, in confirm mode),
  * carehare-protocol-consume.c (consumer channels) and
  * carehare-protocol-call.c (the call channel of direct reply-to, a
  * publish channel that also consumes the replies); the handshake is in
- * carehare-protocol-handshake.c, and the content frames of deliveries and
- * returns are assembled in carehare-protocol-content.c. They share
+ * carehare-protocol-handshake.c, the content frames of deliveries and
+ * returns are assembled in carehare-protocol-content.c, and cancelling an
+ * operation is in carehare-protocol-cancel.c. They share
  * carehare-protocol-private.h.
  *
  * States: AWAIT_START -> AWAIT_TUNE -> AWAIT_OPEN_OK -> OPEN -> CLOSING ->
@@ -1420,95 +1421,6 @@ carehare_protocol_close (CarehareProtocol           *self,
       g_assert_not_reached ();
     }
   return _carehare_protocol_leave_with_op (self, op);
-}
-
-/* ---- cancellation -------------------------------------------------------- */
-
-void
-carehare_protocol_cancel (CarehareProtocol   *self,
-                          CarehareProtocolOp *op)
-{
-  g_return_if_fail (self != NULL);
-  g_return_if_fail (op != NULL);
-
-  if (op->done)
-    return;
-
-  _carehare_protocol_enter (self);
-  switch (op->kind)
-    {
-    case OP_RPC:
-      if (op->channel == 0)
-        g_queue_remove (&self->waiting, op);
-      else
-        _carehare_protocol_discard_channel (self, op->channel, "operation cancelled");
-      break;
-    case OP_HANDSHAKE:
-      self->handshake = NULL;
-      break;
-    case OP_CLOSE:
-      /* Only a close that waits for Close-Ok is pending: cancelling it
-       * stops the wait, and the connection is over at once, as when the
-       * close times out (every close op completes without error). */
-      if (self->state == STATE_CLOSING)
-        {
-          _carehare_protocol_finish (self, NULL);
-          _carehare_protocol_leave (self);
-          return;
-        }
-      g_ptr_array_remove (self->close_ops, op);
-      break;
-    case OP_PUBLISH:
-      /* Written publishes cannot be recalled: they complete with the
-       * broker's answer. */
-      if (op->written)
-        {
-          _carehare_protocol_leave (self);
-          return;
-        }
-      g_queue_remove (&op->publisher->unwritten, op);
-      _carehare_protocol_publisher_update_idle (self, op->publisher);
-      break;
-    case OP_CALL:
-      /* Unlike a publish, a call wins at any time: its request's confirm
-       * and its reply are then dropped. */
-      _carehare_protocol_call_cancel (self, op);
-      break;
-    case OP_CONSUME:
-      {
-        CarehareProtocolConsumer *consumer = op->consumer;
-
-        consumer->start_op = NULL;
-        if (consumer->state == CONSUMER_WAITING)
-          {
-            g_queue_remove (&self->waiting, op);
-            _carehare_protocol_consumer_end (self, consumer, NULL);
-          }
-        else
-          {
-            consumer->state = CONSUMER_CLOSING;
-            _carehare_protocol_discard_channel (self, consumer->channel, "consumer cancelled");
-            self->channels[consumer->channel].consumer = consumer;
-          }
-      }
-      break;
-    case OP_CONSUMER_CLOSE:
-      g_ptr_array_remove (op->consumer->close_ops, op);
-      break;
-    case OP_UPDATE_SECRET:
-      _carehare_protocol_cancel_update_secret (self, op);
-      break;
-    default:
-      g_assert_not_reached ();
-    }
-  _carehare_protocol_complete (self, op, NULL,
-                               g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                                                    "Operation was cancelled"));
-  /* Nobody waits for a connection whose handshake was cancelled: end it
-   * (as a close would), or a late Open-Ok would complete a freed op. */
-  if (op->kind == OP_HANDSHAKE)
-    _carehare_protocol_finish (self, NULL);
-  _carehare_protocol_leave (self);
 }
 
 /* ---- accessors ----------------------------------------------------------- */
