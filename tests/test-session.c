@@ -9,7 +9,9 @@
 #include "fault-proxy.h"
 
 #include <gio/gio.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TIMEOUT_MS 30000
 
@@ -825,7 +827,37 @@ test_consumer_close (void)
   delete_queue (queue);
 }
 
-/* Many reconnections (for valgrind and ASan: nothing leaks). */
+/* Resident memory of this process, in KiB (-1 if unknown). */
+static long
+resident_kib (void)
+{
+  g_autofree char *statm = NULL;
+  long pages = 0, resident = -1;
+
+  if (g_file_get_contents ("/proc/self/statm", &statm, NULL, NULL))
+    sscanf (statm, "%ld %ld", &pages, &resident);
+  return resident < 0 ? -1 : resident * (sysconf (_SC_PAGESIZE) / 1024);
+}
+
+/* Whether memory figures mean anything here: not under valgrind or a
+ * sanitizer, which keep freed memory aside. */
+static gboolean
+plain_allocator (void)
+{
+  const char *preload = g_getenv ("LD_PRELOAD");
+
+#if defined(__SANITIZE_ADDRESS__)
+  return FALSE;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return FALSE;
+#endif
+#endif
+  return preload == NULL || strstr (preload, "vgpreload") == NULL;
+}
+
+/* Fifty reconnections: nothing leaks (valgrind and ASan run this), and
+ * resident memory does not grow from the tenth to the fiftieth. */
 static void
 test_many_reconnections (void)
 {
@@ -835,7 +867,8 @@ test_many_reconnections (void)
   g_autoptr(CarehareSession) session = session_for (uri);
   g_autoptr(Recorder) rec = recorder_new (session);
   g_autoptr(CarehareConsumer) consumer = NULL;
-  guint n = g_test_slow () ? 50 : 20;
+  guint n = 50;
+  long rss_at_10 = -1, rss_at_end;
 
   carehare_session_set_reconnect_delay_min (session, 1);
   carehare_session_set_reconnect_delay_max (session, 20);
@@ -855,8 +888,15 @@ test_many_reconnections (void)
       g_assert_no_error (error);
       carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
       fault_proxy_reset (proxy);
+      if (i == 10)
+        rss_at_10 = resident_kib ();
     }
   wait_for_connections (rec, n + 1, TIMEOUT_MS);
+  rss_at_end = resident_kib ();
+  g_test_message ("resident memory after 10 reconnections: %ld KiB, after %u: %ld KiB",
+                  rss_at_10, n, rss_at_end);
+  if (plain_allocator () && rss_at_10 > 0 && rss_at_end > 0)
+    g_assert_cmpint (rss_at_end - rss_at_10, <, 4096);
   close_session (session);
   g_assert_cmpuint (rec->n_disconnected, ==, rec->n_connected);
   fault_proxy_free (proxy);
