@@ -27,6 +27,7 @@
 #include "carehare-consumer-private.h"
 #include "carehare-enum-types.h"
 #include "carehare-error-private.h"
+#include "carehare-log-private.h"
 #include "carehare-properties-private.h"
 #include "carehare-statistics-private.h"
 #include "carehare-protocol.h"
@@ -282,10 +283,13 @@ protocol_finished_cb (CarehareProtocol *protocol,
   self->is_closed = TRUE;
 
   if (error != NULL)
-    g_debug ("connection to %s closed: %s",
-             _carehare_transport_get_redacted_uri (self->transport), error->message);
+    _carehare_log (G_LOG_LEVEL_DEBUG, _carehare_transport_get_redacted_uri (self->transport),
+                   carehare_error_get_reply_code (error), 0, "connection to %s closed: %s",
+                   _carehare_transport_get_redacted_uri (self->transport), error->message);
   else
-    g_debug ("connection to %s closed", _carehare_transport_get_redacted_uri (self->transport));
+    _carehare_log (G_LOG_LEVEL_DEBUG, _carehare_transport_get_redacted_uri (self->transport),
+                   0, 0, "connection to %s closed",
+                   _carehare_transport_get_redacted_uri (self->transport));
 
   /* A peer that stopped reading must not keep the socket open: the last
    * frames get a bounded time, and none after a heartbeat timeout. */
@@ -313,17 +317,35 @@ protocol_blocked_cb (CarehareProtocol *protocol,
 
   if (protocol != self->protocol)
     return;
-  g_debug ("connection %s%s%s", blocked ? "blocked" : "unblocked",
-           reason != NULL ? ": " : "", reason != NULL ? reason : "");
+  _carehare_log (G_LOG_LEVEL_DEBUG, _carehare_transport_get_redacted_uri (self->transport), 0, 0,
+                 "connection %s%s%s", blocked ? "blocked" : "unblocked",
+                 reason != NULL ? ": " : "", reason != NULL ? reason : "");
   if (self->is_blocked == blocked)
     return;
   self->is_blocked = blocked;
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_IS_BLOCKED]);
 }
 
+static void
+protocol_channel_closed_cb (CarehareProtocol *protocol,
+                            guint             channel,
+                            guint             reply_code,
+                            const char       *reply_text,
+                            gpointer          user_data)
+{
+  CarehareConnection *self = user_data;
+
+  if (protocol != self->protocol)
+    return;
+  _carehare_log (G_LOG_LEVEL_DEBUG, _carehare_transport_get_redacted_uri (self->transport),
+                 reply_code, channel, "channel %u closed by server: %u %s", channel, reply_code,
+                 reply_text != NULL ? reply_text : "");
+}
+
 static const CarehareProtocolCallbacks protocol_callbacks = {
   .finished = protocol_finished_cb,
   .blocked_changed = protocol_blocked_cb,
+  .channel_closed = protocol_channel_closed_cb,
 };
 
 /* ---- the transport's callbacks ------------------------------------------- */
@@ -547,11 +569,12 @@ handshake_done_cb (CarehareProtocolOp   *op,
   init_cleanup (self);
   _carehare_transport_connected (self->transport);
   self->initialized = TRUE;
-  g_debug ("connected to %s: heartbeat %u s, frame_max %u, channel_max %u",
-           _carehare_transport_get_redacted_uri (self->transport),
-           carehare_protocol_get_heartbeat (self->protocol),
-           carehare_protocol_get_frame_max (self->protocol),
-           carehare_protocol_get_channel_max (self->protocol));
+  _carehare_log (G_LOG_LEVEL_DEBUG, _carehare_transport_get_redacted_uri (self->transport), 0, 0,
+                 "connected to %s: heartbeat %u s, frame_max %u, channel_max %u",
+                 _carehare_transport_get_redacted_uri (self->transport),
+                 carehare_protocol_get_heartbeat (self->protocol),
+                 carehare_protocol_get_frame_max (self->protocol),
+                 carehare_protocol_get_channel_max (self->protocol));
   if (self->uris != NULL && self->uris[0] != NULL)
     g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_URI]);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_HEARTBEAT]);

@@ -185,13 +185,16 @@ typedef enum {
   EVENT_DELIVERY,
   EVENT_DELIVERY_REJECTED,
   EVENT_CONSUMER_CLOSED,
+  EVENT_CHANNEL_CLOSED,
 } EventKind;
 
 typedef struct {
   EventKind kind;
   CarehareProtocolOp *op;  /* OP_DONE: owned */
   gboolean blocked;
-  char *reason;
+  char *reason;                        /* BLOCKED, CHANNEL_CLOSED: owned */
+  guint channel;                       /* CHANNEL_CLOSED */
+  guint reply_code;                    /* CHANNEL_CLOSED */
   CarehareProtocolConsumer *consumer;  /* owned ref */
   CarehareProtocolDelivery *delivery;  /* owned */
   guint64 delivery_tag;                /* DELIVERY_REJECTED */

@@ -116,6 +116,12 @@ _carehare_protocol_leave (CarehareProtocol *self)
             self->callbacks.blocked_changed (self, ev->blocked, ev->reason, self->user_data);
           g_free (ev->reason);
           break;
+        case EVENT_CHANNEL_CLOSED:
+          if (self->callbacks.channel_closed != NULL)
+            self->callbacks.channel_closed (self, ev->channel, ev->reply_code, ev->reason,
+                                            self->user_data);
+          g_free (ev->reason);
+          break;
         default:
           g_assert_not_reached ();
         }
@@ -523,6 +529,7 @@ carehare_protocol_free (CarehareProtocol *self)
   /* Nobody is left to hear "finished". */
   self->callbacks.finished = NULL;
   self->callbacks.blocked_changed = NULL;
+  self->callbacks.channel_closed = NULL;
   /* Called from one of our own callbacks (the object that owns us was
    * disposed there): the completions still queued run first, and the
    * outermost call frees us when it returns. */
@@ -773,10 +780,17 @@ handle_channel_method (CarehareProtocol *self,
       {
         CarehareMethod ok = { .id = CAREHARE_METHOD_CHANNEL_CLOSE_OK };
         GError *error;
+        Event *ev;
 
         _carehare_protocol_append_method (self, id, &ok);
         if (ch->state == CHANNEL_CLOSING)
           return;  /* crossed closes: the server still answers ours */
+        ev = g_new0 (Event, 1);
+        ev->kind = EVENT_CHANNEL_CLOSED;
+        ev->channel = id;
+        ev->reply_code = method->channel_close.reply_code;
+        ev->reason = g_strdup (method->channel_close.reply_text);
+        g_queue_push_tail (&self->events, ev);
         error = carehare_error_new_from_reply (CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER,
                                                "Channel closed by server",
                                                method->channel_close.reply_code,

@@ -84,6 +84,13 @@ typedef struct {
                            gboolean          blocked,
                            const char       *reason,
                            gpointer          user_data);
+  /* The server closed channel @channel (channel.close), for logs only:
+   * whatever ran on it has been told through its own callback. */
+  void (*channel_closed) (CarehareProtocol *protocol,
+                          guint             channel,
+                          guint             reply_code,
+                          const char       *reply_text,
+                          gpointer          user_data);
 } CarehareProtocolCallbacks;
 
 /* What the client proposes in Tune-Ok when the URI says nothing (RabbitMQ's

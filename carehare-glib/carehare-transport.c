@@ -16,6 +16,9 @@
  */
 #include "carehare-transport-private.h"
 
+#include "carehare-error.h"
+#include "carehare-log-private.h"
+
 #include "carehare-tls-stream-private.h"
 
 #include <netinet/in.h>
@@ -650,7 +653,8 @@ _carehare_transport_attempt_failed (CarehareTransport *self,
 {
   guint n_attempts;
 
-  g_debug ("connecting to %s failed: %s", self->redacted_uri, error->message);
+  _carehare_log (G_LOG_LEVEL_DEBUG, self->redacted_uri, carehare_error_get_reply_code (error), 0,
+                 "connecting to %s failed: %s", self->redacted_uri, error->message);
   attempt_teardown (self);
 
   if (self->attempt_uris == NULL)
@@ -1023,7 +1027,7 @@ attempt_start (CarehareTransport *self)
    * libproxy, and its thread, out of the process.) */
   g_socket_client_set_enable_proxy (client, FALSE);
   address = g_network_address_new (self->settings.host, self->settings.port);
-  g_debug ("connecting to %s", self->redacted_uri);
+  _carehare_log (G_LOG_LEVEL_DEBUG, self->redacted_uri, 0, 0, "connecting to %s", self->redacted_uri);
   g_socket_client_connect_async (client, address, self->attempt_cancellable,
                                  socket_connected_cb, io_data_new (self));
 }

@@ -10,8 +10,12 @@
  * program is the one GTK dispatches: no threads, no locks, and every
  * callback may touch widgets directly. Errors are shown in the window.
  *
+ * Under the status line, the connection's state and its counters
+ * (carehare_connection_get_statistics()), refreshed every second.
+ *
  * --self-test publishes one message from the entry, waits until it shows up
- * in the list and exits 0 (1 on an error, or after 20 seconds).
+ * in the list and the counters agree, and exits 0 (1 on an error, or after
+ * 20 seconds).
  */
 #include <carehare-glib/carehare-glib.h>
 #include <gtk/gtk.h>
@@ -22,6 +26,7 @@ typedef struct {
   GtkApplication *app;        /* owned */
   GtkWidget *window;          /* borrowed: the application holds it */
   GtkWidget *status;
+  GtkWidget *counters;
   GtkWidget *list;
   GtkWidget *entry;
   GtkWidget *send_button;
@@ -38,6 +43,8 @@ typedef struct {
 
   char *self_test_text;       /* owned */
   guint self_test_timeout_id;
+  guint counters_timeout_id;
+  gboolean connect_failed;
   int exit_status;
 } Chat;
 
@@ -104,6 +111,64 @@ append_message (Chat       *chat,
     gtk_adjustment_set_value (adjustment, gtk_adjustment_get_upper (adjustment));
 }
 
+/* ---- connection state and counters ------------------------------------------ */
+
+static const char *
+connection_state (Chat *chat)
+{
+  if (chat->conn == NULL)
+    return chat->connect_failed ? "not connected" : "connecting";
+  if (carehare_connection_get_is_closed (chat->conn))
+    return "closed";
+  if (carehare_connection_get_is_blocked (chat->conn))
+    return "blocked by the broker (publishes wait)";
+  return "connected";
+}
+
+static void
+update_counters (Chat *chat)
+{
+  g_autoptr(CarehareStatistics) stats = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *in = NULL;
+
+  if (chat->counters == NULL)
+    return;  /* the window is gone */
+  if (chat->conn == NULL)
+    {
+      text = g_strdup_printf ("Connection: %s", connection_state (chat));
+      gtk_label_set_text (GTK_LABEL (chat->counters), text);
+      return;
+    }
+  stats = carehare_connection_get_statistics (chat->conn);
+  out = g_format_size (carehare_statistics_get_bytes_sent (stats));
+  in = g_format_size (carehare_statistics_get_bytes_received (stats));
+  text = g_strdup_printf ("Connection: %s · sent %" G_GUINT64_FORMAT " (confirmed %" G_GUINT64_FORMAT
+                          ") · received %" G_GUINT64_FORMAT " · %u channels · %s out, %s in",
+                          connection_state (chat),
+                          carehare_statistics_get_messages_published (stats),
+                          carehare_statistics_get_messages_confirmed (stats),
+                          carehare_statistics_get_deliveries_received (stats),
+                          carehare_statistics_get_channels_open (stats), out, in);
+  gtk_label_set_text (GTK_LABEL (chat->counters), text);
+}
+
+static gboolean
+counters_timeout_cb (gpointer user_data)
+{
+  update_counters (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+blocked_changed_cb (GObject    *object,
+                    GParamSpec *pspec,
+                    gpointer    user_data)
+{
+  update_counters (user_data);
+}
+
 /* ---- connection closed behind our back ------------------------------------ */
 
 static void
@@ -113,6 +178,7 @@ connection_closed_cb (CarehareConnection *conn,
 {
   Chat *chat = user_data;
 
+  update_counters (chat);
   if (error != NULL)
     show_error (chat, "The connection", error);
 }
@@ -147,10 +213,20 @@ delivery_cb (GObject      *source,
   append_message (chat, text, carehare_delivery_get_redelivered (delivery));
   carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
 
+  update_counters (chat);
+
   if (chat->self_test && g_strcmp0 (text, chat->self_test_text) == 0)
     {
+      g_autoptr(CarehareStatistics) stats = carehare_connection_get_statistics (chat->conn);
+
       g_print ("self-test: received \"%s\"\n", text);
-      chat->exit_status = 0;
+      g_print ("self-test: %s\n", gtk_label_get_text (GTK_LABEL (chat->counters)));
+      /* This window published one message, confirmed before it came back
+       * (RabbitMQ confirms once routed), and received at least that one. */
+      chat->exit_status = (carehare_statistics_get_messages_published (stats) == 1 &&
+                           carehare_statistics_get_deliveries_received (stats) >= 1) ? 0 : 1;
+      if (chat->exit_status != 0)
+        g_printerr ("self-test: the counters disagree\n");
       g_clear_handle_id (&chat->self_test_timeout_id, g_source_remove);
       gtk_window_close (GTK_WINDOW (chat->window));
       return;
@@ -172,6 +248,7 @@ published_cb (GObject      *source,
     set_status (chat, "Sent.", FALSE);
   else
     show_error (chat, "Sending", error);
+  update_counters (chat);
 }
 
 static void
@@ -299,10 +376,14 @@ connected_cb (GObject      *source,
   chat->conn = carehare_connection_new_finish (result, &error);
   if (chat->conn == NULL)
     {
+      chat->connect_failed = TRUE;
+      update_counters (chat);
       show_error (chat, "Connecting", error);
       return;
     }
   g_signal_connect (chat->conn, "closed", G_CALLBACK (connection_closed_cb), chat);
+  g_signal_connect (chat->conn, "notify::is-blocked", G_CALLBACK (blocked_changed_cb), chat);
+  update_counters (chat);
   carehare_connection_exchange_declare_async (chat->conn, chat->exchange, "fanout",
                                               CAREHARE_EXCHANGE_FLAGS_NONE, NULL,
                                               chat->cancellable, exchange_declared_cb, chat);
@@ -329,6 +410,8 @@ close_request_cb (GtkWindow *window,
   Chat *chat = user_data;
 
   g_cancellable_cancel (chat->cancellable);
+  g_clear_handle_id (&chat->counters_timeout_id, g_source_remove);
+  chat->counters = NULL;
   if (chat->conn != NULL)
     {
       /* Keep the application (and its main loop) alive until the broker
@@ -387,6 +470,13 @@ activate_cb (GApplication *app,
   gtk_label_set_wrap (GTK_LABEL (chat->status), TRUE);
   gtk_box_append (GTK_BOX (box), chat->status);
 
+  chat->counters = gtk_label_new ("Connection: connecting");
+  gtk_label_set_xalign (GTK_LABEL (chat->counters), 0.0);
+  gtk_label_set_wrap (GTK_LABEL (chat->counters), TRUE);
+  gtk_widget_add_css_class (chat->counters, "dim-label");
+  gtk_widget_add_css_class (chat->counters, "caption");
+  gtk_box_append (GTK_BOX (box), chat->counters);
+
   chat->list = gtk_list_box_new ();
   gtk_list_box_set_selection_mode (GTK_LIST_BOX (chat->list), GTK_SELECTION_NONE);
   gtk_list_box_set_placeholder (GTK_LIST_BOX (chat->list), gtk_label_new ("No messages yet"));
@@ -414,6 +504,7 @@ activate_cb (GApplication *app,
 
   gtk_window_present (GTK_WINDOW (chat->window));
 
+  chat->counters_timeout_id = g_timeout_add_seconds (1, counters_timeout_cb, chat);
   if (chat->self_test)
     chat->self_test_timeout_id = g_timeout_add_seconds (SELF_TEST_TIMEOUT_SECONDS,
                                                         self_test_timeout_cb, chat);
@@ -467,6 +558,7 @@ main (int   argc,
     status = chat.exit_status;
 
   g_clear_handle_id (&chat.self_test_timeout_id, g_source_remove);
+  g_clear_handle_id (&chat.counters_timeout_id, g_source_remove);
   g_clear_object (&chat.consumer);
   g_clear_object (&chat.conn);
   g_clear_object (&chat.cancellable);

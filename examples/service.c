@@ -2,7 +2,7 @@
 /*
  * A long-running consumer service on a CarehareSession.
  *
- *   service URI QUEUE [--exit-after N]
+ *   service URI QUEUE [--exit-after N] [--stats-every SECONDS]
  *
  * It declares a durable QUEUE and consumes and acknowledges forever. The
  * session does the recovering: when the connection is lost (the broker
@@ -16,6 +16,11 @@
  * a queue declared elsewhere with other arguments) moves the session to
  * FAILED: retrying cannot help, so the service exits with status 1 and
  * lets its supervisor (systemd, say) report it.
+ *
+ * Every minute (--stats-every), and once when it stops, it logs the
+ * current connection's counters (carehare_connection_get_statistics()):
+ * what an operator graphs or alerts on. They start from zero on each new
+ * connection.
  *
  * SIGTERM or SIGINT closes the session cleanly and exits 0. With
  * --exit-after N it does the same after processing N messages (for the
@@ -36,6 +41,7 @@ typedef struct {
   const char *queue;
   guint exit_after;            /* 0: forever */
   guint processed;
+  guint stats_timeout_id;
   gboolean stopping;
   int status;
 } App;
@@ -52,6 +58,48 @@ closed_cb (GObject      *source,
 }
 
 static void
+log_counters (App *app)
+{
+  CarehareConnection *connection = carehare_session_get_connection (app->session);
+  g_autoptr(CarehareStatistics) stats = NULL;
+  gint64 silence;
+
+  if (connection == NULL)
+    {
+      g_message ("counters: not connected");
+      return;
+    }
+  stats = carehare_connection_get_statistics (connection);
+  silence = carehare_statistics_get_time_since_last_received (stats);
+  g_message ("counters: published %" G_GUINT64_FORMAT ", confirmed %" G_GUINT64_FORMAT
+             ", nacked %" G_GUINT64_FORMAT ", returned %" G_GUINT64_FORMAT
+             "; received %" G_GUINT64_FORMAT ", acked %" G_GUINT64_FORMAT
+             ", nacked %" G_GUINT64_FORMAT "; bytes out %" G_GUINT64_FORMAT
+             ", in %" G_GUINT64_FORMAT "; %u channels; heartbeats sent %" G_GUINT64_FORMAT
+             ", missed %" G_GUINT64_FORMAT "; last bytes in %.1f s ago",
+             carehare_statistics_get_messages_published (stats),
+             carehare_statistics_get_messages_confirmed (stats),
+             carehare_statistics_get_messages_nacked (stats),
+             carehare_statistics_get_messages_returned (stats),
+             carehare_statistics_get_deliveries_received (stats),
+             carehare_statistics_get_deliveries_acked (stats),
+             carehare_statistics_get_deliveries_nacked (stats),
+             carehare_statistics_get_bytes_sent (stats),
+             carehare_statistics_get_bytes_received (stats),
+             carehare_statistics_get_channels_open (stats),
+             carehare_statistics_get_heartbeats_sent (stats),
+             carehare_statistics_get_heartbeats_missed (stats),
+             silence < 0 ? -1.0 : (double) silence / G_USEC_PER_SEC);
+}
+
+static gboolean
+stats_timeout_cb (gpointer user_data)
+{
+  log_counters (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
 shut_down (App *app,
            int  status)
 {
@@ -60,6 +108,8 @@ shut_down (App *app,
   if (app->stopping)
     return;
   app->stopping = TRUE;
+  g_clear_handle_id (&app->stats_timeout_id, g_source_remove);
+  log_counters (app);
   carehare_session_close_async (app->session, NULL, closed_cb, app);
 }
 
@@ -157,11 +207,14 @@ main (int   argc,
 {
   App app = { 0 };
   int exit_after = 0;
+  int stats_every = 60;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   GOptionEntry entries[] = {
     { "exit-after", 'n', 0, G_OPTION_ARG_INT, &exit_after,
       "Close and exit after processing N messages", "N" },
+    { "stats-every", 0, 0, G_OPTION_ARG_INT, &stats_every,
+      "Log the connection's counters every SECONDS (default 60, 0: only at exit)", "SECONDS" },
     { NULL }
   };
   const char *uris[2] = { NULL, NULL };
@@ -173,9 +226,10 @@ main (int   argc,
   g_option_context_set_summary (context,
                                 "Consumes QUEUE forever, reconnecting with backoff when the connection fails.");
   g_option_context_add_main_entries (context, entries, NULL);
-  if (!g_option_context_parse (context, &argc, &argv, &error) || argc != 3 || exit_after < 0)
+  if (!g_option_context_parse (context, &argc, &argv, &error) || argc != 3 || exit_after < 0 ||
+      stats_every < 0)
     {
-      g_printerr ("usage: %s URI QUEUE [--exit-after N]\n", argv[0]);
+      g_printerr ("usage: %s URI QUEUE [--exit-after N] [--stats-every SECONDS]\n", argv[0]);
       return 2;
     }
   uris[0] = argv[1];
@@ -197,9 +251,12 @@ main (int   argc,
   app.consumer = carehare_session_acking_consumer (app.session, app.queue, 20);
   carehare_consumer_next_delivery_async (app.consumer, NULL, delivery_cb, &app);
   carehare_session_start (app.session);
+  if (stats_every > 0)
+    app.stats_timeout_id = g_timeout_add_seconds ((guint) stats_every, stats_timeout_cb, &app);
 
   g_main_loop_run (app.loop);
 
+  g_clear_handle_id (&app.stats_timeout_id, g_source_remove);
   g_clear_object (&app.consumer);
   g_clear_object (&app.session);
   g_main_loop_unref (app.loop);

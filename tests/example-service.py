@@ -95,6 +95,11 @@ def run():
         assert "320 CONNECTION_FORCED" in text, "the close was not logged with its reply code"
         assert "transient: retrying later" in text, "the error was not called transient"
         assert text.count("consuming " + queue) == 2, "the service did not consume again"
+        # Logged at exit: the second connection's counters, which saw exactly
+        # the messages published after the forced close.
+        counters = [line for line in text.splitlines() if "counters: " in line]
+        assert counters, "the counters were not logged"
+        assert f"received {len(second)}, acked {len(second)}, nacked 0;" in counters[-1], counters[-1]
 
         # SIGTERM: a clean close and status 0.
         log = os.path.join(tmp, "service-term.log")

@@ -603,6 +603,53 @@ test('the module: reply_code on errors, for await over a consumer', async () => 
     }
 });
 
+test('get_statistics: the counters of N publishes and deliveries, exactly', async () => {
+    const N = 200;
+    const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+    try {
+        const before = conn.get_statistics();
+        assertEqual(before.get_messages_published(), 0, 'published before');
+        assert(before.get_bytes_sent() > 0 && before.get_bytes_received() > 0, 'handshake bytes');
+
+        const queue = await declareQueue(conn);
+        const publishes = [];
+        for (let i = 0; i < N; i++)
+            publishes.push(publish(conn, queue, `message ${i}`));
+        await Promise.all(publishes);
+        // One mandatory publish nobody takes: returned, and confirmed.
+        await expectError(Carehare.error_quark(), Carehare.Error.UNROUTABLE,
+            publish(conn, unique('nowhere'), 'lost', {flags: Carehare.PublishFlags.MANDATORY}));
+
+        const consumer = await timeout(conn.acking_consumer_async(queue, 0, 50, null));
+        for (let i = 0; i < N; i++) {
+            // eslint-disable-next-line no-await-in-loop
+            const delivery = await timeout(consumer.next_delivery_async(null));
+            // The last one is nacked without requeueing: counted apart.
+            if (i === N - 1)
+                consumer.nack(delivery.delivery_tag, false);
+            else
+                consumer.ack(delivery.delivery_tag);
+        }
+        const stats = conn.get_statistics();
+        assert(stats instanceof Carehare.Statistics, 'a Carehare.Statistics');
+        assertEqual(stats.get_messages_published(), N + 1, 'published');
+        assertEqual(stats.get_messages_confirmed(), N + 1, 'confirmed');
+        assertEqual(stats.get_messages_nacked(), 0, 'nacked');
+        assertEqual(stats.get_messages_returned(), 1, 'returned');
+        assertEqual(stats.get_deliveries_received(), N, 'received');
+        assertEqual(stats.get_deliveries_acked(), N - 1, 'acked');
+        assertEqual(stats.get_deliveries_nacked(), 1, 'deliveries nacked');
+        assert(stats.get_channels_open() >= 2, `channels open: ${stats.get_channels_open()}`);
+        assert(stats.get_bytes_sent() > before.get_bytes_sent() + N * 7, 'bytes sent grew');
+        assert(stats.get_time_since_last_received() >= 0, 'time since last received');
+        // A snapshot does not move.
+        assertEqual(stats.get_deliveries_acked(), N - 1, 'snapshot unchanged');
+        await timeout(consumer.close_async(null));
+    } finally {
+        await close(conn);
+    }
+});
+
 // ---- TAP runner ---------------------------------------------------------------------
 
 async function main() {
