@@ -178,15 +178,18 @@ exit_code_for (const GError *error)
   return EXIT_CONNECTION;
 }
 
-/* Prints "carehare: WHAT: MESSAGE" and returns the exit code for the error.
- * The explanation is the library's own message (it names the server's
- * reply code and text). A "retry later" hint belongs here once the library
- * can tell transient errors from permanent ones. */
+/* Prints "carehare: WHAT: MESSAGE" and whether retrying may help, and
+ * returns the exit code for the error. The explanation is the library's
+ * own message (it names the server's reply code and text, and the fix it
+ * can know); carehare_error_is_transient() says whether to retry. */
 static int
 fail (const char   *what,
       const GError *error)
 {
-  g_printerr ("carehare: %s: %s\n", what, error->message);
+  g_printerr ("carehare: %s: %s\n  -> %s\n", what, error->message,
+              carehare_error_is_transient (error)
+              ? "transient: retrying later (with backoff) may succeed"
+              : "retrying will not help until the cause is fixed");
   return exit_code_for (error);
 }
 

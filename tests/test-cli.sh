@@ -162,13 +162,15 @@ ok "delete-queue --if-empty on a queue with messages: exit 3, 406" \
 ok "delete-queue" eval 'run 0 delete-queue "$q2" && out_is 1'
 
 # ---- bad input --------------------------------------------------------------------------
-ok "no such queue: exit 3 with the broker's 404" \
-  eval 'run 3 consume "$q" --count 1 && err_has "404 NOT_FOUND - no queue"'
+ok "no such queue: exit 3 with the broker's 404, not worth retrying" \
+  eval 'run 3 consume "$q" --count 1 && err_has "404 NOT_FOUND - no queue" &&
+        err_has "retrying will not help"'
 ok "wrong password: exit 2, 403, password not shown" \
   eval 'run 2 --uri "amqp://guest:not-the-password@127.0.0.1:$CAREHARE_TEST_BROKER_PORT/" purge-queue "$q" &&
         err_has "403 ACCESS_REFUSED" && ! grep -q not-the-password "$tmp/err"'
-ok "nothing listening: exit 2" \
-  eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 2 purge-queue "$q" && err_has "127.0.0.1:1"'
+ok "nothing listening: exit 2, transient" \
+  eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 2 purge-queue "$q" && err_has "127.0.0.1:1" &&
+        err_has "transient: retrying later"'
 ok "malformed --header: exit 1" \
   eval 'run 1 publish --header no-equals-sign && err_has "malformed --header '"'"'no-equals-sign'"'"': expected NAME=VALUE"'
 ok "--header with an unknown type: exit 1" \
