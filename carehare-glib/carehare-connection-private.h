@@ -12,9 +12,42 @@ G_BEGIN_DECLS
 CarehareProtocol *_carehare_connection_get_protocol (CarehareConnection *self);
 GMainContext     *_carehare_connection_get_context  (CarehareConnection *self);
 void              _carehare_connection_update       (CarehareConnection *self);
-/* FALSE, with a critical, when called from a thread or main context other
- * than the one @self was created on: the caller then does nothing. */
-gboolean          _carehare_connection_check_context (CarehareConnection *self);
+
+/* Calls from any thread. The connection's state (the protocol core, the
+ * transport, its consumers) is touched only by a thread that holds its main
+ * context (g_main_context_acquire()): the one iterating it, or any thread
+ * that can acquire it because nobody iterates it. run() calls @func (@self,
+ * @data) at once when this thread can acquire the context, after the calls
+ * queued before it; otherwise it queues the call for the thread iterating
+ * the context (one lock, one wake-up per batch) and waits until that thread
+ * ran it, so @data may point to the caller's stack. run_later() only queues
+ * (a cancellation, which may come from inside a cancellable's handler):
+ * @destroy frees @data once the call ran. */
+typedef void (*CarehareConnectionRunFunc) (CarehareConnection *self,
+                                           gpointer            data);
+void              _carehare_connection_run       (CarehareConnection        *self,
+                                                  CarehareConnectionRunFunc  func,
+                                                  gpointer                   data);
+void              _carehare_connection_run_later (CarehareConnection        *self,
+                                                  CarehareConnectionRunFunc  func,
+                                                  gpointer                   data,
+                                                  GDestroyNotify             destroy);
+
+/* The blocking twins (carehare-connection-sync.c): calls @start (@start_data,
+ * @cancellable, callback, user_data) and waits for its callback, iterating
+ * the connection's context when this thread can acquire it; a blocking call
+ * from inside a dispatch of the context this thread owns is refused with a
+ * critical and G_IO_ERROR_WOULD_BLOCK. Returns the result (transfer full),
+ * or NULL with @error set. */
+typedef void (*CarehareAsyncStartFunc) (gpointer             start_data,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data);
+GAsyncResult     *_carehare_connection_wait      (CarehareConnection     *self,
+                                                  CarehareAsyncStartFunc  start,
+                                                  gpointer                start_data,
+                                                  GCancellable           *cancellable,
+                                                  GError                **error);
 
 /* For the operations (carehare-connection-ops.c): a task runs one
  * protocol operation, and is completed by it. */

@@ -37,6 +37,8 @@
 
 #define CLOSE_TIMEOUT_US (5 * G_USEC_PER_SEC)
 
+typedef struct _CarehareMailbox CarehareMailbox;
+
 /**
  * CarehareConnection:
  *
@@ -89,6 +91,7 @@ struct _CarehareConnection
   GObject parent_instance;
 
   GMainContext *context;          /* owned: thread-default at construction */
+  CarehareMailbox *mailbox;       /* owned: calls from threads that cannot hold the context */
 
   /* construct-only */
   char *uri;                      /* owned; never exposed, it may hold a password */
@@ -151,6 +154,10 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (CarehareConnection, carehare_connection, G_TYPE_O
                                                       carehare_connection_async_initable_iface_init))
 
 static void update (CarehareConnection *self);
+static CarehareMailbox *mailbox_new (GMainContext *context);
+static void mailbox_free (CarehareMailbox *mailbox);
+static void close_run (CarehareConnection *self,
+                       gpointer            user_data);
 static void init_fail (CarehareConnection *self,
                        GError             *error);
 static void handshake_done_cb (CarehareProtocolOp   *op,
@@ -712,6 +719,7 @@ carehare_connection_finalize (GObject *object)
   g_ptr_array_unref (self->close_tasks);
   g_ptr_array_unref (self->dead_protocols);
   carehare_uri_secret_strv_free (self->uris);
+  mailbox_free (self->mailbox);
   g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->finalize (object);
@@ -987,6 +995,7 @@ static void
 carehare_connection_init (CarehareConnection *self)
 {
   self->context = g_main_context_ref_thread_default ();
+  self->mailbox = mailbox_new (self->context);
   self->close_tasks = g_ptr_array_new ();
   self->dead_protocols = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_free);
   self->transport = _carehare_transport_new (G_OBJECT (self), self->context,
@@ -1113,24 +1122,21 @@ close_done_cb (CarehareProtocolOp   *op,
   g_object_unref (task);
 }
 
-static gboolean
-close_cancel_idle_cb (gpointer user_data)
+static void
+close_cancel_run (CarehareConnection *self,
+                  gpointer            user_data)
 {
   GTask *task = user_data;
   CloseData *data = g_task_get_task_data (task);
-  /* Alive: while its close op is pending the connection is, and after it
-   * the task holds it. */
-  g_autoptr(CarehareConnection) self = g_object_ref (g_task_get_source_object (task));
 
   if (data->returned)
-    return G_SOURCE_REMOVE;
+    return;
   /* Stop waiting for Close-Ok (the connection is over at once: this
    * completes every close op), then close the socket without waiting
    * for the last frames to be written. */
   if (data->op != NULL && self->protocol != NULL)
     carehare_protocol_cancel (self->protocol, data->op);
   _carehare_transport_force_close (self->transport);
-  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -1138,14 +1144,13 @@ close_cancelled_cb (GCancellable *cancellable,
                     gpointer      user_data)
 {
   GTask *task = user_data;
-  g_autoptr(GSource) idle = g_idle_source_new ();
 
   /* May run in any thread, and inside the cancellable's lock: defer the
-   * work to our context. */
-  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
-  g_source_set_callback (idle, close_cancel_idle_cb, g_object_ref (task), g_object_unref);
-  g_source_set_static_name (idle, "[carehare] close cancelled");
-  g_source_attach (idle, g_task_get_context (task));
+   * work to our context. Alive: while its close op is pending the
+   * connection is, and after it the task holds it; the queued call holds
+   * it too. */
+  _carehare_connection_run_later (g_task_get_source_object (task), close_cancel_run,
+                                  g_object_ref (task), g_object_unref);
 }
 
 /**
@@ -1188,13 +1193,9 @@ carehare_connection_close_async (CarehareConnection  *self,
 {
   g_autoptr(CarehareConnection) keep = NULL;
   GTask *task;
-  CloseData *data;
-  CarehareProtocolOp *op;
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
-  if (!_carehare_connection_check_context (self))
-    return;
 
   /* Closing completes every pending operation, whose callbacks may drop
    * the program's last reference. */
@@ -1202,8 +1203,19 @@ carehare_connection_close_async (CarehareConnection  *self,
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_close_async);
   g_task_set_check_cancellable (task, FALSE);
-  data = g_new0 (CloseData, 1);
-  g_task_set_task_data (task, data, (GDestroyNotify) close_data_free);
+  g_task_set_task_data (task, g_new0 (CloseData, 1), (GDestroyNotify) close_data_free);
+  _carehare_connection_run (self, close_run, task);
+}
+
+/* close_async() with the context held; @user_data is the task's reference. */
+static void
+close_run (CarehareConnection *self,
+           gpointer            user_data)
+{
+  GTask *task = user_data;
+  CloseData *data = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  CarehareProtocolOp *op;
 
   if (self->init_task != NULL || (!self->initialized && self->protocol == NULL))
     {
@@ -1332,19 +1344,18 @@ _carehare_connection_rpc_done_cb (CarehareProtocolOp   *op,
   g_object_unref (task);
 }
 
-static gboolean
-rpc_cancel_idle_cb (gpointer user_data)
+static void
+rpc_cancel_run (CarehareConnection *self,
+                gpointer            user_data)
 {
   GTask *task = user_data;
   RpcData *data = g_task_get_task_data (task);
-  CarehareConnection *self = g_task_get_source_object (task);
 
   if (data->op != NULL && self->protocol != NULL)
     {
       carehare_protocol_cancel (self->protocol, data->op);
       update (self);
     }
-  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -1352,14 +1363,11 @@ rpc_cancelled_cb (GCancellable *cancellable,
                   gpointer      user_data)
 {
   GTask *task = user_data;
-  g_autoptr(GSource) idle = g_idle_source_new ();
 
   /* May run in any thread, and inside the cancellable's lock: defer the
    * work to our context. */
-  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
-  g_source_set_callback (idle, rpc_cancel_idle_cb, g_object_ref (task), g_object_unref);
-  g_source_set_static_name (idle, "[carehare] cancel");
-  g_source_attach (idle, g_task_get_context (task));
+  _carehare_connection_run_later (g_task_get_source_object (task), rpc_cancel_run,
+                                  g_object_ref (task), g_object_unref);
 }
 
 /* After a protocol op was started for @task (whose data is an RpcData):
@@ -1397,26 +1405,45 @@ op_task_new (CarehareConnection  *self,
 {
   GTask *task;
 
-  if (!_carehare_connection_check_context (self))
-    return NULL;
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, source_tag);
   g_task_set_task_data (task, g_new0 (RpcData, 1), (GDestroyNotify) rpc_data_free);
+  /* As in GIO, the task holds the connection until it has completed. */
+  return task;
+}
+
+typedef struct {
+  GTask *task;                   /* the reference the protocol op will hold */
+  CarehareConnectionStartFunc start;
+  gpointer start_data;
+} StartOp;
+
+/* With the context held: the op, or the task's failure when the
+ * connection never opened or the cancellable was cancelled. */
+static void
+start_op_run (CarehareConnection *self,
+              gpointer            user_data)
+{
+  StartOp *start = user_data;
+  GTask *task = start->task;
+  CarehareProtocolOp *op;
 
   if (self->protocol == NULL)
     {
       g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
                                "Connection closed: it was never opened, or was destroyed");
       g_object_unref (task);
-      return NULL;
+      return;
     }
   if (g_task_return_error_if_cancelled (task))
     {
       g_object_unref (task);
-      return NULL;
+      return;
     }
-  /* As in GIO, the task holds the connection until it has completed. */
-  return task;
+  /* The protocol holds the task's reference until it completes the op,
+   * which may happen before this returns (connection already closed). */
+  op = start->start (self->protocol, task, start->start_data);
+  watch_op (self, task, op);
 }
 
 /* The one way an operation starts: a task for it, then @start, which
@@ -1436,19 +1463,14 @@ _carehare_connection_start_op (CarehareConnection          *self,
                                gpointer                     user_data)
 {
   g_autoptr(CarehareConnection) keep = NULL;
-  GTask *task;
-  CarehareProtocolOp *op;
+  StartOp op = { NULL, start, start_data };
 
   keep = g_object_ref (self);
-  task = op_task_new (self, source_tag, cancellable, callback, user_data);
-  if (task == NULL)
-    return;
-  g_task_set_check_cancellable (task, check_cancellable);
-
-  /* The protocol holds the task's reference until it completes the op,
-   * which may happen before this returns (connection already closed). */
-  op = start (self->protocol, task, start_data);
-  watch_op (self, task, op);
+  /* Made on the calling thread: its callback runs on the caller's
+   * thread-default main context, whichever thread runs the op. */
+  op.task = op_task_new (self, source_tag, cancellable, callback, user_data);
+  g_task_set_check_cancellable (op.task, check_cancellable);
+  _carehare_connection_run (self, start_op_run, &op);
 }
 
 RpcData *
@@ -1466,38 +1488,209 @@ _carehare_connection_finish_rpc (CarehareConnection  *self,
   return g_task_get_task_data (G_TASK (result));
 }
 
-/* ---- private ------------------------------------------------------------- */
+/* ---- calls from any thread ----------------------------------------------- */
 
-/* Whether the caller runs in the main context the connection was created
- * on: it is the thread-default one, and no other thread is running it. */
+/* A call queued for the thread that iterates the connection's context. */
+typedef struct {
+  CarehareConnectionRunFunc func;
+  CarehareConnection *self;       /* held by the caller, or by @data for run_later() */
+  gpointer data;
+  GDestroyNotify destroy;         /* run_later(): frees @data after the call */
+  gboolean *done;                 /* run(): the waiting caller's flag, under the lock */
+} QueuedCall;
+
+/* The queue of calls, shared by the connection and its source so that a
+ * dispatch racing with the last unref never touches a freed connection
+ * (every queued call holds the connection). */
+struct _CarehareMailbox {
+  gatomicrefcount ref;
+  GMutex lock;
+  GCond cond;                     /* a queued run() call ran */
+  GQueue calls;                   /* of QueuedCall, under the lock */
+  int n_calls;                    /* atomic: a lock-free peek for the owner's path */
+  GSource *source;                /* owned: wakes the context, ready while calls wait */
+};
+
+typedef struct {
+  GSource source;
+  CarehareMailbox *mailbox;       /* owned */
+} MailboxSource;
+
+static CarehareMailbox *
+mailbox_ref (CarehareMailbox *mailbox)
+{
+  g_atomic_ref_count_inc (&mailbox->ref);
+  return mailbox;
+}
+
+static void
+mailbox_unref (CarehareMailbox *mailbox)
+{
+  if (!g_atomic_ref_count_dec (&mailbox->ref))
+    return;
+  g_assert (g_queue_is_empty (&mailbox->calls));
+  g_mutex_clear (&mailbox->lock);
+  g_cond_clear (&mailbox->cond);
+  g_free (mailbox);
+}
+
+/* Runs every queued call, in order, with the context held by this thread. */
+static void
+mailbox_drain (CarehareMailbox *mailbox)
+{
+  GQueue calls;
+
+  g_mutex_lock (&mailbox->lock);
+  calls = mailbox->calls;
+  g_queue_init (&mailbox->calls);
+  g_atomic_int_set (&mailbox->n_calls, 0);
+  g_source_set_ready_time (mailbox->source, -1);
+  g_mutex_unlock (&mailbox->lock);
+
+  for (GList *l = calls.head; l != NULL; l = l->next)
+    {
+      QueuedCall *call = l->data;
+
+      call->func (call->self, call->data);
+      if (call->done != NULL)
+        {
+          g_mutex_lock (&mailbox->lock);
+          *call->done = TRUE;
+          g_cond_broadcast (&mailbox->cond);
+          g_mutex_unlock (&mailbox->lock);
+        }
+      else
+        {
+          if (call->destroy != NULL)
+            call->destroy (call->data);
+          g_object_unref (call->self);
+          g_free (call);
+        }
+    }
+  g_list_free (calls.head);
+}
+
 static gboolean
-on_own_context (CarehareConnection *self)
+mailbox_source_dispatch (GSource     *source,
+                         GSourceFunc  callback,
+                         gpointer     user_data)
 {
-  GMainContext *current = g_main_context_get_thread_default ();
-
-  if (current == NULL)
-    current = g_main_context_default ();
-  if (current != self->context)
-    return FALSE;
-  if (!g_main_context_acquire (self->context))
-    return FALSE;
-  g_main_context_release (self->context);
-  return TRUE;
+  mailbox_drain (((MailboxSource *) source)->mailbox);
+  return G_SOURCE_CONTINUE;
 }
 
-gboolean
-_carehare_connection_check_context (CarehareConnection *self)
+static void
+mailbox_source_finalize (GSource *source)
 {
-  if (G_LIKELY (on_own_context (self)))
-    return TRUE;
-  /* Otherwise the call's callback would wait for a context nobody
-   * iterates, or the connection's state would be touched from two
-   * threads at once. */
-  g_critical ("A CarehareConnection, or one of its consumers, was called from a thread or "
-              "main context other than the one it was created on; call it only from the "
-              "thread-default main context it was created on. The call was ignored.");
-  return FALSE;
+  mailbox_unref (((MailboxSource *) source)->mailbox);
 }
+
+static GSourceFuncs mailbox_source_funcs = {
+  .dispatch = mailbox_source_dispatch,
+  .finalize = mailbox_source_finalize,
+};
+
+static CarehareMailbox *
+mailbox_new (GMainContext *context)
+{
+  CarehareMailbox *mailbox = g_new0 (CarehareMailbox, 1);
+  MailboxSource *source;
+
+  g_atomic_ref_count_init (&mailbox->ref);
+  g_mutex_init (&mailbox->lock);
+  g_cond_init (&mailbox->cond);
+  g_queue_init (&mailbox->calls);
+  source = (MailboxSource *) g_source_new (&mailbox_source_funcs, sizeof (MailboxSource));
+  source->mailbox = mailbox_ref (mailbox);
+  g_source_set_priority (&source->source, G_PRIORITY_DEFAULT);
+  g_source_set_static_name (&source->source, "[carehare] calls from other threads");
+  g_source_set_ready_time (&source->source, -1);
+  g_source_attach (&source->source, context);
+  mailbox->source = &source->source;
+  return mailbox;
+}
+
+/* Destroys the source (which holds the other reference). */
+static void
+mailbox_free (CarehareMailbox *mailbox)
+{
+  GSource *source = g_steal_pointer (&mailbox->source);
+
+  g_source_destroy (source);
+  g_source_unref (source);
+}
+
+/* Queues @call (the lock is held); the first call of a batch wakes the context. */
+static void
+mailbox_push_locked (CarehareMailbox *mailbox,
+                     QueuedCall      *call)
+{
+  g_queue_push_tail (&mailbox->calls, call);
+  if (g_atomic_int_add (&mailbox->n_calls, 1) == 0)
+    g_source_set_ready_time (mailbox->source, 0);
+}
+
+void
+_carehare_connection_run (CarehareConnection        *self,
+                          CarehareConnectionRunFunc  func,
+                          gpointer                   data)
+{
+  CarehareMailbox *mailbox = self->mailbox;
+  QueuedCall call = { func, self, data, NULL, NULL };
+  gboolean done = FALSE;
+
+  /* The owner's path: one acquire and release, as the context check cost
+   * before; the calls queued before this one run first. */
+  if (G_LIKELY (g_main_context_acquire (self->context)))
+    {
+      if (G_UNLIKELY (g_atomic_int_get (&mailbox->n_calls) > 0))
+        mailbox_drain (mailbox);
+      func (self, data);
+      g_main_context_release (self->context);
+      return;
+    }
+
+  call.done = &done;
+  g_mutex_lock (&mailbox->lock);
+  mailbox_push_locked (mailbox, &call);
+  while (!done)
+    {
+      gint64 end = g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND;
+
+      if (g_cond_wait_until (&mailbox->cond, &mailbox->lock, end) || done)
+        continue;
+      /* Whoever held the context may have let it go without iterating it
+       * again (a loop that quit, a thread whose call ran directly): run
+       * the queue here if nobody holds it now. */
+      g_mutex_unlock (&mailbox->lock);
+      if (g_main_context_acquire (self->context))
+        {
+          mailbox_drain (mailbox);
+          g_main_context_release (self->context);
+        }
+      g_mutex_lock (&mailbox->lock);
+    }
+  g_mutex_unlock (&mailbox->lock);
+}
+
+void
+_carehare_connection_run_later (CarehareConnection        *self,
+                                CarehareConnectionRunFunc  func,
+                                gpointer                   data,
+                                GDestroyNotify             destroy)
+{
+  QueuedCall *call = g_new0 (QueuedCall, 1);
+
+  call->func = func;
+  call->self = g_object_ref (self);
+  call->data = data;
+  call->destroy = destroy;
+  g_mutex_lock (&self->mailbox->lock);
+  mailbox_push_locked (self->mailbox, call);
+  g_mutex_unlock (&self->mailbox->lock);
+}
+
+/* ---- private ------------------------------------------------------------- */
 
 CarehareProtocol *
 _carehare_connection_get_protocol (CarehareConnection *self)

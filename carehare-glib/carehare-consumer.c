@@ -648,8 +648,9 @@ carehare_consumer_init (CarehareConsumer *self)
 
 /* ---- public API ---------------------------------------------------------- */
 
-static gboolean
-next_cancelled_idle_cb (gpointer user_data)
+static void
+next_cancelled_run (CarehareConnection *connection,
+                    gpointer            user_data)
 {
   GTask *task = user_data;
   CarehareConsumer *self = g_task_get_source_object (task);
@@ -660,6 +661,12 @@ next_cancelled_idle_cb (gpointer user_data)
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
       g_object_unref (task);  /* the waiters queue's reference */
     }
+}
+
+static gboolean
+next_cancelled_idle_cb (gpointer user_data)
+{
+  next_cancelled_run (NULL, user_data);
   return G_SOURCE_REMOVE;
 }
 
@@ -668,31 +675,53 @@ next_cancelled_cb (GCancellable *cancellable,
                    gpointer      user_data)
 {
   GTask *task = user_data;
-  g_autoptr(GSource) idle = g_idle_source_new ();
+  CarehareConsumer *self = g_task_get_source_object (task);
+  g_autoptr(GSource) idle = NULL;
 
+  /* May run in any thread, and inside the cancellable's lock: defer the
+   * work to the connection's context. */
+  if (self->connection != NULL)
+    {
+      _carehare_connection_run_later (self->connection, next_cancelled_run,
+                                      g_object_ref (task), g_object_unref);
+      return;
+    }
+  idle = g_idle_source_new ();
   g_source_set_callback (idle, next_cancelled_idle_cb, g_object_ref (task), g_object_unref);
   g_source_set_static_name (idle, "[carehare] next delivery cancelled");
   g_source_attach (idle, g_task_get_context (task));
 }
 
-/* One delivery, or (@batch) up to @max of them. */
+/* Runs @func (@self's connection, @data) with the connection's context
+ * held (see _carehare_connection_run()); a consumer whose connection is
+ * gone runs it at once. */
 static void
-next_async (CarehareConsumer    *self,
-            gboolean             batch,
-            guint                max,
-            gpointer             source_tag,
-            GCancellable        *cancellable,
-            GAsyncReadyCallback  callback,
-            gpointer             user_data)
+consumer_run (CarehareConsumer          *self,
+              CarehareConnectionRunFunc  func,
+              gpointer                   data)
 {
-  g_autoptr(GTask) task = NULL;
+  if (self->connection != NULL)
+    _carehare_connection_run (self->connection, func, data);
+  else
+    func (NULL, data);
+}
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  /* Cancellation wins only while nothing is handed over: once a delivery
-   * is given to this call, it is reported whatever the cancellable says
-   * (GTask's check would free it with the task, unacknowledged). */
-  g_task_set_check_cancellable (task, FALSE);
+typedef struct {
+  GTask *task;
+  gboolean batch;
+  guint max;
+} NextCall;
+
+static void
+next_run (CarehareConnection *connection,
+          gpointer            user_data)
+{
+  NextCall *call = user_data;
+  GTask *task = call->task;
+  CarehareConsumer *self = g_task_get_source_object (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  gboolean batch = call->batch;
+  guint max = call->max;
 
   if (g_task_return_error_if_cancelled (task))
     return;
@@ -720,6 +749,31 @@ next_async (CarehareConsumer    *self,
                                                       g_object_ref (task), g_object_unref);
         }
     }
+}
+
+/* One delivery, or (@batch) up to @max of them. */
+static void
+next_async (CarehareConsumer    *self,
+            gboolean             batch,
+            guint                max,
+            gpointer             source_tag,
+            GCancellable        *cancellable,
+            GAsyncReadyCallback  callback,
+            gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  NextCall call = { NULL, batch, max };
+
+  /* Made on the calling thread: its callback runs on the caller's
+   * thread-default main context. */
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  /* Cancellation wins only while nothing is handed over: once a delivery
+   * is given to this call, it is reported whatever the cancellable says
+   * (GTask's check would free it with the task, unacknowledged). */
+  g_task_set_check_cancellable (task, FALSE);
+  call.task = task;
+  consumer_run (self, next_run, &call);
 }
 
 /**
@@ -760,8 +814,6 @@ carehare_consumer_next_delivery_async (CarehareConsumer    *self,
                                        gpointer             user_data)
 {
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
 
   next_async (self, FALSE, 1, carehare_consumer_next_delivery_async, cancellable,
               callback, user_data);
@@ -792,8 +844,6 @@ carehare_consumer_next_deliveries_async (CarehareConsumer    *self,
                                          gpointer             user_data)
 {
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
 
   next_async (self, TRUE, max_deliveries, carehare_consumer_next_deliveries_async,
               cancellable, callback, user_data);
@@ -852,6 +902,17 @@ carehare_consumer_next_delivery_finish (CarehareConsumer  *self,
  * never delivered, and anything once the consumer's channel is closed.
  * After the broker cancelled the consumer, its channel stays open until
  * the deliveries handed out are settled. */
+typedef struct {
+  CarehareConsumer *self;
+  guint64 delivery_tag;
+  gboolean multiple;
+  gboolean ack;
+  gboolean requeue;
+} SettleCall;
+
+static void settle_run (CarehareConnection *connection,
+                        gpointer            user_data);
+
 static void
 settle (CarehareConsumer *self,
         guint64           delivery_tag,
@@ -859,11 +920,24 @@ settle (CarehareConsumer *self,
         gboolean          ack,
         gboolean          requeue)
 {
+  SettleCall call = { self, delivery_tag, multiple, ack, requeue };
+
+  consumer_run (self, settle_run, &call);
+}
+
+/* settle() with the connection's context held. */
+static void
+settle_run (CarehareConnection *connection,
+            gpointer            user_data)
+{
+  SettleCall *call = user_data;
+  CarehareConsumer *self = call->self;
+  guint64 delivery_tag = call->delivery_tag;
+  gboolean multiple = call->multiple;
+  gboolean ack = call->ack;
+  gboolean requeue = call->requeue;
   g_autoptr(CarehareConsumer) keep = NULL;
   CarehareProtocol *protocol;
-
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
 
   /* Writing may find the connection dead: pending calls complete during
    * this one, and their callbacks may drop the program's last reference
@@ -971,6 +1045,9 @@ carehare_consumer_nack_up_to (CarehareConsumer *self,
   settle (self, delivery_tag, TRUE, FALSE, requeue);
 }
 
+static void close_run (CarehareConnection *connection,
+                       gpointer            user_data);
+
 static void
 close_done_cb (CarehareProtocolOp   *op,
                const CarehareMethod *reply,
@@ -1004,11 +1081,8 @@ carehare_consumer_close_async (CarehareConsumer    *self,
 {
   g_autoptr(CarehareConsumer) keep = NULL;
   GTask *task;
-  CarehareProtocol *protocol;
 
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
 
   /* Closing fails the waiting calls, whose callbacks may drop the
    * program's last reference. */
@@ -1016,6 +1090,18 @@ carehare_consumer_close_async (CarehareConsumer    *self,
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_consumer_close_async);
   g_task_set_check_cancellable (task, FALSE);
+  consumer_run (self, close_run, task);
+}
+
+/* close_async() with the connection's context held; @user_data is the
+ * task's reference. */
+static void
+close_run (CarehareConnection *connection,
+           gpointer            user_data)
+{
+  GTask *task = user_data;
+  CarehareConsumer *self = g_task_get_source_object (task);
+  CarehareProtocol *protocol;
 
   end_stream (self, NULL);
   protocol = get_protocol (self);
