@@ -43,6 +43,9 @@ typedef void (*CarehareAsyncStartFunc) (gpointer             start_data,
                                         GCancellable        *cancellable,
                                         GAsyncReadyCallback  callback,
                                         gpointer             user_data);
+gboolean          _carehare_connection_initable_init (GInitable     *initable,
+                                                      GCancellable  *cancellable,
+                                                      GError       **error);
 GAsyncResult     *_carehare_connection_wait      (CarehareConnection     *self,
                                                   CarehareAsyncStartFunc  start,
                                                   gpointer                start_data,

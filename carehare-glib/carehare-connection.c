@@ -148,8 +148,14 @@ static GParamSpec *obj_props[N_PROPS];
 static guint signals[N_SIGNALS];
 
 static void carehare_connection_async_initable_iface_init (GAsyncInitableIface *iface);
+static void carehare_connection_initable_iface_init (GInitableIface *iface);
 
+/* GInitable first, as GDBusProxy has them: in the other order GJS 1.74 no
+ * longer finds what Gio._promisify() puts on Gio.AsyncInitable.prototype
+ * for a Carehare.Connection (tests/bindings/test-carehare.js). */
 G_DEFINE_FINAL_TYPE_WITH_CODE (CarehareConnection, carehare_connection, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_INITABLE,
+                                                      carehare_connection_initable_iface_init)
                                G_IMPLEMENT_INTERFACE (G_TYPE_ASYNC_INITABLE,
                                                       carehare_connection_async_initable_iface_init))
 
@@ -670,6 +676,12 @@ carehare_connection_async_initable_iface_init (GAsyncInitableIface *iface)
 {
   iface->init_async = carehare_connection_init_async;
   iface->init_finish = carehare_connection_init_finish;
+}
+
+static void
+carehare_connection_initable_iface_init (GInitableIface *iface)
+{
+  iface->init = _carehare_connection_initable_init;
 }
 
 /* ---- GObject ------------------------------------------------------------- */

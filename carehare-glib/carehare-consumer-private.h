@@ -21,5 +21,7 @@ void              _carehare_consumer_start   (CarehareConsumer                  
                                               gpointer                              user_data);
 void              _carehare_consumer_started (CarehareConsumer           *self);
 void              _carehare_consumer_abandon (CarehareConsumer           *self);
+/* The connection (nullable once the consumer is disposed). */
+CarehareConnection *_carehare_consumer_get_connection (CarehareConsumer  *self);
 
 G_END_DECLS

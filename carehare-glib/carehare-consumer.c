@@ -692,6 +692,12 @@ next_cancelled_cb (GCancellable *cancellable,
   g_source_attach (idle, g_task_get_context (task));
 }
 
+CarehareConnection *
+_carehare_consumer_get_connection (CarehareConsumer *self)
+{
+  return self->connection;
+}
+
 /* Runs @func (@self's connection, @data) with the connection's context
  * held (see _carehare_connection_run()); a consumer whose connection is
  * gone runs it at once. */
