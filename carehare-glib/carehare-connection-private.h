@@ -43,6 +43,14 @@ typedef void (*CarehareAsyncStartFunc) (gpointer             start_data,
                                         GCancellable        *cancellable,
                                         GAsyncReadyCallback  callback,
                                         gpointer             user_data);
+/* For blocking calls whose work the thread running the context does: sets
+ * *@done (if not NULL) and wakes the threads in wait_until(), which returns
+ * once *@done is set, running the connection's context itself whenever
+ * nobody else does. */
+void              _carehare_connection_signal     (CarehareConnection *self,
+                                                   int                *done);
+void              _carehare_connection_wait_until (CarehareConnection *self,
+                                                   int                *done);
 gboolean          _carehare_connection_initable_init (GInitable     *initable,
                                                       GCancellable  *cancellable,
                                                       GError       **error);

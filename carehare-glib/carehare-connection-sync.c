@@ -13,7 +13,12 @@
 /* ---- waiting ------------------------------------------------------------- */
 
 typedef struct {
+  CarehareConnection *connection; /* nullable */
+  CarehareAsyncStartFunc start;
+  gpointer start_data;
+  GCancellable *cancellable;
   GAsyncResult *result;          /* owned, once the call completed */
+  int done;                      /* atomic */
 } Wait;
 
 static void
@@ -24,6 +29,24 @@ wait_done_cb (GObject      *source,
   Wait *wait = user_data;
 
   wait->result = g_object_ref (result);
+  if (wait->connection != NULL)
+    _carehare_connection_signal (wait->connection, &wait->done);
+  else
+    wait->done = TRUE;
+}
+
+/* In the thread running the connection's context: the call, whose
+ * callback comes to that context. */
+static void
+start_on_context (CarehareConnection *self,
+                  gpointer            user_data)
+{
+  Wait *wait = user_data;
+  GMainContext *context = _carehare_connection_get_context (self);
+
+  g_main_context_push_thread_default (context);
+  wait->start (wait->start_data, wait->cancellable, wait_done_cb, wait);
+  g_main_context_pop_thread_default (context);
 }
 
 GAsyncResult *
@@ -35,8 +58,7 @@ _carehare_connection_wait (CarehareConnection     *self,
 {
   g_autoptr(GMainContext) context = NULL;
   g_autoptr(GMainContext) wait_context = NULL;
-  gboolean acquired;
-  Wait wait = { NULL };
+  Wait wait = { self, start, start_data, cancellable, NULL, FALSE };
 
   context = self != NULL ? g_main_context_ref (_carehare_connection_get_context (self))
                          : g_main_context_ref_thread_default ();
@@ -52,19 +74,38 @@ _carehare_connection_wait (CarehareConnection     *self,
       return NULL;
     }
 
-  /* Nobody else runs the connection's context (a script, or its owner
-   * outside a dispatch): run it here, so that its timers and other work
-   * keep running. Otherwise the thread running it does the work, and the
-   * callback comes to a context of this call's own. */
-  acquired = g_main_context_acquire (context);
-  wait_context = acquired ? g_main_context_ref (context) : g_main_context_new ();
-  g_main_context_push_thread_default (wait_context);
-  start (start_data, cancellable, wait_done_cb, &wait);
-  while (wait.result == NULL)
-    g_main_context_iteration (wait_context, TRUE);
-  g_main_context_pop_thread_default (wait_context);
-  if (acquired)
-    g_main_context_release (context);
+  if (g_main_context_acquire (context))
+    {
+      /* Nobody else runs the connection's context (a script, or its
+       * owner outside a dispatch): run it here, so that its timers and
+       * other work keep running. */
+      g_main_context_push_thread_default (context);
+      start (start_data, cancellable, wait_done_cb, &wait);
+      while (!g_atomic_int_get (&wait.done))
+        g_main_context_iteration (context, TRUE);
+      g_main_context_pop_thread_default (context);
+      g_main_context_release (context);
+      /* Blocking calls of other threads waiting for it may run it now. */
+      if (self != NULL)
+        _carehare_connection_signal (self, NULL);
+    }
+  else if (self != NULL)
+    {
+      /* Another thread runs it: the call is handed to that thread, and
+       * this one waits (taking the context over if it is let go). */
+      _carehare_connection_run_later (self, start_on_context, &wait, NULL);
+      _carehare_connection_wait_until (self, &wait.done);
+    }
+  else
+    {
+      /* A consumer whose connection is gone: completes at once. */
+      wait_context = g_main_context_new ();
+      g_main_context_push_thread_default (wait_context);
+      start (start_data, cancellable, wait_done_cb, &wait);
+      while (!wait.done)
+        g_main_context_iteration (wait_context, TRUE);
+      g_main_context_pop_thread_default (wait_context);
+    }
   return wait.result;
 }
 

@@ -1702,6 +1702,46 @@ _carehare_connection_run_later (CarehareConnection        *self,
   g_mutex_unlock (&self->mailbox->lock);
 }
 
+void
+_carehare_connection_signal (CarehareConnection *self,
+                             int                *done)
+{
+  g_mutex_lock (&self->mailbox->lock);
+  if (done != NULL)
+    g_atomic_int_set (done, TRUE);
+  g_cond_broadcast (&self->mailbox->cond);
+  g_mutex_unlock (&self->mailbox->lock);
+}
+
+void
+_carehare_connection_wait_until (CarehareConnection *self,
+                                 int                *done)
+{
+  CarehareMailbox *mailbox = self->mailbox;
+
+  g_mutex_lock (&mailbox->lock);
+  while (!g_atomic_int_get (done))
+    {
+      gint64 end = g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND;
+
+      if (g_cond_wait_until (&mailbox->cond, &mailbox->lock, end) && g_atomic_int_get (done))
+        break;
+      /* Woken by a thread that let the context go, or nobody seems to
+       * run it: run it here while it is free. The callback that sets
+       * *@done runs on it, so in this thread while it holds it. */
+      g_mutex_unlock (&mailbox->lock);
+      if (g_main_context_acquire (self->context))
+        {
+          while (!g_atomic_int_get (done))
+            g_main_context_iteration (self->context, TRUE);
+          g_main_context_release (self->context);
+          _carehare_connection_signal (self, NULL);
+        }
+      g_mutex_lock (&mailbox->lock);
+    }
+  g_mutex_unlock (&mailbox->lock);
+}
+
 /* ---- private ------------------------------------------------------------- */
 
 CarehareProtocol *

@@ -289,6 +289,60 @@ test_sync_cancel_from_thread (void)
   g_assert_no_error (error);
 }
 
+/* ---- blocking calls from many threads, no main loop anywhere ------------- */
+
+typedef struct {
+  CarehareConnection *conn;
+  const char *queue;
+} Blocker;
+
+static gpointer
+blocker_thread (gpointer user_data)
+{
+  Blocker *b = user_data;
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < 50; i++)
+    {
+      g_autoptr(GBytes) body = text ("blocking");
+
+      g_assert_true (carehare_connection_publish_sync (b->conn, "", b->queue, body, NULL,
+                                                       CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                                       &error));
+      g_assert_no_error (error);
+    }
+  return NULL;
+}
+
+/* Each blocking caller runs the context while it holds it, and hands it
+ * over when done: nobody else iterates it. */
+static void
+test_sync_threads_no_main_loop (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autofree char *queue = NULL;
+  GThread *threads[4];
+  Blocker b;
+  guint messages = 0;
+
+  conn = carehare_connection_new_sync (carehare_test_amqp_uri (), NULL, &error);
+  g_assert_no_error (error);
+  queue = carehare_connection_queue_declare_sync (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                                  NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  b = (Blocker) { conn, queue };
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    threads[i] = g_thread_new ("blocker", blocker_thread, &b);
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    g_thread_join (threads[i]);
+  g_assert_true (carehare_connection_queue_purge_sync (conn, queue, &messages, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (messages, ==, 4 * 50);
+  g_assert_true (carehare_connection_close_sync (conn, NULL, &error));
+  g_assert_no_error (error);
+}
+
 /* ---- a blocking call inside a callback ----------------------------------- */
 
 typedef struct {
@@ -706,6 +760,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/threads/sync/no-main-loop", test_sync_no_main_loop);
   g_test_add_func ("/threads/sync/new-errors", test_sync_new_errors);
   g_test_add_func ("/threads/sync/cancel-from-thread", test_sync_cancel_from_thread);
+  g_test_add_func ("/threads/sync/threads-no-main-loop", test_sync_threads_no_main_loop);
   g_test_add_func ("/threads/sync/inside-callback-critical", test_sync_inside_callback_critical);
   g_test_add_func ("/threads/sync/from-worker", test_sync_from_worker);
   g_test_add_func ("/threads/publish/many-threads", test_many_threads_publish);
