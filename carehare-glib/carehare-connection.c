@@ -1503,13 +1503,15 @@ _carehare_connection_finish_rpc (CarehareConnection  *self,
 /* ---- calls from any thread ----------------------------------------------- */
 
 /* A call queued for the thread that iterates the connection's context. */
-typedef struct {
+typedef struct _QueuedCall QueuedCall;
+struct _QueuedCall {
+  QueuedCall *next;               /* the queue is a list of its own: no GSlice */
   CarehareConnectionRunFunc func;
   CarehareConnection *self;       /* held by the caller, or by @data for run_later() */
   gpointer data;
   GDestroyNotify destroy;         /* run_later(): frees @data after the call */
   gboolean *done;                 /* run(): the waiting caller's flag, under the lock */
-} QueuedCall;
+};
 
 /* The queue of calls, shared by the connection and its source so that a
  * dispatch racing with the last unref never touches a freed connection
@@ -1518,7 +1520,8 @@ struct _CarehareMailbox {
   gatomicrefcount ref;
   GMutex lock;
   GCond cond;                     /* a queued run() call ran */
-  GQueue calls;                   /* of QueuedCall, under the lock */
+  QueuedCall *head;               /* the calls, oldest first, under the lock */
+  QueuedCall *tail;
   int n_calls;                    /* atomic: a lock-free peek for the owner's path */
   GSource *source;                /* owned: wakes the context, ready while calls wait */
 };
@@ -1540,7 +1543,7 @@ mailbox_unref (CarehareMailbox *mailbox)
 {
   if (!g_atomic_ref_count_dec (&mailbox->ref))
     return;
-  g_assert (g_queue_is_empty (&mailbox->calls));
+  g_assert (mailbox->head == NULL);
   g_mutex_clear (&mailbox->lock);
   g_cond_clear (&mailbox->cond);
   g_free (mailbox);
@@ -1550,19 +1553,21 @@ mailbox_unref (CarehareMailbox *mailbox)
 static void
 mailbox_drain (CarehareMailbox *mailbox)
 {
-  GQueue calls;
+  QueuedCall *next;
 
   g_mutex_lock (&mailbox->lock);
-  calls = mailbox->calls;
-  g_queue_init (&mailbox->calls);
+  next = g_steal_pointer (&mailbox->head);
+  mailbox->tail = NULL;
   g_atomic_int_set (&mailbox->n_calls, 0);
   g_source_set_ready_time (mailbox->source, -1);
   g_mutex_unlock (&mailbox->lock);
 
-  for (GList *l = calls.head; l != NULL; l = l->next)
+  while (next != NULL)
     {
-      QueuedCall *call = l->data;
+      QueuedCall *call = next;
 
+      /* Read first: a run() call's caller returns once it is done. */
+      next = call->next;
       call->func (call->self, call->data);
       if (call->done != NULL)
         {
@@ -1579,7 +1584,6 @@ mailbox_drain (CarehareMailbox *mailbox)
           g_free (call);
         }
     }
-  g_list_free (calls.head);
 }
 
 static gboolean
@@ -1611,7 +1615,6 @@ mailbox_new (GMainContext *context)
   g_atomic_ref_count_init (&mailbox->ref);
   g_mutex_init (&mailbox->lock);
   g_cond_init (&mailbox->cond);
-  g_queue_init (&mailbox->calls);
   source = (MailboxSource *) g_source_new (&mailbox_source_funcs, sizeof (MailboxSource));
   source->mailbox = mailbox_ref (mailbox);
   g_source_set_priority (&source->source, G_PRIORITY_DEFAULT);
@@ -1622,14 +1625,14 @@ mailbox_new (GMainContext *context)
   return mailbox;
 }
 
-/* Destroys the source (which holds the other reference). */
+/* Destroys the source, which holds the other reference: a dispatch
+ * running meanwhile holds the source, so mailbox->source stays valid for it. */
 static void
 mailbox_free (CarehareMailbox *mailbox)
 {
-  GSource *source = g_steal_pointer (&mailbox->source);
-
-  g_source_destroy (source);
-  g_source_unref (source);
+  g_source_destroy (mailbox->source);
+  g_source_unref (mailbox->source);
+  mailbox_unref (mailbox);
 }
 
 /* Queues @call (the lock is held); the first call of a batch wakes the context. */
@@ -1637,7 +1640,12 @@ static void
 mailbox_push_locked (CarehareMailbox *mailbox,
                      QueuedCall      *call)
 {
-  g_queue_push_tail (&mailbox->calls, call);
+  call->next = NULL;
+  if (mailbox->tail != NULL)
+    mailbox->tail->next = call;
+  else
+    mailbox->head = call;
+  mailbox->tail = call;
   if (g_atomic_int_add (&mailbox->n_calls, 1) == 0)
     g_source_set_ready_time (mailbox->source, 0);
 }
@@ -1648,7 +1656,7 @@ _carehare_connection_run (CarehareConnection        *self,
                           gpointer                   data)
 {
   CarehareMailbox *mailbox = self->mailbox;
-  QueuedCall call = { func, self, data, NULL, NULL };
+  QueuedCall call = { NULL, func, self, data, NULL, NULL };
   gboolean done = FALSE;
 
   /* The owner's path: one acquire and release, as the context check cost
