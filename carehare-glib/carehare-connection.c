@@ -64,11 +64,17 @@ typedef struct _CarehareMailbox CarehareMailbox;
  * closes the connection.
  *
  * A connection and its consumers belong to the [struct@GLib.MainContext]
- * that was thread-default when the connection was created: every callback
- * runs there, and every call must be made there. A call from another thread
- * or main context is refused with a critical warning. That context must be
- * iterated until every pending call has completed,
- * [method@Carehare.Connection.close_async] included.
+ * that was thread-default when the connection was created: their work
+ * (the socket, the timers) and their signals run there. Every method may
+ * be called from any thread: a call made while another thread runs that
+ * context is handed to it, and each call's callback runs on the
+ * thread-default main context of the thread that made the call, as with
+ * any GIO call. Each operation also has a blocking `_sync` twin, for
+ * programs without a main loop or for worker threads. The Threads guide
+ * says which calls are safe where. The connection's context must be
+ * iterated (by a main loop, or by the blocking calls themselves) until
+ * every pending call has completed, [method@Carehare.Connection.close_async]
+ * included.
  *
  * ```c
  * static void
@@ -997,6 +1003,10 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * with the reply code), by the heartbeat monitor
    * (%CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR), or by a
    * socket error or end of file (%CAREHARE_ERROR_CONNECTION_CLOSED).
+   *
+   * Emitted on the connection's main context (the one that was
+   * thread-default when it was created), by the thread running it, whichever
+   * thread made the call that led to it.
    */
   signals[SIGNAL_CLOSED] =
     g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
@@ -1194,8 +1204,9 @@ close_cancelled_cb (GCancellable *cancellable,
  * connecting: initialisation fails with %CAREHARE_ERROR_CONNECTION_CLOSED
  * and the connection stays closed.
  *
- * The callback runs on the main context the connection was created on,
- * which must be iterated until then.
+ * May be called from any thread. The callback runs on the thread-default
+ * main context of the calling thread, as for every call; the connection's
+ * own context must be iterated until then, since it does the work.
  */
 void
 carehare_connection_close_async (CarehareConnection  *self,

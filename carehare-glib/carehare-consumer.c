@@ -30,6 +30,12 @@
  * be acknowledged: the consumer's channel is closed once they all are, or
  * when the program closes the consumer.
  *
+ * Every method may be called from any thread, as the connection's may:
+ * deliveries may be handed to worker threads (a #GThreadPool) and
+ * acknowledged there; [method@Carehare.Consumer.ack] from another thread
+ * is handed to the connection's context and still never fails. Callbacks
+ * run on the calling thread's thread-default main context.
+ *
  * A consumer holds a reference on its connection, and a waiting
  * `next_delivery` holds one on the consumer until its callback has run, as
  * every GIO call holds its source object: the program need keep no
@@ -631,7 +637,9 @@ carehare_consumer_class_init (CarehareConsumerClass *klass)
    * @self: the consumer
    * @error: (nullable): why it ended, or %NULL when the program closed it
    *
-   * Emitted once, when the consumer ends.
+   * Emitted once, when the consumer ends, on its connection's main context
+   * (the one that was thread-default when the connection was created), by
+   * the thread running it.
    */
   signals[SIGNAL_CLOSED] =
     g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
@@ -972,7 +980,8 @@ settle_run (CarehareConnection *connection,
  * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
  *
  * Acknowledges a message: the broker forgets it. Never fails and is never
- * waited for. A tag already acknowledged or rejected, or never delivered,
+ * waited for: from a thread other than the one running the connection's
+ * main context it is handed to that thread, and returns once taken. A tag already acknowledged or rejected, or never delivered,
  * is ignored (the broker would close the consumer's channel for it). After
  * the broker cancelled the consumer it still goes out: the channel stays
  * open until the messages taken are settled. Once the program closed the
