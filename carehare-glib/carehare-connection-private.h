@@ -32,6 +32,12 @@ void              _carehare_connection_run_later (CarehareConnection        *sel
                                                   CarehareConnectionRunFunc  func,
                                                   gpointer                   data,
                                                   GDestroyNotify             destroy);
+/* For dispose: when this thread cannot hold @self's context (another
+ * thread runs it), resurrects @object and hands its last reference to that
+ * thread, whose unref disposes it there; the caller's dispose then returns
+ * at once (TRUE). */
+gboolean          _carehare_connection_dispose_elsewhere (CarehareConnection *self,
+                                                          GObject            *object);
 
 /* The blocking twins (carehare-connection-sync.c): calls @start (@start_data,
  * @cancellable, callback, user_data) and waits for its callback, iterating

@@ -693,10 +693,9 @@ carehare_connection_initable_iface_init (GInitableIface *iface)
 /* ---- GObject ------------------------------------------------------------- */
 
 static void
-carehare_connection_dispose (GObject *object)
+dispose_run (CarehareConnection *self,
+             gpointer            user_data)
 {
-  CarehareConnection *self = CAREHARE_CONNECTION (object);
-
   self->disposing = TRUE;
   /* Every pending operation holds the connection, but a close waiting for
    * Close-Ok: each takes its reference back now, so the connection lives
@@ -718,6 +717,19 @@ carehare_connection_dispose (GObject *object)
   return_close_tasks (self);
   init_cleanup (self);
   self->disposing = FALSE;
+}
+
+static void
+carehare_connection_dispose (GObject *object)
+{
+  CarehareConnection *self = CAREHARE_CONNECTION (object);
+
+  /* The last reference may go in any thread (a callback on another
+   * thread's context): the state is touched with the context held, as
+   * by every call. */
+  if (_carehare_connection_dispose_elsewhere (self, object))
+    return;
+  _carehare_connection_run (self, dispose_run, NULL);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->dispose (object);
 }
@@ -1702,6 +1714,28 @@ _carehare_connection_run (CarehareConnection        *self,
       g_mutex_lock (&mailbox->lock);
     }
   g_mutex_unlock (&mailbox->lock);
+}
+
+static void
+nothing_run (CarehareConnection *self,
+             gpointer            data)
+{
+}
+
+gboolean
+_carehare_connection_dispose_elsewhere (CarehareConnection *self,
+                                        GObject            *object)
+{
+  if (g_main_context_acquire (self->context))
+    {
+      g_main_context_release (self->context);
+      return FALSE;
+    }
+  /* Resurrected (GObject allows it in dispose): the thread running the
+   * context drops these references, and disposes it there. Waiting for
+   * it here could deadlock a thread that is joined by that one. */
+  _carehare_connection_run_later (self, nothing_run, g_object_ref (object), g_object_unref);
+  return TRUE;
 }
 
 void

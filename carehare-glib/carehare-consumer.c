@@ -516,24 +516,15 @@ end_stream_idle_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static void consumer_run (CarehareConsumer          *self,
+                          CarehareConnectionRunFunc  func,
+                          gpointer                   data);
+
 static void
-carehare_consumer_dispose (GObject *object)
+dispose_run (CarehareConnection *connection,
+             gpointer            user_data)
 {
-  CarehareConsumer *self = CAREHARE_CONSUMER (object);
-
-  /* Every waiting call holds the consumer (GTask's rule), so dropping the
-   * last reference leaves none: it stops a consumer with nothing pending.
-   * Only g_object_run_dispose() gets here with calls waiting: they fail,
-   * from an idle, never inside dispose. */
-  if (!g_queue_is_empty (&self->waiters) && self->connection != NULL)
-    {
-      g_autoptr(GSource) idle = g_idle_source_new ();
-
-      g_source_set_priority (idle, G_PRIORITY_DEFAULT);
-      g_source_set_callback (idle, end_stream_idle_cb, g_object_ref (self), g_object_unref);
-      g_source_set_static_name (idle, "[carehare] consumer disposed");
-      g_source_attach (idle, _carehare_connection_get_context (self->connection));
-    }
+  CarehareConsumer *self = user_data;
 
   if (self->pc != NULL)
     {
@@ -552,6 +543,35 @@ carehare_consumer_dispose (GObject *object)
       g_cancellable_disconnect (self->start_cancellable, self->start_cancelled_id);
       g_clear_object (&self->start_cancellable);
     }
+}
+
+static void
+carehare_consumer_dispose (GObject *object)
+{
+  CarehareConsumer *self = CAREHARE_CONSUMER (object);
+
+  /* The last reference may go in any thread: disposed by the thread
+   * running the connection's context. */
+  if (self->connection != NULL && _carehare_connection_dispose_elsewhere (self->connection, object))
+    return;
+
+  /* Every waiting call holds the consumer (GTask's rule), so dropping the
+   * last reference leaves none: it stops a consumer with nothing pending.
+   * Only g_object_run_dispose() gets here with calls waiting: they fail,
+   * from an idle, never inside dispose. */
+  if (!g_queue_is_empty (&self->waiters) && self->connection != NULL)
+    {
+      g_autoptr(GSource) idle = g_idle_source_new ();
+
+      g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+      g_source_set_callback (idle, end_stream_idle_cb, g_object_ref (self), g_object_unref);
+      g_source_set_static_name (idle, "[carehare] consumer disposed");
+      g_source_attach (idle, _carehare_connection_get_context (self->connection));
+    }
+
+  /* The protocol is touched with the connection's context held, as by
+   * every call. */
+  consumer_run (self, dispose_run, self);
   g_clear_object (&self->connection);
 
   G_OBJECT_CLASS (carehare_consumer_parent_class)->dispose (object);
