@@ -95,6 +95,19 @@ void     _carehare_connection_start_op    (CarehareConnection          *self,
                                            GCancellable                *cancellable,
                                            GAsyncReadyCallback          callback,
                                            gpointer                     user_data);
+/* The same, for a caller that must not wait while another thread runs the
+ * context: then the call is queued with a copy of @start_data (@copy),
+ * freed by @free_data once started, and this returns at once. */
+void     _carehare_connection_start_op_copying (CarehareConnection          *self,
+                                                gpointer                     source_tag,
+                                                gboolean                     check_cancellable,
+                                                CarehareConnectionStartFunc  start,
+                                                gpointer                     start_data,
+                                                GBoxedCopyFunc               copy,
+                                                GDestroyNotify               free_data,
+                                                GCancellable                *cancellable,
+                                                GAsyncReadyCallback          callback,
+                                                gpointer                     user_data);
 /* The protocol completed the op of @data's task: no cancelling it now. */
 void     _carehare_connection_rpc_data_done (RpcData                  *data);
 /* The op callback of RPCs and publishes. */

@@ -170,6 +170,9 @@ static CarehareMailbox *mailbox_new (GMainContext *context);
 static void mailbox_free (CarehareMailbox *mailbox);
 static void close_run (CarehareConnection *self,
                        gpointer            user_data);
+static gboolean run_here (CarehareConnection        *self,
+                          CarehareConnectionRunFunc  func,
+                          gpointer                   data);
 static void init_fail (CarehareConnection *self,
                        GError             *error);
 static void handshake_done_cb (CarehareProtocolOp   *op,
@@ -1451,7 +1454,17 @@ typedef struct {
   GTask *task;                   /* the reference the protocol op will hold */
   CarehareConnectionStartFunc start;
   gpointer start_data;
+  GDestroyNotify free_data;      /* a queued copy's */
 } StartOp;
+
+static void
+start_op_free (gpointer data)
+{
+  StartOp *start = data;
+
+  start->free_data (start->start_data);
+  g_free (start);
+}
 
 /* With the context held: the op, or the task's failure when the
  * connection never opened or the cancellable was cancelled. */
@@ -1497,15 +1510,44 @@ _carehare_connection_start_op (CarehareConnection          *self,
                                GAsyncReadyCallback          callback,
                                gpointer                     user_data)
 {
+  _carehare_connection_start_op_copying (self, source_tag, check_cancellable, start, start_data,
+                                         NULL, NULL, cancellable, callback, user_data);
+}
+
+void
+_carehare_connection_start_op_copying (CarehareConnection          *self,
+                                       gpointer                     source_tag,
+                                       gboolean                     check_cancellable,
+                                       CarehareConnectionStartFunc  start,
+                                       gpointer                     start_data,
+                                       GBoxedCopyFunc               copy,
+                                       GDestroyNotify               free_data,
+                                       GCancellable                *cancellable,
+                                       GAsyncReadyCallback          callback,
+                                       gpointer                     user_data)
+{
   g_autoptr(CarehareConnection) keep = NULL;
-  StartOp op = { NULL, start, start_data };
+  StartOp op = { NULL, start, start_data, NULL };
+  StartOp *queued;
 
   keep = g_object_ref (self);
   /* Made on the calling thread: its callback runs on the caller's
    * thread-default main context, whichever thread runs the op. */
   op.task = op_task_new (self, source_tag, cancellable, callback, user_data);
   g_task_set_check_cancellable (op.task, check_cancellable);
-  _carehare_connection_run (self, start_op_run, &op);
+  if (copy == NULL)
+    {
+      _carehare_connection_run (self, start_op_run, &op);
+      return;
+    }
+  if (run_here (self, start_op_run, &op))
+    return;
+  /* Another thread runs the context: queued, and not waited for. */
+  queued = g_new (StartOp, 1);
+  *queued = op;
+  queued->start_data = copy (start_data);
+  queued->free_data = free_data;
+  _carehare_connection_run_later (self, start_op_run, queued, start_op_free);
 }
 
 RpcData *
@@ -1673,6 +1715,23 @@ mailbox_push_locked (CarehareMailbox *mailbox,
     g_source_set_ready_time (mailbox->source, 0);
 }
 
+/* The owner's path: one acquire and release, as the context check cost
+ * before; the calls queued before this one run first. FALSE when another
+ * thread holds the context. */
+static gboolean
+run_here (CarehareConnection        *self,
+          CarehareConnectionRunFunc  func,
+          gpointer                   data)
+{
+  if (G_UNLIKELY (!g_main_context_acquire (self->context)))
+    return FALSE;
+  if (G_UNLIKELY (g_atomic_int_get (&self->mailbox->n_calls) > 0))
+    mailbox_drain (self->mailbox);
+  func (self, data);
+  g_main_context_release (self->context);
+  return TRUE;
+}
+
 void
 _carehare_connection_run (CarehareConnection        *self,
                           CarehareConnectionRunFunc  func,
@@ -1682,16 +1741,8 @@ _carehare_connection_run (CarehareConnection        *self,
   QueuedCall call = { NULL, func, self, data, NULL, NULL };
   gboolean done = FALSE;
 
-  /* The owner's path: one acquire and release, as the context check cost
-   * before; the calls queued before this one run first. */
-  if (G_LIKELY (g_main_context_acquire (self->context)))
-    {
-      if (G_UNLIKELY (g_atomic_int_get (&mailbox->n_calls) > 0))
-        mailbox_drain (mailbox);
-      func (self, data);
-      g_main_context_release (self->context);
-      return;
-    }
+  if (G_LIKELY (run_here (self, func, data)))
+    return;
 
   call.done = &done;
   g_mutex_lock (&mailbox->lock);
