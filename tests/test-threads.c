@@ -467,6 +467,69 @@ test_sync_from_worker (void)
   g_assert_no_error (error);
 }
 
+/* ---- a close from another thread: signals on the connection's context ---- */
+
+typedef struct {
+  CarehareConnection *conn;
+  GThread *owner_thread;
+  GMainContext *owner;
+  guint closed_signals;
+  int worker_done;          /* atomic */
+  gboolean closed_ok;
+} Closer;
+
+static void
+closer_closed_signal_cb (CarehareConnection *conn,
+                         const GError       *error,
+                         gpointer            user_data)
+{
+  Closer *c = user_data;
+
+  /* Emitted by the thread running the connection's context. */
+  g_assert_true (g_thread_self () == c->owner_thread);
+  g_assert_null (error);
+  c->closed_signals++;
+}
+
+static gpointer
+closer_thread (gpointer user_data)
+{
+  Closer *c = user_data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+
+  g_main_context_push_thread_default (context);
+  carehare_connection_close_async (c->conn, NULL, carehare_test_store_result, &result);
+  /* The callback comes to this thread's context. */
+  while (result == NULL)
+    g_main_context_iteration (context, TRUE);
+  c->closed_ok = carehare_connection_close_finish (c->conn, result, NULL);
+  g_main_context_pop_thread_default (context);
+  g_atomic_int_set (&c->worker_done, TRUE);
+  g_main_context_wakeup (c->owner);
+  return NULL;
+}
+
+static void
+test_close_from_thread (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  Closer c = { conn, g_thread_self (), g_main_context_default (), 0, FALSE, FALSE };
+  GThread *thread;
+
+  g_signal_connect (conn, "closed", G_CALLBACK (closer_closed_signal_cb), &c);
+  g_assert_true (g_main_context_acquire (c.owner));
+  thread = g_thread_new ("closer", closer_thread, &c);
+  while (!g_atomic_int_get (&c.worker_done))
+    g_main_context_iteration (c.owner, TRUE);
+  g_main_context_release (c.owner);
+  g_thread_join (thread);
+  g_assert_true (c.closed_ok);
+  g_assert_cmpuint (c.closed_signals, ==, 1);
+  g_assert_true (carehare_connection_get_is_closed (conn));
+  g_signal_handlers_disconnect_by_data (conn, &c);
+}
+
 /* ---- many threads publishing on one connection --------------------------- */
 
 typedef struct {
@@ -767,6 +830,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/threads/sync/threads-no-main-loop", test_sync_threads_no_main_loop);
   g_test_add_func ("/threads/sync/inside-callback-critical", test_sync_inside_callback_critical);
   g_test_add_func ("/threads/sync/from-worker", test_sync_from_worker);
+  g_test_add_func ("/threads/close/from-thread", test_close_from_thread);
   g_test_add_func ("/threads/publish/many-threads", test_many_threads_publish);
   g_test_add_func ("/threads/consume/thread-pool-acks", test_thread_pool_acks);
 
