@@ -28,6 +28,14 @@ typedef void (*CarehareConnectionRunFunc) (CarehareConnection *self,
 void              _carehare_connection_run       (CarehareConnection        *self,
                                                   CarehareConnectionRunFunc  func,
                                                   gpointer                   data);
+/* run() for a call nobody waits for: when another thread holds the
+ * context, queues @func with a copy of @data (@copy), freed by
+ * @free_data, and returns at once. */
+void              _carehare_connection_run_nowait (CarehareConnection        *self,
+                                                   CarehareConnectionRunFunc  func,
+                                                   gpointer                   data,
+                                                   GBoxedCopyFunc             copy,
+                                                   GDestroyNotify             free_data);
 void              _carehare_connection_run_later (CarehareConnection        *self,
                                                   CarehareConnectionRunFunc  func,
                                                   gpointer                   data,

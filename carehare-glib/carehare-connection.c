@@ -1550,6 +1550,17 @@ _carehare_connection_start_op_copying (CarehareConnection          *self,
   _carehare_connection_run_later (self, start_op_run, queued, start_op_free);
 }
 
+void
+_carehare_connection_run_nowait (CarehareConnection        *self,
+                                 CarehareConnectionRunFunc  func,
+                                 gpointer                   data,
+                                 GBoxedCopyFunc             copy,
+                                 GDestroyNotify             free_data)
+{
+  if (!run_here (self, func, data))
+    _carehare_connection_run_later (self, func, copy (data), free_data);
+}
+
 RpcData *
 _carehare_connection_finish_rpc (CarehareConnection  *self,
                                  GAsyncResult        *result,

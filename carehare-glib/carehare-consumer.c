@@ -947,6 +947,24 @@ typedef struct {
 static void settle_run (CarehareConnection *connection,
                         gpointer            user_data);
 
+static gpointer
+settle_call_copy (gpointer data)
+{
+  SettleCall *copy = g_memdup2 (data, sizeof (SettleCall));
+
+  g_object_ref (copy->self);
+  return copy;
+}
+
+static void
+settle_call_free (gpointer data)
+{
+  SettleCall *call = data;
+
+  g_object_unref (call->self);
+  g_free (call);
+}
+
 static void
 settle (CarehareConsumer *self,
         guint64           delivery_tag,
@@ -956,7 +974,13 @@ settle (CarehareConsumer *self,
 {
   SettleCall call = { self, delivery_tag, multiple, ack, requeue };
 
-  consumer_run (self, settle_run, &call);
+  /* From a thread other than the one running the connection's context
+   * (a GThreadPool worker), queued and not waited for. */
+  if (self->connection != NULL)
+    _carehare_connection_run_nowait (self->connection, settle_run, &call, settle_call_copy,
+                                     settle_call_free);
+  else
+    settle_run (NULL, &call);
 }
 
 /* settle() with the connection's context held. */
@@ -1001,7 +1025,7 @@ settle_run (CarehareConnection *connection,
  *
  * Acknowledges a message: the broker forgets it. Never fails and is never
  * waited for: from a thread other than the one running the connection's
- * main context it is handed to that thread, and returns once taken. A tag already acknowledged or rejected, or never delivered,
+ * main context it is queued for that thread, and returns at once. A tag already acknowledged or rejected, or never delivered,
  * is ignored (the broker would close the consumer's channel for it). After
  * the broker cancelled the consumer it still goes out: the channel stays
  * open until the messages taken are settled. Once the program closed the
