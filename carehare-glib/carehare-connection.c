@@ -170,6 +170,7 @@ static CarehareMailbox *mailbox_new (GMainContext *context);
 static void mailbox_free (CarehareMailbox *mailbox);
 static void close_run (CarehareConnection *self,
                        gpointer            user_data);
+static gpointer pass_task (gpointer task);
 static gboolean run_here (CarehareConnection        *self,
                           CarehareConnectionRunFunc  func,
                           gpointer                   data);
@@ -1242,7 +1243,15 @@ carehare_connection_close_async (CarehareConnection  *self,
   g_task_set_source_tag (task, carehare_connection_close_async);
   g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, g_new0 (CloseData, 1), (GDestroyNotify) close_data_free);
-  _carehare_connection_run (self, close_run, task);
+  /* From another thread: queued (with the task's reference, which
+   * close_run() consumes), not waited for. */
+  _carehare_connection_run_nowait (self, close_run, task, pass_task, NULL);
+}
+
+static gpointer
+pass_task (gpointer task)
+{
+  return task;
 }
 
 /* close_async() with the context held; @user_data is the task's reference. */

@@ -785,6 +785,24 @@ next_run (CarehareConnection *connection,
     }
 }
 
+static gpointer
+next_call_copy (gpointer data)
+{
+  NextCall *copy = g_memdup2 (data, sizeof (NextCall));
+
+  g_object_ref (copy->task);
+  return copy;
+}
+
+static void
+next_call_free (gpointer data)
+{
+  NextCall *call = data;
+
+  g_object_unref (call->task);
+  g_free (call);
+}
+
 /* One delivery, or (@batch) up to @max of them. */
 static void
 next_async (CarehareConsumer    *self,
@@ -807,7 +825,12 @@ next_async (CarehareConsumer    *self,
    * (GTask's check would free it with the task, unacknowledged). */
   g_task_set_check_cancellable (task, FALSE);
   call.task = task;
-  consumer_run (self, next_run, &call);
+  /* From another thread: queued, not waited for. */
+  if (self->connection != NULL)
+    _carehare_connection_run_nowait (self->connection, next_run, &call, next_call_copy,
+                                     next_call_free);
+  else
+    next_run (NULL, &call);
 }
 
 /**
@@ -1107,6 +1130,13 @@ carehare_consumer_nack_up_to (CarehareConsumer *self,
 static void close_run (CarehareConnection *connection,
                        gpointer            user_data);
 
+/* The task's reference goes with the queued call, which consumes it. */
+static gpointer
+pass_task (gpointer task)
+{
+  return task;
+}
+
 static void
 close_done_cb (CarehareProtocolOp   *op,
                const CarehareMethod *reply,
@@ -1149,7 +1179,11 @@ carehare_consumer_close_async (CarehareConsumer    *self,
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_consumer_close_async);
   g_task_set_check_cancellable (task, FALSE);
-  consumer_run (self, close_run, task);
+  /* From another thread: queued (with the task's reference), not waited for. */
+  if (self->connection != NULL)
+    _carehare_connection_run_nowait (self->connection, close_run, task, pass_task, NULL);
+  else
+    close_run (NULL, task);
 }
 
 /* close_async() with the connection's context held; @user_data is the
