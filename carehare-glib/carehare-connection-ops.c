@@ -834,9 +834,39 @@ typedef struct {
   const char *exchange;
   const char *routing_key;
   GBytes *body;
-  CarehareBasicProperties basic;
+  CarehareBasicProperties basic;  /* borrowed from properties */
   gboolean mandatory;
+  CarehareProperties *properties; /* nullable; owned by a copy */
 } PublishStart;
+
+/* A copy for a call queued for the thread running the context: the caller
+ * does not wait for it, so nothing may stay borrowed. */
+static gpointer
+publish_start_copy (gpointer data)
+{
+  const PublishStart *in = data;
+  PublishStart *out = g_new0 (PublishStart, 1);
+
+  out->exchange = g_strdup (in->exchange);
+  out->routing_key = g_strdup (in->routing_key);
+  out->body = g_bytes_ref (in->body);
+  out->mandatory = in->mandatory;
+  out->properties = in->properties != NULL ? carehare_properties_copy (in->properties) : NULL;
+  carehare_properties_to_basic (out->properties, &out->basic);
+  return out;
+}
+
+static void
+publish_start_free (gpointer data)
+{
+  PublishStart *start = data;
+
+  g_free ((char *) start->exchange);
+  g_free ((char *) start->routing_key);
+  g_bytes_unref (start->body);
+  g_clear_object (&start->properties);
+  g_free (start);
+}
 
 static CarehareProtocolOp *
 publish_start (CarehareProtocol *protocol,
@@ -901,7 +931,7 @@ carehare_connection_publish_async (CarehareConnection   *self,
                                    GAsyncReadyCallback   callback,
                                    gpointer              user_data)
 {
-  PublishStart publish = { exchange, routing_key, body };
+  PublishStart publish = { exchange, routing_key, body, .properties = properties };
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (exchange != NULL);
@@ -914,8 +944,9 @@ carehare_connection_publish_async (CarehareConnection   *self,
   /* Cancellation wins only while the publish is not written, and then the
    * protocol completes it with G_IO_ERROR_CANCELLED itself; once written,
    * the broker's answer is the result, whatever the cancellable says. */
-  _carehare_connection_start_op (self, carehare_connection_publish_async, FALSE,
-                                 publish_start, &publish, cancellable, callback, user_data);
+  _carehare_connection_start_op_copying (self, carehare_connection_publish_async, FALSE,
+                                         publish_start, &publish, publish_start_copy,
+                                         publish_start_free, cancellable, callback, user_data);
 }
 
 /**
@@ -1033,7 +1064,7 @@ carehare_connection_call_async (CarehareConnection   *self,
                                 GAsyncReadyCallback   callback,
                                 gpointer              user_data)
 {
-  PublishStart call = { exchange, routing_key, body };
+  PublishStart call = { exchange, routing_key, body, .properties = properties };
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (exchange != NULL);
@@ -1043,8 +1074,9 @@ carehare_connection_call_async (CarehareConnection   *self,
 
   carehare_properties_to_basic (properties, &call.basic);
   call.mandatory = (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0;
-  _carehare_connection_start_op (self, carehare_connection_call_async, TRUE, call_start, &call,
-                                 cancellable, callback, user_data);
+  _carehare_connection_start_op_copying (self, carehare_connection_call_async, TRUE, call_start,
+                                         &call, publish_start_copy, publish_start_free,
+                                         cancellable, callback, user_data);
 }
 
 /**

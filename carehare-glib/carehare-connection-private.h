@@ -12,9 +12,67 @@ G_BEGIN_DECLS
 CarehareProtocol *_carehare_connection_get_protocol (CarehareConnection *self);
 GMainContext     *_carehare_connection_get_context  (CarehareConnection *self);
 void              _carehare_connection_update       (CarehareConnection *self);
-/* FALSE, with a critical, when called from a thread or main context other
- * than the one @self was created on: the caller then does nothing. */
-gboolean          _carehare_connection_check_context (CarehareConnection *self);
+
+/* Calls from any thread. The connection's state (the protocol core, the
+ * transport, its consumers) is touched only by a thread that holds its main
+ * context (g_main_context_acquire()): the one iterating it, or any thread
+ * that can acquire it because nobody iterates it. run() calls @func (@self,
+ * @data) at once when this thread can acquire the context, after the calls
+ * queued before it; otherwise it queues the call for the thread iterating
+ * the context (one lock, one wake-up per batch) and waits until that thread
+ * ran it, so @data may point to the caller's stack. run_later() only queues
+ * (a cancellation, which may come from inside a cancellable's handler):
+ * @destroy frees @data once the call ran. */
+typedef void (*CarehareConnectionRunFunc) (CarehareConnection *self,
+                                           gpointer            data);
+void              _carehare_connection_run       (CarehareConnection        *self,
+                                                  CarehareConnectionRunFunc  func,
+                                                  gpointer                   data);
+/* run() for a call nobody waits for: when another thread holds the
+ * context, queues @func with a copy of @data (@copy), freed by
+ * @free_data, and returns at once. */
+void              _carehare_connection_run_nowait (CarehareConnection        *self,
+                                                   CarehareConnectionRunFunc  func,
+                                                   gpointer                   data,
+                                                   GBoxedCopyFunc             copy,
+                                                   GDestroyNotify             free_data);
+void              _carehare_connection_run_later (CarehareConnection        *self,
+                                                  CarehareConnectionRunFunc  func,
+                                                  gpointer                   data,
+                                                  GDestroyNotify             destroy);
+/* For dispose: when this thread cannot hold @self's context (another
+ * thread runs it), resurrects @object and hands its last reference to that
+ * thread, whose unref disposes it there; the caller's dispose then returns
+ * at once (TRUE). */
+gboolean          _carehare_connection_dispose_elsewhere (CarehareConnection *self,
+                                                          GObject            *object);
+
+/* The blocking twins (carehare-connection-sync.c): calls @start (@start_data,
+ * @cancellable, callback, user_data) and waits for its callback, iterating
+ * the connection's context when this thread can acquire it; a blocking call
+ * from inside a dispatch of the context this thread owns is refused with a
+ * critical and G_IO_ERROR_WOULD_BLOCK. Returns the result (transfer full),
+ * or NULL with @error set. */
+typedef void (*CarehareAsyncStartFunc) (gpointer             start_data,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data);
+/* For blocking calls whose work the thread running the context does: sets
+ * *@done (if not NULL) and wakes the threads in wait_until(), which returns
+ * once *@done is set, running the connection's context itself whenever
+ * nobody else does. */
+void              _carehare_connection_signal     (CarehareConnection *self,
+                                                   int                *done);
+void              _carehare_connection_wait_until (CarehareConnection *self,
+                                                   int                *done);
+gboolean          _carehare_connection_initable_init (GInitable     *initable,
+                                                      GCancellable  *cancellable,
+                                                      GError       **error);
+GAsyncResult     *_carehare_connection_wait      (CarehareConnection     *self,
+                                                  CarehareAsyncStartFunc  start,
+                                                  gpointer                start_data,
+                                                  GCancellable           *cancellable,
+                                                  GError                **error);
 
 /* For the operations (carehare-connection-ops.c): a task runs one
  * protocol operation, and is completed by it. */
@@ -45,6 +103,19 @@ void     _carehare_connection_start_op    (CarehareConnection          *self,
                                            GCancellable                *cancellable,
                                            GAsyncReadyCallback          callback,
                                            gpointer                     user_data);
+/* The same, for a caller that must not wait while another thread runs the
+ * context: then the call is queued with a copy of @start_data (@copy),
+ * freed by @free_data once started, and this returns at once. */
+void     _carehare_connection_start_op_copying (CarehareConnection          *self,
+                                                gpointer                     source_tag,
+                                                gboolean                     check_cancellable,
+                                                CarehareConnectionStartFunc  start,
+                                                gpointer                     start_data,
+                                                GBoxedCopyFunc               copy,
+                                                GDestroyNotify               free_data,
+                                                GCancellable                *cancellable,
+                                                GAsyncReadyCallback          callback,
+                                                gpointer                     user_data);
 /* The protocol completed the op of @data's task: no cancelling it now. */
 void     _carehare_connection_rpc_data_done (RpcData                  *data);
 /* The op callback of RPCs and publishes. */

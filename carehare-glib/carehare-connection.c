@@ -39,6 +39,8 @@
 
 #define CLOSE_TIMEOUT_US (5 * G_USEC_PER_SEC)
 
+typedef struct _CarehareMailbox CarehareMailbox;
+
 /**
  * CarehareConnection:
  *
@@ -64,11 +66,17 @@
  * closes the connection.
  *
  * A connection and its consumers belong to the [struct@GLib.MainContext]
- * that was thread-default when the connection was created: every callback
- * runs there, and every call must be made there. A call from another thread
- * or main context is refused with a critical warning. That context must be
- * iterated until every pending call has completed,
- * [method@Carehare.Connection.close_async] included.
+ * that was thread-default when the connection was created: their work
+ * (the socket, the timers) and their signals run there. Every method may
+ * be called from any thread: a call made while another thread runs that
+ * context is handed to it, and each call's callback runs on the
+ * thread-default main context of the thread that made the call, as with
+ * any GIO call. Each operation also has a blocking `_sync` twin, for
+ * programs without a main loop or for worker threads. The Threads guide
+ * says which calls are safe where. The connection's context must be
+ * iterated (by a main loop, or by the blocking calls themselves) until
+ * every pending call has completed, [method@Carehare.Connection.close_async]
+ * included.
  *
  * ```c
  * static void
@@ -91,6 +99,7 @@ struct _CarehareConnection
   GObject parent_instance;
 
   GMainContext *context;          /* owned: thread-default at construction */
+  CarehareMailbox *mailbox;       /* owned: calls from threads that cannot hold the context */
 
   /* construct-only */
   char *uri;                      /* owned; never exposed, it may hold a password */
@@ -147,12 +156,26 @@ static GParamSpec *obj_props[N_PROPS];
 static guint signals[N_SIGNALS];
 
 static void carehare_connection_async_initable_iface_init (GAsyncInitableIface *iface);
+static void carehare_connection_initable_iface_init (GInitableIface *iface);
 
+/* GInitable first, as GDBusProxy has them: in the other order GJS 1.74 no
+ * longer finds what Gio._promisify() puts on Gio.AsyncInitable.prototype
+ * for a Carehare.Connection (tests/bindings/test-carehare.js). */
 G_DEFINE_FINAL_TYPE_WITH_CODE (CarehareConnection, carehare_connection, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_INITABLE,
+                                                      carehare_connection_initable_iface_init)
                                G_IMPLEMENT_INTERFACE (G_TYPE_ASYNC_INITABLE,
                                                       carehare_connection_async_initable_iface_init))
 
 static void update (CarehareConnection *self);
+static CarehareMailbox *mailbox_new (GMainContext *context);
+static void mailbox_free (CarehareMailbox *mailbox);
+static void close_run (CarehareConnection *self,
+                       gpointer            user_data);
+static gpointer pass_task (gpointer task);
+static gboolean run_here (CarehareConnection        *self,
+                          CarehareConnectionRunFunc  func,
+                          gpointer                   data);
 static void init_fail (CarehareConnection *self,
                        GError             *error);
 static void handshake_done_cb (CarehareProtocolOp   *op,
@@ -689,13 +712,18 @@ carehare_connection_async_initable_iface_init (GAsyncInitableIface *iface)
   iface->init_finish = carehare_connection_init_finish;
 }
 
+static void
+carehare_connection_initable_iface_init (GInitableIface *iface)
+{
+  iface->init = _carehare_connection_initable_init;
+}
+
 /* ---- GObject ------------------------------------------------------------- */
 
 static void
-carehare_connection_dispose (GObject *object)
+dispose_run (CarehareConnection *self,
+             gpointer            user_data)
 {
-  CarehareConnection *self = CAREHARE_CONNECTION (object);
-
   self->disposing = TRUE;
   /* Every pending operation holds the connection, but a close waiting for
    * Close-Ok: each takes its reference back now, so the connection lives
@@ -717,6 +745,19 @@ carehare_connection_dispose (GObject *object)
   return_close_tasks (self);
   init_cleanup (self);
   self->disposing = FALSE;
+}
+
+static void
+carehare_connection_dispose (GObject *object)
+{
+  CarehareConnection *self = CAREHARE_CONNECTION (object);
+
+  /* The last reference may go in any thread (a callback on another
+   * thread's context): the state is touched with the context held, as
+   * by every call. */
+  if (_carehare_connection_dispose_elsewhere (self, object))
+    return;
+  _carehare_connection_run (self, dispose_run, NULL);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->dispose (object);
 }
@@ -736,6 +777,7 @@ carehare_connection_finalize (GObject *object)
   g_ptr_array_unref (self->close_tasks);
   g_ptr_array_unref (self->dead_protocols);
   carehare_uri_secret_strv_free (self->uris);
+  mailbox_free (self->mailbox);
   g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->finalize (object);
@@ -1001,6 +1043,10 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * with the reply code), by the heartbeat monitor
    * (%CAREHARE_ERROR_CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR), or by a
    * socket error or end of file (%CAREHARE_ERROR_CONNECTION_CLOSED).
+   *
+   * Emitted on the connection's main context (the one that was
+   * thread-default when it was created), by the thread running it, whichever
+   * thread made the call that led to it.
    */
   signals[SIGNAL_CLOSED] =
     g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
@@ -1011,6 +1057,7 @@ static void
 carehare_connection_init (CarehareConnection *self)
 {
   self->context = g_main_context_ref_thread_default ();
+  self->mailbox = mailbox_new (self->context);
   self->close_tasks = g_ptr_array_new ();
   self->dead_protocols = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_free);
   self->transport = _carehare_transport_new (G_OBJECT (self), self->context,
@@ -1167,24 +1214,21 @@ close_done_cb (CarehareProtocolOp   *op,
   g_object_unref (task);
 }
 
-static gboolean
-close_cancel_idle_cb (gpointer user_data)
+static void
+close_cancel_run (CarehareConnection *self,
+                  gpointer            user_data)
 {
   GTask *task = user_data;
   CloseData *data = g_task_get_task_data (task);
-  /* Alive: while its close op is pending the connection is, and after it
-   * the task holds it. */
-  g_autoptr(CarehareConnection) self = g_object_ref (g_task_get_source_object (task));
 
   if (data->returned)
-    return G_SOURCE_REMOVE;
+    return;
   /* Stop waiting for Close-Ok (the connection is over at once: this
    * completes every close op), then close the socket without waiting
    * for the last frames to be written. */
   if (data->op != NULL && self->protocol != NULL)
     carehare_protocol_cancel (self->protocol, data->op);
   _carehare_transport_force_close (self->transport);
-  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -1192,14 +1236,13 @@ close_cancelled_cb (GCancellable *cancellable,
                     gpointer      user_data)
 {
   GTask *task = user_data;
-  g_autoptr(GSource) idle = g_idle_source_new ();
 
   /* May run in any thread, and inside the cancellable's lock: defer the
-   * work to our context. */
-  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
-  g_source_set_callback (idle, close_cancel_idle_cb, g_object_ref (task), g_object_unref);
-  g_source_set_static_name (idle, "[carehare] close cancelled");
-  g_source_attach (idle, g_task_get_context (task));
+   * work to our context. Alive: while its close op is pending the
+   * connection is, and after it the task holds it; the queued call holds
+   * it too. */
+  _carehare_connection_run_later (g_task_get_source_object (task), close_cancel_run,
+                                  g_object_ref (task), g_object_unref);
 }
 
 /**
@@ -1231,8 +1274,9 @@ close_cancelled_cb (GCancellable *cancellable,
  * connecting: initialisation fails with %CAREHARE_ERROR_CONNECTION_CLOSED
  * and the connection stays closed.
  *
- * The callback runs on the main context the connection was created on,
- * which must be iterated until then.
+ * May be called from any thread. The callback runs on the thread-default
+ * main context of the calling thread, as for every call; the connection's
+ * own context must be iterated until then, since it does the work.
  */
 void
 carehare_connection_close_async (CarehareConnection  *self,
@@ -1242,13 +1286,9 @@ carehare_connection_close_async (CarehareConnection  *self,
 {
   g_autoptr(CarehareConnection) keep = NULL;
   GTask *task;
-  CloseData *data;
-  CarehareProtocolOp *op;
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
-  if (!_carehare_connection_check_context (self))
-    return;
 
   /* Closing completes every pending operation, whose callbacks may drop
    * the program's last reference. */
@@ -1256,8 +1296,27 @@ carehare_connection_close_async (CarehareConnection  *self,
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_connection_close_async);
   g_task_set_check_cancellable (task, FALSE);
-  data = g_new0 (CloseData, 1);
-  g_task_set_task_data (task, data, (GDestroyNotify) close_data_free);
+  g_task_set_task_data (task, g_new0 (CloseData, 1), (GDestroyNotify) close_data_free);
+  /* From another thread: queued (with the task's reference, which
+   * close_run() consumes), not waited for. */
+  _carehare_connection_run_nowait (self, close_run, task, pass_task, NULL);
+}
+
+static gpointer
+pass_task (gpointer task)
+{
+  return task;
+}
+
+/* close_async() with the context held; @user_data is the task's reference. */
+static void
+close_run (CarehareConnection *self,
+           gpointer            user_data)
+{
+  GTask *task = user_data;
+  CloseData *data = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  CarehareProtocolOp *op;
 
   if (self->init_task != NULL || (!self->initialized && self->protocol == NULL))
     {
@@ -1386,19 +1445,18 @@ _carehare_connection_rpc_done_cb (CarehareProtocolOp   *op,
   g_object_unref (task);
 }
 
-static gboolean
-rpc_cancel_idle_cb (gpointer user_data)
+static void
+rpc_cancel_run (CarehareConnection *self,
+                gpointer            user_data)
 {
   GTask *task = user_data;
   RpcData *data = g_task_get_task_data (task);
-  CarehareConnection *self = g_task_get_source_object (task);
 
   if (data->op != NULL && self->protocol != NULL)
     {
       carehare_protocol_cancel (self->protocol, data->op);
       update (self);
     }
-  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -1406,14 +1464,11 @@ rpc_cancelled_cb (GCancellable *cancellable,
                   gpointer      user_data)
 {
   GTask *task = user_data;
-  g_autoptr(GSource) idle = g_idle_source_new ();
 
   /* May run in any thread, and inside the cancellable's lock: defer the
    * work to our context. */
-  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
-  g_source_set_callback (idle, rpc_cancel_idle_cb, g_object_ref (task), g_object_unref);
-  g_source_set_static_name (idle, "[carehare] cancel");
-  g_source_attach (idle, g_task_get_context (task));
+  _carehare_connection_run_later (g_task_get_source_object (task), rpc_cancel_run,
+                                  g_object_ref (task), g_object_unref);
 }
 
 /* After a protocol op was started for @task (whose data is an RpcData):
@@ -1451,26 +1506,55 @@ op_task_new (CarehareConnection  *self,
 {
   GTask *task;
 
-  if (!_carehare_connection_check_context (self))
-    return NULL;
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, source_tag);
   g_task_set_task_data (task, g_new0 (RpcData, 1), (GDestroyNotify) rpc_data_free);
+  /* As in GIO, the task holds the connection until it has completed. */
+  return task;
+}
+
+typedef struct {
+  GTask *task;                   /* the reference the protocol op will hold */
+  CarehareConnectionStartFunc start;
+  gpointer start_data;
+  GDestroyNotify free_data;      /* a queued copy's */
+} StartOp;
+
+static void
+start_op_free (gpointer data)
+{
+  StartOp *start = data;
+
+  start->free_data (start->start_data);
+  g_free (start);
+}
+
+/* With the context held: the op, or the task's failure when the
+ * connection never opened or the cancellable was cancelled. */
+static void
+start_op_run (CarehareConnection *self,
+              gpointer            user_data)
+{
+  StartOp *start = user_data;
+  GTask *task = start->task;
+  CarehareProtocolOp *op;
 
   if (self->protocol == NULL)
     {
       g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
                                "Connection closed: it was never opened, or was destroyed");
       g_object_unref (task);
-      return NULL;
+      return;
     }
   if (g_task_return_error_if_cancelled (task))
     {
       g_object_unref (task);
-      return NULL;
+      return;
     }
-  /* As in GIO, the task holds the connection until it has completed. */
-  return task;
+  /* The protocol holds the task's reference until it completes the op,
+   * which may happen before this returns (connection already closed). */
+  op = start->start (self->protocol, task, start->start_data);
+  watch_op (self, task, op);
 }
 
 /* The one way an operation starts: a task for it, then @start, which
@@ -1489,20 +1573,55 @@ _carehare_connection_start_op (CarehareConnection          *self,
                                GAsyncReadyCallback          callback,
                                gpointer                     user_data)
 {
+  _carehare_connection_start_op_copying (self, source_tag, check_cancellable, start, start_data,
+                                         NULL, NULL, cancellable, callback, user_data);
+}
+
+void
+_carehare_connection_start_op_copying (CarehareConnection          *self,
+                                       gpointer                     source_tag,
+                                       gboolean                     check_cancellable,
+                                       CarehareConnectionStartFunc  start,
+                                       gpointer                     start_data,
+                                       GBoxedCopyFunc               copy,
+                                       GDestroyNotify               free_data,
+                                       GCancellable                *cancellable,
+                                       GAsyncReadyCallback          callback,
+                                       gpointer                     user_data)
+{
   g_autoptr(CarehareConnection) keep = NULL;
-  GTask *task;
-  CarehareProtocolOp *op;
+  StartOp op = { NULL, start, start_data, NULL };
+  StartOp *queued;
 
   keep = g_object_ref (self);
-  task = op_task_new (self, source_tag, cancellable, callback, user_data);
-  if (task == NULL)
+  /* Made on the calling thread: its callback runs on the caller's
+   * thread-default main context, whichever thread runs the op. */
+  op.task = op_task_new (self, source_tag, cancellable, callback, user_data);
+  g_task_set_check_cancellable (op.task, check_cancellable);
+  if (copy == NULL)
+    {
+      _carehare_connection_run (self, start_op_run, &op);
+      return;
+    }
+  if (run_here (self, start_op_run, &op))
     return;
-  g_task_set_check_cancellable (task, check_cancellable);
+  /* Another thread runs the context: queued, and not waited for. */
+  queued = g_new (StartOp, 1);
+  *queued = op;
+  queued->start_data = copy (start_data);
+  queued->free_data = free_data;
+  _carehare_connection_run_later (self, start_op_run, queued, start_op_free);
+}
 
-  /* The protocol holds the task's reference until it completes the op,
-   * which may happen before this returns (connection already closed). */
-  op = start (self->protocol, task, start_data);
-  watch_op (self, task, op);
+void
+_carehare_connection_run_nowait (CarehareConnection        *self,
+                                 CarehareConnectionRunFunc  func,
+                                 gpointer                   data,
+                                 GBoxedCopyFunc             copy,
+                                 GDestroyNotify             free_data)
+{
+  if (!run_here (self, func, data))
+    _carehare_connection_run_later (self, func, copy (data), free_data);
 }
 
 RpcData *
@@ -1520,38 +1639,288 @@ _carehare_connection_finish_rpc (CarehareConnection  *self,
   return g_task_get_task_data (G_TASK (result));
 }
 
-/* ---- private ------------------------------------------------------------- */
+/* ---- calls from any thread ----------------------------------------------- */
 
-/* Whether the caller runs in the main context the connection was created
- * on: it is the thread-default one, and no other thread is running it. */
-static gboolean
-on_own_context (CarehareConnection *self)
+/* A call queued for the thread that iterates the connection's context. */
+typedef struct _QueuedCall QueuedCall;
+struct _QueuedCall {
+  QueuedCall *next;               /* the queue is a list of its own: no GSlice */
+  CarehareConnectionRunFunc func;
+  CarehareConnection *self;       /* held by the caller, or by @data for run_later() */
+  gpointer data;
+  GDestroyNotify destroy;         /* run_later(): frees @data after the call */
+  gboolean *done;                 /* run(): the waiting caller's flag, under the lock */
+};
+
+/* The queue of calls, shared by the connection and its source so that a
+ * dispatch racing with the last unref never touches a freed connection
+ * (every queued call holds the connection). */
+struct _CarehareMailbox {
+  gatomicrefcount ref;
+  GMutex lock;
+  GCond cond;                     /* a queued run() call ran */
+  QueuedCall *head;               /* the calls, oldest first, under the lock */
+  QueuedCall *tail;
+  int n_calls;                    /* atomic: a lock-free peek for the owner's path */
+  GSource *source;                /* owned: wakes the context, ready while calls wait */
+};
+
+typedef struct {
+  GSource source;
+  CarehareMailbox *mailbox;       /* owned */
+} MailboxSource;
+
+static CarehareMailbox *
+mailbox_ref (CarehareMailbox *mailbox)
 {
-  GMainContext *current = g_main_context_get_thread_default ();
+  g_atomic_ref_count_inc (&mailbox->ref);
+  return mailbox;
+}
 
-  if (current == NULL)
-    current = g_main_context_default ();
-  if (current != self->context)
+static void
+mailbox_unref (CarehareMailbox *mailbox)
+{
+  if (!g_atomic_ref_count_dec (&mailbox->ref))
+    return;
+  g_assert (mailbox->head == NULL);
+  g_mutex_clear (&mailbox->lock);
+  g_cond_clear (&mailbox->cond);
+  g_free (mailbox);
+}
+
+/* Runs every queued call, in order, with the context held by this thread. */
+static void
+mailbox_drain (CarehareMailbox *mailbox)
+{
+  QueuedCall *next;
+
+  g_mutex_lock (&mailbox->lock);
+  next = g_steal_pointer (&mailbox->head);
+  mailbox->tail = NULL;
+  g_atomic_int_set (&mailbox->n_calls, 0);
+  g_source_set_ready_time (mailbox->source, -1);
+  g_mutex_unlock (&mailbox->lock);
+
+  while (next != NULL)
+    {
+      QueuedCall *call = next;
+
+      /* Read first: a run() call's caller returns once it is done. */
+      next = call->next;
+      call->func (call->self, call->data);
+      if (call->done != NULL)
+        {
+          g_mutex_lock (&mailbox->lock);
+          *call->done = TRUE;
+          g_cond_broadcast (&mailbox->cond);
+          g_mutex_unlock (&mailbox->lock);
+        }
+      else
+        {
+          if (call->destroy != NULL)
+            call->destroy (call->data);
+          g_object_unref (call->self);
+          g_free (call);
+        }
+    }
+}
+
+static gboolean
+mailbox_source_dispatch (GSource     *source,
+                         GSourceFunc  callback,
+                         gpointer     user_data)
+{
+  mailbox_drain (((MailboxSource *) source)->mailbox);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+mailbox_source_finalize (GSource *source)
+{
+  mailbox_unref (((MailboxSource *) source)->mailbox);
+}
+
+static GSourceFuncs mailbox_source_funcs = {
+  .dispatch = mailbox_source_dispatch,
+  .finalize = mailbox_source_finalize,
+};
+
+static CarehareMailbox *
+mailbox_new (GMainContext *context)
+{
+  CarehareMailbox *mailbox = g_new0 (CarehareMailbox, 1);
+  MailboxSource *source;
+
+  g_atomic_ref_count_init (&mailbox->ref);
+  g_mutex_init (&mailbox->lock);
+  g_cond_init (&mailbox->cond);
+  source = (MailboxSource *) g_source_new (&mailbox_source_funcs, sizeof (MailboxSource));
+  source->mailbox = mailbox_ref (mailbox);
+  g_source_set_priority (&source->source, G_PRIORITY_DEFAULT);
+  g_source_set_static_name (&source->source, "[carehare] calls from other threads");
+  g_source_set_ready_time (&source->source, -1);
+  g_source_attach (&source->source, context);
+  mailbox->source = &source->source;
+  return mailbox;
+}
+
+/* Destroys the source, which holds the other reference: a dispatch
+ * running meanwhile holds the source, so mailbox->source stays valid for it. */
+static void
+mailbox_free (CarehareMailbox *mailbox)
+{
+  g_source_destroy (mailbox->source);
+  g_source_unref (mailbox->source);
+  mailbox_unref (mailbox);
+}
+
+/* Queues @call (the lock is held); the first call of a batch wakes the context. */
+static void
+mailbox_push_locked (CarehareMailbox *mailbox,
+                     QueuedCall      *call)
+{
+  call->next = NULL;
+  if (mailbox->tail != NULL)
+    mailbox->tail->next = call;
+  else
+    mailbox->head = call;
+  mailbox->tail = call;
+  if (g_atomic_int_add (&mailbox->n_calls, 1) == 0)
+    g_source_set_ready_time (mailbox->source, 0);
+}
+
+/* The owner's path: one acquire and release, as the context check cost
+ * before; the calls queued before this one run first. FALSE when another
+ * thread holds the context. */
+static gboolean
+run_here (CarehareConnection        *self,
+          CarehareConnectionRunFunc  func,
+          gpointer                   data)
+{
+  if (G_UNLIKELY (!g_main_context_acquire (self->context)))
     return FALSE;
-  if (!g_main_context_acquire (self->context))
-    return FALSE;
+  if (G_UNLIKELY (g_atomic_int_get (&self->mailbox->n_calls) > 0))
+    mailbox_drain (self->mailbox);
+  func (self, data);
   g_main_context_release (self->context);
   return TRUE;
 }
 
-gboolean
-_carehare_connection_check_context (CarehareConnection *self)
+void
+_carehare_connection_run (CarehareConnection        *self,
+                          CarehareConnectionRunFunc  func,
+                          gpointer                   data)
 {
-  if (G_LIKELY (on_own_context (self)))
-    return TRUE;
-  /* Otherwise the call's callback would wait for a context nobody
-   * iterates, or the connection's state would be touched from two
-   * threads at once. */
-  g_critical ("A CarehareConnection, or one of its consumers, was called from a thread or "
-              "main context other than the one it was created on; call it only from the "
-              "thread-default main context it was created on. The call was ignored.");
-  return FALSE;
+  CarehareMailbox *mailbox = self->mailbox;
+  QueuedCall call = { NULL, func, self, data, NULL, NULL };
+  gboolean done = FALSE;
+
+  if (G_LIKELY (run_here (self, func, data)))
+    return;
+
+  call.done = &done;
+  g_mutex_lock (&mailbox->lock);
+  mailbox_push_locked (mailbox, &call);
+  while (!done)
+    {
+      gint64 end = g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND;
+
+      if (g_cond_wait_until (&mailbox->cond, &mailbox->lock, end) || done)
+        continue;
+      /* Whoever held the context may have let it go without iterating it
+       * again (a loop that quit, a thread whose call ran directly): run
+       * the queue here if nobody holds it now. */
+      g_mutex_unlock (&mailbox->lock);
+      if (g_main_context_acquire (self->context))
+        {
+          mailbox_drain (mailbox);
+          g_main_context_release (self->context);
+        }
+      g_mutex_lock (&mailbox->lock);
+    }
+  g_mutex_unlock (&mailbox->lock);
 }
+
+static void
+nothing_run (CarehareConnection *self,
+             gpointer            data)
+{
+}
+
+gboolean
+_carehare_connection_dispose_elsewhere (CarehareConnection *self,
+                                        GObject            *object)
+{
+  if (g_main_context_acquire (self->context))
+    {
+      g_main_context_release (self->context);
+      return FALSE;
+    }
+  /* Resurrected (GObject allows it in dispose): the thread running the
+   * context drops these references, and disposes it there. Waiting for
+   * it here could deadlock a thread that is joined by that one. */
+  _carehare_connection_run_later (self, nothing_run, g_object_ref (object), g_object_unref);
+  return TRUE;
+}
+
+void
+_carehare_connection_run_later (CarehareConnection        *self,
+                                CarehareConnectionRunFunc  func,
+                                gpointer                   data,
+                                GDestroyNotify             destroy)
+{
+  QueuedCall *call = g_new0 (QueuedCall, 1);
+
+  call->func = func;
+  call->self = g_object_ref (self);
+  call->data = data;
+  call->destroy = destroy;
+  g_mutex_lock (&self->mailbox->lock);
+  mailbox_push_locked (self->mailbox, call);
+  g_mutex_unlock (&self->mailbox->lock);
+}
+
+void
+_carehare_connection_signal (CarehareConnection *self,
+                             int                *done)
+{
+  g_mutex_lock (&self->mailbox->lock);
+  if (done != NULL)
+    g_atomic_int_set (done, TRUE);
+  g_cond_broadcast (&self->mailbox->cond);
+  g_mutex_unlock (&self->mailbox->lock);
+}
+
+void
+_carehare_connection_wait_until (CarehareConnection *self,
+                                 int                *done)
+{
+  CarehareMailbox *mailbox = self->mailbox;
+
+  g_mutex_lock (&mailbox->lock);
+  while (!g_atomic_int_get (done))
+    {
+      gint64 end = g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND;
+
+      if (g_cond_wait_until (&mailbox->cond, &mailbox->lock, end) && g_atomic_int_get (done))
+        break;
+      /* Woken by a thread that let the context go, or nobody seems to
+       * run it: run it here while it is free. The callback that sets
+       * *@done runs on it, so in this thread while it holds it. */
+      g_mutex_unlock (&mailbox->lock);
+      if (g_main_context_acquire (self->context))
+        {
+          while (!g_atomic_int_get (done))
+            g_main_context_iteration (self->context, TRUE);
+          g_main_context_release (self->context);
+          _carehare_connection_signal (self, NULL);
+        }
+      g_mutex_lock (&mailbox->lock);
+    }
+  g_mutex_unlock (&mailbox->lock);
+}
+
+/* ---- private ------------------------------------------------------------- */
 
 CarehareProtocol *
 _carehare_connection_get_protocol (CarehareConnection *self)

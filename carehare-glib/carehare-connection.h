@@ -255,4 +255,107 @@ CarehareConsumer   *carehare_connection_acking_consumer_full_finish (CarehareCon
                                                                      GAsyncResult         *result,
                                                                      GError              **error);
 
+/* Blocking twins (carehare-connection-sync.c): any thread. */
+CAREHARE_AVAILABLE_IN_ALL
+CarehareConnection *carehare_connection_new_sync            (const char             *uri,
+                                                             GCancellable           *cancellable,
+                                                             GError                **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_close_sync          (CarehareConnection     *self,
+                                                             GCancellable           *cancellable,
+                                                             GError                **error);
+CAREHARE_AVAILABLE_IN_ALL
+char               *carehare_connection_queue_declare_sync  (CarehareConnection     *self,
+                                                             const char             *queue,
+                                                             CarehareQueueFlags      flags,
+                                                             GVariant               *arguments,
+                                                             guint                  *message_count,
+                                                             guint                  *consumer_count,
+                                                             GCancellable           *cancellable,
+                                                             GError                **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_queue_delete_sync   (CarehareConnection       *self,
+                                                             const char               *queue,
+                                                             CarehareQueueDeleteFlags  flags,
+                                                             guint                    *message_count,
+                                                             GCancellable             *cancellable,
+                                                             GError                  **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_queue_purge_sync    (CarehareConnection     *self,
+                                                             const char             *queue,
+                                                             guint                  *message_count,
+                                                             GCancellable           *cancellable,
+                                                             GError                **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_queue_bind_sync     (CarehareConnection     *self,
+                                                             const char             *queue,
+                                                             const char             *exchange,
+                                                             const char             *routing_key,
+                                                             GVariant               *arguments,
+                                                             GCancellable           *cancellable,
+                                                             GError                **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_queue_unbind_sync   (CarehareConnection     *self,
+                                                             const char             *queue,
+                                                             const char             *exchange,
+                                                             const char             *routing_key,
+                                                             GVariant               *arguments,
+                                                             GCancellable           *cancellable,
+                                                             GError                **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_exchange_declare_sync (CarehareConnection    *self,
+                                                               const char            *exchange,
+                                                               const char            *type,
+                                                               CarehareExchangeFlags  flags,
+                                                               GVariant              *arguments,
+                                                               GCancellable          *cancellable,
+                                                               GError               **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_exchange_delete_sync  (CarehareConnection          *self,
+                                                               const char                  *exchange,
+                                                               CarehareExchangeDeleteFlags  flags,
+                                                               GCancellable                *cancellable,
+                                                               GError                     **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_exchange_bind_sync    (CarehareConnection    *self,
+                                                               const char            *destination,
+                                                               const char            *source,
+                                                               const char            *routing_key,
+                                                               GVariant              *arguments,
+                                                               GCancellable          *cancellable,
+                                                               GError               **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_exchange_unbind_sync  (CarehareConnection    *self,
+                                                               const char            *destination,
+                                                               const char            *source,
+                                                               const char            *routing_key,
+                                                               GVariant              *arguments,
+                                                               GCancellable          *cancellable,
+                                                               GError               **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean            carehare_connection_publish_sync        (CarehareConnection     *self,
+                                                             const char             *exchange,
+                                                             const char             *routing_key,
+                                                             GBytes                 *body,
+                                                             CarehareProperties     *properties,
+                                                             CareharePublishFlags    flags,
+                                                             GCancellable           *cancellable,
+                                                             GError                **error);
+CAREHARE_AVAILABLE_IN_ALL
+CarehareDelivery   *carehare_connection_call_sync           (CarehareConnection     *self,
+                                                             const char             *exchange,
+                                                             const char             *routing_key,
+                                                             GBytes                 *body,
+                                                             CarehareProperties     *properties,
+                                                             CareharePublishFlags    flags,
+                                                             GCancellable           *cancellable,
+                                                             GError                **error);
+CAREHARE_AVAILABLE_IN_ALL
+CarehareConsumer   *carehare_connection_acking_consumer_sync (CarehareConnection    *self,
+                                                              const char            *queue,
+                                                              guint32                prefetch_size,
+                                                              guint16                prefetch_count,
+                                                              GCancellable          *cancellable,
+                                                              GError               **error);
+
 G_END_DECLS

@@ -21,6 +21,8 @@ void              _carehare_consumer_start   (CarehareConsumer                  
                                               gpointer                              user_data);
 void              _carehare_consumer_started (CarehareConsumer           *self);
 void              _carehare_consumer_abandon (CarehareConsumer           *self);
+/* The connection (nullable once the consumer is disposed). */
+CarehareConnection *_carehare_consumer_get_connection (CarehareConsumer  *self);
 
 /* A relay consumer: a CarehareConsumer with no connection of its own,
  * fed by a backend (the session's long-lived consumers, which outlive

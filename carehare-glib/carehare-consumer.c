@@ -30,6 +30,12 @@
  * be acknowledged: the consumer's channel is closed once they all are, or
  * when the program closes the consumer.
  *
+ * Every method may be called from any thread, as the connection's may:
+ * deliveries may be handed to worker threads (a #GThreadPool) and
+ * acknowledged there; [method@Carehare.Consumer.ack] from another thread
+ * is handed to the connection's context and still never fails. Callbacks
+ * run on the calling thread's thread-default main context.
+ *
  * A consumer holds a reference on its connection, and a waiting
  * `next_delivery` holds one on the consumer until its callback has run, as
  * every GIO call holds its source object: the program need keep no
@@ -534,24 +540,15 @@ end_stream_idle_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static void consumer_run (CarehareConsumer          *self,
+                          CarehareConnectionRunFunc  func,
+                          gpointer                   data);
+
 static void
-carehare_consumer_dispose (GObject *object)
+dispose_run (CarehareConnection *connection,
+             gpointer            user_data)
 {
-  CarehareConsumer *self = CAREHARE_CONSUMER (object);
-
-  /* Every waiting call holds the consumer (GTask's rule), so dropping the
-   * last reference leaves none: it stops a consumer with nothing pending.
-   * Only g_object_run_dispose() gets here with calls waiting: they fail,
-   * from an idle, never inside dispose. */
-  if (!g_queue_is_empty (&self->waiters) && get_context (self) != NULL)
-    {
-      g_autoptr(GSource) idle = g_idle_source_new ();
-
-      g_source_set_priority (idle, G_PRIORITY_DEFAULT);
-      g_source_set_callback (idle, end_stream_idle_cb, g_object_ref (self), g_object_unref);
-      g_source_set_static_name (idle, "[carehare] consumer disposed");
-      g_source_attach (idle, get_context (self));
-    }
+  CarehareConsumer *self = user_data;
 
   if (self->relay != NULL)
     {
@@ -577,6 +574,35 @@ carehare_consumer_dispose (GObject *object)
       g_cancellable_disconnect (self->start_cancellable, self->start_cancelled_id);
       g_clear_object (&self->start_cancellable);
     }
+}
+
+static void
+carehare_consumer_dispose (GObject *object)
+{
+  CarehareConsumer *self = CAREHARE_CONSUMER (object);
+
+  /* The last reference may go in any thread: disposed by the thread
+   * running the connection's context. */
+  if (self->connection != NULL && _carehare_connection_dispose_elsewhere (self->connection, object))
+    return;
+
+  /* Every waiting call holds the consumer (GTask's rule), so dropping the
+   * last reference leaves none: it stops a consumer with nothing pending.
+   * Only g_object_run_dispose() gets here with calls waiting: they fail,
+   * from an idle, never inside dispose. */
+  if (!g_queue_is_empty (&self->waiters) && get_context (self) != NULL)
+    {
+      g_autoptr(GSource) idle = g_idle_source_new ();
+
+      g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+      g_source_set_callback (idle, end_stream_idle_cb, g_object_ref (self), g_object_unref);
+      g_source_set_static_name (idle, "[carehare] consumer disposed");
+      g_source_attach (idle, get_context (self));
+    }
+
+  /* The protocol is touched with the connection's context held, as by
+   * every call. */
+  consumer_run (self, dispose_run, self);
   g_clear_object (&self->connection);
 
   G_OBJECT_CLASS (carehare_consumer_parent_class)->dispose (object);
@@ -664,7 +690,9 @@ carehare_consumer_class_init (CarehareConsumerClass *klass)
    * @self: the consumer
    * @error: (nullable): why it ended, or %NULL when the program closed it
    *
-   * Emitted once, when the consumer ends.
+   * Emitted once, when the consumer ends, on its connection's main context
+   * (the one that was thread-default when the connection was created), by
+   * the thread running it.
    */
   signals[SIGNAL_CLOSED] =
     g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
@@ -681,8 +709,9 @@ carehare_consumer_init (CarehareConsumer *self)
 
 /* ---- public API ---------------------------------------------------------- */
 
-static gboolean
-next_cancelled_idle_cb (gpointer user_data)
+static void
+next_cancelled_run (CarehareConnection *connection,
+                    gpointer            user_data)
 {
   GTask *task = user_data;
   CarehareConsumer *self = g_task_get_source_object (task);
@@ -693,6 +722,12 @@ next_cancelled_idle_cb (gpointer user_data)
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
       g_object_unref (task);  /* the waiters queue's reference */
     }
+}
+
+static gboolean
+next_cancelled_idle_cb (gpointer user_data)
+{
+  next_cancelled_run (NULL, user_data);
   return G_SOURCE_REMOVE;
 }
 
@@ -701,31 +736,59 @@ next_cancelled_cb (GCancellable *cancellable,
                    gpointer      user_data)
 {
   GTask *task = user_data;
-  g_autoptr(GSource) idle = g_idle_source_new ();
+  CarehareConsumer *self = g_task_get_source_object (task);
+  g_autoptr(GSource) idle = NULL;
 
+  /* May run in any thread, and inside the cancellable's lock: defer the
+   * work to the connection's context. */
+  if (self->connection != NULL)
+    {
+      _carehare_connection_run_later (self->connection, next_cancelled_run,
+                                      g_object_ref (task), g_object_unref);
+      return;
+    }
+  idle = g_idle_source_new ();
   g_source_set_callback (idle, next_cancelled_idle_cb, g_object_ref (task), g_object_unref);
   g_source_set_static_name (idle, "[carehare] next delivery cancelled");
   g_source_attach (idle, g_task_get_context (task));
 }
 
-/* One delivery, or (@batch) up to @max of them. */
-static void
-next_async (CarehareConsumer    *self,
-            gboolean             batch,
-            guint                max,
-            gpointer             source_tag,
-            GCancellable        *cancellable,
-            GAsyncReadyCallback  callback,
-            gpointer             user_data)
+CarehareConnection *
+_carehare_consumer_get_connection (CarehareConsumer *self)
 {
-  g_autoptr(GTask) task = NULL;
+  return self->connection;
+}
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  /* Cancellation wins only while nothing is handed over: once a delivery
-   * is given to this call, it is reported whatever the cancellable says
-   * (GTask's check would free it with the task, unacknowledged). */
-  g_task_set_check_cancellable (task, FALSE);
+/* Runs @func (@self's connection, @data) with the connection's context
+ * held (see _carehare_connection_run()); a consumer whose connection is
+ * gone runs it at once. */
+static void
+consumer_run (CarehareConsumer          *self,
+              CarehareConnectionRunFunc  func,
+              gpointer                   data)
+{
+  if (self->connection != NULL)
+    _carehare_connection_run (self->connection, func, data);
+  else
+    func (NULL, data);
+}
+
+typedef struct {
+  GTask *task;
+  gboolean batch;
+  guint max;
+} NextCall;
+
+static void
+next_run (CarehareConnection *connection,
+          gpointer            user_data)
+{
+  NextCall *call = user_data;
+  GTask *task = call->task;
+  CarehareConsumer *self = g_task_get_source_object (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  gboolean batch = call->batch;
+  guint max = call->max;
 
   if (g_task_return_error_if_cancelled (task))
     return;
@@ -753,6 +816,54 @@ next_async (CarehareConsumer    *self,
                                                       g_object_ref (task), g_object_unref);
         }
     }
+}
+
+static gpointer
+next_call_copy (gpointer data)
+{
+  NextCall *copy = g_memdup2 (data, sizeof (NextCall));
+
+  g_object_ref (copy->task);
+  return copy;
+}
+
+static void
+next_call_free (gpointer data)
+{
+  NextCall *call = data;
+
+  g_object_unref (call->task);
+  g_free (call);
+}
+
+/* One delivery, or (@batch) up to @max of them. */
+static void
+next_async (CarehareConsumer    *self,
+            gboolean             batch,
+            guint                max,
+            gpointer             source_tag,
+            GCancellable        *cancellable,
+            GAsyncReadyCallback  callback,
+            gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  NextCall call = { NULL, batch, max };
+
+  /* Made on the calling thread: its callback runs on the caller's
+   * thread-default main context. */
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  /* Cancellation wins only while nothing is handed over: once a delivery
+   * is given to this call, it is reported whatever the cancellable says
+   * (GTask's check would free it with the task, unacknowledged). */
+  g_task_set_check_cancellable (task, FALSE);
+  call.task = task;
+  /* From another thread: queued, not waited for. */
+  if (self->connection != NULL)
+    _carehare_connection_run_nowait (self->connection, next_run, &call, next_call_copy,
+                                     next_call_free);
+  else
+    next_run (NULL, &call);
 }
 
 /**
@@ -793,8 +904,6 @@ carehare_consumer_next_delivery_async (CarehareConsumer    *self,
                                        gpointer             user_data)
 {
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
 
   next_async (self, FALSE, 1, carehare_consumer_next_delivery_async, cancellable,
               callback, user_data);
@@ -825,8 +934,6 @@ carehare_consumer_next_deliveries_async (CarehareConsumer    *self,
                                          gpointer             user_data)
 {
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
 
   next_async (self, TRUE, max_deliveries, carehare_consumer_next_deliveries_async,
               cancellable, callback, user_data);
@@ -885,6 +992,35 @@ carehare_consumer_next_delivery_finish (CarehareConsumer  *self,
  * never delivered, and anything once the consumer's channel is closed.
  * After the broker cancelled the consumer, its channel stays open until
  * the deliveries handed out are settled. */
+typedef struct {
+  CarehareConsumer *self;
+  guint64 delivery_tag;
+  gboolean multiple;
+  gboolean ack;
+  gboolean requeue;
+} SettleCall;
+
+static void settle_run (CarehareConnection *connection,
+                        gpointer            user_data);
+
+static gpointer
+settle_call_copy (gpointer data)
+{
+  SettleCall *copy = g_memdup2 (data, sizeof (SettleCall));
+
+  g_object_ref (copy->self);
+  return copy;
+}
+
+static void
+settle_call_free (gpointer data)
+{
+  SettleCall *call = data;
+
+  g_object_unref (call->self);
+  g_free (call);
+}
+
 static void
 settle (CarehareConsumer *self,
         guint64           delivery_tag,
@@ -892,11 +1028,30 @@ settle (CarehareConsumer *self,
         gboolean          ack,
         gboolean          requeue)
 {
+  SettleCall call = { self, delivery_tag, multiple, ack, requeue };
+
+  /* From a thread other than the one running the connection's context
+   * (a GThreadPool worker), queued and not waited for. */
+  if (self->connection != NULL)
+    _carehare_connection_run_nowait (self->connection, settle_run, &call, settle_call_copy,
+                                     settle_call_free);
+  else
+    settle_run (NULL, &call);
+}
+
+/* settle() with the connection's context held. */
+static void
+settle_run (CarehareConnection *connection,
+            gpointer            user_data)
+{
+  SettleCall *call = user_data;
+  CarehareConsumer *self = call->self;
+  guint64 delivery_tag = call->delivery_tag;
+  gboolean multiple = call->multiple;
+  gboolean ack = call->ack;
+  gboolean requeue = call->requeue;
   g_autoptr(CarehareConsumer) keep = NULL;
   CarehareProtocol *protocol;
-
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
 
   /* Writing may find the connection dead: pending calls complete during
    * this one, and their callbacks may drop the program's last reference
@@ -930,7 +1085,8 @@ settle (CarehareConsumer *self,
  * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
  *
  * Acknowledges a message: the broker forgets it. Never fails and is never
- * waited for. A tag already acknowledged or rejected, or never delivered,
+ * waited for: from a thread other than the one running the connection's
+ * main context it is queued for that thread, and returns at once. A tag already acknowledged or rejected, or never delivered,
  * is ignored (the broker would close the consumer's channel for it). After
  * the broker cancelled the consumer it still goes out: the channel stays
  * open until the messages taken are settled. Once the program closed the
@@ -1009,6 +1165,16 @@ carehare_consumer_nack_up_to (CarehareConsumer *self,
   settle (self, delivery_tag, TRUE, FALSE, requeue);
 }
 
+static void close_run (CarehareConnection *connection,
+                       gpointer            user_data);
+
+/* The task's reference goes with the queued call, which consumes it. */
+static gpointer
+pass_task (gpointer task)
+{
+  return task;
+}
+
 static void
 close_done_cb (CarehareProtocolOp   *op,
                const CarehareMethod *reply,
@@ -1042,11 +1208,8 @@ carehare_consumer_close_async (CarehareConsumer    *self,
 {
   g_autoptr(CarehareConsumer) keep = NULL;
   GTask *task;
-  CarehareProtocol *protocol;
 
   g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  if (self->connection != NULL && !_carehare_connection_check_context (self->connection))
-    return;
 
   /* Closing fails the waiting calls, whose callbacks may drop the
    * program's last reference. */
@@ -1054,6 +1217,22 @@ carehare_consumer_close_async (CarehareConsumer    *self,
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_consumer_close_async);
   g_task_set_check_cancellable (task, FALSE);
+  /* From another thread: queued (with the task's reference), not waited for. */
+  if (self->connection != NULL)
+    _carehare_connection_run_nowait (self->connection, close_run, task, pass_task, NULL);
+  else
+    close_run (NULL, task);
+}
+
+/* close_async() with the connection's context held; @user_data is the
+ * task's reference. */
+static void
+close_run (CarehareConnection *connection,
+           gpointer            user_data)
+{
+  GTask *task = user_data;
+  CarehareConsumer *self = g_task_get_source_object (task);
+  CarehareProtocol *protocol;
 
   end_stream (self, NULL);
   if (self->relay != NULL)

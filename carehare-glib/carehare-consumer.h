@@ -68,4 +68,13 @@ const char       *carehare_consumer_get_consumer_tag     (CarehareConsumer     *
 CAREHARE_AVAILABLE_IN_ALL
 gboolean          carehare_consumer_get_is_closed        (CarehareConsumer     *self);
 
+CAREHARE_AVAILABLE_IN_ALL
+CarehareDelivery *carehare_consumer_next_delivery_sync   (CarehareConsumer     *self,
+                                                          GCancellable         *cancellable,
+                                                          GError              **error);
+CAREHARE_AVAILABLE_IN_ALL
+gboolean          carehare_consumer_close_sync           (CarehareConsumer     *self,
+                                                          GCancellable         *cancellable,
+                                                          GError              **error);
+
 G_END_DECLS

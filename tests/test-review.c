@@ -1443,8 +1443,9 @@ drop_answer (DropServer           *srv,
     default:
       return TRUE;
     }
-  drop_reset (socket);
+  /* Set first: the client may see the reset and check before we return. */
   g_atomic_int_set (&srv->dropped, TRUE);
+  drop_reset (socket);
   return FALSE;
 }
 

@@ -1,0 +1,838 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Threads and blocking calls, against the private broker (issue 18): the
+ * _sync twins in a program without a main loop, from a worker thread while
+ * the owner runs the loop, and from inside a callback (a critical, never a
+ * hang); publishes from many threads at once on one connection, each
+ * thread with its own main context; a consumer acked from a GThreadPool.
+ *
+ * CAREHARE_TEST_THREADS and CAREHARE_TEST_PUBLISHES size the many-threads
+ * run (8 x 2000 by default; the issue's full run is 8 x 10000).
+ */
+#include "carehare-test-util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TIMEOUT_MS 30000
+
+static guint
+env_uint (const char *name,
+          guint       fallback)
+{
+  const char *value = g_getenv (name);
+
+  return value != NULL && *value != '\0' ? (guint) g_ascii_strtoull (value, NULL, 10) : fallback;
+}
+
+static GBytes *
+text (const char *s)
+{
+  return g_bytes_new (s, strlen (s));
+}
+
+static char *
+body_string (CarehareDelivery *delivery)
+{
+  GBytes *body = carehare_delivery_get_body (delivery);
+
+  return g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+}
+
+/* ---- blocking calls without a main loop ---------------------------------- */
+
+/* The RPC server of the sync test: it lives on the same (default) main
+ * context, which the blocking call iterates, so it answers meanwhile. */
+typedef struct {
+  CarehareConnection *conn;
+  CarehareConsumer *consumer;
+  guint served;
+} Server;
+
+static void serve_next (Server *server);
+
+static void
+served_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error));
+  g_assert_no_error (error);
+}
+
+static void
+request_cb (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Server *server = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) request = NULL;
+  g_autoptr(CarehareProperties) props = carehare_properties_new ();
+  g_autoptr(GBytes) reply = text ("pong");
+  CarehareProperties *in;
+
+  request = carehare_consumer_next_delivery_finish (server->consumer, result, &error);
+  if (request == NULL)
+    {
+      g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+      return;
+    }
+  in = carehare_delivery_get_properties (request);
+  carehare_properties_set_correlation_id (props, carehare_properties_get_correlation_id (in));
+  carehare_connection_publish_async (server->conn, "", carehare_properties_get_reply_to (in),
+                                     reply, props, CAREHARE_PUBLISH_FLAGS_NONE, NULL, served_cb,
+                                     NULL);
+  carehare_consumer_ack (server->consumer, carehare_delivery_get_delivery_tag (request));
+  server->served++;
+  serve_next (server);
+}
+
+static void
+serve_next (Server *server)
+{
+  carehare_consumer_next_delivery_async (server->consumer, NULL, request_cb, server);
+}
+
+static void
+test_sync_no_main_loop (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(CarehareDelivery) reply = NULL;
+  g_autoptr(GBytes) body = text ("hello");
+  g_autofree char *exchange = carehare_test_unique_name ("threads-sync-x");
+  g_autofree char *exchange2 = carehare_test_unique_name ("threads-sync-x2");
+  g_autofree char *rpc_queue = NULL;
+  g_autofree char *queue = NULL;
+  g_autofree char *got = NULL;
+  Server server = { 0 };
+  guint messages = 99, consumers = 99;
+
+  conn = carehare_connection_new_sync (carehare_test_amqp_uri (), NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (conn);
+
+  queue = carehare_connection_queue_declare_sync (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                                  NULL, &messages, &consumers, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (queue);
+  g_assert_cmpuint (messages, ==, 0);
+  g_assert_cmpuint (consumers, ==, 0);
+
+  g_assert_true (carehare_connection_exchange_declare_sync (conn, exchange, "direct",
+                                                            CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE,
+                                                            NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_exchange_declare_sync (conn, exchange2, "fanout",
+                                                            CAREHARE_EXCHANGE_FLAGS_NONE,
+                                                            NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_exchange_bind_sync (conn, exchange, exchange2, "", NULL,
+                                                         NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_queue_bind_sync (conn, queue, exchange, "key", NULL, NULL,
+                                                      &error));
+  g_assert_no_error (error);
+
+  /* Through both exchanges, confirmed; then purged. */
+  g_assert_true (carehare_connection_publish_sync (conn, exchange2, "key", body, NULL,
+                                                   CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
+                                                   &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_queue_purge_sync (conn, queue, &messages, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (messages, ==, 1);
+
+  g_assert_true (carehare_connection_publish_sync (conn, exchange, "key", body, NULL,
+                                                   CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
+                                                   &error));
+  g_assert_no_error (error);
+  consumer = carehare_connection_acking_consumer_sync (conn, queue, 0, 10, NULL, &error);
+  g_assert_no_error (error);
+  delivery = carehare_consumer_next_delivery_sync (consumer, NULL, &error);
+  g_assert_no_error (error);
+  got = body_string (delivery);
+  g_assert_cmpstr (got, ==, "hello");
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  g_assert_true (carehare_consumer_close_sync (consumer, NULL, &error));
+  g_assert_no_error (error);
+  /* The stream's end, at once. */
+  g_assert_null (carehare_consumer_next_delivery_sync (consumer, NULL, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  g_clear_error (&error);
+
+  /* A call, answered by a server on the same context while we block. */
+  server.conn = carehare_connection_new_sync (carehare_test_amqp_uri (), NULL, &error);
+  g_assert_no_error (error);
+  rpc_queue = carehare_connection_queue_declare_sync (server.conn, "",
+                                                      CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
+                                                      NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  server.consumer = carehare_connection_acking_consumer_sync (server.conn, rpc_queue, 0, 10,
+                                                              NULL, &error);
+  g_assert_no_error (error);
+  serve_next (&server);
+  reply = carehare_connection_call_sync (conn, "", rpc_queue, body, NULL,
+                                         CAREHARE_PUBLISH_FLAGS_NONE, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&got, g_free);
+  got = body_string (reply);
+  g_assert_cmpstr (got, ==, "pong");
+  g_assert_cmpuint (server.served, ==, 1);
+  g_assert_true (carehare_consumer_close_sync (server.consumer, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_object (&server.consumer);
+  g_assert_true (carehare_connection_close_sync (server.conn, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_object (&server.conn);
+
+  g_assert_true (carehare_connection_queue_unbind_sync (conn, queue, exchange, "key", NULL, NULL,
+                                                        &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_exchange_unbind_sync (conn, exchange, exchange2, "", NULL,
+                                                           NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_exchange_delete_sync (conn, exchange2,
+                                                           CAREHARE_EXCHANGE_DELETE_FLAGS_NONE,
+                                                           NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_exchange_delete_sync (conn, exchange,
+                                                           CAREHARE_EXCHANGE_DELETE_FLAGS_NONE,
+                                                           NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_queue_delete_sync (conn, queue,
+                                                        CAREHARE_QUEUE_DELETE_FLAGS_NONE,
+                                                        &messages, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (messages, ==, 0);
+
+  /* A server error is the call's error; the connection goes on. */
+  g_assert_null (carehare_connection_queue_declare_sync (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE,
+                                                         NULL, NULL, NULL, NULL, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_clear_error (&error);
+
+  g_assert_true (carehare_connection_close_sync (conn, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_get_is_closed (conn));
+}
+
+/* A connect that fails fails the constructor; a cancelled one is cancelled. */
+static void
+test_sync_new_errors (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  CarehareConnection *conn;
+
+  conn = carehare_connection_new_sync ("amqp://guest:wrong@127.0.0.1:1/", NULL, &error);
+  g_assert_null (conn);
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+
+  g_cancellable_cancel (cancellable);
+  conn = carehare_connection_new_sync (carehare_test_amqp_uri (), cancellable, &error);
+  g_assert_null (conn);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
+
+static gpointer
+cancel_thread (gpointer user_data)
+{
+  /* Not a timed test: the call waits for nothing else, so any delay works. */
+  g_usleep (50 * G_TIME_SPAN_MILLISECOND);
+  g_cancellable_cancel (user_data);
+  return NULL;
+}
+
+/* A blocking wait for a message that never comes ends when another
+ * thread cancels it, and the consumer goes on. */
+static void
+test_sync_cancel_from_thread (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GBytes) body = text ("after");
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autofree char *queue = NULL;
+  GThread *thread;
+
+  conn = carehare_connection_new_sync (carehare_test_amqp_uri (), NULL, &error);
+  g_assert_no_error (error);
+  queue = carehare_connection_queue_declare_sync (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                                  NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  consumer = carehare_connection_acking_consumer_sync (conn, queue, 0, 1, NULL, &error);
+  g_assert_no_error (error);
+
+  thread = g_thread_new ("canceller", cancel_thread, cancellable);
+  g_assert_null (carehare_consumer_next_delivery_sync (consumer, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_thread_join (thread);
+
+  g_assert_true (carehare_connection_publish_sync (conn, "", queue, body, NULL,
+                                                   CAREHARE_PUBLISH_FLAGS_NONE, NULL, &error));
+  g_assert_no_error (error);
+  delivery = carehare_consumer_next_delivery_sync (consumer, NULL, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  g_assert_true (carehare_connection_close_sync (conn, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* ---- blocking calls from many threads, no main loop anywhere ------------- */
+
+typedef struct {
+  CarehareConnection *conn;
+  const char *queue;
+} Blocker;
+
+static gpointer
+blocker_thread (gpointer user_data)
+{
+  Blocker *b = user_data;
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < 50; i++)
+    {
+      g_autoptr(GBytes) body = text ("blocking");
+
+      g_assert_true (carehare_connection_publish_sync (b->conn, "", b->queue, body, NULL,
+                                                       CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                                       &error));
+      g_assert_no_error (error);
+    }
+  return NULL;
+}
+
+/* Each blocking caller runs the context while it holds it, and hands it
+ * over when done: nobody else iterates it. */
+static void
+test_sync_threads_no_main_loop (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autofree char *queue = NULL;
+  GThread *threads[4];
+  Blocker b;
+  guint messages = 0;
+
+  conn = carehare_connection_new_sync (carehare_test_amqp_uri (), NULL, &error);
+  g_assert_no_error (error);
+  queue = carehare_connection_queue_declare_sync (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                                  NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  b = (Blocker) { conn, queue };
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    threads[i] = g_thread_new ("blocker", blocker_thread, &b);
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    g_thread_join (threads[i]);
+  g_assert_true (carehare_connection_queue_purge_sync (conn, queue, &messages, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (messages, ==, 4 * 50);
+  g_assert_true (carehare_connection_close_sync (conn, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* ---- a blocking call inside a callback ----------------------------------- */
+
+typedef struct {
+  CarehareConnection *conn;
+  GMainLoop *loop;
+  gboolean ran;
+} Inside;
+
+static gboolean
+inside_cb (gpointer user_data)
+{
+  Inside *inside = user_data;
+  g_autoptr(GError) error = NULL;
+  char *queue;
+
+  g_test_expect_message ("Carehare", G_LOG_LEVEL_CRITICAL, "*blocking*inside a callback*");
+  queue = carehare_connection_queue_declare_sync (inside->conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                                  g_variant_new_parsed ("@a{sv} {}"), NULL,
+                                                  NULL, NULL, &error);
+  g_test_assert_expected_messages ();
+  g_assert_null (queue);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+  inside->ran = TRUE;
+  g_main_loop_quit (inside->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_sync_inside_callback_critical (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+  Inside inside = { conn, loop, FALSE };
+
+  g_idle_add (inside_cb, &inside);
+  g_main_loop_run (loop);
+  g_assert_true (inside.ran);
+  /* Nothing was started: the connection is fine. */
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+  g_assert_no_error (error);
+}
+
+/* ---- blocking calls from a worker while the owner runs the loop ---------- */
+
+typedef struct {
+  CarehareConnection *conn;
+  GMainContext *owner;
+  char *queue;
+  guint received;
+  gboolean done;
+} SyncWorker;
+
+static gpointer
+sync_worker_thread (gpointer user_data)
+{
+  SyncWorker *w = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  guint messages = 0;
+
+  w->queue = carehare_connection_queue_declare_sync (w->conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                                     NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < 20; i++)
+    {
+      g_autoptr(GBytes) body = text ("from a worker");
+
+      g_assert_true (carehare_connection_publish_sync (w->conn, "", w->queue, body, NULL,
+                                                       CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                                       &error));
+      g_assert_no_error (error);
+    }
+  consumer = carehare_connection_acking_consumer_sync (w->conn, w->queue, 0, 5, NULL, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < 20; i++)
+    {
+      g_autoptr(CarehareDelivery) delivery = carehare_consumer_next_delivery_sync (consumer, NULL,
+                                                                                   &error);
+
+      g_assert_no_error (error);
+      g_assert_false (carehare_delivery_get_redelivered (delivery));
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+      w->received++;
+    }
+  g_assert_true (carehare_consumer_close_sync (consumer, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_queue_delete_sync (w->conn, w->queue,
+                                                        CAREHARE_QUEUE_DELETE_FLAGS_NONE,
+                                                        &messages, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (messages, ==, 0);
+  g_atomic_int_set (&w->done, TRUE);
+  g_main_context_wakeup (w->owner);
+  return NULL;
+}
+
+static void
+test_sync_from_worker (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+  SyncWorker w = { conn, g_main_context_default () };
+  GThread *thread;
+
+  /* This thread runs the connection's context throughout. */
+  g_assert_true (g_main_context_acquire (w.owner));
+  thread = g_thread_new ("sync-worker", sync_worker_thread, &w);
+  while (!g_atomic_int_get (&w.done))
+    g_main_context_iteration (w.owner, TRUE);
+  g_thread_join (thread);
+  g_main_context_release (w.owner);
+  g_assert_cmpuint (w.received, ==, 20);
+  g_free (w.queue);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+  g_assert_no_error (error);
+}
+
+/* ---- a close from another thread: signals on the connection's context ---- */
+
+typedef struct {
+  CarehareConnection *conn;
+  GThread *owner_thread;
+  GMainContext *owner;
+  guint closed_signals;
+  int worker_done;          /* atomic */
+  gboolean closed_ok;
+} Closer;
+
+static void
+closer_closed_signal_cb (CarehareConnection *conn,
+                         const GError       *error,
+                         gpointer            user_data)
+{
+  Closer *c = user_data;
+
+  /* Emitted by the thread running the connection's context. */
+  g_assert_true (g_thread_self () == c->owner_thread);
+  g_assert_null (error);
+  c->closed_signals++;
+}
+
+static gpointer
+closer_thread (gpointer user_data)
+{
+  Closer *c = user_data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+
+  g_main_context_push_thread_default (context);
+  carehare_connection_close_async (c->conn, NULL, carehare_test_store_result, &result);
+  /* The callback comes to this thread's context. */
+  while (result == NULL)
+    g_main_context_iteration (context, TRUE);
+  c->closed_ok = carehare_connection_close_finish (c->conn, result, NULL);
+  g_main_context_pop_thread_default (context);
+  g_atomic_int_set (&c->worker_done, TRUE);
+  g_main_context_wakeup (c->owner);
+  return NULL;
+}
+
+static void
+test_close_from_thread (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  Closer c = { conn, g_thread_self (), g_main_context_default (), 0, FALSE, FALSE };
+  GThread *thread;
+
+  g_signal_connect (conn, "closed", G_CALLBACK (closer_closed_signal_cb), &c);
+  g_assert_true (g_main_context_acquire (c.owner));
+  thread = g_thread_new ("closer", closer_thread, &c);
+  while (!g_atomic_int_get (&c.worker_done))
+    g_main_context_iteration (c.owner, TRUE);
+  g_main_context_release (c.owner);
+  g_thread_join (thread);
+  g_assert_true (c.closed_ok);
+  g_assert_cmpuint (c.closed_signals, ==, 1);
+  g_assert_true (carehare_connection_get_is_closed (conn));
+  g_signal_handlers_disconnect_by_data (conn, &c);
+}
+
+/* ---- many threads publishing on one connection --------------------------- */
+
+typedef struct {
+  CarehareConnection *conn;
+  const char *queue;
+  guint index;
+  guint n;
+  guint confirmed;         /* callbacks run, in publish order */
+  guint failed;
+  int *finished;           /* atomic: threads done */
+  GMainContext *owner;
+} Publisher;
+
+typedef struct {
+  Publisher *publisher;
+  guint seq;
+} PublishCall;
+
+static void
+thread_published_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  PublishCall *call = user_data;
+  Publisher *p = call->publisher;
+  g_autoptr(GError) error = NULL;
+
+  /* On the publishing thread's own context, in publish order. */
+  g_assert_true (g_main_context_is_owner (g_main_context_get_thread_default ()));
+  if (!carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error))
+    {
+      g_printerr ("publish %u of thread %u failed: %s\n", call->seq, p->index, error->message);
+      p->failed++;
+    }
+  g_assert_cmpuint (call->seq, ==, p->confirmed);
+  p->confirmed++;
+  g_free (call);
+}
+
+static gpointer
+publisher_thread (gpointer user_data)
+{
+  Publisher *p = user_data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  guint sent = 0;
+
+  g_main_context_push_thread_default (context);
+  while (p->confirmed < p->n)
+    {
+      /* At most 100 in flight per thread. */
+      while (sent < p->n && sent - p->confirmed < 100)
+        {
+          g_autofree char *s = g_strdup_printf ("%u:%u", p->index, sent);
+          g_autoptr(GBytes) body = text (s);
+          PublishCall *call = g_new0 (PublishCall, 1);
+
+          call->publisher = p;
+          call->seq = sent++;
+          carehare_connection_publish_async (p->conn, "", p->queue, body, NULL,
+                                             CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                             thread_published_cb, call);
+        }
+      g_main_context_iteration (context, TRUE);
+    }
+  g_main_context_pop_thread_default (context);
+  g_atomic_int_inc (p->finished);
+  g_main_context_wakeup (p->owner);
+  return NULL;
+}
+
+typedef struct {
+  CarehareConsumer *consumer;
+  guint *next_seq;         /* per thread: the next sequence number expected */
+  guint n_threads;
+  guint received;
+  guint total;
+  gboolean ok;
+} OrderedConsumer;
+
+static void
+ordered_deliveries_cb (GObject      *source,
+                       GAsyncResult *result,
+                       gpointer      user_data)
+{
+  OrderedConsumer *c = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) deliveries = NULL;
+
+  deliveries = carehare_consumer_next_deliveries_finish (c->consumer, result, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < deliveries->len; i++)
+    {
+      CarehareDelivery *delivery = deliveries->pdata[i];
+      g_autofree char *body = body_string (delivery);
+      guint thread, seq;
+
+      g_assert_cmpint (sscanf (body, "%u:%u", &thread, &seq), ==, 2);
+      g_assert_cmpuint (thread, <, c->n_threads);
+      /* Deliveries of one thread come in its publish order. */
+      g_assert_cmpuint (seq, ==, c->next_seq[thread]);
+      c->next_seq[thread]++;
+      c->received++;
+    }
+  if (deliveries->len > 0)
+    carehare_consumer_ack_up_to (c->consumer, carehare_delivery_get_delivery_tag (
+                                   deliveries->pdata[deliveries->len - 1]));
+  if (c->received < c->total)
+    carehare_consumer_next_deliveries_async (c->consumer, 0, NULL, ordered_deliveries_cb, c);
+}
+
+static void
+test_many_threads_publish (void)
+{
+  guint n_threads = env_uint ("CAREHARE_TEST_THREADS", 8);
+  guint n = env_uint ("CAREHARE_TEST_PUBLISHES", 2000);
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GAsyncResult) started = NULL;
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *queue = NULL;
+  g_autofree Publisher *publishers = g_new0 (Publisher, n_threads);
+  g_autofree GThread **threads = g_new0 (GThread *, n_threads);
+  g_autofree guint *next_seq = g_new0 (guint, n_threads);
+  OrderedConsumer consumer = { NULL, next_seq, n_threads, 0, n_threads * n };
+  GMainContext *owner = g_main_context_default ();
+  int finished = 0;
+  gint64 start;
+
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL, NULL,
+                                           carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, TIMEOUT_MS);
+  queue = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
+  g_assert_no_error (error);
+  carehare_connection_acking_consumer_async (conn, queue, 0, 1000, NULL,
+                                             carehare_test_store_result, &started);
+  carehare_test_wait_for_result (&started, TIMEOUT_MS);
+  consumer.consumer = carehare_connection_acking_consumer_finish (conn, started, &error);
+  g_assert_no_error (error);
+  carehare_consumer_next_deliveries_async (consumer.consumer, 0, NULL, ordered_deliveries_cb,
+                                           &consumer);
+
+  start = g_get_monotonic_time ();
+  g_assert_true (g_main_context_acquire (owner));
+  for (guint i = 0; i < n_threads; i++)
+    {
+      publishers[i] = (Publisher) { conn, queue, i, n, 0, 0, &finished, owner };
+      threads[i] = g_thread_new ("publisher", publisher_thread, &publishers[i]);
+    }
+  while ((guint) g_atomic_int_get (&finished) < n_threads || consumer.received < consumer.total)
+    g_main_context_iteration (owner, TRUE);
+  g_main_context_release (owner);
+  g_test_message ("%u threads x %u publishes with confirms, consumed: %.0f messages/s",
+                  n_threads, n, n_threads * n / ((g_get_monotonic_time () - start) / 1e6));
+  for (guint i = 0; i < n_threads; i++)
+    {
+      g_thread_join (threads[i]);
+      g_assert_cmpuint (publishers[i].confirmed, ==, n);
+      g_assert_cmpuint (publishers[i].failed, ==, 0);
+      g_assert_cmpuint (next_seq[i], ==, n);
+    }
+  g_assert_cmpuint (consumer.received, ==, n_threads * n);
+
+  g_clear_object (&consumer.consumer);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+  g_assert_no_error (error);
+}
+
+/* ---- a consumer acked from a thread pool --------------------------------- */
+
+#define POOL_MESSAGES 500
+
+typedef struct {
+  CarehareConsumer *consumer;
+  int acks[POOL_MESSAGES + 1];    /* atomic, by body number */
+  int acked;                      /* atomic */
+  guint received;
+  guint redelivered;
+  GThreadPool *pool;
+} Pool;
+
+static void
+pool_work (gpointer data,
+           gpointer user_data)
+{
+  CarehareDelivery *delivery = data;
+  Pool *pool = user_data;
+  g_autofree char *body = body_string (delivery);
+  guint number = (guint) g_ascii_strtoull (body, NULL, 10);
+
+  g_assert_cmpuint (number, <, POOL_MESSAGES);
+  g_atomic_int_inc (&pool->acks[number]);
+  carehare_consumer_ack (pool->consumer, carehare_delivery_get_delivery_tag (delivery));
+  g_object_unref (delivery);
+  g_atomic_int_inc (&pool->acked);
+  g_main_context_wakeup (g_main_context_default ());
+}
+
+static void
+pool_delivery_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  Pool *pool = user_data;
+  g_autoptr(GError) error = NULL;
+  CarehareDelivery *delivery;
+
+  delivery = carehare_consumer_next_delivery_finish (pool->consumer, result, &error);
+  if (delivery == NULL)
+    {
+      g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+      return;
+    }
+  pool->received++;
+  if (carehare_delivery_get_redelivered (delivery))
+    pool->redelivered++;
+  g_assert_true (g_thread_pool_push (pool->pool, delivery, NULL));
+  carehare_consumer_next_delivery_async (pool->consumer, NULL, pool_delivery_cb, pool);
+}
+
+static void
+test_thread_pool_acks (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GAsyncResult) started = NULL;
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GAsyncResult) checked = NULL;
+  g_autofree char *queue = NULL;
+  g_autofree Pool *pool = g_new0 (Pool, 1);
+  guint messages = 99;
+
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL, NULL,
+                                           carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, TIMEOUT_MS);
+  queue = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < POOL_MESSAGES; i++)
+    {
+      g_autofree char *s = g_strdup_printf ("%u", i);
+      g_autoptr(GBytes) body = text (s);
+
+      carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                         NULL, NULL, NULL);
+    }
+  /* A prefetch window smaller than the batch: acks must flow for it to end. */
+  carehare_connection_acking_consumer_async (conn, queue, 0, 50, NULL,
+                                             carehare_test_store_result, &started);
+  carehare_test_wait_for_result (&started, TIMEOUT_MS);
+  pool->consumer = carehare_connection_acking_consumer_finish (conn, started, &error);
+  g_assert_no_error (error);
+  pool->pool = g_thread_pool_new (pool_work, pool, 4, FALSE, &error);
+  g_assert_no_error (error);
+  carehare_consumer_next_delivery_async (pool->consumer, NULL, pool_delivery_cb, pool);
+
+  while (g_atomic_int_get (&pool->acked) < POOL_MESSAGES)
+    g_main_context_iteration (NULL, TRUE);
+  g_thread_pool_free (pool->pool, FALSE, TRUE);
+  /* Idle pool threads would outlive the test with their thread-local
+   * GSlice magazines, which LeakSanitizer (use_tls=0) reports. */
+  g_thread_pool_set_max_unused_threads (0);
+  g_thread_pool_stop_unused_threads ();
+  g_assert_cmpuint (pool->received, ==, POOL_MESSAGES);
+  g_assert_cmpuint (pool->redelivered, ==, 0);
+  for (guint i = 0; i < POOL_MESSAGES; i++)
+    g_assert_cmpint (pool->acks[i], ==, 1);
+
+  /* Every ack reached the broker: once the consumer is closed nothing
+   * comes back to the queue. */
+  carehare_consumer_close_async (pool->consumer, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_consumer_close_finish (pool->consumer, closed, &error));
+  g_clear_object (&closed);
+  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
+                                           carehare_test_store_result, &checked);
+  carehare_test_wait_for_result (&checked, TIMEOUT_MS);
+  g_free (carehare_connection_queue_declare_finish (conn, checked, &messages, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (messages, ==, 0);
+  g_clear_object (&pool->consumer);
+
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/threads/sync/no-main-loop", test_sync_no_main_loop);
+  g_test_add_func ("/threads/sync/new-errors", test_sync_new_errors);
+  g_test_add_func ("/threads/sync/cancel-from-thread", test_sync_cancel_from_thread);
+  g_test_add_func ("/threads/sync/threads-no-main-loop", test_sync_threads_no_main_loop);
+  g_test_add_func ("/threads/sync/inside-callback-critical", test_sync_inside_callback_critical);
+  g_test_add_func ("/threads/sync/from-worker", test_sync_from_worker);
+  g_test_add_func ("/threads/close/from-thread", test_close_from_thread);
+  g_test_add_func ("/threads/publish/many-threads", test_many_threads_publish);
+  g_test_add_func ("/threads/consume/thread-pool-acks", test_thread_pool_acks);
+
+  return g_test_run ();
+}
