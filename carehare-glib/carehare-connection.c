@@ -39,7 +39,6 @@
 
 #define CLOSE_TIMEOUT_US (5 * G_USEC_PER_SEC)
 
-typedef struct _CarehareMailbox CarehareMailbox;
 
 /**
  * CarehareConnection:
@@ -168,8 +167,6 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (CarehareConnection, carehare_connection, G_TYPE_O
                                                       carehare_connection_async_initable_iface_init))
 
 static void update (CarehareConnection *self);
-static CarehareMailbox *mailbox_new (GMainContext *context);
-static void mailbox_free (CarehareMailbox *mailbox);
 static void close_run (CarehareConnection *self,
                        gpointer            user_data);
 static gpointer pass_task (gpointer task);
@@ -777,7 +774,7 @@ carehare_connection_finalize (GObject *object)
   g_ptr_array_unref (self->close_tasks);
   g_ptr_array_unref (self->dead_protocols);
   carehare_uri_secret_strv_free (self->uris);
-  mailbox_free (self->mailbox);
+  _carehare_mailbox_free (self->mailbox);
   g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->finalize (object);
@@ -1057,7 +1054,7 @@ static void
 carehare_connection_init (CarehareConnection *self)
 {
   self->context = g_main_context_ref_thread_default ();
-  self->mailbox = mailbox_new (self->context);
+  self->mailbox = _carehare_mailbox_new (self->context);
   self->close_tasks = g_ptr_array_new ();
   self->dead_protocols = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_free);
   self->transport = _carehare_transport_new (G_OBJECT (self), self->context,
@@ -1639,171 +1636,14 @@ _carehare_connection_finish_rpc (CarehareConnection  *self,
   return g_task_get_task_data (G_TASK (result));
 }
 
-/* ---- calls from any thread ----------------------------------------------- */
+/* ---- calls from any thread (carehare-connection-mailbox.c) --------------- */
 
-/* A call queued for the thread that iterates the connection's context. */
-typedef struct _QueuedCall QueuedCall;
-struct _QueuedCall {
-  QueuedCall *next;               /* the queue is a list of its own: no GSlice */
-  CarehareConnectionRunFunc func;
-  CarehareConnection *self;       /* held by the caller, or by @data for run_later() */
-  gpointer data;
-  GDestroyNotify destroy;         /* run_later(): frees @data after the call */
-  gboolean *done;                 /* run(): the waiting caller's flag, under the lock */
-};
-
-/* The queue of calls, shared by the connection and its source so that a
- * dispatch racing with the last unref never touches a freed connection
- * (every queued call holds the connection). */
-struct _CarehareMailbox {
-  gatomicrefcount ref;
-  GMutex lock;
-  GCond cond;                     /* a queued run() call ran */
-  QueuedCall *head;               /* the calls, oldest first, under the lock */
-  QueuedCall *tail;
-  int n_calls;                    /* atomic: a lock-free peek for the owner's path */
-  GSource *source;                /* owned: wakes the context, ready while calls wait */
-};
-
-typedef struct {
-  GSource source;
-  CarehareMailbox *mailbox;       /* owned */
-} MailboxSource;
-
-static CarehareMailbox *
-mailbox_ref (CarehareMailbox *mailbox)
-{
-  g_atomic_ref_count_inc (&mailbox->ref);
-  return mailbox;
-}
-
-static void
-mailbox_unref (CarehareMailbox *mailbox)
-{
-  if (!g_atomic_ref_count_dec (&mailbox->ref))
-    return;
-  g_assert (mailbox->head == NULL);
-  g_mutex_clear (&mailbox->lock);
-  g_cond_clear (&mailbox->cond);
-  g_free (mailbox);
-}
-
-/* Runs every queued call, in order, with the context held by this thread. */
-static void
-mailbox_drain (CarehareMailbox *mailbox)
-{
-  QueuedCall *next;
-
-  g_mutex_lock (&mailbox->lock);
-  next = g_steal_pointer (&mailbox->head);
-  mailbox->tail = NULL;
-  g_atomic_int_set (&mailbox->n_calls, 0);
-  g_source_set_ready_time (mailbox->source, -1);
-  g_mutex_unlock (&mailbox->lock);
-
-  while (next != NULL)
-    {
-      QueuedCall *call = next;
-
-      /* Read first: a run() call's caller returns once it is done. */
-      next = call->next;
-      call->func (call->self, call->data);
-      if (call->done != NULL)
-        {
-          g_mutex_lock (&mailbox->lock);
-          *call->done = TRUE;
-          g_cond_broadcast (&mailbox->cond);
-          g_mutex_unlock (&mailbox->lock);
-        }
-      else
-        {
-          if (call->destroy != NULL)
-            call->destroy (call->data);
-          g_object_unref (call->self);
-          g_free (call);
-        }
-    }
-}
-
-static gboolean
-mailbox_source_dispatch (GSource     *source,
-                         GSourceFunc  callback,
-                         gpointer     user_data)
-{
-  mailbox_drain (((MailboxSource *) source)->mailbox);
-  return G_SOURCE_CONTINUE;
-}
-
-static void
-mailbox_source_finalize (GSource *source)
-{
-  mailbox_unref (((MailboxSource *) source)->mailbox);
-}
-
-static GSourceFuncs mailbox_source_funcs = {
-  .dispatch = mailbox_source_dispatch,
-  .finalize = mailbox_source_finalize,
-};
-
-static CarehareMailbox *
-mailbox_new (GMainContext *context)
-{
-  CarehareMailbox *mailbox = g_new0 (CarehareMailbox, 1);
-  MailboxSource *source;
-
-  g_atomic_ref_count_init (&mailbox->ref);
-  g_mutex_init (&mailbox->lock);
-  g_cond_init (&mailbox->cond);
-  source = (MailboxSource *) g_source_new (&mailbox_source_funcs, sizeof (MailboxSource));
-  source->mailbox = mailbox_ref (mailbox);
-  g_source_set_priority (&source->source, G_PRIORITY_DEFAULT);
-  g_source_set_static_name (&source->source, "[carehare] calls from other threads");
-  g_source_set_ready_time (&source->source, -1);
-  g_source_attach (&source->source, context);
-  mailbox->source = &source->source;
-  return mailbox;
-}
-
-/* Destroys the source, which holds the other reference: a dispatch
- * running meanwhile holds the source, so mailbox->source stays valid for it. */
-static void
-mailbox_free (CarehareMailbox *mailbox)
-{
-  g_source_destroy (mailbox->source);
-  g_source_unref (mailbox->source);
-  mailbox_unref (mailbox);
-}
-
-/* Queues @call (the lock is held); the first call of a batch wakes the context. */
-static void
-mailbox_push_locked (CarehareMailbox *mailbox,
-                     QueuedCall      *call)
-{
-  call->next = NULL;
-  if (mailbox->tail != NULL)
-    mailbox->tail->next = call;
-  else
-    mailbox->head = call;
-  mailbox->tail = call;
-  if (g_atomic_int_add (&mailbox->n_calls, 1) == 0)
-    g_source_set_ready_time (mailbox->source, 0);
-}
-
-/* The owner's path: one acquire and release, as the context check cost
- * before; the calls queued before this one run first. FALSE when another
- * thread holds the context. */
 static gboolean
 run_here (CarehareConnection        *self,
           CarehareConnectionRunFunc  func,
           gpointer                   data)
 {
-  if (G_UNLIKELY (!g_main_context_acquire (self->context)))
-    return FALSE;
-  if (G_UNLIKELY (g_atomic_int_get (&self->mailbox->n_calls) > 0))
-    mailbox_drain (self->mailbox);
-  func (self, data);
-  g_main_context_release (self->context);
-  return TRUE;
+  return _carehare_mailbox_run_here (self->mailbox, self->context, self, func, data);
 }
 
 void
@@ -1811,56 +1651,14 @@ _carehare_connection_run (CarehareConnection        *self,
                           CarehareConnectionRunFunc  func,
                           gpointer                   data)
 {
-  CarehareMailbox *mailbox = self->mailbox;
-  QueuedCall call = { NULL, func, self, data, NULL, NULL };
-  gboolean done = FALSE;
-
-  if (G_LIKELY (run_here (self, func, data)))
-    return;
-
-  call.done = &done;
-  g_mutex_lock (&mailbox->lock);
-  mailbox_push_locked (mailbox, &call);
-  while (!done)
-    {
-      gint64 end = g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND;
-
-      if (g_cond_wait_until (&mailbox->cond, &mailbox->lock, end) || done)
-        continue;
-      /* Whoever held the context may have let it go without iterating it
-       * again (a loop that quit, a thread whose call ran directly): run
-       * the queue here if nobody holds it now. */
-      g_mutex_unlock (&mailbox->lock);
-      if (g_main_context_acquire (self->context))
-        {
-          mailbox_drain (mailbox);
-          g_main_context_release (self->context);
-        }
-      g_mutex_lock (&mailbox->lock);
-    }
-  g_mutex_unlock (&mailbox->lock);
-}
-
-static void
-nothing_run (CarehareConnection *self,
-             gpointer            data)
-{
+  _carehare_mailbox_run (self->mailbox, self->context, self, func, data);
 }
 
 gboolean
 _carehare_connection_dispose_elsewhere (CarehareConnection *self,
                                         GObject            *object)
 {
-  if (g_main_context_acquire (self->context))
-    {
-      g_main_context_release (self->context);
-      return FALSE;
-    }
-  /* Resurrected (GObject allows it in dispose): the thread running the
-   * context drops these references, and disposes it there. Waiting for
-   * it here could deadlock a thread that is joined by that one. */
-  _carehare_connection_run_later (self, nothing_run, g_object_ref (object), g_object_unref);
-  return TRUE;
+  return _carehare_mailbox_dispose_elsewhere (self->mailbox, self->context, self, object);
 }
 
 void
@@ -1869,55 +1667,21 @@ _carehare_connection_run_later (CarehareConnection        *self,
                                 gpointer                   data,
                                 GDestroyNotify             destroy)
 {
-  QueuedCall *call = g_new0 (QueuedCall, 1);
-
-  call->func = func;
-  call->self = g_object_ref (self);
-  call->data = data;
-  call->destroy = destroy;
-  g_mutex_lock (&self->mailbox->lock);
-  mailbox_push_locked (self->mailbox, call);
-  g_mutex_unlock (&self->mailbox->lock);
+  _carehare_mailbox_run_later (self->mailbox, self, func, data, destroy);
 }
 
 void
 _carehare_connection_signal (CarehareConnection *self,
                              int                *done)
 {
-  g_mutex_lock (&self->mailbox->lock);
-  if (done != NULL)
-    g_atomic_int_set (done, TRUE);
-  g_cond_broadcast (&self->mailbox->cond);
-  g_mutex_unlock (&self->mailbox->lock);
+  _carehare_mailbox_signal (self->mailbox, done);
 }
 
 void
 _carehare_connection_wait_until (CarehareConnection *self,
                                  int                *done)
 {
-  CarehareMailbox *mailbox = self->mailbox;
-
-  g_mutex_lock (&mailbox->lock);
-  while (!g_atomic_int_get (done))
-    {
-      gint64 end = g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND;
-
-      if (g_cond_wait_until (&mailbox->cond, &mailbox->lock, end) && g_atomic_int_get (done))
-        break;
-      /* Woken by a thread that let the context go, or nobody seems to
-       * run it: run it here while it is free. The callback that sets
-       * *@done runs on it, so in this thread while it holds it. */
-      g_mutex_unlock (&mailbox->lock);
-      if (g_main_context_acquire (self->context))
-        {
-          while (!g_atomic_int_get (done))
-            g_main_context_iteration (self->context, TRUE);
-          g_main_context_release (self->context);
-          _carehare_connection_signal (self, NULL);
-        }
-      g_mutex_lock (&mailbox->lock);
-    }
-  g_mutex_unlock (&mailbox->lock);
+  _carehare_mailbox_wait_until (self->mailbox, self->context, done);
 }
 
 /* ---- private ------------------------------------------------------------- */
