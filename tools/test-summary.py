@@ -4,27 +4,55 @@
 
 Each argument is a meson-logs/testlog.json (one JSON object per test). A log
 that is missing counts as one failure, so a build that never got to run its
-tests cannot look green."""
+tests cannot look green. Before the count, every test that did not pass is
+named with its log and the lines of its output that say why (failed GLib
+test cases, criticals, sanitizer and memcheck reports), so that the end of a
+CI log is enough to know what broke."""
 import json
+import re
 import sys
 
+TELLING = re.compile(
+    r"not ok|Bail out|ERROR|CRITICAL|WARNING|FAIL|Assertion|assert|"
+    r"AddressSanitizer|runtime error|LeakSanitizer|==\d+== (Invalid|Conditional|"
+    r"Use of|Syscall|Mismatched|Source and|\d+ bytes in)|Traceback|Error:|timed out",
+)
+TAIL = 12
+
+
+def explain(stdout):
+    """The telling lines of a test's output, else its last lines."""
+    lines = stdout.splitlines()
+    telling = [line for line in lines if TELLING.search(line)]
+    return (telling or lines)[-TAIL:]
+
+
 passed = failed = skipped = 0
+failures = []
 for path in sys.argv[1:]:
     try:
         with open(path, encoding="utf-8") as f:
             lines = [line for line in f if line.strip()]
     except OSError:
-        print(f"{path}: no test log", file=sys.stderr)
+        failures.append((path, "no test log", "", []))
         failed += 1
         continue
     for line in lines:
-        result = json.loads(line).get("result")
+        test = json.loads(line)
+        result = test.get("result")
         if result in ("OK", "EXPECTEDFAIL"):
             passed += 1
         elif result == "SKIP":
             skipped += 1
         else:
             failed += 1
+            failures.append((path, test.get("name", "?"), result,
+                             explain(test.get("stdout") or "")))
+
+for path, name, result, why in failures:
+    print(f"FAILED {name} ({result}) in {path}")
+    for line in why:
+        print(f"    {line[:300]}")
 
 line = f"{passed} passed, {failed} failed"
 if skipped:
