@@ -74,8 +74,15 @@ GAsyncResult     *_carehare_connection_wait      (CarehareConnection     *self,
                                                   GCancellable           *cancellable,
                                                   GError                **error);
 
-/* For the operations (carehare-connection-ops.c): a task runs one
- * protocol operation, and is completed by it. */
+/* Runs @func at once if the calling thread may run the connection's
+ * context (its owner, or nobody runs it); FALSE otherwise, doing nothing. */
+gboolean          _carehare_connection_run_here   (CarehareConnection        *self,
+                                                   CarehareConnectionRunFunc  func,
+                                                   gpointer                   data);
+
+/* For the operations (carehare-connection-ops.c), in
+ * carehare-connection-task.c: a task runs one protocol operation, and is
+ * completed by it. */
 typedef struct {
   CarehareProtocolOp *op;        /* while pending */
   gboolean done;
