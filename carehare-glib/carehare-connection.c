@@ -143,6 +143,7 @@ enum {
   PROP_IS_CLOSED,
   PROP_IS_BLOCKED,
   PROP_MAX_BODY_SIZE,
+  PROP_PENDING_WRITE_BYTES,
   N_PROPS
 };
 
@@ -479,6 +480,20 @@ transport_closed (gpointer user_data)
   return_close_tasks (user_data);
 }
 
+static gsize
+transport_get_output_size (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+
+  return self->protocol != NULL ? carehare_protocol_get_output_size (self->protocol) : 0;
+}
+
+static void
+transport_pending_write_crossed (gpointer user_data)
+{
+  g_object_notify_by_pspec (G_OBJECT (user_data), obj_props[PROP_PENDING_WRITE_BYTES]);
+}
+
 static const CarehareTransportCallbacks transport_callbacks = {
   .stream_ready = transport_stream_ready,
   .attempt_failed = transport_attempt_failed,
@@ -490,6 +505,8 @@ static const CarehareTransportCallbacks transport_callbacks = {
   .get_deadline = transport_get_deadline,
   .tick = transport_tick,
   .closed = transport_closed,
+  .get_output_size = transport_get_output_size,
+  .pending_write_crossed = transport_pending_write_crossed,
 };
 
 /* After anything that may have changed the protocol's state: write what it
@@ -832,6 +849,9 @@ carehare_connection_get_property (GObject    *object,
     case PROP_MAX_BODY_SIZE:
       g_value_set_uint64 (value, self->max_body_size);
       break;
+    case PROP_PENDING_WRITE_BYTES:
+      g_value_set_uint64 (value, carehare_connection_get_pending_write_bytes (self));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1025,6 +1045,43 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
     g_param_spec_uint64 ("max-body-size", NULL, NULL, 0, CAREHARE_URI_MAX_BODY_SIZE, 0,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * CarehareConnection:pending-write-bytes: (getter get_pending_write_bytes)
+   *
+   * The bytes waiting in this process to be written to the socket: frames
+   * the library has produced that the socket has not taken yet, large
+   * message bodies (held as slices of the program's [struct@GLib.Bytes])
+   * included. A program that publishes faster than the connection drains
+   * can pause on it, as it would on a [class@Gio.OutputStream] that has
+   * pending data or on amqplib's `drain`: the Flow control guide shows
+   * the pattern.
+   *
+   * `notify::pending-write-bytes` is not emitted for every change (that
+   * would be once per write) but once when the count rises above
+   * %CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK (1 MiB: pause), and once when
+   * it has fallen back to %CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK
+   * (256 KiB: resume) or below; then again at the next rise. The gap
+   * between the two marks keeps a publisher that resumes from pausing
+   * again at once; 1 MiB is several socket writes ahead of the kernel,
+   * so pausing there does not starve the socket, and bounds the memory of
+   * a burst. A program that wants other limits reads the property where it
+   * publishes (the getter is cheap) and compares it to its own.
+   *
+   * Publishes held back in the library (while the connection is blocked,
+   * a channel is stopped by `channel.flow`, or a publish waits for its
+   * channel to open) are not counted: they are not output yet. Once the
+   * connection is closed the count is 0: what was not written is dropped
+   * (with a notify if it was above the high-water mark).
+   *
+   * The notify is emitted on the connection's main context, sometimes from
+   * within [method@Carehare.Connection.publish_async] itself; the getter may
+   * be called from any thread and returns the count as of the connection's
+   * last step.
+   */
+  obj_props[PROP_PENDING_WRITE_BYTES] =
+    g_param_spec_uint64 ("pending-write-bytes", NULL, NULL, 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, obj_props);
 
   /**
@@ -1136,6 +1193,23 @@ carehare_connection_get_is_closed (CarehareConnection *self)
    * operations that fail with the close run before ::closed is emitted. */
   return self->is_closed || self->protocol == NULL ||
          carehare_protocol_is_finished (self->protocol);
+}
+
+/**
+ * carehare_connection_get_pending_write_bytes: (get-property pending-write-bytes)
+ * @self: a connection
+ *
+ * Gets how many bytes wait in this process to be written to the socket;
+ * see [property@Carehare.Connection:pending-write-bytes]. Safe to call
+ * from any thread.
+ *
+ * Returns: the bytes produced and not yet taken by the socket
+ */
+guint64
+carehare_connection_get_pending_write_bytes (CarehareConnection *self)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
+  return _carehare_transport_get_pending_write_bytes (self->transport);
 }
 
 /**
