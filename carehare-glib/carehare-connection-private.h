@@ -102,27 +102,20 @@ typedef CarehareProtocolOp *(*CarehareConnectionStartFunc) (CarehareProtocol *pr
                                                             GTask            *task,
                                                             gpointer          start_data);
 
+/* Starts an operation as a new task, at once from the thread that runs
+ * the connection's context; from another thread the call is queued with a
+ * copy of @start_data (@copy), freed by @free_data once started, and this
+ * returns at once, never waiting for that thread. */
 void     _carehare_connection_start_op    (CarehareConnection          *self,
                                            gpointer                     source_tag,
                                            gboolean                     check_cancellable,
                                            CarehareConnectionStartFunc  start,
                                            gpointer                     start_data,
+                                           GBoxedCopyFunc               copy,
+                                           GDestroyNotify               free_data,
                                            GCancellable                *cancellable,
                                            GAsyncReadyCallback          callback,
                                            gpointer                     user_data);
-/* The same, for a caller that must not wait while another thread runs the
- * context: then the call is queued with a copy of @start_data (@copy),
- * freed by @free_data once started, and this returns at once. */
-void     _carehare_connection_start_op_copying (CarehareConnection          *self,
-                                                gpointer                     source_tag,
-                                                gboolean                     check_cancellable,
-                                                CarehareConnectionStartFunc  start,
-                                                gpointer                     start_data,
-                                                GBoxedCopyFunc               copy,
-                                                GDestroyNotify               free_data,
-                                                GCancellable                *cancellable,
-                                                GAsyncReadyCallback          callback,
-                                                gpointer                     user_data);
 /* The protocol completed the op of @data's task: no cancelling it now. */
 void     _carehare_connection_rpc_data_done (RpcData                  *data);
 /* The op callback of RPCs and publishes. */

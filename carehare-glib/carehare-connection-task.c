@@ -190,32 +190,20 @@ start_op_run (CarehareConnection *self,
  * the task holds the connection until it has completed; and the
  * connection is held while @start runs, since writing may find the socket
  * dead: the operations pending before this one complete during the call,
- * and their callbacks may drop the program's last reference. */
+ * and their callbacks may drop the program's last reference. From a thread
+ * that cannot run the connection's context, the start is queued with a
+ * copy of @start_data and never waited for. */
 void
 _carehare_connection_start_op (CarehareConnection          *self,
                                gpointer                     source_tag,
                                gboolean                     check_cancellable,
                                CarehareConnectionStartFunc  start,
                                gpointer                     start_data,
+                               GBoxedCopyFunc               copy,
+                               GDestroyNotify               free_data,
                                GCancellable                *cancellable,
                                GAsyncReadyCallback          callback,
                                gpointer                     user_data)
-{
-  _carehare_connection_start_op_copying (self, source_tag, check_cancellable, start, start_data,
-                                         NULL, NULL, cancellable, callback, user_data);
-}
-
-void
-_carehare_connection_start_op_copying (CarehareConnection          *self,
-                                       gpointer                     source_tag,
-                                       gboolean                     check_cancellable,
-                                       CarehareConnectionStartFunc  start,
-                                       gpointer                     start_data,
-                                       GBoxedCopyFunc               copy,
-                                       GDestroyNotify               free_data,
-                                       GCancellable                *cancellable,
-                                       GAsyncReadyCallback          callback,
-                                       gpointer                     user_data)
 {
   g_autoptr(CarehareConnection) keep = NULL;
   StartOp op = { NULL, start, start_data, NULL };
@@ -226,11 +214,6 @@ _carehare_connection_start_op_copying (CarehareConnection          *self,
    * thread-default main context, whichever thread runs the op. */
   op.task = op_task_new (self, source_tag, cancellable, callback, user_data);
   g_task_set_check_cancellable (op.task, check_cancellable);
-  if (copy == NULL)
-    {
-      _carehare_connection_run (self, start_op_run, &op);
-      return;
-    }
   if (_carehare_connection_run_here (self, start_op_run, &op))
     return;
   /* Another thread runs the context: queued, and not waited for. */
