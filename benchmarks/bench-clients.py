@@ -306,6 +306,8 @@ def node_peer(self):
     prefix = os.path.join(self.build, "benchmarks", "node-peer")
     modules = os.path.join(prefix, "node_modules")
     if not os.path.exists(os.path.join(modules, "amqplib", "package.json")):
+        if self.args.no_npm:
+            return "not installed, and --no-npm"
         os.makedirs(prefix, exist_ok=True)
         proc = subprocess.run(["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund",
                                "--loglevel=error", "amqplib"],
@@ -443,6 +445,8 @@ def main():
                         help="messages per round (default 20000; --quick 2000)")
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the messages, for a look in about a minute")
+    parser.add_argument("--no-npm", action="store_true",
+                        help="do not install amqplib (the gjs group's peer) from the npm registry")
     parser.add_argument("--only", default="c,sweep,python,gjs",
                         help="groups to run, comma-separated: c, sweep, python, gjs")
     args = parser.parse_args()

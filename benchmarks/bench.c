@@ -9,7 +9,8 @@
  *   1  publish with confirms: N messages of 256 bytes to one queue,
  *      100 and 1,000 unconfirmed in flight
  *   2  consume with acks: N messages of 256 bytes, prefetch 100 and 1,000,
- *      each delivery acked on its own
+ *      one next_delivery_async per message and its ack in the callback
+ *      (the style examples/consumer.c teaches)
  *   3  round-trip latency: 2,000 passive queue.declare calls, one at a
  *      time (p50, p99), beside the same request as raw bytes on a socket
  *   4  large messages: 1 MiB and 16 MiB bodies, publish then consume
@@ -21,7 +22,12 @@
  *
  *   MODE URI QUEUE COUNT SIZE DEPTH
  *
- * and printing one "RESULT key=value..." line. A child measures its timed
+ * and printing one "RESULT key=value..." line. The carehare-glib runner's
+ * consume modes: consume (one next_delivery_async per message),
+ * consume-batch (next_deliveries_async) and consume-signal
+ * (CarehareConsumer::delivery; prints "SKIP ..." where the library has no
+ * such signal). bench-clients.py runs the same runners, the other
+ * languages' and the peers', and counts system calls. A child measures its timed
  * phase only (the clock and getrusage() around it; connecting, declaring
  * and deleting are outside) and reports its whole-life peak RSS
  * (ru_maxrss), so each client's figures are its own. Queues that a consume
