@@ -9,7 +9,7 @@ bindings/python/gi/overrides/Carehare.py), `carehare` (the Python `carehare`
 library, imported from $CAREHARE_PY_PATH) or `aio-pika`. MODE is `publish`
 (declare QUEUE, COUNT messages of SIZE bytes with confirms, at most DEPTH
 unconfirmed, delete QUEUE), `consume` (prefetch DEPTH, COUNT messages from a
-filled QUEUE, each acked, delete QUEUE) or, for `gi`, `consume-signal`
+filled QUEUE by `async for`, each acked, delete QUEUE) or, for `gi`, `consume-signal`
 (Carehare.Consumer::delivery, when the library has it). Each is written the
 way the client's own documentation teaches; the last line on stdout is
 
@@ -96,13 +96,17 @@ async def run_carehare_api(carehare, mode, uri, queue, count, size, depth, timer
             timer.stop()
         elif mode == "consume":
             async with connection.acking_consumer(queue, prefetch_count=depth) as consumer:
+                received = 0
                 timer.start()
-                # The style of examples/consumer.py and `carehare`'s README.
-                for _ in range(count):
-                    message, delivery_tag = await consumer.next_delivery()
+                # The first style of docs/python.md and of `carehare`'s
+                # README: each message is acked when the loop goes on, so
+                # the last one is not (the consumer is closed after it).
+                async for message in consumer:
                     if len(message) != size:
                         sys.exit("bench-python: unexpected body size")
-                    consumer.ack(delivery_tag)
+                    received += 1
+                    if received == count:
+                        break
                 timer.stop()
         elif mode == "consume-signal":
             async with connection.acking_consumer(queue, prefetch_count=depth) as consumer:
