@@ -71,7 +71,8 @@ class Case:
         self.count, self.size, self.depth = count, size, depth
         self.clients = clients
         self.results = {c.name: [] for c in clients}   # (rate, cpu_us_per_msg, rss_mib)
-        self.syscalls = {}                              # name -> {family: per msg, "total": ..}
+        self.syscalls = {}          # name -> {family: per msg, "total": ..}, medians
+        self.syscall_rounds = {}    # name -> [{family: per msg...}], one per round
         self.failed = {}
 
 
@@ -205,8 +206,9 @@ class Driver:
 
     def run_case(self, case):
         rounds = self.args.rounds
-        for r in range(rounds + (1 if isinstance(self.perf_events, list) else 0)):
-            counting = r == rounds
+        extra = self.args.syscall_rounds if isinstance(self.perf_events, list) else 0
+        for r in range(rounds + extra):
+            counting = r >= rounds
             k = r % len(case.clients)
             for client in case.clients[k:] + case.clients[:k]:
                 if client.skipped or client.name in case.failed:
@@ -225,7 +227,10 @@ class Driver:
                     for fam, names in SYSCALL_FAMILIES.items():
                         per[fam] = sum(perf.get("syscalls:sys_enter_" + n, 0)
                                        for n in names) / res["ops"]
-                    case.syscalls[client.name] = per
+                    case.syscall_rounds.setdefault(client.name, []).append(per)
+                    case.syscalls[client.name] = {
+                        k: statistics.median(p[k] for p in case.syscall_rounds[client.name])
+                        for k in per}
                 else:
                     case.results[client.name].append(
                         (res["ops"] / res["secs"], res["cpu_us"] / res["ops"],
@@ -327,7 +332,7 @@ def fmt_num(x, digits):
     return "{:,.{}f}".format(x, digits)
 
 
-def print_table(cases, rounds):
+def print_table(cases, rounds, syscall_rounds):
     print()
     print("| group | case | client | msg/s | CPU us/msg | syscalls/msg | write()/msg "
           "| vs peer: msg/s, CPU/msg |")
@@ -359,8 +364,8 @@ def print_table(cases, rounds):
                                       for p in peers)
                 row = [fmt_num(rate, 0), fmt_num(cpu, 2), sys_cells[0], sys_cells[1], ratio]
             print("| %s | %s | %s | %s |" % (case.group, case.title, c.name, " | ".join(row)))
-    print("\nMedians of %d rounds; syscalls from one more round per client under perf stat."
-          % rounds)
+    print("\nMedians of %d rounds; syscalls: median of %d more round(s) per client under "
+          "perf stat." % (rounds, syscall_rounds))
 
 
 def print_syscalls(cases):
@@ -443,6 +448,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per round (default 20000; --quick 2000)")
+    parser.add_argument("--syscall-rounds", type=int, default=1,
+                        help="rounds under perf stat per client, after the timed ones "
+                             "(default 1; the counts are medians)")
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the messages, for a look in about a minute")
     parser.add_argument("--no-npm", action="store_true",
@@ -452,8 +460,8 @@ def main():
     args = parser.parse_args()
     if args.uri is None:
         parser.error("no URI given and CAREHARE_TEST_AMQP_URI is not set")
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.syscall_rounds < 0:
+        parser.error("--rounds must be at least 1, --syscall-rounds at least 0")
     args.only = set(args.only.split(","))
     if not args.only <= {"c", "sweep", "python", "gjs"}:
         parser.error("--only takes c, sweep, python, gjs")
@@ -481,7 +489,7 @@ def main():
         print("  %s: %s, %d messages..." % (case.group, case.title, case.count),
               file=sys.stderr, flush=True)
         d.run_case(case)
-    print_table(cases, args.rounds)
+    print_table(cases, args.rounds, args.syscall_rounds)
     print_syscalls(cases)
     for case in cases:
         for name, why in case.failed.items():
