@@ -110,6 +110,12 @@ async def run_carehare_api(carehare, mode, uri, queue, count, size, depth, timer
                 timer.stop()
         elif mode == "consume-signal":
             async with connection.acking_consumer(queue, prefetch_count=depth) as consumer:
+                from gi.repository import GObject
+
+                # Looked up on the instance: before one exists, the class
+                # (and so its signals) may not be initialised yet.
+                if not GObject.signal_lookup("delivery", type(consumer)):
+                    raise Skip("no ::delivery signal")
                 done = asyncio.get_running_loop().create_future()
                 received = 0
 
@@ -128,6 +134,10 @@ async def run_carehare_api(carehare, mode, uri, queue, count, size, depth, timer
                 timer.stop()
                 consumer.disconnect(handler)
         await delete_queue(connection, queue)
+
+
+class Skip(Exception):
+    """The mode is not available: SKIP, with why."""
 
 
 async def delete_queue(connection, queue):
@@ -182,12 +192,12 @@ def main(argv):
         import gi
         gi.require_version("Carehare", "1.0")
         from gi.repository import Carehare as carehare
-        if mode == "consume-signal":
-            from gi.repository import GObject
-            if not GObject.signal_lookup("delivery", carehare.Consumer):
-                print("SKIP no ::delivery signal", flush=True)
-                return 0
-        carehare.run(run_carehare_api(carehare, mode, uri, queue, count, size, depth, timer))
+        try:
+            carehare.run(run_carehare_api(carehare, mode, uri, queue, count, size, depth,
+                                          timer))
+        except Skip as e:
+            print("SKIP %s" % e, flush=True)
+            return 0
     elif client == "carehare":
         path = os.environ.get("CAREHARE_PY_PATH")
         if not path or not os.path.isdir(os.path.join(path, "carehare")):
