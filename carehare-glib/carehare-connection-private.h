@@ -3,15 +3,18 @@
 
 #include "carehare-connection.h"
 #include "carehare-protocol.h"
+#include "carehare-transport-private.h"
 
 G_BEGIN_DECLS
 
-/* For CarehareConsumer: the protocol core (NULL before the connection
- * opened), the main context everything runs on, and "write what the
- * protocol produced and re-arm the timer". */
-CarehareProtocol *_carehare_connection_get_protocol (CarehareConnection *self);
-GMainContext     *_carehare_connection_get_context  (CarehareConnection *self);
-void              _carehare_connection_update       (CarehareConnection *self);
+/* For CarehareConsumer and the connection's other files: the protocol
+ * core (NULL before the connection opened), the socket, the main context
+ * everything runs on, and "write what the protocol produced and re-arm
+ * the timer". */
+CarehareProtocol  *_carehare_connection_get_protocol  (CarehareConnection *self);
+CarehareTransport *_carehare_connection_get_transport (CarehareConnection *self);
+GMainContext      *_carehare_connection_get_context   (CarehareConnection *self);
+void               _carehare_connection_update        (CarehareConnection *self);
 
 /* Calls from any thread. The connection's state (the protocol core, the
  * transport, its consumers) is touched only by a thread that holds its main

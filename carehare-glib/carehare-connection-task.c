@@ -223,3 +223,18 @@ _carehare_connection_start_op (CarehareConnection          *self,
   queued->free_data = free_data;
   _carehare_connection_run_later (self, start_op_run, queued, start_op_free);
 }
+
+RpcData *
+_carehare_connection_finish_rpc (CarehareConnection  *self,
+                                 GAsyncResult        *result,
+                                 gpointer             source_tag,
+                                 GError             **error)
+{
+  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, NULL);
+
+  if (!g_task_propagate_boolean (G_TASK (result), error))
+    return NULL;
+  return g_task_get_task_data (G_TASK (result));
+}

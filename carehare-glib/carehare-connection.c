@@ -39,7 +39,6 @@
 
 #define CLOSE_TIMEOUT_US (5 * G_USEC_PER_SEC)
 
-
 /**
  * CarehareConnection:
  *
@@ -1115,67 +1114,8 @@ carehare_connection_init (CarehareConnection *self)
                                              &transport_callbacks, self);
 }
 
-/* ---- public API: state -------------------------------------------------- */
-
-/**
- * carehare_connection_get_heartbeat:
- * @self: a connection
- *
- * Gets the heartbeat interval negotiated with the server.
- *
- * Returns: the negotiated heartbeat interval in seconds, 0 if disabled
- */
-guint
-carehare_connection_get_heartbeat (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
-  return self->protocol != NULL ? carehare_protocol_get_heartbeat (self->protocol) : 0;
-}
-
-/**
- * carehare_connection_get_frame_max:
- * @self: a connection
- *
- * Gets the largest frame size negotiated with the server.
- *
- * Returns: the negotiated largest frame size in bytes
- */
-guint
-carehare_connection_get_frame_max (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
-  return self->protocol != NULL ? carehare_protocol_get_frame_max (self->protocol) : 0;
-}
-
-/**
- * carehare_connection_get_channel_max:
- * @self: a connection
- *
- * Gets the number of channels negotiated with the server.
- *
- * Returns: the negotiated number of channels
- */
-guint
-carehare_connection_get_channel_max (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
-  return self->protocol != NULL ? carehare_protocol_get_channel_max (self->protocol) : 0;
-}
-
-/**
- * carehare_connection_get_server_properties:
- * @self: a connection
- *
- * Gets what the server said of itself when the connection opened.
- *
- * Returns: (transfer none) (nullable): the server's properties as `a{sv}`
- */
-GVariant *
-carehare_connection_get_server_properties (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
-  return self->protocol != NULL ? carehare_protocol_get_server_properties (self->protocol) : NULL;
-}
+/* ---- public API: state (the negotiated values and counters are in
+ * carehare-connection-state.c) ---------------------------------------------- */
 
 /**
  * carehare_connection_get_is_closed:
@@ -1196,23 +1136,6 @@ carehare_connection_get_is_closed (CarehareConnection *self)
 }
 
 /**
- * carehare_connection_get_pending_write_bytes: (get-property pending-write-bytes)
- * @self: a connection
- *
- * Gets how many bytes wait in this process to be written to the socket;
- * see [property@Carehare.Connection:pending-write-bytes]. Safe to call
- * from any thread.
- *
- * Returns: the bytes produced and not yet taken by the socket
- */
-guint64
-carehare_connection_get_pending_write_bytes (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
-  return _carehare_transport_get_pending_write_bytes (self->transport);
-}
-
-/**
  * carehare_connection_get_is_blocked:
  * @self: a connection
  *
@@ -1226,36 +1149,6 @@ carehare_connection_get_is_blocked (CarehareConnection *self)
 {
   g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), FALSE);
   return self->is_blocked;
-}
-
-/**
- * carehare_connection_get_statistics:
- * @self: a connection
- *
- * Takes a snapshot of the connection's counters: messages published,
- * confirmed, nacked and returned; deliveries received, acked and nacked;
- * bytes sent and received; open channels; heartbeats sent and missed; and
- * the time since the last bytes from the server. They are always kept,
- * cheaply (plain integers in the protocol core), so a service can log them
- * periodically or export them. Safe to call at any time, also after the
- * connection closed (then the counters keep their last values).
- *
- * Returns: (transfer full): a snapshot; free it with
- *   [method@Carehare.Statistics.free]
- */
-CarehareStatistics *
-carehare_connection_get_statistics (CarehareConnection *self)
-{
-  gint64 last_read;
-
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
-
-  if (self->protocol == NULL)
-    return _carehare_statistics_new (NULL, 0, -1);
-  last_read = carehare_protocol_get_last_read (self->protocol);
-  return _carehare_statistics_new (carehare_protocol_get_stats (self->protocol),
-                                   carehare_protocol_get_n_open_channels (self->protocol),
-                                   last_read > 0 ? MAX (g_get_monotonic_time () - last_read, 0) : -1);
 }
 
 /* ---- public API: close --------------------------------------------------- */
@@ -1463,21 +1356,6 @@ _carehare_connection_run_nowait (CarehareConnection        *self,
     _carehare_connection_run_later (self, func, copy (data), free_data);
 }
 
-RpcData *
-_carehare_connection_finish_rpc (CarehareConnection  *self,
-                                 GAsyncResult        *result,
-                                 gpointer             source_tag,
-                                 GError             **error)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, NULL);
-
-  if (!g_task_propagate_boolean (G_TASK (result), error))
-    return NULL;
-  return g_task_get_task_data (G_TASK (result));
-}
-
 /* ---- calls from any thread (carehare-connection-mailbox.c) --------------- */
 
 gboolean
@@ -1532,6 +1410,12 @@ CarehareProtocol *
 _carehare_connection_get_protocol (CarehareConnection *self)
 {
   return self->protocol;
+}
+
+CarehareTransport *
+_carehare_connection_get_transport (CarehareConnection *self)
+{
+  return self->transport;
 }
 
 GMainContext *

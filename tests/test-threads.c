@@ -920,6 +920,15 @@ test_async_from_thread_never_waits (void)
   is.exchange = g_strdup_printf ("%s-x", is.queue);
   g_mutex_init (&is.lock);
   g_cond_init (&is.cond);
+  /* They exist already: the worker's calls run on pooled channels, in no
+   * particular order at the broker, and must not depend on each other. */
+  g_free (carehare_connection_queue_declare_sync (conn, is.queue, CAREHARE_QUEUE_FLAGS_AUTO_DELETE,
+                                                  NULL, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_exchange_declare_sync (conn, is.exchange, "fanout",
+                                                            CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE,
+                                                            NULL, NULL, &error));
+  g_assert_no_error (error);
   /* This thread holds the connection's context throughout, and is busy:
    * it does not run it until the worker has issued every call. */
   g_assert_true (g_main_context_acquire (g_main_context_default ()));
