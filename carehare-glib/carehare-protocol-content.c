@@ -17,7 +17,7 @@ _carehare_protocol_content_clear (Content *content)
   if (content->active)
     carehare_method_clear (&content->method);
   carehare_basic_properties_clear (&content->props);
-  g_clear_pointer (&content->body, g_byte_array_unref);
+  g_clear_pointer (&content->body, g_free);
   g_clear_error (&content->bad);
   memset (content, 0, sizeof *content);
 }
@@ -59,9 +59,43 @@ content_done (CarehareProtocol *self,
   _carehare_protocol_content_clear (content);
 }
 
-/* The largest body buffer reserved ahead of its frames; bigger bodies grow
- * as their frames arrive, so a lying header cannot make us allocate. */
-#define BODY_RESERVE_MAX (1024 * 1024)
+/* When the address space for a whole body cannot be had at once, what
+ * is allocated first; it then grows as the frames arrive. */
+#define BODY_ALLOC_FALLBACK (1024 * 1024)
+
+/* The body's buffer, allocated once when its header arrives: its frames
+ * are copied (or read, see carehare_protocol_get_receive_buffer()) into it
+ * and it becomes the delivery's GBytes as it is, so a body is never moved
+ * or copied again, nor held twice. Its pages are touched only as its bytes
+ * arrive: a header that announces more than comes costs address space,
+ * not memory. */
+static void
+content_alloc (Content *content)
+{
+  content->body_alloc = (gsize) content->body_size;
+  content->body = g_try_malloc (content->body_alloc);
+  if (content->body == NULL)
+    {
+      content->body_alloc = MIN (content->body_alloc, BODY_ALLOC_FALLBACK);
+      content->body = g_malloc (content->body_alloc);
+    }
+}
+
+/* Where the body's next @size bytes go (at most what its header
+ * announced). */
+static guint8 *
+content_tail (Content *content,
+              gsize    size)
+{
+  if (content->received + size > content->body_alloc)
+    {
+      content->body_alloc = (gsize) MIN (content->body_size,
+                                         MAX (content->received + size,
+                                              2 * (guint64) content->body_alloc));
+      content->body = g_realloc (content->body, content->body_alloc);
+    }
+  return content->body + content->received;
+}
 
 /* A content header or body frame on a publisher's, a consumer's or the
  * call channel. */
@@ -71,7 +105,6 @@ _carehare_protocol_handle_content_frame (CarehareProtocol    *self,
                                          Content             *content,
                                          const CarehareFrame *frame)
 {
-  guint64 received;
   /* A delivery (to a consumer, or a reply on the call channel), or a
    * return of our own message. */
   gboolean deliver = content->method.id == CAREHARE_METHOD_BASIC_DELIVER;
@@ -137,7 +170,7 @@ _carehare_protocol_handle_content_frame (CarehareProtocol    *self,
       if (content->body_size == 0)
         content_done (self, ch, content);
       else if (content->bad == NULL && !content->skip)
-        content->body = g_byte_array_sized_new ((guint) MIN (content->body_size, BODY_RESERVE_MAX));
+        content_alloc (content);
       return;
     }
 
@@ -149,18 +182,151 @@ _carehare_protocol_handle_content_frame (CarehareProtocol    *self,
                                           frame->channel);
       return;
     }
-  received = content->bad != NULL || content->skip ? content->skipped : content->body->len;
-  if (frame->size > content->body_size - received)
+  if (frame->size > content->body_size - content->received)
     {
       _carehare_protocol_fail_unexpected (self, 505, 0, "the body on channel %u is longer than "
                                           "the %" G_GUINT64_FORMAT " bytes its content header "
                                           "declared", frame->channel, content->body_size);
       return;
     }
-  if (content->bad != NULL || content->skip)
-    content->skipped += frame->size;
-  else
-    g_byte_array_append (content->body, frame->payload, frame->size);
-  if (received + frame->size == content->body_size)
+  if (content->body != NULL && frame->size > 0)
+    memcpy (content_tail (content, frame->size), frame->payload, frame->size);
+  content->received += frame->size;
+  if (content->received == content->body_size)
     content_done (self, ch, content);
+}
+
+/* ---- body frames as they arrive ------------------------------------------- */
+
+/* The message whose body the body frame being received goes into (and
+ * its channel in @ch), or NULL when it was dropped since the frame began:
+ * only closing its channel or the connection does that, and the rest of
+ * the frame is then ignored, as the whole frame would have been. */
+static Content *
+body_frame_content (CarehareProtocol  *self,
+                    Channel          **ch)
+{
+  Channel *unused;
+  gboolean ignore;
+  Content *content;
+
+  if (self->body_frame.lost)
+    return NULL;
+  content = _carehare_protocol_content_lookup (self, self->body_frame.frame.channel,
+                                               ch != NULL ? ch : &unused, &ignore);
+  /* No frame came in between, so a message there is the same one; its
+   * bounds are checked all the same before a byte is written. */
+  if (content == NULL || content->body == NULL ||
+      content->received + self->body_frame.left > content->body_alloc)
+    {
+      self->body_frame.lost = TRUE;
+      return NULL;
+    }
+  return content;
+}
+
+/* Called with the first @len bytes of a frame that is not complete yet
+ * (its header at least). If it is the next body frame of a message whose
+ * body is being buffered, its payload is copied into the body as it
+ * arrives (_carehare_protocol_body_frame_continue()) rather than kept
+ * until the frame is whole, and its @len bytes are taken: returns TRUE.
+ * Anything else (another frame type, a body longer than announced, a
+ * frame on a channel we close...) is handled when the whole frame is
+ * there, as any frame. */
+gboolean
+_carehare_protocol_body_frame_begin (CarehareProtocol *self,
+                                     const guint8     *data,
+                                     gsize             len)
+{
+  CarehareFrame frame;
+  Channel *ch;
+  gboolean ignore;
+  Content *content;
+  gsize part;
+
+  g_assert (self->body_frame.frame.channel == 0);
+  if (!carehare_frame_peek_header (data, len, &frame) || frame.type != CAREHARE_FRAME_BODY)
+    return FALSE;
+  content = _carehare_protocol_content_lookup (self, frame.channel, &ch, &ignore);
+  if (content == NULL || content->body == NULL ||
+      frame.size > content->body_size - content->received)
+    return FALSE;
+
+  part = MIN (len - CAREHARE_FRAME_HEADER_SIZE, frame.size);
+  memcpy (content_tail (content, frame.size), data + CAREHARE_FRAME_HEADER_SIZE, part);
+  content->received += part;
+  self->body_frame.frame = frame;
+  self->body_frame.left = frame.size - (guint32) part;
+  self->body_frame.lost = FALSE;
+  return TRUE;
+}
+
+/* Takes the front of @data for the body frame being received: the rest of
+ * its payload, then its frame-end octet, at which the message is complete
+ * if that was its last frame. Returns the bytes taken. */
+gsize
+_carehare_protocol_body_frame_continue (CarehareProtocol *self,
+                                        const guint8     *data,
+                                        gsize             len)
+{
+  CarehareFrame frame = self->body_frame.frame;
+  GError *error = NULL;
+  Channel *ch = NULL;
+  Content *content = body_frame_content (self, &ch);
+  gsize part = MIN (len, self->body_frame.left);
+  gboolean lost;
+
+  if (content != NULL)
+    {
+      memcpy (content->body + content->received, data, part);
+      content->received += part;
+    }
+  self->body_frame.left -= (guint32) part;
+  if (part == len)
+    return part;
+
+  lost = self->body_frame.lost;
+  memset (&self->body_frame, 0, sizeof self->body_frame);
+  if (!carehare_frame_check_end (&frame, data[part], &error))
+    _carehare_protocol_fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
+  else if (lost)
+    {
+      /* Its payload went with its message: what would have become of the
+       * whole frame (ignored, on a channel we close) becomes of it. */
+      frame.size = 0;
+      _carehare_protocol_handle_frame (self, &frame);
+    }
+  else if (content->received == content->body_size)
+    content_done (self, ch, content);
+  return part + 1;
+}
+
+/* Where the rest of the payload of the body frame being received goes,
+ * and in @size how much of it is to come; NULL when none is. */
+guint8 *
+_carehare_protocol_body_frame_target (CarehareProtocol *self,
+                                      gsize            *size)
+{
+  Content *content;
+
+  *size = 0;
+  if (self->body_frame.frame.channel == 0 || self->body_frame.left == 0)
+    return NULL;
+  content = body_frame_content (self, NULL);
+  if (content == NULL)
+    return NULL;
+  *size = self->body_frame.left;
+  return content->body + content->received;
+}
+
+/* @size bytes of that payload were put there. */
+void
+_carehare_protocol_body_frame_advance (CarehareProtocol *self,
+                                       gsize             size)
+{
+  Content *content = body_frame_content (self, NULL);
+
+  g_assert (content != NULL && size <= self->body_frame.left);
+  content->received += size;
+  self->body_frame.left -= (guint32) size;
 }
