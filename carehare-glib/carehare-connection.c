@@ -425,13 +425,15 @@ transport_received (gpointer      user_data,
 
 static guint8 *
 transport_receive_buffer (gpointer  user_data,
-                          gsize    *size)
+                          gsize    *size,
+                          gsize    *frame_size)
 {
   CarehareConnection *self = user_data;
 
-  *size = 0;
-  return self->protocol != NULL ? carehare_protocol_get_receive_buffer (self->protocol, size)
-                                : NULL;
+  *size = *frame_size = 0;
+  return self->protocol != NULL
+         ? carehare_protocol_get_receive_buffer (self->protocol, size, frame_size)
+         : NULL;
 }
 
 static gboolean

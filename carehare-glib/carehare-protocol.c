@@ -1249,15 +1249,23 @@ carehare_protocol_receive (CarehareProtocol *self,
 
 guint8 *
 carehare_protocol_get_receive_buffer (CarehareProtocol *self,
-                                      gsize            *size)
+                                      gsize            *size,
+                                      gsize            *frame_size)
 {
+  guint8 *place;
+
   g_return_val_if_fail (size != NULL, NULL);
   *size = 0;
+  if (frame_size != NULL)
+    *frame_size = 0;
   g_return_val_if_fail (self != NULL, NULL);
 
   if (self->state == STATE_FINISHED)
     return NULL;
-  return _carehare_protocol_body_frame_target (self, size);
+  place = _carehare_protocol_body_frame_target (self, size);
+  if (place != NULL && frame_size != NULL)
+    *frame_size = self->body_frame.frame.size;
+  return place;
 }
 
 gboolean

@@ -27,10 +27,18 @@
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000
 #define READ_SIZE (256 * 1024)  /* two whole frames at the default frame_max */
-/* The least payload read straight into a message's body: for less, one
- * read into the read buffer that takes the frames after it too is
- * cheaper than the copy it saves. */
-#define IN_PLACE_MIN (16 * 1024)
+/* Reads into the body of a large message (one whose body frames carry
+ * LARGE_FRAME bytes or more): the rest of a body frame's payload is read
+ * straight into the body when it is IN_PLACE_MIN or more; a smaller rest
+ * is read into the read buffer with READ_HEAD bytes after it. After
+ * either, the next read takes READ_HEAD bytes: large messages tend to
+ * follow each other, and the next frame's header, or the next message's
+ * method, content header and first frame header, fit in it, so that its
+ * payload is read in place too rather than copied out of a full read
+ * buffer. Small messages are read READ_SIZE bytes at a time. */
+#define LARGE_FRAME (16 * 1024)
+#define IN_PLACE_MIN (8 * 1024)
+#define READ_HEAD 4096
 /* How long the last frames (Close, Close-Ok) may take to write once the
  * connection is over, before the socket is closed regardless. */
 #define LINGER_MS 2000
@@ -69,6 +77,7 @@ struct _CarehareTransport
   GSource *read_source;           /* owned, attached: the stream is readable */
   GSource *write_source;          /* owned, attached while a write would block */
   guint8 *read_buf;               /* owned: READ_SIZE bytes, reused for every read */
+  gboolean read_large;            /* the last read was of a large body (see LARGE_FRAME) */
   GPtrArray *out_segments;        /* owned GBytes: being written, from out_index/out_offset on */
   guint out_index;
   gsize out_offset;
@@ -492,17 +501,20 @@ read_available (CarehareTransport *self)
   for (guint i = 0; i < 16 && more; i++)
     {
       g_autoptr(GError) error = NULL;
-      gsize want = 0;
-      /* The rest of a large body frame's payload is read straight into
-       * its message's body: one copy fewer. */
-      guint8 *place = self->callbacks->receive_buffer (self->user_data, &want);
+      gsize want = 0, frame_size = 0;
+      guint8 *place = self->callbacks->receive_buffer (self->user_data, &want, &frame_size);
+      gboolean large = place != NULL && frame_size >= LARGE_FRAME;
       gssize n;
 
-      if (want < IN_PLACE_MIN)
+      if (!large || want < IN_PLACE_MIN)
         {
           place = NULL;
-          want = READ_SIZE;
+          if (large)
+            want += READ_HEAD;
+          else
+            want = self->read_large ? READ_HEAD : READ_SIZE;
         }
+      self->read_large = large;
       n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream),
                                                     place != NULL ? place : self->read_buf,
                                                     want, NULL, &error);

@@ -237,7 +237,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
       guint8 *place = NULL;
 
       if (fuzz.flags & FLAG_IN_PLACE)
-        place = carehare_protocol_get_receive_buffer (fuzz.protocol, &room);
+        place = carehare_protocol_get_receive_buffer (fuzz.protocol, &room, NULL);
       if (place != NULL)
         {
           chunk = MIN (chunk, room);

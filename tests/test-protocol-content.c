@@ -3706,13 +3706,15 @@ feed_reads (Fixture      *f,
 
   for (gsize offset = 0; offset < size;)
     {
-      gsize room = 0;
-      guint8 *place = in_place ? carehare_protocol_get_receive_buffer (f->p, &room) : NULL;
+      gsize room = 0, frame_size = 0;
+      guint8 *place = in_place ? carehare_protocol_get_receive_buffer (f->p, &room, &frame_size)
+                               : NULL;
       gsize n = MIN (chunk, size - offset);
 
       if (place != NULL)
         {
           g_assert_cmpuint (room, >, 0);
+          g_assert_cmpuint (frame_size, >=, room);
           n = MIN (n, room);
           memcpy (place, data + offset, n);
           g_assert_true (carehare_protocol_receive_in_place (f->p, n, f->now));
@@ -3868,14 +3870,14 @@ test_content_arrival_no_place (Fixture       *f,
   g_autoptr(GBytes) body = make_body (3 * CHUNK_4096, 3);
   g_autoptr(GBytes) fits = make_body (2 * CHUNK_4096, 4);
   g_autoptr(GByteArray) buf = g_byte_array_new ();
-  gsize size = 1;
+  gsize size = 1, frame_size = 1;
   gsize header_at, body_at;
   Completion *closing;
   Rec *r;
 
   f->config.max_body_size = 2 * CHUNK_4096;
   handshake (f, 2047, 4096, 0);
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   g_assert_cmpuint (size, ==, 0);
   r = consume_started (f, "q", 1, "ctag");
 
@@ -3886,29 +3888,30 @@ test_content_arrival_no_place (Fixture       *f,
                   CHUNK_4096);
   body_at = buf->len - CHUNK_4096 - CAREHARE_FRAME_OVERHEAD;
   g_assert_true (feed (f, buf->data, header_at / 2));
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   g_assert_true (feed (f, buf->data + header_at / 2, header_at - header_at / 2 + 3));
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   g_assert_true (feed (f, buf->data + header_at + 3, body_at - header_at - 3));
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   /* The body frame's header and part of its payload: the rest is to come. */
   g_assert_true (feed (f, buf->data + body_at, CAREHARE_FRAME_HEADER_SIZE + 10));
-  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size, &frame_size));
   g_assert_cmpuint (size, ==, CHUNK_4096 - 10);
+  g_assert_cmpuint (frame_size, ==, CHUNK_4096);
   /* All of it but the end octet: nothing more to put in place. */
   g_assert_true (feed (f, buf->data + body_at + CAREHARE_FRAME_HEADER_SIZE + 10,
                        CHUNK_4096 - 10));
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   g_assert_cmpuint (r->deliveries->len, ==, 0);
   g_assert_true (feed (f, buf->data + buf->len - 1, 1));
   g_assert_cmpuint (r->deliveries->len, ==, 1);
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
 
   /* A message over max_body_size is skipped, not received anywhere. */
   g_byte_array_set_size (buf, 0);
   encode_message (buf, 1, "ctag", 2, body, CHUNK_4096);
   g_assert_true (feed (f, buf->data, buf->len - 100));
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   g_assert_true (feed (f, buf->data + buf->len - 100, 100));
   g_assert_cmpuint (r->rejected_tags->len, ==, 1);
 
@@ -3916,14 +3919,15 @@ test_content_arrival_no_place (Fixture       *f,
   g_byte_array_set_size (buf, 0);
   encode_message (buf, 1, "ctag", 3, fits, CHUNK_4096);
   g_assert_true (feed (f, buf->data, 300));
-  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   closing = close_start (f);
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   g_assert_true (feed (f, buf->data + 300, buf->len - 300));
   g_assert_false (server_close_ok (f));
   assert_ok (closing);
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, &frame_size));
   g_assert_cmpuint (size, ==, 0);
+  g_assert_cmpuint (frame_size, ==, 0);
   g_assert_cmpuint (r->deliveries->len, ==, 1);
 }
 
@@ -3949,11 +3953,11 @@ test_content_arrival_consumer_closed (Fixture       *f,
   encode_message (buf, 1, "ctag", 1, body, CHUNK_4096);
   cut = buf->len - 2 * CHUNK_4096 - 100;
   g_assert_true (feed (f, buf->data, cut));
-  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   closing = consumer_close_start (f, r);
   sent = take_sent (f);
   sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
-  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
   g_assert_cmpuint (feed_reads (f, buf->data + cut, buf->len - cut, 1000, in_place, NULL), ==, 0);
   g_assert_true (server_message (f, 2, "other", 1, "still here"));
   g_assert_true (server_channel_close_ok (f, 1));
