@@ -520,10 +520,7 @@ _carehare_protocol_delivery_new_from_content (Content *content)
   delivery->routing_key = g_steal_pointer (&deliver->routing_key);
   delivery->properties = content->props;
   memset (&content->props, 0, sizeof content->props);
-  /* The buffer the body was received into, as it is: never copied. */
-  delivery->body = content->body != NULL
-                   ? g_bytes_new_take (g_steal_pointer (&content->body), content->body_size)
-                   : g_bytes_new_static ("", 0);
+  delivery->body = _carehare_protocol_content_take_body (content);
   return delivery;
 }
 

@@ -10,6 +10,80 @@
 #include "carehare-protocol-private.h"
 
 #include <string.h>
+#ifdef G_OS_UNIX
+#include <sys/mman.h>
+
+/* Bodies this large get a mapping of their own, given back to the system
+ * as soon as the message is freed. From the heap, a freed body stays
+ * resident until a later one reuses its place, and one whose header
+ * arrives meanwhile takes a new place: 16 MiB bodies at a prefetch of 2
+ * kept three bodies resident instead of two. The mapping asks for huge
+ * pages where the system gives them on request: faulting a 16 MiB body in
+ * 4 KiB at a time cost more than receiving it. */
+#define BODY_MAP_MIN (4 * 1024 * 1024)
+/* The mapping's size is kept before the body (which stays aligned). */
+#define BODY_MAP_HEAD 64
+#endif
+
+static guint8 *
+body_map (gsize size)
+{
+#ifdef BODY_MAP_MIN
+  gsize total = size + BODY_MAP_HEAD;
+  guint8 *base;
+
+  if (size < BODY_MAP_MIN)
+    return NULL;
+  base = mmap (NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED)
+    return NULL;
+#ifdef MADV_HUGEPAGE
+  madvise (base, total, MADV_HUGEPAGE);
+#endif
+  memcpy (base, &total, sizeof total);
+  return base + BODY_MAP_HEAD;
+#else
+  return NULL;
+#endif
+}
+
+static void
+body_unmap (gpointer body)
+{
+#ifdef BODY_MAP_MIN
+  guint8 *base = (guint8 *) body - BODY_MAP_HEAD;
+  gsize total;
+
+  memcpy (&total, base, sizeof total);
+  munmap (base, total);
+#else
+  g_assert_not_reached ();
+#endif
+}
+
+static void
+content_free_body (Content *content)
+{
+  if (content->body != NULL && content->body_mapped)
+    body_unmap (content->body);
+  else
+    g_free (content->body);
+  content->body = NULL;
+}
+
+/* The whole body of @content, taken from it: the buffer it was received
+ * into, as it is. */
+GBytes *
+_carehare_protocol_content_take_body (Content *content)
+{
+  guint8 *body = g_steal_pointer (&content->body);
+
+  if (body == NULL)
+    return g_bytes_new_static ("", 0);
+  if (content->body_mapped)
+    return g_bytes_new_with_free_func (body, content->body_size, body_unmap, body);
+  return g_bytes_new_take (body, content->body_size);
+}
 
 void
 _carehare_protocol_content_clear (Content *content)
@@ -17,7 +91,7 @@ _carehare_protocol_content_clear (Content *content)
   if (content->active)
     carehare_method_clear (&content->method);
   carehare_basic_properties_clear (&content->props);
-  g_clear_pointer (&content->body, g_free);
+  content_free_body (content);
   g_clear_error (&content->bad);
   memset (content, 0, sizeof *content);
 }
@@ -73,7 +147,10 @@ static void
 content_alloc (Content *content)
 {
   content->body_alloc = (gsize) content->body_size;
-  content->body = g_try_malloc (content->body_alloc);
+  content->body = body_map (content->body_alloc);
+  content->body_mapped = content->body != NULL;
+  if (content->body == NULL)
+    content->body = g_try_malloc (content->body_alloc);
   if (content->body == NULL)
     {
       content->body_alloc = MIN (content->body_alloc, BODY_ALLOC_FALLBACK);

@@ -91,6 +91,7 @@ typedef struct {
                             * arrives (body_size bytes, see content_alloc());
                             * NULL when skipped or empty */
   gsize body_alloc;        /* bytes allocated at body */
+  gboolean body_mapped;    /* body is a mapping of its own */
   GError *bad;             /* owned: the header cannot be represented, or
                             * the body is too large; the body is skipped
                             * and the message rejected */
@@ -311,6 +312,7 @@ void _carehare_protocol_handle_frame (CarehareProtocol *self, const CarehareFram
 
 /* carehare-protocol-content.c */
 void _carehare_protocol_content_clear (Content *content);
+GBytes *_carehare_protocol_content_take_body (Content *content);
 gboolean _carehare_protocol_body_frame_begin (CarehareProtocol *self, const guint8 *data,
                                               gsize len);
 gsize _carehare_protocol_body_frame_continue (CarehareProtocol *self, const guint8 *data,
