@@ -420,6 +420,29 @@ transport_received (gpointer      user_data,
          carehare_protocol_receive (self->protocol, data, size, g_get_monotonic_time ());
 }
 
+static guint8 *
+transport_receive_buffer (gpointer  user_data,
+                          gsize    *size,
+                          gsize    *frame_size)
+{
+  CarehareConnection *self = user_data;
+
+  *size = *frame_size = 0;
+  return self->protocol != NULL
+         ? carehare_protocol_get_receive_buffer (self->protocol, size, frame_size)
+         : NULL;
+}
+
+static gboolean
+transport_received_in_place (gpointer user_data,
+                             gsize    size)
+{
+  CarehareConnection *self = user_data;
+
+  return self->protocol != NULL &&
+         carehare_protocol_receive_in_place (self->protocol, size, g_get_monotonic_time ());
+}
+
 static void
 transport_failed (gpointer      user_data,
                   const GError *error)
@@ -497,6 +520,8 @@ static const CarehareTransportCallbacks transport_callbacks = {
   .stream_ready = transport_stream_ready,
   .attempt_failed = transport_attempt_failed,
   .received = transport_received,
+  .receive_buffer = transport_receive_buffer,
+  .received_in_place = transport_received_in_place,
   .failed = transport_failed,
   .take_output = transport_take_output,
   .has_output = transport_has_output,

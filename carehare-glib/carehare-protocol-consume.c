@@ -520,9 +520,7 @@ _carehare_protocol_delivery_new_from_content (Content *content)
   delivery->routing_key = g_steal_pointer (&deliver->routing_key);
   delivery->properties = content->props;
   memset (&content->props, 0, sizeof content->props);
-  delivery->body = content->body != NULL
-                   ? g_byte_array_free_to_bytes (g_steal_pointer (&content->body))
-                   : g_bytes_new_static ("", 0);
+  delivery->body = _carehare_protocol_content_take_body (content);
   return delivery;
 }
 

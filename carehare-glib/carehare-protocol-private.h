@@ -86,13 +86,17 @@ typedef struct {
   CarehareMethod method;   /* owned */
   CarehareBasicProperties props;  /* owned */
   guint64 body_size;
-  GByteArray *body;        /* owned */
+  guint64 received;        /* body bytes so far, buffered or skipped */
+  guint8 *body;            /* owned: the body, allocated once when its header
+                            * arrives (body_size bytes, see content_alloc());
+                            * NULL when skipped or empty */
+  gsize body_alloc;        /* bytes allocated at body */
+  gboolean body_mapped;    /* body is a mapping of its own */
   GError *bad;             /* owned: the header cannot be represented, or
                             * the body is too large; the body is skipped
                             * and the message rejected */
   gboolean skip;           /* a return no publish can match: the body is
                             * skipped, not buffered */
-  guint64 skipped;         /* body bytes skipped so far, when bad or skip */
 } Content;
 
 struct _Publisher {
@@ -229,6 +233,15 @@ struct _CarehareProtocol {
   gboolean blocked;
 
   GByteArray *in;          /* bytes received, not yet a whole frame */
+  /* A body frame whose payload goes into its message's body as it
+   * arrives, instead of waiting in @in for the whole frame
+   * (carehare-protocol-content.c). */
+  struct {
+    CarehareFrame frame;   /* its type, channel, size; channel 0: none */
+    guint32 left;          /* payload bytes yet to come, then the frame end */
+    gboolean lost;         /* its message was dropped meanwhile (its channel
+                            * is closing): the rest is discarded */
+  } body_frame;
   GByteArray *out;         /* bytes to write, after segments */
   GPtrArray *segments;     /* of GBytes *: output before out (bodies are not copied) */
   gsize segments_size;     /* bytes in segments */
@@ -297,8 +310,19 @@ void _carehare_protocol_fail_bad_bytes (CarehareProtocol *self, guint16 reply_co
                                         guint32 method_id, GError *error);
 void _carehare_protocol_op_free (CarehareProtocolOp *op);
 
+Content *_carehare_protocol_content_lookup (CarehareProtocol *self, guint16 channel,
+                                            Channel **ch, gboolean *ignore);
+void _carehare_protocol_handle_frame (CarehareProtocol *self, const CarehareFrame *frame);
+
 /* carehare-protocol-content.c */
 void _carehare_protocol_content_clear (Content *content);
+GBytes *_carehare_protocol_content_take_body (Content *content);
+gboolean _carehare_protocol_body_frame_begin (CarehareProtocol *self, const guint8 *data,
+                                              gsize len);
+gsize _carehare_protocol_body_frame_continue (CarehareProtocol *self, const guint8 *data,
+                                              gsize len);
+guint8 *_carehare_protocol_body_frame_target (CarehareProtocol *self, gsize *size);
+void _carehare_protocol_body_frame_advance (CarehareProtocol *self, gsize size);
 gboolean _carehare_protocol_content_begin (CarehareProtocol *self, guint16 id,
                                            Content *content, CarehareMethod *method);
 void _carehare_protocol_handle_content_frame (CarehareProtocol *self, Channel *ch,

@@ -525,7 +525,7 @@ return_matches (CarehareProtocolOp *op,
 
   if (g_strcmp0 (op->routing_key, content->method.basic_return.routing_key) != 0 ||
       content->body_size != size ||
-      (size > 0 && memcmp (g_bytes_get_data (op->body, NULL), content->body->data, size) != 0))
+      (size > 0 && memcmp (g_bytes_get_data (op->body, NULL), content->body, size) != 0))
     return FALSE;
 
   /* Our own header, decoded as the return's was: both sides map field

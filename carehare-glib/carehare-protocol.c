@@ -238,6 +238,7 @@ _carehare_protocol_finish (CarehareProtocol *self,
   g_clear_error (&self->finish_error);
   self->finish_error = cause;
   g_byte_array_set_size (self->in, 0);
+  memset (&self->body_frame, 0, sizeof self->body_frame);
 
   /* Close ops complete with the cause (NULL when we closed it). */
   for (guint i = 0; i < self->close_ops->len; i++)
@@ -1012,9 +1013,43 @@ handle_connection_method (CarehareProtocol *self,
                                       carehare_method_name (method->id));
 }
 
-static void
-handle_frame (CarehareProtocol    *self,
-              const CarehareFrame *frame)
+/* The message that the content frames on @channel belong to, and in
+ * @ch its channel. NULL when there is none: then @ignore says whether
+ * such frames are ignored (our end of their channel, or of the
+ * connection, is closing) rather than unexpected. */
+Content *
+_carehare_protocol_content_lookup (CarehareProtocol  *self,
+                                   guint16            channel,
+                                   Channel          **ch_out,
+                                   gboolean          *ignore)
+{
+  Channel *ch = NULL;
+  Content *content = NULL;
+
+  *ch_out = NULL;
+  *ignore = self->state == STATE_CLOSING;
+  if (*ignore)
+    return NULL;
+  if (self->state == STATE_OPEN && channel != 0 && channel <= self->channel_max &&
+      self->channels[channel].state != CHANNEL_FREE)
+    ch = &self->channels[channel];
+  *ignore = ch != NULL && ch->state == CHANNEL_CLOSING;  /* a consumer we closed */
+  if (*ignore)
+    return NULL;
+  if (ch != NULL && (ch->kind == CHANNEL_KIND_PUBLISHER || ch->kind == CHANNEL_KIND_CALL) &&
+      ch->publisher != NULL)
+    content = &ch->publisher->content;
+  else if (ch != NULL && ch->kind == CHANNEL_KIND_CONSUMER && ch->consumer != NULL)
+    content = &ch->consumer->content;
+  if (content == NULL || !content->active)
+    return NULL;
+  *ch_out = ch;
+  return content;
+}
+
+void
+_carehare_protocol_handle_frame (CarehareProtocol    *self,
+                                 const CarehareFrame *frame)
 {
   CarehareMethod method = { 0 };
   GError *error = NULL;
@@ -1049,22 +1084,12 @@ handle_frame (CarehareProtocol    *self,
     default:
       {
         Channel *ch = NULL;
-        Content *content = NULL;
+        gboolean ignore = FALSE;
+        Content *content = _carehare_protocol_content_lookup (self, frame->channel, &ch, &ignore);
 
-        if (self->state == STATE_CLOSING)
+        if (ignore)
           return;
-        if (self->state == STATE_OPEN && frame->channel != 0 &&
-            frame->channel <= self->channel_max &&
-            self->channels[frame->channel].state != CHANNEL_FREE)
-          ch = &self->channels[frame->channel];
-        if (ch != NULL && ch->state == CHANNEL_CLOSING)
-          return;  /* content of a message for a consumer we closed */
-        if (ch != NULL && (ch->kind == CHANNEL_KIND_PUBLISHER || ch->kind == CHANNEL_KIND_CALL) &&
-            ch->publisher != NULL)
-          content = &ch->publisher->content;
-        else if (ch != NULL && ch->kind == CHANNEL_KIND_CONSUMER && ch->consumer != NULL)
-          content = &ch->consumer->content;
-        if (content == NULL || !content->active)
+        if (content == NULL)
           {
             _carehare_protocol_fail_unexpected (self, 505, 0,
                                                 "unexpected content frame (type %u) on channel %u",
@@ -1077,16 +1102,90 @@ handle_frame (CarehareProtocol    *self,
     }
 }
 
+/* Completes the partial frame in self->in with the front of @data;
+ * returns the bytes taken. Only what the frame needs is taken (its header
+ * first, to learn its size), so what follows it is decoded in place. */
+static gsize
+complete_partial_frame (CarehareProtocol *self,
+                        const guint8     *data,
+                        gsize             size)
+{
+  CarehareFrame frame;
+  GError *error = NULL;
+  gsize want;
+  gssize n;
+
+  if (carehare_frame_peek_header (self->in->data, self->in->len, &frame))
+    want = (gsize) frame.size + CAREHARE_FRAME_OVERHEAD - self->in->len;
+  else
+    want = CAREHARE_FRAME_HEADER_SIZE - self->in->len;
+  want = MIN (want, size);
+  g_byte_array_append (self->in, data, (guint) want);
+
+  n = carehare_frame_decode (self->in->data, self->in->len, self->frame_max, &frame, &error);
+  if (n < 0)
+    _carehare_protocol_fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
+  else if (n > 0)
+    {
+      _carehare_protocol_handle_frame (self, &frame);
+      g_byte_array_set_size (self->in, 0);
+    }
+  else if (_carehare_protocol_body_frame_begin (self, self->in->data, self->in->len))
+    g_byte_array_set_size (self->in, 0);
+  return want;
+}
+
+/* Whole frames are decoded straight from @data; a partial frame at its
+ * end is kept in self->in to be completed by the next read, unless it is
+ * a body frame whose payload can go into its message's body as it
+ * arrives. Neither the caller's buffer nor self->in is ever moved. */
+static void
+receive_frames (CarehareProtocol *self,
+                const guint8     *data,
+                gsize             size)
+{
+  gsize offset = 0;
+
+  while (self->state != STATE_FINISHED && offset < size)
+    {
+      CarehareFrame frame;
+      GError *error = NULL;
+      gssize n;
+
+      if (self->body_frame.frame.channel != 0)
+        {
+          offset += _carehare_protocol_body_frame_continue (self, data + offset, size - offset);
+          continue;
+        }
+      if (self->in->len > 0)
+        {
+          offset += complete_partial_frame (self, data + offset, size - offset);
+          continue;
+        }
+
+      n = carehare_frame_decode (data + offset, size - offset, self->frame_max, &frame, &error);
+      if (n < 0)
+        {
+          _carehare_protocol_fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
+          break;
+        }
+      if (n == 0)
+        {
+          if (!_carehare_protocol_body_frame_begin (self, data + offset, size - offset))
+            g_byte_array_append (self->in, data + offset, (guint) (size - offset));
+          break;
+        }
+      offset += n;
+      _carehare_protocol_handle_frame (self, &frame);
+    }
+}
+
 gboolean
 carehare_protocol_receive (CarehareProtocol *self,
                            const guint8     *data,
                            gsize             size,
                            gint64            now)
 {
-  gsize offset = 0;
-  const guint8 *buf;
-  gsize len;
-
   g_return_val_if_fail (self != NULL, FALSE);
   g_return_val_if_fail (data != NULL || size == 0, FALSE);
 
@@ -1141,47 +1240,53 @@ carehare_protocol_receive (CarehareProtocol *self,
       return self->state != STATE_FINISHED;
     }
 
-  /* Whole frames are decoded straight from the caller's buffer; only a
-   * partial frame at its end is kept, to be completed by the next read. */
-  if (self->in->len > 0)
-    {
-      g_byte_array_append (self->in, data, size);
-      buf = self->in->data;
-      len = self->in->len;
-    }
-  else
-    {
-      buf = data;
-      len = size;
-    }
+  receive_frames (self, data, size);
 
-  while (self->state != STATE_FINISHED && offset < len)
-    {
-      CarehareFrame frame;
-      GError *error = NULL;
-      gssize n;
+  if (!_carehare_protocol_leave (self))
+    return FALSE;
+  return self->state != STATE_FINISHED;
+}
 
-      n = carehare_frame_decode (buf + offset, len - offset,
-                                 self->frame_max, &frame, &error);
-      if (n < 0)
-        {
-          _carehare_protocol_fail_bad_bytes (self, carehare_wire_error_reply_code (error), 0, error);
-          break;
-        }
-      if (n == 0)
-        break;
-      offset += n;
-      handle_frame (self, &frame);
-    }
+guint8 *
+carehare_protocol_get_receive_buffer (CarehareProtocol *self,
+                                      gsize            *size,
+                                      gsize            *frame_size)
+{
+  guint8 *place;
 
-  if (self->state != STATE_FINISHED)
-    {
-      if (buf == data)
-        g_byte_array_append (self->in, data + offset, len - offset);
-      else if (offset > 0)
-        g_byte_array_remove_range (self->in, 0, offset);
-    }
+  g_return_val_if_fail (size != NULL, NULL);
+  *size = 0;
+  if (frame_size != NULL)
+    *frame_size = 0;
+  g_return_val_if_fail (self != NULL, NULL);
 
+  if (self->state == STATE_FINISHED)
+    return NULL;
+  place = _carehare_protocol_body_frame_target (self, size);
+  if (place != NULL && frame_size != NULL)
+    *frame_size = self->body_frame.frame.size;
+  return place;
+}
+
+gboolean
+carehare_protocol_receive_in_place (CarehareProtocol *self,
+                                    gsize             size,
+                                    gint64            now)
+{
+  gsize left;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+
+  if (self->state == STATE_FINISHED)
+    return FALSE;
+  g_return_val_if_fail (_carehare_protocol_body_frame_target (self, &left) != NULL, FALSE);
+  g_return_val_if_fail (size <= left, FALSE);
+
+  _carehare_protocol_enter (self);
+  self->now = MAX (self->now, now);
+  self->last_read = now;
+  self->stats.bytes_received += size;
+  _carehare_protocol_body_frame_advance (self, size);
   if (!_carehare_protocol_leave (self))
     return FALSE;
   return self->state != STATE_FINISHED;

@@ -154,6 +154,24 @@ gboolean carehare_protocol_receive (CarehareProtocol *protocol,
                                     gsize             size,
                                     gint64            now);
 
+/* While the payload of a body frame is arriving, where its next bytes go:
+ * into the body of its message, at most *size bytes (the rest of that
+ * frame's payload, whose whole size is put in @frame_size if not NULL).
+ * Reading them from the socket straight there, then calling
+ * carehare_protocol_receive_in_place() with the count, saves copying
+ * them; the frame's end and whatever follows are read and given to
+ * carehare_protocol_receive() as usual. NULL (sizes 0) when no payload is
+ * expected. The place is good until the next call into the protocol. */
+guint8  *carehare_protocol_get_receive_buffer (CarehareProtocol *protocol,
+                                              gsize            *size,
+                                              gsize            *frame_size);
+/* Says that @size bytes (at most the *size given) were read into the
+ * place carehare_protocol_get_receive_buffer() returned just before, with
+ * no call into the protocol in between. As carehare_protocol_receive(). */
+gboolean carehare_protocol_receive_in_place   (CarehareProtocol *protocol,
+                                              gsize             size,
+                                              gint64            now);
+
 /* Bytes to write, or NULL if there are none; taking them counts as writing
  * them for the heartbeat. */
 GBytes  *carehare_protocol_take_output (CarehareProtocol *protocol,

@@ -36,6 +36,15 @@ typedef struct {
   gboolean   (*received)       (gpointer      user_data,
                                 const guint8 *data,
                                 gsize         size);
+  /* Where the next bytes read may go instead of the read buffer (the
+   * body of a message being received), at most *size of them (the rest
+   * of a body frame of *frame_size bytes); NULL for the read buffer. */
+  guint8    *(*receive_buffer) (gpointer      user_data,
+                                gsize        *size,
+                                gsize        *frame_size);
+  /* @size bytes were read there. Returns FALSE to stop reading. */
+  gboolean   (*received_in_place) (gpointer  user_data,
+                                   gsize     size);
   /* The socket failed, or the peer closed it (never called for our own
    * cancellations). Reading and writing are over. */
   void       (*failed)         (gpointer      user_data,

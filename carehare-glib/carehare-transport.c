@@ -4,7 +4,8 @@
  * carehare-transport-private.h). Connecting tries one URI after another:
  * GSocketClient, then GTlsClientConnection for amqps://, then the owner's
  * handshake, all within the attempt's timeout. Once connected, it reads
- * from a pollable source into one reused buffer, writes what the owner
+ * from a pollable source into one reused buffer (or, for the rest of a
+ * large body frame, straight into its message's body), writes what the owner
  * produced without blocking (one writev per main-loop iteration, from a
  * flush source, and a POLLOUT source while the socket is full), and fires
  * a timer at the owner's deadline. It counts what waits to be written (the
@@ -30,6 +31,18 @@
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000
 #define READ_SIZE (256 * 1024)  /* two whole frames at the default frame_max */
+/* Reads into the body of a large message (one whose body frames carry
+ * LARGE_FRAME bytes or more): the rest of a body frame's payload is read
+ * straight into the body when it is IN_PLACE_MIN or more; a smaller rest
+ * is read into the read buffer with READ_HEAD bytes after it. After
+ * either, the next read takes READ_HEAD bytes: large messages tend to
+ * follow each other, and the next frame's header, or the next message's
+ * method, content header and first frame header, fit in it, so that its
+ * payload is read in place too rather than copied out of a full read
+ * buffer. Small messages are read READ_SIZE bytes at a time. */
+#define LARGE_FRAME (16 * 1024)
+#define IN_PLACE_MIN (8 * 1024)
+#define READ_HEAD 4096
 /* How long the last frames (Close, Close-Ok) may take to write once the
  * connection is over, before the socket is closed regardless. */
 #define LINGER_MS 2000
@@ -68,6 +81,7 @@ struct _CarehareTransport
   GSource *read_source;           /* owned, attached: the stream is readable */
   GSource *write_source;          /* owned, attached while a write would block */
   guint8 *read_buf;               /* owned: READ_SIZE bytes, reused for every read */
+  gboolean read_large;            /* the last read was of a large body (see LARGE_FRAME) */
   GPtrArray *out_segments;        /* owned GBytes: being written, from out_index/out_offset on */
   guint out_index;
   gsize out_offset;
@@ -543,18 +557,34 @@ read_available (CarehareTransport *self)
   for (guint i = 0; i < 16 && more; i++)
     {
       g_autoptr(GError) error = NULL;
+      gsize want = 0, frame_size = 0;
+      guint8 *place = self->callbacks->receive_buffer (self->user_data, &want, &frame_size);
+      gboolean large = place != NULL && frame_size >= LARGE_FRAME;
       gssize n;
 
+      if (!large || want < IN_PLACE_MIN)
+        {
+          place = NULL;
+          if (large)
+            want += READ_HEAD;
+          else
+            want = self->read_large ? READ_HEAD : READ_SIZE;
+        }
+      self->read_large = large;
       n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream),
-                                                    self->read_buf, READ_SIZE, NULL, &error);
+                                                    place != NULL ? place : self->read_buf,
+                                                    want, NULL, &error);
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
         break;
-      more = handle_read (self, self->read_buf, n > 0 ? n : 0, error);
+      if (place != NULL && n > 0)
+        more = self->callbacks->received_in_place (self->user_data, n);
+      else
+        more = handle_read (self, self->read_buf, n > 0 ? n : 0, error);
       if (self->generation != generation)
         return FALSE;
       /* A short read drained the socket: don't pay a read that would
        * block. (Bytes a TLS layer still holds make the source ready again.) */
-      if (n > 0 && n < READ_SIZE)
+      if (n > 0 && (gsize) n < want)
         break;
     }
   return more;

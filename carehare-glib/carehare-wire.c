@@ -231,21 +231,44 @@ carehare_frame_decode (const guint8   *data,
   if (len < total)
     return 0;
 
-  if (data[CAREHARE_FRAME_HEADER_SIZE + size] != CAREHARE_FRAME_END)
-    {
-      g_set_error (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BAD_FRAME_END,
-                   "Frame end octet is 0x%02x instead of 0xCE after a payload of %u bytes "
-                   "(frame type %u, channel %u)",
-                   (guint) data[CAREHARE_FRAME_HEADER_SIZE + size], size,
-                   (guint) type, (guint) channel);
-      return -1;
-    }
-
   frame->type = type;
   frame->channel = channel;
   frame->payload = size > 0 ? data + CAREHARE_FRAME_HEADER_SIZE : NULL;
   frame->size = size;
+  if (!carehare_frame_check_end (frame, data[CAREHARE_FRAME_HEADER_SIZE + size], error))
+    return -1;
   return (gssize) total;
+}
+
+gboolean
+carehare_frame_peek_header (const guint8  *data,
+                            gsize          len,
+                            CarehareFrame *frame)
+{
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+  g_return_val_if_fail (frame != NULL, FALSE);
+
+  if (len < CAREHARE_FRAME_HEADER_SIZE)
+    return FALSE;
+  frame->type = data[0];
+  frame->channel = get_u16 (data + 1);
+  frame->size = get_u32 (data + 3);
+  frame->payload = NULL;
+  return TRUE;
+}
+
+gboolean
+carehare_frame_check_end (const CarehareFrame  *frame,
+                          guint8                end,
+                          GError              **error)
+{
+  if (end == CAREHARE_FRAME_END)
+    return TRUE;
+  g_set_error (error, CAREHARE_WIRE_ERROR, CAREHARE_WIRE_ERROR_BAD_FRAME_END,
+               "Frame end octet is 0x%02x instead of 0xCE after a payload of %u bytes "
+               "(frame type %u, channel %u)",
+               (guint) end, frame->size, (guint) frame->type, (guint) frame->channel);
+  return FALSE;
 }
 
 /* Appends a frame header with a zero size; returns its position. */

@@ -143,6 +143,22 @@ gssize carehare_frame_decode (const guint8   *data,
                               CarehareFrame  *frame,
                               GError        **error);
 
+/* For a receiver that takes a frame's payload as it arrives rather than
+ * waiting for the whole frame: the type, channel and size of the frame
+ * whose first @len bytes are @data (payload NULL), FALSE while fewer than
+ * CAREHARE_FRAME_HEADER_SIZE bytes are there. Checks nothing: call it
+ * after carehare_frame_decode() returned 0 for the same bytes. */
+gboolean carehare_frame_peek_header (const guint8  *data,
+                                     gsize          len,
+                                     CarehareFrame *frame);
+
+/* Checks the octet @end that followed the payload of @frame (received in
+ * parts): FALSE with @error (BAD_FRAME_END) unless it is CAREHARE_FRAME_END,
+ * as carehare_frame_decode() checks a whole frame. */
+gboolean carehare_frame_check_end (const CarehareFrame  *frame,
+                                   guint8                end,
+                                   GError              **error);
+
 /* --------------------------------------------------------------- methods */
 
 /* Decodes a method frame payload (class id, method id, arguments).  Strings,

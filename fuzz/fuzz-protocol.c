@@ -10,7 +10,8 @@
  * nacked from inside the delivery callback.
  *
  * Input layout: byte 0 sets the chunk sizes (chunk i is
- * 1 + (byte0 * (i + 1)) % 257 bytes), byte 1 holds flags (FLAG_*), the rest
+ * 1 + (byte0 * (i + 1)) % 257 bytes, or less when it goes in place: at most
+ * what the protocol asks for), byte 1 holds flags (FLAG_*), the rest
  * is the server's byte stream after Open-Ok.
  *
  * Whatever the bytes, after carehare_protocol_free() every operation has
@@ -31,6 +32,7 @@ enum {
   FLAG_LONG_PAUSES = 1 << 4,     /* minutes between chunks: heartbeats time out */
   FLAG_SECOND_RPC = 1 << 5,      /* start another RPC halfway */
   FLAG_CANCEL_CALL = 1 << 6,     /* cancel the call after the first chunk */
+  FLAG_IN_PLACE = 1 << 7,        /* put body payload where the protocol asks, as the transport does */
 };
 
 typedef struct {
@@ -231,8 +233,19 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   for (offset = 0, i = 0; offset < size; i++)
     {
       gsize chunk = MIN (size - offset, 1 + ((gsize) chunk_seed * (i + 1)) % 257);
+      gsize room = 0;
+      guint8 *place = NULL;
 
-      carehare_protocol_receive (fuzz.protocol, data + offset, chunk, now);
+      if (fuzz.flags & FLAG_IN_PLACE)
+        place = carehare_protocol_get_receive_buffer (fuzz.protocol, &room, NULL);
+      if (place != NULL)
+        {
+          chunk = MIN (chunk, room);
+          memcpy (place, data + offset, chunk);
+          carehare_protocol_receive_in_place (fuzz.protocol, chunk, now);
+        }
+      else
+        carehare_protocol_receive (fuzz.protocol, data + offset, chunk, now);
       offset += chunk;
 
       if (i == 0 && (fuzz.flags & FLAG_CANCEL_RPC) && rpc_rec.completions == 0)

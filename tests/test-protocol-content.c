@@ -3119,6 +3119,9 @@ static const ContentErrorCase ce_body_too_long_split = {
 static const ContentErrorCase ce_body_too_long_second = {
   505, 0, "longer than the 5 bytes", build_body_too_long_second_frame, FALSE,
 };
+static const ContentErrorCase ce_body_too_long_second_split = {
+  505, 0, "longer than the 5 bytes", build_body_too_long_second_frame, TRUE,
+};
 static const ContentErrorCase ce_body_without_header = {
   505, 0, "body frame on channel 1 before its content header", build_body_without_header, FALSE,
 };
@@ -3661,6 +3664,463 @@ test_content_return_over_limit (Fixture       *f,
 }
 
 /* ======================================================================== */
+
+/* ======================================================================== */
+/* bodies as they arrive                                                     */
+/* ======================================================================== */
+
+/* An empty body, one byte, exactly one and two frames, several frames and
+ * a part. */
+static const gsize arrival_sizes[] = { 0, 1, CHUNK_4096, 2 * CHUNK_4096, 3 * CHUNK_4096 + 100 };
+
+static GPtrArray *
+arrival_bodies (void)
+{
+  GPtrArray *bodies = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+
+  for (guint i = 0; i < G_N_ELEMENTS (arrival_sizes); i++)
+    g_ptr_array_add (bodies, make_body (arrival_sizes[i], (guint8) (i + 1)));
+  return bodies;
+}
+
+/* One whole message per body, for "ctag" on channel 1, delivery tags from
+ * @first_tag on. */
+static void
+encode_messages (GByteArray *buf,
+                 guint64     first_tag,
+                 GPtrArray  *bodies)
+{
+  for (guint i = 0; i < bodies->len; i++)
+    encode_message (buf, 1, "ctag", first_tag + i, g_ptr_array_index (bodies, i), CHUNK_4096);
+}
+
+/* @r received exactly those messages, intact; forgets them. */
+static void
+assert_messages (Rec       *r,
+                 guint64    first_tag,
+                 GPtrArray *bodies)
+{
+  g_assert_cmpuint (r->deliveries->len, ==, bodies->len);
+  for (guint i = 0; i < bodies->len; i++)
+    {
+      CarehareProtocolDelivery *d = delivery (r, i);
+
+      g_assert_cmpuint (d->delivery_tag, ==, first_tag + i);
+      g_assert_true (g_bytes_equal (d->body, g_ptr_array_index (bodies, i)));
+    }
+  g_ptr_array_set_size (r->deliveries, 0);
+  g_assert_false (carehare_protocol_is_finished (r->f->p));
+}
+
+/* A consumer on channel 1 ("ctag") that acks as messages arrive, so any
+ * number of them can come. */
+static Rec *
+acking_consumer (Fixture *f,
+                 guint32  frame_max)
+{
+  Rec *r;
+
+  handshake (f, 2047, frame_max, 0);
+  r = consume_started (f, "q", 1, "ctag");
+  r->ack_in_callback = TRUE;
+  return r;
+}
+
+/* Feeds @size bytes as the transport does when it reads at most @chunk
+ * bytes at a time: with @in_place, straight into the place the protocol
+ * offers whenever it offers one, each such place recorded in @places (if
+ * not NULL) as two pointers, its start and end. Returns the bytes that
+ * went in place. */
+static gsize
+feed_reads (Fixture      *f,
+            const guint8 *data,
+            gsize         size,
+            gsize         chunk,
+            gboolean      in_place,
+            GPtrArray    *places)
+{
+  gsize placed = 0;
+
+  for (gsize offset = 0; offset < size;)
+    {
+      gsize room = 0, frame_size = 0;
+      guint8 *place = in_place ? carehare_protocol_get_receive_buffer (f->p, &room, &frame_size)
+                               : NULL;
+      gsize n = MIN (chunk, size - offset);
+
+      if (place != NULL)
+        {
+          g_assert_cmpuint (room, >, 0);
+          g_assert_cmpuint (frame_size, >=, room);
+          n = MIN (n, room);
+          memcpy (place, data + offset, n);
+          g_assert_true (carehare_protocol_receive_in_place (f->p, n, f->now));
+          placed += n;
+          if (places != NULL)
+            {
+              g_ptr_array_add (places, place);
+              g_ptr_array_add (places, place + n);
+            }
+        }
+      else
+        {
+          g_assert_cmpuint (room, ==, 0);
+          g_assert_true (carehare_protocol_receive (f->p, data + offset, n, f->now));
+        }
+      offset += n;
+    }
+  return placed;
+}
+
+/* Where a test cuts @buf in two reads: every offset up to 16 bytes from
+ * where a frame begins (in its header, before the end octet of the frame
+ * before it), and every 251st offset in between. */
+static gboolean
+cut_near_frame_start (const GByteArray *buf,
+                      gsize             cut)
+{
+  gsize offset = 0;
+
+  if (cut % 251 == 0)
+    return TRUE;
+  while (offset <= buf->len)
+    {
+      CarehareFrame frame;
+      gssize n;
+
+      if ((cut > offset ? cut - offset : offset - cut) <= 16)
+        return TRUE;
+      if (offset == buf->len)
+        break;
+      n = carehare_frame_decode (buf->data + offset, buf->len - offset, 0, &frame, NULL);
+      g_assert_cmpint (n, >, 0);
+      offset += n;
+    }
+  return FALSE;
+}
+
+/* Bodies come whole wherever one read ends and the next begins: in a
+ * frame header, a payload, before an end octet; with what follows in the
+ * same read decoded too. */
+static void
+test_content_arrival_cut_everywhere (Fixture       *f,
+                                     gconstpointer  data)
+{
+  g_autoptr(GPtrArray) bodies = arrival_bodies ();
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  Rec *r = acking_consumer (f, 4096);
+  guint64 tag = 1;
+  gsize len;
+
+  encode_messages (buf, tag, bodies);
+  len = buf->len;
+  for (gsize cut = 0; cut <= len; cut++)
+    {
+      g_autoptr(GBytes) acks = NULL;
+
+      if (!cut_near_frame_start (buf, cut))
+        continue;
+      g_byte_array_set_size (buf, 0);
+      encode_messages (buf, tag, bodies);
+      g_assert_cmpuint (buf->len, ==, len);
+      g_assert_true (carehare_protocol_receive (f->p, buf->data, cut, f->now));
+      g_assert_true (carehare_protocol_receive (f->p, buf->data + cut, len - cut, f->now));
+      assert_messages (r, tag, bodies);
+      tag += bodies->len;
+      acks = take_bytes (f);
+    }
+}
+
+/* Read sizes from one byte to more than a frame, and with the
+ * payload of body frames read straight into the body when the protocol
+ * offers it (as the transport does): the same messages. */
+static void
+test_content_arrival_read_sizes (Fixture       *f,
+                                 gconstpointer  data)
+{
+  gboolean in_place = GPOINTER_TO_INT (data);
+  static const gsize big[] = { 127, 251, 509, 1021, 2039, 4095, 4096, 4097, 8191, 12345, 65536 };
+  g_autoptr(GPtrArray) bodies = arrival_bodies ();
+  Rec *r = acking_consumer (f, 4096);
+  guint64 tag = 1;
+  gsize placed = 0;
+
+  for (gsize i = 0; i < 100 + G_N_ELEMENTS (big); i++)
+    {
+      gsize chunk = i < 100 ? i + 1 : big[i - 100];
+      g_autoptr(GByteArray) buf = g_byte_array_new ();
+      g_autoptr(GBytes) acks = NULL;
+
+      encode_messages (buf, tag, bodies);
+      placed += feed_reads (f, buf->data, buf->len, chunk, in_place, NULL);
+      assert_messages (r, tag, bodies);
+      tag += bodies->len;
+      acks = take_bytes (f);
+    }
+  if (in_place)
+    g_assert_cmpuint (placed, >, 0);
+  else
+    g_assert_cmpuint (placed, ==, 0);
+}
+
+/* What is read into the place the protocol offers is the delivery's body
+ * itself: it is neither copied nor moved afterwards. Only the payload of
+ * body frames is read there, and at most up to the end of the frame. */
+static void
+test_content_arrival_in_place (Fixture       *f,
+                               gconstpointer  data)
+{
+  gsize big_size = GPOINTER_TO_SIZE (data);
+  g_autoptr(GBytes) big = make_body (big_size, 7);
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) places = g_ptr_array_new ();
+  const guint8 *body;
+  gsize size, placed;
+  Rec *r = acking_consumer (f, 131072);
+
+  encode_message (buf, 1, "ctag", 1, big, 131072 - CAREHARE_FRAME_OVERHEAD);
+  placed = feed_reads (f, buf->data, buf->len, 65536, TRUE, places);
+  g_assert_true (server_message (f, 1, "ctag", 2, "after"));
+
+  g_assert_cmpuint (r->deliveries->len, ==, 2);
+  g_assert_true (g_bytes_equal (delivery (r, 0)->body, big));
+  g_assert_cmpmem (g_bytes_get_data (delivery (r, 1)->body, NULL),
+                   g_bytes_get_size (delivery (r, 1)->body), "after", 5);
+  /* Reads of 64 KiB into 128 KiB frames: about half of the body. */
+  g_assert_cmpuint (placed, >, big_size / 4);
+  g_assert_cmpuint (placed, <, big_size);
+  body = g_bytes_get_data (delivery (r, 0)->body, &size);
+  for (guint i = 0; i < places->len; i += 2)
+    {
+      const guint8 *start = places->pdata[i], *end = places->pdata[i + 1];
+
+      g_assert_true (start >= body && end <= body + size);
+    }
+}
+
+/* The protocol offers a place only while a body frame's payload is
+ * expected: not between frames, not for other frames, not for a body it
+ * skips, not once the connection is over. */
+static void
+test_content_arrival_no_place (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(GBytes) body = make_body (3 * CHUNK_4096, 3);
+  g_autoptr(GBytes) fits = make_body (2 * CHUNK_4096, 4);
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  gsize size = 1, frame_size = 1;
+  gsize header_at, body_at;
+  Completion *closing;
+  Rec *r;
+
+  f->config.max_body_size = 2 * CHUNK_4096;
+  handshake (f, 2047, 4096, 0);
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  g_assert_cmpuint (size, ==, 0);
+  r = consume_started (f, "q", 1, "ctag");
+
+  /* Half a method frame, then half a content header, then all of it. */
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  header_at = buf->len;
+  encode_content (buf, 1, CHUNK_4096, NULL, g_bytes_get_data (body, NULL), CHUNK_4096,
+                  CHUNK_4096);
+  body_at = buf->len - CHUNK_4096 - CAREHARE_FRAME_OVERHEAD;
+  g_assert_true (feed (f, buf->data, header_at / 2));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  g_assert_true (feed (f, buf->data + header_at / 2, header_at - header_at / 2 + 3));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  g_assert_true (feed (f, buf->data + header_at + 3, body_at - header_at - 3));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  /* The body frame's header and part of its payload: the rest is to come. */
+  g_assert_true (feed (f, buf->data + body_at, CAREHARE_FRAME_HEADER_SIZE + 10));
+  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size, &frame_size));
+  g_assert_cmpuint (size, ==, CHUNK_4096 - 10);
+  g_assert_cmpuint (frame_size, ==, CHUNK_4096);
+  /* All of it but the end octet: nothing more to put in place. */
+  g_assert_true (feed (f, buf->data + body_at + CAREHARE_FRAME_HEADER_SIZE + 10,
+                       CHUNK_4096 - 10));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+  g_assert_true (feed (f, buf->data + buf->len - 1, 1));
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+
+  /* A message over max_body_size is skipped, not received anywhere. */
+  g_byte_array_set_size (buf, 0);
+  encode_message (buf, 1, "ctag", 2, body, CHUNK_4096);
+  g_assert_true (feed (f, buf->data, buf->len - 100));
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  g_assert_true (feed (f, buf->data + buf->len - 100, 100));
+  g_assert_cmpuint (r->rejected_tags->len, ==, 1);
+
+  /* We close the connection in the middle of a payload; it ends. */
+  g_byte_array_set_size (buf, 0);
+  encode_message (buf, 1, "ctag", 3, fits, CHUNK_4096);
+  g_assert_true (feed (f, buf->data, 300));
+  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  closing = close_start (f);
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  g_assert_true (feed (f, buf->data + 300, buf->len - 300));
+  g_assert_false (server_close_ok (f));
+  assert_ok (closing);
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, &frame_size));
+  g_assert_cmpuint (size, ==, 0);
+  g_assert_cmpuint (frame_size, ==, 0);
+  g_assert_cmpuint (r->deliveries->len, ==, 1);
+}
+
+/* A consumer closed while a body frame's payload is arriving: the rest of
+ * the frame, and of its message, is dropped with it (read in place or
+ * not), and the connection goes on. */
+static void
+test_content_arrival_consumer_closed (Fixture       *f,
+                                      gconstpointer  data)
+{
+  gboolean in_place = GPOINTER_TO_INT (data);
+  g_autoptr(GBytes) body = make_body (3 * CHUNK_4096, 5);
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GPtrArray) sent = NULL;
+  Completion *closing;
+  gsize size = 0, cut;
+  Rec *r, *other;
+
+  handshake (f, 2047, 4096, 0);
+  r = consume_started (f, "q", 1, "ctag");
+  other = consume_started (f, "q2", 2, "other");
+
+  encode_message (buf, 1, "ctag", 1, body, CHUNK_4096);
+  cut = buf->len - 2 * CHUNK_4096 - 100;
+  g_assert_true (feed (f, buf->data, cut));
+  g_assert_nonnull (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  closing = consumer_close_start (f, r);
+  sent = take_sent (f);
+  sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
+  g_assert_null (carehare_protocol_get_receive_buffer (f->p, &size, NULL));
+  g_assert_cmpuint (feed_reads (f, buf->data + cut, buf->len - cut, 1000, in_place, NULL), ==, 0);
+  g_assert_true (server_message (f, 2, "other", 1, "still here"));
+  g_assert_true (server_channel_close_ok (f, 1));
+
+  assert_ok (closing);
+  g_assert_cmpuint (r->deliveries->len, ==, 0);
+  g_assert_cmpuint (other->deliveries->len, ==, 1);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+  /* The end octet of the frame it dropped was still checked. */
+  g_byte_array_set_size (buf, 0);
+  encode_message (buf, 2, "other", 2, body, CHUNK_4096);
+  buf->data[buf->len - 1] = 0;
+  cut = buf->len - 100;
+  g_assert_true (feed (f, buf->data, cut));
+  consumer_close_start (f, other);
+  g_assert_false (feed (f, buf->data + cut, buf->len - cut));
+  g_assert_error (f->finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+  assert_message_contains (f->finish_error, "Frame end octet is 0x00");
+}
+
+/* The end octet of a body frame whose payload went in as it arrived is
+ * checked as a whole frame's is, wherever the reads cut it. */
+static void
+test_content_arrival_bad_frame_end (Fixture       *f,
+                                    gconstpointer  data)
+{
+  g_autoptr(GBytes) body = make_body (CHUNK_4096 + 10, 5);
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  gsize body_at, cuts[3];
+
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_content (buf, 1, g_bytes_get_size (body), NULL, g_bytes_get_data (body, NULL),
+                  g_bytes_get_size (body), CHUNK_4096);
+  body_at = buf->len - 2 * CAREHARE_FRAME_OVERHEAD - CHUNK_4096 - 10;
+  buf->data[body_at + CAREHARE_FRAME_OVERHEAD + CHUNK_4096 - 1] = 0xCD;
+  /* In the header, in the payload, right before the end octet. */
+  cuts[0] = body_at + 3;
+  cuts[1] = body_at + 1000;
+  cuts[2] = body_at + CAREHARE_FRAME_HEADER_SIZE + CHUNK_4096;
+
+  for (guint i = 0; i < G_N_ELEMENTS (cuts); i++)
+    {
+      Fixture g;
+      g_autoptr(GPtrArray) sent = NULL;
+      Rec *r;
+
+      fixture_setup (&g, NULL);
+      handshake (&g, 2047, 4096, 0);
+      r = consume_started (&g, "q", 1, "ctag");
+      g_assert_true (carehare_protocol_receive (g.p, buf->data, cuts[i], g.now));
+      g_assert_false (carehare_protocol_receive (g.p, buf->data + cuts[i], buf->len - cuts[i], g.now));
+      g_assert_error (g.finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+      assert_message_contains (g.finish_error, "Frame end octet is 0xcd");
+      g_assert_cmpuint (r->deliveries->len, ==, 0);
+      sent = take_sent (&g);
+      g_assert_cmpuint (sent_method (sent, sent->len - 1, 0, CAREHARE_METHOD_CONNECTION_CLOSE)
+                          ->connection_close.reply_code, ==, 501);
+      fixture_teardown (&g, NULL);
+    }
+}
+
+/* A body longer than its header announced is an error wherever the reads
+ * cut the frame that makes it so, and nothing of it is delivered. */
+static void
+test_content_arrival_too_long (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(GBytes) body = make_body (CHUNK_4096 + 11, 5);
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  gsize last_at;
+
+  encode_deliver (buf, 1, "ctag", 1, FALSE, "", "q");
+  encode_content (buf, 1, CHUNK_4096 + 10, NULL, g_bytes_get_data (body, NULL),
+                  g_bytes_get_size (body), CHUNK_4096);
+  last_at = buf->len - CAREHARE_FRAME_OVERHEAD - 11;
+
+  /* In the first body frame, then anywhere near or in the last one. */
+  for (gsize cut = last_at - CHUNK_4096 - 3; cut < buf->len; cut += cut + 20 < last_at ? 509 : 1)
+    {
+      Fixture g;
+      Rec *r;
+
+      fixture_setup (&g, NULL);
+      handshake (&g, 2047, 4096, 0);
+      r = consume_started (&g, "q", 1, "ctag");
+      g_assert_true (carehare_protocol_receive (g.p, buf->data, cut, g.now));
+      g_assert_false (carehare_protocol_receive (g.p, buf->data + cut, buf->len - cut, g.now));
+      g_assert_error (g.finish_error, CAREHARE_ERROR, CAREHARE_ERROR_BAD_BYTES_FROM_SERVER);
+      assert_message_contains (g.finish_error, "longer than the 4098 bytes");
+      g_assert_cmpuint (r->deliveries->len, ==, 0);
+      fixture_teardown (&g, NULL);
+    }
+}
+
+/* A basic.return's body arrives the same way, wherever the reads cut it,
+ * and is matched to its publish. */
+static void
+test_content_arrival_return (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GBytes) body = make_body (2 * CHUNK_4096 + 10, 9);
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  guint64 tag = 1;
+
+  handshake (f, 2047, 4096, 0);
+  encode_return (buf, 1, 312, "NO_ROUTE", "ex", "nowhere");
+  encode_content (buf, 1, g_bytes_get_size (body), NULL, g_bytes_get_data (body, NULL),
+                  g_bytes_get_size (body), CHUNK_4096);
+  for (gsize cut = 0; cut <= buf->len; cut++)
+    {
+      Completion *c;
+
+      if (!cut_near_frame_start (buf, cut))
+        continue;
+      c = publish_full (f, "ex", "nowhere", body, NULL, TRUE);
+      g_ptr_array_unref (take_sent (f));
+      if (tag == 1)
+        server_publisher_ready (f, 1);
+      g_assert_true (carehare_protocol_receive (f->p, buf->data, cut, f->now));
+      g_assert_true (carehare_protocol_receive (f->p, buf->data + cut, buf->len - cut, f->now));
+      g_assert_true (server_ack (f, 1, tag++, FALSE));
+      assert_failed (c, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+    }
+  assert_no_output (f);
+}
 
 /* ======================================================================== */
 /* call: RPC over direct reply-to                                            */
@@ -4378,6 +4838,8 @@ main (int   argc,
   ADD_DATA ("content/body-too-long", &ce_body_too_long, test_content_error);
   ADD_DATA ("content/body-too-long/split", &ce_body_too_long_split, test_content_error);
   ADD_DATA ("content/body-too-long/second-frame", &ce_body_too_long_second, test_content_error);
+  ADD_DATA ("content/body-too-long/second-frame/split", &ce_body_too_long_second_split,
+            test_content_error);
   ADD_DATA ("content/body-without-header", &ce_body_without_header, test_content_error);
   ADD_DATA ("content/body-without-deliver", &ce_body_without_deliver, test_content_error);
   ADD_DATA ("content/header-without-deliver", &ce_header_without_deliver, test_content_error);
@@ -4412,6 +4874,23 @@ main (int   argc,
   ADD ("content/max-body-size/default", test_content_default_limit);
   ADD ("content/max-body-size/above-cap", test_content_limit_above_cap);
   ADD ("content/max-body-size/return", test_content_return_over_limit);
+  ADD ("content/arrival/cut-everywhere", test_content_arrival_cut_everywhere);
+  ADD_DATA ("content/arrival/read-sizes", GINT_TO_POINTER (FALSE), test_content_arrival_read_sizes);
+  ADD_DATA ("content/arrival/read-sizes/in-place", GINT_TO_POINTER (TRUE),
+            test_content_arrival_read_sizes);
+  /* Bodies of 4 MiB or more have a mapping of their own. */
+  ADD_DATA ("content/arrival/in-place", GSIZE_TO_POINTER (1024 * 1024),
+            test_content_arrival_in_place);
+  ADD_DATA ("content/arrival/in-place/mapped", GSIZE_TO_POINTER (5 * 1024 * 1024 + 3),
+            test_content_arrival_in_place);
+  ADD ("content/arrival/no-place", test_content_arrival_no_place);
+  ADD_DATA ("content/arrival/consumer-closed", GINT_TO_POINTER (FALSE),
+            test_content_arrival_consumer_closed);
+  ADD_DATA ("content/arrival/consumer-closed/in-place", GINT_TO_POINTER (TRUE),
+            test_content_arrival_consumer_closed);
+  ADD ("content/arrival/bad-frame-end", test_content_arrival_bad_frame_end);
+  ADD ("content/arrival/too-long", test_content_arrival_too_long);
+  ADD ("content/arrival/return", test_content_arrival_return);
 
   ADD ("call/basic", test_call_basic);
   ADD ("call/out-of-order", test_call_out_of_order);

@@ -317,6 +317,52 @@ test_many_in_flight_arrive_in_order (void)
   close_connection (conn);
 }
 
+/* Large bodies back to back, many frames each and several messages in
+ * flight: the socket's reads end anywhere in their frames (the rest of a
+ * body frame is read straight into its body), and each arrives whole. */
+static void
+test_large_bodies_in_flight (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn, "", NULL);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GPtrArray) bodies = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_autoptr(GError) error = NULL;
+  Counter counter = { 0 };
+  const guint n = 24;
+
+  for (guint i = 0; i < n; i++)
+    {
+      gsize size = 40000 + (gsize) i * 53001;
+      guint8 *data = g_malloc (size);
+      GBytes *body;
+
+      for (gsize j = 0; j < size; j++)
+        data[j] = (guint8) (j * 13 + j / 4099 + i);
+      body = g_bytes_new_take (data, size);
+      g_ptr_array_add (bodies, body);
+      carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                         NULL, count_publish_cb, &counter);
+    }
+  while (counter.done < n)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (counter.first_error);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, n);
+
+  consumer = start_consumer (conn, queue, 8, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(CarehareDelivery) delivery = next_delivery (consumer, &error);
+
+      g_assert_no_error (error);
+      g_assert_true (g_bytes_equal (carehare_delivery_get_body (delivery),
+                                    g_ptr_array_index (bodies, i)));
+      carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+    }
+  close_connection (conn);
+}
+
 static void
 test_nack_for_that_message_only (void)
 {
@@ -1954,6 +2000,7 @@ main (int argc, char *argv[])
 
   g_test_add_func ("/publish/round-trip-every-property", test_round_trip_every_property);
   g_test_add_func ("/publish/empty-and-large-bodies", test_empty_and_large_bodies);
+  g_test_add_func ("/consume/large-bodies-in-flight", test_large_bodies_in_flight);
   g_test_add_func ("/publish/many-in-flight-in-order", test_many_in_flight_arrive_in_order);
   g_test_add_func ("/publish/nack", test_nack_for_that_message_only);
   g_test_add_func ("/publish/channel-error", test_channel_error_fails_that_exchange_only);

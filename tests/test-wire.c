@@ -176,6 +176,38 @@ test_frame_body (void)
   assert_array_hex (out, "03 0002 00000000 CE");
 }
 
+/* A body frame taken in parts: its header first, its end octet last. */
+static void
+test_frame_in_parts (void)
+{
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  g_autoptr(GError) error = NULL;
+  CarehareFrame frame = { 0 };
+
+  carehare_wire_append_body_frame (out, 258, (const guint8 *) "hello", 5);
+  for (gsize len = 0; len < CAREHARE_FRAME_HEADER_SIZE; len++)
+    g_assert_false (carehare_frame_peek_header (out->data, len, &frame));
+  g_assert_true (carehare_frame_peek_header (out->data, CAREHARE_FRAME_HEADER_SIZE, &frame));
+  g_assert_cmpuint (frame.type, ==, CAREHARE_FRAME_BODY);
+  g_assert_cmpuint (frame.channel, ==, 258);
+  g_assert_cmpuint (frame.size, ==, 5);
+  g_assert_null (frame.payload);
+
+  g_assert_true (carehare_frame_check_end (&frame, out->data[out->len - 1], &error));
+  g_assert_no_error (error);
+  g_assert_false (carehare_frame_check_end (&frame, 0xCD, &error));
+  /* The same error as a whole frame's. */
+  assert_wire_error (error, CAREHARE_WIRE_ERROR_BAD_FRAME_END, 501,
+                     "Frame end octet is 0xcd instead of 0xCE after a payload of 5 bytes "
+                     "(frame type 3, channel 258)");
+  g_clear_error (&error);
+  out->data[out->len - 1] = 0xCD;
+  g_assert_cmpint (carehare_frame_decode (out->data, out->len, 0, &frame, &error), ==, -1);
+  assert_wire_error (error, CAREHARE_WIRE_ERROR_BAD_FRAME_END, 501,
+                     "Frame end octet is 0xcd instead of 0xCE after a payload of 5 bytes "
+                     "(frame type 3, channel 258)");
+}
+
 static void
 test_frame_frame_max (void)
 {
@@ -1813,6 +1845,7 @@ main (int   argc,
   g_test_add_func ("/wire/frame/protocol-header", test_frame_protocol_header);
   g_test_add_func ("/wire/frame/heartbeat", test_frame_heartbeat);
   g_test_add_func ("/wire/frame/body", test_frame_body);
+  g_test_add_func ("/wire/frame/in-parts", test_frame_in_parts);
   g_test_add_func ("/wire/frame/frame-max", test_frame_frame_max);
   g_test_add_func ("/wire/frame/truncated-prefixes", test_frame_truncated_prefixes);
 
