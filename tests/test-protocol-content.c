@@ -3187,7 +3187,6 @@ test_content_error (Fixture       *f,
   const CarehareMethod *m;
   Completion *rpc, *pub;
   Rec *active, *starting;
-  gint64 before;
 
   handshake (f, 2047, 4096, 0);
   active = consume_started (f, "qa", 1, "ctag");
@@ -3203,10 +3202,9 @@ test_content_error (Fixture       *f,
 
   cc->build (buf);
   f->split = cc->split;
-  before = g_get_monotonic_time ();
+  /* A lying header's size (ce_max_body: 2^64 - 1) is never allocated:
+   * g_malloc() would abort. */
   g_assert_false (feed (f, buf->data, buf->len));
-  /* No buffer the size of a lying header was ever allocated or filled. */
-  g_assert_cmpint (g_get_monotonic_time () - before, <, 2 * SEC);
 
   g_assert_true (carehare_protocol_is_finished (f->p));
   g_assert_cmpuint (f->n_finished, ==, 1);
