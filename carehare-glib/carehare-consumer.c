@@ -100,7 +100,7 @@ struct _CarehareConsumer
   GQueue ready;                       /* owned NextResult *: handed over inside serve(), to complete */
   GSource *serve_source;              /* owned, attached while batch waiters are to be served */
   GSource *watch_source;              /* owned, attached while open: a ::delivery handler came */
-  gboolean serving;                   /* inside serve() */
+  guint serving;                      /* serve() calls running (nested in a main loop) */
   gboolean emitting;                  /* inside emit_buffered() */
 
   gboolean closed;                    /* ended, for whatever reason */
@@ -494,8 +494,9 @@ end_stream (CarehareConsumer *self,
  * call it makes for the next message is answered by this same loop from
  * what is buffered, or waits. @batches: serve a waiting next_deliveries
  * too (else the loop stops before it: it gets what arrives in this
- * dispatch, from an idle). Not re-entered: a callback that runs a main
- * loop leaves the rest to the outer loop. */
+ * dispatch, from an idle). A callback that runs a main loop (waiting for
+ * the call it made) is served from there: by a delivery that arrives, or
+ * by the watch source, which sees calls answered but not completed. */
 static void
 serve (CarehareConsumer *self,
        gboolean          batches)
@@ -503,11 +504,9 @@ serve (CarehareConsumer *self,
   g_autoptr(CarehareConsumer) keep = NULL;
   NextResult *r;
 
-  if (self->serving)
-    return;
   /* A callback may close the consumer or drop the last reference. */
   keep = g_object_ref (self);
-  self->serving = TRUE;
+  self->serving++;
   for (;;)
     {
       r = g_queue_pop_head (&self->ready);
@@ -526,7 +525,7 @@ serve (CarehareConsumer *self,
       next_result_complete (r, TRUE);
       g_object_unref (r);
     }
-  self->serving = FALSE;
+  self->serving--;
 }
 
 static gboolean
@@ -539,14 +538,16 @@ serve_waiters_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-/* Something was buffered while a call waits: a batch waiter gets
- * everything that arrives in this dispatch, so waiters are served from an
- * idle, once the protocol has handed over the lot. */
+/* Calls were answered inside the call that made them, or something was
+ * buffered while a call waits (a batch waiter gets everything that arrives
+ * in this dispatch): they are served from an idle, once the protocol has
+ * handed over the lot. Not while serve() runs: it serves them. */
 static void
 schedule_serve (CarehareConsumer *self)
 {
-  if (g_queue_is_empty (&self->waiters) || nothing_buffered (self) ||
-      self->serve_source != NULL)
+  if (self->serving > 0 || self->serve_source != NULL ||
+      (g_queue_is_empty (&self->ready) &&
+       (g_queue_is_empty (&self->waiters) || nothing_buffered (self))))
     return;
   self->serve_source = g_idle_source_new ();
   g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
@@ -654,7 +655,10 @@ push_rejection (CarehareConsumer *self,
 
 /* While the consumer is open: dispatched when a ::delivery handler was
  * connected while deliveries wait in the buffer or calls wait for them,
- * in the next main-loop iteration (GObject tells nobody of a connection). */
+ * in the next main-loop iteration (GObject tells nobody of a connection),
+ * and when a callback run by serve() runs a main loop while the calls it
+ * made are answered (else left to serve() once the callback returns). It
+ * may recurse, so that a loop run from its own dispatch is served too. */
 typedef struct {
   GSource source;
   CarehareConsumer *self;  /* not owned: the consumer destroys the source */
@@ -665,8 +669,9 @@ watch_check (GSource *source)
 {
   CarehareConsumer *self = ((WatchSource *) source)->self;
 
-  return (!nothing_buffered (self) || !g_queue_is_empty (&self->waiters)) &&
-         !self->emitting && emitting (self);
+  return !g_queue_is_empty (&self->ready) ||
+         ((!nothing_buffered (self) || !g_queue_is_empty (&self->waiters)) &&
+          !self->emitting && emitting (self));
 }
 
 static gboolean
@@ -682,7 +687,13 @@ watch_dispatch (GSource     *source,
                 GSourceFunc  callback,
                 gpointer     user_data)
 {
-  emit_buffered (((WatchSource *) source)->self);
+  CarehareConsumer *self = ((WatchSource *) source)->self;
+  g_autoptr(CarehareConsumer) keep = g_object_ref (self);
+
+  if (!g_queue_is_empty (&self->ready))
+    serve (self, FALSE);
+  if (!self->closed && emitting (self))
+    emit_buffered (self);
   return G_SOURCE_CONTINUE;
 }
 
@@ -699,6 +710,7 @@ watch_start (CarehareConsumer *self,
   self->watch_source = g_source_new (&watch_funcs, sizeof (WatchSource));
   ((WatchSource *) self->watch_source)->self = self;
   g_source_set_static_name (self->watch_source, "[carehare] delivery handler");
+  g_source_set_can_recurse (self->watch_source, TRUE);
   g_source_attach (self->watch_source, context);
 }
 
@@ -1155,14 +1167,11 @@ next_run (CarehareConnection *connection,
                                          "The consumer emits ::delivery: a handler is connected"));
   else if (!nothing_buffered (self) && g_queue_is_empty (&self->waiters))
     {
+      /* Handed over now; completed by serve(): the one running (whose
+       * callback made this call) or, from an idle, the next one. */
       hand_over (self, r);
-      if (self->serving)
-        g_queue_push_tail (&self->ready, r);
-      else
-        {
-          next_result_complete (r, FALSE);
-          g_object_unref (r);
-        }
+      g_queue_push_tail (&self->ready, r);
+      schedule_serve (self);
     }
   else if (self->closed && self->closed_error != NULL)
     fail_waiter (r, g_error_copy (self->closed_error));
