@@ -30,6 +30,14 @@
  * be acknowledged: the consumer's channel is closed once they all are, or
  * when the program closes the consumer.
  *
+ * Taking one message per `next_delivery` call, as below, is the fast
+ * path: the messages of one read are handed out in the dispatch that
+ * decoded them (the call made in each callback is answered at once from
+ * what has arrived, without a main-loop iteration) and their
+ * acknowledgements go out in one write. Language bindings, where each
+ * call costs a round trip, take them through
+ * [signal@Carehare.Consumer::delivery] instead: one emission per message.
+ *
  * Every method may be called from any thread, as the connection's may:
  * deliveries may be handed to worker threads (a #GThreadPool) and
  * acknowledged there; [method@Carehare.Consumer.ack] from another thread
