@@ -295,9 +295,9 @@ next_result_complete (NextResult *r,
       (served || (g_source_get_time (current) > r->creation_time &&
                   !g_cancellable_is_cancelled (r->cancellable))))
     {
-      g_autoptr(NextResult) keep = g_object_ref (r);
-
+      g_object_ref (r);
       next_result_invoke (r);
+      g_object_unref (r);
       return;
     }
   idle = g_idle_source_new ();
@@ -541,6 +541,8 @@ serve_waiters_cb (gpointer user_data)
 {
   CarehareConsumer *self = user_data;
 
+  /* Not a reference of the source's (dispose destroys it), so that a
+   * main loop that stops before it runs holds nothing. */
   g_clear_pointer (&self->serve_source, g_source_unref);
   serve (self, TRUE);
   return G_SOURCE_REMOVE;
@@ -559,8 +561,7 @@ schedule_serve (CarehareConsumer *self)
     return;
   self->serve_source = g_idle_source_new ();
   g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (self->serve_source, serve_waiters_cb, g_object_ref (self),
-                         g_object_unref);
+  g_source_set_callback (self->serve_source, serve_waiters_cb, self, NULL);
   g_source_set_static_name (self->serve_source, "[carehare] deliveries");
   g_source_attach (self->serve_source, get_context (self));
 }
@@ -617,8 +618,12 @@ deliver_buffered (CarehareConsumer *self)
       emit_buffered (self);
       return;
     }
+  /* A callback may drop the last reference: serve() keeps the consumer
+   * alive only while it runs. */
+  g_object_ref (self);
   serve (self, FALSE);
   schedule_serve (self);
+  g_object_unref (self);
 }
 
 /* Buffers @delivery (taken) and delivers it. */
@@ -695,13 +700,13 @@ watch_dispatch (GSource     *source,
                 GSourceFunc  callback,
                 gpointer     user_data)
 {
-  CarehareConsumer *self = ((WatchSource *) source)->self;
-  g_autoptr(CarehareConsumer) keep = g_object_ref (self);
+  CarehareConsumer *self = g_object_ref (((WatchSource *) source)->self);
 
   if (!g_queue_is_empty (&self->ready))
     serve (self, FALSE);
   if (!self->closed && emitting (self))
     emit_buffered (self);
+  g_object_unref (self);
   return G_SOURCE_CONTINUE;
 }
 

@@ -1417,7 +1417,6 @@ chain_cb (GObject      *source,
 static void
 wait_for_flag (gboolean *flag)
 {
-  g_autoptr(GAsyncResult) never = NULL;
   gint64 deadline = g_get_monotonic_time () + TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
 
   while (!*flag)
