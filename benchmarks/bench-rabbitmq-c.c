@@ -46,6 +46,7 @@ typedef struct {
   struct timespec t0;
   struct rusage ru0;
   double secs, cpu_us;
+  FILE *perf_ctl, *perf_ack;   /* see perf_open() */
 } Run;
 
 static void
@@ -111,9 +112,41 @@ cpu_us (const struct rusage *ru)
          ru->ru_utime.tv_usec + ru->ru_stime.tv_usec;
 }
 
+/* bench-clients.py counts system calls with `perf stat --delay=-1
+ * --control fifo:CTL,ACK`, naming the FIFOs in BENCH_PERF_CTL and
+ * BENCH_PERF_ACK: the counters run during the timed phase only (as in
+ * bench.c). */
+static void
+perf_open (Run *run)
+{
+  const char *ctl = getenv ("BENCH_PERF_CTL"), *ack = getenv ("BENCH_PERF_ACK");
+
+  if (ctl == NULL || ack == NULL)
+    return;
+  run->perf_ctl = fopen (ctl, "w");
+  run->perf_ack = fopen (ack, "r");
+  if (run->perf_ctl == NULL || run->perf_ack == NULL)
+    die ("perf control FIFOs", strerror (errno));
+}
+
+static void
+perf_command (Run        *run,
+              const char *command)
+{
+  char ack[16];
+
+  if (run->perf_ctl == NULL)
+    return;
+  fprintf (run->perf_ctl, "%s\n", command);
+  fflush (run->perf_ctl);
+  if (fgets (ack, sizeof ack, run->perf_ack) == NULL)
+    die ("perf control", "no acknowledgement");
+}
+
 static void
 timing_start (Run *run)
 {
+  perf_command (run, "enable");
   getrusage (RUSAGE_SELF, &run->ru0);
   clock_gettime (CLOCK_MONOTONIC, &run->t0);
 }
@@ -128,6 +161,7 @@ timing_stop (Run *run)
   getrusage (RUSAGE_SELF, &ru1);
   run->secs = (t1.tv_sec - run->t0.tv_sec) + (t1.tv_nsec - run->t0.tv_nsec) / 1e9;
   run->cpu_us = cpu_us (&ru1) - cpu_us (&run->ru0);
+  perf_command (run, "disable");
 }
 
 static void
@@ -543,6 +577,7 @@ main (int   argc,
   run.depth = strtoul (argv[6], NULL, 10);
   if (run.count == 0 || run.depth == 0)
     die ("arguments", "COUNT and DEPTH must be positive");
+  perf_open (&run);
   connect_to (&run, argv[2]);
 
   if (strcmp (mode, "publish") == 0 || strcmp (mode, "fill") == 0)

@@ -9,7 +9,8 @@
  *   1  publish with confirms: N messages of 256 bytes to one queue,
  *      100 and 1,000 unconfirmed in flight
  *   2  consume with acks: N messages of 256 bytes, prefetch 100 and 1,000,
- *      each delivery acked on its own
+ *      one next_delivery_async per message and its ack in the callback
+ *      (the style examples/consumer.c teaches)
  *   3  round-trip latency: 2,000 passive queue.declare calls, one at a
  *      time (p50, p99), beside the same request as raw bytes on a socket
  *   4  large messages: 1 MiB and 16 MiB bodies, publish then consume
@@ -21,7 +22,12 @@
  *
  *   MODE URI QUEUE COUNT SIZE DEPTH
  *
- * and printing one "RESULT key=value..." line. A child measures its timed
+ * and printing one "RESULT key=value..." line. The carehare-glib runner's
+ * consume modes: consume (one next_delivery_async per message),
+ * consume-batch (next_deliveries_async) and consume-signal
+ * (CarehareConsumer::delivery; prints "SKIP ..." where the library has no
+ * such signal). bench-clients.py runs the same runners, the other
+ * languages' and the peers', and counts system calls. A child measures its timed
  * phase only (the clock and getrusage() around it; connecting, declaring
  * and deleting are outside) and reports its whole-life peak RSS
  * (ru_maxrss), so each client's figures are its own. Queues that a consume
@@ -55,7 +61,9 @@
 typedef enum {
   MODE_PUBLISH,
   MODE_FILL,
-  MODE_CONSUME,
+  MODE_CONSUME,         /* one next_delivery_async per message (the natural style) */
+  MODE_CONSUME_BATCH,   /* next_deliveries_async: all that arrived */
+  MODE_CONSUME_SIGNAL,  /* CarehareConsumer::delivery, where the library has it */
   MODE_LATENCY,
   MODE_OPS,
   MODE_DELETE,
@@ -77,6 +85,7 @@ typedef struct {
   gint64 t0;
   double cpu0;
   double secs, cpu_us;
+  FILE *perf_ctl, *perf_ack;      /* bench-clients.py's syscall count */
 } Runner;
 
 G_GNUC_NORETURN static void
@@ -106,9 +115,48 @@ maxrss_kib (void)
   return ru.ru_maxrss;
 }
 
+/* When bench-clients.py counts system calls it runs the runner under
+ * `perf stat --delay=-1 --control fifo:CTL,ACK` and names the two FIFOs in
+ * BENCH_PERF_CTL and BENCH_PERF_ACK: the counters are enabled around the
+ * timed phase only. Opened before the timed phase, so that only the
+ * "enable" acknowledgement's read and the "disable" write are counted. */
+static void
+perf_open (Runner *r)
+{
+  const char *ctl = g_getenv ("BENCH_PERF_CTL"), *ack = g_getenv ("BENCH_PERF_ACK");
+
+  if (ctl == NULL || ack == NULL)
+    return;
+  r->perf_ctl = fopen (ctl, "w");
+  r->perf_ack = fopen (ack, "r");
+  if (r->perf_ctl == NULL || r->perf_ack == NULL)
+    {
+      g_printerr ("bench --run: cannot open the perf control FIFOs: %s\n", g_strerror (errno));
+      exit (1);
+    }
+}
+
+static void
+perf_command (Runner     *r,
+              const char *command)
+{
+  char ack[16];
+
+  if (r->perf_ctl == NULL)
+    return;
+  fprintf (r->perf_ctl, "%s\n", command);
+  fflush (r->perf_ctl);
+  if (fgets (ack, sizeof ack, r->perf_ack) == NULL)
+    {
+      g_printerr ("bench --run: perf did not acknowledge '%s'\n", command);
+      exit (1);
+    }
+}
+
 static void
 timing_start (Runner *r)
 {
+  perf_command (r, "enable");
   r->cpu0 = cpu_now_us ();
   r->t0 = g_get_monotonic_time ();
 }
@@ -118,6 +166,7 @@ timing_stop (Runner *r)
 {
   r->secs = (g_get_monotonic_time () - r->t0) / 1e6;
   r->cpu_us = cpu_now_us () - r->cpu0;
+  perf_command (r, "disable");
 }
 
 static void
@@ -204,6 +253,64 @@ publish_more (Runner *r)
 
 /* ---- consume with acks ---- */
 
+static void
+check_body (Runner           *r,
+            CarehareDelivery *delivery)
+{
+  if (g_bytes_get_size (carehare_delivery_get_body (delivery)) != r->size)
+    {
+      g_printerr ("bench --run: unexpected body size\n");
+      exit (1);
+    }
+}
+
+/* The style examples/consumer.c and the guides teach: one
+ * next_delivery_async per message, the ack in its callback. */
+static void
+next_one_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  Runner *r = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  delivery = carehare_consumer_next_delivery_finish (r->consumer, result, &error);
+  if (delivery == NULL)
+    fail ("next delivery", error);
+  check_body (r, delivery);
+  carehare_consumer_ack (r->consumer, carehare_delivery_get_delivery_tag (delivery));
+  if (++r->received < r->count)
+    carehare_consumer_next_delivery_async (r->consumer, NULL, next_one_cb, r);
+}
+
+/* CarehareConsumer::delivery (issue 19): a handler per message, no
+ * asynchronous call. Disconnected once every message arrived, so that
+ * the consumer buffers whatever else comes until it is closed. */
+static void
+delivery_signal_cb (CarehareConsumer *consumer,
+                    CarehareDelivery *delivery,
+                    gpointer          user_data)
+{
+  Runner *r = user_data;
+
+  if (r->received >= r->count)
+    return;
+  check_body (r, delivery);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  r->received++;
+}
+
+static gboolean
+have_delivery_signal (void)
+{
+  gpointer klass = g_type_class_ref (CAREHARE_TYPE_CONSUMER);
+  gboolean found = g_signal_lookup ("delivery", CAREHARE_TYPE_CONSUMER) != 0;
+
+  g_type_class_unref (klass);
+  return found;
+}
+
 /* Takes what has arrived in one call (next_deliveries) and acks each
  * message on its own, as rabbitmq-c's runner does. */
 static void
@@ -222,11 +329,7 @@ next_cb (GObject      *source,
     {
       CarehareDelivery *delivery = g_ptr_array_index (batch, i);
 
-      if (g_bytes_get_size (carehare_delivery_get_body (delivery)) != r->size)
-        {
-          g_printerr ("bench --run: unexpected body size\n");
-          exit (1);
-        }
+      check_body (r, delivery);
       carehare_consumer_ack (r->consumer, carehare_delivery_get_delivery_tag (delivery));
     }
   r->received += batch->len;
@@ -294,9 +397,25 @@ bench_timed_phase (Runner *r)
       break;
 
     case MODE_CONSUME:
+      carehare_consumer_next_delivery_async (r->consumer, NULL, next_one_cb, r);
+      while (r->received < r->count)
+        g_main_context_iteration (NULL, TRUE);
+      break;
+
+    case MODE_CONSUME_BATCH:
       carehare_consumer_next_deliveries_async (r->consumer, 0, NULL, next_cb, r);
       while (r->received < r->count)
         g_main_context_iteration (NULL, TRUE);
+      break;
+
+    case MODE_CONSUME_SIGNAL:
+      {
+        gulong id = g_signal_connect (r->consumer, "delivery", G_CALLBACK (delivery_signal_cb), r);
+
+        while (r->received < r->count)
+          g_main_context_iteration (NULL, TRUE);
+        g_signal_handler_disconnect (r->consumer, id);
+      }
       break;
 
     case MODE_LATENCY:
@@ -351,7 +470,8 @@ static int
 run_carehare (int   argc,
               char *argv[])
 {
-  static const char *modes[] = { "publish", "fill", "consume", "latency", "ops", "delete" };
+  static const char *modes[] = { "publish", "fill", "consume", "consume-batch", "consume-signal",
+                                 "latency", "ops", "delete" };
   Runner r = { 0 };
   g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(GError) error = NULL;
@@ -360,7 +480,8 @@ run_carehare (int   argc,
 
   if (argc != 7)
     {
-      g_printerr ("usage: bench --run publish|fill|consume|latency|ops|delete URI QUEUE COUNT SIZE DEPTH\n");
+      g_printerr ("usage: bench --run publish|fill|consume|consume-batch|consume-signal|latency|ops|delete "
+                  "URI QUEUE COUNT SIZE DEPTH\n");
       return 2;
     }
   for (i = 0; i < G_N_ELEMENTS (modes); i++)
@@ -381,6 +502,13 @@ run_carehare (int   argc,
       g_printerr ("bench --run: COUNT and DEPTH must be positive\n");
       return 2;
     }
+  if (r.mode == MODE_CONSUME_SIGNAL && !have_delivery_signal ())
+    {
+      /* The driver prints the reason and goes on; the queue is its to delete. */
+      g_print ("SKIP no ::delivery signal\n");
+      return 0;
+    }
+  perf_open (&r);
 
   carehare_connection_new_async (argv[2], NULL, store_result_cb, &r);
   result = wait_result (&r);
@@ -403,6 +531,8 @@ run_carehare (int   argc,
       break;
 
     case MODE_CONSUME:
+    case MODE_CONSUME_BATCH:
+    case MODE_CONSUME_SIGNAL:
       carehare_connection_acking_consumer_async (r.conn, r.queue, 0, MIN (r.depth, G_MAXUINT16),
                                                  NULL, store_result_cb, &r);
       result = wait_result (&r);
@@ -467,6 +597,10 @@ run_carehare (int   argc,
   g_clear_pointer (&r.body, g_bytes_unref);
   g_clear_pointer (&r.names, g_ptr_array_unref);
   g_free (r.latencies);
+  if (r.perf_ctl != NULL)
+    fclose (r.perf_ctl);
+  if (r.perf_ack != NULL)
+    fclose (r.perf_ack);
   return 0;
 }
 

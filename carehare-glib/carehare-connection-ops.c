@@ -116,6 +116,31 @@ typedef struct {
   const char *reason;
 } UpdateSecretStart;
 
+/* Queued for the connection's thread: the strings are owned, and the
+ * secret is wiped when freed. */
+static gpointer
+update_secret_start_copy (gpointer data)
+{
+  UpdateSecretStart *start = data;
+  UpdateSecretStart *copy = g_new (UpdateSecretStart, 1);
+
+  copy->new_secret = g_strdup (start->new_secret);
+  copy->reason = g_strdup (start->reason);
+  return copy;
+}
+
+static void
+update_secret_start_free (gpointer data)
+{
+  UpdateSecretStart *copy = data;
+  char *secret = (char *) copy->new_secret;
+
+  memset (secret, 0, strlen (secret));
+  g_free (secret);
+  g_free ((char *) copy->reason);
+  g_free (copy);
+}
+
 static CarehareProtocolOp *
 update_secret_start (CarehareProtocol *protocol,
                      GTask            *task,
@@ -177,7 +202,8 @@ carehare_connection_update_secret_async (CarehareConnection  *self,
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
   _carehare_connection_start_op (self, carehare_connection_update_secret_async, TRUE,
-                                 update_secret_start, &start, cancellable, callback,
+                                 update_secret_start, &start, update_secret_start_copy,
+                                 update_secret_start_free, cancellable, callback,
                                  user_data);
 }
 
@@ -219,8 +245,36 @@ rpc_start (CarehareProtocol *protocol,
                                 _carehare_connection_rpc_done_cb, task);
 }
 
+/* Queued for the connection's thread: the method is a deep copy. */
+typedef struct {
+  RpcStart rpc;                  /* first: what rpc_start() reads */
+  CarehareMethod method;         /* owned */
+} RpcStartCopy;
+
+static gpointer
+rpc_start_copy (gpointer data)
+{
+  RpcStart *rpc = data;
+  RpcStartCopy *copy = g_new0 (RpcStartCopy, 1);
+
+  carehare_method_copy (rpc->method, &copy->method);
+  copy->rpc.method = &copy->method;
+  copy->rpc.reply_id = rpc->reply_id;
+  return copy;
+}
+
+static void
+rpc_start_free (gpointer data)
+{
+  RpcStartCopy *copy = data;
+
+  carehare_method_clear (&copy->method);
+  g_free (copy);
+}
+
 /* Runs @method on a pooled channel for a new task. @method's pointers are
- * borrowed: it is encoded before this returns. */
+ * borrowed: it is encoded before this returns, or copied when the call is
+ * queued for the thread that runs the connection's context. */
 static void
 start_rpc (CarehareConnection   *self,
            gpointer              source_tag,
@@ -232,8 +286,8 @@ start_rpc (CarehareConnection   *self,
 {
   RpcStart rpc = { method, reply_id };
 
-  _carehare_connection_start_op (self, source_tag, TRUE, rpc_start, &rpc,
-                                 cancellable, callback, user_data);
+  _carehare_connection_start_op (self, source_tag, TRUE, rpc_start, &rpc, rpc_start_copy,
+                                 rpc_start_free, cancellable, callback, user_data);
 }
 
 /* Table arguments may arrive floating (a GVariant built for the call). */
@@ -944,9 +998,9 @@ carehare_connection_publish_async (CarehareConnection   *self,
   /* Cancellation wins only while the publish is not written, and then the
    * protocol completes it with G_IO_ERROR_CANCELLED itself; once written,
    * the broker's answer is the result, whatever the cancellable says. */
-  _carehare_connection_start_op_copying (self, carehare_connection_publish_async, FALSE,
-                                         publish_start, &publish, publish_start_copy,
-                                         publish_start_free, cancellable, callback, user_data);
+  _carehare_connection_start_op (self, carehare_connection_publish_async, FALSE,
+                                 publish_start, &publish, publish_start_copy,
+                                 publish_start_free, cancellable, callback, user_data);
 }
 
 /**
@@ -1074,9 +1128,9 @@ carehare_connection_call_async (CarehareConnection   *self,
 
   carehare_properties_to_basic (properties, &call.basic);
   call.mandatory = (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0;
-  _carehare_connection_start_op_copying (self, carehare_connection_call_async, TRUE, call_start,
-                                         &call, publish_start_copy, publish_start_free,
-                                         cancellable, callback, user_data);
+  _carehare_connection_start_op (self, carehare_connection_call_async, TRUE, call_start,
+                                 &call, publish_start_copy, publish_start_free,
+                                 cancellable, callback, user_data);
 }
 
 /**
@@ -1139,6 +1193,32 @@ typedef struct {
   CarehareProtocolConsumeOptions options;
 } ConsumerStart;
 
+/* Queued for the connection's thread: the strings and arguments are owned. */
+static gpointer
+consumer_start_copy (gpointer data)
+{
+  ConsumerStart *start = data;
+  ConsumerStart *copy = g_new (ConsumerStart, 1);
+
+  *copy = *start;
+  copy->queue = g_strdup (start->queue);
+  copy->options.consumer_tag = g_strdup (start->options.consumer_tag);
+  if (start->options.arguments != NULL)
+    g_variant_ref (start->options.arguments);
+  return copy;
+}
+
+static void
+consumer_start_free (gpointer data)
+{
+  ConsumerStart *copy = data;
+
+  g_free ((char *) copy->queue);
+  g_free ((char *) copy->options.consumer_tag);
+  g_clear_pointer (&copy->options.arguments, g_variant_unref);
+  g_free (copy);
+}
+
 static CarehareProtocolOp *
 consumer_start (CarehareProtocol *protocol,
                 GTask            *task,
@@ -1180,7 +1260,8 @@ start_consumer (CarehareConnection   *self,
   /* Cancellation wins only while the start is pending (the protocol core
    * then closes its channel); once the broker confirmed it, the running
    * consumer is reported, never CANCELLED with the consumer left running. */
-  _carehare_connection_start_op (self, source_tag, FALSE, consumer_start, &start, cancellable,
+  _carehare_connection_start_op (self, source_tag, FALSE, consumer_start, &start,
+                                 consumer_start_copy, consumer_start_free, cancellable,
                                  callback, user_data);
 }
 

@@ -3,15 +3,18 @@
 
 #include "carehare-connection.h"
 #include "carehare-protocol.h"
+#include "carehare-transport-private.h"
 
 G_BEGIN_DECLS
 
-/* For CarehareConsumer: the protocol core (NULL before the connection
- * opened), the main context everything runs on, and "write what the
- * protocol produced and re-arm the timer". */
-CarehareProtocol *_carehare_connection_get_protocol (CarehareConnection *self);
-GMainContext     *_carehare_connection_get_context  (CarehareConnection *self);
-void              _carehare_connection_update       (CarehareConnection *self);
+/* For CarehareConsumer and the connection's other files: the protocol
+ * core (NULL before the connection opened), the socket, the main context
+ * everything runs on, and "write what the protocol produced and re-arm
+ * the timer". */
+CarehareProtocol  *_carehare_connection_get_protocol  (CarehareConnection *self);
+CarehareTransport *_carehare_connection_get_transport (CarehareConnection *self);
+GMainContext      *_carehare_connection_get_context   (CarehareConnection *self);
+void               _carehare_connection_update        (CarehareConnection *self);
 
 /* Calls from any thread. The connection's state (the protocol core, the
  * transport, its consumers) is touched only by a thread that holds its main
@@ -74,8 +77,15 @@ GAsyncResult     *_carehare_connection_wait      (CarehareConnection     *self,
                                                   GCancellable           *cancellable,
                                                   GError                **error);
 
-/* For the operations (carehare-connection-ops.c): a task runs one
- * protocol operation, and is completed by it. */
+/* Runs @func at once if the calling thread may run the connection's
+ * context (its owner, or nobody runs it); FALSE otherwise, doing nothing. */
+gboolean          _carehare_connection_run_here   (CarehareConnection        *self,
+                                                   CarehareConnectionRunFunc  func,
+                                                   gpointer                   data);
+
+/* For the operations (carehare-connection-ops.c), in
+ * carehare-connection-task.c: a task runs one protocol operation, and is
+ * completed by it. */
 typedef struct {
   CarehareProtocolOp *op;        /* while pending */
   gboolean done;
@@ -95,27 +105,20 @@ typedef CarehareProtocolOp *(*CarehareConnectionStartFunc) (CarehareProtocol *pr
                                                             GTask            *task,
                                                             gpointer          start_data);
 
+/* Starts an operation as a new task, at once from the thread that runs
+ * the connection's context; from another thread the call is queued with a
+ * copy of @start_data (@copy), freed by @free_data once started, and this
+ * returns at once, never waiting for that thread. */
 void     _carehare_connection_start_op    (CarehareConnection          *self,
                                            gpointer                     source_tag,
                                            gboolean                     check_cancellable,
                                            CarehareConnectionStartFunc  start,
                                            gpointer                     start_data,
+                                           GBoxedCopyFunc               copy,
+                                           GDestroyNotify               free_data,
                                            GCancellable                *cancellable,
                                            GAsyncReadyCallback          callback,
                                            gpointer                     user_data);
-/* The same, for a caller that must not wait while another thread runs the
- * context: then the call is queued with a copy of @start_data (@copy),
- * freed by @free_data once started, and this returns at once. */
-void     _carehare_connection_start_op_copying (CarehareConnection          *self,
-                                                gpointer                     source_tag,
-                                                gboolean                     check_cancellable,
-                                                CarehareConnectionStartFunc  start,
-                                                gpointer                     start_data,
-                                                GBoxedCopyFunc               copy,
-                                                GDestroyNotify               free_data,
-                                                GCancellable                *cancellable,
-                                                GAsyncReadyCallback          callback,
-                                                gpointer                     user_data);
 /* The protocol completed the op of @data's task: no cancelling it now. */
 void     _carehare_connection_rpc_data_done (RpcData                  *data);
 /* The op callback of RPCs and publishes. */

@@ -39,7 +39,6 @@
 
 #define CLOSE_TIMEOUT_US (5 * G_USEC_PER_SEC)
 
-
 /**
  * CarehareConnection:
  *
@@ -143,6 +142,7 @@ enum {
   PROP_IS_CLOSED,
   PROP_IS_BLOCKED,
   PROP_MAX_BODY_SIZE,
+  PROP_PENDING_WRITE_BYTES,
   N_PROPS
 };
 
@@ -170,9 +170,6 @@ static void update (CarehareConnection *self);
 static void close_run (CarehareConnection *self,
                        gpointer            user_data);
 static gpointer pass_task (gpointer task);
-static gboolean run_here (CarehareConnection        *self,
-                          CarehareConnectionRunFunc  func,
-                          gpointer                   data);
 static void init_fail (CarehareConnection *self,
                        GError             *error);
 static void handshake_done_cb (CarehareProtocolOp   *op,
@@ -482,6 +479,20 @@ transport_closed (gpointer user_data)
   return_close_tasks (user_data);
 }
 
+static gsize
+transport_get_output_size (gpointer user_data)
+{
+  CarehareConnection *self = user_data;
+
+  return self->protocol != NULL ? carehare_protocol_get_output_size (self->protocol) : 0;
+}
+
+static void
+transport_pending_write_crossed (gpointer user_data)
+{
+  g_object_notify_by_pspec (G_OBJECT (user_data), obj_props[PROP_PENDING_WRITE_BYTES]);
+}
+
 static const CarehareTransportCallbacks transport_callbacks = {
   .stream_ready = transport_stream_ready,
   .attempt_failed = transport_attempt_failed,
@@ -493,6 +504,8 @@ static const CarehareTransportCallbacks transport_callbacks = {
   .get_deadline = transport_get_deadline,
   .tick = transport_tick,
   .closed = transport_closed,
+  .get_output_size = transport_get_output_size,
+  .pending_write_crossed = transport_pending_write_crossed,
 };
 
 /* After anything that may have changed the protocol's state: write what it
@@ -835,6 +848,9 @@ carehare_connection_get_property (GObject    *object,
     case PROP_MAX_BODY_SIZE:
       g_value_set_uint64 (value, self->max_body_size);
       break;
+    case PROP_PENDING_WRITE_BYTES:
+      g_value_set_uint64 (value, carehare_connection_get_pending_write_bytes (self));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1028,6 +1044,43 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
     g_param_spec_uint64 ("max-body-size", NULL, NULL, 0, CAREHARE_URI_MAX_BODY_SIZE, 0,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * CarehareConnection:pending-write-bytes: (getter get_pending_write_bytes)
+   *
+   * The bytes waiting in this process to be written to the socket: frames
+   * the library has produced that the socket has not taken yet, large
+   * message bodies (held as slices of the program's [struct@GLib.Bytes])
+   * included. A program that publishes faster than the connection drains
+   * can pause on it, as it would on a [class@Gio.OutputStream] that has
+   * pending data or on amqplib's `drain`: the Flow control guide shows
+   * the pattern.
+   *
+   * `notify::pending-write-bytes` is not emitted for every change (that
+   * would be once per write) but once when the count rises above
+   * %CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK (1 MiB: pause), and once when
+   * it has fallen back to %CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK
+   * (256 KiB: resume) or below; then again at the next rise. The gap
+   * between the two marks keeps a publisher that resumes from pausing
+   * again at once; 1 MiB is several socket writes ahead of the kernel,
+   * so pausing there does not starve the socket, and bounds the memory of
+   * a burst. A program that wants other limits reads the property where it
+   * publishes (the getter is cheap) and compares it to its own.
+   *
+   * Publishes held back in the library (while the connection is blocked,
+   * a channel is stopped by `channel.flow`, or a publish waits for its
+   * channel to open) are not counted: they are not output yet. Once the
+   * connection is closed the count is 0: what was not written is dropped
+   * (with a notify if it was above the high-water mark).
+   *
+   * The notify is emitted on the connection's main context, sometimes from
+   * within [method@Carehare.Connection.publish_async] itself; the getter may
+   * be called from any thread and returns the count as of the connection's
+   * last step.
+   */
+  obj_props[PROP_PENDING_WRITE_BYTES] =
+    g_param_spec_uint64 ("pending-write-bytes", NULL, NULL, 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, obj_props);
 
   /**
@@ -1061,67 +1114,8 @@ carehare_connection_init (CarehareConnection *self)
                                              &transport_callbacks, self);
 }
 
-/* ---- public API: state -------------------------------------------------- */
-
-/**
- * carehare_connection_get_heartbeat:
- * @self: a connection
- *
- * Gets the heartbeat interval negotiated with the server.
- *
- * Returns: the negotiated heartbeat interval in seconds, 0 if disabled
- */
-guint
-carehare_connection_get_heartbeat (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
-  return self->protocol != NULL ? carehare_protocol_get_heartbeat (self->protocol) : 0;
-}
-
-/**
- * carehare_connection_get_frame_max:
- * @self: a connection
- *
- * Gets the largest frame size negotiated with the server.
- *
- * Returns: the negotiated largest frame size in bytes
- */
-guint
-carehare_connection_get_frame_max (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
-  return self->protocol != NULL ? carehare_protocol_get_frame_max (self->protocol) : 0;
-}
-
-/**
- * carehare_connection_get_channel_max:
- * @self: a connection
- *
- * Gets the number of channels negotiated with the server.
- *
- * Returns: the negotiated number of channels
- */
-guint
-carehare_connection_get_channel_max (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), 0);
-  return self->protocol != NULL ? carehare_protocol_get_channel_max (self->protocol) : 0;
-}
-
-/**
- * carehare_connection_get_server_properties:
- * @self: a connection
- *
- * Gets what the server said of itself when the connection opened.
- *
- * Returns: (transfer none) (nullable): the server's properties as `a{sv}`
- */
-GVariant *
-carehare_connection_get_server_properties (CarehareConnection *self)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
-  return self->protocol != NULL ? carehare_protocol_get_server_properties (self->protocol) : NULL;
-}
+/* ---- public API: state (the negotiated values and counters are in
+ * carehare-connection-state.c) ---------------------------------------------- */
 
 /**
  * carehare_connection_get_is_closed:
@@ -1155,36 +1149,6 @@ carehare_connection_get_is_blocked (CarehareConnection *self)
 {
   g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), FALSE);
   return self->is_blocked;
-}
-
-/**
- * carehare_connection_get_statistics:
- * @self: a connection
- *
- * Takes a snapshot of the connection's counters: messages published,
- * confirmed, nacked and returned; deliveries received, acked and nacked;
- * bytes sent and received; open channels; heartbeats sent and missed; and
- * the time since the last bytes from the server. They are always kept,
- * cheaply (plain integers in the protocol core), so a service can log them
- * periodically or export them. Safe to call at any time, also after the
- * connection closed (then the counters keep their last values).
- *
- * Returns: (transfer full): a snapshot; free it with
- *   [method@Carehare.Statistics.free]
- */
-CarehareStatistics *
-carehare_connection_get_statistics (CarehareConnection *self)
-{
-  gint64 last_read;
-
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
-
-  if (self->protocol == NULL)
-    return _carehare_statistics_new (NULL, 0, -1);
-  last_read = carehare_protocol_get_last_read (self->protocol);
-  return _carehare_statistics_new (carehare_protocol_get_stats (self->protocol),
-                                   carehare_protocol_get_n_open_channels (self->protocol),
-                                   last_read > 0 ? MAX (g_get_monotonic_time () - last_read, 0) : -1);
 }
 
 /* ---- public API: close --------------------------------------------------- */
@@ -1381,235 +1345,6 @@ carehare_connection_close_finish (CarehareConnection  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
-/* ---- public API: operations ---------------------------------------------- */
-
-static void
-rpc_data_free (RpcData *data)
-{
-  g_clear_object (&data->cancellable);
-  g_clear_object (&data->object);
-  g_free (data->queue);
-  g_free (data);
-}
-
-void
-_carehare_connection_rpc_data_done (RpcData *data)
-{
-  data->op = NULL;
-  data->done = TRUE;
-  if (data->cancelled_id != 0)
-    {
-      g_cancellable_disconnect (data->cancellable, data->cancelled_id);
-      data->cancelled_id = 0;
-    }
-}
-
-void
-_carehare_connection_rpc_done_cb (CarehareProtocolOp   *op,
-                                  const CarehareMethod *reply,
-                                  const GError         *error,
-                                  gpointer              user_data)
-{
-  GTask *task = user_data;
-  RpcData *data = g_task_get_task_data (task);
-
-  _carehare_connection_rpc_data_done (data);
-
-  if (error != NULL)
-    g_task_return_error (task, g_error_copy (error));
-  else if (reply == NULL)
-    g_task_return_boolean (task, TRUE);  /* a publish: acked */
-  else
-    {
-      switch (reply->id)
-        {
-        case CAREHARE_METHOD_QUEUE_DECLARE_OK:
-          data->queue = g_strdup (reply->queue_declare_ok.queue);
-          data->message_count = reply->queue_declare_ok.message_count;
-          data->consumer_count = reply->queue_declare_ok.consumer_count;
-          break;
-        case CAREHARE_METHOD_QUEUE_DELETE_OK:
-          data->message_count = reply->queue_delete_ok.message_count;
-          break;
-        case CAREHARE_METHOD_QUEUE_PURGE_OK:
-          data->message_count = reply->queue_purge_ok.message_count;
-          break;
-        default:
-          break;
-        }
-      g_task_return_boolean (task, TRUE);
-    }
-  g_object_unref (task);
-}
-
-static void
-rpc_cancel_run (CarehareConnection *self,
-                gpointer            user_data)
-{
-  GTask *task = user_data;
-  RpcData *data = g_task_get_task_data (task);
-
-  if (data->op != NULL && self->protocol != NULL)
-    {
-      carehare_protocol_cancel (self->protocol, data->op);
-      update (self);
-    }
-}
-
-static void
-rpc_cancelled_cb (GCancellable *cancellable,
-                  gpointer      user_data)
-{
-  GTask *task = user_data;
-
-  /* May run in any thread, and inside the cancellable's lock: defer the
-   * work to our context. */
-  _carehare_connection_run_later (g_task_get_source_object (task), rpc_cancel_run,
-                                  g_object_ref (task), g_object_unref);
-}
-
-/* After a protocol op was started for @task (whose data is an RpcData):
- * remember it for cancellation unless it already completed (or there is
- * none: the operation handles its cancellable itself). */
-static void
-watch_op (CarehareConnection *self,
-          GTask              *task,
-          CarehareProtocolOp *op)
-{
-  RpcData *data = g_task_get_task_data (task);
-  GCancellable *cancellable = g_task_get_cancellable (task);
-
-  if (!data->done && op != NULL)
-    {
-      data->op = op;
-      if (cancellable != NULL)
-        {
-          data->cancellable = g_object_ref (cancellable);
-          data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (rpc_cancelled_cb),
-                                                      g_object_ref (task), g_object_unref);
-        }
-    }
-  update (self);
-}
-
-/* A task for an operation, or NULL when it already failed (the connection
- * never opened, or the cancellable was cancelled). */
-static GTask *
-op_task_new (CarehareConnection  *self,
-             gpointer             source_tag,
-             GCancellable        *cancellable,
-             GAsyncReadyCallback  callback,
-             gpointer             user_data)
-{
-  GTask *task;
-
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  g_task_set_task_data (task, g_new0 (RpcData, 1), (GDestroyNotify) rpc_data_free);
-  /* As in GIO, the task holds the connection until it has completed. */
-  return task;
-}
-
-typedef struct {
-  GTask *task;                   /* the reference the protocol op will hold */
-  CarehareConnectionStartFunc start;
-  gpointer start_data;
-  GDestroyNotify free_data;      /* a queued copy's */
-} StartOp;
-
-static void
-start_op_free (gpointer data)
-{
-  StartOp *start = data;
-
-  start->free_data (start->start_data);
-  g_free (start);
-}
-
-/* With the context held: the op, or the task's failure when the
- * connection never opened or the cancellable was cancelled. */
-static void
-start_op_run (CarehareConnection *self,
-              gpointer            user_data)
-{
-  StartOp *start = user_data;
-  GTask *task = start->task;
-  CarehareProtocolOp *op;
-
-  if (self->protocol == NULL)
-    {
-      g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                               "Connection closed: it was never opened, or was destroyed");
-      g_object_unref (task);
-      return;
-    }
-  if (g_task_return_error_if_cancelled (task))
-    {
-      g_object_unref (task);
-      return;
-    }
-  /* The protocol holds the task's reference until it completes the op,
-   * which may happen before this returns (connection already closed). */
-  op = start->start (self->protocol, task, start->start_data);
-  watch_op (self, task, op);
-}
-
-/* The one way an operation starts: a task for it, then @start, which
- * gives the protocol the op whose callback completes the task. As in GIO,
- * the task holds the connection until it has completed; and the
- * connection is held while @start runs, since writing may find the socket
- * dead: the operations pending before this one complete during the call,
- * and their callbacks may drop the program's last reference. */
-void
-_carehare_connection_start_op (CarehareConnection          *self,
-                               gpointer                     source_tag,
-                               gboolean                     check_cancellable,
-                               CarehareConnectionStartFunc  start,
-                               gpointer                     start_data,
-                               GCancellable                *cancellable,
-                               GAsyncReadyCallback          callback,
-                               gpointer                     user_data)
-{
-  _carehare_connection_start_op_copying (self, source_tag, check_cancellable, start, start_data,
-                                         NULL, NULL, cancellable, callback, user_data);
-}
-
-void
-_carehare_connection_start_op_copying (CarehareConnection          *self,
-                                       gpointer                     source_tag,
-                                       gboolean                     check_cancellable,
-                                       CarehareConnectionStartFunc  start,
-                                       gpointer                     start_data,
-                                       GBoxedCopyFunc               copy,
-                                       GDestroyNotify               free_data,
-                                       GCancellable                *cancellable,
-                                       GAsyncReadyCallback          callback,
-                                       gpointer                     user_data)
-{
-  g_autoptr(CarehareConnection) keep = NULL;
-  StartOp op = { NULL, start, start_data, NULL };
-  StartOp *queued;
-
-  keep = g_object_ref (self);
-  /* Made on the calling thread: its callback runs on the caller's
-   * thread-default main context, whichever thread runs the op. */
-  op.task = op_task_new (self, source_tag, cancellable, callback, user_data);
-  g_task_set_check_cancellable (op.task, check_cancellable);
-  if (copy == NULL)
-    {
-      _carehare_connection_run (self, start_op_run, &op);
-      return;
-    }
-  if (run_here (self, start_op_run, &op))
-    return;
-  /* Another thread runs the context: queued, and not waited for. */
-  queued = g_new (StartOp, 1);
-  *queued = op;
-  queued->start_data = copy (start_data);
-  queued->free_data = free_data;
-  _carehare_connection_run_later (self, start_op_run, queued, start_op_free);
-}
-
 void
 _carehare_connection_run_nowait (CarehareConnection        *self,
                                  CarehareConnectionRunFunc  func,
@@ -1617,31 +1352,16 @@ _carehare_connection_run_nowait (CarehareConnection        *self,
                                  GBoxedCopyFunc             copy,
                                  GDestroyNotify             free_data)
 {
-  if (!run_here (self, func, data))
+  if (!_carehare_connection_run_here (self, func, data))
     _carehare_connection_run_later (self, func, copy (data), free_data);
-}
-
-RpcData *
-_carehare_connection_finish_rpc (CarehareConnection  *self,
-                                 GAsyncResult        *result,
-                                 gpointer             source_tag,
-                                 GError             **error)
-{
-  g_return_val_if_fail (CAREHARE_IS_CONNECTION (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, NULL);
-
-  if (!g_task_propagate_boolean (G_TASK (result), error))
-    return NULL;
-  return g_task_get_task_data (G_TASK (result));
 }
 
 /* ---- calls from any thread (carehare-connection-mailbox.c) --------------- */
 
-static gboolean
-run_here (CarehareConnection        *self,
-          CarehareConnectionRunFunc  func,
-          gpointer                   data)
+gboolean
+_carehare_connection_run_here (CarehareConnection        *self,
+                               CarehareConnectionRunFunc  func,
+                               gpointer                   data)
 {
   return _carehare_mailbox_run_here (self->mailbox, self->context, self, func, data);
 }
@@ -1690,6 +1410,12 @@ CarehareProtocol *
 _carehare_connection_get_protocol (CarehareConnection *self)
 {
   return self->protocol;
+}
+
+CarehareTransport *
+_carehare_connection_get_transport (CarehareConnection *self)
+{
+  return self->transport;
 }
 
 GMainContext *

@@ -13,6 +13,24 @@
 
 G_BEGIN_DECLS
 
+/**
+ * CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK:
+ *
+ * The count of [property@Carehare.Connection:pending-write-bytes] above
+ * which its `notify` tells a publisher to pause: 1 MiB (1048576 bytes).
+ */
+#define CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK 1048576
+
+/**
+ * CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK:
+ *
+ * The count of [property@Carehare.Connection:pending-write-bytes] at or
+ * below which, after it rose above
+ * %CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK, its `notify` tells a
+ * publisher to resume: 256 KiB (262144 bytes).
+ */
+#define CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK 262144
+
 #define CAREHARE_TYPE_CONNECTION (carehare_connection_get_type ())
 
 CAREHARE_AVAILABLE_IN_ALL
@@ -50,6 +68,8 @@ CAREHARE_AVAILABLE_IN_ALL
 gboolean            carehare_connection_get_is_closed     (CarehareConnection   *self);
 CAREHARE_AVAILABLE_IN_ALL
 gboolean            carehare_connection_get_is_blocked    (CarehareConnection   *self);
+CAREHARE_AVAILABLE_IN_ALL
+guint64             carehare_connection_get_pending_write_bytes (CarehareConnection *self);
 CAREHARE_AVAILABLE_IN_ALL
 CarehareStatistics *carehare_connection_get_statistics    (CarehareConnection   *self);
 

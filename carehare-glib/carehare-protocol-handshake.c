@@ -124,17 +124,12 @@ append_secret_method (CarehareProtocol     *self,
   GByteArray *secret = g_byte_array_sized_new ((guint) MIN (size_hint * 2 + 4096, G_MAXUINT));
   const guint8 *start = secret->data;
 
-  /* What is already waiting goes out first. */
-  if (self->out->len > 0)
-    {
-      g_ptr_array_add (self->segments, g_byte_array_free_to_bytes (self->out));
-      self->out = g_byte_array_new ();
-    }
   if (!carehare_wire_append_method_frame (secret, 0, method, NULL))
     g_critical ("carehare: cannot encode %s", carehare_method_name (method->id));
   if (secret->data != start)
     g_debug ("%s outgrew its reserved buffer", carehare_method_name (method->id));
-  g_ptr_array_add (self->segments, secret_bytes_new (secret));
+  /* After what is already waiting (sealed first). */
+  _carehare_protocol_add_segment (self, secret_bytes_new (secret));
 }
 
 void

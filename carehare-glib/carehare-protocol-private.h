@@ -231,6 +231,7 @@ struct _CarehareProtocol {
   GByteArray *in;          /* bytes received, not yet a whole frame */
   GByteArray *out;         /* bytes to write, after segments */
   GPtrArray *segments;     /* of GBytes *: output before out (bodies are not copied) */
+  gsize segments_size;     /* bytes in segments */
   gint64 last_read;
   gint64 last_write;
   gint64 missed_since;     /* last_read when the last missed heartbeat was counted */
@@ -285,6 +286,9 @@ void _carehare_protocol_channel_available (CarehareProtocol *self, guint16 id);
 void _carehare_protocol_discard_channel (CarehareProtocol *self, guint16 id, const char *why);
 void _carehare_protocol_fail_starved_waiters (CarehareProtocol *self);
 void _carehare_protocol_seal_out (CarehareProtocol *self);
+/* Appends @segment (taken) to the output, after what out holds (sealed). */
+void _carehare_protocol_add_segment (CarehareProtocol *self,
+                                     GBytes           *segment);
 /* carehare-protocol-handshake.c: Update-Secret's answers and end */
 void _carehare_protocol_handle_update_secret_ok (CarehareProtocol *self, CarehareMethod *method);
 void _carehare_protocol_fail_update_secrets (CarehareProtocol *self, const GError *error);

@@ -102,8 +102,7 @@ append_body_frames (CarehareProtocol *self,
           if (offset > 0)
             g_byte_array_append (self->out, &end, 1);
           g_byte_array_append (self->out, header, sizeof header);
-          _carehare_protocol_seal_out (self);
-          g_ptr_array_add (self->segments, g_bytes_new_from_bytes (body_bytes, offset, n));
+          _carehare_protocol_add_segment (self, g_bytes_new_from_bytes (body_bytes, offset, n));
         }
       g_byte_array_append (self->out, &end, 1);
     }

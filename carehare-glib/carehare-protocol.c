@@ -1202,8 +1202,25 @@ _carehare_protocol_seal_out (CarehareProtocol *self)
 {
   if (self->out->len == 0)
     return;
+  self->segments_size += self->out->len;
   g_ptr_array_add (self->segments, g_byte_array_free_to_bytes (self->out));
   self->out = g_byte_array_new ();
+}
+
+void
+_carehare_protocol_add_segment (CarehareProtocol *self,
+                                GBytes           *segment)
+{
+  _carehare_protocol_seal_out (self);
+  self->segments_size += g_bytes_get_size (segment);
+  g_ptr_array_add (self->segments, segment);
+}
+
+gsize
+carehare_protocol_get_output_size (CarehareProtocol *self)
+{
+  g_return_val_if_fail (self != NULL, 0);
+  return self->segments_size + self->out->len;
 }
 
 GPtrArray *
@@ -1219,8 +1236,8 @@ carehare_protocol_take_output_segments (CarehareProtocol *self,
   _carehare_protocol_seal_out (self);
   segments = g_steal_pointer (&self->segments);
   self->segments = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-  for (guint i = 0; i < segments->len; i++)
-    self->stats.bytes_sent += g_bytes_get_size (segments->pdata[i]);
+  self->stats.bytes_sent += self->segments_size;
+  self->segments_size = 0;
   self->now = MAX (self->now, now);
   self->last_write = now;
   return segments;

@@ -164,6 +164,9 @@ gboolean carehare_protocol_has_output  (CarehareProtocol *protocol);
  * there is nothing to write. */
 GPtrArray *carehare_protocol_take_output_segments (CarehareProtocol *protocol,
                                                    gint64            now);
+/* How many bytes the output holds now: what the next take would return
+ * (for the owner's write buffer accounting; nothing here acts on it). */
+gsize    carehare_protocol_get_output_size (CarehareProtocol *protocol);
 
 /* Heartbeats and timeouts. Returns the next deadline (monotonic µs) or
  * G_MAXINT64 when nothing is due. */

@@ -54,6 +54,14 @@ typedef struct {
 
   /* The socket is closed. */
   void       (*closed)         (gpointer      user_data);
+
+  /* How many bytes the owner's output holds (what take_output would
+   * return). */
+  gsize      (*get_output_size) (gpointer     user_data);
+  /* The count of _carehare_transport_get_pending_write_bytes() rose above
+   * CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK, or fell back to
+   * CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK or below. */
+  void       (*pending_write_crossed) (gpointer user_data);
 } CarehareTransportCallbacks;
 
 CarehareTransport   *_carehare_transport_new        (GObject                          *owner,
@@ -99,6 +107,10 @@ void                 _carehare_transport_linger       (CarehareTransport *self);
 void                 _carehare_transport_force_close  (CarehareTransport *self);
 /* For dispose: every source is gone and the socket closed, at once. */
 void                 _carehare_transport_close_now    (CarehareTransport *self);
+/* The bytes waiting to be written: the owner's output and what the socket
+ * has not taken yet (0 once the owner finished or the socket is closing).
+ * The count as of the last change on the owner's context; any thread. */
+guint64              _carehare_transport_get_pending_write_bytes (CarehareTransport *self);
 /* No socket, or it is closed. */
 gboolean             _carehare_transport_is_closed    (CarehareTransport *self);
 

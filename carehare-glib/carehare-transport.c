@@ -7,7 +7,10 @@
  * from a pollable source into one reused buffer, writes what the owner
  * produced without blocking (one writev per main-loop iteration, from a
  * flush source, and a POLLOUT source while the socket is full), and fires
- * a timer at the owner's deadline.
+ * a timer at the owner's deadline. It counts what waits to be written (the
+ * owner's output and its own unwritten segments) for the owner's
+ * pending-write-bytes, and tells the owner when the count crosses the
+ * water marks.
  *
  * Every source is attached to the owner's main context and destroyed
  * before the transport is freed; the callbacks of GIO calls hold a weak
@@ -16,6 +19,7 @@
  */
 #include "carehare-transport-private.h"
 
+#include "carehare-connection.h"   /* the write water marks */
 #include "carehare-error.h"
 #include "carehare-log-private.h"
 
@@ -67,6 +71,9 @@ struct _CarehareTransport
   GPtrArray *out_segments;        /* owned GBytes: being written, from out_index/out_offset on */
   guint out_index;
   gsize out_offset;
+  gsize out_unwritten;            /* bytes of out_segments not written yet */
+  gpointer pending_write_bytes;   /* atomic, a gsize: the last count, read from any thread */
+  gboolean above_high_water;      /* rose above the high mark, not back to the low one yet */
   gboolean writing;               /* a write is in flight (or waits for POLLOUT) */
   gboolean flushing;              /* inside flush_now() */
   gboolean receiving;             /* inside read_available(): the owner decodes read_buf */
@@ -80,6 +87,7 @@ struct _CarehareTransport
 };
 
 static void update (CarehareTransport *self);
+static void update_pending (CarehareTransport *self);
 static void start_read (CarehareTransport *self);
 static void init_fail (CarehareTransport *self,
                        GError            *error);
@@ -97,6 +105,13 @@ destroy_source (GSource **source)
       g_source_destroy (*source);
       g_clear_pointer (source, g_source_unref);
     }
+}
+
+static void
+clear_out_segments (CarehareTransport *self)
+{
+  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
+  self->out_unwritten = 0;
 }
 
 /* What an asynchronous call of ours gets back: the transport, unless its
@@ -175,7 +190,7 @@ shut_down_socket (CarehareTransport *self)
 
   destroy_source (&self->write_source);
   self->writing = FALSE;
-  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
+  clear_out_segments (self);
   if (self->stream != NULL && !self->stream_closed &&
       (socket = stream_socket (self->stream)) != NULL && !g_socket_is_closed (socket))
     g_socket_shutdown (socket, TRUE, TRUE, NULL);
@@ -195,6 +210,7 @@ stream_closed_cb (GObject      *source,
 
   self->stream_closed = TRUE;
   destroy_source (&self->linger);
+  update_pending (self);
   self->callbacks->closed (self->user_data);
 }
 
@@ -295,6 +311,8 @@ flush_now_unguarded (CarehareTransport *self)
               maybe_close_stream (self);
               return;
             }
+          for (guint i = 0; i < self->out_segments->len; i++)
+            self->out_unwritten += g_bytes_get_size (self->out_segments->pdata[i]);
         }
       for (guint i = self->out_index; i < self->out_segments->len && n_vectors < G_N_ELEMENTS (vectors); i++)
         {
@@ -311,6 +329,7 @@ flush_now_unguarded (CarehareTransport *self)
           == G_POLLABLE_RETURN_OK)
         {
           /* Advance past what was written. */
+          self->out_unwritten -= written;
           while (written > 0)
             {
               gsize left = g_bytes_get_size (self->out_segments->pdata[self->out_index]) - self->out_offset;
@@ -328,7 +347,7 @@ flush_now_unguarded (CarehareTransport *self)
                 }
             }
           if (self->out_index == self->out_segments->len)
-            g_clear_pointer (&self->out_segments, g_ptr_array_unref);
+            clear_out_segments (self);
           continue;
         }
       if (error == NULL)
@@ -342,7 +361,7 @@ flush_now_unguarded (CarehareTransport *self)
           g_source_attach (self->write_source, self->context);
           return;
         }
-      g_clear_pointer (&self->out_segments, g_ptr_array_unref);
+      clear_out_segments (self);
       io_failed (self, error);
       maybe_close_stream (self);
       return;
@@ -412,7 +431,7 @@ static GSourceFuncs flush_funcs = {
  * produced (once per main-loop dispatch, so frames produced together go out
  * in one write) and re-arm the timer. */
 static void
-update (CarehareTransport *self)
+update_io (CarehareTransport *self)
 {
   gint64 deadline;
 
@@ -454,6 +473,43 @@ update (CarehareTransport *self)
       if (ready == -1 || deadline < ready)
         g_source_set_ready_time (self->timer, deadline);
     }
+}
+
+/* Counts what waits to be written: the owner's output not taken yet and
+ * what the socket has not taken of ours, nothing once the owner finished or
+ * the socket is closing (what is left then is dropped, or the last frames
+ * of the close). Tells the owner, once, when the count rises above the
+ * high-water mark, and once when it is back at or below the low-water
+ * mark: a program pausing its publishes gets one wake-up per drain. */
+static void
+update_pending (CarehareTransport *self)
+{
+  gsize pending = 0;
+  gboolean crossed = FALSE;
+
+  if (self->stream != NULL && !self->stream_closing && !self->stream_closed &&
+      !self->force_close && !self->callbacks->is_finished (self->user_data))
+    pending = self->out_unwritten + self->callbacks->get_output_size (self->user_data);
+  g_atomic_pointer_set (&self->pending_write_bytes, GSIZE_TO_POINTER (pending));
+
+  if (!self->above_high_water && pending > CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK)
+    crossed = self->above_high_water = TRUE;
+  else if (self->above_high_water && pending <= CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK)
+    {
+      self->above_high_water = FALSE;
+      crossed = TRUE;
+    }
+  /* Last, with the state settled: a handler may publish, and come back
+   * here (every caller holds the owner, whatever the handler drops). */
+  if (crossed)
+    self->callbacks->pending_write_crossed (self->user_data);
+}
+
+static void
+update (CarehareTransport *self)
+{
+  update_io (self);
+  update_pending (self);
 }
 
 /* Feeds @size bytes (or end of file, @size 0, or @error) to the owner.
@@ -691,7 +747,7 @@ attempt_teardown (CarehareTransport *self)
   destroy_source (&self->linger);
   destroy_source (&self->read_source);
   destroy_source (&self->write_source);
-  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
+  clear_out_segments (self);
 
   if (self->stream != NULL)
     {
@@ -1149,7 +1205,7 @@ _carehare_transport_free (CarehareTransport *self)
   g_assert (self->init_timeout == NULL);
 
   connect_cleanup (self);
-  g_clear_pointer (&self->out_segments, g_ptr_array_unref);
+  clear_out_segments (self);
   g_free (self->read_buf);
   g_clear_object (&self->stream);
   g_clear_object (&self->io_cancellable);
@@ -1248,7 +1304,16 @@ _carehare_transport_close_now (CarehareTransport *self)
         g_io_stream_close (self->stream, NULL, NULL);
       self->stream_closed = TRUE;
     }
+  /* In dispose: the count is over, and nobody is told. */
+  g_atomic_pointer_set (&self->pending_write_bytes, NULL);
+  self->above_high_water = FALSE;
   connect_cleanup (self);
+}
+
+guint64
+_carehare_transport_get_pending_write_bytes (CarehareTransport *self)
+{
+  return GPOINTER_TO_SIZE (g_atomic_pointer_get (&self->pending_write_bytes));
 }
 
 gboolean

@@ -538,6 +538,41 @@ clear_args (void                     *base,
 }
 
 void
+carehare_method_copy (const CarehareMethod *src,
+                      CarehareMethod       *dest)
+{
+  const CarehareMethodInfo *info;
+
+  g_return_if_fail (src != NULL);
+  g_return_if_fail (dest != NULL);
+
+  *dest = *src;
+  info = carehare_method_info_lookup (src->id);
+  g_return_if_fail (info != NULL);
+  for (guint i = 0; i < info->n_args; i++)
+    {
+      gpointer field = (guint8 *) dest + info->args[i].offset;
+
+      switch (info->args[i].type)
+        {
+        case CAREHARE_ARG_SHORTSTR:
+          *(char **) field = g_strdup (*(char **) field);
+          break;
+        case CAREHARE_ARG_LONGSTR:
+          if (*(GBytes **) field != NULL)
+            g_bytes_ref (*(GBytes **) field);
+          break;
+        case CAREHARE_ARG_TABLE:
+          if (*(GVariant **) field != NULL)
+            g_variant_ref (*(GVariant **) field);
+          break;
+        default:  /* numbers and bits: copied with the struct */
+          break;
+        }
+    }
+}
+
+void
 carehare_method_clear (CarehareMethod *method)
 {
   const CarehareMethodInfo *info;

@@ -166,6 +166,14 @@ gboolean carehare_method_decode (const guint8    *payload,
  * call it on a method filled with borrowed pointers for encoding. */
 void carehare_method_clear (CarehareMethod *method);
 
+/* Fills *@dest with a deep copy of @src, whose pointers may be borrowed
+ * (a method filled for encoding) or owned: *@dest owns its strings, GBytes
+ * and tables (a table must not be floating), and is freed with
+ * carehare_method_clear(). For a method that must outlive its caller's
+ * borrowed pointers (a call queued for another thread). */
+void carehare_method_copy (const CarehareMethod *src,
+                           CarehareMethod       *dest);
+
 /* Encoding: fill a CarehareMethod with BORROWED pointers (a NULL shortstr
  * encodes as "", a NULL table as an empty table, a NULL longstr as empty)
  * and do not clear it.  Appends one complete method frame (header, payload,

@@ -431,6 +431,7 @@ fault_proxy_get_n_open (FaultProxy *proxy)
 
 typedef enum {
   REQUEST_STALL,
+  REQUEST_RELEASE,
   REQUEST_RESET,
   REQUEST_CUT,
 } Request;
@@ -456,6 +457,9 @@ request (FaultProxy     *proxy,
         {
         case REQUEST_STALL:
           conn->stalled |= directions;
+          break;
+        case REQUEST_RELEASE:
+          conn->stalled = 0;
           break;
         case REQUEST_RESET:
           conn->reset = TRUE;
@@ -490,6 +494,12 @@ fault_proxy_stall (FaultProxy     *proxy,
                    FaultDirection  directions)
 {
   request (proxy, REQUEST_STALL, directions);
+}
+
+void
+fault_proxy_release (FaultProxy *proxy)
+{
+  request (proxy, REQUEST_RELEASE, 0);
 }
 
 void

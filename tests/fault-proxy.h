@@ -10,7 +10,7 @@
  * bytes both ways until the test injects a fault into the connections that
  * exist at that moment:
  *  - stall: stop forwarding (and reading) in one or both directions, the
- *    sockets stay open;
+ *    sockets stay open, until the test releases it;
  *  - reset: close both sockets with SO_LINGER 0, so both peers get a RST;
  *  - cut mid-frame: in one direction, forward the first half of the next
  *    non-heartbeat AMQP frame and then close both sockets;
@@ -48,6 +48,8 @@ guint       fault_proxy_get_n_open     (FaultProxy *proxy);
 void        fault_proxy_stall        (FaultProxy     *proxy,
                                       FaultDirection  directions);
 void        fault_proxy_reset        (FaultProxy     *proxy);
+/* Ends the stalls of the connections open now: they forward again. */
+void        fault_proxy_release      (FaultProxy     *proxy);
 /* Arms the cut; returns at once. fault_proxy_wait_cut() waits (bounded)
  * until a frame was cut and the sockets closed. */
 void        fault_proxy_cut_mid_frame (FaultProxy     *proxy,

@@ -765,6 +765,208 @@ test_reconnect_loop (void)
   g_free (app);
 }
 
+/* ---- publish backpressure: pending-write-bytes ---------------------------- */
+
+/* Bodies of this size are written as slices of the caller's GBytes, so the
+ * test's memory stays one body however much is queued. */
+#define BP_BODY_SIZE (256 * 1024)
+/* 512 MiB queued without a notify fails the test rather than the machine. */
+#define BP_MAX_PUBLISHES 2048
+
+typedef struct {
+  CarehareConnection *conn;
+  GBytes *body;
+  char *routing_key;       /* bound to nothing: the broker confirms and drops */
+  guint n_notify;
+  guint64 notified[8];     /* the property's value at each notify */
+  guint n_published;
+  guint n_confirmed;
+  guint n_failed;
+} Backpressure;
+
+static void
+bp_notify_cb (GObject    *object,
+              GParamSpec *pspec,
+              gpointer    user_data)
+{
+  Backpressure *bp = user_data;
+  guint64 value = 0;
+
+  g_object_get (object, "pending-write-bytes", &value, NULL);
+  g_assert_cmpuint (value, ==,
+                    carehare_connection_get_pending_write_bytes (CAREHARE_CONNECTION (object)));
+  g_assert_cmpuint (bp->n_notify, <, G_N_ELEMENTS (bp->notified));
+  bp->notified[bp->n_notify++] = value;
+}
+
+static void
+bp_published_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  Backpressure *bp = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error))
+    bp->n_confirmed++;
+  else
+    {
+      g_test_message ("publish failed: %s", error->message);
+      bp->n_failed++;
+    }
+}
+
+static void
+bp_publish (Backpressure *bp)
+{
+  carehare_connection_publish_async (bp->conn, "amq.direct", bp->routing_key, bp->body, NULL,
+                                     CAREHARE_PUBLISH_FLAGS_NONE, NULL, bp_published_cb, bp);
+  bp->n_published++;
+}
+
+/* Iterates until *@counter reaches @target or @timeout_ms passed. */
+static gboolean
+wait_count (guint *counter,
+            guint  target,
+            guint  timeout_ms)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (timeout_ms, set_flag_cb, &timed_out);
+
+  while (*counter < target && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  return *counter >= target;
+}
+
+/* Connects through @proxy, opens the publisher's channel with a first
+ * confirmed publish, stalls client->server and publishes one body per
+ * main-loop iteration (so the socket takes all it can) until the notify
+ * that the count rose above the high-water mark. */
+static void
+bp_fill (Backpressure *bp,
+         FaultProxy   *proxy)
+{
+  g_autofree char *uri = fault_proxy_uri (proxy, "/");
+
+  bp->conn = carehare_test_connect (uri);
+  bp->body = g_bytes_new_take (g_malloc0 (BP_BODY_SIZE), BP_BODY_SIZE);
+  bp->routing_key = carehare_test_unique_name ("nowhere");
+  g_assert_cmpuint (carehare_connection_get_pending_write_bytes (bp->conn), ==, 0);
+  g_signal_connect (bp->conn, "notify::pending-write-bytes", G_CALLBACK (bp_notify_cb), bp);
+
+  bp_publish (bp);
+  g_assert_true (wait_count (&bp->n_confirmed, 1, TIMEOUT_MS));
+  g_assert_cmpuint (carehare_connection_get_pending_write_bytes (bp->conn), ==, 0);
+  /* Written at once and drained: far below the mark, no notify. */
+  g_assert_cmpuint (bp->n_notify, ==, 0);
+
+  fault_proxy_stall (proxy, FAULT_DIRECTION_CLIENT_TO_SERVER);
+  while (bp->n_notify == 0 && bp->n_published < BP_MAX_PUBLISHES)
+    {
+      bp_publish (bp);
+      while (g_main_context_iteration (NULL, FALSE))
+        ;
+    }
+  g_test_message ("above the high-water mark after %u publishes of %u bytes: %" G_GUINT64_FORMAT
+                  " bytes pending", bp->n_published, BP_BODY_SIZE, bp->notified[0]);
+  g_assert_cmpuint (bp->n_notify, ==, 1);
+  g_assert_cmpuint (bp->notified[0], >, CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK);
+  /* Nothing got past the proxy. */
+  g_assert_cmpuint (bp->n_confirmed, ==, 1);
+}
+
+static void
+bp_clear (Backpressure *bp)
+{
+  g_clear_object (&bp->conn);
+  g_clear_pointer (&bp->body, g_bytes_unref);
+  g_clear_pointer (&bp->routing_key, g_free);
+}
+
+static gpointer
+read_pending_thread (gpointer data)
+{
+  guint64 *value = g_new (guint64, 1);
+
+  *value = carehare_connection_get_pending_write_bytes (data);
+  return value;
+}
+
+/* A broker that stops reading: the count rises above the high-water mark
+ * (one notify, however many more publishes), and once it reads again the
+ * count falls to the low-water mark (one more notify) and every publish is
+ * confirmed. */
+static void
+test_pending_write_bytes_stalled (void)
+{
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  Backpressure bp = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autofree guint64 *from_thread = NULL;
+  guint64 pending;
+
+  bp_fill (&bp, proxy);
+
+  /* Above the mark, more writes notify nothing: one notify per crossing. */
+  for (guint i = 0; i < 16; i++)
+    {
+      bp_publish (&bp);
+      while (g_main_context_iteration (NULL, FALSE))
+        ;
+    }
+  g_assert_cmpuint (bp.n_notify, ==, 1);
+  pending = carehare_connection_get_pending_write_bytes (bp.conn);
+  g_assert_cmpuint (pending, >=, bp.notified[0] + 16 * BP_BODY_SIZE);
+
+  /* The getter is safe from any thread. */
+  from_thread = g_thread_join (g_thread_new ("pending", read_pending_thread, bp.conn));
+  g_assert_cmpuint (*from_thread, ==, pending);
+
+  fault_proxy_release (proxy);
+  g_assert_true (wait_count (&bp.n_notify, 2, TIMEOUT_MS));
+  g_assert_cmpuint (bp.notified[1], <=, CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK);
+  g_assert_true (wait_count (&bp.n_confirmed, bp.n_published, TIMEOUT_MS));
+  g_assert_cmpuint (bp.n_failed, ==, 0);
+  g_assert_cmpuint (bp.n_notify, ==, 2);
+  g_assert_cmpuint (carehare_connection_get_pending_write_bytes (bp.conn), ==, 0);
+
+  g_assert_true (close_conn (bp.conn, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (bp.n_notify, ==, 2);
+  bp_clear (&bp);
+  fault_proxy_free (proxy);
+}
+
+/* A connection lost while above the high-water mark drops what it had not
+ * written: the count falls to 0 with a notify, so a program waiting to
+ * resume is not left waiting. */
+static void
+test_pending_write_bytes_dropped (void)
+{
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  Backpressure bp = { 0 };
+  ClosedRecord rec = { 0 };
+
+  bp_fill (&bp, proxy);
+  g_signal_connect (bp.conn, "closed", G_CALLBACK (closed_cb), &rec);
+
+  fault_proxy_reset (proxy);
+  g_assert_true (wait_count (&bp.n_notify, 2, TIMEOUT_MS));
+  g_assert_cmpuint (bp.notified[1], ==, 0);
+  g_assert_cmpuint (carehare_connection_get_pending_write_bytes (bp.conn), ==, 0);
+  g_assert_true (wait_count (&rec.n_closed, 1, TIMEOUT_MS));
+  g_assert_error (rec.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_true (wait_count (&bp.n_failed, bp.n_published - 1, TIMEOUT_MS));
+  g_assert_cmpuint (bp.n_confirmed, ==, 1);
+  g_assert_cmpuint (bp.n_notify, ==, 2);
+
+  g_clear_error (&rec.error);
+  bp_clear (&bp);
+  fault_proxy_free (proxy);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -776,6 +978,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/faults/cut-mid-frame/client-to-server", test_cut_client_to_server);
   g_test_add_func ("/faults/closed-by-broker-while-consuming", test_closed_by_broker_while_consuming);
   g_test_add_func ("/faults/reconnect-loop", test_reconnect_loop);
+  g_test_add_func ("/faults/pending-write-bytes/stalled", test_pending_write_bytes_stalled);
+  g_test_add_func ("/faults/pending-write-bytes/dropped", test_pending_write_bytes_dropped);
 
   return g_test_run ();
 }

@@ -779,6 +779,43 @@ test_publish_large_body_not_copied (Fixture       *f,
   assert_pending (c);
 }
 
+/* The output's size, which the connection reports as part of
+ * pending-write-bytes, is exactly what the next take returns: small
+ * publishes copied into the output and large bodies held as slices alike,
+ * and nothing once taken. */
+static void
+test_publish_output_size (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(GBytes) large = make_body (200 * 1024, 3);
+  g_autoptr(GBytes) small = make_body (100, 5);
+  g_autoptr(GPtrArray) segments = NULL;
+  gsize before, after_small, total = 0;
+  Completion *c[3];
+
+  handshake (f, 2047, 131072, 0);
+  g_assert_cmpuint (carehare_protocol_get_output_size (f->p), ==, 0);
+  c[0] = publish_full (f, "ex", "rk", small, NULL, FALSE);
+  after_small = carehare_protocol_get_output_size (f->p);
+  g_assert_cmpuint (after_small, >, 100);
+  c[1] = publish_full (f, "ex", "rk", large, NULL, FALSE);
+  before = carehare_protocol_get_output_size (f->p);
+  g_assert_cmpuint (before, >, after_small + 200 * 1024);
+  c[2] = publish_full (f, "ex", "rk", small, NULL, FALSE);
+  g_assert_cmpuint (carehare_protocol_get_output_size (f->p), >, before + 100);
+  before = carehare_protocol_get_output_size (f->p);
+
+  segments = carehare_protocol_take_output_segments (f->p, f->now);
+  g_assert_nonnull (segments);
+  for (guint i = 0; i < segments->len; i++)
+    total += g_bytes_get_size (segments->pdata[i]);
+  g_assert_cmpuint (total, ==, before);
+  g_assert_cmpuint (carehare_protocol_get_output_size (f->p), ==, 0);
+  g_assert_false (carehare_protocol_has_output (f->p));
+  for (guint i = 0; i < G_N_ELEMENTS (c); i++)
+    assert_pending (c[i]);
+}
+
 static void
 test_publish_ack_multiple (Fixture       *f,
                            gconstpointer  data)
@@ -4270,6 +4307,7 @@ main (int   argc,
   ADD_DATA ("publish/body-split/65536", &split_sizes[5], test_publish_body_split);
   ADD_DATA ("publish/body-split/204803", &split_sizes[6], test_publish_body_split);
   ADD_DATA ("publish/large-body-not-copied", NULL, test_publish_large_body_not_copied);
+  ADD_DATA ("publish/output-size", NULL, test_publish_output_size);
   ADD ("publish/ack-multiple", test_publish_ack_multiple);
   ADD ("publish/ack-out-of-order", test_publish_ack_out_of_order);
   ADD ("publish/nack", test_publish_nack);

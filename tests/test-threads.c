@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TIMEOUT_MS 30000
 
@@ -819,6 +820,147 @@ test_thread_pool_acks (void)
   g_assert_true (carehare_connection_close_finish (conn, closed, &error));
 }
 
+/* ---- an _async call from another thread never waits ---------------------- */
+
+/* Every operation a worker thread starts with _async returns at once,
+ * although the thread that runs the connection's context is busy (here:
+ * waiting for the worker to have issued them all); the callbacks run on the
+ * worker's own context once the owner runs the connection's again. */
+typedef struct {
+  CarehareConnection *conn;
+  GMutex lock;
+  GCond cond;
+  gboolean issued;          /* under lock */
+  int pending;              /* worker's thread only */
+  guint failures;
+  CarehareConsumer *consumer;
+  char *queue;
+  char *exchange;
+  int done;                 /* atomic */
+} Issuer;
+
+static void
+issued_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  Issuer *is = user_data;
+  g_autoptr(GError) error = NULL;
+  gpointer tag = g_task_get_source_tag (G_TASK (result));
+  gboolean ok = TRUE;
+
+  if (tag == carehare_connection_queue_declare_async)
+    {
+      g_autofree char *name = carehare_connection_queue_declare_finish (is->conn, result, NULL,
+                                                                        NULL, &error);
+      ok = name != NULL;
+    }
+  else if (tag == carehare_connection_exchange_declare_async)
+    ok = carehare_connection_exchange_declare_finish (is->conn, result, &error);
+  else if (tag == carehare_connection_queue_bind_async)
+    ok = carehare_connection_queue_bind_finish (is->conn, result, &error);
+  else if (tag == carehare_connection_queue_purge_async)
+    ok = carehare_connection_queue_purge_finish (is->conn, result, NULL, &error);
+  else if (tag == carehare_connection_acking_consumer_async)
+    {
+      is->consumer = carehare_connection_acking_consumer_finish (is->conn, result, &error);
+      ok = is->consumer != NULL;
+    }
+  else
+    g_assert_not_reached ();
+  g_assert_no_error (error);
+  if (!ok)
+    is->failures++;
+  is->pending--;
+}
+
+static gpointer
+issuer_thread (gpointer user_data)
+{
+  Issuer *is = user_data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+
+  g_main_context_push_thread_default (context);
+  carehare_connection_queue_declare_async (is->conn, is->queue, CAREHARE_QUEUE_FLAGS_AUTO_DELETE,
+                                           NULL, NULL, issued_cb, is);
+  carehare_connection_exchange_declare_async (is->conn, is->exchange, "fanout",
+                                              CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE, NULL, NULL,
+                                              issued_cb, is);
+  carehare_connection_queue_bind_async (is->conn, is->queue, is->exchange, "", NULL, NULL,
+                                        issued_cb, is);
+  carehare_connection_queue_purge_async (is->conn, is->queue, NULL, issued_cb, is);
+  carehare_connection_acking_consumer_async (is->conn, is->queue, 0, 10, NULL, issued_cb, is);
+  is->pending = 5;
+
+  g_mutex_lock (&is->lock);
+  is->issued = TRUE;
+  g_cond_signal (&is->cond);
+  g_mutex_unlock (&is->lock);
+
+  while (is->pending > 0)
+    g_main_context_iteration (context, TRUE);
+  g_main_context_pop_thread_default (context);
+  g_atomic_int_set (&is->done, TRUE);
+  g_main_context_wakeup (g_main_context_default ());
+  return NULL;
+}
+
+static void
+test_async_from_thread_never_waits (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+  Issuer is = { conn };
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  GThread *thread;
+  gboolean issued;
+
+  is.queue = g_strdup_printf ("threads-never-waits-%d-%u", (int) getpid (), g_random_int ());
+  is.exchange = g_strdup_printf ("%s-x", is.queue);
+  g_mutex_init (&is.lock);
+  g_cond_init (&is.cond);
+  /* They exist already: the worker's calls run on pooled channels, in no
+   * particular order at the broker, and must not depend on each other. */
+  g_free (carehare_connection_queue_declare_sync (conn, is.queue, CAREHARE_QUEUE_FLAGS_AUTO_DELETE,
+                                                  NULL, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_exchange_declare_sync (conn, is.exchange, "fanout",
+                                                            CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE,
+                                                            NULL, NULL, &error));
+  g_assert_no_error (error);
+  /* This thread holds the connection's context throughout, and is busy:
+   * it does not run it until the worker has issued every call. */
+  g_assert_true (g_main_context_acquire (g_main_context_default ()));
+  thread = g_thread_new ("issuer", issuer_thread, &is);
+
+  g_mutex_lock (&is.lock);
+  while (!is.issued)
+    if (!g_cond_wait_until (&is.cond, &is.lock, end))
+      break;
+  issued = is.issued;
+  g_mutex_unlock (&is.lock);
+  g_assert_true (issued);
+
+  while (!g_atomic_int_get (&is.done))
+    g_main_context_iteration (NULL, TRUE);
+  g_thread_join (thread);
+  g_main_context_release (g_main_context_default ());
+  g_assert_cmpuint (is.failures, ==, 0);
+  g_assert_nonnull (is.consumer);
+  g_assert_true (carehare_consumer_close_sync (is.consumer, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_object (&is.consumer);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+  g_assert_no_error (error);
+  g_mutex_clear (&is.lock);
+  g_cond_clear (&is.cond);
+  g_free (is.queue);
+  g_free (is.exchange);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -831,6 +973,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/threads/sync/inside-callback-critical", test_sync_inside_callback_critical);
   g_test_add_func ("/threads/sync/from-worker", test_sync_from_worker);
   g_test_add_func ("/threads/close/from-thread", test_close_from_thread);
+  g_test_add_func ("/threads/async/never-waits", test_async_from_thread_never_waits);
   g_test_add_func ("/threads/publish/many-threads", test_many_threads_publish);
   g_test_add_func ("/threads/consume/thread-pool-acks", test_thread_pool_acks);
 

@@ -1696,6 +1696,48 @@ test_error_bad_content_header (void)
   }
 }
 
+/* A copy owns everything: it encodes the same bytes once the borrowed
+ * strings, tables and GBytes of the original are gone. */
+static void
+test_method_copy (void)
+{
+  g_autoptr(GByteArray) before = g_byte_array_new ();
+  g_autoptr(GByteArray) after = g_byte_array_new ();
+  g_autoptr(GError) error = NULL;
+  char *queue = g_strdup ("copied-queue");
+  GVariant *arguments = g_variant_ref_sink (g_variant_new_parsed ("{'x-max-length': <int32 5>}"));
+  GBytes *response = g_bytes_new ("\0guest\0guest", 12);
+  char *mechanism = g_strdup ("PLAIN");
+  CarehareMethod declare = { CAREHARE_METHOD_QUEUE_DECLARE };
+  CarehareMethod start_ok = { CAREHARE_METHOD_CONNECTION_START_OK };
+  CarehareMethod declare_copy, start_ok_copy;
+
+  declare.queue_declare.queue = queue;
+  declare.queue_declare.durable = TRUE;
+  declare.queue_declare.arguments = arguments;
+  start_ok.connection_start_ok.mechanism = mechanism;
+  start_ok.connection_start_ok.response = response;
+  g_assert_true (carehare_wire_append_method_frame (before, 1, &declare, &error));
+  g_assert_true (carehare_wire_append_method_frame (before, 0, &start_ok, &error));
+  g_assert_no_error (error);
+
+  carehare_method_copy (&declare, &declare_copy);
+  carehare_method_copy (&start_ok, &start_ok_copy);
+  g_assert_true (declare_copy.queue_declare.queue != queue);
+  memset (queue, 'x', strlen (queue));
+  g_free (queue);
+  g_variant_unref (arguments);
+  g_bytes_unref (response);
+  g_free (mechanism);
+
+  g_assert_true (carehare_wire_append_method_frame (after, 1, &declare_copy, &error));
+  g_assert_true (carehare_wire_append_method_frame (after, 0, &start_ok_copy, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (before->data, before->len, after->data, after->len);
+  carehare_method_clear (&declare_copy);
+  carehare_method_clear (&start_ok_copy);
+}
+
 static void
 test_error_unencodable (void)
 {
@@ -1775,6 +1817,7 @@ main (int   argc,
   g_test_add_func ("/wire/frame/truncated-prefixes", test_frame_truncated_prefixes);
 
   g_test_add_func ("/wire/method/encode/connection-start-ok", test_method_encode_connection_start_ok);
+  g_test_add_func ("/wire/method/copy", test_method_copy);
   g_test_add_func ("/wire/method/encode/connection-tune-ok", test_method_encode_connection_tune_ok);
   g_test_add_func ("/wire/method/encode/connection-open", test_method_encode_connection_open);
   g_test_add_func ("/wire/method/encode/connection-close", test_method_encode_connection_close);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Flow control: a publisher that keeps at most WINDOW publishes in flight
- * and gives up on what the broker has not taken by a deadline, and a
- * consumer whose memory the prefetch count bounds.
+ * and gives up on what the broker has not taken by a deadline, then
+ * streams large messages pausing while the connection's output is above
+ * its high-water mark, and a consumer whose memory the prefetch count
+ * bounds.
  *
  *   flow-control URI
  *
@@ -16,6 +18,8 @@
 #define WINDOW 50       /* publishes in flight at most */
 #define PREFETCH 20     /* unacknowledged deliveries at most */
 #define DEADLINE_S 60   /* for the whole batch */
+#define LARGE_COUNT 16  /* large messages, streamed */
+#define LARGE_SIZE (256 * 1024)
 
 typedef struct {
   GMainLoop *loop;
@@ -25,11 +29,14 @@ typedef struct {
   GCancellable *give_up;        /* cancelled at the deadline */
   guint deadline_id;
   guint sent, in_flight, confirmed, received;
+  GBytes *large_body;
+  guint large_sent, large_confirmed, pauses;
   int status;
 } App;
 
 static void closed_cb (GObject *source, GAsyncResult *result, gpointer user_data);
 static void start_consumer (App *app);
+static void stream_large (App *app);
 
 static void
 finish (App          *app,
@@ -125,10 +132,76 @@ published_cb (GObject      *source,
       g_print ("%u messages confirmed, never more than %u in flight\n",
                app->confirmed, WINDOW);
       g_clear_handle_id (&app->deadline_id, g_source_remove);
-      start_consumer (app);
+      stream_large (app);
     }
   else
     publish_more (app);
+}
+
+static void large_published_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+
+/* Publishes while the connection's output is at most the high-water mark;
+ * pending_write_cb resumes once it has drained. */
+static void
+stream_more (App *app)
+{
+  while (app->large_sent < LARGE_COUNT)
+    {
+      if (carehare_connection_get_pending_write_bytes (app->conn) >
+          CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK)
+        {
+          app->pauses++;
+          return;
+        }
+      carehare_connection_publish_async (app->conn, "", app->queue, app->large_body, NULL,
+                                         CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                         large_published_cb, app);
+      app->large_sent++;
+    }
+}
+
+/* Emitted once when the output rises above the high-water mark and once
+ * when it is back at the low-water mark or below (or the connection
+ * closed): resume then. */
+static void
+pending_write_cb (GObject    *object,
+                  GParamSpec *pspec,
+                  gpointer    user_data)
+{
+  App *app = user_data;
+
+  if (carehare_connection_get_pending_write_bytes (app->conn) <=
+      CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK)
+    stream_more (app);
+}
+
+static void
+stream_large (App *app)
+{
+  app->large_body = g_bytes_new_take (g_malloc0 (LARGE_SIZE), LARGE_SIZE);
+  g_signal_connect (app->conn, "notify::pending-write-bytes",
+                    G_CALLBACK (pending_write_cb), app);
+  stream_more (app);
+}
+
+static void
+large_published_cb (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  App *app = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!carehare_connection_publish_finish (app->conn, result, &error))
+    return finish (app, "publishing", error);
+  if (app->status != 0)
+    return;
+  if (++app->large_confirmed == LARGE_COUNT)
+    {
+      g_print ("%u large messages confirmed, paused %s\n", app->large_confirmed,
+               app->pauses > 0 ? "while the output was above the high-water mark" : "never");
+      start_consumer (app);
+    }
 }
 
 static void
@@ -147,7 +220,7 @@ delivery_cb (GObject      *source,
   /* Acking lets the broker send the next message: the consumer never
    * holds more than PREFETCH deliveries, however long the queue. */
   carehare_consumer_ack (app->consumer, carehare_delivery_get_delivery_tag (delivery));
-  if (++app->received == TOTAL)
+  if (++app->received == TOTAL + LARGE_COUNT)
     {
       g_print ("%u messages received with prefetch %u\n", app->received, PREFETCH);
       return finish (app, NULL, NULL);
@@ -229,6 +302,7 @@ main (int   argc,
   g_clear_object (&app.consumer);
   g_clear_object (&app.conn);
   g_clear_object (&app.give_up);
+  g_clear_pointer (&app.large_body, g_bytes_unref);
   g_free (app.queue);
   g_main_loop_unref (app.loop);
   return app.status;

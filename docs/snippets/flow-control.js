@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Flow control: a publisher that keeps at most WINDOW publishes in flight
-// and gives up on what the broker has not taken by a deadline, and a
-// consumer whose memory the prefetch count bounds.
+// and gives up on what the broker has not taken by a deadline, then streams
+// large messages pausing while the connection's output is above its
+// high-water mark, and a consumer whose memory the prefetch count bounds.
 //
 //     gjs flow-control.js URI
 //
@@ -19,6 +20,8 @@ const TOTAL = 1000; // messages to send
 const WINDOW = 50; // publishes in flight at most
 const PREFETCH = 20; // unacknowledged deliveries at most
 const DEADLINE_S = 60; // for the whole batch
+const LARGE_COUNT = 16; // large messages, streamed
+const LARGE_SIZE = 256 * 1024;
 
 // Never more than WINDOW publishes (and their bodies) waiting for the broker.
 // Publishes not yet written when giveUp is cancelled reject with
@@ -34,6 +37,38 @@ async function publishAll(conn, queue, giveUp) {
         inFlight.add(done);
     }
     await Promise.all(inFlight);
+}
+
+// Resolves once the connection's output is back at the low-water mark or
+// below (or the connection closed): the notify is emitted once when it rises
+// above the high-water mark and once when it has drained.
+function drained(conn) {
+    return new Promise(resolve => {
+        const id = conn.connect('notify::pending-write-bytes', () => {
+            if (conn.pending_write_bytes <= Carehare.CONNECTION_WRITE_LOW_WATER_MARK) {
+                conn.disconnect(id);
+                resolve();
+            }
+        });
+    });
+}
+
+// Publishes without a window, pausing while the output is above the
+// high-water mark. Returns how many times it paused.
+async function streamLarge(conn, queue) {
+    const body = new GLib.Bytes(new Uint8Array(LARGE_SIZE));
+    const confirms = [];
+    let pauses = 0;
+    for (let i = 0; i < LARGE_COUNT; i++) {
+        if (conn.pending_write_bytes > Carehare.CONNECTION_WRITE_HIGH_WATER_MARK) {
+            pauses++;
+            await drained(conn);
+        }
+        confirms.push(conn.publish_async('', queue, body, null, Carehare.PublishFlags.NONE,
+            null));
+    }
+    await Promise.all(confirms);
+    return pauses;
 }
 
 async function main(uri) {
@@ -63,16 +98,19 @@ async function main(uri) {
                 GLib.source_remove(deadline);
         }
         print(`${TOTAL} messages confirmed, never more than ${WINDOW} in flight`);
+        const pauses = await streamLarge(conn, queue);
+        print(`${LARGE_COUNT} large messages confirmed, paused ${
+            pauses > 0 ? 'while the output was above the high-water mark' : 'never'}`);
 
         // prefetch_size 0: no byte limit (RabbitMQ supports no other).
         const consumer = await conn.acking_consumer_async(queue, 0, PREFETCH, null);
-        for (let received = 0; received < TOTAL; received++) {
+        for (let received = 0; received < TOTAL + LARGE_COUNT; received++) {
             const delivery = await consumer.next_delivery_async(null);
             // Acking lets the broker send the next message: the consumer never
             // holds more than PREFETCH deliveries, however long the queue.
             consumer.ack(delivery.get_delivery_tag());
         }
-        print(`${TOTAL} messages received with prefetch ${PREFETCH}`);
+        print(`${TOTAL + LARGE_COUNT} messages received with prefetch ${PREFETCH}`);
     } finally {
         await conn.close_async(null);
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Flow control: a publisher that keeps at most WINDOW publishes in flight
-and gives up on what the broker has not taken by a deadline, and a consumer
-whose memory the prefetch count bounds.
+and gives up on what the broker has not taken by a deadline, then streams
+large messages pausing while the connection's output is above its
+high-water mark, and a consumer whose memory the prefetch count bounds.
 
     flow-control.py URI
 
@@ -19,6 +20,8 @@ TOTAL = 1000     # messages to send
 WINDOW = 50      # publishes in flight at most
 PREFETCH = 20    # unacknowledged deliveries at most
 DEADLINE_S = 60  # for the whole batch
+LARGE_COUNT = 16  # large messages, streamed
+LARGE_SIZE = 256 * 1024
 
 
 class App:
@@ -31,6 +34,8 @@ class App:
         self.give_up = Gio.Cancellable()  # cancelled at the deadline
         self.deadline_id = 0
         self.sent = self.in_flight = self.confirmed = self.received = 0
+        self.large_body = GLib.Bytes.new(bytes(LARGE_SIZE))
+        self.large_sent = self.large_confirmed = self.pauses = 0
         Carehare.Connection.new_async(uri, None, self.on_connected)
 
     def finish(self, what=None, error=None):
@@ -101,10 +106,42 @@ class App:
             print(f"{self.confirmed} messages confirmed, never more than {WINDOW} in flight")
             GLib.source_remove(self.deadline_id)
             self.deadline_id = 0
-            # prefetch_size 0: no byte limit (RabbitMQ supports no other).
-            conn.acking_consumer_async(self.queue, 0, PREFETCH, None, self.on_consumer)
+            conn.connect("notify::pending-write-bytes", self.on_pending_write)
+            self.stream_more()
         else:
             self.publish_more()
+
+    def stream_more(self):
+        """Publishes while the connection's output is at most the high-water
+        mark; on_pending_write resumes once it has drained."""
+        while self.large_sent < LARGE_COUNT:
+            if self.conn.props.pending_write_bytes > Carehare.CONNECTION_WRITE_HIGH_WATER_MARK:
+                self.pauses += 1
+                return
+            self.conn.publish_async("", self.queue, self.large_body, None,
+                                    Carehare.PublishFlags.NONE, None, self.on_large_published)
+            self.large_sent += 1
+
+    def on_pending_write(self, conn, pspec):
+        # Emitted once when the output rises above the high-water mark and
+        # once when it is back at the low-water mark or below (or the
+        # connection closed): resume then.
+        if conn.props.pending_write_bytes <= Carehare.CONNECTION_WRITE_LOW_WATER_MARK:
+            self.stream_more()
+
+    def on_large_published(self, conn, result):
+        try:
+            conn.publish_finish(result)
+        except GLib.Error as e:
+            return self.finish("publishing", e)
+        if self.status != 0:
+            return
+        self.large_confirmed += 1
+        if self.large_confirmed == LARGE_COUNT:
+            paused = "while the output was above the high-water mark" if self.pauses else "never"
+            print(f"{self.large_confirmed} large messages confirmed, paused {paused}")
+            # prefetch_size 0: no byte limit (RabbitMQ supports no other).
+            conn.acking_consumer_async(self.queue, 0, PREFETCH, None, self.on_consumer)
 
     def on_consumer(self, conn, result):
         try:
@@ -122,7 +159,7 @@ class App:
         # holds more than PREFETCH deliveries, however long the queue.
         consumer.ack(delivery.get_delivery_tag())
         self.received += 1
-        if self.received == TOTAL:
+        if self.received == TOTAL + LARGE_COUNT:
             print(f"{self.received} messages received with prefetch {PREFETCH}")
             return self.finish()
         consumer.next_delivery_async(None, self.on_delivery)

@@ -336,3 +336,26 @@ async def test_delivery_signal(connection):
         consumer.disconnect(handler)
     assert received == [b"one", b"two"]
     assert await connection.queue_purge(queue) == 0
+
+
+async def test_pending_write_bytes_rises_and_drains(connection):
+    high = carehare.CONNECTION_WRITE_HIGH_WATER_MARK
+    low = carehare.CONNECTION_WRITE_LOW_WATER_MARK
+    key = unique("nowhere")  # bound to nothing: confirmed and dropped
+    # The publisher's channel opens first, so what follows goes straight
+    # into the output.
+    await connection.publish(b"first", exchange_name="amq.direct", routing_key=key)
+    assert connection.props.pending_write_bytes == 0
+    seen = []
+    connection.connect("notify::pending-write-bytes",
+                       lambda conn, _pspec: seen.append(conn.props.pending_write_bytes))
+    # 8 MiB without a main-loop turn: the socket takes at most the first
+    # write's worth, the rest waits.
+    body = bytes(1024 * 1024)
+    futures = [connection.publish(body, exchange_name="amq.direct", routing_key=key)
+               for _ in range(8)]
+    assert connection.get_pending_write_bytes() > high
+    assert len(seen) == 1 and seen[0] > high
+    await asyncio.gather(*futures)
+    assert len(seen) == 2 and seen[1] <= low
+    assert connection.props.pending_write_bytes == 0

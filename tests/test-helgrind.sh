@@ -1,0 +1,61 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The helgrind phase (TAP): calls from many threads on one connection
+# under valgrind's race detector.
+#
+#   test-helgrind.sh PRELOAD CANARY TEST_THREADS
+#
+# PRELOAD is helgrind-glib-sync.so (declares GLib's own locks to helgrind),
+# CANARY helgrind-canary, TEST_THREADS test-threads. First the canaries
+# show that races are seen and that GLib's real ordering is not reported;
+# then test-threads runs 8 threads x 500 publishes with confirms, the
+# thread-pool consumer and the blocking twins: no race, no lock misuse.
+set -u
+
+preload=$1 canary=$2 test_threads=$3
+here=$(cd "$(dirname "$0")" && pwd)
+helgrind=(valgrind --tool=helgrind --error-exitcode=97 --num-callers=30
+  "--suppressions=$here/helgrind.supp"
+  --suppressions=/usr/share/glib-2.0/valgrind/glib.supp)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+n=0 failed=0
+
+check () {
+  local name=$1 ok=$2
+  n=$((n + 1))
+  if [ "$ok" = yes ]; then
+    echo "ok $n $name"
+  else
+    echo "not ok $n $name"
+    sed 's/^/# /' "$log" | tail -60
+    failed=1
+  fi
+}
+
+echo "1..3"
+
+LD_PRELOAD=$preload "${helgrind[@]}" "$canary" race >"$log" 2>&1
+rc=$?
+ok=no
+if [ $rc -eq 97 ] && grep -q "Possible data race" "$log" && grep -q "count_racy" "$log"; then
+  ok=yes
+fi
+check "a race between two threads is reported (exit $rc)" $ok
+
+LD_PRELOAD=$preload "${helgrind[@]}" "$canary" glib >"$log" 2>&1
+rc=$?
+check "GMutex, GThreadPool and GTask hand-offs are not reported (exit $rc)" \
+  "$([ $rc -eq 0 ] && echo yes || echo no)"
+
+CAREHARE_TEST_THREADS=8 CAREHARE_TEST_PUBLISHES=500 \
+  LD_PRELOAD=$preload "${helgrind[@]}" "$test_threads" >"$log" 2>&1
+rc=$?
+ok=no
+if [ $rc -eq 0 ] && ! grep -q "^not ok" "$log" && grep -q "^ok .*/threads/publish/many-threads" "$log"; then
+  ok=yes
+fi
+check "test-threads, 8 threads x 500 publishes, under helgrind (exit $rc)" $ok
+
+exit $failed
