@@ -30,6 +30,14 @@
  * be acknowledged: the consumer's channel is closed once they all are, or
  * when the program closes the consumer.
  *
+ * Taking one message per `next_delivery` call, as below, is the fast
+ * path: the messages of one read are handed out in the dispatch that
+ * decoded them (the call made in each callback is answered at once from
+ * what has arrived, without a main-loop iteration) and their
+ * acknowledgements go out in one write. Language bindings, where each
+ * call costs a round trip, take them through
+ * [signal@Carehare.Consumer::delivery] instead: one emission per message.
+ *
  * Every method may be called from any thread, as the connection's may:
  * deliveries may be handed to worker threads (a #GThreadPool) and
  * acknowledged there; [method@Carehare.Consumer.ack] from another thread
@@ -96,8 +104,12 @@ struct _CarehareConsumer
   GQueue rejected;                    /* owned Rejection *, oldest first */
   guint64 n_buffered;                 /* deliveries ever put in buffered */
   guint64 n_taken;                    /* deliveries ever taken from it */
-  GQueue waiters;                     /* owned GTask * of next_delivery(ies), oldest first */
+  GQueue waiters;                     /* owned NextResult * of next_delivery(ies), oldest first */
+  GQueue ready;                       /* owned NextResult *: handed over inside serve(), to complete */
   GSource *serve_source;              /* owned, attached while batch waiters are to be served */
+  GSource *watch_source;              /* owned, attached while open: a ::delivery handler came */
+  guint serving;                      /* serve() calls running (nested in a main loop) */
+  gboolean emitting;                  /* inside emit_buffered() */
 
   gboolean closed;                    /* ended, for whatever reason */
   GError *closed_error;               /* owned; NULL when we closed it */
@@ -124,6 +136,8 @@ enum {
 
 enum {
   SIGNAL_CLOSED,
+  SIGNAL_DELIVERY,
+  SIGNAL_REJECTED,
   N_SIGNALS
 };
 
@@ -132,13 +146,202 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (CarehareConsumer, carehare_consumer, G_TYPE_OBJECT)
 
-/* Task data of a waiting next_delivery or next_deliveries. */
-typedef struct {
-  GCancellable *cancellable;  /* owned, nullable */
+/* The result of a next_delivery or next_deliveries call, and the call
+ * while it waits. Not a GTask: GTask completes a call made in the current
+ * main-loop iteration from an idle in the next one, and a program that
+ * takes one message per call makes its next call in the callback, during
+ * the dispatch that decodes the following messages. A NextResult is
+ * completed at once there (see serve()): no iteration, no idle, no
+ * wake-up per message. Elsewhere it follows GTask's rules: never inside
+ * the call that made it (nor inside a cancellation handler), on the
+ * caller's thread-default main context, from an idle when that context is
+ * not the one dispatching. */
+#define NEXT_TYPE_RESULT (next_result_get_type ())
+G_DECLARE_FINAL_TYPE (NextResult, next_result, NEXT, RESULT, GObject)
+
+struct _NextResult
+{
+  GObject parent_instance;
+
+  CarehareConsumer *consumer;   /* owned: a waiting call holds its source object */
+  gpointer source_tag;
+  GAsyncReadyCallback callback; /* nullable */
+  gpointer user_data;
+  GMainContext *context;        /* owned: the caller's thread-default */
+  gint64 creation_time;         /* the main-loop iteration it was made in, as GTask's */
+  GCancellable *cancellable;    /* owned, nullable */
   gulong cancelled_id;
-  gboolean batch;             /* next_deliveries: up to max at once */
-  guint max;                  /* 0: all that are buffered */
-} WaiterData;
+  gboolean batch;               /* next_deliveries: up to max at once */
+  guint max;                    /* 0: all that are buffered */
+
+  gboolean returned;            /* the outcome below is set */
+  gpointer value;               /* owned: CarehareDelivery * or GPtrArray *, or NULL */
+  GDestroyNotify value_free;
+  GError *error;                /* owned, nullable */
+};
+
+static void next_result_iface_init (GAsyncResultIface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (NextResult, next_result, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_ASYNC_RESULT, next_result_iface_init))
+
+static void
+next_result_finalize (GObject *object)
+{
+  NextResult *r = NEXT_RESULT (object);
+
+  g_assert (r->cancelled_id == 0);
+  if (r->value != NULL)
+    r->value_free (r->value);
+  g_clear_error (&r->error);
+  g_clear_object (&r->cancellable);
+  g_clear_pointer (&r->context, g_main_context_unref);
+  g_clear_object (&r->consumer);
+  G_OBJECT_CLASS (next_result_parent_class)->finalize (object);
+}
+
+static void
+next_result_class_init (NextResultClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = next_result_finalize;
+}
+
+static void
+next_result_init (NextResult *r)
+{
+}
+
+static gpointer
+next_result_get_user_data (GAsyncResult *result)
+{
+  return NEXT_RESULT (result)->user_data;
+}
+
+static GObject *
+next_result_get_source_object (GAsyncResult *result)
+{
+  return g_object_ref (G_OBJECT (NEXT_RESULT (result)->consumer));
+}
+
+static gboolean
+next_result_is_tagged (GAsyncResult *result,
+                       gpointer      source_tag)
+{
+  return NEXT_RESULT (result)->source_tag == source_tag;
+}
+
+static void
+next_result_iface_init (GAsyncResultIface *iface)
+{
+  iface->get_user_data = next_result_get_user_data;
+  iface->get_source_object = next_result_get_source_object;
+  iface->is_tagged = next_result_is_tagged;
+}
+
+static NextResult *
+next_result_new (CarehareConsumer    *consumer,
+                 gboolean             batch,
+                 guint                max,
+                 gpointer             source_tag,
+                 GCancellable        *cancellable,
+                 GAsyncReadyCallback  callback,
+                 gpointer             user_data)
+{
+  NextResult *r = g_object_new (NEXT_TYPE_RESULT, NULL);
+  GSource *current = g_main_current_source ();
+
+  r->consumer = g_object_ref (consumer);
+  r->batch = batch;
+  r->max = max;
+  r->source_tag = source_tag;
+  r->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+  r->callback = callback;
+  r->user_data = user_data;
+  r->context = g_main_context_ref_thread_default ();
+  r->creation_time = current != NULL ? g_source_get_time (current) : 0;
+  return r;
+}
+
+/* Runs the callback, with the caller's context thread-default as GTask
+ * does. */
+static void
+next_result_invoke (NextResult *r)
+{
+  if (r->callback == NULL)
+    return;
+  g_main_context_push_thread_default (r->context);
+  r->callback (G_OBJECT (r->consumer), G_ASYNC_RESULT (r), r->user_data);
+  g_main_context_pop_thread_default (r->context);
+}
+
+static gboolean
+next_result_idle_cb (gpointer user_data)
+{
+  next_result_invoke (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* Completes @r (its outcome set). @served: from serve(), where the program
+ * is inside none of our calls, so the call made in this very dispatch may
+ * complete at once; else GTask's rule. */
+static void
+next_result_complete (NextResult *r,
+                      gboolean    served)
+{
+  GSource *current = g_main_current_source ();
+  g_autoptr(GSource) idle = NULL;
+
+  if (current != NULL && g_source_get_context (current) == r->context &&
+      (served || (g_source_get_time (current) > r->creation_time &&
+                  !g_cancellable_is_cancelled (r->cancellable))))
+    {
+      g_object_ref (r);
+      next_result_invoke (r);
+      g_object_unref (r);
+      return;
+    }
+  idle = g_idle_source_new ();
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+  g_source_set_callback (idle, next_result_idle_cb, g_object_ref (r), g_object_unref);
+  g_source_set_static_name (idle, "[carehare] next delivery");
+  g_source_attach (idle, r->context);
+}
+
+static void
+next_result_set (NextResult     *r,
+                 gpointer        value,
+                 GDestroyNotify  value_free,
+                 GError         *error)
+{
+  g_assert (!r->returned);
+  r->returned = TRUE;
+  r->value = value;
+  r->value_free = value_free;
+  r->error = error;
+}
+
+/* The outcome of @result, a NextResult of @self made by @source_tag. */
+static gpointer
+next_result_propagate (CarehareConsumer  *self,
+                       GAsyncResult      *result,
+                       gpointer           source_tag,
+                       GError           **error)
+{
+  NextResult *r;
+
+  g_return_val_if_fail (NEXT_IS_RESULT (result), NULL);
+  r = NEXT_RESULT (result);
+  g_return_val_if_fail (r->consumer == self, NULL);
+  g_return_val_if_fail (r->source_tag == source_tag, NULL);
+  g_return_val_if_fail (r->returned, NULL);
+
+  if (r->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&r->error));
+      return NULL;
+    }
+  return g_steal_pointer (&r->value);
+}
 
 typedef struct {
   guint64 after;              /* comes after this many buffered deliveries */
@@ -191,49 +394,51 @@ take_batch (CarehareConsumer *self,
   return batch;
 }
 
-/* Answers @task from what is buffered (not nothing): the rejected message
- * that comes next, or one delivery or (@batch) up to @max of them. */
-static void
-return_buffered (CarehareConsumer *self,
-                 GTask            *task,
-                 gboolean          batch,
-                 guint             max)
+/* Takes the waiting call out of cancellation's reach before it returns. */
+static NextResult *
+waiter_done (NextResult *r)
 {
+  if (r->cancelled_id != 0)
+    {
+      g_cancellable_disconnect (r->cancellable, r->cancelled_id);
+      r->cancelled_id = 0;
+    }
+  return r;
+}
+
+/* Hands @r what is buffered (not nothing): the rejected message that comes
+ * next, or one delivery or (a batch) up to its max. It is @r's from now
+ * on, whatever its cancellable says. */
+static void
+hand_over (CarehareConsumer *self,
+           NextResult       *r)
+{
+  waiter_done (r);
   if (rejection_is_next (self))
     {
       Rejection *rejection = g_queue_pop_head (&self->rejected);
 
-      g_task_return_error (task, g_steal_pointer (&rejection->error));
+      next_result_set (r, NULL, NULL, g_steal_pointer (&rejection->error));
       rejection_free (rejection);
     }
-  else if (batch)
-    g_task_return_pointer (task, take_batch (self, max), (GDestroyNotify) g_ptr_array_unref);
+  else if (r->batch)
+    next_result_set (r, take_batch (self, r->max), (GDestroyNotify) g_ptr_array_unref, NULL);
   else
     {
       self->n_taken++;
-      g_task_return_pointer (task, g_queue_pop_head (&self->buffered), g_object_unref);
+      next_result_set (r, g_queue_pop_head (&self->buffered), g_object_unref, NULL);
     }
 }
 
+/* Fails @r (taken) with @error (taken), by GTask's rule. */
 static void
-waiter_data_free (WaiterData *data)
+fail_waiter (NextResult *r,
+             GError     *error)
 {
-  g_clear_object (&data->cancellable);
-  g_free (data);
-}
-
-/* Takes the waiting task out of cancellation's reach before it returns. */
-static GTask *
-waiter_done (GTask *task)
-{
-  WaiterData *data = g_task_get_task_data (task);
-
-  if (data != NULL && data->cancelled_id != 0)
-    {
-      g_cancellable_disconnect (data->cancellable, data->cancelled_id);
-      data->cancelled_id = 0;
-    }
-  return task;
+  waiter_done (r);
+  next_result_set (r, NULL, NULL, error);
+  next_result_complete (r, FALSE);
+  g_object_unref (r);
 }
 
 static GMainContext *
@@ -258,7 +463,7 @@ static void
 end_stream (CarehareConsumer *self,
             GError           *error)
 {
-  GTask *task;
+  NextResult *r;
 
   g_autoptr(CarehareConsumer) keep = NULL;
 
@@ -273,48 +478,86 @@ end_stream (CarehareConsumer *self,
   self->closed_error = error;
 
   clear_buffered (self);
-  while ((task = g_queue_pop_head (&self->waiters)) != NULL)
+  if (self->watch_source != NULL)
     {
-      waiter_done (task);
+      g_source_destroy (self->watch_source);
+      g_clear_pointer (&self->watch_source, g_source_unref);
+    }
+  while ((r = g_queue_pop_head (&self->waiters)) != NULL)
+    {
       if (self->closed_error != NULL)
-        g_task_return_error (task, g_error_copy (self->closed_error));
+        fail_waiter (r, g_error_copy (self->closed_error));
       else
-        g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
-                                 "Consumer closed");
-      g_object_unref (task);
+        fail_waiter (r, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                                             "Consumer closed"));
     }
 
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_IS_CLOSED]);
   g_signal_emit (self, signals[SIGNAL_CLOSED], 0, self->closed_error);
 }
 
-/* Hands buffered deliveries to waiters, in the order they asked. */
+/* Hands what is buffered to the waiting calls, in the order they asked,
+ * and completes them. Called where the program is inside none of our
+ * calls (a delivery decoded, an idle): a callback runs at once, and the
+ * call it makes for the next message is answered by this same loop from
+ * what is buffered, or waits. @batches: serve a waiting next_deliveries
+ * too (else the loop stops before it: it gets what arrives in this
+ * dispatch, from an idle). A callback that runs a main loop (waiting for
+ * the call it made) is served from there: by a delivery that arrives, or
+ * by the watch source, which sees calls answered but not completed. */
+static void
+serve (CarehareConsumer *self,
+       gboolean          batches)
+{
+  g_autoptr(CarehareConsumer) keep = NULL;
+  NextResult *r;
+
+  /* A callback may close the consumer or drop the last reference. */
+  keep = g_object_ref (self);
+  self->serving++;
+  for (;;)
+    {
+      r = g_queue_pop_head (&self->ready);
+      if (r == NULL && !nothing_buffered (self))
+        {
+          NextResult *head = g_queue_peek_head (&self->waiters);
+
+          if (head != NULL && (batches || !head->batch))
+            {
+              r = g_queue_pop_head (&self->waiters);
+              hand_over (self, r);
+            }
+        }
+      if (r == NULL)
+        break;
+      next_result_complete (r, TRUE);
+      g_object_unref (r);
+    }
+  self->serving--;
+}
+
 static gboolean
 serve_waiters_cb (gpointer user_data)
 {
-  g_autoptr(CarehareConsumer) self = g_object_ref (user_data);
-  GTask *task;
+  CarehareConsumer *self = user_data;
 
+  /* Not a reference of the source's (dispose destroys it), so that a
+   * main loop that stops before it runs holds nothing. */
   g_clear_pointer (&self->serve_source, g_source_unref);
-  while (!nothing_buffered (self) &&
-         (task = g_queue_pop_head (&self->waiters)) != NULL)
-    {
-      WaiterData *data = g_task_get_task_data (task);
-
-      waiter_done (task);
-      return_buffered (self, task, data->batch, data->max);
-      g_object_unref (task);
-    }
+  serve (self, TRUE);
   return G_SOURCE_REMOVE;
 }
 
-/* Something was buffered while a call waits: a batch waiter gets
- * everything that arrives in this dispatch, so waiters are served from an
- * idle, once the protocol has handed over the lot. */
+/* Calls were answered inside the call that made them, or something was
+ * buffered while a call waits (a batch waiter gets everything that arrives
+ * in this dispatch): they are served from an idle, once the protocol has
+ * handed over the lot. Not while serve() runs: it serves them. */
 static void
 schedule_serve (CarehareConsumer *self)
 {
-  if (g_queue_is_empty (&self->waiters) || self->serve_source != NULL)
+  if (self->serving > 0 || self->serve_source != NULL ||
+      (g_queue_is_empty (&self->ready) &&
+       (g_queue_is_empty (&self->waiters) || nothing_buffered (self))))
     return;
   self->serve_source = g_idle_source_new ();
   g_source_set_priority (self->serve_source, G_PRIORITY_DEFAULT);
@@ -323,42 +566,79 @@ schedule_serve (CarehareConsumer *self)
   g_source_attach (self->serve_source, get_context (self));
 }
 
-/* The waiting next_delivery (not next_deliveries) that can take the next
- * item at once, or NULL. */
-static GTask *
-single_waiter (CarehareConsumer *self)
+/* Whether ::delivery has a handler: then deliveries are emitted. */
+static gboolean
+emitting (CarehareConsumer *self)
 {
-  GTask *task = g_queue_peek_head (&self->waiters);
-
-  if (task == NULL || ((WaiterData *) g_task_get_task_data (task))->batch ||
-      !nothing_buffered (self))
-    return NULL;
-  return g_queue_pop_head (&self->waiters);
+  return g_signal_has_handler_pending (self, signals[SIGNAL_DELIVERY], 0, TRUE);
 }
 
-/* Hands @delivery (taken) to the waiting call, or buffers it. */
+/* Emits what is buffered, in order, while a handler is connected and the
+ * consumer open. A waiting next_delivery fails with G_IO_ERROR_BUSY. Not
+ * re-entered: a handler that runs a main loop leaves the rest to us. */
+static void
+emit_buffered (CarehareConsumer *self)
+{
+  g_autoptr(CarehareConsumer) keep = NULL;
+  NextResult *r;
+
+  if (self->emitting)
+    return;
+  keep = g_object_ref (self);
+  self->emitting = TRUE;
+  while (!self->closed && emitting (self) && (r = g_queue_pop_head (&self->waiters)) != NULL)
+    fail_waiter (r, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_BUSY,
+                                         "The consumer emits ::delivery: a handler is connected"));
+  while (!self->closed && !nothing_buffered (self) && emitting (self))
+    {
+      if (rejection_is_next (self))
+        {
+          Rejection *rejection = g_queue_pop_head (&self->rejected);
+
+          g_signal_emit (self, signals[SIGNAL_REJECTED], 0, rejection->error);
+          rejection_free (rejection);
+        }
+      else
+        {
+          g_autoptr(CarehareDelivery) delivery = g_queue_pop_head (&self->buffered);
+
+          self->n_taken++;
+          g_signal_emit (self, signals[SIGNAL_DELIVERY], 0, delivery);
+        }
+    }
+  self->emitting = FALSE;
+}
+
+/* Something was buffered: emit it, or hand it to the waiting calls. */
+static void
+deliver_buffered (CarehareConsumer *self)
+{
+  if (emitting (self))
+    {
+      emit_buffered (self);
+      return;
+    }
+  /* A callback may drop the last reference: serve() keeps the consumer
+   * alive only while it runs. */
+  g_object_ref (self);
+  serve (self, FALSE);
+  schedule_serve (self);
+  g_object_unref (self);
+}
+
+/* Buffers @delivery (taken) and delivers it. */
 static void
 push_delivery (CarehareConsumer *self,
                CarehareDelivery *delivery)
 {
-  GTask *task;
-
   if (self->closed)
     {
       g_object_unref (delivery);
       return;
     }
-  task = single_waiter (self);
-  if (task != NULL)
-    {
-      waiter_done (task);
-      g_task_return_pointer (task, delivery, g_object_unref);
-      g_object_unref (task);
-      return;
-    }
   g_queue_push_tail (&self->buffered, delivery);
   self->n_buffered++;
-  schedule_serve (self);
+  deliver_buffered (self);
 }
 
 static void
@@ -376,23 +656,75 @@ push_rejection (CarehareConsumer *self,
                 const GError     *error)
 {
   Rejection *rejection;
-  GTask *task;
 
   if (self->closed)
     return;
-  task = single_waiter (self);
-  if (task != NULL)
-    {
-      waiter_done (task);
-      g_task_return_error (task, g_error_copy (error));
-      g_object_unref (task);
-      return;
-    }
   rejection = g_new0 (Rejection, 1);
   rejection->after = self->n_buffered;
   rejection->error = g_error_copy (error);
   g_queue_push_tail (&self->rejected, rejection);
-  schedule_serve (self);
+  deliver_buffered (self);
+}
+
+/* While the consumer is open: dispatched when a ::delivery handler was
+ * connected while deliveries wait in the buffer or calls wait for them,
+ * in the next main-loop iteration (GObject tells nobody of a connection),
+ * and when a callback run by serve() runs a main loop while the calls it
+ * made are answered (else left to serve() once the callback returns). It
+ * may recurse, so that a loop run from its own dispatch is served too. */
+typedef struct {
+  GSource source;
+  CarehareConsumer *self;  /* not owned: the consumer destroys the source */
+} WatchSource;
+
+static gboolean
+watch_check (GSource *source)
+{
+  CarehareConsumer *self = ((WatchSource *) source)->self;
+
+  return !g_queue_is_empty (&self->ready) ||
+         ((!nothing_buffered (self) || !g_queue_is_empty (&self->waiters)) &&
+          !self->emitting && emitting (self));
+}
+
+static gboolean
+watch_prepare (GSource *source,
+               gint    *timeout)
+{
+  *timeout = -1;
+  return watch_check (source);
+}
+
+static gboolean
+watch_dispatch (GSource     *source,
+                GSourceFunc  callback,
+                gpointer     user_data)
+{
+  CarehareConsumer *self = g_object_ref (((WatchSource *) source)->self);
+
+  if (!g_queue_is_empty (&self->ready))
+    serve (self, FALSE);
+  if (!self->closed && emitting (self))
+    emit_buffered (self);
+  g_object_unref (self);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs watch_funcs = {
+  .prepare = watch_prepare,
+  .check = watch_check,
+  .dispatch = watch_dispatch,
+};
+
+static void
+watch_start (CarehareConsumer *self,
+             GMainContext     *context)
+{
+  self->watch_source = g_source_new (&watch_funcs, sizeof (WatchSource));
+  ((WatchSource *) self->watch_source)->self = self;
+  g_source_set_static_name (self->watch_source, "[carehare] delivery handler");
+  g_source_set_can_recurse (self->watch_source, TRUE);
+  g_source_attach (self->watch_source, context);
 }
 
 static void
@@ -449,6 +781,7 @@ _carehare_consumer_new (CarehareConnection *connection,
 
   self->connection = g_object_ref (connection);
   self->queue = g_strdup (queue);
+  watch_start (self, get_context (self));
   return self;
 }
 
@@ -569,6 +902,11 @@ dispose_run (CarehareConnection *connection,
       g_source_destroy (self->serve_source);
       g_clear_pointer (&self->serve_source, g_source_unref);
     }
+  if (self->watch_source != NULL)
+    {
+      g_source_destroy (self->watch_source);
+      g_clear_pointer (&self->watch_source, g_source_unref);
+    }
   if (self->start_cancellable != NULL)
     {
       g_cancellable_disconnect (self->start_cancellable, self->start_cancelled_id);
@@ -613,8 +951,9 @@ carehare_consumer_finalize (GObject *object)
 {
   CarehareConsumer *self = CAREHARE_CONSUMER (object);
 
-  /* Waiting tasks hold a reference: none can be left. */
+  /* Waiting calls hold a reference: none can be left. */
   g_assert (g_queue_is_empty (&self->waiters));
+  g_assert (g_queue_is_empty (&self->ready));
   g_free (self->queue);
   g_free (self->relay_tag);
   g_clear_pointer (&self->context, g_main_context_unref);
@@ -697,6 +1036,56 @@ carehare_consumer_class_init (CarehareConsumerClass *klass)
   signals[SIGNAL_CLOSED] =
     g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                   NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
+
+  /**
+   * CarehareConsumer::delivery:
+   * @self: the consumer
+   * @delivery: the message; the handler takes a reference to keep it
+   *
+   * The per-message path for language bindings, and for C programs that
+   * like a handler: one emission per message, with no call and no
+   * main-loop iteration per message. While at least one handler is
+   * connected, each message is emitted in order as it arrives, instead of
+   * being buffered for [method@Carehare.Consumer.next_delivery_async],
+   * which then fails at once with %G_IO_ERROR_BUSY (and so does one that
+   * was waiting). Acknowledge each message as usual, with
+   * [method@Carehare.Consumer.ack], from the handler or later.
+   *
+   * Emitted on the connection's main context (the one that was
+   * thread-default when the connection was created), by the thread
+   * running it. Messages that were buffered when the first handler was
+   * connected are emitted first, in order, in that context's next
+   * main-loop iteration (or when the next message arrives, whichever
+   * comes first). When the last handler is disconnected, messages are
+   * buffered again and taken with `next_delivery` as before: none is
+   * lost. A handler may disconnect itself, or close the consumer: the
+   * messages not emitted yet then go back to the queue, and
+   * [signal@Carehare.Consumer::closed] is emitted as always. Nothing is
+   * emitted once the consumer is closed.
+   *
+   * A waiting `next_delivery` holds the consumer; a handler does not: keep
+   * a reference on the consumer while it consumes this way (dropping the
+   * last one stops it).
+   */
+  signals[SIGNAL_DELIVERY] =
+    g_signal_new ("delivery", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, CAREHARE_TYPE_DELIVERY);
+
+  /**
+   * CarehareConsumer::rejected:
+   * @self: the consumer
+   * @error: why the message was rejected
+   *
+   * While [signal@Carehare.Consumer::delivery] has a handler: emitted, in
+   * its place in the stream, for a message that could not be represented
+   * or was larger than [property@Carehare.Connection:max-body-size], and
+   * was rejected without requeueing (the error `next_delivery` would have
+   * failed with once, %CAREHARE_ERROR_BAD_BYTES_FROM_SERVER or
+   * %CAREHARE_ERROR_MESSAGE_TOO_LARGE). The consumer goes on.
+   */
+  signals[SIGNAL_REJECTED] =
+    g_signal_new ("rejected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
 }
 
 static void
@@ -705,6 +1094,7 @@ carehare_consumer_init (CarehareConsumer *self)
   g_queue_init (&self->buffered);
   g_queue_init (&self->rejected);
   g_queue_init (&self->waiters);
+  g_queue_init (&self->ready);
 }
 
 /* ---- public API ---------------------------------------------------------- */
@@ -713,15 +1103,13 @@ static void
 next_cancelled_run (CarehareConnection *connection,
                     gpointer            user_data)
 {
-  GTask *task = user_data;
-  CarehareConsumer *self = g_task_get_source_object (task);
+  NextResult *r = user_data;
+  CarehareConsumer *self = r->consumer;
 
-  if (g_queue_remove (&self->waiters, task))
-    {
-      waiter_done (task);
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
-      g_object_unref (task);  /* the waiters queue's reference */
-    }
+  /* The waiters queue's reference goes to fail_waiter(). */
+  if (g_queue_remove (&self->waiters, r))
+    fail_waiter (r, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                         "Operation was cancelled"));
 }
 
 static gboolean
@@ -735,8 +1123,8 @@ static void
 next_cancelled_cb (GCancellable *cancellable,
                    gpointer      user_data)
 {
-  GTask *task = user_data;
-  CarehareConsumer *self = g_task_get_source_object (task);
+  NextResult *r = user_data;
+  CarehareConsumer *self = r->consumer;
   g_autoptr(GSource) idle = NULL;
 
   /* May run in any thread, and inside the cancellable's lock: defer the
@@ -744,13 +1132,13 @@ next_cancelled_cb (GCancellable *cancellable,
   if (self->connection != NULL)
     {
       _carehare_connection_run_later (self->connection, next_cancelled_run,
-                                      g_object_ref (task), g_object_unref);
+                                      g_object_ref (r), g_object_unref);
       return;
     }
   idle = g_idle_source_new ();
-  g_source_set_callback (idle, next_cancelled_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_set_callback (idle, next_cancelled_idle_cb, g_object_ref (r), g_object_unref);
   g_source_set_static_name (idle, "[carehare] next delivery cancelled");
-  g_source_attach (idle, g_task_get_context (task));
+  g_source_attach (idle, get_context (self));
 }
 
 CarehareConnection *
@@ -773,67 +1161,53 @@ consumer_run (CarehareConsumer          *self,
     func (NULL, data);
 }
 
-typedef struct {
-  GTask *task;
-  gboolean batch;
-  guint max;
-} NextCall;
-
+/* Runs the call @user_data (a NextResult reference) on the connection's
+ * context: answers it from what is buffered (handed over now, completed
+ * from an idle, or at once by the serve() loop whose callback made the
+ * call), or fails it, or queues it to wait. */
 static void
 next_run (CarehareConnection *connection,
           gpointer            user_data)
 {
-  NextCall *call = user_data;
-  GTask *task = call->task;
-  CarehareConsumer *self = g_task_get_source_object (task);
-  GCancellable *cancellable = g_task_get_cancellable (task);
-  gboolean batch = call->batch;
-  guint max = call->max;
+  NextResult *r = g_object_ref (user_data);
+  CarehareConsumer *self = r->consumer;
 
-  if (g_task_return_error_if_cancelled (task))
-    return;
-  if (!nothing_buffered (self))
-    return_buffered (self, task, batch, max);
+  if (g_cancellable_is_cancelled (r->cancellable))
+    fail_waiter (r, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                         "Operation was cancelled"));
+  else if (emitting (self))
+    fail_waiter (r, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_BUSY,
+                                         "The consumer emits ::delivery: a handler is connected"));
+  else if (!nothing_buffered (self) && g_queue_is_empty (&self->waiters))
+    {
+      /* Handed over now; completed by serve(): the one running (whose
+       * callback made this call) or, from an idle, the next one. */
+      hand_over (self, r);
+      g_queue_push_tail (&self->ready, r);
+      schedule_serve (self);
+    }
   else if (self->closed && self->closed_error != NULL)
-    g_task_return_error (task, g_error_copy (self->closed_error));
+    fail_waiter (r, g_error_copy (self->closed_error));
   else if (self->closed)
-    g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
-                             "Consumer closed");
+    fail_waiter (r, g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED,
+                                         "Consumer closed"));
   else
     {
-      WaiterData *data = g_new0 (WaiterData, 1);
-
-      data->batch = batch;
-      data->max = max;
-      g_task_set_task_data (task, data, (GDestroyNotify) waiter_data_free);
-      /* As in GIO, the waiting call holds the consumer (its task does)
-       * until it completes: a program that wants it gone closes it. */
-      g_queue_push_tail (&self->waiters, g_object_ref (task));
-      if (cancellable != NULL)
-        {
-          data->cancellable = g_object_ref (cancellable);
-          data->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (next_cancelled_cb),
-                                                      g_object_ref (task), g_object_unref);
-        }
+      /* As in GIO, the waiting call holds the consumer until it
+       * completes: a program that wants it gone closes it. */
+      g_queue_push_tail (&self->waiters, r);
+      if (r->cancellable != NULL)
+        r->cancelled_id = g_cancellable_connect (r->cancellable, G_CALLBACK (next_cancelled_cb),
+                                                 g_object_ref (r), g_object_unref);
+      /* Calls that wait behind a batch. */
+      schedule_serve (self);
     }
 }
 
 static gpointer
-next_call_copy (gpointer data)
+ref_result (gpointer r)
 {
-  NextCall *copy = g_memdup2 (data, sizeof (NextCall));
-
-  g_object_ref (copy->task);
-  return copy;
-}
-
-static void
-next_call_free (gpointer data)
-{
-  NextCall *call = data;
-
-  g_object_unref (call->task);
-  g_free (call);
+  return g_object_ref (r);
 }
 
 /* One delivery, or (@batch) up to @max of them. */
@@ -846,24 +1220,18 @@ next_async (CarehareConsumer    *self,
             GAsyncReadyCallback  callback,
             gpointer             user_data)
 {
-  g_autoptr(GTask) task = NULL;
-  NextCall call = { NULL, batch, max };
+  g_autoptr(NextResult) r = NULL;
 
   /* Made on the calling thread: its callback runs on the caller's
-   * thread-default main context. */
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  /* Cancellation wins only while nothing is handed over: once a delivery
-   * is given to this call, it is reported whatever the cancellable says
-   * (GTask's check would free it with the task, unacknowledged). */
-  g_task_set_check_cancellable (task, FALSE);
-  call.task = task;
+   * thread-default main context. Cancellation wins only while nothing is
+   * handed over: once a delivery is given to this call, it is reported
+   * whatever the cancellable says. */
+  r = next_result_new (self, batch, max, source_tag, cancellable, callback, user_data);
   /* From another thread: queued, not waited for. */
   if (self->connection != NULL)
-    _carehare_connection_run_nowait (self->connection, next_run, &call, next_call_copy,
-                                     next_call_free);
+    _carehare_connection_run_nowait (self->connection, next_run, r, ref_result, g_object_unref);
   else
-    next_run (NULL, &call);
+    next_run (NULL, r);
 }
 
 /**
@@ -957,11 +1325,8 @@ carehare_consumer_next_deliveries_finish (CarehareConsumer  *self,
                                           GError           **error)
 {
   g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
-                        carehare_consumer_next_deliveries_async, NULL);
 
-  return g_task_propagate_pointer (G_TASK (result), error);
+  return next_result_propagate (self, result, carehare_consumer_next_deliveries_async, error);
 }
 
 /**
@@ -980,11 +1345,8 @@ carehare_consumer_next_delivery_finish (CarehareConsumer  *self,
                                         GError           **error)
 {
   g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
-                        carehare_consumer_next_delivery_async, NULL);
 
-  return g_task_propagate_pointer (G_TASK (result), error);
+  return next_result_propagate (self, result, carehare_consumer_next_delivery_async, error);
 }
 
 /* The one path of ack(), nack(), ack_up_to() and nack_up_to(). The
@@ -1335,6 +1697,7 @@ _carehare_consumer_new_relay (GMainContext                *context,
   self->queue = g_strdup (queue);
   self->relay = relay;
   self->relay_data = relay_data;
+  watch_start (self, context);
   return self;
 }
 

@@ -139,7 +139,10 @@ pump_cb (GObject      *source,
     }
   if (batch != NULL)
     {
-      for (guint i = 0; i < batch->len; i++)
+      /* Each delivery may run the program's callback at once, which may
+       * close the session or the consumer: then the inner consumer is
+       * gone, and so is what it delivered. */
+      for (guint i = 0; i < batch->len && sc->inner == inner; i++)
         {
           CarehareDelivery *delivery = g_object_ref (g_ptr_array_index (batch, i));
           guint64 tag = carehare_delivery_get_delivery_tag (delivery);
@@ -148,13 +151,15 @@ pump_cb (GObject      *source,
           _carehare_delivery_set_delivery_tag (delivery, sc->offset + tag);
           _carehare_consumer_relay_deliver (sc->relay, delivery);
         }
-      _carehare_session_consumer_pump (sc);
+      if (sc->inner == inner)
+        _carehare_session_consumer_pump (sc);
     }
   else if (!carehare_consumer_get_is_closed (inner))
     {
       /* One message that could not be represented was rejected. */
       _carehare_consumer_relay_reject (sc->relay, error);
-      _carehare_session_consumer_pump (sc);
+      if (sc->inner == inner)
+        _carehare_session_consumer_pump (sc);
     }
   else if (g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER))
     {

@@ -90,6 +90,9 @@ struct _CarehareTransport
   gboolean above_high_water;      /* rose above the high mark, not back to the low one yet */
   gboolean writing;               /* a write is in flight (or waits for POLLOUT) */
   gboolean flushing;              /* inside flush_now() */
+  gboolean receiving;             /* inside read_available(): the owner decodes read_buf */
+  gpointer read_fd_tag;           /* read_source's descriptor, for a plain socket */
+  gboolean read_paused;           /* read_fd_tag's events are 0 until the outer read ends */
   gint64 eager_flush_time;        /* the main-loop iteration of the last eager flush */
   gboolean stream_closing;        /* g_io_stream_close_async() started */
   gboolean force_close;           /* stop writing: close the socket now */
@@ -452,10 +455,13 @@ update_io (CarehareTransport *self)
   /* The first output of a main-loop iteration goes out at once (one
    * syscall, no wait for the next iteration: that is the latency of a
    * request); what follows in the same iteration is left to the flush
-   * source, so that it goes out together. With no output, a finished
-   * connection closes its socket. */
+   * source, so that it goes out together. While what was read is being
+   * decoded, nothing goes out eagerly: the reader writes everything once
+   * the read is decoded (the acks of a whole read of deliveries in one
+   * write, not one per message). With no output, a finished connection
+   * closes its socket. */
   if (self->stream != NULL && !self->writing && self->flush_source != NULL &&
-      !self->force_close && self->callbacks->has_output (self->user_data))
+      !self->force_close && !self->receiving && self->callbacks->has_output (self->user_data))
     {
       gint64 iteration = g_source_get_time (self->flush_source);
 
@@ -547,8 +553,40 @@ handle_read (CarehareTransport *self,
  * starve the main loop), answering as we go. Returns FALSE when reading is
  * over: end of file, an error, the owner finished, or the attempt was
  * abandoned (its read source is gone then). */
+static gboolean read_available_unguarded (CarehareTransport *self);
+
 static gboolean
 read_available (CarehareTransport *self)
+{
+  gboolean more;
+
+  /* A main loop run from a callback while we decode (a _sync call) must
+   * not read into the buffer being decoded: it reads nothing, and our own
+   * source ignores the socket until the outer read is over (else the
+   * readable socket would make that loop spin). */
+  if (self->receiving)
+    {
+      if (self->read_source != NULL && self->read_fd_tag != NULL && !self->read_paused)
+        {
+          g_source_modify_unix_fd (self->read_source, self->read_fd_tag, 0);
+          self->read_paused = TRUE;
+        }
+      return TRUE;
+    }
+  self->receiving = TRUE;
+  more = read_available_unguarded (self);
+  self->receiving = FALSE;
+  if (self->read_paused)
+    {
+      self->read_paused = FALSE;
+      if (self->read_source != NULL && self->read_fd_tag != NULL)
+        g_source_modify_unix_fd (self->read_source, self->read_fd_tag, G_IO_IN);
+    }
+  return more;
+}
+
+static gboolean
+read_available_unguarded (CarehareTransport *self)
 {
   GInputStream *stream = g_io_stream_get_input_stream (self->stream);
   guint generation = self->generation;
@@ -601,13 +639,39 @@ read_ready_cb (GObject  *stream,
 
   if (self->generation != generation)
     return G_SOURCE_REMOVE;  /* the attempt was abandoned: its source is gone */
+  if (self->receiving)
+    return G_SOURCE_CONTINUE;  /* nested in a read: it writes when it is over */
   flush_now (self);
   update (self);
   if (more)
     return G_SOURCE_CONTINUE;
   g_clear_pointer (&self->read_source, g_source_unref);
+  self->read_fd_tag = NULL;
   return G_SOURCE_REMOVE;
 }
+
+/* A plain socket is read from a source of our own on its descriptor,
+ * which GLib does not block while it dispatches (can-recurse): a blocked
+ * source leaves the poll set and comes back, and each change wakes the
+ * context with an eventfd write, two per source and per read with the
+ * pollable stream's source and its child. read_available() keeps a nested
+ * dispatch from reading. */
+typedef struct {
+  GSource source;
+  CarehareTransport *self;  /* not owned: the source dies before it */
+} ReadSource;
+
+static gboolean
+read_source_dispatch (GSource     *source,
+                      GSourceFunc  callback,
+                      gpointer     user_data)
+{
+  return read_ready_cb (NULL, ((ReadSource *) source)->self);
+}
+
+static GSourceFuncs read_funcs = {
+  .dispatch = read_source_dispatch,
+};
 
 static void
 start_read (CarehareTransport *self)
@@ -617,6 +681,21 @@ start_read (CarehareTransport *self)
 
   if (self->read_buf == NULL)
     self->read_buf = g_malloc (READ_SIZE);
+  self->read_paused = FALSE;
+  if (G_IS_SOCKET_CONNECTION (self->stream))
+    {
+      GSocket *socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (self->stream));
+
+      self->read_source = g_source_new (&read_funcs, sizeof (ReadSource));
+      ((ReadSource *) self->read_source)->self = self;
+      self->read_fd_tag = g_source_add_unix_fd (self->read_source, g_socket_get_fd (socket),
+                                                G_IO_IN);
+      g_source_set_can_recurse (self->read_source, TRUE);
+      g_source_set_static_name (self->read_source, "[carehare] readable");
+      g_source_attach (self->read_source, self->context);
+      return;
+    }
+  self->read_fd_tag = NULL;
   self->read_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (in), NULL);
   g_source_set_callback (self->read_source, G_SOURCE_FUNC (read_ready_cb), self, NULL);
   g_source_set_static_name (self->read_source, "[carehare] readable");

@@ -6,10 +6,12 @@ arrived (0 or none: until Ctrl-C), then closes cleanly.
     consumer.py URI QUEUE [COUNT]
 
 The Python twin of consumer.c, in asyncio with the override's API (the
-Python `carehare` library's): next_delivery() gives each message and its
-delivery tag, ack() acknowledges it. (`async for message in consumer` acks
-for you, but only when the loop goes on: a count-bounded loop would leave
-its last message unacked.)
+Python `carehare` library's): `async for delivery in consumer.deliveries()`
+gives each message, ack() acknowledges it. It is the fastest natural path:
+the loop takes messages through the consumer's ::delivery signal, with no
+GLib round trip per message. (`async for message in consumer` acks for you,
+but only when the loop goes on: a count-bounded loop would leave its last
+message unacked.)
 """
 import signal
 import sys
@@ -42,14 +44,15 @@ async def consume(uri, queue, count):
 
                 GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, on_sigint)
                 print(f"waiting for messages on {queue}", flush=True)
-                while not count or received < count:
-                    try:
-                        message, delivery_tag = await consumer.next_delivery()
-                    except carehare.ChannelClosed:
-                        break  # closed on Ctrl-C: the end of the stream
+                # Ends when the consumer is closed (Ctrl-C): the end of the stream.
+                async for delivery in consumer.deliveries():
+                    message = delivery.get_body().get_data()
                     print(f"received: {message.decode('utf-8', 'replace')}", flush=True)
-                    consumer.ack(delivery_tag)  # never raises, never awaited
+                    # never raises, never awaited
+                    consumer.ack(delivery.get_delivery_tag())
                     received += 1
+                    if count and received >= count:
+                        break
     except Exception as e:  # noqa: BLE001: every failure is reported
         print(f"consuming failed: {e}\n  -> {explain(e)}", file=sys.stderr)
         return 1

@@ -1328,6 +1328,481 @@ test_unrepresentable_deliveries_batch_stops (void)
   script_client_finish (&client);
 }
 
+/* ---- the one-message-at-a-time path ------------------------------------- */
+
+static const ScriptedBatch four[] = {
+  { { { 1, MESSAGE_GOOD }, { 2, MESSAGE_GOOD }, { 3, MESSAGE_GOOD }, { 4, MESSAGE_GOOD } } },
+};
+
+typedef enum {
+  CHAIN_GO_ON,
+  CHAIN_CLOSE_AT_2,           /* the callback of tag 2 closes and drops the consumer */
+  CHAIN_UNREF_AT_2,           /* the callback of tag 2 drops the last reference, no call */
+  CHAIN_NESTED_AT_1,          /* the callback of tag 1 waits for tag 2 in a main loop */
+} ChainEnd;
+
+typedef struct {
+  ScriptClient *client;
+  ChainEnd end;
+  guint64 tags[8];
+  GSource *sources[8];        /* not owned: the source each callback ran in */
+  guint n;
+  GError *error;              /* how the chain ended, if it did with an error */
+  gboolean done;
+  GAsyncResult *closed;
+} Chain;
+
+/* One message per next_delivery, acked in the callback, the next call made
+ * there: the program that examples/consumer.c shows. */
+static void
+chain_cb (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
+{
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+  Chain *chain = user_data;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  guint64 tag;
+
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &chain->error);
+  if (delivery == NULL)
+    {
+      chain->done = TRUE;
+      return;
+    }
+  tag = carehare_delivery_get_delivery_tag (delivery);
+  g_assert_cmpuint (chain->n, <, G_N_ELEMENTS (chain->tags));
+  chain->tags[chain->n] = tag;
+  chain->sources[chain->n] = g_main_current_source ();
+  chain->n++;
+  if (tag == 2 && chain->end == CHAIN_CLOSE_AT_2)
+    {
+      carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &chain->closed);
+      g_clear_object (&chain->client->consumer);
+      carehare_consumer_next_delivery_async (consumer, NULL, chain_cb, chain);
+      return;
+    }
+  if (tag == 1 && chain->end == CHAIN_NESTED_AT_1)
+    {
+      g_autoptr(GAsyncResult) nested = NULL;
+      g_autoptr(CarehareDelivery) second = NULL;
+      g_autoptr(GError) error = NULL;
+
+      carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &nested);
+      carehare_test_wait_for_result (&nested, TIMEOUT_MS);
+      second = carehare_consumer_next_delivery_finish (consumer, nested, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (carehare_delivery_get_delivery_tag (second), ==, 2);
+      chain->tags[chain->n] = 2;
+      chain->sources[chain->n] = chain->sources[0];
+      chain->n++;
+      carehare_consumer_ack (consumer, 1);
+      carehare_consumer_ack (consumer, 2);
+      carehare_consumer_next_delivery_async (consumer, NULL, chain_cb, chain);
+      return;
+    }
+  if (tag == 2 && chain->end == CHAIN_UNREF_AT_2)
+    {
+      g_clear_object (&chain->client->consumer);
+      chain->done = TRUE;
+      return;
+    }
+  carehare_consumer_ack (consumer, tag);
+  if (tag == 4)
+    chain->done = TRUE;
+  else
+    carehare_consumer_next_delivery_async (consumer, NULL, chain_cb, chain);
+}
+
+static void
+wait_for_flag (gboolean *flag)
+{
+  gint64 deadline = g_get_monotonic_time () + TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+
+  while (!*flag)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("no result after %u ms: the operation hangs", TIMEOUT_MS);
+      g_main_context_iteration (NULL, FALSE);
+      if (!*flag)
+        g_usleep (1000);
+    }
+}
+
+/* Waits until the scripted server saw the consumer's channel closed. */
+static void
+wait_for_channel_closed (ScriptServer *srv)
+{
+  gint64 deadline = g_get_monotonic_time () + TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+
+  for (;;)
+    {
+      gboolean closed;
+
+      g_mutex_lock (&srv->lock);
+      closed = srv->consumer_channel_closed;
+      g_mutex_unlock (&srv->lock);
+      if (closed)
+        return;
+      if (g_get_monotonic_time () > deadline)
+        g_error ("the consumer's channel was never closed");
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+static void
+assert_acks (ScriptServer  *srv,
+             guint          n)
+{
+  g_autoptr(GArray) settles = script_server_wait_settles (srv, n);
+
+  g_assert_cmpuint (settles->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_cmpuint (g_array_index (settles, Settle, i).method_id, ==, CAREHARE_METHOD_BASIC_ACK);
+      g_assert_cmpuint (g_array_index (settles, Settle, i).tag, ==, i + 1);
+    }
+}
+
+/* Messages that arrived in one read are handed out one per call, each
+ * call made in the previous one's callback, all in the dispatch that
+ * decoded them: no main-loop iteration (nor idle) per message. */
+static void
+test_chain_in_one_dispatch (void)
+{
+  ScriptClient client = { 0 };
+  Chain chain = { &client, CHAIN_GO_ON };
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  carehare_consumer_next_delivery_async (client.consumer, NULL, chain_cb, &chain);
+  script_client_next_batch (&client);
+  wait_for_flag (&chain.done);
+  g_assert_no_error (chain.error);
+  g_assert_cmpuint (chain.n, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_assert_cmpuint (chain.tags[i], ==, i + 1);
+      g_assert_nonnull (chain.sources[i]);
+      g_assert_true (chain.sources[i] == chain.sources[0]);
+    }
+  assert_acks (client.srv, 4);
+  script_client_finish (&client);
+}
+
+/* The same chain when the messages were buffered before the first call:
+ * the first comes from an idle (never inside the call), the rest in that
+ * same dispatch. */
+static void
+test_chain_from_buffer (void)
+{
+  ScriptClient client = { 0 };
+  Chain chain = { &client, CHAIN_GO_ON };
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  script_client_next_batch (&client);
+  carehare_consumer_next_delivery_async (client.consumer, NULL, chain_cb, &chain);
+  g_assert_cmpuint (chain.n, ==, 0);
+  wait_for_flag (&chain.done);
+  g_assert_no_error (chain.error);
+  g_assert_cmpuint (chain.n, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_assert_cmpuint (chain.tags[i], ==, i + 1);
+      g_assert_true (chain.sources[i] == chain.sources[0]);
+    }
+  assert_acks (client.srv, 4);
+  script_client_finish (&client);
+}
+
+/* A callback that waits for the call it made in a main loop of its own,
+ * with the message it wants buffered: it gets it there (not only once it
+ * returned, which would be never), and the run goes on after it. (A
+ * message of the read being decoded cannot come in such a loop: the
+ * connection reads nothing until that read is decoded.) */
+static void
+test_chain_nested_loop (void)
+{
+  ScriptClient client = { 0 };
+  Chain chain = { &client, CHAIN_NESTED_AT_1 };
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  script_client_next_batch (&client);
+  carehare_consumer_next_delivery_async (client.consumer, NULL, chain_cb, &chain);
+  wait_for_flag (&chain.done);
+  g_assert_no_error (chain.error);
+  g_assert_cmpuint (chain.n, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (chain.tags[i], ==, i + 1);
+  assert_acks (client.srv, 4);
+  script_client_finish (&client);
+}
+
+/* A callback in the middle of a run of deliveries closes the consumer and
+ * drops the program's last reference, and calls again: that call fails
+ * with CHANNEL_CLOSED, the messages not handed out go back (unacked), the
+ * consumer's channel is closed, and nothing is touched after it is gone. */
+static void
+test_chain_close_midway (void)
+{
+  ScriptClient client = { 0 };
+  Chain chain = { &client, CHAIN_CLOSE_AT_2 };
+  g_autoptr(GArray) settles = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  carehare_consumer_next_delivery_async (client.consumer, NULL, chain_cb, &chain);
+  script_client_next_batch (&client);
+  wait_for_flag (&chain.done);
+  g_assert_error (chain.error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED);
+  g_clear_error (&chain.error);
+  g_assert_cmpuint (chain.n, ==, 2);
+  carehare_test_wait_for_result (&chain.closed, TIMEOUT_MS);
+  g_clear_object (&chain.closed);
+  wait_for_channel_closed (client.srv);
+  settles = script_server_wait_settles (client.srv, 1);
+  g_assert_cmpuint (settles->len, ==, 1);
+  g_assert_cmpuint (g_array_index (settles, Settle, 0).tag, ==, 1);
+  script_client_finish (&client);
+}
+
+/* A callback in the middle of a run drops the last reference and makes no
+ * call: the consumer stops once the run is over (its channel closed, the
+ * rest unacked), not under the run's feet. */
+static void
+test_chain_unref_midway (void)
+{
+  ScriptClient client = { 0 };
+  Chain chain = { &client, CHAIN_UNREF_AT_2 };
+  g_autoptr(GArray) settles = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  carehare_consumer_next_delivery_async (client.consumer, NULL, chain_cb, &chain);
+  script_client_next_batch (&client);
+  wait_for_flag (&chain.done);
+  g_assert_no_error (chain.error);
+  g_assert_cmpuint (chain.n, ==, 2);
+  g_assert_null (client.consumer);
+  wait_for_channel_closed (client.srv);
+  settles = script_server_wait_settles (client.srv, 1);
+  g_assert_cmpuint (settles->len, ==, 1);
+  g_assert_cmpuint (g_array_index (settles, Settle, 0).tag, ==, 1);
+  script_client_finish (&client);
+}
+
+/* ---- ::delivery ---------------------------------------------------------- */
+
+typedef enum {
+  HANDLER_ACK,
+  HANDLER_DISCONNECT_AT_2,    /* acks 2, then disconnects itself */
+  HANDLER_CLOSE_AT_2,         /* closes the consumer, drops the program's reference */
+} HandlerEnd;
+
+typedef struct {
+  ScriptClient *client;
+  HandlerEnd end;
+  gulong id;
+  guint64 tags[8];
+  GSource *sources[8];
+  guint n;
+  GPtrArray *rejected;        /* owned GError * */
+  GAsyncResult *closed;
+} Handler;
+
+static void
+on_delivery (CarehareConsumer *consumer,
+             CarehareDelivery *delivery,
+             gpointer          user_data)
+{
+  Handler *h = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+
+  g_assert_cmpuint (h->n, <, G_N_ELEMENTS (h->tags));
+  h->tags[h->n] = tag;
+  h->sources[h->n] = g_main_current_source ();
+  h->n++;
+  if (tag == 2 && h->end == HANDLER_CLOSE_AT_2)
+    {
+      carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &h->closed);
+      g_clear_object (&h->client->consumer);
+      return;
+    }
+  carehare_consumer_ack (consumer, tag);
+  if (tag == 2 && h->end == HANDLER_DISCONNECT_AT_2)
+    g_clear_signal_handler (&h->id, consumer);
+}
+
+static void
+on_rejected (CarehareConsumer *consumer,
+             const GError     *error,
+             gpointer          user_data)
+{
+  Handler *h = user_data;
+
+  g_ptr_array_add (h->rejected, g_error_copy (error));
+}
+
+static void
+handler_connect (Handler *h)
+{
+  h->rejected = g_ptr_array_new_with_free_func ((GDestroyNotify) g_error_free);
+  h->id = g_signal_connect (h->client->consumer, "delivery", G_CALLBACK (on_delivery), h);
+  g_signal_connect (h->client->consumer, "rejected", G_CALLBACK (on_rejected), h);
+}
+
+/* While a handler is connected, each message is emitted in order as it is
+ * decoded (all in that dispatch), and next_delivery fails with BUSY. */
+static void
+test_signal (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_ACK };
+  g_autoptr(GAsyncResult) busy = NULL;
+  g_autoptr(GError) error = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_assert_cmpuint (h.tags[i], ==, i + 1);
+      g_assert_true (h.sources[i] == h.sources[0]);
+    }
+  carehare_consumer_next_delivery_async (client.consumer, NULL, carehare_test_store_result, &busy);
+  carehare_test_wait_for_result (&busy, TIMEOUT_MS);
+  g_assert_null (carehare_consumer_next_delivery_finish (client.consumer, busy, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BUSY);
+  assert_acks (client.srv, 4);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* A handler that disconnects itself: the messages after it are buffered
+ * again, and next_delivery takes them, in order. */
+static void
+test_signal_disconnect (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_DISCONNECT_AT_2 };
+  g_autoptr(GError) error = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 2);
+  for (guint64 tag = 3; tag <= 4; tag++)
+    {
+      g_autoptr(CarehareDelivery) d = script_next_delivery (client.consumer, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (carehare_delivery_get_delivery_tag (d), ==, tag);
+      carehare_consumer_ack (client.consumer, tag);
+    }
+  assert_acks (client.srv, 4);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* Connected while messages are buffered and a call waits: the call fails
+ * with BUSY and the buffered messages are emitted, in order, at the next
+ * main-loop iteration, without waiting for another message. */
+static void
+test_signal_connect_with_buffered (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_ACK };
+  g_autoptr(CarehareDelivery) d1 = NULL;
+  g_autoptr(GError) error = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  script_client_next_batch (&client);
+  d1 = script_next_delivery (client.consumer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (carehare_delivery_get_delivery_tag (d1), ==, 1);
+  carehare_consumer_ack (client.consumer, 1);
+
+  handler_connect (&h);
+  g_assert_cmpuint (h.n, ==, 0);
+  while (h.n < 3)
+    g_main_context_iteration (NULL, TRUE);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpuint (h.tags[i], ==, i + 2);
+  assert_acks (client.srv, 4);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* A call that waits when a handler is connected fails with BUSY. */
+static void
+test_signal_connect_with_waiter (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_ACK };
+  g_autoptr(GAsyncResult) waiting = NULL;
+  g_autoptr(GError) error = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  carehare_consumer_next_delivery_async (client.consumer, NULL, carehare_test_store_result,
+                                         &waiting);
+  handler_connect (&h);
+  carehare_test_wait_for_result (&waiting, TIMEOUT_MS);
+  g_assert_null (carehare_consumer_next_delivery_finish (client.consumer, waiting, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BUSY);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 4);
+  assert_acks (client.srv, 4);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* A handler that closes the consumer and drops the program's reference in
+ * the middle of a read: nothing more is emitted, the rest goes back. */
+static void
+test_signal_close (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_CLOSE_AT_2 };
+  g_autoptr(GArray) settles = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 2);
+  g_assert_null (client.consumer);
+  carehare_test_wait_for_result (&h.closed, TIMEOUT_MS);
+  g_clear_object (&h.closed);
+  g_assert_cmpuint (h.n, ==, 2);
+  wait_for_channel_closed (client.srv);
+  settles = script_server_wait_settles (client.srv, 1);
+  g_assert_cmpuint (settles->len, ==, 1);
+  g_assert_cmpuint (g_array_index (settles, Settle, 0).tag, ==, 1);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* Messages that were rejected are reported by ::rejected, in their place. */
+static void
+test_signal_rejected (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_ACK };
+
+  script_client_start (&client, bad_between_good, G_N_ELEMENTS (bad_between_good));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 2);
+  g_assert_cmpuint (h.tags[0], ==, 1);
+  g_assert_cmpuint (h.tags[1], ==, 4);
+  g_assert_cmpuint (h.rejected->len, ==, 2);
+  assert_rejected (g_ptr_array_index (h.rejected, 0), 2, "nested");
+  assert_rejected (g_ptr_array_index (h.rejected, 1), 3, "0x0002");
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 3);
+  g_assert_cmpuint (h.tags[2], ==, 5);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1349,6 +1824,19 @@ main (int argc, char *argv[])
                    test_cancel_after_handover_batch);
   g_test_add_func ("/scripted/consumer/cancel-after-handover/buffered",
                    test_cancel_after_handover_buffered);
+  g_test_add_func ("/scripted/consumer/chain/one-dispatch", test_chain_in_one_dispatch);
+  g_test_add_func ("/scripted/consumer/chain/from-buffer", test_chain_from_buffer);
+  g_test_add_func ("/scripted/consumer/chain/close-midway", test_chain_close_midway);
+  g_test_add_func ("/scripted/consumer/chain/nested-loop", test_chain_nested_loop);
+  g_test_add_func ("/scripted/consumer/chain/unref-midway", test_chain_unref_midway);
+  g_test_add_func ("/scripted/consumer/signal", test_signal);
+  g_test_add_func ("/scripted/consumer/signal/disconnect", test_signal_disconnect);
+  g_test_add_func ("/scripted/consumer/signal/connect-with-buffered",
+                   test_signal_connect_with_buffered);
+  g_test_add_func ("/scripted/consumer/signal/connect-with-waiter",
+                   test_signal_connect_with_waiter);
+  g_test_add_func ("/scripted/consumer/signal/close", test_signal_close);
+  g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
 
   return g_test_run ();
 }

@@ -827,6 +827,72 @@ test_consumer_close (void)
   delete_queue (queue);
 }
 
+/* A consumer callback that closes the session in the middle of a batch of
+ * deliveries: the rest of the batch is not delivered (it goes back with
+ * the connection), and nothing asks the closed consumer for more. */
+typedef struct {
+  CarehareSession *session;
+  guint received;
+  GError *error;
+  gboolean done;
+  GAsyncResult *closed;
+} CloseChain;
+
+static void
+close_chain_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+  CloseChain *chain = user_data;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &chain->error);
+  if (delivery == NULL)
+    {
+      chain->done = TRUE;
+      return;
+    }
+  chain->received++;
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  if (chain->received == 2)
+    {
+      carehare_session_close_async (chain->session, NULL, carehare_test_store_result,
+                                    &chain->closed);
+      chain->done = TRUE;
+      return;
+    }
+  carehare_consumer_next_delivery_async (consumer, NULL, close_chain_cb, chain);
+}
+
+static void
+test_close_in_callback (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-close-in-callback");
+  g_autoptr(CarehareSession) session = session_for (carehare_test_amqp_uri ());
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+  CloseChain chain = { session };
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  for (guint i = 0; i < 5; i++)
+    g_assert_true (session_publish (session, queue, "m", &error));
+  /* The five arrive together, most likely in one read: one batch. */
+  consumer = carehare_session_acking_consumer (session, queue, 10);
+  carehare_consumer_next_delivery_async (consumer, NULL, close_chain_cb, &chain);
+  while (!chain.done)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (chain.error);
+  g_assert_cmpuint (chain.received, ==, 2);
+  carehare_test_wait_for_result (&chain.closed, TIMEOUT_MS);
+  g_assert_true (carehare_session_close_finish (session, chain.closed, NULL));
+  g_clear_object (&chain.closed);
+  g_assert_true (carehare_consumer_get_is_closed (consumer));
+  delete_queue (queue);
+}
+
 /* Resident memory of this process, in KiB (-1 if unknown). */
 static long
 resident_kib (void)
@@ -1052,6 +1118,7 @@ main (int    argc,
   g_test_add_func ("/session/permanent/topology-refused", test_topology_refused);
   g_test_add_func ("/session/exclusive-queue", test_exclusive_queue);
   g_test_add_func ("/session/consumer-close", test_consumer_close);
+  g_test_add_func ("/session/close-in-callback", test_close_in_callback);
   g_test_add_func ("/session/many-reconnections", test_many_reconnections);
   g_test_add_func ("/session/network-monitor", test_network_monitor);
 

@@ -12,9 +12,9 @@
 //
 // A rejected promise carries the GLib.Error (its domain Carehare.Error,
 // its code), with `reply_code` set from Carehare.error_get_reply_code().
-// Iterating a consumer awaits next_delivery_async() until the consumer is
-// closed (CHANNEL_CLOSED ends the loop; any other error is thrown). It is
-// installed as $datadir/carehare-glib-1.0/carehare.js.
+// Iterating a consumer takes each message through its ::delivery signal
+// until the consumer is closed (the loop ends; a consumer closed with an
+// error throws it). It is installed as $datadir/carehare-glib-1.0/carehare.js.
 
 import Gio from 'gi://Gio';
 import Carehare from 'gi://Carehare?version=1.0';
@@ -60,19 +60,86 @@ for (const name of ['next_delivery', 'next_deliveries', 'close'])
     promisify(Carehare.Consumer.prototype, name);
 
 // `for await (const delivery of consumer)`: each Carehare.Delivery until
-// the consumer is closed. Nothing is acked for you.
+// the consumer is closed. Nothing is acked for you. The loop takes the
+// messages through the consumer's ::delivery signal (one handler call per
+// message into an array; no GIO round trip per message, a promise only
+// when the array is empty), so next_delivery_async() fails with BUSY
+// while it runs. When it ends (break, return, throw), the handlers go and
+// messages received but not yet taken go back to the queue (nack with
+// requeue). A rejected message throws its error in its place, as
+// next_delivery_async() would; a consumer closed with an error throws it.
 Carehare.Consumer.prototype[Symbol.asyncIterator] = async function* deliveries() {
-    for (;;) {
-        let delivery;
+    if (this.get_is_closed()) {
+        // Closed already: next_delivery says how.
         try {
-            // eslint-disable-next-line no-await-in-loop
-            delivery = await this.next_delivery_async(null);
+            await this.next_delivery_async(null);
         } catch (e) {
             if (e instanceof Carehare.Error && e.code === Carehare.Error.CHANNEL_CLOSED)
                 return;
             throw e;
         }
-        yield delivery;
+    }
+    const items = [];
+    let head = 0;
+    let end = null;
+    let wake = null;
+    const ready = () => {
+        if (wake) {
+            const resolve = wake;
+            wake = null;
+            resolve();
+        }
+    };
+    const giveBack = () => {
+        for (; head < items.length; head++) {
+            if (items[head].delivery)
+                this.nack(items[head].delivery.get_delivery_tag(), true);
+        }
+        items.length = 0;
+        head = 0;
+    };
+    const ids = [
+        this.connect('delivery', (_consumer, delivery) => {
+            items.push({delivery});
+            ready();
+        }),
+        this.connect('rejected', (_consumer, error) => {
+            items.push({error: withReplyCode(error)});
+            ready();
+        }),
+        this.connect('closed', (_consumer, error) => {
+            giveBack();
+            end = error ? {error: withReplyCode(error)} : {};
+            ready();
+        }),
+    ];
+    try {
+        for (;;) {
+            while (head === items.length) {
+                if (end) {
+                    if (end.error)
+                        throw end.error;
+                    return;
+                }
+                // eslint-disable-next-line no-await-in-loop
+                await new Promise(resolve => {
+                    wake = resolve;
+                });
+            }
+            const item = items[head];
+            items[head++] = null;
+            if (head === items.length) {
+                items.length = 0;
+                head = 0;
+            }
+            if (item.error)
+                throw item.error;
+            yield item.delivery;
+        }
+    } finally {
+        for (const id of ids)
+            this.disconnect(id);
+        giveBack();
     }
 };
 

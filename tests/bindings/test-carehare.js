@@ -603,6 +603,69 @@ test('the module: reply_code on errors, for await over a consumer', async () => 
     }
 });
 
+test('for await: many messages in order through ::delivery; after a break, what was not taken comes back', async () => {
+    const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+    try {
+        const queue = await declareQueue(conn);
+        const sent = [];
+        for (let i = 0; i < 100; i++)
+            sent.push(`m${i}`);
+        await Promise.all(sent.map(text => publish(conn, queue, text)));
+        const consumer = await timeout(conn.acking_consumer_async(queue, 0, 20, null));
+        const decoder = new TextDecoder();
+        const seen = [];
+        for await (const delivery of consumer) {
+            seen.push(decoder.decode(delivery.get_body().toArray()));
+            if (seen.length === 50)
+                break;  // m49 stays unacked
+            consumer.ack(delivery.get_delivery_tag());
+            if (seen.length === 49) {
+                // Let the next messages arrive: they are the loop's.
+                // eslint-disable-next-line no-await-in-loop
+                await timeout(conn.queue_declare_async(queue, Carehare.QueueFlags.PASSIVE, null, null));
+            }
+        }
+        assertEqual(seen, sent.slice(0, 50), 'in order');
+        // The handler is gone: next_delivery works, and gets the messages
+        // the loop had received but not taken, given back.
+        const rest = [];
+        for (let i = 0; i < 50; i++) {
+            // eslint-disable-next-line no-await-in-loop
+            const delivery = await timeout(consumer.next_delivery_async(null));
+            rest.push(decoder.decode(delivery.get_body().toArray()));
+            consumer.ack(delivery.get_delivery_tag());
+        }
+        rest.sort();
+        assertEqual(rest, sent.slice(50).sort(), 'the rest');
+        await timeout(consumer.close_async(null));
+    } finally {
+        await close(conn);
+    }
+});
+
+test('::delivery: a handler gets each message; next_delivery fails with BUSY meanwhile', async () => {
+    const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+    try {
+        const queue = await declareQueue(conn);
+        for (const text of ['one', 'two'])
+            // eslint-disable-next-line no-await-in-loop
+            await publish(conn, queue, text);
+        const consumer = await timeout(conn.acking_consumer_async(queue, 0, 10, null));
+        const seen = [];
+        const id = consumer.connect('delivery', (c, delivery) => {
+            seen.push(new TextDecoder().decode(delivery.get_body().toArray()));
+            c.ack(delivery.get_delivery_tag());
+        });
+        await until(() => seen.length === 2);
+        await expectError(Gio.io_error_quark(), Gio.IOErrorEnum.BUSY, consumer.next_delivery_async(null));
+        consumer.disconnect(id);
+        assertEqual(seen, ['one', 'two'], 'deliveries');
+        await timeout(consumer.close_async(null));
+    } finally {
+        await close(conn);
+    }
+});
+
 test('get_statistics: the counters of N publishes and deliveries, exactly', async () => {
     const N = 200;
     const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));

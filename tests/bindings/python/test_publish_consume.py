@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from conftest import unique
 from gi.repository import Carehare as carehare
-from gi.repository import GLib
+from gi.repository import Gio, GLib
 
 
 async def test_publish_to_missing_exchange(connection):
@@ -265,6 +265,77 @@ async def test_properties_and_headers(connection):
             assert headers["nested"] == {"ok": True}
             consumer.ack(delivery.get_delivery_tag())
             break
+
+
+async def test_async_for_many_in_order(connection):
+    """`async for` takes every message in order through ::delivery (one
+    handler call per message) and acks each as the loop goes on."""
+    queue = await connection.queue_declare("", exclusive=True)
+    sent = [b"m%d" % i for i in range(200)]
+    for body in sent:
+        await connection.publish(body, routing_key=queue)
+    received = []
+    async with connection.acking_consumer(queue, prefetch_count=50) as consumer:
+        async for message in consumer:
+            received.append(message)
+            if len(received) == len(sent):
+                break
+        # The loop is over: the handler is gone, next_delivery works again.
+        await connection.publish(b"after", routing_key=queue)
+        message, tag = await consumer.next_delivery()
+        assert message == b"after"
+        consumer.ack(tag)
+    assert received == sent
+    # Every message was acked but the last one, the loop having ended on it.
+    assert await connection.queue_purge(queue) == 1
+
+
+async def test_break_gives_back_what_was_not_taken(connection):
+    """Messages received but not yet taken when the loop ends go back to
+    the queue; the same consumer gets them again with next_delivery."""
+    queue = await connection.queue_declare("", exclusive=True)
+    for body in (b"foo", b"bar", b"baz"):
+        await connection.publish(body, routing_key=queue)
+    async with connection.acking_consumer(queue, prefetch_count=10) as consumer:
+        async for message in consumer:
+            assert message == b"foo"
+            # bar and baz have arrived (prefetch 10) by the time a ping
+            # comes back: they are in the loop's hands.
+            await connection.queue_declare(queue, passive=True)
+            break
+        again = []
+        for _ in range(2):
+            message, tag = await consumer.next_delivery()
+            again.append(message)
+            consumer.ack(tag)
+        assert sorted(again) == [b"bar", b"baz"]
+    assert await connection.queue_purge(queue) == 1  # foo, never acked
+
+
+async def test_delivery_signal(connection):
+    """The signal itself: a handler gets each Carehare.Delivery, and
+    next_delivery fails with BUSY while it is connected."""
+    queue = await connection.queue_declare("", exclusive=True)
+    for body in (b"one", b"two"):
+        await connection.publish(body, routing_key=queue)
+    received = []
+    done = asyncio.get_event_loop().create_future()
+
+    def on_delivery(consumer, delivery):
+        received.append(delivery.get_body().get_data())
+        consumer.ack(delivery.get_delivery_tag())
+        if len(received) == 2 and not done.done():
+            done.set_result(None)
+
+    async with connection.acking_consumer(queue, prefetch_count=10) as consumer:
+        handler = consumer.connect("delivery", on_delivery)
+        await done
+        with pytest.raises(GLib.Error) as cm:
+            await consumer.next_delivery()
+        assert cm.value.matches(Gio.io_error_quark(), Gio.IOErrorEnum.BUSY)
+        consumer.disconnect(handler)
+    assert received == [b"one", b"two"]
+    assert await connection.queue_purge(queue) == 0
 
 
 async def test_pending_write_bytes_rises_and_drains(connection):

@@ -22,6 +22,7 @@ guide; every difference from the `carehare` library is listed there.
 """
 import asyncio
 import atexit
+import collections
 import datetime
 import decimal
 import math
@@ -710,13 +711,17 @@ class Consumer(Carehare.Consumer):
     async def deliveries(self):
         """`async for delivery in consumer.deliveries():` each
         Carehare.Delivery until the consumer is closed. Nothing is acked for
-        you: call ack(delivery.get_delivery_tag())."""
-        while True:
-            try:
-                delivery = await self.next_delivery_object()
-            except ChannelClosed:
-                return
-            yield delivery
+        you: call ack(delivery.get_delivery_tag()). While it runs, the
+        consumer emits ::delivery (next_delivery() raises BUSY)."""
+        stream = _Stream(self)
+        try:
+            while True:
+                delivery = await stream.next()
+                if delivery is None:
+                    return
+                yield delivery
+        finally:
+            stream.stop()
 
     def close(self):
         """Starts closing at once (no need to await); returns an awaitable
@@ -734,6 +739,82 @@ class Consumer(Carehare.Consumer):
         return _Messages(self)
 
 
+class _Stream:
+    """The consumer's messages through its ::delivery signal: one handler
+    call per message into a deque, and an await that takes from it without
+    a GLib round trip (it suspends only when the deque is empty). The
+    consumer's prefetch bounds the deque. stop() disconnects, and gives
+    back (nack, requeue) the messages received but not taken."""
+
+    def __init__(self, consumer):
+        self._consumer = consumer
+        self._items = collections.deque()
+        self._waiter = None
+        self._end = None      # None: open; else the exception to raise, or _STOP
+        # Closed already: next_delivery says how (it raises the error).
+        self._closed_before = consumer.get_is_closed()
+        self._handlers = [] if self._closed_before else [
+            consumer.connect("delivery", self._on_delivery),
+            consumer.connect("rejected", self._on_rejected),
+            consumer.connect("closed", self._on_closed)]
+
+    def _wake(self):
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _on_delivery(self, _consumer, delivery):
+        self._items.append(delivery)
+        self._wake()
+
+    def _on_rejected(self, _consumer, error):
+        self._items.append(_exception(error))
+        self._wake()
+
+    def _on_closed(self, _consumer, error):
+        # Nothing taken after the end: those not yet taken go back.
+        self._give_back()
+        self._end = _STOP if error is None else _exception(error)
+        self._wake()
+
+    def _give_back(self):
+        while self._items:
+            item = self._items.popleft()
+            if isinstance(item, Carehare.Delivery):
+                self._consumer.nack(item.get_delivery_tag(), True)
+
+    async def next(self):
+        """The next Carehare.Delivery, or None at the end of the stream
+        (the consumer was closed); raises what next_delivery() would."""
+        if self._closed_before:
+            try:
+                await self._consumer.next_delivery_object()
+            except ChannelClosed:
+                return None
+        while not self._items:
+            if self._end is _STOP:
+                return None
+            if self._end is not None:
+                raise self._end
+            self._waiter = _loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self):
+        handlers, self._handlers = self._handlers, []
+        for handler in handlers:
+            self._consumer.disconnect(handler)
+        self._give_back()
+
+
+_STOP = object()
+
+
 class _Messages:
     """`async for message in consumer`: the body of each message, acked when
     the loop body finished without an exception (on the next step)."""
@@ -741,16 +822,27 @@ class _Messages:
     def __init__(self, consumer):
         self._consumer = consumer
         self._unacked = None
+        self._stream = _Stream(consumer)
 
     def __aiter__(self):
         return self
+
+    def __del__(self):
+        stream = getattr(self, "_stream", None)
+        if stream is not None:
+            stream.stop()
 
     async def __anext__(self):
         if self._unacked is not None:
             self._consumer.ack(self._unacked)
             self._unacked = None
         try:
-            message, self._unacked = await self._consumer.next_delivery()
-        except ChannelClosed:
-            raise StopAsyncIteration from None
-        return message
+            delivery = await self._stream.next()
+        except BaseException:
+            self._stream.stop()
+            raise
+        if delivery is None:
+            self._stream.stop()
+            raise StopAsyncIteration
+        self._unacked = delivery.get_delivery_tag()
+        return delivery.get_body().get_data()
