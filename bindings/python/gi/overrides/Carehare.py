@@ -285,6 +285,43 @@ def _start(begin, finish, convert=None, operation=True, cancellable=True):
     return future
 
 
+_NO_FLAGS = Carehare.PublishFlags.NONE
+_MANDATORY = Carehare.PublishFlags.MANDATORY
+
+
+def _bytes(message):
+    return GLib.Bytes.new(bytes(message))
+
+
+class _CancellingFuture(asyncio.Future):
+    """A future that cancels its Gio.Cancellable when it is cancelled:
+    cheaper than a done callback, which the loop would schedule on every
+    completion."""
+
+    def __init__(self, *, loop):
+        super().__init__(loop=loop)
+        self.cancellable = Gio.Cancellable()
+
+    def cancel(self, *args, **kwargs):
+        if not super().cancel(*args, **kwargs):
+            return False
+        self.cancellable.cancel()
+        return True
+
+
+def _publish_done(source, result, future):
+    """The callback of Connection.publish() and Session.publish(): one
+    function for every call, the future as its user data."""
+    try:
+        source.publish_finish(result)
+    except GLib.Error as e:
+        if not future.done():
+            future.set_exception(_exception(e))
+        return
+    if not future.done():
+        future.set_result(None)
+
+
 def _follow(future):
     """A new future with the outcome of `future` (cancelling it leaves
     `future` alone)."""
@@ -537,13 +574,23 @@ class Connection(Carehare.Connection):
         it. Raises ServerSentNack, Unroutable (mandatory=True), or
         ChannelClosedByServer (e.g. 404 for a missing exchange).
         `properties` is a Carehare.Properties or a dict of its properties
-        (`headers` a dict too)."""
-        body = GLib.Bytes.new(bytes(message))
-        props = _to_properties(properties)
-        flags = Carehare.PublishFlags.MANDATORY if mandatory else Carehare.PublishFlags.NONE
-        return _start(lambda c, cb: self.publish_async(exchange_name, routing_key, body, props,
-                                                       flags, c, cb),
-                      self.publish_finish, lambda r: None)
+        (`headers` a dict too).
+
+        The message is handed to the connection before this returns.
+        Cancelling the future (asyncio.wait_for...) stops waiting for the
+        confirm and nothing more: the message is still published, even one
+        still waiting for a channel or for a blocked connection. To be able
+        to drop a waiting publish, call publish_async() with a
+        Gio.Cancellable."""
+        # The hot path of a publisher: no closure, no GCancellable and no
+        # done callback per call (each costs microseconds in PyGObject and
+        # gbulb); cancelling the future only stops waiting (docs/python.md).
+        future = _loop().create_future()
+        self.publish_async(exchange_name, routing_key, _bytes(message),
+                           None if properties is None else _to_properties(properties),
+                           _MANDATORY if mandatory else _NO_FLAGS, None,
+                           _publish_done, future)
+        return future
 
     def call(self, message, *, exchange_name="", routing_key="", properties=None,
              mandatory=False):
@@ -655,13 +702,17 @@ class Session(Carehare.Session):
         """Publishes `message` (bytes) with a confirm; waits while the
         session reconnects. Raises ConnectionClosed when the connection was
         lost before the confirm (whether to publish again is yours), and
-        the exceptions of Connection.publish()."""
-        body = GLib.Bytes.new(bytes(message))
-        props = _to_properties(properties)
-        flags = Carehare.PublishFlags.MANDATORY if mandatory else Carehare.PublishFlags.NONE
-        return _start(lambda c, cb: self.publish_async(exchange_name, routing_key, body, props,
-                                                       flags, c, cb),
-                      self.publish_finish, lambda r: None)
+        the exceptions of Connection.publish(). Unlike there, cancelling
+        the future drops a publish still waiting for a connection."""
+        # As Connection.publish(), but a publish may wait here for a long
+        # time (while reconnecting), so cancelling still drops it: the
+        # future cancels its GCancellable itself, without a done callback.
+        future = _CancellingFuture(loop=_loop())
+        self.publish_async(exchange_name, routing_key, _bytes(message),
+                           None if properties is None else _to_properties(properties),
+                           _MANDATORY if mandatory else _NO_FLAGS, future.cancellable,
+                           _publish_done, future)
+        return future
 
     def acking_consumer(self, queue_name, prefetch_count=1, *, exclusive=False,
                         consumer_tag=None, arguments=None):
