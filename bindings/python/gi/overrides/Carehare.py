@@ -294,10 +294,6 @@ _new_bytes = GLib.Bytes.new
 _new_cancellable = Gio.Cancellable
 
 
-def _bytes(message):
-    return _new_bytes(bytes(message))
-
-
 class _CancellingFuture(asyncio.Future):
     """A future that cancels its Gio.Cancellable when it is cancelled:
     cheaper than a done callback, which the loop would schedule on every
@@ -312,6 +308,16 @@ class _CancellingFuture(asyncio.Future):
             return False
         self.cancellable.cancel()
         return True
+
+
+def _publish(target, future, cancellable, message, exchange_name, routing_key, properties,
+             mandatory):
+    """publish_async() on a Connection or a Session, completing `future`."""
+    target.publish_async(exchange_name, routing_key, _new_bytes(bytes(message)),
+                         None if properties is None else _to_properties(properties),
+                         _MANDATORY if mandatory else _NO_FLAGS, cancellable,
+                         _publish_done, future)
+    return future
 
 
 def _publish_done(source, result, future):
@@ -644,12 +650,8 @@ class Connection(Carehare.Connection):
         # The hot path of a publisher: no closure, no GCancellable and no
         # done callback per call (each costs microseconds in PyGObject and
         # gbulb); cancelling the future only stops waiting (docs/python.md).
-        future = _loop().create_future()
-        self.publish_async(exchange_name, routing_key, _bytes(message),
-                           None if properties is None else _to_properties(properties),
-                           _MANDATORY if mandatory else _NO_FLAGS, None,
-                           _publish_done, future)
-        return future
+        return _publish(self, _loop().create_future(), None, message, exchange_name,
+                        routing_key, properties, mandatory)
 
     def call(self, message, *, exchange_name="", routing_key="", properties=None,
              mandatory=False):
@@ -767,11 +769,8 @@ class Session(Carehare.Session):
         # time (while reconnecting), so cancelling still drops it: the
         # future cancels its GCancellable itself, without a done callback.
         future = _CancellingFuture(loop=_loop())
-        self.publish_async(exchange_name, routing_key, _bytes(message),
-                           None if properties is None else _to_properties(properties),
-                           _MANDATORY if mandatory else _NO_FLAGS, future.cancellable,
-                           _publish_done, future)
-        return future
+        return _publish(self, future, future.cancellable, message, exchange_name,
+                        routing_key, properties, mandatory)
 
     def acking_consumer(self, queue_name, prefetch_count=1, *, exclusive=False,
                         consumer_tag=None, arguments=None):
