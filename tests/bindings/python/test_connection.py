@@ -212,8 +212,9 @@ async def test_run_loop_runs_call_soon_callbacks_in_order():
             await asyncio.sleep(0)
             async with carehare.connect(url) as connection:
                 queue = await connection.queue_declare("", exclusive=True)
-                await asyncio.gather(*(connection.publish(b"x", routing_key=queue)
-                                       for _ in range(300)))
+                futures = [connection.publish(b"x", routing_key=queue) for _ in range(300)]
+                assert all(f.get_loop() is loop for f in futures)
+                await asyncio.gather(*futures)
                 purged = await connection.queue_purge(queue)
             return order, [type(e).__name__ for e in errors], purged
 

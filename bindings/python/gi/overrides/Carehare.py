@@ -31,6 +31,7 @@ import re
 import shutil
 import ssl as _ssl
 import tempfile
+import threading
 
 from gi.repository import Gio, GLib
 
@@ -257,7 +258,20 @@ def _to_properties(properties):
 
 # ---- futures over GIO async calls -------------------------------------------
 
+class _Running(threading.local):
+    """The loop of carehare.run() running in this thread, if any."""
+    loop = None
+
+
+_running = _Running()
+
+
 def _loop():
+    # asyncio.get_running_loop() makes a getpid() system call each time in
+    # Python 3.11: one per publish, when carehare.run()'s loop is known.
+    loop = _running.loop
+    if loop is not None:
+        return loop
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -466,6 +480,14 @@ def _gbulb_loop_class():
             return handle
 
         call_soon_threadsafe = GLibEventLoop.call_soon
+
+        def run(self):
+            previous = _running.loop
+            _running.loop = self
+            try:
+                super().run()
+            finally:
+                _running.loop = previous
 
         def _carehare_run_ready(self, *_user_data):
             ready = self._carehare_ready
