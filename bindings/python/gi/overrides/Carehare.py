@@ -472,12 +472,15 @@ def _gbulb_loop_class():
             handle = asyncio.Handle(callback, args, self, context)
             self._carehare_ready.append(handle)
             if self._carehare_source is None:
-                source = GLib.Idle()
-                source.set_priority(GLib.PRIORITY_DEFAULT)
-                source.set_callback(self._carehare_run_ready)
-                source.attach(self._context)
-                self._carehare_source = source
+                self._carehare_attach()
             return handle
+
+        def _carehare_attach(self):
+            source = GLib.Idle()
+            source.set_priority(GLib.PRIORITY_DEFAULT)
+            source.set_callback(self._carehare_run_ready)
+            source.attach(self._context)
+            self._carehare_source = source
 
         call_soon_threadsafe = GLibEventLoop.call_soon
 
@@ -491,10 +494,19 @@ def _gbulb_loop_class():
 
         def _carehare_run_ready(self, *_user_data):
             ready = self._carehare_ready
-            for _ in range(len(ready)):
-                handle = ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
+            try:
+                for _ in range(len(ready)):
+                    handle = ready.popleft()
+                    if not handle._cancelled:
+                        handle._run()
+            except BaseException:
+                # Handle._run() lets only SystemExit and KeyboardInterrupt
+                # out; PyGObject then removes this source: the rest of the
+                # queue needs another.
+                self._carehare_source = None
+                if ready:
+                    self._carehare_attach()
+                raise
             if ready:
                 return True  # GLib.SOURCE_CONTINUE
             self._carehare_source = None
