@@ -175,3 +175,54 @@ async def test_run_picks_a_glib_loop():
     out, _ = await proc.communicate()
     assert proc.returncode == 0
     assert out.startswith(b"amq.gen-")
+
+
+async def test_run_loop_runs_call_soon_callbacks_in_order():
+    # carehare.run() on gbulb runs call_soon() callbacks from one queue
+    # (not one GLib source each): asyncio's order, cancelled handles
+    # skipped, a failing callback reported without stopping the others,
+    # call_soon_threadsafe() from another thread, and GLib I/O in between.
+    script = textwrap.dedent("""
+        import asyncio
+        import sys
+        import threading
+        import gi
+        gi.require_version("Carehare", "1.0")
+        from gi.repository import Carehare as carehare
+
+        async def main(url):
+            loop = asyncio.get_running_loop()
+            order, errors = [], []
+            loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+
+            def first():
+                order.append(1)
+                loop.call_soon(order.append, 4)  # after those already queued
+
+            loop.call_soon(first)
+            loop.call_soon(order.append, "cancelled").cancel()
+            loop.call_soon(order.append, 2)
+            loop.call_soon(lambda: 1 / 0)
+            loop.call_soon(order.append, 3)
+            from_thread = loop.create_future()
+            threading.Thread(target=loop.call_soon_threadsafe,
+                             args=(from_thread.set_result, "thread")).start()
+            assert await from_thread == "thread"
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            async with carehare.connect(url) as connection:
+                queue = await connection.queue_declare("", exclusive=True)
+                futures = [connection.publish(b"x", routing_key=queue) for _ in range(300)]
+                assert all(f.get_loop() is loop for f in futures)
+                await asyncio.gather(*futures)
+                purged = await connection.queue_purge(queue)
+            return order, [type(e).__name__ for e in errors], purged
+
+        print(carehare.run(main(sys.argv[1])))
+    """)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, env("CAREHARE_TEST_AMQP_URI"),
+        stdout=subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert out == b"([1, 2, 3, 4], ['ZeroDivisionError'], 300)\n"

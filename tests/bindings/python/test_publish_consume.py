@@ -63,6 +63,35 @@ async def test_publishes_send_at_once_and_keep_their_order(connection):
             consumer.ack(tag)
 
 
+async def test_cancelling_a_publish_stops_waiting_but_still_publishes(connection):
+    queue = await connection.queue_declare("", exclusive=True)
+    # Connection.publish() passes no GCancellable: cancelling its future
+    # stops waiting for the confirm, the message is published all the same.
+    future = connection.publish(b"cancelled", routing_key=queue)
+    assert future.cancel()
+    assert future.cancelled()
+    # One channel, in call order: once this one is confirmed, the
+    # cancelled one is in the queue.
+    await connection.publish(bytearray(b"after"), routing_key=queue)
+    async with connection.acking_consumer(queue, prefetch_count=2) as consumer:
+        assert (await consumer.next_delivery())[0] == b"cancelled"
+        assert (await consumer.next_delivery())[0] == b"after"
+
+
+async def test_publish_futures_are_independent(connection):
+    # One callback serves every publish: each future gets its own outcome.
+    queue = await connection.queue_declare(
+        "", exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    results = await asyncio.gather(connection.publish(b"a", routing_key=queue),
+                                   connection.publish(memoryview(b"b"), routing_key=queue),
+                                   connection.publish(b"c", routing_key=queue,
+                                                      properties={"message_id": "c"}),
+                                   return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], carehare.ServerSentNack)
+    assert isinstance(results[2], carehare.ServerSentNack)
+
+
 async def test_consume_missing_queue(connection):
     with pytest.raises(carehare.ChannelClosedByServer) as cm:
         async with connection.acking_consumer(unique("missing")):

@@ -70,6 +70,23 @@ async def test_session_reconnects(url):
         await consumer.next_delivery()
 
 
+async def test_session_cancelling_a_waiting_publish_drops_it(url):
+    queue = unique("session-cancel")
+    session = carehare.session(url)
+    session.declare_queue(queue, carehare.QueueFlags.AUTO_DELETE, None)
+    consumer = session.acking_consumer(queue, prefetch_count=10)
+    # Not started: the publish waits for the connection; cancelling the
+    # future cancels it in carehare-glib, so it is never sent.
+    dropped = session.publish(b"dropped", routing_key=queue)
+    assert dropped.cancel()
+    async with session:
+        await session.publish(b"sent", routing_key=queue)
+        message, tag = await consumer.next_delivery()
+        assert message == b"sent"
+        consumer.ack(tag)
+    assert dropped.cancelled()
+
+
 async def test_session_login_refused():
     url = "amqp://guest:wrong@127.0.0.1:%s/" % env("CAREHARE_TEST_BROKER_PORT")
     session = carehare.session([url])

@@ -31,6 +31,7 @@ import re
 import shutil
 import ssl as _ssl
 import tempfile
+import threading
 
 from gi.repository import Gio, GLib
 
@@ -257,7 +258,20 @@ def _to_properties(properties):
 
 # ---- futures over GIO async calls -------------------------------------------
 
+class _Running(threading.local):
+    """The loop of carehare.run() running in this thread, if any."""
+    loop = None
+
+
+_running = _Running()
+
+
 def _loop():
+    # asyncio.get_running_loop() makes a getpid() system call each time in
+    # Python 3.11: one per publish, when carehare.run()'s loop is known.
+    loop = _running.loop
+    if loop is not None:
+        return loop
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -284,6 +298,53 @@ def _start(begin, finish, convert=None, operation=True, cancellable=True):
         future.add_done_callback(lambda f: gcancellable.cancel() if f.cancelled() else None)
     begin(gcancellable, done)
     return future
+
+
+# Looked up once: an attribute of a gi module (GLib.Bytes...) costs about
+# 1 us each time, as much as the rest of a publish's Python code.
+_NO_FLAGS = Carehare.PublishFlags.NONE
+_MANDATORY = Carehare.PublishFlags.MANDATORY
+_new_bytes = GLib.Bytes.new
+_new_cancellable = Gio.Cancellable
+
+
+class _CancellingFuture(asyncio.Future):
+    """A future that cancels its Gio.Cancellable when it is cancelled:
+    cheaper than a done callback, which the loop would schedule on every
+    completion."""
+
+    def __init__(self, *, loop):
+        super().__init__(loop=loop)
+        self.cancellable = _new_cancellable()
+
+    def cancel(self, *args, **kwargs):
+        if not super().cancel(*args, **kwargs):
+            return False
+        self.cancellable.cancel()
+        return True
+
+
+def _publish(target, future, cancellable, message, exchange_name, routing_key, properties,
+             mandatory):
+    """publish_async() on a Connection or a Session, completing `future`."""
+    target.publish_async(exchange_name, routing_key, _new_bytes(bytes(message)),
+                         None if properties is None else _to_properties(properties),
+                         _MANDATORY if mandatory else _NO_FLAGS, cancellable,
+                         _publish_done, future)
+    return future
+
+
+def _publish_done(source, result, future):
+    """The callback of Connection.publish() and Session.publish(): one
+    function for every call, the future as its user data."""
+    try:
+        source.publish_finish(result)
+    except GLib.Error as e:
+        if not future.done():
+            future.set_exception(_exception(e))
+        return
+    if not future.done():
+        future.set_result(None)
 
 
 def _follow(future):
@@ -391,6 +452,76 @@ def connect(url, *, ssl=None, connect_timeout=None):
     return _Connecting(url, ssl, connect_timeout)
 
 
+def _gbulb_loop_class():
+    """gbulb's loop with asyncio's own call_soon(): a queue that one GLib
+    idle source runs, instead of a new idle source (made, attached and
+    destroyed through PyGObject: about 10 us) per callback. Every future
+    that completes schedules its done callbacks with call_soon(), so this
+    is the larger part of the cost of an awaited publish. The order is
+    asyncio's: first in, first run; what a callback schedules runs in the
+    next main-loop iteration. call_soon_threadsafe() stays gbulb's."""
+    from gbulb.glib_events import GLibEventLoop
+
+    class _Loop(GLibEventLoop):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self._carehare_ready = collections.deque()
+            self._carehare_source = None
+
+        def call_soon(self, callback, *args, context=None):
+            handle = asyncio.Handle(callback, args, self, context)
+            self._carehare_ready.append(handle)
+            if self._carehare_source is None:
+                self._carehare_attach()
+            return handle
+
+        def _carehare_attach(self):
+            source = GLib.Idle()
+            source.set_priority(GLib.PRIORITY_DEFAULT)
+            source.set_callback(self._carehare_run_ready)
+            source.attach(self._context)
+            self._carehare_source = source
+
+        call_soon_threadsafe = GLibEventLoop.call_soon
+
+        def run(self):
+            previous = _running.loop
+            _running.loop = self
+            try:
+                super().run()
+            finally:
+                _running.loop = previous
+
+        def _carehare_run_ready(self, *_user_data):
+            ready = self._carehare_ready
+            try:
+                for _ in range(len(ready)):
+                    handle = ready.popleft()
+                    if not handle._cancelled:
+                        handle._run()
+            except BaseException:
+                # Handle._run() lets only SystemExit and KeyboardInterrupt
+                # out; PyGObject then removes this source: the rest of the
+                # queue needs another.
+                self._carehare_source = None
+                if ready:
+                    self._carehare_attach()
+                raise
+            if ready:
+                return True  # GLib.SOURCE_CONTINUE
+            self._carehare_source = None
+            return False  # GLib.SOURCE_REMOVE
+
+        def close(self):
+            if self._carehare_source is not None:
+                self._carehare_source.destroy()
+                self._carehare_source = None
+            self._carehare_ready.clear()
+            super().close()
+
+    return _Loop
+
+
 def run(main):
     """Runs the coroutine `main` on an asyncio loop driven by the default
     GLib main context, and returns its result: PyGObject's
@@ -402,7 +533,11 @@ def run(main):
         gbulb.install()
         # gbulb's default loop runs the default main context; a second loop
         # would get a new context, which carehare-glib does not run in.
-        loop = asyncio.get_event_loop_policy().get_default_loop()
+        policy = asyncio.get_event_loop_policy()
+        if policy._default_loop is None:
+            policy._default_loop = _gbulb_loop_class()(context=GLib.main_context_default())
+            policy._default_loop._policy = policy
+        loop = policy.get_default_loop()
         asyncio.set_event_loop(loop)
         task = loop.create_task(main)
         try:
@@ -538,13 +673,19 @@ class Connection(Carehare.Connection):
         it. Raises ServerSentNack, Unroutable (mandatory=True), or
         ChannelClosedByServer (e.g. 404 for a missing exchange).
         `properties` is a Carehare.Properties or a dict of its properties
-        (`headers` a dict too)."""
-        body = GLib.Bytes.new(bytes(message))
-        props = _to_properties(properties)
-        flags = Carehare.PublishFlags.MANDATORY if mandatory else Carehare.PublishFlags.NONE
-        return _start(lambda c, cb: self.publish_async(exchange_name, routing_key, body, props,
-                                                       flags, c, cb),
-                      self.publish_finish, lambda r: None)
+        (`headers` a dict too).
+
+        The message is handed to the connection before this returns.
+        Cancelling the future (asyncio.wait_for...) stops waiting for the
+        confirm and nothing more: the message is still published, even one
+        still waiting for a channel or for a blocked connection. To be able
+        to drop a waiting publish, call publish_async() with a
+        Gio.Cancellable."""
+        # The hot path of a publisher: no closure, no GCancellable and no
+        # done callback per call (each costs microseconds in PyGObject and
+        # gbulb); cancelling the future only stops waiting (docs/python.md).
+        return _publish(self, _loop().create_future(), None, message, exchange_name,
+                        routing_key, properties, mandatory)
 
     def call(self, message, *, exchange_name="", routing_key="", properties=None,
              mandatory=False):
@@ -656,13 +797,14 @@ class Session(Carehare.Session):
         """Publishes `message` (bytes) with a confirm; waits while the
         session reconnects. Raises ConnectionClosed when the connection was
         lost before the confirm (whether to publish again is yours), and
-        the exceptions of Connection.publish()."""
-        body = GLib.Bytes.new(bytes(message))
-        props = _to_properties(properties)
-        flags = Carehare.PublishFlags.MANDATORY if mandatory else Carehare.PublishFlags.NONE
-        return _start(lambda c, cb: self.publish_async(exchange_name, routing_key, body, props,
-                                                       flags, c, cb),
-                      self.publish_finish, lambda r: None)
+        the exceptions of Connection.publish(). Unlike there, cancelling
+        the future drops a publish still waiting for a connection."""
+        # As Connection.publish(), but a publish may wait here for a long
+        # time (while reconnecting), so cancelling still drops it: the
+        # future cancels its GCancellable itself, without a done callback.
+        future = _CancellingFuture(loop=_loop())
+        return _publish(self, future, future.cancellable, message, exchange_name,
+                        routing_key, properties, mandatory)
 
     def acking_consumer(self, queue_name, prefetch_count=1, *, exclusive=False,
                         consumer_tag=None, arguments=None):
