@@ -1,29 +1,32 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Calls from any thread (see carehare-connection-private.h): a connection's
- * state is touched only by a thread that holds its main context. A call
- * made while another thread holds it goes into this mailbox, one
- * lock-protected queue per connection, and the mailbox's GSource runs the
- * queued calls in order on the thread iterating the context, one wake-up
- * per batch. The connection reaches it only through the functions below.
+ * Calls from any thread (see carehare-mailbox-private.h): the state of a
+ * connection, of a session or of a session's relay consumer is touched
+ * only by a thread that holds its main context. A call made while another
+ * thread holds it goes into the owner's mailbox, one lock-protected queue
+ * per owner, and the mailbox's GSource runs the queued calls in order on
+ * the thread iterating the context, one wake-up per batch. Owners reach it
+ * only through the functions below (the connection through
+ * _carehare_connection_run() and its siblings).
  */
 
-#include "carehare-connection-private.h"
+#include "carehare-mailbox-private.h"
 
 /* A call queued for the thread that iterates the connection's context. */
 typedef struct _QueuedCall QueuedCall;
 struct _QueuedCall {
   QueuedCall *next;               /* the queue is a list of its own: no GSlice */
-  CarehareConnectionRunFunc func;
-  CarehareConnection *self;       /* held by the caller, or by @data for run_later() */
+  CarehareMailboxInvoke invoke;   /* calls @func as the owner's type */
+  GCallback func;                 /* nullable for run_later(): nothing to run */
+  gpointer owner;                 /* held by the caller, or by run_later() */
   gpointer data;
   GDestroyNotify destroy;         /* run_later(): frees @data after the call */
   gboolean *done;                 /* run(): the waiting caller's flag, under the lock */
 };
 
 /* The queue of calls, shared by the connection and its source so that a
- * dispatch racing with the last unref never touches a freed connection
- * (every queued call holds the connection). */
+ * dispatch racing with the last unref never touches a freed owner
+ * (every queued call holds the owner). */
 struct _CarehareMailbox {
   gatomicrefcount ref;
   GMutex lock;
@@ -76,7 +79,8 @@ mailbox_drain (CarehareMailbox *mailbox)
 
       /* Read first: a run() call's caller returns once it is done. */
       next = call->next;
-      call->func (call->self, call->data);
+      if (call->func != NULL)
+        call->invoke (call->func, call->owner, call->data);
       if (call->done != NULL)
         {
           g_mutex_lock (&mailbox->lock);
@@ -88,7 +92,8 @@ mailbox_drain (CarehareMailbox *mailbox)
         {
           if (call->destroy != NULL)
             call->destroy (call->data);
-          g_object_unref (call->self);
+          if (call->owner != NULL)
+            g_object_unref (call->owner);
           g_free (call);
         }
     }
@@ -162,32 +167,34 @@ mailbox_push_locked (CarehareMailbox *mailbox,
  * before; the calls queued before this one run first. FALSE when another
  * thread holds the context. */
 gboolean
-_carehare_mailbox_run_here (CarehareMailbox           *mailbox,
-                            GMainContext              *context,
-                            CarehareConnection        *self,
-                            CarehareConnectionRunFunc  func,
-                            gpointer                   data)
+_carehare_mailbox_run_here (CarehareMailbox       *mailbox,
+                            GMainContext          *context,
+                            CarehareMailboxInvoke  invoke,
+                            gpointer               owner,
+                            GCallback              func,
+                            gpointer               data)
 {
   if (G_UNLIKELY (!g_main_context_acquire (context)))
     return FALSE;
   if (G_UNLIKELY (g_atomic_int_get (&mailbox->n_calls) > 0))
     mailbox_drain (mailbox);
-  func (self, data);
+  invoke (func, owner, data);
   g_main_context_release (context);
   return TRUE;
 }
 
 void
-_carehare_mailbox_run (CarehareMailbox           *mailbox,
-                       GMainContext              *context,
-                       CarehareConnection        *self,
-                       CarehareConnectionRunFunc  func,
-                       gpointer                   data)
+_carehare_mailbox_run (CarehareMailbox       *mailbox,
+                       GMainContext          *context,
+                       CarehareMailboxInvoke  invoke,
+                       gpointer               owner,
+                       GCallback              func,
+                       gpointer               data)
 {
-  QueuedCall call = { NULL, func, self, data, NULL, NULL };
+  QueuedCall call = { NULL, invoke, func, owner, data, NULL, NULL };
   gboolean done = FALSE;
 
-  if (G_LIKELY (_carehare_mailbox_run_here (mailbox, context, self, func, data)))
+  if (G_LIKELY (_carehare_mailbox_run_here (mailbox, context, invoke, owner, func, data)))
     return;
 
   call.done = &done;
@@ -213,17 +220,10 @@ _carehare_mailbox_run (CarehareMailbox           *mailbox,
   g_mutex_unlock (&mailbox->lock);
 }
 
-static void
-nothing_run (CarehareConnection *self,
-             gpointer            data)
-{
-}
-
 gboolean
-_carehare_mailbox_dispose_elsewhere (CarehareMailbox    *mailbox,
-                                     GMainContext       *context,
-                                     CarehareConnection *self,
-                                     GObject            *object)
+_carehare_mailbox_dispose_elsewhere (CarehareMailbox *mailbox,
+                                     GMainContext    *context,
+                                     GObject         *object)
 {
   if (g_main_context_acquire (context))
     {
@@ -233,21 +233,23 @@ _carehare_mailbox_dispose_elsewhere (CarehareMailbox    *mailbox,
   /* Resurrected (GObject allows it in dispose): the thread running the
    * context drops these references, and disposes it there. Waiting for
    * it here could deadlock a thread that is joined by that one. */
-  _carehare_mailbox_run_later (mailbox, self, nothing_run, g_object_ref (object), g_object_unref);
+  _carehare_mailbox_run_later (mailbox, NULL, NULL, NULL, g_object_ref (object), g_object_unref);
   return TRUE;
 }
 
 void
-_carehare_mailbox_run_later (CarehareMailbox           *mailbox,
-                             CarehareConnection        *self,
-                             CarehareConnectionRunFunc  func,
-                             gpointer                   data,
-                             GDestroyNotify             destroy)
+_carehare_mailbox_run_later (CarehareMailbox       *mailbox,
+                             CarehareMailboxInvoke  invoke,
+                             gpointer               owner,
+                             GCallback              func,
+                             gpointer               data,
+                             GDestroyNotify         destroy)
 {
   QueuedCall *call = g_new0 (QueuedCall, 1);
 
+  call->invoke = invoke;
   call->func = func;
-  call->self = g_object_ref (self);
+  call->owner = owner != NULL ? g_object_ref (owner) : NULL;
   call->data = data;
   call->destroy = destroy;
   g_mutex_lock (&mailbox->lock);
