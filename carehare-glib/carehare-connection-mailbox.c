@@ -35,6 +35,8 @@ struct _CarehareMailbox {
   QueuedCall *tail;
   int n_calls;                    /* atomic: a lock-free peek for the owner's path */
   GSource *source;                /* owned: wakes the context, ready while calls wait */
+  GMainContext *context;          /* owned */
+  gboolean push_context;          /* calls run with the context thread-default */
 };
 
 typedef struct {
@@ -57,7 +59,36 @@ mailbox_unref (CarehareMailbox *mailbox)
   g_assert (mailbox->head == NULL);
   g_mutex_clear (&mailbox->lock);
   g_cond_clear (&mailbox->cond);
+  g_main_context_unref (mailbox->context);
   g_free (mailbox);
+}
+
+/* Calls @func with the context held. An owner whose calls start GIO
+ * operations (a session) has them run with its context thread-default,
+ * whichever thread holds it, so that their callbacks come back to it. */
+static void
+mailbox_invoke (CarehareMailbox       *mailbox,
+                CarehareMailboxInvoke  invoke,
+                GCallback              func,
+                gpointer               owner,
+                gpointer               data)
+{
+  GMainContext *current;
+
+  if (G_LIKELY (!mailbox->push_context))
+    {
+      invoke (func, owner, data);
+      return;
+    }
+  current = g_main_context_get_thread_default ();
+  if ((current != NULL ? current : g_main_context_default ()) == mailbox->context)
+    {
+      invoke (func, owner, data);
+      return;
+    }
+  g_main_context_push_thread_default (mailbox->context);
+  invoke (func, owner, data);
+  g_main_context_pop_thread_default (mailbox->context);
 }
 
 /* Runs every queued call, in order, with the context held by this thread. */
@@ -80,7 +111,7 @@ mailbox_drain (CarehareMailbox *mailbox)
       /* Read first: a run() call's caller returns once it is done. */
       next = call->next;
       if (call->func != NULL)
-        call->invoke (call->func, call->owner, call->data);
+        mailbox_invoke (mailbox, call->invoke, call->func, call->owner, call->data);
       if (call->done != NULL)
         {
           g_mutex_lock (&mailbox->lock);
@@ -128,6 +159,7 @@ _carehare_mailbox_new (GMainContext *context)
   g_atomic_ref_count_init (&mailbox->ref);
   g_mutex_init (&mailbox->lock);
   g_cond_init (&mailbox->cond);
+  mailbox->context = g_main_context_ref (context);
   source = (MailboxSource *) g_source_new (&mailbox_source_funcs, sizeof (MailboxSource));
   source->mailbox = mailbox_ref (mailbox);
   g_source_set_priority (&source->source, G_PRIORITY_DEFAULT);
@@ -136,6 +168,12 @@ _carehare_mailbox_new (GMainContext *context)
   g_source_attach (&source->source, context);
   mailbox->source = &source->source;
   return mailbox;
+}
+
+void
+_carehare_mailbox_set_push_context (CarehareMailbox *mailbox)
+{
+  mailbox->push_context = TRUE;
 }
 
 /* Destroys the source, which holds the other reference: a dispatch
@@ -178,7 +216,7 @@ _carehare_mailbox_run_here (CarehareMailbox       *mailbox,
     return FALSE;
   if (G_UNLIKELY (g_atomic_int_get (&mailbox->n_calls) > 0))
     mailbox_drain (mailbox);
-  invoke (func, owner, data);
+  mailbox_invoke (mailbox, invoke, func, owner, data);
   g_main_context_release (context);
   return TRUE;
 }

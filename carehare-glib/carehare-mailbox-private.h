@@ -27,6 +27,10 @@ typedef void (*CarehareMailboxInvoke) (GCallback func,
 
 CarehareMailbox *_carehare_mailbox_new               (GMainContext          *context);
 void             _carehare_mailbox_free              (CarehareMailbox       *mailbox);
+/* Calls run with the context pushed as the thread-default one when the
+ * thread holding it has another (a worker that found it free), so that
+ * the GIO operations they start call back on it. */
+void             _carehare_mailbox_set_push_context  (CarehareMailbox       *mailbox);
 /* With the context held (FALSE when another thread holds it): the queued
  * calls, then @func. The owner's path: one acquire and release. */
 gboolean         _carehare_mailbox_run_here          (CarehareMailbox       *mailbox,

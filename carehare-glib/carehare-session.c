@@ -167,6 +167,44 @@ _carehare_session_closed_error (void)
                               "Session closed");
 }
 
+/* ---- calls from any thread ----------------------------------------------- */
+
+/* The mailbox calls our functions through this, as their own type. */
+static void
+session_invoke (GCallback func,
+                gpointer  owner,
+                gpointer  data)
+{
+  ((CarehareSessionRunFunc) func) (owner, data);
+}
+
+void
+_carehare_session_run_nowait (CarehareSession        *self,
+                              CarehareSessionRunFunc  func,
+                              gpointer                data,
+                              GDestroyNotify          destroy)
+{
+  if (_carehare_mailbox_run_here (self->mailbox, self->context, session_invoke, self,
+                                  (GCallback) func, data))
+    {
+      if (destroy != NULL)
+        destroy (data);
+      return;
+    }
+  _carehare_mailbox_run_later (self->mailbox, session_invoke, self, (GCallback) func, data,
+                               destroy);
+}
+
+void
+_carehare_session_run_later (CarehareSession        *self,
+                             CarehareSessionRunFunc  func,
+                             gpointer                data,
+                             GDestroyNotify          destroy)
+{
+  _carehare_mailbox_run_later (self->mailbox, session_invoke, self, (GCallback) func, data,
+                               destroy);
+}
+
 /* ---- small helpers ------------------------------------------------------- */
 
 static void
@@ -176,8 +214,22 @@ set_state (CarehareSession      *self,
   if (self->state == state)
     return;
   g_debug ("session %p: state %d -> %d", self, self->state, state);
-  self->state = state;
+  g_atomic_int_set ((gint *) &self->state, (gint) state);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_STATE]);
+}
+
+/* Takes @connection (nullable); returns the previous one (transfer full). */
+static CarehareConnection *
+swap_connection (CarehareSession    *self,
+                 CarehareConnection *connection)
+{
+  CarehareConnection *previous;
+
+  g_mutex_lock (&self->snapshot_lock);
+  previous = self->connection;
+  self->connection = connection;
+  g_mutex_unlock (&self->snapshot_lock);
+  return previous;
 }
 
 /* Takes @error. */
@@ -185,8 +237,10 @@ static void
 set_last_error (CarehareSession *self,
                 GError          *error)
 {
+  g_mutex_lock (&self->snapshot_lock);
   g_clear_error (&self->last_error);
   self->last_error = error;
+  g_mutex_unlock (&self->snapshot_lock);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_LAST_ERROR]);
 }
 
@@ -423,7 +477,7 @@ _carehare_session_go_connected (Attempt *attempt)
   keep = g_object_ref (self);
   g_clear_signal_handler (&attempt->closed_id, attempt->connection);
   self->attempt = NULL;
-  self->connection = g_steal_pointer (&attempt->connection);
+  g_assert (swap_connection (self, g_steal_pointer (&attempt->connection)) == NULL);
   _carehare_session_attempt_unref (attempt);
 
   self->closed_id = g_signal_connect_object (self->connection, "closed",
@@ -484,7 +538,7 @@ connection_closed_cb (CarehareConnection *connection,
     return;
   keep = g_object_ref (self);
   g_clear_signal_handler (&self->closed_id, connection);
-  lost = g_steal_pointer (&self->connection);
+  lost = swap_connection (self, NULL);
   cause = error != NULL ? g_error_copy (error)
                         : g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
                                                "Connection closed");
@@ -573,12 +627,9 @@ attempt_now (CarehareSession *self)
 }
 
 static void
-network_changed_cb (GNetworkMonitor *monitor,
-                    gboolean         available,
-                    gpointer         user_data)
+network_changed_run (CarehareSession *self,
+                     gpointer         data)
 {
-  CarehareSession *self = user_data;
-
   if (!self->started || self->closed || self->state != CAREHARE_SESSION_STATE_WAITING ||
       !network_available (self))
     return;
@@ -592,6 +643,16 @@ network_changed_cb (GNetworkMonitor *monitor,
     return;
   g_debug ("session %p: the network is back", self);
   attempt_now (self);
+}
+
+static void
+network_changed_cb (GNetworkMonitor *monitor,
+                    gboolean         available,
+                    gpointer         user_data)
+{
+  /* The monitor emits on the context it was made on, which may be
+   * another thread's. */
+  _carehare_session_run_nowait (user_data, network_changed_run, NULL, NULL);
 }
 
 /* ---- publishing ---------------------------------------------------------- */
@@ -634,11 +695,11 @@ send_publish (CarehareSession *self,
                                      publish_done_cb, task);
 }
 
-static gboolean
-publish_cancelled_idle_cb (gpointer user_data)
+static void
+publish_cancelled_run (CarehareSession *self,
+                       gpointer         user_data)
 {
   GTask *task = user_data;
-  CarehareSession *self = g_task_get_source_object (task);
 
   if (g_queue_remove (&self->publishes, task))
     {
@@ -649,7 +710,6 @@ publish_cancelled_idle_cb (gpointer user_data)
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
       g_object_unref (task);
     }
-  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -657,12 +717,11 @@ publish_cancelled_cb (GCancellable *cancellable,
                       gpointer      user_data)
 {
   GTask *task = user_data;
-  g_autoptr(GSource) idle = g_idle_source_new ();
 
-  /* May run in any thread: defer to the session's context. */
-  g_source_set_callback (idle, publish_cancelled_idle_cb, g_object_ref (task), g_object_unref);
-  g_source_set_static_name (idle, "[carehare] session publish cancelled");
-  g_source_attach (idle, g_task_get_context (task));
+  /* May run in any thread, and inside the cancellable's lock: defer to
+   * the session's context (the task's is the caller's). */
+  _carehare_session_run_later (g_task_get_source_object (task), publish_cancelled_run,
+                               g_object_ref (task), g_object_unref);
 }
 
 /* ---- GObject ------------------------------------------------------------- */
@@ -675,9 +734,10 @@ end_relay_idle_cb (gpointer user_data)
 }
 
 static void
-carehare_session_dispose (GObject *object)
+dispose_run (CarehareSession *self,
+             gpointer         data)
 {
-  CarehareSession *self = CAREHARE_SESSION (object);
+  g_autoptr(CarehareConnection) connection = NULL;
 
   /* Waiting publishes hold the session (GTask's rule) and an attempt
    * holds it too: none is left when the last reference goes. */
@@ -688,11 +748,11 @@ carehare_session_dispose (GObject *object)
       g_clear_pointer (&self->timer, g_source_unref);
     }
   attempt_abandon (self);
-  if (self->connection != NULL)
+  connection = swap_connection (self, NULL);
+  if (connection != NULL)
     {
-      g_clear_signal_handler (&self->closed_id, self->connection);
-      carehare_connection_close_async (self->connection, NULL, NULL, NULL);
-      g_clear_object (&self->connection);
+      g_clear_signal_handler (&self->closed_id, connection);
+      carehare_connection_close_async (connection, NULL, NULL, NULL);
     }
   /* Consumers still held by the program end, from an idle: never inside
    * dispose. */
@@ -713,6 +773,19 @@ carehare_session_dispose (GObject *object)
       g_clear_signal_handler (&self->monitor_id, self->monitor);
       g_clear_object (&self->monitor);
     }
+}
+
+static void
+carehare_session_dispose (GObject *object)
+{
+  CarehareSession *self = CAREHARE_SESSION (object);
+
+  /* The last reference may go in any thread: disposed on the session's
+   * context, by the thread running it (resurrected until then: waiting
+   * for it here could deadlock a thread that thread joins). */
+  if (_carehare_mailbox_dispose_elsewhere (self->mailbox, self->context, object))
+    return;
+  _carehare_session_run_nowait (self, dispose_run, NULL, NULL);
 
   G_OBJECT_CLASS (carehare_session_parent_class)->dispose (object);
 }
@@ -731,6 +804,8 @@ carehare_session_finalize (GObject *object)
   g_ptr_array_unref (self->topology);
   g_ptr_array_unref (self->consumers);
   g_clear_error (&self->last_error);
+  _carehare_mailbox_free (self->mailbox);
+  g_mutex_clear (&self->snapshot_lock);
   g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (carehare_session_parent_class)->finalize (object);
@@ -747,19 +822,24 @@ carehare_session_get_property (GObject    *object,
   switch (prop_id)
     {
     case PROP_STATE:
-      g_value_set_enum (value, self->state);
+      g_value_set_enum (value, g_atomic_int_get ((gint *) &self->state));
       break;
     case PROP_CONNECTION:
+      /* A reference (or a copy) taken under the lock: valid in any thread. */
+      g_mutex_lock (&self->snapshot_lock);
       g_value_set_object (value, self->connection);
+      g_mutex_unlock (&self->snapshot_lock);
       break;
     case PROP_LAST_ERROR:
+      g_mutex_lock (&self->snapshot_lock);
       g_value_set_boxed (value, self->last_error);
+      g_mutex_unlock (&self->snapshot_lock);
       break;
     case PROP_RECONNECT_DELAY_MIN:
-      g_value_set_uint (value, self->delay_min);
+      g_value_set_uint (value, (guint) g_atomic_int_get (&self->delay_min));
       break;
     case PROP_RECONNECT_DELAY_MAX:
-      g_value_set_uint (value, self->delay_max);
+      g_value_set_uint (value, (guint) g_atomic_int_get (&self->delay_max));
       break;
     case PROP_CONNECT_TIMEOUT:
       g_value_set_uint (value, self->connect_timeout);
@@ -968,6 +1048,9 @@ static void
 carehare_session_init (CarehareSession *self)
 {
   self->context = g_main_context_ref_thread_default ();
+  self->mailbox = _carehare_mailbox_new (self->context);
+  _carehare_mailbox_set_push_context (self->mailbox);
+  g_mutex_init (&self->snapshot_lock);
   self->delay_min = DEFAULT_DELAY_MIN_MS;
   self->delay_max = DEFAULT_DELAY_MAX_MS;
   self->topology = g_ptr_array_new_with_free_func ((GDestroyNotify) _carehare_session_step_free);
@@ -977,6 +1060,13 @@ carehare_session_init (CarehareSession *self)
 }
 
 /* ---- public API ---------------------------------------------------------- */
+
+static void start_run         (CarehareSession *self,
+                               gpointer         data);
+static void set_delay_min_run (CarehareSession *self,
+                               gpointer         data);
+static void set_delay_max_run (CarehareSession *self,
+                               gpointer         data);
 
 /**
  * carehare_session_new:
@@ -1004,13 +1094,24 @@ carehare_session_new (const char * const *uris)
  * %CAREHARE_SESSION_STATE_FAILED, [property@Carehare.Session:last-error]
  * %CAREHARE_ERROR_INVALID_URI) if a URI is invalid, or if there is none.
  * Calling it again, or after closing, does nothing.
+ *
+ * May be called from any thread: from a thread other than the one running
+ * the session's main context it is queued for that thread, in order with
+ * the calls that thread made before, and returns at once.
  */
 void
 carehare_session_start (CarehareSession *self)
 {
-  g_autoptr(GError) error = NULL;
-
   g_return_if_fail (CAREHARE_IS_SESSION (self));
+
+  _carehare_session_run_nowait (self, start_run, NULL, NULL);
+}
+
+static void
+start_run (CarehareSession *self,
+           gpointer         data)
+{
+  g_autoptr(GError) error = NULL;
 
   if (self->started || self->closed)
     return;
@@ -1037,7 +1138,10 @@ carehare_session_start (CarehareSession *self)
  * carehare_session_get_state:
  * @self: a session
  *
- * Gets [property@Carehare.Session:state].
+ * Gets [property@Carehare.Session:state]. From a thread other than the
+ * one running the session's main context it is a snapshot: the state may
+ * change as soon as it is read, and calls queued from this thread may not
+ * have run yet.
  *
  * Returns: where the session is
  */
@@ -1045,7 +1149,7 @@ CarehareSessionState
 carehare_session_get_state (CarehareSession *self)
 {
   g_return_val_if_fail (CAREHARE_IS_SESSION (self), CAREHARE_SESSION_STATE_STOPPED);
-  return self->state;
+  return (CarehareSessionState) g_atomic_int_get ((gint *) &self->state);
 }
 
 /**
@@ -1053,6 +1157,14 @@ carehare_session_get_state (CarehareSession *self)
  * @self: a session
  *
  * Gets [property@Carehare.Session:connection].
+ *
+ * The connection is borrowed, and the session drops it when it is lost:
+ * call this on the session's main context (a handler of
+ * [signal@Carehare.Session::connected], a callback), where it stays valid
+ * until the context runs again. Another thread takes a reference instead,
+ * with `g_object_get (session, "connection", &connection, NULL)`: the
+ * connection it gets may be lost meanwhile, but stays valid and may be
+ * used from that thread as any connection.
  *
  * Returns: (transfer none) (nullable): the current connection, or %NULL
  */
@@ -1068,6 +1180,10 @@ carehare_session_get_connection (CarehareSession *self)
  * @self: a session
  *
  * Gets [property@Carehare.Session:last-error].
+ *
+ * The error is borrowed and replaced by the next one: call this on the
+ * session's main context. Another thread takes a copy instead, with
+ * `g_object_get (session, "last-error", &error, NULL)`.
  *
  * Returns: (transfer none) (nullable): the error that ended the last
  *   connection or attempt, or %NULL
@@ -1085,13 +1201,17 @@ carehare_session_get_last_error (CarehareSession *self)
  *
  * Gets [property@Carehare.Session:reconnect-delay-min].
  *
+ * From a thread other than the one running the session's main context
+ * it is a snapshot, which a setter called from this thread may not have
+ * changed yet.
+ *
  * Returns: the shortest wait between attempts, in milliseconds
  */
 guint
 carehare_session_get_reconnect_delay_min (CarehareSession *self)
 {
   g_return_val_if_fail (CAREHARE_IS_SESSION (self), 0);
-  return self->delay_min;
+  return (guint) g_atomic_int_get (&self->delay_min);
 }
 
 /**
@@ -1100,7 +1220,9 @@ carehare_session_get_reconnect_delay_min (CarehareSession *self)
  * @delay_ms: the shortest wait between attempts, in milliseconds (at least 1)
  *
  * Sets [property@Carehare.Session:reconnect-delay-min]; it applies from
- * the next wait.
+ * the next wait. May be called from any thread: from a thread other than
+ * the one running the session's main context it is queued for that
+ * thread, and the property is notified there.
  */
 void
 carehare_session_set_reconnect_delay_min (CarehareSession *self,
@@ -1109,12 +1231,21 @@ carehare_session_set_reconnect_delay_min (CarehareSession *self,
   g_return_if_fail (CAREHARE_IS_SESSION (self));
   g_return_if_fail (delay_ms >= 1 && delay_ms <= G_MAXINT32);
 
+  _carehare_session_run_nowait (self, set_delay_min_run, GUINT_TO_POINTER (delay_ms), NULL);
+}
+
+static void
+set_delay_min_run (CarehareSession *self,
+                   gpointer         data)
+{
+  guint delay_ms = GPOINTER_TO_UINT (data);
+
   if (self->delay_min == delay_ms)
     return;
-  self->delay_min = delay_ms;
+  g_atomic_int_set (&self->delay_min, delay_ms);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_RECONNECT_DELAY_MIN]);
   if (self->delay_max < delay_ms)
-    carehare_session_set_reconnect_delay_max (self, delay_ms);
+    set_delay_max_run (self, data);
 }
 
 /**
@@ -1123,13 +1254,16 @@ carehare_session_set_reconnect_delay_min (CarehareSession *self,
  *
  * Gets [property@Carehare.Session:reconnect-delay-max].
  *
+ * A snapshot from another thread, as
+ * [method@Carehare.Session.get_reconnect_delay_min] is.
+ *
  * Returns: the longest wait between attempts, in milliseconds
  */
 guint
 carehare_session_get_reconnect_delay_max (CarehareSession *self)
 {
   g_return_val_if_fail (CAREHARE_IS_SESSION (self), 0);
-  return self->delay_max;
+  return (guint) g_atomic_int_get (&self->delay_max);
 }
 
 /**
@@ -1138,7 +1272,9 @@ carehare_session_get_reconnect_delay_max (CarehareSession *self)
  * @delay_ms: the longest wait between attempts, in milliseconds (at least 1)
  *
  * Sets [property@Carehare.Session:reconnect-delay-max]; it applies from
- * the next wait. A value below the minimum lowers the minimum too.
+ * the next wait. A value below the minimum lowers the minimum too. May be
+ * called from any thread, as
+ * [method@Carehare.Session.set_reconnect_delay_min] may.
  */
 void
 carehare_session_set_reconnect_delay_max (CarehareSession *self,
@@ -1147,13 +1283,22 @@ carehare_session_set_reconnect_delay_max (CarehareSession *self,
   g_return_if_fail (CAREHARE_IS_SESSION (self));
   g_return_if_fail (delay_ms >= 1 && delay_ms <= G_MAXINT32);
 
+  _carehare_session_run_nowait (self, set_delay_max_run, GUINT_TO_POINTER (delay_ms), NULL);
+}
+
+static void
+set_delay_max_run (CarehareSession *self,
+                   gpointer         data)
+{
+  guint delay_ms = GPOINTER_TO_UINT (data);
+
   if (self->delay_max == delay_ms)
     return;
-  self->delay_max = delay_ms;
+  g_atomic_int_set (&self->delay_max, delay_ms);
   self->cap = MIN (self->cap, delay_ms);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_RECONNECT_DELAY_MAX]);
   if (self->delay_min > delay_ms)
-    carehare_session_set_reconnect_delay_min (self, delay_ms);
+    set_delay_min_run (self, data);
 }
 
 /**
@@ -1184,7 +1329,17 @@ carehare_session_set_reconnect_delay_max (CarehareSession *self,
  * session that failed it fails at once with
  * [property@Carehare.Session:last-error], and once the session is closed
  * with %CAREHARE_ERROR_CONNECTION_CLOSED.
+ *
+ * May be called from any thread, and never waits for the thread running
+ * the session's main context: the task is made on the calling thread, so
+ * @callback runs on the caller's thread-default main context, and the
+ * rest (with a reference to @body and to @properties) is queued for the
+ * session's context. The messages one thread publishes go out, and are
+ * confirmed, in the order it published them.
  */
+static void publish_run (CarehareSession *self,
+                         gpointer         user_data);
+
 void
 carehare_session_publish_async (CarehareSession      *self,
                                 const char           *exchange,
@@ -1206,10 +1361,31 @@ carehare_session_publish_async (CarehareSession      *self,
   g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
+  /* Made on the calling thread: its callback runs on the caller's
+   * thread-default main context. */
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_session_publish_async);
   /* Once handed to a connection, the connection's cancellation rules apply. */
   g_task_set_check_cancellable (task, FALSE);
+  data = g_new0 (PublishData, 1);
+  data->exchange = g_strdup (exchange);
+  data->routing_key = g_strdup (routing_key);
+  data->body = g_bytes_ref (body);
+  data->properties = properties != NULL ? g_object_ref (properties) : NULL;
+  data->flags = flags;
+  g_task_set_task_data (task, data, (GDestroyNotify) publish_data_free);
+  /* The task's reference goes with the call. */
+  _carehare_session_run_nowait (self, publish_run, task, NULL);
+}
+
+/* publish_async() on the session's context; takes @user_data, the task. */
+static void
+publish_run (CarehareSession *self,
+             gpointer         user_data)
+{
+  GTask *task = user_data;
+  PublishData *data = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
 
   if (self->closed)
     {
@@ -1228,15 +1404,6 @@ carehare_session_publish_async (CarehareSession      *self,
       g_object_unref (task);
       return;
     }
-
-  data = g_new0 (PublishData, 1);
-  data->exchange = g_strdup (exchange);
-  data->routing_key = g_strdup (routing_key);
-  data->body = g_bytes_ref (body);
-  data->properties = properties != NULL ? g_object_ref (properties) : NULL;
-  data->flags = flags;
-  g_task_set_task_data (task, data, (GDestroyNotify) publish_data_free);
-
   if (self->state == CAREHARE_SESSION_STATE_CONNECTED)
     {
       send_publish (self, task);
@@ -1298,13 +1465,30 @@ update_secret_done_cb (GObject      *source,
  * connection closes and the session reconnects with it, and then fails
  * for good if the login is refused. The password is wiped from memory
  * when replaced, and never logged.
+ *
+ * May be called from any thread: from a thread other than the one running
+ * the session's main context, a copy is queued for that thread (wiped
+ * once used) and this returns at once.
  */
+static void set_password_run (CarehareSession *self,
+                              gpointer         data);
+
 void
 carehare_session_set_password (CarehareSession *self,
                                const char      *password)
 {
   g_return_if_fail (CAREHARE_IS_SESSION (self));
   g_return_if_fail (password != NULL);
+
+  _carehare_session_run_nowait (self, set_password_run, g_strdup (password),
+                                (GDestroyNotify) carehare_uri_secret_free);
+}
+
+static void
+set_password_run (CarehareSession *self,
+                  gpointer         data)
+{
+  const char *password = data;
 
   g_clear_pointer (&self->password, carehare_uri_secret_free);
   self->password = g_strdup (password);
@@ -1346,24 +1530,41 @@ close_done_cb (GObject      *source,
  * [signal@Carehare.Session::disconnected] emitted with a %NULL error).
  * While the session waits between attempts, it completes at once.
  * Calling it again is fine.
+ *
+ * May be called from any thread, and never waits for the thread running
+ * the session's main context: @callback runs on the caller's
+ * thread-default main context, and the signals on the session's.
  */
+static void close_run (CarehareSession *self,
+                       gpointer         user_data);
+
 void
 carehare_session_close_async (CarehareSession     *self,
                               GCancellable        *cancellable,
                               GAsyncReadyCallback  callback,
                               gpointer             user_data)
 {
-  g_autoptr(CarehareSession) keep = NULL;
-  g_autoptr(CarehareConnection) connection = NULL;
   GTask *task;
 
   g_return_if_fail (CAREHARE_IS_SESSION (self));
 
-  keep = g_object_ref (self);
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_session_close_async);
   g_task_set_check_cancellable (task, FALSE);
+  /* The task's reference goes with the call (and holds the session). */
+  _carehare_session_run_nowait (self, close_run, task, NULL);
+}
 
+/* close_async() on the session's context; takes @user_data, the task. */
+static void
+close_run (CarehareSession *self,
+           gpointer         user_data)
+{
+  GTask *task = user_data;
+  g_autoptr(CarehareSession) keep = NULL;
+  g_autoptr(CarehareConnection) connection = NULL;
+
+  keep = g_object_ref (self);
   if (!self->closed)
     {
       self->closed = TRUE;
@@ -1373,10 +1574,10 @@ carehare_session_close_async (CarehareSession     *self,
           g_clear_pointer (&self->timer, g_source_unref);
         }
       attempt_abandon (self);
-      if (self->connection != NULL)
+      connection = swap_connection (self, NULL);
+      if (connection != NULL)
         {
-          g_clear_signal_handler (&self->closed_id, self->connection);
-          connection = g_steal_pointer (&self->connection);
+          g_clear_signal_handler (&self->closed_id, connection);
           for (guint i = 0; i < self->consumers->len; i++)
             _carehare_session_consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
         }
