@@ -78,6 +78,15 @@
  * [signal@Carehare.Session::disconnected] pair up: `disconnected` is
  * emitted only for a connection that was `connected`.
  *
+ * A session belongs to the main context that was thread-default when it
+ * was created: its connections run there, and its signals and property
+ * notifications are emitted there. Every method may be called from any
+ * thread, as a [class@Carehare.Connection]'s may: a call from a thread
+ * that cannot hold that context is queued for the thread running it and
+ * returns at once (none waits), a callback runs on the caller's
+ * thread-default main context, and getters read a snapshot. See the
+ * "Threads" guide (`docs/threads.md`).
+ *
  * ```c
  * const char *uris[] = { "amqp://rabbit1", "amqp://rabbit2", NULL };
  * g_autoptr(CarehareSession) session = carehare_session_new (uris);
@@ -938,7 +947,8 @@ carehare_session_class_init (CarehareSessionClass *klass)
    *
    * The current connection, once its topology and consumers are restored,
    * for what the session does not wrap; %NULL while there is none. Do not
-   * close it: the session would take that for a lost connection.
+   * close it: the session would take that for a lost connection. Read
+   * from any thread with g_object_get(), it is a reference of the caller's.
    */
   obj_props[PROP_CONNECTION] =
     g_param_spec_object ("connection", NULL, NULL, CAREHARE_TYPE_CONNECTION,
@@ -948,6 +958,7 @@ carehare_session_class_init (CarehareSessionClass *klass)
    * CarehareSession:last-error:
    *
    * The error that ended the last connection or attempt, %NULL before any.
+   * Read from any thread with g_object_get(), it is a copy of the caller's.
    */
   obj_props[PROP_LAST_ERROR] =
     g_param_spec_boxed ("last-error", NULL, NULL, G_TYPE_ERROR,
@@ -1024,7 +1035,10 @@ carehare_session_class_init (CarehareSessionClass *klass)
    * @connection: the new connection
    *
    * Emitted when a connection is up and the topology and consumers are
-   * restored on it.
+   * restored on it. Emitted on the session's main context (the
+   * thread-default one when the session was created), whichever thread
+   * made the call that led to it; there,
+   * [method@Carehare.Session.get_connection] returns @connection.
    */
   signals[SIGNAL_CONNECTED] =
     g_signal_new ("connected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
@@ -1038,6 +1052,8 @@ carehare_session_class_init (CarehareSessionClass *klass)
    *
    * Emitted when a connection that was announced by
    * [signal@Carehare.Session::connected] ends; never for a failed attempt.
+   * Emitted on the session's main context, whichever thread made the call
+   * that led to it (a close from a worker thread included).
    */
   signals[SIGNAL_DISCONNECTED] =
     g_signal_new ("disconnected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
