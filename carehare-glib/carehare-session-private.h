@@ -52,6 +52,7 @@ struct _CarehareSession
   GPtrArray *topology;             /* owned Step *, in order */
   GPtrArray *consumers;            /* owned SessionConsumer * (a reference each) */
   GQueue publishes;                /* owned GTask * waiting for a connection */
+  GQueue sent;                     /* owned GTask * handed to a connection, in order */
 
   CarehareSessionState state;
   gboolean started;

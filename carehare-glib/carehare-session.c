@@ -319,6 +319,8 @@ typedef struct {
   CarehareProperties *properties; /* owned, nullable */
   CareharePublishFlags flags;
   gulong cancelled_id;
+  gboolean done;                  /* the connection completed it */
+  GError *error;                  /* owned, nullable: how, until reported */
 } PublishData;
 
 static void
@@ -328,6 +330,7 @@ publish_data_free (PublishData *data)
   g_free (data->routing_key);
   g_bytes_unref (data->body);
   g_clear_object (&data->properties);
+  g_clear_error (&data->error);
   g_free (data);
 }
 
@@ -666,24 +669,54 @@ network_changed_cb (GNetworkMonitor *monitor,
 
 /* ---- publishing ---------------------------------------------------------- */
 
+/* Reports the publishes the connections completed, in the order they
+ * were sent: the connection's callbacks come back to this very context,
+ * where GTask runs some at once and others from an idle (those that
+ * complete in the main-loop turn that started them), so they may come in
+ * another order, and the publishes of one thread must be confirmed in the
+ * order it made them. */
+static void
+report_sent (CarehareSession *self)
+{
+  g_autoptr(CarehareSession) keep = g_object_ref (self);
+  GTask *task;
+
+  while ((task = g_queue_peek_head (&self->sent)) != NULL)
+    {
+      PublishData *data = g_task_get_task_data (task);
+
+      if (!data->done)
+        break;
+      g_queue_pop_head (&self->sent);
+      if (data->error != NULL)
+        g_task_return_error (task, g_steal_pointer (&data->error));
+      else
+        g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+    }
+}
+
 static void
 publish_done_cb (GObject      *source,
                  GAsyncResult *result,
                  gpointer      user_data)
 {
-  g_autoptr(GTask) task = user_data;
+  GTask *task = user_data;  /* held by the session's sent queue */
+  PublishData *data = g_task_get_task_data (task);
   g_autoptr(GError) error = NULL;
 
   if (carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error))
-    g_task_return_boolean (task, TRUE);
+    data->error = NULL;
   else if (_carehare_session_error_is_connection_lost (error))
     /* Written, perhaps routed, never confirmed: whether to publish again
      * is the program's choice (at least once), never a silent resend. */
-    g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                             "The connection was lost before the broker confirmed the "
-                             "message: %s", error->message);
+    data->error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                               "The connection was lost before the broker confirmed the "
+                               "message: %s", error->message);
   else
-    g_task_return_error (task, g_steal_pointer (&error));
+    data->error = g_steal_pointer (&error);
+  data->done = TRUE;
+  report_sent (g_task_get_source_object (task));
 }
 
 /* Takes @task, out of the waiting queue. */
@@ -699,6 +732,7 @@ send_publish (CarehareSession *self,
       g_cancellable_disconnect (cancellable, data->cancelled_id);
       data->cancelled_id = 0;
     }
+  g_queue_push_tail (&self->sent, task);
   carehare_connection_publish_async (self->connection, data->exchange, data->routing_key,
                                      data->body, data->properties, data->flags, cancellable,
                                      publish_done_cb, task);
@@ -805,6 +839,7 @@ carehare_session_finalize (GObject *object)
   CarehareSession *self = CAREHARE_SESSION (object);
 
   g_assert (g_queue_is_empty (&self->publishes));
+  g_assert (g_queue_is_empty (&self->sent));
   g_assert (self->timer == NULL);
   g_clear_pointer (&self->uris, carehare_uri_secret_strv_free);
   g_clear_pointer (&self->password, carehare_uri_secret_free);
@@ -1073,6 +1108,7 @@ carehare_session_init (CarehareSession *self)
   self->consumers =
     g_ptr_array_new_with_free_func ((GDestroyNotify) _carehare_session_consumer_unref);
   g_queue_init (&self->publishes);
+  g_queue_init (&self->sent);
 }
 
 /* ---- public API ---------------------------------------------------------- */
