@@ -361,7 +361,8 @@ static void add_consumer_run (CarehareSession *self,
  * @prefetch_count: the most unacknowledged messages the broker sends
  *
  * The same as [method@Carehare.Session.acking_consumer_full] with no
- * flags, a broker-chosen tag and no arguments.
+ * flags, a broker-chosen tag and no arguments. May be called from any
+ * thread, as that one may.
  *
  * Returns: (transfer full): a consumer that lives across reconnections
  */

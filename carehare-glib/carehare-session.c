@@ -678,9 +678,11 @@ network_changed_cb (GNetworkMonitor *monitor,
 static void
 report_sent (CarehareSession *self)
 {
-  g_autoptr(CarehareSession) keep = g_object_ref (self);
+  g_autoptr(CarehareSession) keep = NULL;
   GTask *task;
 
+  /* A callback run at once may drop the program's last reference. */
+  keep = g_object_ref (self);
   while ((task = g_queue_peek_head (&self->sent)) != NULL)
     {
       PublishData *data = g_task_get_task_data (task);
