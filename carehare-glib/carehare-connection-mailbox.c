@@ -1,29 +1,32 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Calls from any thread (see carehare-connection-private.h): a connection's
- * state is touched only by a thread that holds its main context. A call
- * made while another thread holds it goes into this mailbox, one
- * lock-protected queue per connection, and the mailbox's GSource runs the
- * queued calls in order on the thread iterating the context, one wake-up
- * per batch. The connection reaches it only through the functions below.
+ * Calls from any thread (see carehare-mailbox-private.h): the state of a
+ * connection, of a session or of a session's relay consumer is touched
+ * only by a thread that holds its main context. A call made while another
+ * thread holds it goes into the owner's mailbox, one lock-protected queue
+ * per owner, and the mailbox's GSource runs the queued calls in order on
+ * the thread iterating the context, one wake-up per batch. Owners reach it
+ * only through the functions below (the connection through
+ * _carehare_connection_run() and its siblings).
  */
 
-#include "carehare-connection-private.h"
+#include "carehare-mailbox-private.h"
 
 /* A call queued for the thread that iterates the connection's context. */
 typedef struct _QueuedCall QueuedCall;
 struct _QueuedCall {
   QueuedCall *next;               /* the queue is a list of its own: no GSlice */
-  CarehareConnectionRunFunc func;
-  CarehareConnection *self;       /* held by the caller, or by @data for run_later() */
+  CarehareMailboxInvoke invoke;   /* calls @func as the owner's type */
+  GCallback func;                 /* nullable for run_later(): nothing to run */
+  gpointer owner;                 /* held by the caller, or by run_later() */
   gpointer data;
   GDestroyNotify destroy;         /* run_later(): frees @data after the call */
   gboolean *done;                 /* run(): the waiting caller's flag, under the lock */
 };
 
 /* The queue of calls, shared by the connection and its source so that a
- * dispatch racing with the last unref never touches a freed connection
- * (every queued call holds the connection). */
+ * dispatch racing with the last unref never touches a freed owner
+ * (every queued call holds the owner). */
 struct _CarehareMailbox {
   gatomicrefcount ref;
   GMutex lock;
@@ -32,6 +35,8 @@ struct _CarehareMailbox {
   QueuedCall *tail;
   int n_calls;                    /* atomic: a lock-free peek for the owner's path */
   GSource *source;                /* owned: wakes the context, ready while calls wait */
+  GMainContext *context;          /* owned */
+  gboolean push_context;          /* calls run with the context thread-default */
 };
 
 typedef struct {
@@ -54,7 +59,36 @@ mailbox_unref (CarehareMailbox *mailbox)
   g_assert (mailbox->head == NULL);
   g_mutex_clear (&mailbox->lock);
   g_cond_clear (&mailbox->cond);
+  g_main_context_unref (mailbox->context);
   g_free (mailbox);
+}
+
+/* Calls @func with the context held. An owner whose calls start GIO
+ * operations (a session) has them run with its context thread-default,
+ * whichever thread holds it, so that their callbacks come back to it. */
+static void
+mailbox_invoke (CarehareMailbox       *mailbox,
+                CarehareMailboxInvoke  invoke,
+                GCallback              func,
+                gpointer               owner,
+                gpointer               data)
+{
+  GMainContext *current;
+
+  if (G_LIKELY (!mailbox->push_context))
+    {
+      invoke (func, owner, data);
+      return;
+    }
+  current = g_main_context_get_thread_default ();
+  if ((current != NULL ? current : g_main_context_default ()) == mailbox->context)
+    {
+      invoke (func, owner, data);
+      return;
+    }
+  g_main_context_push_thread_default (mailbox->context);
+  invoke (func, owner, data);
+  g_main_context_pop_thread_default (mailbox->context);
 }
 
 /* Runs every queued call, in order, with the context held by this thread. */
@@ -76,7 +110,8 @@ mailbox_drain (CarehareMailbox *mailbox)
 
       /* Read first: a run() call's caller returns once it is done. */
       next = call->next;
-      call->func (call->self, call->data);
+      if (call->func != NULL)
+        mailbox_invoke (mailbox, call->invoke, call->func, call->owner, call->data);
       if (call->done != NULL)
         {
           g_mutex_lock (&mailbox->lock);
@@ -88,7 +123,8 @@ mailbox_drain (CarehareMailbox *mailbox)
         {
           if (call->destroy != NULL)
             call->destroy (call->data);
-          g_object_unref (call->self);
+          if (call->owner != NULL)
+            g_object_unref (call->owner);
           g_free (call);
         }
     }
@@ -123,6 +159,7 @@ _carehare_mailbox_new (GMainContext *context)
   g_atomic_ref_count_init (&mailbox->ref);
   g_mutex_init (&mailbox->lock);
   g_cond_init (&mailbox->cond);
+  mailbox->context = g_main_context_ref (context);
   source = (MailboxSource *) g_source_new (&mailbox_source_funcs, sizeof (MailboxSource));
   source->mailbox = mailbox_ref (mailbox);
   g_source_set_priority (&source->source, G_PRIORITY_DEFAULT);
@@ -131,6 +168,12 @@ _carehare_mailbox_new (GMainContext *context)
   g_source_attach (&source->source, context);
   mailbox->source = &source->source;
   return mailbox;
+}
+
+void
+_carehare_mailbox_set_push_context (CarehareMailbox *mailbox)
+{
+  mailbox->push_context = TRUE;
 }
 
 /* Destroys the source, which holds the other reference: a dispatch
@@ -162,32 +205,34 @@ mailbox_push_locked (CarehareMailbox *mailbox,
  * before; the calls queued before this one run first. FALSE when another
  * thread holds the context. */
 gboolean
-_carehare_mailbox_run_here (CarehareMailbox           *mailbox,
-                            GMainContext              *context,
-                            CarehareConnection        *self,
-                            CarehareConnectionRunFunc  func,
-                            gpointer                   data)
+_carehare_mailbox_run_here (CarehareMailbox       *mailbox,
+                            GMainContext          *context,
+                            CarehareMailboxInvoke  invoke,
+                            gpointer               owner,
+                            GCallback              func,
+                            gpointer               data)
 {
   if (G_UNLIKELY (!g_main_context_acquire (context)))
     return FALSE;
   if (G_UNLIKELY (g_atomic_int_get (&mailbox->n_calls) > 0))
     mailbox_drain (mailbox);
-  func (self, data);
+  mailbox_invoke (mailbox, invoke, func, owner, data);
   g_main_context_release (context);
   return TRUE;
 }
 
 void
-_carehare_mailbox_run (CarehareMailbox           *mailbox,
-                       GMainContext              *context,
-                       CarehareConnection        *self,
-                       CarehareConnectionRunFunc  func,
-                       gpointer                   data)
+_carehare_mailbox_run (CarehareMailbox       *mailbox,
+                       GMainContext          *context,
+                       CarehareMailboxInvoke  invoke,
+                       gpointer               owner,
+                       GCallback              func,
+                       gpointer               data)
 {
-  QueuedCall call = { NULL, func, self, data, NULL, NULL };
+  QueuedCall call = { NULL, invoke, func, owner, data, NULL, NULL };
   gboolean done = FALSE;
 
-  if (G_LIKELY (_carehare_mailbox_run_here (mailbox, context, self, func, data)))
+  if (G_LIKELY (_carehare_mailbox_run_here (mailbox, context, invoke, owner, func, data)))
     return;
 
   call.done = &done;
@@ -213,17 +258,10 @@ _carehare_mailbox_run (CarehareMailbox           *mailbox,
   g_mutex_unlock (&mailbox->lock);
 }
 
-static void
-nothing_run (CarehareConnection *self,
-             gpointer            data)
-{
-}
-
 gboolean
-_carehare_mailbox_dispose_elsewhere (CarehareMailbox    *mailbox,
-                                     GMainContext       *context,
-                                     CarehareConnection *self,
-                                     GObject            *object)
+_carehare_mailbox_dispose_elsewhere (CarehareMailbox *mailbox,
+                                     GMainContext    *context,
+                                     GObject         *object)
 {
   if (g_main_context_acquire (context))
     {
@@ -233,21 +271,23 @@ _carehare_mailbox_dispose_elsewhere (CarehareMailbox    *mailbox,
   /* Resurrected (GObject allows it in dispose): the thread running the
    * context drops these references, and disposes it there. Waiting for
    * it here could deadlock a thread that is joined by that one. */
-  _carehare_mailbox_run_later (mailbox, self, nothing_run, g_object_ref (object), g_object_unref);
+  _carehare_mailbox_run_later (mailbox, NULL, NULL, NULL, g_object_ref (object), g_object_unref);
   return TRUE;
 }
 
 void
-_carehare_mailbox_run_later (CarehareMailbox           *mailbox,
-                             CarehareConnection        *self,
-                             CarehareConnectionRunFunc  func,
-                             gpointer                   data,
-                             GDestroyNotify             destroy)
+_carehare_mailbox_run_later (CarehareMailbox       *mailbox,
+                             CarehareMailboxInvoke  invoke,
+                             gpointer               owner,
+                             GCallback              func,
+                             gpointer               data,
+                             GDestroyNotify         destroy)
 {
   QueuedCall *call = g_new0 (QueuedCall, 1);
 
+  call->invoke = invoke;
   call->func = func;
-  call->self = g_object_ref (self);
+  call->owner = owner != NULL ? g_object_ref (owner) : NULL;
   call->data = data;
   call->destroy = destroy;
   g_mutex_lock (&mailbox->lock);

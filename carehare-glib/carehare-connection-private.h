@@ -2,6 +2,7 @@
 #pragma once
 
 #include "carehare-connection.h"
+#include "carehare-mailbox-private.h"
 #include "carehare-protocol.h"
 #include "carehare-transport-private.h"
 
@@ -130,37 +131,5 @@ RpcData *_carehare_connection_finish_rpc  (CarehareConnection          *self,
                                            GAsyncResult                *result,
                                            gpointer                     source_tag,
                                            GError                     **error);
-
-typedef struct _CarehareMailbox CarehareMailbox;
-
-/* carehare-connection-mailbox.c: the queue of calls from other threads
- * behind _carehare_connection_run() and its siblings above, which pass
- * the connection's mailbox and context. */
-CarehareMailbox *_carehare_mailbox_new               (GMainContext              *context);
-void             _carehare_mailbox_free              (CarehareMailbox           *mailbox);
-gboolean         _carehare_mailbox_run_here          (CarehareMailbox           *mailbox,
-                                                      GMainContext              *context,
-                                                      CarehareConnection        *self,
-                                                      CarehareConnectionRunFunc  func,
-                                                      gpointer                   data);
-void             _carehare_mailbox_run               (CarehareMailbox           *mailbox,
-                                                      GMainContext              *context,
-                                                      CarehareConnection        *self,
-                                                      CarehareConnectionRunFunc  func,
-                                                      gpointer                   data);
-void             _carehare_mailbox_run_later         (CarehareMailbox           *mailbox,
-                                                      CarehareConnection        *self,
-                                                      CarehareConnectionRunFunc  func,
-                                                      gpointer                   data,
-                                                      GDestroyNotify             destroy);
-gboolean         _carehare_mailbox_dispose_elsewhere (CarehareMailbox           *mailbox,
-                                                      GMainContext              *context,
-                                                      CarehareConnection        *self,
-                                                      GObject                   *object);
-void             _carehare_mailbox_signal            (CarehareMailbox           *mailbox,
-                                                      int                       *done);
-void             _carehare_mailbox_wait_until        (CarehareMailbox           *mailbox,
-                                                      GMainContext              *context,
-                                                      int                       *done);
 
 G_END_DECLS

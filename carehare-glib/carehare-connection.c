@@ -1383,12 +1383,22 @@ _carehare_connection_run_nowait (CarehareConnection        *self,
 
 /* ---- calls from any thread (carehare-connection-mailbox.c) --------------- */
 
+/* The mailbox calls our functions through this, as their own type. */
+static void
+connection_invoke (GCallback func,
+                   gpointer  owner,
+                   gpointer  data)
+{
+  ((CarehareConnectionRunFunc) func) (owner, data);
+}
+
 gboolean
 _carehare_connection_run_here (CarehareConnection        *self,
                                CarehareConnectionRunFunc  func,
                                gpointer                   data)
 {
-  return _carehare_mailbox_run_here (self->mailbox, self->context, self, func, data);
+  return _carehare_mailbox_run_here (self->mailbox, self->context, connection_invoke, self,
+                                     (GCallback) func, data);
 }
 
 void
@@ -1396,14 +1406,15 @@ _carehare_connection_run (CarehareConnection        *self,
                           CarehareConnectionRunFunc  func,
                           gpointer                   data)
 {
-  _carehare_mailbox_run (self->mailbox, self->context, self, func, data);
+  _carehare_mailbox_run (self->mailbox, self->context, connection_invoke, self,
+                         (GCallback) func, data);
 }
 
 gboolean
 _carehare_connection_dispose_elsewhere (CarehareConnection *self,
                                         GObject            *object)
 {
-  return _carehare_mailbox_dispose_elsewhere (self->mailbox, self->context, self, object);
+  return _carehare_mailbox_dispose_elsewhere (self->mailbox, self->context, object);
 }
 
 void
@@ -1412,7 +1423,8 @@ _carehare_connection_run_later (CarehareConnection        *self,
                                 gpointer                   data,
                                 GDestroyNotify             destroy)
 {
-  _carehare_mailbox_run_later (self->mailbox, self, func, data, destroy);
+  _carehare_mailbox_run_later (self->mailbox, connection_invoke, self, (GCallback) func, data,
+                               destroy);
 }
 
 void

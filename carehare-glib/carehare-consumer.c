@@ -124,6 +124,7 @@ struct _CarehareConsumer
   const CarehareConsumerRelay *relay; /* NULL once detached, or not a relay */
   gpointer relay_data;
   char *relay_tag;                    /* owned, nullable */
+  CarehareMailbox *mailbox;           /* owned, relay only: calls from other threads */
 };
 
 enum {
@@ -863,6 +864,17 @@ _carehare_consumer_started (CarehareConsumer *self)
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CONSUMER_TAG]);
 }
 
+/* The relay's calls (carehare-session.c), at the end of this file. */
+static void     relay_run_nowait (CarehareConsumer          *self,
+                                  CarehareConnectionRunFunc  func,
+                                  gpointer                   data,
+                                  GBoxedCopyFunc             copy,
+                                  GDestroyNotify             free_data);
+static void     relay_run_later  (CarehareConsumer          *self,
+                                  CarehareConnectionRunFunc  func,
+                                  gpointer                   data,
+                                  GDestroyNotify             destroy);
+
 /* ---- GObject ------------------------------------------------------------- */
 
 static gboolean
@@ -923,6 +935,9 @@ carehare_consumer_dispose (GObject *object)
    * running the connection's context. */
   if (self->connection != NULL && _carehare_connection_dispose_elsewhere (self->connection, object))
     return;
+  if (self->mailbox != NULL && _carehare_mailbox_dispose_elsewhere (self->mailbox, self->context,
+                                                                    object))
+    return;
 
   /* Every waiting call holds the consumer (GTask's rule), so dropping the
    * last reference leaves none: it stops a consumer with nothing pending.
@@ -956,6 +971,7 @@ carehare_consumer_finalize (GObject *object)
   g_assert (g_queue_is_empty (&self->ready));
   g_free (self->queue);
   g_free (self->relay_tag);
+  g_clear_pointer (&self->mailbox, _carehare_mailbox_free);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_clear_error (&self->closed_error);
 
@@ -1135,6 +1151,11 @@ next_cancelled_cb (GCancellable *cancellable,
                                       g_object_ref (r), g_object_unref);
       return;
     }
+  if (self->mailbox != NULL)
+    {
+      relay_run_later (self, next_cancelled_run, g_object_ref (r), g_object_unref);
+      return;
+    }
   idle = g_idle_source_new ();
   g_source_set_callback (idle, next_cancelled_idle_cb, g_object_ref (r), g_object_unref);
   g_source_set_static_name (idle, "[carehare] next delivery cancelled");
@@ -1231,7 +1252,7 @@ next_async (CarehareConsumer    *self,
   if (self->connection != NULL)
     _carehare_connection_run_nowait (self->connection, next_run, r, ref_result, g_object_unref);
   else
-    next_run (NULL, r);
+    relay_run_nowait (self, next_run, r, ref_result, g_object_unref);
 }
 
 /**
@@ -1398,7 +1419,7 @@ settle (CarehareConsumer *self,
     _carehare_connection_run_nowait (self->connection, settle_run, &call, settle_call_copy,
                                      settle_call_free);
   else
-    settle_run (NULL, &call);
+    relay_run_nowait (self, settle_run, &call, settle_call_copy, settle_call_free);
 }
 
 /* settle() with the connection's context held. */
@@ -1583,7 +1604,7 @@ carehare_consumer_close_async (CarehareConsumer    *self,
   if (self->connection != NULL)
     _carehare_connection_run_nowait (self->connection, close_run, task, pass_task, NULL);
   else
-    close_run (NULL, task);
+    relay_run_nowait (self, close_run, task, pass_task, NULL);
 }
 
 /* close_async() with the connection's context held; @user_data is the
@@ -1685,6 +1706,48 @@ carehare_consumer_get_is_closed (CarehareConsumer *self)
 
 /* ---- relay consumers (carehare-session.c) -------------------------------- */
 
+/* A relay's state is touched only on the session's context, as a
+ * connection's consumer's is on the connection's: its calls from other
+ * threads go through a mailbox of its own on that context (the session's
+ * may be gone while the program still holds the consumer). Its functions
+ * are the connection ones, called with no connection. */
+static void
+relay_invoke (GCallback func,
+              gpointer  owner,
+              gpointer  data)
+{
+  ((CarehareConnectionRunFunc) func) (NULL, data);
+}
+
+/* At once when this thread can hold the session's context (or the
+ * consumer was disposed: no mailbox), else queued with a copy of @data
+ * and never waited for. */
+static void
+relay_run_nowait (CarehareConsumer          *self,
+                  CarehareConnectionRunFunc  func,
+                  gpointer                   data,
+                  GBoxedCopyFunc             copy,
+                  GDestroyNotify             free_data)
+{
+  if (self->mailbox == NULL)
+    func (NULL, data);
+  else if (!_carehare_mailbox_run_here (self->mailbox, self->context, relay_invoke, self,
+                                        (GCallback) func, data))
+    _carehare_mailbox_run_later (self->mailbox, relay_invoke, self, (GCallback) func,
+                                 copy (data), free_data);
+}
+
+/* Always queued: from a cancellable's handler. */
+static void
+relay_run_later (CarehareConsumer          *self,
+                 CarehareConnectionRunFunc  func,
+                 gpointer                   data,
+                 GDestroyNotify             destroy)
+{
+  _carehare_mailbox_run_later (self->mailbox, relay_invoke, self, (GCallback) func, data,
+                               destroy);
+}
+
 CarehareConsumer *
 _carehare_consumer_new_relay (GMainContext                *context,
                               const char                  *queue,
@@ -1694,6 +1757,8 @@ _carehare_consumer_new_relay (GMainContext                *context,
   CarehareConsumer *self = g_object_new (CAREHARE_TYPE_CONSUMER, NULL);
 
   self->context = g_main_context_ref (context);
+  self->mailbox = _carehare_mailbox_new (context);
+  _carehare_mailbox_set_push_context (self->mailbox);
   self->queue = g_strdup (queue);
   self->relay = relay;
   self->relay_data = relay_data;

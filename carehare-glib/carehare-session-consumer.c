@@ -356,6 +356,9 @@ live_consumer_start (CarehareSession *self,
                                                   live_started_cb, data);
 }
 
+static void add_consumer_run (CarehareSession *self,
+                              gpointer         data);
+
 /**
  * carehare_session_acking_consumer:
  * @self: a session
@@ -363,7 +366,8 @@ live_consumer_start (CarehareSession *self,
  * @prefetch_count: the most unacknowledged messages the broker sends
  *
  * The same as [method@Carehare.Session.acking_consumer_full] with no
- * flags, a broker-chosen tag and no arguments.
+ * flags, a broker-chosen tag and no arguments. May be called from any
+ * thread, as that one may.
  *
  * Returns: (transfer full): a consumer that lives across reconnections
  */
@@ -408,6 +412,14 @@ carehare_session_acking_consumer (CarehareSession *self,
  *   (its queue was deleted): %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER;
  * - [method@Carehare.Consumer.close_async] completes at once.
  *
+ * May be called from any thread, and never waits: the consumer is made
+ * on the calling thread and registered on the session's main context
+ * (queued, in order with this thread's other calls, when another thread
+ * runs it). Its own methods may be called from any thread too: its
+ * `next_delivery` calls, acknowledgements and close are handed to the
+ * session's context the same way, and its callbacks run on the caller's
+ * thread-default main context.
+ *
  * Returns: (transfer full): a consumer that lives across reconnections
  */
 CarehareConsumer *
@@ -419,6 +431,7 @@ carehare_session_acking_consumer_full (CarehareSession      *self,
                                        GVariant             *arguments)
 {
   SessionConsumer *sc;
+  CarehareConsumer *relay;
 
   g_return_val_if_fail (CAREHARE_IS_SESSION (self), NULL);
   g_return_val_if_fail (queue != NULL, NULL);
@@ -427,6 +440,8 @@ carehare_session_acking_consumer_full (CarehareSession      *self,
 
   sc = g_new0 (SessionConsumer, 1);
   sc->ref_count = 1;
+  /* Set here: if the program closes the relay before the session's
+   * context registers it, relay_close() clears it and it is never added. */
   sc->session = self;
   sc->queue = g_strdup (queue);
   sc->prefetch_count = prefetch_count;
@@ -434,13 +449,27 @@ carehare_session_acking_consumer_full (CarehareSession      *self,
   sc->consumer_tag = g_strdup (consumer_tag);
   sc->arguments = arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
   sc->relay = _carehare_consumer_new_relay (self->context, queue, &relay_vtable, sc);
-  g_ptr_array_add (self->consumers, sc);
+  relay = g_object_ref (sc->relay);
+  /* The call's reference on @sc, dropped once it ran. */
+  _carehare_session_run_nowait (self, add_consumer_run, sc,
+                                (GDestroyNotify) _carehare_session_consumer_unref);
+  return relay;
+}
 
+/* acking_consumer_full() on the session's context. */
+static void
+add_consumer_run (CarehareSession *self,
+                  gpointer         data)
+{
+  SessionConsumer *sc = data;
+
+  if (sc->session == NULL)
+    return;  /* closed by the program already */
+  g_ptr_array_add (self->consumers, _carehare_session_consumer_ref (sc));
   if (self->closed)
     _carehare_session_consumer_end (sc, _carehare_session_closed_error ());
   else if (self->state == CAREHARE_SESSION_STATE_FAILED)
     _carehare_session_consumer_end (sc, _carehare_session_copy_last_error (self));
   else if (self->state == CAREHARE_SESSION_STATE_CONNECTED)
     live_consumer_start (self, sc);
-  return g_object_ref (sc->relay);
 }

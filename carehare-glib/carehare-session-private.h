@@ -6,6 +6,7 @@
  * carehare-session-topology.c (its recorded declarations). */
 
 #include "carehare-session.h"
+#include "carehare-mailbox-private.h"
 
 G_BEGIN_DECLS
 
@@ -33,7 +34,13 @@ struct _CarehareSession
 {
   GObject parent_instance;
 
+  /* Every field is touched only by the thread that holds @context (see
+   * docs/threads.md): calls from other threads go through @mailbox. The
+   * getters' snapshots: @state, @delay_min and @delay_max are written
+   * atomically, @connection and @last_error under @snapshot_lock. */
   GMainContext *context;           /* owned */
+  CarehareMailbox *mailbox;        /* owned */
+  GMutex snapshot_lock;
   char **uris;                     /* owned, wiped: may hold a password */
   char *password;                  /* owned, wiped, nullable: replaces the URIs' */
   GTlsDatabase *tls_database;      /* owned, nullable */
@@ -45,6 +52,7 @@ struct _CarehareSession
   GPtrArray *topology;             /* owned Step *, in order */
   GPtrArray *consumers;            /* owned SessionConsumer * (a reference each) */
   GQueue publishes;                /* owned GTask * waiting for a connection */
+  GQueue sent;                     /* owned GTask * handed to a connection, in order */
 
   CarehareSessionState state;
   gboolean started;
@@ -94,6 +102,20 @@ struct _SessionConsumer
 };
 
 /* carehare-session.c */
+typedef void (*CarehareSessionRunFunc) (CarehareSession *self,
+                                        gpointer         data);
+/* Runs @func on the session's context: at once when this thread can hold
+ * it, else queued (a copy of the arguments in @data) and never waited
+ * for; @destroy frees @data once it ran. */
+void      _carehare_session_run_nowait               (CarehareSession        *self,
+                                                      CarehareSessionRunFunc  func,
+                                                      gpointer                data,
+                                                      GDestroyNotify          destroy);
+/* Always queued: from a cancellable's handler. */
+void      _carehare_session_run_later                (CarehareSession        *self,
+                                                      CarehareSessionRunFunc  func,
+                                                      gpointer                data,
+                                                      GDestroyNotify          destroy);
 gboolean  _carehare_session_error_is_connection_lost (const GError *error);
 GError   *_carehare_session_closed_error             (void);
 GError   *_carehare_session_copy_last_error          (CarehareSession *self);

@@ -111,7 +111,18 @@ _carehare_session_run_step (Attempt *attempt)
     }
 }
 
-static Step *
+/* On the session's context: @data, a step, is the topology's now. */
+static void
+add_step_run (CarehareSession *self,
+              gpointer         data)
+{
+  g_ptr_array_add (self->topology, data);
+}
+
+/* Records a step, with copies of its arguments made on the calling
+ * thread: queued, in order with this thread's other calls, when another
+ * thread runs the session's context. */
+static void
 add_step (CarehareSession *self,
           StepKind         kind,
           const char      *name,
@@ -128,8 +139,7 @@ add_step (CarehareSession *self,
   step->routing_key = g_strdup (routing_key);
   step->flags = flags;
   step->arguments = arguments != NULL ? g_variant_ref_sink (arguments) : NULL;
-  g_ptr_array_add (self->topology, step);
-  return step;
+  _carehare_session_run_nowait (self, add_step_run, step, NULL);
 }
 
 /**
@@ -146,6 +156,12 @@ add_step (CarehareSession *self,
  * recorded while connected is declared from the next connection on. A
  * declaration the broker refuses (406 PRECONDITION_FAILED for arguments
  * that conflict with the existing queue's) fails the session for good.
+ *
+ * May be called from any thread, and never waits: from a thread other
+ * than the one running the session's main context, a copy of the
+ * arguments is queued for that thread, in order with the calls this
+ * thread made before (the declarations and bindings of one thread are
+ * recorded in the order it made them).
  */
 void
 carehare_session_declare_queue (CarehareSession    *self,
@@ -171,7 +187,8 @@ carehare_session_declare_queue (CarehareSession    *self,
  *   reference is sunk
  *
  * Records an exchange to declare on every new connection, as
- * [method@Carehare.Session.declare_queue] does for a queue.
+ * [method@Carehare.Session.declare_queue] does for a queue. May be called
+ * from any thread, as that one may.
  */
 void
 carehare_session_declare_exchange (CarehareSession       *self,
@@ -199,7 +216,8 @@ carehare_session_declare_exchange (CarehareSession       *self,
  *   reference is sunk
  *
  * Records a queue binding to make on every new connection, in order with
- * the declarations.
+ * the declarations. May be called from any thread, as
+ * [method@Carehare.Session.declare_queue] may.
  */
 void
 carehare_session_bind_queue (CarehareSession *self,
@@ -228,7 +246,8 @@ carehare_session_bind_queue (CarehareSession *self,
  *   reference is sunk
  *
  * Records an exchange-to-exchange binding to make on every new
- * connection, in order with the declarations.
+ * connection, in order with the declarations. May be called from any
+ * thread, as [method@Carehare.Session.declare_queue] may.
  */
 void
 carehare_session_bind_exchange (CarehareSession *self,

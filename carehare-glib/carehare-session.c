@@ -78,6 +78,15 @@
  * [signal@Carehare.Session::disconnected] pair up: `disconnected` is
  * emitted only for a connection that was `connected`.
  *
+ * A session belongs to the main context that was thread-default when it
+ * was created: its connections run there, and its signals and property
+ * notifications are emitted there. Every method may be called from any
+ * thread, as a [class@Carehare.Connection]'s may: a call from a thread
+ * that cannot hold that context is queued for the thread running it and
+ * returns at once (none waits), a callback runs on the caller's
+ * thread-default main context, and getters read a snapshot. See the
+ * "Threads" guide (`docs/threads.md`).
+ *
  * ```c
  * const char *uris[] = { "amqp://rabbit1", "amqp://rabbit2", NULL };
  * g_autoptr(CarehareSession) session = carehare_session_new (uris);
@@ -167,6 +176,44 @@ _carehare_session_closed_error (void)
                               "Session closed");
 }
 
+/* ---- calls from any thread ----------------------------------------------- */
+
+/* The mailbox calls our functions through this, as their own type. */
+static void
+session_invoke (GCallback func,
+                gpointer  owner,
+                gpointer  data)
+{
+  ((CarehareSessionRunFunc) func) (owner, data);
+}
+
+void
+_carehare_session_run_nowait (CarehareSession        *self,
+                              CarehareSessionRunFunc  func,
+                              gpointer                data,
+                              GDestroyNotify          destroy)
+{
+  if (_carehare_mailbox_run_here (self->mailbox, self->context, session_invoke, self,
+                                  (GCallback) func, data))
+    {
+      if (destroy != NULL)
+        destroy (data);
+      return;
+    }
+  _carehare_mailbox_run_later (self->mailbox, session_invoke, self, (GCallback) func, data,
+                               destroy);
+}
+
+void
+_carehare_session_run_later (CarehareSession        *self,
+                             CarehareSessionRunFunc  func,
+                             gpointer                data,
+                             GDestroyNotify          destroy)
+{
+  _carehare_mailbox_run_later (self->mailbox, session_invoke, self, (GCallback) func, data,
+                               destroy);
+}
+
 /* ---- small helpers ------------------------------------------------------- */
 
 static void
@@ -176,8 +223,22 @@ set_state (CarehareSession      *self,
   if (self->state == state)
     return;
   g_debug ("session %p: state %d -> %d", self, self->state, state);
-  self->state = state;
+  g_atomic_int_set ((gint *) &self->state, (gint) state);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_STATE]);
+}
+
+/* Takes @connection (nullable); returns the previous one (transfer full). */
+static CarehareConnection *
+swap_connection (CarehareSession    *self,
+                 CarehareConnection *connection)
+{
+  CarehareConnection *previous;
+
+  g_mutex_lock (&self->snapshot_lock);
+  previous = self->connection;
+  self->connection = connection;
+  g_mutex_unlock (&self->snapshot_lock);
+  return previous;
 }
 
 /* Takes @error. */
@@ -185,8 +246,10 @@ static void
 set_last_error (CarehareSession *self,
                 GError          *error)
 {
+  g_mutex_lock (&self->snapshot_lock);
   g_clear_error (&self->last_error);
   self->last_error = error;
+  g_mutex_unlock (&self->snapshot_lock);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_LAST_ERROR]);
 }
 
@@ -256,6 +319,8 @@ typedef struct {
   CarehareProperties *properties; /* owned, nullable */
   CareharePublishFlags flags;
   gulong cancelled_id;
+  gboolean done;                  /* the connection completed it */
+  GError *error;                  /* owned, nullable: how, until reported */
 } PublishData;
 
 static void
@@ -265,6 +330,7 @@ publish_data_free (PublishData *data)
   g_free (data->routing_key);
   g_bytes_unref (data->body);
   g_clear_object (&data->properties);
+  g_clear_error (&data->error);
   g_free (data);
 }
 
@@ -423,7 +489,7 @@ _carehare_session_go_connected (Attempt *attempt)
   keep = g_object_ref (self);
   g_clear_signal_handler (&attempt->closed_id, attempt->connection);
   self->attempt = NULL;
-  self->connection = g_steal_pointer (&attempt->connection);
+  g_assert (swap_connection (self, g_steal_pointer (&attempt->connection)) == NULL);
   _carehare_session_attempt_unref (attempt);
 
   self->closed_id = g_signal_connect_object (self->connection, "closed",
@@ -484,7 +550,7 @@ connection_closed_cb (CarehareConnection *connection,
     return;
   keep = g_object_ref (self);
   g_clear_signal_handler (&self->closed_id, connection);
-  lost = g_steal_pointer (&self->connection);
+  lost = swap_connection (self, NULL);
   cause = error != NULL ? g_error_copy (error)
                         : g_error_new_literal (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
                                                "Connection closed");
@@ -573,12 +639,9 @@ attempt_now (CarehareSession *self)
 }
 
 static void
-network_changed_cb (GNetworkMonitor *monitor,
-                    gboolean         available,
-                    gpointer         user_data)
+network_changed_run (CarehareSession *self,
+                     gpointer         data)
 {
-  CarehareSession *self = user_data;
-
   if (!self->started || self->closed || self->state != CAREHARE_SESSION_STATE_WAITING ||
       !network_available (self))
     return;
@@ -594,26 +657,68 @@ network_changed_cb (GNetworkMonitor *monitor,
   attempt_now (self);
 }
 
+static void
+network_changed_cb (GNetworkMonitor *monitor,
+                    gboolean         available,
+                    gpointer         user_data)
+{
+  /* The monitor emits on the context it was made on, which may be
+   * another thread's. */
+  _carehare_session_run_nowait (user_data, network_changed_run, NULL, NULL);
+}
+
 /* ---- publishing ---------------------------------------------------------- */
+
+/* Reports the publishes the connections completed, in the order they
+ * were sent: the connection's callbacks come back to this very context,
+ * where GTask runs some at once and others from an idle (those that
+ * complete in the main-loop turn that started them), so they may come in
+ * another order, and the publishes of one thread must be confirmed in the
+ * order it made them. */
+static void
+report_sent (CarehareSession *self)
+{
+  g_autoptr(CarehareSession) keep = NULL;
+  GTask *task;
+
+  /* A callback run at once may drop the program's last reference. */
+  keep = g_object_ref (self);
+  while ((task = g_queue_peek_head (&self->sent)) != NULL)
+    {
+      PublishData *data = g_task_get_task_data (task);
+
+      if (!data->done)
+        break;
+      g_queue_pop_head (&self->sent);
+      if (data->error != NULL)
+        g_task_return_error (task, g_steal_pointer (&data->error));
+      else
+        g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+    }
+}
 
 static void
 publish_done_cb (GObject      *source,
                  GAsyncResult *result,
                  gpointer      user_data)
 {
-  g_autoptr(GTask) task = user_data;
+  GTask *task = user_data;  /* held by the session's sent queue */
+  PublishData *data = g_task_get_task_data (task);
   g_autoptr(GError) error = NULL;
 
   if (carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error))
-    g_task_return_boolean (task, TRUE);
+    data->error = NULL;
   else if (_carehare_session_error_is_connection_lost (error))
     /* Written, perhaps routed, never confirmed: whether to publish again
      * is the program's choice (at least once), never a silent resend. */
-    g_task_return_new_error (task, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
-                             "The connection was lost before the broker confirmed the "
-                             "message: %s", error->message);
+    data->error = g_error_new (CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED,
+                               "The connection was lost before the broker confirmed the "
+                               "message: %s", error->message);
   else
-    g_task_return_error (task, g_steal_pointer (&error));
+    data->error = g_steal_pointer (&error);
+  data->done = TRUE;
+  report_sent (g_task_get_source_object (task));
 }
 
 /* Takes @task, out of the waiting queue. */
@@ -629,16 +734,17 @@ send_publish (CarehareSession *self,
       g_cancellable_disconnect (cancellable, data->cancelled_id);
       data->cancelled_id = 0;
     }
+  g_queue_push_tail (&self->sent, task);
   carehare_connection_publish_async (self->connection, data->exchange, data->routing_key,
                                      data->body, data->properties, data->flags, cancellable,
                                      publish_done_cb, task);
 }
 
-static gboolean
-publish_cancelled_idle_cb (gpointer user_data)
+static void
+publish_cancelled_run (CarehareSession *self,
+                       gpointer         user_data)
 {
   GTask *task = user_data;
-  CarehareSession *self = g_task_get_source_object (task);
 
   if (g_queue_remove (&self->publishes, task))
     {
@@ -649,7 +755,6 @@ publish_cancelled_idle_cb (gpointer user_data)
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
       g_object_unref (task);
     }
-  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -657,12 +762,11 @@ publish_cancelled_cb (GCancellable *cancellable,
                       gpointer      user_data)
 {
   GTask *task = user_data;
-  g_autoptr(GSource) idle = g_idle_source_new ();
 
-  /* May run in any thread: defer to the session's context. */
-  g_source_set_callback (idle, publish_cancelled_idle_cb, g_object_ref (task), g_object_unref);
-  g_source_set_static_name (idle, "[carehare] session publish cancelled");
-  g_source_attach (idle, g_task_get_context (task));
+  /* May run in any thread, and inside the cancellable's lock: defer to
+   * the session's context (the task's is the caller's). */
+  _carehare_session_run_later (g_task_get_source_object (task), publish_cancelled_run,
+                               g_object_ref (task), g_object_unref);
 }
 
 /* ---- GObject ------------------------------------------------------------- */
@@ -675,9 +779,10 @@ end_relay_idle_cb (gpointer user_data)
 }
 
 static void
-carehare_session_dispose (GObject *object)
+dispose_run (CarehareSession *self,
+             gpointer         data)
 {
-  CarehareSession *self = CAREHARE_SESSION (object);
+  g_autoptr(CarehareConnection) connection = NULL;
 
   /* Waiting publishes hold the session (GTask's rule) and an attempt
    * holds it too: none is left when the last reference goes. */
@@ -688,11 +793,11 @@ carehare_session_dispose (GObject *object)
       g_clear_pointer (&self->timer, g_source_unref);
     }
   attempt_abandon (self);
-  if (self->connection != NULL)
+  connection = swap_connection (self, NULL);
+  if (connection != NULL)
     {
-      g_clear_signal_handler (&self->closed_id, self->connection);
-      carehare_connection_close_async (self->connection, NULL, NULL, NULL);
-      g_clear_object (&self->connection);
+      g_clear_signal_handler (&self->closed_id, connection);
+      carehare_connection_close_async (connection, NULL, NULL, NULL);
     }
   /* Consumers still held by the program end, from an idle: never inside
    * dispose. */
@@ -713,6 +818,19 @@ carehare_session_dispose (GObject *object)
       g_clear_signal_handler (&self->monitor_id, self->monitor);
       g_clear_object (&self->monitor);
     }
+}
+
+static void
+carehare_session_dispose (GObject *object)
+{
+  CarehareSession *self = CAREHARE_SESSION (object);
+
+  /* The last reference may go in any thread: disposed on the session's
+   * context, by the thread running it (resurrected until then: waiting
+   * for it here could deadlock a thread that thread joins). */
+  if (_carehare_mailbox_dispose_elsewhere (self->mailbox, self->context, object))
+    return;
+  _carehare_session_run_nowait (self, dispose_run, NULL, NULL);
 
   G_OBJECT_CLASS (carehare_session_parent_class)->dispose (object);
 }
@@ -723,6 +841,7 @@ carehare_session_finalize (GObject *object)
   CarehareSession *self = CAREHARE_SESSION (object);
 
   g_assert (g_queue_is_empty (&self->publishes));
+  g_assert (g_queue_is_empty (&self->sent));
   g_assert (self->timer == NULL);
   g_clear_pointer (&self->uris, carehare_uri_secret_strv_free);
   g_clear_pointer (&self->password, carehare_uri_secret_free);
@@ -731,6 +850,8 @@ carehare_session_finalize (GObject *object)
   g_ptr_array_unref (self->topology);
   g_ptr_array_unref (self->consumers);
   g_clear_error (&self->last_error);
+  _carehare_mailbox_free (self->mailbox);
+  g_mutex_clear (&self->snapshot_lock);
   g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (carehare_session_parent_class)->finalize (object);
@@ -747,19 +868,24 @@ carehare_session_get_property (GObject    *object,
   switch (prop_id)
     {
     case PROP_STATE:
-      g_value_set_enum (value, self->state);
+      g_value_set_enum (value, g_atomic_int_get ((gint *) &self->state));
       break;
     case PROP_CONNECTION:
+      /* A reference (or a copy) taken under the lock: valid in any thread. */
+      g_mutex_lock (&self->snapshot_lock);
       g_value_set_object (value, self->connection);
+      g_mutex_unlock (&self->snapshot_lock);
       break;
     case PROP_LAST_ERROR:
+      g_mutex_lock (&self->snapshot_lock);
       g_value_set_boxed (value, self->last_error);
+      g_mutex_unlock (&self->snapshot_lock);
       break;
     case PROP_RECONNECT_DELAY_MIN:
-      g_value_set_uint (value, self->delay_min);
+      g_value_set_uint (value, (guint) g_atomic_int_get (&self->delay_min));
       break;
     case PROP_RECONNECT_DELAY_MAX:
-      g_value_set_uint (value, self->delay_max);
+      g_value_set_uint (value, (guint) g_atomic_int_get (&self->delay_max));
       break;
     case PROP_CONNECT_TIMEOUT:
       g_value_set_uint (value, self->connect_timeout);
@@ -858,7 +984,8 @@ carehare_session_class_init (CarehareSessionClass *klass)
    *
    * The current connection, once its topology and consumers are restored,
    * for what the session does not wrap; %NULL while there is none. Do not
-   * close it: the session would take that for a lost connection.
+   * close it: the session would take that for a lost connection. Read
+   * from any thread with g_object_get(), it is a reference of the caller's.
    */
   obj_props[PROP_CONNECTION] =
     g_param_spec_object ("connection", NULL, NULL, CAREHARE_TYPE_CONNECTION,
@@ -868,6 +995,7 @@ carehare_session_class_init (CarehareSessionClass *klass)
    * CarehareSession:last-error:
    *
    * The error that ended the last connection or attempt, %NULL before any.
+   * Read from any thread with g_object_get(), it is a copy of the caller's.
    */
   obj_props[PROP_LAST_ERROR] =
     g_param_spec_boxed ("last-error", NULL, NULL, G_TYPE_ERROR,
@@ -944,7 +1072,10 @@ carehare_session_class_init (CarehareSessionClass *klass)
    * @connection: the new connection
    *
    * Emitted when a connection is up and the topology and consumers are
-   * restored on it.
+   * restored on it. Emitted on the session's main context (the
+   * thread-default one when the session was created), whichever thread
+   * made the call that led to it; there,
+   * [method@Carehare.Session.get_connection] returns @connection.
    */
   signals[SIGNAL_CONNECTED] =
     g_signal_new ("connected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
@@ -958,6 +1089,8 @@ carehare_session_class_init (CarehareSessionClass *klass)
    *
    * Emitted when a connection that was announced by
    * [signal@Carehare.Session::connected] ends; never for a failed attempt.
+   * Emitted on the session's main context, whichever thread made the call
+   * that led to it (a close from a worker thread included).
    */
   signals[SIGNAL_DISCONNECTED] =
     g_signal_new ("disconnected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
@@ -968,15 +1101,26 @@ static void
 carehare_session_init (CarehareSession *self)
 {
   self->context = g_main_context_ref_thread_default ();
+  self->mailbox = _carehare_mailbox_new (self->context);
+  _carehare_mailbox_set_push_context (self->mailbox);
+  g_mutex_init (&self->snapshot_lock);
   self->delay_min = DEFAULT_DELAY_MIN_MS;
   self->delay_max = DEFAULT_DELAY_MAX_MS;
   self->topology = g_ptr_array_new_with_free_func ((GDestroyNotify) _carehare_session_step_free);
   self->consumers =
     g_ptr_array_new_with_free_func ((GDestroyNotify) _carehare_session_consumer_unref);
   g_queue_init (&self->publishes);
+  g_queue_init (&self->sent);
 }
 
 /* ---- public API ---------------------------------------------------------- */
+
+static void start_run         (CarehareSession *self,
+                               gpointer         data);
+static void set_delay_min_run (CarehareSession *self,
+                               gpointer         data);
+static void set_delay_max_run (CarehareSession *self,
+                               gpointer         data);
 
 /**
  * carehare_session_new:
@@ -1004,13 +1148,24 @@ carehare_session_new (const char * const *uris)
  * %CAREHARE_SESSION_STATE_FAILED, [property@Carehare.Session:last-error]
  * %CAREHARE_ERROR_INVALID_URI) if a URI is invalid, or if there is none.
  * Calling it again, or after closing, does nothing.
+ *
+ * May be called from any thread: from a thread other than the one running
+ * the session's main context it is queued for that thread, in order with
+ * the calls that thread made before, and returns at once.
  */
 void
 carehare_session_start (CarehareSession *self)
 {
-  g_autoptr(GError) error = NULL;
-
   g_return_if_fail (CAREHARE_IS_SESSION (self));
+
+  _carehare_session_run_nowait (self, start_run, NULL, NULL);
+}
+
+static void
+start_run (CarehareSession *self,
+           gpointer         data)
+{
+  g_autoptr(GError) error = NULL;
 
   if (self->started || self->closed)
     return;
@@ -1037,7 +1192,10 @@ carehare_session_start (CarehareSession *self)
  * carehare_session_get_state:
  * @self: a session
  *
- * Gets [property@Carehare.Session:state].
+ * Gets [property@Carehare.Session:state]. From a thread other than the
+ * one running the session's main context it is a snapshot: the state may
+ * change as soon as it is read, and calls queued from this thread may not
+ * have run yet.
  *
  * Returns: where the session is
  */
@@ -1045,7 +1203,7 @@ CarehareSessionState
 carehare_session_get_state (CarehareSession *self)
 {
   g_return_val_if_fail (CAREHARE_IS_SESSION (self), CAREHARE_SESSION_STATE_STOPPED);
-  return self->state;
+  return (CarehareSessionState) g_atomic_int_get ((gint *) &self->state);
 }
 
 /**
@@ -1053,6 +1211,14 @@ carehare_session_get_state (CarehareSession *self)
  * @self: a session
  *
  * Gets [property@Carehare.Session:connection].
+ *
+ * The connection is borrowed, and the session drops it when it is lost:
+ * call this on the session's main context (a handler of
+ * [signal@Carehare.Session::connected], a callback), where it stays valid
+ * until the context runs again. Another thread takes a reference instead,
+ * with `g_object_get (session, "connection", &connection, NULL)`: the
+ * connection it gets may be lost meanwhile, but stays valid and may be
+ * used from that thread as any connection.
  *
  * Returns: (transfer none) (nullable): the current connection, or %NULL
  */
@@ -1068,6 +1234,10 @@ carehare_session_get_connection (CarehareSession *self)
  * @self: a session
  *
  * Gets [property@Carehare.Session:last-error].
+ *
+ * The error is borrowed and replaced by the next one: call this on the
+ * session's main context. Another thread takes a copy instead, with
+ * `g_object_get (session, "last-error", &error, NULL)`.
  *
  * Returns: (transfer none) (nullable): the error that ended the last
  *   connection or attempt, or %NULL
@@ -1085,13 +1255,17 @@ carehare_session_get_last_error (CarehareSession *self)
  *
  * Gets [property@Carehare.Session:reconnect-delay-min].
  *
+ * From a thread other than the one running the session's main context
+ * it is a snapshot, which a setter called from this thread may not have
+ * changed yet.
+ *
  * Returns: the shortest wait between attempts, in milliseconds
  */
 guint
 carehare_session_get_reconnect_delay_min (CarehareSession *self)
 {
   g_return_val_if_fail (CAREHARE_IS_SESSION (self), 0);
-  return self->delay_min;
+  return (guint) g_atomic_int_get (&self->delay_min);
 }
 
 /**
@@ -1100,7 +1274,9 @@ carehare_session_get_reconnect_delay_min (CarehareSession *self)
  * @delay_ms: the shortest wait between attempts, in milliseconds (at least 1)
  *
  * Sets [property@Carehare.Session:reconnect-delay-min]; it applies from
- * the next wait.
+ * the next wait. May be called from any thread: from a thread other than
+ * the one running the session's main context it is queued for that
+ * thread, and the property is notified there.
  */
 void
 carehare_session_set_reconnect_delay_min (CarehareSession *self,
@@ -1109,12 +1285,21 @@ carehare_session_set_reconnect_delay_min (CarehareSession *self,
   g_return_if_fail (CAREHARE_IS_SESSION (self));
   g_return_if_fail (delay_ms >= 1 && delay_ms <= G_MAXINT32);
 
+  _carehare_session_run_nowait (self, set_delay_min_run, GUINT_TO_POINTER (delay_ms), NULL);
+}
+
+static void
+set_delay_min_run (CarehareSession *self,
+                   gpointer         data)
+{
+  guint delay_ms = GPOINTER_TO_UINT (data);
+
   if (self->delay_min == delay_ms)
     return;
-  self->delay_min = delay_ms;
+  g_atomic_int_set (&self->delay_min, delay_ms);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_RECONNECT_DELAY_MIN]);
   if (self->delay_max < delay_ms)
-    carehare_session_set_reconnect_delay_max (self, delay_ms);
+    set_delay_max_run (self, data);
 }
 
 /**
@@ -1123,13 +1308,16 @@ carehare_session_set_reconnect_delay_min (CarehareSession *self,
  *
  * Gets [property@Carehare.Session:reconnect-delay-max].
  *
+ * A snapshot from another thread, as
+ * [method@Carehare.Session.get_reconnect_delay_min] is.
+ *
  * Returns: the longest wait between attempts, in milliseconds
  */
 guint
 carehare_session_get_reconnect_delay_max (CarehareSession *self)
 {
   g_return_val_if_fail (CAREHARE_IS_SESSION (self), 0);
-  return self->delay_max;
+  return (guint) g_atomic_int_get (&self->delay_max);
 }
 
 /**
@@ -1138,7 +1326,9 @@ carehare_session_get_reconnect_delay_max (CarehareSession *self)
  * @delay_ms: the longest wait between attempts, in milliseconds (at least 1)
  *
  * Sets [property@Carehare.Session:reconnect-delay-max]; it applies from
- * the next wait. A value below the minimum lowers the minimum too.
+ * the next wait. A value below the minimum lowers the minimum too. May be
+ * called from any thread, as
+ * [method@Carehare.Session.set_reconnect_delay_min] may.
  */
 void
 carehare_session_set_reconnect_delay_max (CarehareSession *self,
@@ -1147,13 +1337,22 @@ carehare_session_set_reconnect_delay_max (CarehareSession *self,
   g_return_if_fail (CAREHARE_IS_SESSION (self));
   g_return_if_fail (delay_ms >= 1 && delay_ms <= G_MAXINT32);
 
+  _carehare_session_run_nowait (self, set_delay_max_run, GUINT_TO_POINTER (delay_ms), NULL);
+}
+
+static void
+set_delay_max_run (CarehareSession *self,
+                   gpointer         data)
+{
+  guint delay_ms = GPOINTER_TO_UINT (data);
+
   if (self->delay_max == delay_ms)
     return;
-  self->delay_max = delay_ms;
+  g_atomic_int_set (&self->delay_max, delay_ms);
   self->cap = MIN (self->cap, delay_ms);
   g_object_notify_by_pspec (G_OBJECT (self), obj_props[PROP_RECONNECT_DELAY_MAX]);
   if (self->delay_min > delay_ms)
-    carehare_session_set_reconnect_delay_min (self, delay_ms);
+    set_delay_min_run (self, data);
 }
 
 /**
@@ -1184,7 +1383,17 @@ carehare_session_set_reconnect_delay_max (CarehareSession *self,
  * session that failed it fails at once with
  * [property@Carehare.Session:last-error], and once the session is closed
  * with %CAREHARE_ERROR_CONNECTION_CLOSED.
+ *
+ * May be called from any thread, and never waits for the thread running
+ * the session's main context: the task is made on the calling thread, so
+ * @callback runs on the caller's thread-default main context, and the
+ * rest (with a reference to @body and to @properties) is queued for the
+ * session's context. The messages one thread publishes go out, and are
+ * confirmed, in the order it published them.
  */
+static void publish_run (CarehareSession *self,
+                         gpointer         user_data);
+
 void
 carehare_session_publish_async (CarehareSession      *self,
                                 const char           *exchange,
@@ -1206,10 +1415,31 @@ carehare_session_publish_async (CarehareSession      *self,
   g_return_if_fail (properties == NULL || CAREHARE_IS_PROPERTIES (properties));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
+  /* Made on the calling thread: its callback runs on the caller's
+   * thread-default main context. */
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_session_publish_async);
   /* Once handed to a connection, the connection's cancellation rules apply. */
   g_task_set_check_cancellable (task, FALSE);
+  data = g_new0 (PublishData, 1);
+  data->exchange = g_strdup (exchange);
+  data->routing_key = g_strdup (routing_key);
+  data->body = g_bytes_ref (body);
+  data->properties = properties != NULL ? g_object_ref (properties) : NULL;
+  data->flags = flags;
+  g_task_set_task_data (task, data, (GDestroyNotify) publish_data_free);
+  /* The task's reference goes with the call. */
+  _carehare_session_run_nowait (self, publish_run, task, NULL);
+}
+
+/* publish_async() on the session's context; takes @user_data, the task. */
+static void
+publish_run (CarehareSession *self,
+             gpointer         user_data)
+{
+  GTask *task = user_data;
+  PublishData *data = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
 
   if (self->closed)
     {
@@ -1228,15 +1458,6 @@ carehare_session_publish_async (CarehareSession      *self,
       g_object_unref (task);
       return;
     }
-
-  data = g_new0 (PublishData, 1);
-  data->exchange = g_strdup (exchange);
-  data->routing_key = g_strdup (routing_key);
-  data->body = g_bytes_ref (body);
-  data->properties = properties != NULL ? g_object_ref (properties) : NULL;
-  data->flags = flags;
-  g_task_set_task_data (task, data, (GDestroyNotify) publish_data_free);
-
   if (self->state == CAREHARE_SESSION_STATE_CONNECTED)
     {
       send_publish (self, task);
@@ -1298,13 +1519,30 @@ update_secret_done_cb (GObject      *source,
  * connection closes and the session reconnects with it, and then fails
  * for good if the login is refused. The password is wiped from memory
  * when replaced, and never logged.
+ *
+ * May be called from any thread: from a thread other than the one running
+ * the session's main context, a copy is queued for that thread (wiped
+ * once used) and this returns at once.
  */
+static void set_password_run (CarehareSession *self,
+                              gpointer         data);
+
 void
 carehare_session_set_password (CarehareSession *self,
                                const char      *password)
 {
   g_return_if_fail (CAREHARE_IS_SESSION (self));
   g_return_if_fail (password != NULL);
+
+  _carehare_session_run_nowait (self, set_password_run, g_strdup (password),
+                                (GDestroyNotify) carehare_uri_secret_free);
+}
+
+static void
+set_password_run (CarehareSession *self,
+                  gpointer         data)
+{
+  const char *password = data;
 
   g_clear_pointer (&self->password, carehare_uri_secret_free);
   self->password = g_strdup (password);
@@ -1346,24 +1584,41 @@ close_done_cb (GObject      *source,
  * [signal@Carehare.Session::disconnected] emitted with a %NULL error).
  * While the session waits between attempts, it completes at once.
  * Calling it again is fine.
+ *
+ * May be called from any thread, and never waits for the thread running
+ * the session's main context: @callback runs on the caller's
+ * thread-default main context, and the signals on the session's.
  */
+static void close_run (CarehareSession *self,
+                       gpointer         user_data);
+
 void
 carehare_session_close_async (CarehareSession     *self,
                               GCancellable        *cancellable,
                               GAsyncReadyCallback  callback,
                               gpointer             user_data)
 {
-  g_autoptr(CarehareSession) keep = NULL;
-  g_autoptr(CarehareConnection) connection = NULL;
   GTask *task;
 
   g_return_if_fail (CAREHARE_IS_SESSION (self));
 
-  keep = g_object_ref (self);
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, carehare_session_close_async);
   g_task_set_check_cancellable (task, FALSE);
+  /* The task's reference goes with the call (and holds the session). */
+  _carehare_session_run_nowait (self, close_run, task, NULL);
+}
 
+/* close_async() on the session's context; takes @user_data, the task. */
+static void
+close_run (CarehareSession *self,
+           gpointer         user_data)
+{
+  GTask *task = user_data;
+  g_autoptr(CarehareSession) keep = NULL;
+  g_autoptr(CarehareConnection) connection = NULL;
+
+  keep = g_object_ref (self);
   if (!self->closed)
     {
       self->closed = TRUE;
@@ -1373,10 +1628,10 @@ carehare_session_close_async (CarehareSession     *self,
           g_clear_pointer (&self->timer, g_source_unref);
         }
       attempt_abandon (self);
-      if (self->connection != NULL)
+      connection = swap_connection (self, NULL);
+      if (connection != NULL)
         {
-          g_clear_signal_handler (&self->closed_id, self->connection);
-          connection = g_steal_pointer (&self->connection);
+          g_clear_signal_handler (&self->closed_id, connection);
           for (guint i = 0; i < self->consumers->len; i++)
             _carehare_session_consumer_drop_inner (g_ptr_array_index (self->consumers, i), FALSE);
         }

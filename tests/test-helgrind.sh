@@ -10,7 +10,10 @@
 # CANARY helgrind-canary, TEST_THREADS test-threads. First the canaries
 # show that races are seen and that GLib's real ordering is not reported;
 # then test-threads runs 8 threads x 500 publishes with confirms, the
-# thread-pool consumer and the blocking twins: no race, no lock misuse.
+# thread-pool consumer and the blocking twins, and the session's tests
+# (4 threads x 200 publishes through one session, topology recorded from a
+# worker, a session consumer acked from a thread pool, a close from a
+# thread): no race, no lock misuse.
 set -u
 
 preload=$1 canary=$2 test_threads=$3
@@ -50,12 +53,15 @@ check "GMutex, GThreadPool and GTask hand-offs are not reported (exit $rc)" \
   "$([ $rc -eq 0 ] && echo yes || echo no)"
 
 CAREHARE_TEST_THREADS=8 CAREHARE_TEST_PUBLISHES=500 \
+  CAREHARE_TEST_SESSION_THREADS=4 CAREHARE_TEST_SESSION_PUBLISHES=200 \
   LD_PRELOAD=$preload "${helgrind[@]}" "$test_threads" >"$log" 2>&1
 rc=$?
 ok=no
-if [ $rc -eq 0 ] && ! grep -q "^not ok" "$log" && grep -q "^ok .*/threads/publish/many-threads" "$log"; then
+if [ $rc -eq 0 ] && ! grep -q "^not ok" "$log" && grep -q "^ok .*/threads/publish/many-threads" "$log" &&
+   grep -q "^ok .*/threads/session/many-threads-publish" "$log" &&
+   grep -q "^ok .*/threads/session/thread-pool-acks" "$log"; then
   ok=yes
 fi
-check "test-threads, 8 threads x 500 publishes, under helgrind (exit $rc)" $ok
+check "test-threads, 8 threads x 500 publishes and a session from 4 threads, under helgrind (exit $rc)" $ok
 
 exit $failed

@@ -4,10 +4,14 @@
  * _sync twins in a program without a main loop, from a worker thread while
  * the owner runs the loop, and from inside a callback (a critical, never a
  * hang); publishes from many threads at once on one connection, each
- * thread with its own main context; a consumer acked from a GThreadPool.
+ * thread with its own main context; a consumer acked from a GThreadPool;
+ * the same through a CarehareSession, whose topology a worker records
+ * while the session's thread is busy, and which a worker closes.
  *
  * CAREHARE_TEST_THREADS and CAREHARE_TEST_PUBLISHES size the many-threads
- * run (8 x 2000 by default; the issue's full run is 8 x 10000).
+ * run (8 x 2000 by default; the issue's full run is 8 x 10000);
+ * CAREHARE_TEST_SESSION_THREADS and CAREHARE_TEST_SESSION_PUBLISHES the
+ * session's (4 x 1000).
  */
 #include "carehare-test-util.h"
 
@@ -961,6 +965,421 @@ test_async_from_thread_never_waits (void)
   g_free (is.exchange);
 }
 
+/* ---- a session from any thread ------------------------------------------- */
+
+/* A session's state is touched only on its context (the default one here,
+ * run by the test's main thread); workers publish, record topology, ack
+ * and close through it, each with a context of its own. */
+
+static CarehareSession *
+session_new_local (void)
+{
+  const char *uris[] = { carehare_test_amqp_uri (), NULL };
+  CarehareSession *session = carehare_session_new (uris);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 100);
+  return session;
+}
+
+/* Iterates the session's (default) context until it is connected. */
+static void
+session_wait_connected (CarehareSession *session)
+{
+  gint64 end = g_get_monotonic_time () + TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+
+  while (carehare_session_get_state (session) != CAREHARE_SESSION_STATE_CONNECTED)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, end);
+      g_main_context_iteration (NULL, TRUE);
+    }
+}
+
+static void
+session_close (CarehareSession *session)
+{
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+
+  carehare_session_close_async (session, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_session_close_finish (session, closed, &error));
+  g_assert_no_error (error);
+}
+
+typedef struct {
+  CarehareSession *session;
+  const char *queue;
+  guint index;
+  guint n;
+  guint confirmed;         /* callbacks run, in publish order */
+  guint failed;
+  int *finished;           /* atomic: threads done */
+} SessionPublisher;
+
+typedef struct {
+  SessionPublisher *publisher;
+  guint seq;
+} SessionPublishCall;
+
+static void
+session_published_cb (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  SessionPublishCall *call = user_data;
+  SessionPublisher *p = call->publisher;
+  g_autoptr(GError) error = NULL;
+
+  /* On the publishing thread's own context, in publish order. */
+  g_assert_true (g_main_context_is_owner (g_main_context_get_thread_default ()));
+  g_assert_true (g_main_context_get_thread_default () != g_main_context_default ());
+  if (!carehare_session_publish_finish (CAREHARE_SESSION (source), result, &error))
+    {
+      g_printerr ("publish %u of thread %u failed: %s\n", call->seq, p->index, error->message);
+      p->failed++;
+    }
+  g_assert_cmpuint (call->seq, ==, p->confirmed);
+  p->confirmed++;
+  g_free (call);
+}
+
+static gpointer
+session_publisher_thread (gpointer user_data)
+{
+  SessionPublisher *p = user_data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  guint sent = 0;
+
+  g_main_context_push_thread_default (context);
+  while (p->confirmed < p->n)
+    {
+      /* At most 100 in flight per thread. */
+      while (sent < p->n && sent - p->confirmed < 100)
+        {
+          g_autofree char *s = g_strdup_printf ("%u:%u", p->index, sent);
+          g_autoptr(GBytes) body = text (s);
+          SessionPublishCall *call = g_new0 (SessionPublishCall, 1);
+
+          call->publisher = p;
+          call->seq = sent++;
+          carehare_session_publish_async (p->session, "", p->queue, body, NULL,
+                                          CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                          session_published_cb, call);
+        }
+      g_main_context_iteration (context, TRUE);
+    }
+  g_main_context_pop_thread_default (context);
+  g_atomic_int_inc (p->finished);
+  g_main_context_wakeup (g_main_context_default ());
+  return NULL;
+}
+
+/* Several threads publish through one session, some before it is
+ * connected: every publish is confirmed, on the publishing thread, in its
+ * order, and a session consumer gets each thread's messages in order. */
+static void
+test_session_many_threads_publish (void)
+{
+  guint n_threads = env_uint ("CAREHARE_TEST_SESSION_THREADS", 4);
+  guint n = env_uint ("CAREHARE_TEST_SESSION_PUBLISHES", 1000);
+  g_autoptr(CarehareSession) session = session_new_local ();
+  g_autofree char *queue = carehare_test_unique_name ("threads-session");
+  g_autofree SessionPublisher *publishers = g_new0 (SessionPublisher, n_threads);
+  g_autofree GThread **threads = g_new0 (GThread *, n_threads);
+  g_autofree guint *next_seq = g_new0 (guint, n_threads);
+  OrderedConsumer consumer = { NULL, next_seq, n_threads, 0, n_threads * n, TRUE };
+  int finished = 0;
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  consumer.consumer = carehare_session_acking_consumer (session, queue, 1000);
+  carehare_consumer_next_deliveries_async (consumer.consumer, 0, NULL, ordered_deliveries_cb,
+                                           &consumer);
+
+  g_assert_true (g_main_context_acquire (g_main_context_default ()));
+  for (guint i = 0; i < n_threads; i++)
+    {
+      publishers[i] = (SessionPublisher) { session, queue, i, n, 0, 0, &finished };
+      threads[i] = g_thread_new ("session-publisher", session_publisher_thread, &publishers[i]);
+    }
+  /* Started once the threads publish: the first publishes wait for it. */
+  carehare_session_start (session);
+  while ((guint) g_atomic_int_get (&finished) < n_threads || consumer.received < consumer.total)
+    g_main_context_iteration (NULL, TRUE);
+  g_main_context_release (g_main_context_default ());
+  for (guint i = 0; i < n_threads; i++)
+    {
+      g_thread_join (threads[i]);
+      g_assert_cmpuint (publishers[i].confirmed, ==, n);
+      g_assert_cmpuint (publishers[i].failed, ==, 0);
+      g_assert_cmpuint (next_seq[i], ==, n);
+    }
+  g_assert_cmpuint (consumer.received, ==, n_threads * n);
+
+  g_clear_object (&consumer.consumer);
+  session_close (session);
+}
+
+/* Topology, a consumer and a publish recorded from a worker while the
+ * session's thread is busy holding its context: none of them waits; the
+ * worker gets its callbacks on its own context once the session's runs. */
+typedef struct {
+  CarehareSession *session;
+  char *queue;
+  char *exchange;
+  GMutex lock;
+  GCond cond;
+  gboolean issued;          /* under lock */
+  CarehareConsumer *consumer;
+  gboolean published;
+  char *received;
+  int done;                 /* atomic */
+} Recorder;
+
+static void
+recorder_published_cb (GObject      *source,
+                       GAsyncResult *result,
+                       gpointer      user_data)
+{
+  Recorder *rec = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (g_main_context_get_thread_default () != g_main_context_default ());
+  rec->published = carehare_session_publish_finish (rec->session, result, &error);
+  g_assert_no_error (error);
+}
+
+static void
+recorder_delivery_cb (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  Recorder *rec = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  g_assert_true (g_main_context_get_thread_default () != g_main_context_default ());
+  delivery = carehare_consumer_next_delivery_finish (rec->consumer, result, &error);
+  g_assert_no_error (error);
+  rec->received = body_string (delivery);
+  /* Settled from this thread too. */
+  carehare_consumer_ack (rec->consumer, carehare_delivery_get_delivery_tag (delivery));
+}
+
+static gpointer
+recorder_thread (gpointer user_data)
+{
+  Recorder *rec = user_data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GBytes) body = text ("recorded");
+
+  g_main_context_push_thread_default (context);
+  carehare_session_declare_exchange (rec->session, rec->exchange, "fanout",
+                                     CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE, NULL);
+  carehare_session_declare_queue (rec->session, rec->queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  carehare_session_bind_queue (rec->session, rec->queue, rec->exchange, "", NULL);
+  rec->consumer = carehare_session_acking_consumer (rec->session, rec->queue, 10);
+  carehare_consumer_next_delivery_async (rec->consumer, NULL, recorder_delivery_cb, rec);
+  carehare_session_publish_async (rec->session, rec->exchange, "", body, NULL,
+                                  CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL, recorder_published_cb,
+                                  rec);
+  carehare_session_set_reconnect_delay_max (rec->session, 200);
+  carehare_session_start (rec->session);
+
+  g_mutex_lock (&rec->lock);
+  rec->issued = TRUE;
+  g_cond_signal (&rec->cond);
+  g_mutex_unlock (&rec->lock);
+
+  while (!rec->published || rec->received == NULL)
+    g_main_context_iteration (context, TRUE);
+  g_main_context_pop_thread_default (context);
+  g_atomic_int_set (&rec->done, TRUE);
+  g_main_context_wakeup (g_main_context_default ());
+  return NULL;
+}
+
+static void
+test_session_record_never_waits (void)
+{
+  const char *uris[] = { carehare_test_amqp_uri (), NULL };
+  g_autoptr(CarehareSession) session = carehare_session_new (uris);
+  Recorder rec = { session };
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  GThread *thread;
+  gboolean issued;
+
+  rec.queue = carehare_test_unique_name ("threads-session-record");
+  rec.exchange = g_strdup_printf ("%s-x", rec.queue);
+  g_mutex_init (&rec.lock);
+  g_cond_init (&rec.cond);
+  /* This thread holds the session's context throughout, and is busy: it
+   * does not run it until the worker has recorded everything. */
+  g_assert_true (g_main_context_acquire (g_main_context_default ()));
+  thread = g_thread_new ("recorder", recorder_thread, &rec);
+
+  g_mutex_lock (&rec.lock);
+  while (!rec.issued)
+    if (!g_cond_wait_until (&rec.cond, &rec.lock, end))
+      break;
+  issued = rec.issued;
+  g_mutex_unlock (&rec.lock);
+  g_assert_true (issued);
+  /* Nothing ran yet: the calls wait in the session's mailbox. */
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_STOPPED);
+
+  while (!g_atomic_int_get (&rec.done))
+    g_main_context_iteration (NULL, TRUE);
+  g_thread_join (thread);
+  g_main_context_release (g_main_context_default ());
+  g_assert_cmpstr (rec.received, ==, "recorded");
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_max (session), ==, 200);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_CONNECTED);
+
+  g_clear_object (&rec.consumer);
+  session_close (session);
+  g_mutex_clear (&rec.lock);
+  g_cond_clear (&rec.cond);
+  g_free (rec.received);
+  g_free (rec.queue);
+  g_free (rec.exchange);
+}
+
+/* A session consumer whose deliveries are acked from a thread pool: every
+ * message acked once, none redelivered, nothing left in the queue. */
+static void
+test_session_thread_pool_acks (void)
+{
+  g_autoptr(CarehareSession) session = session_new_local ();
+  g_autofree char *queue = carehare_test_unique_name ("threads-session-pool");
+  g_autoptr(GAsyncResult) checked = NULL;
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree Pool *pool = g_new0 (Pool, 1);
+  guint messages = 99;
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  for (guint i = 0; i < POOL_MESSAGES; i++)
+    {
+      g_autofree char *s = g_strdup_printf ("%u", i);
+      g_autoptr(GBytes) body = text (s);
+
+      carehare_session_publish_async (session, "", queue, body, NULL,
+                                      CAREHARE_PUBLISH_FLAGS_NONE, NULL, NULL, NULL);
+    }
+  /* A prefetch window smaller than the batch: acks must flow for it to end. */
+  pool->consumer = carehare_session_acking_consumer (session, queue, 50);
+  pool->pool = g_thread_pool_new (pool_work, pool, 4, FALSE, &error);
+  g_assert_no_error (error);
+  carehare_consumer_next_delivery_async (pool->consumer, NULL, pool_delivery_cb, pool);
+  carehare_session_start (session);
+
+  while (g_atomic_int_get (&pool->acked) < POOL_MESSAGES)
+    g_main_context_iteration (NULL, TRUE);
+  g_thread_pool_free (pool->pool, FALSE, TRUE);
+  g_thread_pool_set_max_unused_threads (0);
+  g_thread_pool_stop_unused_threads ();
+  g_assert_cmpuint (pool->received, ==, POOL_MESSAGES);
+  g_assert_cmpuint (pool->redelivered, ==, 0);
+  for (guint i = 0; i < POOL_MESSAGES; i++)
+    g_assert_cmpint (pool->acks[i], ==, 1);
+
+  /* Every ack reached the broker: after a round trip on the same
+   * connection (which follows the acks), nothing is left in the queue. */
+  carehare_connection_queue_declare_async (carehare_session_get_connection (session), queue,
+                                           CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
+                                           carehare_test_store_result, &checked);
+  carehare_test_wait_for_result (&checked, TIMEOUT_MS);
+  g_free (carehare_connection_queue_declare_finish (carehare_session_get_connection (session),
+                                                    checked, &messages, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (messages, ==, 0);
+  /* The waiting next_delivery ends (CHANNEL_CLOSED) on this thread. */
+  carehare_consumer_close_async (pool->consumer, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_consumer_close_finish (pool->consumer, closed, &error));
+  g_assert_no_error (error);
+  g_clear_object (&pool->consumer);
+  session_close (session);
+}
+
+/* Closing from a thread: the callback on that thread's context, the
+ * ::disconnected signal on the session's, and a delivery a worker waits
+ * for fails on the worker's context. */
+typedef struct {
+  CarehareSession *session;
+  CarehareConsumer *consumer;
+  GThread *owner_thread;
+  guint disconnected;
+  gboolean closed_ok;
+  GError *next_error;
+  int done;                 /* atomic */
+} SessionCloser;
+
+static void
+session_closer_disconnected_cb (CarehareSession *session,
+                                const GError    *error,
+                                gpointer         user_data)
+{
+  SessionCloser *c = user_data;
+
+  g_assert_true (g_thread_self () == c->owner_thread);
+  g_assert_null (error);
+  c->disconnected++;
+}
+
+static gpointer
+session_closer_thread (gpointer user_data)
+{
+  SessionCloser *c = user_data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GAsyncResult) next = NULL;
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  g_main_context_push_thread_default (context);
+  carehare_consumer_next_delivery_async (c->consumer, NULL, carehare_test_store_result, &next);
+  carehare_session_close_async (c->session, NULL, carehare_test_store_result, &closed);
+  while (closed == NULL || next == NULL)
+    g_main_context_iteration (context, TRUE);
+  c->closed_ok = carehare_session_close_finish (c->session, closed, NULL);
+  delivery = carehare_consumer_next_delivery_finish (c->consumer, next, &c->next_error);
+  g_main_context_pop_thread_default (context);
+  g_atomic_int_set (&c->done, TRUE);
+  g_main_context_wakeup (g_main_context_default ());
+  return NULL;
+}
+
+static void
+test_session_close_from_thread (void)
+{
+  g_autoptr(CarehareSession) session = session_new_local ();
+  g_autofree char *queue = carehare_test_unique_name ("threads-session-close");
+  SessionCloser c = { session, NULL, g_thread_self () };
+  GThread *thread;
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  c.consumer = carehare_session_acking_consumer (session, queue, 10);
+  g_signal_connect (session, "disconnected", G_CALLBACK (session_closer_disconnected_cb), &c);
+  carehare_session_start (session);
+  session_wait_connected (session);
+
+  g_assert_true (g_main_context_acquire (g_main_context_default ()));
+  thread = g_thread_new ("session-closer", session_closer_thread, &c);
+  while (!g_atomic_int_get (&c.done))
+    g_main_context_iteration (NULL, TRUE);
+  g_main_context_release (g_main_context_default ());
+  g_thread_join (thread);
+  g_assert_true (c.closed_ok);
+  g_assert_error (c.next_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_assert_cmpuint (c.disconnected, ==, 1);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_STOPPED);
+  g_assert_null (carehare_session_get_connection (session));
+  g_signal_handlers_disconnect_by_data (session, &c);
+  g_clear_error (&c.next_error);
+  g_clear_object (&c.consumer);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -976,6 +1395,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/threads/async/never-waits", test_async_from_thread_never_waits);
   g_test_add_func ("/threads/publish/many-threads", test_many_threads_publish);
   g_test_add_func ("/threads/consume/thread-pool-acks", test_thread_pool_acks);
+  g_test_add_func ("/threads/session/many-threads-publish", test_session_many_threads_publish);
+  g_test_add_func ("/threads/session/record-never-waits", test_session_record_never_waits);
+  g_test_add_func ("/threads/session/thread-pool-acks", test_session_thread_pool_acks);
+  g_test_add_func ("/threads/session/close-from-thread", test_session_close_from_thread);
 
   return g_test_run ();
 }
