@@ -49,19 +49,28 @@ start_on_context (CarehareConnection *self,
   g_main_context_pop_thread_default (context);
 }
 
-GAsyncResult *
-_carehare_connection_wait (CarehareConnection     *self,
-                           CarehareAsyncStartFunc  start,
-                           gpointer                start_data,
-                           GCancellable           *cancellable,
-                           GError                **error)
+/* Waits for the call @start makes. @self: the connection it runs on,
+ * whose context the wait runs when it can; NULL for a session consumer,
+ * whose calls go to @relay_context (the session's), or for a consumer whose
+ * connection is gone (@relay_context NULL). */
+static GAsyncResult *
+wait_for (CarehareConnection     *self,
+          GMainContext           *relay_context,
+          CarehareAsyncStartFunc  start,
+          gpointer                start_data,
+          GCancellable           *cancellable,
+          GError                **error)
 {
   g_autoptr(GMainContext) context = NULL;
   g_autoptr(GMainContext) wait_context = NULL;
   Wait wait = { self, start, start_data, cancellable, NULL, FALSE };
 
-  context = self != NULL ? g_main_context_ref (_carehare_connection_get_context (self))
-                         : g_main_context_ref_thread_default ();
+  if (self != NULL)
+    context = g_main_context_ref (_carehare_connection_get_context (self));
+  else if (relay_context != NULL)
+    context = g_main_context_ref (relay_context);
+  else
+    context = g_main_context_ref_thread_default ();
   /* Inside a dispatch of the context this thread runs: the call's
    * completion needs that very dispatch to return. */
   if (g_main_context_is_owner (context) && g_main_depth () > 0)
@@ -98,7 +107,10 @@ _carehare_connection_wait (CarehareConnection     *self,
     }
   else
     {
-      /* A consumer whose connection is gone: completes at once. */
+      /* A session consumer whose session's context another thread runs
+       * (the call is queued to it), or a consumer whose connection is
+       * gone (it completes at once): the callback comes to a context of
+       * this wait's own. */
       wait_context = g_main_context_new ();
       g_main_context_push_thread_default (wait_context);
       start (start_data, cancellable, wait_done_cb, &wait);
@@ -107,6 +119,29 @@ _carehare_connection_wait (CarehareConnection     *self,
       g_main_context_pop_thread_default (wait_context);
     }
   return wait.result;
+}
+
+GAsyncResult *
+_carehare_connection_wait (CarehareConnection     *self,
+                           CarehareAsyncStartFunc  start,
+                           gpointer                start_data,
+                           GCancellable           *cancellable,
+                           GError                **error)
+{
+  return wait_for (self, NULL, start, start_data, cancellable, error);
+}
+
+/* A consumer's blocking call: on its connection, or for a session
+ * consumer on the session's context. */
+static GAsyncResult *
+consumer_wait (CarehareConsumer       *consumer,
+               CarehareAsyncStartFunc  start,
+               GCancellable           *cancellable,
+               GError                **error)
+{
+  return wait_for (_carehare_consumer_get_connection (consumer),
+                   _carehare_consumer_get_relay_context (consumer), start, consumer, cancellable,
+                   error);
 }
 
 /* The arguments of one call, for its start function. */
@@ -871,8 +906,7 @@ carehare_consumer_next_delivery_sync (CarehareConsumer  *self,
   g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  result = _carehare_connection_wait (_carehare_consumer_get_connection (self),
-                                      next_delivery_start, self, cancellable, error);
+  result = consumer_wait (self, next_delivery_start, cancellable, error);
   return result != NULL ? carehare_consumer_next_delivery_finish (self, result, error) : NULL;
 }
 
@@ -910,7 +944,6 @@ carehare_consumer_close_sync (CarehareConsumer  *self,
   g_return_val_if_fail (CAREHARE_IS_CONSUMER (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  result = _carehare_connection_wait (_carehare_consumer_get_connection (self),
-                                      consumer_close_start, self, cancellable, error);
+  result = consumer_wait (self, consumer_close_start, cancellable, error);
   return result != NULL && carehare_consumer_close_finish (self, result, error);
 }

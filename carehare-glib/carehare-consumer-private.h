@@ -23,6 +23,9 @@ void              _carehare_consumer_started (CarehareConsumer           *self);
 void              _carehare_consumer_abandon (CarehareConsumer           *self);
 /* The connection (nullable once the consumer is disposed). */
 CarehareConnection *_carehare_consumer_get_connection (CarehareConsumer  *self);
+/* A session consumer's: the session's context, where its calls run; NULL
+ * for a consumer of a connection. */
+GMainContext       *_carehare_consumer_get_relay_context (CarehareConsumer *self);
 
 /* A relay consumer: a CarehareConsumer with no connection of its own,
  * fed by a backend (the session's long-lived consumers, which outlive

@@ -1162,6 +1162,12 @@ next_cancelled_cb (GCancellable *cancellable,
   g_source_attach (idle, get_context (self));
 }
 
+GMainContext *
+_carehare_consumer_get_relay_context (CarehareConsumer *self)
+{
+  return self->connection == NULL ? self->context : NULL;
+}
+
 CarehareConnection *
 _carehare_consumer_get_connection (CarehareConsumer *self)
 {

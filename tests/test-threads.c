@@ -1303,6 +1303,74 @@ test_session_thread_pool_acks (void)
   session_close (session);
 }
 
+/* A worker with a context of its own takes messages from a session
+ * consumer with the blocking twins while the session's thread waits for it
+ * (in g_thread_join(): nobody runs the session's context). The blocking
+ * call runs the session's context itself, as it runs a connection's. */
+typedef struct {
+  CarehareConsumer *consumer;
+  guint received;
+  gboolean closed;
+} SyncSessionWorker;
+
+static gpointer
+sync_session_worker_thread (gpointer user_data)
+{
+  SyncSessionWorker *w = user_data;
+  g_autoptr(GMainContext) own = g_main_context_new ();
+  g_autoptr(GError) error = NULL;
+
+  g_main_context_push_thread_default (own);
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autoptr(CarehareDelivery) delivery = carehare_consumer_next_delivery_sync (w->consumer,
+                                                                                   NULL, &error);
+
+      g_assert_no_error (error);
+      carehare_consumer_ack (w->consumer, carehare_delivery_get_delivery_tag (delivery));
+      w->received++;
+    }
+  w->closed = carehare_consumer_close_sync (w->consumer, NULL, &error);
+  g_assert_no_error (error);
+  g_main_context_pop_thread_default (own);
+  return NULL;
+}
+
+static void
+test_session_sync_from_worker (void)
+{
+  g_autoptr(CarehareSession) session = session_new_local ();
+  g_autofree char *queue = carehare_test_unique_name ("threads-session-sync");
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  SyncSessionWorker w = { NULL };
+  GThread *thread;
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 10);
+  carehare_session_start (session);
+  session_wait_connected (session);
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autoptr(GAsyncResult) published = NULL;
+      g_autoptr(GBytes) body = text ("for a blocking worker");
+      g_autoptr(GError) error = NULL;
+
+      carehare_session_publish_async (session, "", queue, body, NULL,
+                                      CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                      carehare_test_store_result, &published);
+      carehare_test_wait_for_result (&published, TIMEOUT_MS);
+      g_assert_true (carehare_session_publish_finish (session, published, &error));
+      g_assert_no_error (error);
+    }
+
+  w.consumer = consumer;
+  thread = g_thread_new ("sync-session-worker", sync_session_worker_thread, &w);
+  g_thread_join (thread);
+  g_assert_cmpuint (w.received, ==, 5);
+  g_assert_true (w.closed);
+  session_close (session);
+}
+
 /* Closing from a thread: the callback on that thread's context, the
  * ::disconnected signal on the session's, and a delivery a worker waits
  * for fails on the worker's context. */
@@ -1398,6 +1466,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/threads/session/many-threads-publish", test_session_many_threads_publish);
   g_test_add_func ("/threads/session/record-never-waits", test_session_record_never_waits);
   g_test_add_func ("/threads/session/thread-pool-acks", test_session_thread_pool_acks);
+  g_test_add_func ("/threads/session/sync-from-worker", test_session_sync_from_worker);
   g_test_add_func ("/threads/session/close-from-thread", test_session_close_from_thread);
 
   return g_test_run ();
