@@ -4,13 +4,16 @@
  * WINDOW publishes in flight, then consumes them with prefetch PREFETCH,
  * acking each, and prints the process's resident set every N/10 messages.
  * Memory stays flat when the library holds only what prefetch allows.
+ * STYLE is how messages are taken: `next` (one next_delivery_async per
+ * message, the default) or `signal` (a CarehareConsumer::delivery handler).
  *
- *   consume-rss URI [N] [PREFETCH] [SIZE] [WINDOW]
+ *   consume-rss URI [N] [PREFETCH] [SIZE] [WINDOW] [STYLE]
  */
 #include <carehare-glib/carehare-glib.h>
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 typedef struct {
@@ -19,6 +22,7 @@ typedef struct {
   CarehareConsumer *consumer;
   char *queue;
   guint n, prefetch, size, window;
+  gboolean signal_style;
   guint sent, confirmed, received;
   GBytes *body;
   gint64 start;
@@ -50,6 +54,15 @@ die (Bench        *b,
 }
 
 static void next_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+static void received (Bench *b, CarehareDelivery *delivery);
+
+static void
+delivery_cb (CarehareConsumer *consumer,
+             CarehareDelivery *delivery,
+             gpointer          user_data)
+{
+  received (user_data, delivery);
+}
 
 static void
 consumer_cb (GObject      *source,
@@ -63,9 +76,12 @@ consumer_cb (GObject      *source,
   if (b->consumer == NULL)
     return die (b, "consume", error);
   b->start = g_get_monotonic_time ();
-  g_print ("consuming %u messages, prefetch %u\n%10s %10s\n", b->n, b->prefetch,
-           "received", "RSS KiB");
-  carehare_consumer_next_delivery_async (b->consumer, NULL, next_cb, b);
+  g_print ("consuming %u messages, prefetch %u, %s\n%10s %10s\n", b->n, b->prefetch,
+           b->signal_style ? "::delivery" : "next_delivery_async", "received", "RSS KiB");
+  if (b->signal_style)
+    g_signal_connect (b->consumer, "delivery", G_CALLBACK (delivery_cb), b);
+  else
+    carehare_consumer_next_delivery_async (b->consumer, NULL, next_cb, b);
 }
 
 static void
@@ -80,6 +96,17 @@ next_cb (GObject      *source,
   delivery = carehare_consumer_next_delivery_finish (b->consumer, result, &error);
   if (delivery == NULL)
     return die (b, "next delivery", error);
+  received (b, delivery);
+  if (b->received < b->n)
+    carehare_consumer_next_delivery_async (b->consumer, NULL, next_cb, b);
+}
+
+static void
+received (Bench            *b,
+          CarehareDelivery *delivery)
+{
+  if (b->received == b->n)
+    return;
   carehare_consumer_ack (b->consumer, carehare_delivery_get_delivery_tag (delivery));
   b->received++;
   if (b->received % MAX (b->n / 10, 1) == 0)
@@ -90,9 +117,7 @@ next_cb (GObject      *source,
 
       g_print ("consumed %u messages in %.2f s (%.0f msg/s)\n", b->n, secs, b->n / secs);
       g_main_loop_quit (b->loop);
-      return;
     }
-  carehare_consumer_next_delivery_async (b->consumer, NULL, next_cb, b);
 }
 
 static void publish_more (Bench *b);
@@ -165,13 +190,14 @@ main (int   argc,
 
   if (argc < 2)
     {
-      g_printerr ("usage: %s URI [N] [PREFETCH] [SIZE] [WINDOW]\n", argv[0]);
+      g_printerr ("usage: %s URI [N] [PREFETCH] [SIZE] [WINDOW] [next|signal]\n", argv[0]);
       return 2;
     }
   b.n = argc > 2 ? atoi (argv[2]) : 100000;
   b.prefetch = argc > 3 ? atoi (argv[3]) : 100;
   b.size = argc > 4 ? atoi (argv[4]) : 256;
   b.window = argc > 5 ? atoi (argv[5]) : 1000;
+  b.signal_style = argc > 6 && strcmp (argv[6], "signal") == 0;
   b.body = g_bytes_new_take (g_malloc0 (b.size), b.size);
   b.loop = g_main_loop_new (NULL, FALSE);
   carehare_connection_new_async (argv[1], NULL, connected_cb, &b);
