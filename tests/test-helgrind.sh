@@ -32,7 +32,9 @@ check () {
     echo "ok $n $name"
   else
     echo "not ok $n $name"
-    sed 's/^/# /' "$log" | tail -60
+    # The first report whole (both stacks of a race), then the end.
+    grep -m1 -A70 -E "Possible data race|unlocked a not-locked|lock order" "$log" | sed 's/^/# /'
+    sed 's/^/# /' "$log" | tail -30
     failed=1
   fi
 }
