@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "carehare-consumer-private.h"
+#include "carehare-consumer-object-private.h"
+#include "carehare-consumer-result-private.h"
 
 #include "carehare-connection-private.h"
 #include "carehare-delivery-private.h"
@@ -90,43 +91,6 @@
  * ```
  */
 
-struct _CarehareConsumer
-{
-  GObject parent_instance;
-
-  CarehareConnection *connection;     /* owned */
-  CarehareProtocolConsumer *pc;       /* owned reference */
-  char *queue;                        /* owned */
-
-  GQueue buffered;                    /* owned CarehareDelivery *, oldest first */
-  /* Messages the broker sent that could not be represented (rejected by
-   * the protocol), each reported once in its place in the stream. */
-  GQueue rejected;                    /* owned Rejection *, oldest first */
-  guint64 n_buffered;                 /* deliveries ever put in buffered */
-  guint64 n_taken;                    /* deliveries ever taken from it */
-  GQueue waiters;                     /* owned NextResult * of next_delivery(ies), oldest first */
-  GQueue ready;                       /* owned NextResult *: handed over inside serve(), to complete */
-  GSource *serve_source;              /* owned, attached while batch waiters are to be served */
-  GSource *watch_source;              /* owned, attached while open: a ::delivery handler came */
-  guint serving;                      /* serve() calls running (nested in a main loop) */
-  gboolean emitting;                  /* inside emit_buffered() */
-
-  gboolean closed;                    /* ended, for whatever reason */
-  GError *closed_error;               /* owned; NULL when we closed it */
-
-  gboolean starting;                  /* until the start op completed */
-  GCancellable *start_cancellable;    /* owned while starting */
-  gulong start_cancelled_id;
-
-  /* A relay consumer (carehare-session.c) has no connection: its backend
-   * feeds it deliveries and takes its settles and close. */
-  GMainContext *context;              /* owned, relay only */
-  const CarehareConsumerRelay *relay; /* NULL once detached, or not a relay */
-  gpointer relay_data;
-  char *relay_tag;                    /* owned, nullable */
-  CarehareMailbox *mailbox;           /* owned, relay only: calls from other threads */
-};
-
 enum {
   PROP_0,
   PROP_QUEUE,
@@ -146,203 +110,6 @@ static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (CarehareConsumer, carehare_consumer, G_TYPE_OBJECT)
-
-/* The result of a next_delivery or next_deliveries call, and the call
- * while it waits. Not a GTask: GTask completes a call made in the current
- * main-loop iteration from an idle in the next one, and a program that
- * takes one message per call makes its next call in the callback, during
- * the dispatch that decodes the following messages. A NextResult is
- * completed at once there (see serve()): no iteration, no idle, no
- * wake-up per message. Elsewhere it follows GTask's rules: never inside
- * the call that made it (nor inside a cancellation handler), on the
- * caller's thread-default main context, from an idle when that context is
- * not the one dispatching. */
-#define NEXT_TYPE_RESULT (next_result_get_type ())
-G_DECLARE_FINAL_TYPE (NextResult, next_result, NEXT, RESULT, GObject)
-
-struct _NextResult
-{
-  GObject parent_instance;
-
-  CarehareConsumer *consumer;   /* owned: a waiting call holds its source object */
-  gpointer source_tag;
-  GAsyncReadyCallback callback; /* nullable */
-  gpointer user_data;
-  GMainContext *context;        /* owned: the caller's thread-default */
-  gint64 creation_time;         /* the main-loop iteration it was made in, as GTask's */
-  GCancellable *cancellable;    /* owned, nullable */
-  gulong cancelled_id;
-  gboolean batch;               /* next_deliveries: up to max at once */
-  guint max;                    /* 0: all that are buffered */
-
-  gboolean returned;            /* the outcome below is set */
-  gpointer value;               /* owned: CarehareDelivery * or GPtrArray *, or NULL */
-  GDestroyNotify value_free;
-  GError *error;                /* owned, nullable */
-};
-
-static void next_result_iface_init (GAsyncResultIface *iface);
-
-G_DEFINE_FINAL_TYPE_WITH_CODE (NextResult, next_result, G_TYPE_OBJECT,
-                               G_IMPLEMENT_INTERFACE (G_TYPE_ASYNC_RESULT, next_result_iface_init))
-
-static void
-next_result_finalize (GObject *object)
-{
-  NextResult *r = NEXT_RESULT (object);
-
-  g_assert (r->cancelled_id == 0);
-  if (r->value != NULL)
-    r->value_free (r->value);
-  g_clear_error (&r->error);
-  g_clear_object (&r->cancellable);
-  g_clear_pointer (&r->context, g_main_context_unref);
-  g_clear_object (&r->consumer);
-  G_OBJECT_CLASS (next_result_parent_class)->finalize (object);
-}
-
-static void
-next_result_class_init (NextResultClass *klass)
-{
-  G_OBJECT_CLASS (klass)->finalize = next_result_finalize;
-}
-
-static void
-next_result_init (NextResult *r)
-{
-}
-
-static gpointer
-next_result_get_user_data (GAsyncResult *result)
-{
-  return NEXT_RESULT (result)->user_data;
-}
-
-static GObject *
-next_result_get_source_object (GAsyncResult *result)
-{
-  return g_object_ref (G_OBJECT (NEXT_RESULT (result)->consumer));
-}
-
-static gboolean
-next_result_is_tagged (GAsyncResult *result,
-                       gpointer      source_tag)
-{
-  return NEXT_RESULT (result)->source_tag == source_tag;
-}
-
-static void
-next_result_iface_init (GAsyncResultIface *iface)
-{
-  iface->get_user_data = next_result_get_user_data;
-  iface->get_source_object = next_result_get_source_object;
-  iface->is_tagged = next_result_is_tagged;
-}
-
-static NextResult *
-next_result_new (CarehareConsumer    *consumer,
-                 gboolean             batch,
-                 guint                max,
-                 gpointer             source_tag,
-                 GCancellable        *cancellable,
-                 GAsyncReadyCallback  callback,
-                 gpointer             user_data)
-{
-  NextResult *r = g_object_new (NEXT_TYPE_RESULT, NULL);
-  GSource *current = g_main_current_source ();
-
-  r->consumer = g_object_ref (consumer);
-  r->batch = batch;
-  r->max = max;
-  r->source_tag = source_tag;
-  r->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
-  r->callback = callback;
-  r->user_data = user_data;
-  r->context = g_main_context_ref_thread_default ();
-  r->creation_time = current != NULL ? g_source_get_time (current) : 0;
-  return r;
-}
-
-/* Runs the callback, with the caller's context thread-default as GTask
- * does. */
-static void
-next_result_invoke (NextResult *r)
-{
-  if (r->callback == NULL)
-    return;
-  g_main_context_push_thread_default (r->context);
-  r->callback (G_OBJECT (r->consumer), G_ASYNC_RESULT (r), r->user_data);
-  g_main_context_pop_thread_default (r->context);
-}
-
-static gboolean
-next_result_idle_cb (gpointer user_data)
-{
-  next_result_invoke (user_data);
-  return G_SOURCE_REMOVE;
-}
-
-/* Completes @r (its outcome set). @served: from serve(), where the program
- * is inside none of our calls, so the call made in this very dispatch may
- * complete at once; else GTask's rule. */
-static void
-next_result_complete (NextResult *r,
-                      gboolean    served)
-{
-  GSource *current = g_main_current_source ();
-  g_autoptr(GSource) idle = NULL;
-
-  if (current != NULL && g_source_get_context (current) == r->context &&
-      (served || (g_source_get_time (current) > r->creation_time &&
-                  !g_cancellable_is_cancelled (r->cancellable))))
-    {
-      g_object_ref (r);
-      next_result_invoke (r);
-      g_object_unref (r);
-      return;
-    }
-  idle = g_idle_source_new ();
-  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
-  g_source_set_callback (idle, next_result_idle_cb, g_object_ref (r), g_object_unref);
-  g_source_set_static_name (idle, "[carehare] next delivery");
-  g_source_attach (idle, r->context);
-}
-
-static void
-next_result_set (NextResult     *r,
-                 gpointer        value,
-                 GDestroyNotify  value_free,
-                 GError         *error)
-{
-  g_assert (!r->returned);
-  r->returned = TRUE;
-  r->value = value;
-  r->value_free = value_free;
-  r->error = error;
-}
-
-/* The outcome of @result, a NextResult of @self made by @source_tag. */
-static gpointer
-next_result_propagate (CarehareConsumer  *self,
-                       GAsyncResult      *result,
-                       gpointer           source_tag,
-                       GError           **error)
-{
-  NextResult *r;
-
-  g_return_val_if_fail (NEXT_IS_RESULT (result), NULL);
-  r = NEXT_RESULT (result);
-  g_return_val_if_fail (r->consumer == self, NULL);
-  g_return_val_if_fail (r->source_tag == source_tag, NULL);
-  g_return_val_if_fail (r->returned, NULL);
-
-  if (r->error != NULL)
-    {
-      g_propagate_error (error, g_steal_pointer (&r->error));
-      return NULL;
-    }
-  return g_steal_pointer (&r->value);
-}
 
 typedef struct {
   guint64 after;              /* comes after this many buffered deliveries */
@@ -451,8 +218,8 @@ get_context (CarehareConsumer *self)
 
 /* NULL once disposed (g_object_run_dispose(), or a binding that calls a
  * disposed object): then every call is a harmless no-op. */
-static CarehareProtocol *
-get_protocol (CarehareConsumer *self)
+CarehareProtocol *
+_carehare_consumer_get_protocol (CarehareConsumer *self)
 {
   return self->connection != NULL ? _carehare_connection_get_protocol (self->connection) : NULL;
 }
@@ -743,7 +510,7 @@ closed_cb (CarehareProtocolConsumer *pc,
            gpointer                  user_data)
 {
   CarehareConsumer *self = user_data;
-  CarehareProtocol *protocol = get_protocol (self);
+  CarehareProtocol *protocol = _carehare_consumer_get_protocol (self);
 
   /* The broker ended the consumer. After a Basic.Cancel its channel stays
    * open until the deliveries handed out are settled: give back those the
@@ -792,7 +559,7 @@ _carehare_consumer_new (CarehareConnection *connection,
 void
 _carehare_consumer_abandon (CarehareConsumer *self)
 {
-  CarehareProtocol *protocol = get_protocol (self);
+  CarehareProtocol *protocol = _carehare_consumer_get_protocol (self);
 
   if (self->pc != NULL && protocol != NULL)
     {
@@ -835,9 +602,9 @@ _carehare_consumer_start (CarehareConsumer                     *self,
                           gpointer                              user_data)
 {
   self->starting = TRUE;
-  self->pc = carehare_protocol_consume_full (get_protocol (self), self->queue, prefetch_size,
-                                             prefetch_count, options, &consumer_callbacks, self,
-                                             started, user_data);
+  self->pc = carehare_protocol_consume_full (_carehare_consumer_get_protocol (self), self->queue,
+                                             prefetch_size, prefetch_count, options,
+                                             &consumer_callbacks, self, started, user_data);
   /* A start that failed at once (bad arguments, a closed connection) has
    * already run _carehare_consumer_started(): nothing would disconnect a
    * handler connected now, and it would keep the consumer, and so the
@@ -865,11 +632,6 @@ _carehare_consumer_started (CarehareConsumer *self)
 }
 
 /* The relay's calls (carehare-session.c), at the end of this file. */
-static void     relay_run_nowait (CarehareConsumer          *self,
-                                  CarehareConnectionRunFunc  func,
-                                  gpointer                   data,
-                                  GBoxedCopyFunc             copy,
-                                  GDestroyNotify             free_data);
 static void     relay_run_later  (CarehareConsumer          *self,
                                   CarehareConnectionRunFunc  func,
                                   gpointer                   data,
@@ -1258,7 +1020,7 @@ next_async (CarehareConsumer    *self,
   if (self->connection != NULL)
     _carehare_connection_run_nowait (self->connection, next_run, r, ref_result, g_object_unref);
   else
-    relay_run_nowait (self, next_run, r, ref_result, g_object_unref);
+    _carehare_consumer_relay_run_nowait (self, next_run, r, ref_result, g_object_unref);
 }
 
 /**
@@ -1376,184 +1138,6 @@ carehare_consumer_next_delivery_finish (CarehareConsumer  *self,
   return next_result_propagate (self, result, carehare_consumer_next_delivery_async, error);
 }
 
-/* The one path of ack(), nack(), ack_up_to() and nack_up_to(). The
- * protocol drops what the broker must not see: a tag settled already or
- * never delivered, and anything once the consumer's channel is closed.
- * After the broker cancelled the consumer, its channel stays open until
- * the deliveries handed out are settled. */
-typedef struct {
-  CarehareConsumer *self;
-  guint64 delivery_tag;
-  gboolean multiple;
-  gboolean ack;
-  gboolean requeue;
-} SettleCall;
-
-static void settle_run (CarehareConnection *connection,
-                        gpointer            user_data);
-
-static gpointer
-settle_call_copy (gpointer data)
-{
-  SettleCall *copy = g_memdup2 (data, sizeof (SettleCall));
-
-  g_object_ref (copy->self);
-  return copy;
-}
-
-static void
-settle_call_free (gpointer data)
-{
-  SettleCall *call = data;
-
-  g_object_unref (call->self);
-  g_free (call);
-}
-
-static void
-settle (CarehareConsumer *self,
-        guint64           delivery_tag,
-        gboolean          multiple,
-        gboolean          ack,
-        gboolean          requeue)
-{
-  SettleCall call = { self, delivery_tag, multiple, ack, requeue };
-
-  /* From a thread other than the one running the connection's context
-   * (a GThreadPool worker), queued and not waited for. */
-  if (self->connection != NULL)
-    _carehare_connection_run_nowait (self->connection, settle_run, &call, settle_call_copy,
-                                     settle_call_free);
-  else
-    relay_run_nowait (self, settle_run, &call, settle_call_copy, settle_call_free);
-}
-
-/* settle() with the connection's context held. */
-static void
-settle_run (CarehareConnection *connection,
-            gpointer            user_data)
-{
-  SettleCall *call = user_data;
-  CarehareConsumer *self = call->self;
-  guint64 delivery_tag = call->delivery_tag;
-  gboolean multiple = call->multiple;
-  gboolean ack = call->ack;
-  gboolean requeue = call->requeue;
-  g_autoptr(CarehareConsumer) keep = NULL;
-  CarehareProtocol *protocol;
-
-  /* Writing may find the connection dead: pending calls complete during
-   * this one, and their callbacks may drop the program's last reference
-   * on the consumer (which holds the connection). */
-  /* No delivery has tag 0 (a call's reply has it): for the protocol core,
-   * a multiple settle of 0 would cover every unsettled delivery. */
-  if (delivery_tag == 0)
-    {
-      g_debug ("not settling delivery tag 0: no delivery has it");
-      return;
-    }
-  keep = g_object_ref (self);
-  if (self->relay != NULL)
-    {
-      self->relay->settle (self->relay_data, delivery_tag, multiple, ack, requeue);
-      return;
-    }
-  protocol = get_protocol (self);
-  if (self->pc == NULL || protocol == NULL)
-    return;
-  if (ack)
-    carehare_protocol_consumer_ack (protocol, self->pc, delivery_tag, multiple);
-  else
-    carehare_protocol_consumer_nack (protocol, self->pc, delivery_tag, multiple, requeue);
-  _carehare_connection_update (self->connection);
-}
-
-/**
- * carehare_consumer_ack:
- * @self: a consumer
- * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
- *
- * Acknowledges a message: the broker forgets it. Never fails and is never
- * waited for: from a thread other than the one running the connection's
- * main context it is queued for that thread, and returns at once. A tag already acknowledged or rejected, or never delivered,
- * is ignored (the broker would close the consumer's channel for it). After
- * the broker cancelled the consumer it still goes out: the channel stays
- * open until the messages taken are settled. Once the program closed the
- * consumer, or the connection closed, it is dropped and the broker
- * delivers the message again.
- */
-void
-carehare_consumer_ack (CarehareConsumer *self,
-                       guint64           delivery_tag)
-{
-  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  settle (self, delivery_tag, FALSE, TRUE, FALSE);
-}
-
-/**
- * carehare_consumer_nack:
- * @self: a consumer
- * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
- * @requeue: %TRUE to put the message back in the queue, %FALSE to drop it
- *   (or dead-letter it, if the queue has a dead-letter exchange)
- *
- * Rejects a message. Never fails and is never waited for, and is ignored
- * or dropped as [method@Carehare.Consumer.ack] is.
- */
-void
-carehare_consumer_nack (CarehareConsumer *self,
-                        guint64           delivery_tag,
-                        gboolean          requeue)
-{
-  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  settle (self, delivery_tag, FALSE, FALSE, requeue);
-}
-
-/**
- * carehare_consumer_ack_up_to:
- * @self: a consumer
- * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
- *   this consumer handed out and that is not settled yet
- *
- * Acknowledges, in one frame (Basic.Ack with `multiple`), every message of
- * this consumer that is not settled yet, up to and including
- * @delivery_tag, so that a batch processed at once is settled at once. Never fails
- * and is never waited for. When @delivery_tag itself is already settled
- * (for example by an earlier call that covered it) or was never delivered,
- * nothing is sent and the messages stay unsettled: a tag the program never
- * got could cover messages it has not seen. Dropped once the consumer or
- * the connection closed, as [method@Carehare.Consumer.ack] is.
- */
-void
-carehare_consumer_ack_up_to (CarehareConsumer *self,
-                             guint64           delivery_tag)
-{
-  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  settle (self, delivery_tag, TRUE, TRUE, FALSE);
-}
-
-/**
- * carehare_consumer_nack_up_to:
- * @self: a consumer
- * @delivery_tag: the [property@Carehare.Delivery:delivery-tag] of a message
- *   this consumer handed out and that is not settled yet
- * @requeue: %TRUE to put the messages back in the queue, %FALSE to drop
- *   them (or dead-letter them)
- *
- * Rejects, in one frame (Basic.Nack with `multiple`), every message of this
- * consumer that is not settled yet, up to and including @delivery_tag.
- * Never fails; ignored or dropped as [method@Carehare.Consumer.ack_up_to]
- * is.
- */
-void
-carehare_consumer_nack_up_to (CarehareConsumer *self,
-                              guint64           delivery_tag,
-                              gboolean          requeue)
-{
-  g_return_if_fail (CAREHARE_IS_CONSUMER (self));
-  settle (self, delivery_tag, TRUE, FALSE, requeue);
-}
-
 static void close_run (CarehareConnection *connection,
                        gpointer            user_data);
 
@@ -1610,7 +1194,7 @@ carehare_consumer_close_async (CarehareConsumer    *self,
   if (self->connection != NULL)
     _carehare_connection_run_nowait (self->connection, close_run, task, pass_task, NULL);
   else
-    relay_run_nowait (self, close_run, task, pass_task, NULL);
+    _carehare_consumer_relay_run_nowait (self, close_run, task, pass_task, NULL);
 }
 
 /* close_async() with the connection's context held; @user_data is the
@@ -1631,7 +1215,7 @@ close_run (CarehareConnection *connection,
       self->relay = NULL;
       relay->close (self->relay_data);
     }
-  protocol = get_protocol (self);
+  protocol = _carehare_consumer_get_protocol (self);
   if (self->pc == NULL || protocol == NULL)
     {
       g_task_return_boolean (task, TRUE);
@@ -1728,12 +1312,12 @@ relay_invoke (GCallback func,
 /* At once when this thread can hold the session's context (or the
  * consumer was disposed: no mailbox), else queued with a copy of @data
  * and never waited for. */
-static void
-relay_run_nowait (CarehareConsumer          *self,
-                  CarehareConnectionRunFunc  func,
-                  gpointer                   data,
-                  GBoxedCopyFunc             copy,
-                  GDestroyNotify             free_data)
+void
+_carehare_consumer_relay_run_nowait (CarehareConsumer          *self,
+                                     CarehareConnectionRunFunc  func,
+                                     gpointer                   data,
+                                     GBoxedCopyFunc             copy,
+                                     GDestroyNotify             free_data)
 {
   if (self->mailbox == NULL)
     func (NULL, data);
