@@ -137,6 +137,11 @@ void             _carehare_session_consumer_end        (SessionConsumer *sc,
 void             _carehare_session_consumer_pump       (SessionConsumer *sc);
 void             _carehare_session_start_consumers     (Attempt *attempt);
 
+/* carehare-session-publish.c */
+void _carehare_session_fail_publishes         (CarehareSession *self,
+                                               GError          *error);
+void _carehare_session_send_waiting_publishes (CarehareSession *self);
+
 /* carehare-session-topology.c */
 void _carehare_session_step_free (Step    *step);
 void _carehare_session_run_step  (Attempt *attempt);
