@@ -603,6 +603,46 @@ test('the module: reply_code on errors, for await over a consumer', async () => 
     }
 });
 
+test('the module\'s promises: 100 publishes in flight, a callback still makes the plain call, Gio._promisify after it is a no-op', async () => {
+    const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+    try {
+        const queue = await declareQueue(conn);
+        const body = new GLib.Bytes(new Uint8Array(16));
+        const promised = Carehare.Connection.prototype.publish_async;
+        Gio._promisify(Carehare.Connection.prototype, 'publish_async', 'publish_finish');
+        assert(Carehare.Connection.prototype.publish_async === promised, 'wrapped twice');
+
+        const pending = [];
+        for (let i = 0; i < 100; i++)
+            pending.push(conn.publish_async('', queue, body, null, Carehare.PublishFlags.NONE, null));
+        assert(pending.every(p => p instanceof Promise), 'promises');
+        const results = await timeout(Promise.all(pending));
+        assertEqual(results.length, 100, 'settled');
+        assert(results.every(r => r === results[0]), `results ${results}`);
+
+        let called = 0;
+        const returned = conn.publish_async('', queue, body, null, Carehare.PublishFlags.NONE, null,
+            (source, result) => {
+                assertEqual(source.publish_finish(result), results[0], 'finish result');
+                called++;
+            });
+        assert(returned === undefined, 'a callback gets no promise');
+        await until(() => called === 1);
+        assertEqual(await timeout(conn.queue_declare_async(queue, Carehare.QueueFlags.PASSIVE, null, null)),
+            [queue, 101, 0], 'all published');
+
+        // An argument GI refuses rejects the promise instead of throwing.
+        let refused = null;
+        await conn.publish_async('', queue, 'not bytes', null, Carehare.PublishFlags.NONE, null)
+            .catch(e => {
+                refused = e;
+            });
+        assert(refused !== null, 'bad argument rejected');
+    } finally {
+        await close(conn);
+    }
+});
+
 test('for await: many messages in order through ::delivery; after a break, what was not taken comes back', async () => {
     const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
     try {
