@@ -537,6 +537,7 @@ test_close_from_thread (void)
 
 /* ---- many threads publishing on one connection --------------------------- */
 
+/* One publishing thread, on a connection or (conn NULL) a session. */
 typedef struct {
   CarehareConnection *conn;
   const char *queue;
@@ -546,6 +547,7 @@ typedef struct {
   guint failed;
   int *finished;           /* atomic: threads done */
   GMainContext *owner;
+  CarehareSession *session;
 } Publisher;
 
 typedef struct {
@@ -562,9 +564,16 @@ thread_published_cb (GObject      *source,
   Publisher *p = call->publisher;
   g_autoptr(GError) error = NULL;
 
+  gboolean ok;
+
   /* On the publishing thread's own context, in publish order. */
   g_assert_true (g_main_context_is_owner (g_main_context_get_thread_default ()));
-  if (!carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error))
+  g_assert_true (g_main_context_get_thread_default () != g_main_context_default ());
+  if (p->session != NULL)
+    ok = carehare_session_publish_finish (CAREHARE_SESSION (source), result, &error);
+  else
+    ok = carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result, &error);
+  if (!ok)
     {
       g_printerr ("publish %u of thread %u failed: %s\n", call->seq, p->index, error->message);
       p->failed++;
@@ -593,9 +602,14 @@ publisher_thread (gpointer user_data)
 
           call->publisher = p;
           call->seq = sent++;
-          carehare_connection_publish_async (p->conn, "", p->queue, body, NULL,
-                                             CAREHARE_PUBLISH_FLAGS_NONE, NULL,
-                                             thread_published_cb, call);
+          if (p->session != NULL)
+            carehare_session_publish_async (p->session, "", p->queue, body, NULL,
+                                            CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                            thread_published_cb, call);
+          else
+            carehare_connection_publish_async (p->conn, "", p->queue, body, NULL,
+                                               CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                               thread_published_cb, call);
         }
       g_main_context_iteration (context, TRUE);
     }
@@ -1007,74 +1021,6 @@ session_close (CarehareSession *session)
   g_assert_no_error (error);
 }
 
-typedef struct {
-  CarehareSession *session;
-  const char *queue;
-  guint index;
-  guint n;
-  guint confirmed;         /* callbacks run, in publish order */
-  guint failed;
-  int *finished;           /* atomic: threads done */
-} SessionPublisher;
-
-typedef struct {
-  SessionPublisher *publisher;
-  guint seq;
-} SessionPublishCall;
-
-static void
-session_published_cb (GObject      *source,
-                      GAsyncResult *result,
-                      gpointer      user_data)
-{
-  SessionPublishCall *call = user_data;
-  SessionPublisher *p = call->publisher;
-  g_autoptr(GError) error = NULL;
-
-  /* On the publishing thread's own context, in publish order. */
-  g_assert_true (g_main_context_is_owner (g_main_context_get_thread_default ()));
-  g_assert_true (g_main_context_get_thread_default () != g_main_context_default ());
-  if (!carehare_session_publish_finish (CAREHARE_SESSION (source), result, &error))
-    {
-      g_printerr ("publish %u of thread %u failed: %s\n", call->seq, p->index, error->message);
-      p->failed++;
-    }
-  g_assert_cmpuint (call->seq, ==, p->confirmed);
-  p->confirmed++;
-  g_free (call);
-}
-
-static gpointer
-session_publisher_thread (gpointer user_data)
-{
-  SessionPublisher *p = user_data;
-  g_autoptr(GMainContext) context = g_main_context_new ();
-  guint sent = 0;
-
-  g_main_context_push_thread_default (context);
-  while (p->confirmed < p->n)
-    {
-      /* At most 100 in flight per thread. */
-      while (sent < p->n && sent - p->confirmed < 100)
-        {
-          g_autofree char *s = g_strdup_printf ("%u:%u", p->index, sent);
-          g_autoptr(GBytes) body = text (s);
-          SessionPublishCall *call = g_new0 (SessionPublishCall, 1);
-
-          call->publisher = p;
-          call->seq = sent++;
-          carehare_session_publish_async (p->session, "", p->queue, body, NULL,
-                                          CAREHARE_PUBLISH_FLAGS_NONE, NULL,
-                                          session_published_cb, call);
-        }
-      g_main_context_iteration (context, TRUE);
-    }
-  g_main_context_pop_thread_default (context);
-  g_atomic_int_inc (p->finished);
-  g_main_context_wakeup (g_main_context_default ());
-  return NULL;
-}
-
 /* Several threads publish through one session, some before it is
  * connected: every publish is confirmed, on the publishing thread, in its
  * order, and a session consumer gets each thread's messages in order. */
@@ -1085,7 +1031,7 @@ test_session_many_threads_publish (void)
   guint n = env_uint ("CAREHARE_TEST_SESSION_PUBLISHES", 1000);
   g_autoptr(CarehareSession) session = session_new_local ();
   g_autofree char *queue = carehare_test_unique_name ("threads-session");
-  g_autofree SessionPublisher *publishers = g_new0 (SessionPublisher, n_threads);
+  g_autofree Publisher *publishers = g_new0 (Publisher, n_threads);
   g_autofree GThread **threads = g_new0 (GThread *, n_threads);
   g_autofree guint *next_seq = g_new0 (guint, n_threads);
   OrderedConsumer consumer = { NULL, next_seq, n_threads, 0, n_threads * n, TRUE };
@@ -1099,8 +1045,9 @@ test_session_many_threads_publish (void)
   g_assert_true (g_main_context_acquire (g_main_context_default ()));
   for (guint i = 0; i < n_threads; i++)
     {
-      publishers[i] = (SessionPublisher) { session, queue, i, n, 0, 0, &finished };
-      threads[i] = g_thread_new ("session-publisher", session_publisher_thread, &publishers[i]);
+      publishers[i] = (Publisher) { NULL, queue, i, n, 0, 0, &finished,
+                                    g_main_context_default (), session };
+      threads[i] = g_thread_new ("session-publisher", publisher_thread, &publishers[i]);
     }
   /* Started once the threads publish: the first publishes wait for it. */
   carehare_session_start (session);
