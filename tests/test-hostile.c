@@ -1803,6 +1803,91 @@ test_signal_rejected (void)
   script_client_finish (&client);
 }
 
+/* ---- callbacks that wait for the server in a main loop of their own ------ */
+
+/* A ::delivery handler, or a next_delivery callback, now runs inside the
+ * dispatch that decoded the message. One that runs a main loop of its own
+ * until the server answers a request it made (the declare below, after
+ * which the scripted server also sends tag 3) must get that answer: before
+ * ::delivery and the serve() loop, next_delivery's callback ran from an
+ * idle, where a nested loop read the socket. */
+typedef struct {
+  ScriptClient *client;
+  gboolean waited;            /* the callback of tag 1 got its declare-ok */
+  guint64 tags[4];
+  guint n;
+  gboolean done;
+} NestedWait;
+
+static void
+nested_wait_for_server (NestedWait *w,
+                        guint64     tag)
+{
+  g_assert_cmpuint (w->n, <, G_N_ELEMENTS (w->tags));
+  w->tags[w->n++] = tag;
+  if (tag == 1)
+    {
+      script_client_next_batch (w->client);
+      w->waited = TRUE;
+    }
+}
+
+static void
+nested_wait_on_delivery (CarehareConsumer *consumer,
+                         CarehareDelivery *delivery,
+                         gpointer          user_data)
+{
+  NestedWait *w = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+
+  nested_wait_for_server (w, tag);
+  carehare_consumer_ack (consumer, tag);
+}
+
+static void
+nested_wait_next_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+  NestedWait *w = user_data;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 tag;
+
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+  g_assert_no_error (error);
+  tag = carehare_delivery_get_delivery_tag (delivery);
+  nested_wait_for_server (w, tag);
+  carehare_consumer_ack (consumer, tag);
+  if (tag == 3)
+    w->done = TRUE;
+  else
+    carehare_consumer_next_delivery_async (consumer, NULL, nested_wait_next_cb, w);
+}
+
+static void
+test_nested_wait_for_server (gconstpointer data)
+{
+  gboolean signal = GPOINTER_TO_INT (data);
+  ScriptClient client = { 0 };
+  NestedWait w = { &client };
+
+  script_client_start (&client, two_then_one, G_N_ELEMENTS (two_then_one));
+  if (signal)
+    g_signal_connect (client.consumer, "delivery", G_CALLBACK (nested_wait_on_delivery), &w);
+  else
+    carehare_consumer_next_delivery_async (client.consumer, NULL, nested_wait_next_cb, &w);
+  script_client_next_batch (&client);
+  g_assert_true (w.waited);
+  while (w.n < 3)
+    g_main_context_iteration (NULL, TRUE);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpuint (w.tags[i], ==, i + 1);
+  assert_acks (client.srv, 3);
+  script_client_finish (&client);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1837,6 +1922,18 @@ main (int argc, char *argv[])
                    test_signal_connect_with_waiter);
   g_test_add_func ("/scripted/consumer/signal/close", test_signal_close);
   g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
+  /* Known to fail (hang 10 s, then abort): the transport reads nothing in a
+   * main loop nested in the read that decoded the message, and both
+   * ::delivery and the serve() loop run callbacks inside that read. Not a
+   * small fix (decoding is not re-entrant): left out of the default run
+   * until it is; CAREHARE_TEST_KNOWN_BUGS=1 runs them. */
+  if (g_getenv ("CAREHARE_TEST_KNOWN_BUGS") != NULL)
+    {
+      g_test_add_data_func ("/scripted/consumer/nested-wait-for-server/signal",
+                            GINT_TO_POINTER (TRUE), test_nested_wait_for_server);
+      g_test_add_data_func ("/scripted/consumer/nested-wait-for-server/next-delivery",
+                            GINT_TO_POINTER (FALSE), test_nested_wait_for_server);
+    }
 
   return g_test_run ();
 }
