@@ -1803,6 +1803,131 @@ test_signal_rejected (void)
   script_client_finish (&client);
 }
 
+/* ---- dropping everything from a handler ----------------------------------- */
+
+typedef struct {
+  ScriptClient *client;
+  guint64 tags[8];
+  guint n;
+  GAsyncResult *closed;
+} DropAll;
+
+/* At tag 2: closes the connection and drops the program's references to
+ * the consumer and the connection, in the middle of a read. */
+static void
+drop_all_on_delivery (CarehareConsumer *consumer,
+                      CarehareDelivery *delivery,
+                      gpointer          user_data)
+{
+  DropAll *d = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+
+  g_assert_cmpuint (d->n, <, G_N_ELEMENTS (d->tags));
+  d->tags[d->n++] = tag;
+  carehare_consumer_ack (consumer, tag);
+  if (tag == 2)
+    {
+      carehare_connection_close_async (d->client->conn, NULL, carehare_test_store_result,
+                                       &d->closed);
+      g_clear_object (&d->client->consumer);
+      g_clear_object (&d->client->conn);
+    }
+}
+
+static void
+test_signal_drop_connection (void)
+{
+  ScriptClient client = { 0 };
+  DropAll d = { &client };
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GObject) conn = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  g_signal_connect (client.consumer, "delivery", G_CALLBACK (drop_all_on_delivery), &d);
+  /* script_client_next_batch(), but the handler drops client.conn. */
+  carehare_connection_queue_declare_async (client.conn, "q", CAREHARE_QUEUE_FLAGS_NONE, NULL,
+                                           NULL, carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, TIMEOUT_MS);
+  conn = g_async_result_get_source_object (declared);
+  g_free (carehare_connection_queue_declare_finish (CAREHARE_CONNECTION (conn), declared, NULL,
+                                                    NULL, NULL));
+  g_clear_object (&conn);
+  carehare_test_wait_for_result (&d.closed, TIMEOUT_MS);
+  g_clear_object (&d.closed);
+  g_assert_null (client.conn);
+  /* Nothing after the close: the rest was not acked. */
+  g_assert_cmpuint (d.tags[0], ==, 1);
+  g_assert_cmpuint (d.tags[1], ==, 2);
+  script_server_free (client.srv);
+}
+
+/* A next_delivery callback that makes its next call with a cancellable and
+ * cancels it at once, then calls again: no message is lost or doubled. */
+typedef struct {
+  guint64 tags[8];
+  guint n;
+  guint cancelled;
+  gboolean done;
+} SelfCancel;
+
+static void self_cancel_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+self_cancel_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+  SelfCancel *c = user_data;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  guint64 tag;
+
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+  if (delivery == NULL)
+    {
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      c->cancelled++;
+      return;
+    }
+  tag = carehare_delivery_get_delivery_tag (delivery);
+  g_assert_cmpuint (c->n, <, G_N_ELEMENTS (c->tags));
+  c->tags[c->n++] = tag;
+  carehare_consumer_ack (consumer, tag);
+  if (tag == 4)
+    {
+      c->done = TRUE;
+      return;
+    }
+  carehare_consumer_next_delivery_async (consumer, cancellable, self_cancel_cb, c);
+  g_cancellable_cancel (cancellable);
+  carehare_consumer_next_delivery_async (consumer, NULL, self_cancel_cb, c);
+}
+
+static void
+test_chain_self_cancel (void)
+{
+  ScriptClient client = { 0 };
+  SelfCancel c = { 0 };
+  GHashTable *seen = g_hash_table_new (g_int64_hash, g_int64_equal);
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  carehare_consumer_next_delivery_async (client.consumer, NULL, self_cancel_cb, &c);
+  script_client_next_batch (&client);
+  wait_for_flag (&c.done);
+  for (guint i = 0; i < c.n; i++)
+    {
+      g_assert_false (g_hash_table_contains (seen, &c.tags[i]));
+      g_hash_table_add (seen, &c.tags[i]);
+      g_assert_cmpuint (c.tags[i], ==, i + 1);
+    }
+  g_assert_cmpuint (c.n, ==, 4);
+  assert_acks (client.srv, 4);
+  g_hash_table_unref (seen);
+  script_client_finish (&client);
+}
+
 /* ---- callbacks that wait for the server in a main loop of their own ------ */
 
 /* A ::delivery handler, or a next_delivery callback, now runs inside the
@@ -1922,6 +2047,8 @@ main (int argc, char *argv[])
                    test_signal_connect_with_waiter);
   g_test_add_func ("/scripted/consumer/signal/close", test_signal_close);
   g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
+  g_test_add_func ("/scripted/consumer/signal/drop-connection", test_signal_drop_connection);
+  g_test_add_func ("/scripted/consumer/chain/self-cancel", test_chain_self_cancel);
   /* Known to fail (hang 10 s, then abort): the transport reads nothing in a
    * main loop nested in the read that decoded the message, and both
    * ::delivery and the serve() loop run callbacks inside that read. Not a
