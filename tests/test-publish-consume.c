@@ -2042,6 +2042,7 @@ test_close_mid_large_body (gconstpointer data)
   g_autoptr(GBytes) second = patterned_body (5 * 1024 * 1024, 2);
   g_autoptr(CarehareConsumer) consumer = NULL;
   g_autoptr(CarehareDelivery) again = NULL;
+  g_autoptr(GBytes) body = NULL;
   g_autoptr(GError) error = NULL;
   CloseMidBody c = { first, 0, NULL, &consumer };
   Counter counter = { 0 };
@@ -2071,6 +2072,11 @@ test_close_mid_large_body (gconstpointer data)
   g_clear_object (&consumer);
   g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
   close_connection (conn);
+  /* The body (mapped of its own) outlives the delivery and the connection. */
+  body = g_bytes_ref (carehare_delivery_get_body (again));
+  g_clear_object (&again);
+  g_clear_object (&conn);
+  g_assert_true (g_bytes_equal (body, second));
 }
 
 int
