@@ -1595,6 +1595,7 @@ typedef enum {
   HANDLER_ACK,
   HANDLER_DISCONNECT_AT_2,    /* acks 2, then disconnects itself */
   HANDLER_CLOSE_AT_2,         /* closes the consumer, drops the program's reference */
+  HANDLER_UNREF_AT_2,         /* acks 2, drops the last reference, closes nothing */
 } HandlerEnd;
 
 typedef struct {
@@ -1629,6 +1630,8 @@ on_delivery (CarehareConsumer *consumer,
   carehare_consumer_ack (consumer, tag);
   if (tag == 2 && h->end == HANDLER_DISCONNECT_AT_2)
     g_clear_signal_handler (&h->id, consumer);
+  if (tag == 2 && h->end == HANDLER_UNREF_AT_2)
+    g_clear_object (&h->client->consumer);
 }
 
 static void
@@ -1776,6 +1779,30 @@ test_signal_close (void)
   settles = script_server_wait_settles (client.srv, 1);
   g_assert_cmpuint (settles->len, ==, 1);
   g_assert_cmpuint (g_array_index (settles, Settle, 0).tag, ==, 1);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* A handler that drops the last reference in the middle of a read, and
+ * closes nothing: the consumer stops once that emission is over (its
+ * channel closed, the rest unacked), and nothing touches it after. */
+static void
+test_signal_unref (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_UNREF_AT_2 };
+  g_autoptr(GArray) settles = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  g_assert_null (client.consumer);
+  g_assert_cmpuint (h.n, ==, 2);
+  wait_for_channel_closed (client.srv);
+  settles = script_server_wait_settles (client.srv, 2);
+  g_assert_cmpuint (settles->len, ==, 2);
+  g_assert_cmpuint (g_array_index (settles, Settle, 0).tag, ==, 1);
+  g_assert_cmpuint (g_array_index (settles, Settle, 1).tag, ==, 2);
   g_ptr_array_unref (h.rejected);
   script_client_finish (&client);
 }
@@ -2049,6 +2076,7 @@ main (int argc, char *argv[])
                    test_signal_connect_with_waiter);
   g_test_add_func ("/scripted/consumer/signal/close", test_signal_close);
   g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
+  g_test_add_func ("/scripted/consumer/signal/unref", test_signal_unref);
   g_test_add_func ("/scripted/consumer/signal/drop-connection", test_signal_drop_connection);
   g_test_add_func ("/scripted/consumer/chain/self-cancel", test_chain_self_cancel);
   /* Known to fail (hang 10 s, then abort): the transport reads nothing in a
