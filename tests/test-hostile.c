@@ -1807,6 +1807,87 @@ test_signal_unref (void)
   script_client_finish (&client);
 }
 
+/* A next_delivery callback that connects a ::delivery handler between two
+ * messages of one read (@call_first: after making its next call): every
+ * message comes exactly once, in order, through the call or the handler. */
+typedef struct {
+  gboolean call_first;
+  gboolean from_buffer;
+  guint64 tags[8];
+  guint n;
+  guint n_busy;
+} Switch;
+
+static void
+switch_on_delivery (CarehareConsumer *consumer,
+                    CarehareDelivery *delivery,
+                    gpointer          user_data)
+{
+  Switch *sw = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+
+  g_assert_cmpuint (sw->n, <, G_N_ELEMENTS (sw->tags));
+  sw->tags[sw->n++] = tag;
+  carehare_consumer_ack (consumer, tag);
+}
+
+static void
+switch_next_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+  Switch *sw = user_data;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 tag;
+
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+  if (delivery == NULL)
+    {
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BUSY);
+      sw->n_busy++;
+      return;
+    }
+  tag = carehare_delivery_get_delivery_tag (delivery);
+  switch_on_delivery (consumer, delivery, sw);
+  if (tag == 1)
+    {
+      carehare_consumer_next_delivery_async (consumer, NULL, switch_next_cb, sw);
+      return;
+    }
+  if (tag == 2)
+    {
+      if (sw->call_first)
+        carehare_consumer_next_delivery_async (consumer, NULL, switch_next_cb, sw);
+      g_signal_connect (consumer, "delivery", G_CALLBACK (switch_on_delivery), sw);
+    }
+}
+
+static void
+test_signal_connect_between (gconstpointer data)
+{
+  guint mode = GPOINTER_TO_UINT (data);
+  ScriptClient client = { 0 };
+  Switch sw = { (mode & 1) != 0, (mode & 2) != 0 };
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  if (sw.from_buffer)
+    script_client_next_batch (&client);
+  carehare_consumer_next_delivery_async (client.consumer, NULL, switch_next_cb, &sw);
+  if (!sw.from_buffer)
+    script_client_next_batch (&client);
+  while (sw.n < 4)
+    g_main_context_iteration (NULL, TRUE);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_cmpuint (sw.n, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (sw.tags[i], ==, i + 1);
+  assert_acks (client.srv, 4);
+  script_client_finish (&client);
+}
+
 /* Messages that were rejected are reported by ::rejected, in their place. */
 static void
 test_signal_rejected (void)
@@ -2077,6 +2158,14 @@ main (int argc, char *argv[])
   g_test_add_func ("/scripted/consumer/signal/close", test_signal_close);
   g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
   g_test_add_func ("/scripted/consumer/signal/unref", test_signal_unref);
+  g_test_add_data_func ("/scripted/consumer/signal/connect-between", GUINT_TO_POINTER (0),
+                        test_signal_connect_between);
+  g_test_add_data_func ("/scripted/consumer/signal/connect-between/after-call",
+                        GUINT_TO_POINTER (1), test_signal_connect_between);
+  g_test_add_data_func ("/scripted/consumer/signal/connect-between/buffered",
+                        GUINT_TO_POINTER (2), test_signal_connect_between);
+  g_test_add_data_func ("/scripted/consumer/signal/connect-between/buffered-after-call",
+                        GUINT_TO_POINTER (3), test_signal_connect_between);
   g_test_add_func ("/scripted/consumer/signal/drop-connection", test_signal_drop_connection);
   g_test_add_func ("/scripted/consumer/chain/self-cancel", test_chain_self_cancel);
   /* Known to fail (hang 10 s, then abort): the transport reads nothing in a
