@@ -1596,6 +1596,7 @@ typedef enum {
   HANDLER_DISCONNECT_AT_2,    /* acks 2, then disconnects itself */
   HANDLER_CLOSE_AT_2,         /* closes the consumer, drops the program's reference */
   HANDLER_UNREF_AT_2,         /* acks 2, drops the last reference, closes nothing */
+  HANDLER_CLOSE_THEN_ACK_AT_2, /* closes the consumer, then acks 2 */
 } HandlerEnd;
 
 typedef struct {
@@ -1627,6 +1628,8 @@ on_delivery (CarehareConsumer *consumer,
       g_clear_object (&h->client->consumer);
       return;
     }
+  if (tag == 2 && h->end == HANDLER_CLOSE_THEN_ACK_AT_2)
+    carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &h->closed);
   carehare_consumer_ack (consumer, tag);
   if (tag == 2 && h->end == HANDLER_DISCONNECT_AT_2)
     g_clear_signal_handler (&h->id, consumer);
@@ -1885,6 +1888,30 @@ test_signal_connect_between (gconstpointer data)
   for (guint i = 0; i < 4; i++)
     g_assert_cmpuint (sw.tags[i], ==, i + 1);
   assert_acks (client.srv, 4);
+  script_client_finish (&client);
+}
+
+/* A handler that closes the consumer and then acks the message it got:
+ * the ack is dropped (the broker delivers the message again), as the
+ * documentation says, and nothing after it is emitted. */
+static void
+test_signal_close_then_ack (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_CLOSE_THEN_ACK_AT_2 };
+  g_autoptr(GArray) settles = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  carehare_test_wait_for_result (&h.closed, TIMEOUT_MS);
+  g_clear_object (&h.closed);
+  g_assert_cmpuint (h.n, ==, 2);
+  wait_for_channel_closed (client.srv);
+  settles = script_server_wait_settles (client.srv, 1);
+  g_assert_cmpuint (settles->len, ==, 1);
+  g_assert_cmpuint (g_array_index (settles, Settle, 0).tag, ==, 1);
+  g_ptr_array_unref (h.rejected);
   script_client_finish (&client);
 }
 
@@ -2158,6 +2185,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/scripted/consumer/signal/close", test_signal_close);
   g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
   g_test_add_func ("/scripted/consumer/signal/unref", test_signal_unref);
+  g_test_add_func ("/scripted/consumer/signal/close-then-ack", test_signal_close_then_ack);
   g_test_add_data_func ("/scripted/consumer/signal/connect-between", GUINT_TO_POINTER (0),
                         test_signal_connect_between);
   g_test_add_data_func ("/scripted/consumer/signal/connect-between/after-call",
