@@ -1915,6 +1915,38 @@ test_signal_close_then_ack (void)
   script_client_finish (&client);
 }
 
+/* A handler blocked (g_signal_handler_block(), to pause) while a read's
+ * messages arrive: none is emitted into the blocked handler and dropped;
+ * they wait, and are emitted once it is unblocked. */
+static void
+test_signal_blocked (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_ACK };
+  gint64 deadline;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  g_signal_handler_block (client.consumer, h.id);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 0);
+  g_signal_handler_unblock (client.consumer, h.id);
+  deadline = g_get_monotonic_time () + TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+  while (h.n < 4)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("%u of 4 messages emitted once the handler was unblocked: the rest are lost",
+                 h.n);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (h.tags[i], ==, i + 1);
+  assert_acks (client.srv, 4);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
 /* Messages that were rejected are reported by ::rejected, in their place. */
 static void
 test_signal_rejected (void)
@@ -2185,6 +2217,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/scripted/consumer/signal/close", test_signal_close);
   g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
   g_test_add_func ("/scripted/consumer/signal/unref", test_signal_unref);
+  g_test_add_func ("/scripted/consumer/signal/blocked", test_signal_blocked);
   g_test_add_func ("/scripted/consumer/signal/close-then-ack", test_signal_close_then_ack);
   g_test_add_data_func ("/scripted/consumer/signal/connect-between", GUINT_TO_POINTER (0),
                         test_signal_connect_between);
