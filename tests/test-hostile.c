@@ -1597,6 +1597,7 @@ typedef enum {
   HANDLER_CLOSE_AT_2,         /* closes the consumer, drops the program's reference */
   HANDLER_UNREF_AT_2,         /* acks 2, drops the last reference, closes nothing */
   HANDLER_CLOSE_THEN_ACK_AT_2, /* closes the consumer, then acks 2 */
+  HANDLER_NESTED_AT_1,        /* runs a main loop of its own until an idle ran */
 } HandlerEnd;
 
 typedef struct {
@@ -1609,6 +1610,12 @@ typedef struct {
   GPtrArray *rejected;        /* owned GError * */
   GAsyncResult *closed;
 } Handler;
+
+static void
+set_flag_once_cb (gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+}
 
 static void
 on_delivery (CarehareConsumer *consumer,
@@ -1627,6 +1634,16 @@ on_delivery (CarehareConsumer *consumer,
       carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &h->closed);
       g_clear_object (&h->client->consumer);
       return;
+    }
+  if (tag == 1 && h->end == HANDLER_NESTED_AT_1)
+    {
+      gboolean idle_ran = FALSE;
+
+      g_idle_add_once (set_flag_once_cb, &idle_ran);
+      while (!idle_ran)
+        g_main_context_iteration (NULL, TRUE);
+      /* Not re-entered: the rest of the read waits for this handler. */
+      g_assert_cmpuint (h->n, ==, 1);
     }
   if (tag == 2 && h->end == HANDLER_CLOSE_THEN_ACK_AT_2)
     carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &h->closed);
@@ -1947,6 +1964,26 @@ test_signal_blocked (void)
   script_client_finish (&client);
 }
 
+/* A handler that runs a main loop of its own (for anything but a message
+ * of the read being decoded): it is not re-entered, and the rest of the
+ * read is emitted after it, in order. */
+static void
+test_signal_nested_loop (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_NESTED_AT_1 };
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (h.tags[i], ==, i + 1);
+  assert_acks (client.srv, 4);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
 /* Messages that were rejected are reported by ::rejected, in their place. */
 static void
 test_signal_rejected (void)
@@ -2218,6 +2255,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
   g_test_add_func ("/scripted/consumer/signal/unref", test_signal_unref);
   g_test_add_func ("/scripted/consumer/signal/blocked", test_signal_blocked);
+  g_test_add_func ("/scripted/consumer/signal/nested-loop", test_signal_nested_loop);
   g_test_add_func ("/scripted/consumer/signal/close-then-ack", test_signal_close_then_ack);
   g_test_add_data_func ("/scripted/consumer/signal/connect-between", GUINT_TO_POINTER (0),
                         test_signal_connect_between);
