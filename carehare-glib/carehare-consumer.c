@@ -334,11 +334,13 @@ schedule_serve (CarehareConsumer *self)
   g_source_attach (self->serve_source, get_context (self));
 }
 
-/* Whether ::delivery has a handler: then deliveries are emitted. */
+/* Whether ::delivery has a handler that is not blocked: then deliveries
+ * are emitted. A blocked handler counts as none (emitting into it would
+ * drop the message): they are buffered until it is unblocked. */
 static gboolean
 emitting (CarehareConsumer *self)
 {
-  return g_signal_has_handler_pending (self, signals[SIGNAL_DELIVERY], 0, TRUE);
+  return g_signal_has_handler_pending (self, signals[SIGNAL_DELIVERY], 0, FALSE);
 }
 
 /* Emits what is buffered, in order, while a handler is connected and the
@@ -836,7 +838,9 @@ carehare_consumer_class_init (CarehareConsumerClass *klass)
    * main-loop iteration (or when the next message arrives, whichever
    * comes first). When the last handler is disconnected, messages are
    * buffered again and taken with `next_delivery` as before: none is
-   * lost. A handler may disconnect itself, or close the consumer: the
+   * lost. A handler that is blocked (g_signal_handler_block(), to pause)
+   * counts as none: messages are buffered while every handler is
+   * blocked, and emitted once one is unblocked. A handler may disconnect itself, or close the consumer: the
    * messages not emitted yet then go back to the queue, and
    * [signal@Carehare.Consumer::closed] is emitted as always. Nothing is
    * emitted once the consumer is closed.

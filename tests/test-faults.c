@@ -967,6 +967,108 @@ test_pending_write_bytes_dropped (void)
   fault_proxy_free (proxy);
 }
 
+/* A notify handler that publishes more when the count falls to the
+ * low-water mark (enough to rise above the high one again, inside the
+ * notify): every publish is confirmed, and the count ends at 0. */
+typedef struct {
+  Backpressure *bp;
+  guint refills;
+  GAsyncResult *closed;
+} BpHandler;
+
+static void
+bp_refill_cb (GObject    *object,
+              GParamSpec *pspec,
+              gpointer    user_data)
+{
+  BpHandler *h = user_data;
+
+  if (carehare_connection_get_pending_write_bytes (h->bp->conn) >
+      CAREHARE_CONNECTION_WRITE_LOW_WATER_MARK || h->refills >= 2)
+    return;
+  h->refills++;
+  for (guint i = 0; i < 8; i++)
+    bp_publish (h->bp);
+}
+
+static void
+test_pending_write_bytes_handler_publishes (void)
+{
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  Backpressure bp = { 0 };
+  BpHandler h = { &bp };
+  g_autoptr(GError) error = NULL;
+
+  bp_fill (&bp, proxy);
+  g_signal_connect (bp.conn, "notify::pending-write-bytes", G_CALLBACK (bp_refill_cb), &h);
+  fault_proxy_release (proxy);
+  g_assert_true (wait_count (&h.refills, 2, TIMEOUT_MS));
+  g_assert_true (wait_count (&bp.n_confirmed, bp.n_published, TIMEOUT_MS));
+  g_assert_cmpuint (bp.n_failed, ==, 0);
+  g_assert_cmpuint (carehare_connection_get_pending_write_bytes (bp.conn), ==, 0);
+  g_assert_true (close_conn (bp.conn, &error));
+  g_assert_no_error (error);
+  bp_clear (&bp);
+  fault_proxy_free (proxy);
+}
+
+/* A notify handler that closes the connection at the high-water mark and
+ * drops the program's reference, inside the publish that crossed it: the
+ * close completes once the broker reads again, and every publish gets its
+ * callback (confirmed or failed), none twice. */
+static void
+bp_close_cb (GObject    *object,
+             GParamSpec *pspec,
+             gpointer    user_data)
+{
+  BpHandler *h = user_data;
+
+  if (h->closed != NULL || h->refills > 0 ||
+      carehare_connection_get_pending_write_bytes (CAREHARE_CONNECTION (object)) <=
+      CAREHARE_CONNECTION_WRITE_HIGH_WATER_MARK)
+    return;
+  h->refills++;
+  carehare_connection_close_async (CAREHARE_CONNECTION (object), NULL, carehare_test_store_result,
+                                   &h->closed);
+  g_clear_object (&h->bp->conn);
+}
+
+static void
+test_pending_write_bytes_handler_closes (void)
+{
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autofree char *uri = fault_proxy_uri (proxy, "/");
+  Backpressure bp = { 0 };
+  BpHandler h = { &bp };
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(GError) error = NULL;
+
+  bp.conn = carehare_test_connect (uri);
+  bp.body = g_bytes_new_take (g_malloc0 (BP_BODY_SIZE), BP_BODY_SIZE);
+  bp.routing_key = carehare_test_unique_name ("nowhere");
+  g_signal_connect (bp.conn, "notify::pending-write-bytes", G_CALLBACK (bp_close_cb), &h);
+  bp_publish (&bp);
+  g_assert_true (wait_count (&bp.n_confirmed, 1, TIMEOUT_MS));
+  fault_proxy_stall (proxy, FAULT_DIRECTION_CLIENT_TO_SERVER);
+  while (bp.conn != NULL && bp.n_published < BP_MAX_PUBLISHES)
+    {
+      bp_publish (&bp);
+      while (bp.conn != NULL && g_main_context_iteration (NULL, FALSE))
+        ;
+    }
+  g_assert_null (bp.conn);
+  fault_proxy_release (proxy);
+  carehare_test_wait_for_result (&h.closed, TIMEOUT_MS);
+  conn = CAREHARE_CONNECTION (g_async_result_get_source_object (h.closed));
+  g_assert_true (carehare_connection_close_finish (conn, h.closed, &error));
+  g_assert_no_error (error);
+  g_clear_object (&h.closed);
+  g_assert_true (wait_count (&bp.n_confirmed, bp.n_published - bp.n_failed, TIMEOUT_MS));
+  g_assert_cmpuint (bp.n_confirmed + bp.n_failed, ==, bp.n_published);
+  bp_clear (&bp);
+  fault_proxy_free (proxy);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -980,6 +1082,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/faults/reconnect-loop", test_reconnect_loop);
   g_test_add_func ("/faults/pending-write-bytes/stalled", test_pending_write_bytes_stalled);
   g_test_add_func ("/faults/pending-write-bytes/dropped", test_pending_write_bytes_dropped);
+  g_test_add_func ("/faults/pending-write-bytes/handler-publishes",
+                   test_pending_write_bytes_handler_publishes);
+  g_test_add_func ("/faults/pending-write-bytes/handler-closes",
+                   test_pending_write_bytes_handler_closes);
 
   return g_test_run ();
 }

@@ -1595,6 +1595,9 @@ typedef enum {
   HANDLER_ACK,
   HANDLER_DISCONNECT_AT_2,    /* acks 2, then disconnects itself */
   HANDLER_CLOSE_AT_2,         /* closes the consumer, drops the program's reference */
+  HANDLER_UNREF_AT_2,         /* acks 2, drops the last reference, closes nothing */
+  HANDLER_CLOSE_THEN_ACK_AT_2, /* closes the consumer, then acks 2 */
+  HANDLER_NESTED_AT_1,        /* runs a main loop of its own until an idle ran */
 } HandlerEnd;
 
 typedef struct {
@@ -1607,6 +1610,12 @@ typedef struct {
   GPtrArray *rejected;        /* owned GError * */
   GAsyncResult *closed;
 } Handler;
+
+static void
+set_flag_once_cb (gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+}
 
 static void
 on_delivery (CarehareConsumer *consumer,
@@ -1626,9 +1635,23 @@ on_delivery (CarehareConsumer *consumer,
       g_clear_object (&h->client->consumer);
       return;
     }
+  if (tag == 1 && h->end == HANDLER_NESTED_AT_1)
+    {
+      gboolean idle_ran = FALSE;
+
+      g_idle_add_once (set_flag_once_cb, &idle_ran);
+      while (!idle_ran)
+        g_main_context_iteration (NULL, TRUE);
+      /* Not re-entered: the rest of the read waits for this handler. */
+      g_assert_cmpuint (h->n, ==, 1);
+    }
+  if (tag == 2 && h->end == HANDLER_CLOSE_THEN_ACK_AT_2)
+    carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &h->closed);
   carehare_consumer_ack (consumer, tag);
   if (tag == 2 && h->end == HANDLER_DISCONNECT_AT_2)
     g_clear_signal_handler (&h->id, consumer);
+  if (tag == 2 && h->end == HANDLER_UNREF_AT_2)
+    g_clear_object (&h->client->consumer);
 }
 
 static void
@@ -1780,6 +1803,187 @@ test_signal_close (void)
   script_client_finish (&client);
 }
 
+/* A handler that drops the last reference in the middle of a read, and
+ * closes nothing: the consumer stops once that emission is over (its
+ * channel closed, the rest unacked), and nothing touches it after. */
+static void
+test_signal_unref (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_UNREF_AT_2 };
+  g_autoptr(GArray) settles = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  g_assert_null (client.consumer);
+  g_assert_cmpuint (h.n, ==, 2);
+  wait_for_channel_closed (client.srv);
+  settles = script_server_wait_settles (client.srv, 2);
+  g_assert_cmpuint (settles->len, ==, 2);
+  g_assert_cmpuint (g_array_index (settles, Settle, 0).tag, ==, 1);
+  g_assert_cmpuint (g_array_index (settles, Settle, 1).tag, ==, 2);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* A next_delivery callback that connects a ::delivery handler between two
+ * messages of one read (@call_first: after making its next call): every
+ * message comes exactly once, in order, through the call or the handler. */
+typedef struct {
+  gboolean call_first;
+  gboolean from_buffer;
+  guint64 tags[8];
+  guint n;
+  guint n_busy;
+} Switch;
+
+static void
+switch_on_delivery (CarehareConsumer *consumer,
+                    CarehareDelivery *delivery,
+                    gpointer          user_data)
+{
+  Switch *sw = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+
+  g_assert_cmpuint (sw->n, <, G_N_ELEMENTS (sw->tags));
+  sw->tags[sw->n++] = tag;
+  carehare_consumer_ack (consumer, tag);
+}
+
+static void
+switch_next_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+  Switch *sw = user_data;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 tag;
+
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+  if (delivery == NULL)
+    {
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BUSY);
+      sw->n_busy++;
+      return;
+    }
+  tag = carehare_delivery_get_delivery_tag (delivery);
+  switch_on_delivery (consumer, delivery, sw);
+  if (tag == 1)
+    {
+      carehare_consumer_next_delivery_async (consumer, NULL, switch_next_cb, sw);
+      return;
+    }
+  if (tag == 2)
+    {
+      if (sw->call_first)
+        carehare_consumer_next_delivery_async (consumer, NULL, switch_next_cb, sw);
+      g_signal_connect (consumer, "delivery", G_CALLBACK (switch_on_delivery), sw);
+    }
+}
+
+static void
+test_signal_connect_between (gconstpointer data)
+{
+  guint mode = GPOINTER_TO_UINT (data);
+  ScriptClient client = { 0 };
+  Switch sw = { (mode & 1) != 0, (mode & 2) != 0 };
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  if (sw.from_buffer)
+    script_client_next_batch (&client);
+  carehare_consumer_next_delivery_async (client.consumer, NULL, switch_next_cb, &sw);
+  if (!sw.from_buffer)
+    script_client_next_batch (&client);
+  while (sw.n < 4)
+    g_main_context_iteration (NULL, TRUE);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_cmpuint (sw.n, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (sw.tags[i], ==, i + 1);
+  assert_acks (client.srv, 4);
+  script_client_finish (&client);
+}
+
+/* A handler that closes the consumer and then acks the message it got:
+ * the ack is dropped (the broker delivers the message again), as the
+ * documentation says, and nothing after it is emitted. */
+static void
+test_signal_close_then_ack (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_CLOSE_THEN_ACK_AT_2 };
+  g_autoptr(GArray) settles = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  carehare_test_wait_for_result (&h.closed, TIMEOUT_MS);
+  g_clear_object (&h.closed);
+  g_assert_cmpuint (h.n, ==, 2);
+  wait_for_channel_closed (client.srv);
+  settles = script_server_wait_settles (client.srv, 1);
+  g_assert_cmpuint (settles->len, ==, 1);
+  g_assert_cmpuint (g_array_index (settles, Settle, 0).tag, ==, 1);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* A handler blocked (g_signal_handler_block(), to pause) while a read's
+ * messages arrive: none is emitted into the blocked handler and dropped;
+ * they wait, and are emitted once it is unblocked. */
+static void
+test_signal_blocked (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_ACK };
+  gint64 deadline;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  g_signal_handler_block (client.consumer, h.id);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 0);
+  g_signal_handler_unblock (client.consumer, h.id);
+  deadline = g_get_monotonic_time () + TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+  while (h.n < 4)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("%u of 4 messages emitted once the handler was unblocked: the rest are lost",
+                 h.n);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (h.tags[i], ==, i + 1);
+  assert_acks (client.srv, 4);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* A handler that runs a main loop of its own (for anything but a message
+ * of the read being decoded): it is not re-entered, and the rest of the
+ * read is emitted after it, in order. */
+static void
+test_signal_nested_loop (void)
+{
+  ScriptClient client = { 0 };
+  Handler h = { &client, HANDLER_NESTED_AT_1 };
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  handler_connect (&h);
+  script_client_next_batch (&client);
+  g_assert_cmpuint (h.n, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (h.tags[i], ==, i + 1);
+  assert_acks (client.srv, 4);
+  g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
 /* Messages that were rejected are reported by ::rejected, in their place. */
 static void
 test_signal_rejected (void)
@@ -1800,6 +2004,218 @@ test_signal_rejected (void)
   g_assert_cmpuint (h.n, ==, 3);
   g_assert_cmpuint (h.tags[2], ==, 5);
   g_ptr_array_unref (h.rejected);
+  script_client_finish (&client);
+}
+
+/* ---- dropping everything from a handler ----------------------------------- */
+
+typedef struct {
+  ScriptClient *client;
+  guint64 tags[8];
+  guint n;
+  GAsyncResult *closed;
+} DropAll;
+
+/* At tag 2: closes the connection and drops the program's references to
+ * the consumer and the connection, in the middle of a read. */
+static void
+drop_all_on_delivery (CarehareConsumer *consumer,
+                      CarehareDelivery *delivery,
+                      gpointer          user_data)
+{
+  DropAll *d = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+
+  g_assert_cmpuint (d->n, <, G_N_ELEMENTS (d->tags));
+  d->tags[d->n++] = tag;
+  carehare_consumer_ack (consumer, tag);
+  if (tag == 2)
+    {
+      carehare_connection_close_async (d->client->conn, NULL, carehare_test_store_result,
+                                       &d->closed);
+      g_clear_object (&d->client->consumer);
+      g_clear_object (&d->client->conn);
+    }
+}
+
+static void
+test_signal_drop_connection (void)
+{
+  ScriptClient client = { 0 };
+  DropAll d = { &client };
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GObject) conn = NULL;
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  g_signal_connect (client.consumer, "delivery", G_CALLBACK (drop_all_on_delivery), &d);
+  /* script_client_next_batch(), but the handler drops client.conn. */
+  carehare_connection_queue_declare_async (client.conn, "q", CAREHARE_QUEUE_FLAGS_NONE, NULL,
+                                           NULL, carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, TIMEOUT_MS);
+  conn = g_async_result_get_source_object (declared);
+  g_free (carehare_connection_queue_declare_finish (CAREHARE_CONNECTION (conn), declared, NULL,
+                                                    NULL, NULL));
+  g_clear_object (&conn);
+  carehare_test_wait_for_result (&d.closed, TIMEOUT_MS);
+  g_clear_object (&d.closed);
+  g_assert_null (client.conn);
+  /* Nothing after the close: the rest was not acked. */
+  g_assert_cmpuint (d.tags[0], ==, 1);
+  g_assert_cmpuint (d.tags[1], ==, 2);
+  script_server_free (client.srv);
+}
+
+/* A next_delivery callback that makes its next call with a cancellable and
+ * cancels it at once, then calls again: no message is lost or doubled. */
+typedef struct {
+  guint64 tags[8];
+  guint n;
+  guint cancelled;
+  gboolean done;
+} SelfCancel;
+
+static void self_cancel_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+self_cancel_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+  SelfCancel *c = user_data;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  guint64 tag;
+
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+  if (delivery == NULL)
+    {
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      c->cancelled++;
+      return;
+    }
+  tag = carehare_delivery_get_delivery_tag (delivery);
+  g_assert_cmpuint (c->n, <, G_N_ELEMENTS (c->tags));
+  c->tags[c->n++] = tag;
+  carehare_consumer_ack (consumer, tag);
+  if (tag == 4)
+    {
+      c->done = TRUE;
+      return;
+    }
+  carehare_consumer_next_delivery_async (consumer, cancellable, self_cancel_cb, c);
+  g_cancellable_cancel (cancellable);
+  carehare_consumer_next_delivery_async (consumer, NULL, self_cancel_cb, c);
+}
+
+static void
+test_chain_self_cancel (void)
+{
+  ScriptClient client = { 0 };
+  SelfCancel c = { 0 };
+  GHashTable *seen = g_hash_table_new (g_int64_hash, g_int64_equal);
+
+  script_client_start (&client, four, G_N_ELEMENTS (four));
+  carehare_consumer_next_delivery_async (client.consumer, NULL, self_cancel_cb, &c);
+  script_client_next_batch (&client);
+  wait_for_flag (&c.done);
+  for (guint i = 0; i < c.n; i++)
+    {
+      g_assert_false (g_hash_table_contains (seen, &c.tags[i]));
+      g_hash_table_add (seen, &c.tags[i]);
+      g_assert_cmpuint (c.tags[i], ==, i + 1);
+    }
+  g_assert_cmpuint (c.n, ==, 4);
+  assert_acks (client.srv, 4);
+  g_hash_table_unref (seen);
+  script_client_finish (&client);
+}
+
+/* ---- callbacks that wait for the server in a main loop of their own ------ */
+
+/* A ::delivery handler, or a next_delivery callback, runs inside the
+ * dispatch that decoded the message (a call waiting since an earlier
+ * iteration completed there under GTask's rule before today too). One that
+ * runs a main loop of its own until the server answers a request it made
+ * (the declare below, after which the scripted server also sends tag 3)
+ * never gets the answer: the transport reads nothing in a loop nested in
+ * its read. Hangs the same at 4b35af7 (before the day's consumer work) for
+ * next_delivery; the new ::delivery signal has it from the start. */
+typedef struct {
+  ScriptClient *client;
+  gboolean waited;            /* the callback of tag 1 got its declare-ok */
+  guint64 tags[4];
+  guint n;
+  gboolean done;
+} NestedWait;
+
+static void
+nested_wait_for_server (NestedWait *w,
+                        guint64     tag)
+{
+  g_assert_cmpuint (w->n, <, G_N_ELEMENTS (w->tags));
+  w->tags[w->n++] = tag;
+  if (tag == 1)
+    {
+      script_client_next_batch (w->client);
+      w->waited = TRUE;
+    }
+}
+
+static void
+nested_wait_on_delivery (CarehareConsumer *consumer,
+                         CarehareDelivery *delivery,
+                         gpointer          user_data)
+{
+  NestedWait *w = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+
+  nested_wait_for_server (w, tag);
+  carehare_consumer_ack (consumer, tag);
+}
+
+static void
+nested_wait_next_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  CarehareConsumer *consumer = CAREHARE_CONSUMER (source);
+  NestedWait *w = user_data;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 tag;
+
+  delivery = carehare_consumer_next_delivery_finish (consumer, result, &error);
+  g_assert_no_error (error);
+  tag = carehare_delivery_get_delivery_tag (delivery);
+  nested_wait_for_server (w, tag);
+  carehare_consumer_ack (consumer, tag);
+  if (tag == 3)
+    w->done = TRUE;
+  else
+    carehare_consumer_next_delivery_async (consumer, NULL, nested_wait_next_cb, w);
+}
+
+static void
+test_nested_wait_for_server (gconstpointer data)
+{
+  gboolean signal = GPOINTER_TO_INT (data);
+  ScriptClient client = { 0 };
+  NestedWait w = { &client };
+
+  script_client_start (&client, two_then_one, G_N_ELEMENTS (two_then_one));
+  if (signal)
+    g_signal_connect (client.consumer, "delivery", G_CALLBACK (nested_wait_on_delivery), &w);
+  else
+    carehare_consumer_next_delivery_async (client.consumer, NULL, nested_wait_next_cb, &w);
+  script_client_next_batch (&client);
+  g_assert_true (w.waited);
+  while (w.n < 3)
+    g_main_context_iteration (NULL, TRUE);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpuint (w.tags[i], ==, i + 1);
+  assert_acks (client.srv, 3);
   script_client_finish (&client);
 }
 
@@ -1837,6 +2253,32 @@ main (int argc, char *argv[])
                    test_signal_connect_with_waiter);
   g_test_add_func ("/scripted/consumer/signal/close", test_signal_close);
   g_test_add_func ("/scripted/consumer/signal/rejected", test_signal_rejected);
+  g_test_add_func ("/scripted/consumer/signal/unref", test_signal_unref);
+  g_test_add_func ("/scripted/consumer/signal/blocked", test_signal_blocked);
+  g_test_add_func ("/scripted/consumer/signal/nested-loop", test_signal_nested_loop);
+  g_test_add_func ("/scripted/consumer/signal/close-then-ack", test_signal_close_then_ack);
+  g_test_add_data_func ("/scripted/consumer/signal/connect-between", GUINT_TO_POINTER (0),
+                        test_signal_connect_between);
+  g_test_add_data_func ("/scripted/consumer/signal/connect-between/after-call",
+                        GUINT_TO_POINTER (1), test_signal_connect_between);
+  g_test_add_data_func ("/scripted/consumer/signal/connect-between/buffered",
+                        GUINT_TO_POINTER (2), test_signal_connect_between);
+  g_test_add_data_func ("/scripted/consumer/signal/connect-between/buffered-after-call",
+                        GUINT_TO_POINTER (3), test_signal_connect_between);
+  g_test_add_func ("/scripted/consumer/signal/drop-connection", test_signal_drop_connection);
+  g_test_add_func ("/scripted/consumer/chain/self-cancel", test_chain_self_cancel);
+  /* Known to fail (hang 10 s, then abort): the transport reads nothing in a
+   * main loop nested in the read that decoded the message, and both
+   * ::delivery and the serve() loop run callbacks inside that read. Not a
+   * small fix (decoding is not re-entrant): left out of the default run
+   * until it is; CAREHARE_TEST_KNOWN_BUGS=1 runs them. */
+  if (g_getenv ("CAREHARE_TEST_KNOWN_BUGS") != NULL)
+    {
+      g_test_add_data_func ("/scripted/consumer/nested-wait-for-server/signal",
+                            GINT_TO_POINTER (TRUE), test_nested_wait_for_server);
+      g_test_add_data_func ("/scripted/consumer/nested-wait-for-server/next-delivery",
+                            GINT_TO_POINTER (FALSE), test_nested_wait_for_server);
+    }
 
   return g_test_run ();
 }

@@ -1993,6 +1993,92 @@ test_consume_settle_up_to (void)
   close_connection (conn);
 }
 
+/* A 1 MiB and a 5 MiB body (mapped of its own) both in flight; the
+ * ::delivery handler of the first acks it, closes the consumer and drops
+ * the program's reference, while the second is being read in place (or
+ * about to be). The second is delivered again, whole, to the next
+ * consumer; the first is gone: nothing lost, nothing doubled. */
+typedef struct {
+  GBytes *first;
+  guint n;
+  GAsyncResult *closed;
+  CarehareConsumer **consumer;
+} CloseMidBody;
+
+static void
+close_mid_body_on_delivery (CarehareConsumer *consumer,
+                            CarehareDelivery *delivery,
+                            gpointer          user_data)
+{
+  CloseMidBody *c = user_data;
+
+  c->n++;
+  g_assert_true (g_bytes_equal (carehare_delivery_get_body (delivery), c->first));
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+  carehare_consumer_close_async (consumer, NULL, carehare_test_store_result, &c->closed);
+  g_clear_object (c->consumer);
+}
+
+static GBytes *
+patterned_body (gsize  size,
+                guint8 seed)
+{
+  guint8 *data = g_malloc (size);
+
+  for (gsize j = 0; j < size; j++)
+    data[j] = (guint8) (j * 7 + j / 65521 + seed);
+  return g_bytes_new_take (data, size);
+}
+
+static void
+test_close_mid_large_body (gconstpointer data)
+{
+  guint16 prefetch = GPOINTER_TO_UINT (data);
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  /* Exclusive, not auto-deleted: it outlives the first consumer. */
+  g_autofree char *queue = declare_queue_with_flags (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE,
+                                                     NULL);
+  g_autoptr(GBytes) first = patterned_body (1024 * 1024, 1);
+  g_autoptr(GBytes) second = patterned_body (5 * 1024 * 1024, 2);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareDelivery) again = NULL;
+  g_autoptr(GBytes) body = NULL;
+  g_autoptr(GError) error = NULL;
+  CloseMidBody c = { first, 0, NULL, &consumer };
+  Counter counter = { 0 };
+
+  carehare_connection_publish_async (conn, "", queue, first, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     NULL, count_publish_cb, &counter);
+  carehare_connection_publish_async (conn, "", queue, second, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     NULL, count_publish_cb, &counter);
+  while (counter.done < 2)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (counter.first_error);
+
+  consumer = start_consumer (conn, queue, prefetch, &error);
+  g_assert_no_error (error);
+  g_signal_connect (consumer, "delivery", G_CALLBACK (close_mid_body_on_delivery), &c);
+  carehare_test_wait_for_result (&c.closed, TIMEOUT_MS);
+  g_clear_object (&c.closed);
+  g_assert_null (consumer);
+  g_assert_cmpuint (c.n, ==, 1);
+
+  consumer = start_consumer (conn, queue, prefetch, &error);
+  g_assert_no_error (error);
+  again = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_bytes_equal (carehare_delivery_get_body (again), second));
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (again));
+  g_clear_object (&consumer);
+  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
+  close_connection (conn);
+  /* The body (mapped of its own) outlives the delivery and the connection. */
+  body = g_bytes_ref (carehare_delivery_get_body (again));
+  g_clear_object (&again);
+  g_clear_object (&conn);
+  g_assert_true (g_bytes_equal (body, second));
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -2001,6 +2087,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/publish/round-trip-every-property", test_round_trip_every_property);
   g_test_add_func ("/publish/empty-and-large-bodies", test_empty_and_large_bodies);
   g_test_add_func ("/consume/large-bodies-in-flight", test_large_bodies_in_flight);
+  g_test_add_data_func ("/consume/close-mid-large-body/prefetch-1", GUINT_TO_POINTER (1),
+                        test_close_mid_large_body);
+  g_test_add_data_func ("/consume/close-mid-large-body/prefetch-2", GUINT_TO_POINTER (2),
+                        test_close_mid_large_body);
   g_test_add_func ("/publish/many-in-flight-in-order", test_many_in_flight_arrive_in_order);
   g_test_add_func ("/publish/nack", test_nack_for_that_message_only);
   g_test_add_func ("/publish/channel-error", test_channel_error_fails_that_exchange_only);

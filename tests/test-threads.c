@@ -1395,6 +1395,80 @@ test_session_close_from_thread (void)
   g_clear_object (&c.consumer);
 }
 
+/* A session consumer settled and asked for more from another thread after
+ * the session was closed (@drop: and its last reference dropped): the
+ * settles are dropped, the call fails with CONNECTION_CLOSED (the session
+ * closed) on the thread's own context, and the thread drops the consumer's
+ * last reference. */
+typedef struct {
+  CarehareConsumer *consumer;   /* owned, dropped by the thread */
+  guint64 tag;
+  GError *error;
+} LateSettler;
+
+static gpointer
+late_settler_thread (gpointer user_data)
+{
+  LateSettler *l = user_data;
+  g_autoptr(GMainContext) own = g_main_context_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+
+  g_main_context_push_thread_default (own);
+  carehare_consumer_ack (l->consumer, l->tag);
+  carehare_consumer_nack (l->consumer, l->tag + 1, TRUE);
+  carehare_consumer_ack_up_to (l->consumer, l->tag + 2);
+  carehare_consumer_next_delivery_async (l->consumer, NULL, carehare_test_store_result, &result);
+  while (result == NULL)
+    g_main_context_iteration (own, TRUE);
+  delivery = carehare_consumer_next_delivery_finish (l->consumer, result, &l->error);
+  g_assert_null (delivery);
+  g_clear_object (&result);
+  g_clear_object (&l->consumer);
+  g_main_context_pop_thread_default (own);
+  return NULL;
+}
+
+static void
+test_session_settle_after_close (gconstpointer data)
+{
+  gboolean drop = GPOINTER_TO_INT (data);
+  CarehareSession *session = session_new_local ();
+  g_autofree char *queue = carehare_test_unique_name ("threads-session-late");
+  g_autoptr(GAsyncResult) got = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  LateSettler l = { 0 };
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_AUTO_DELETE, NULL);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_autoptr(GBytes) body = text ("late");
+
+      carehare_session_publish_async (session, "", queue, body, NULL,
+                                      CAREHARE_PUBLISH_FLAGS_NONE, NULL, NULL, NULL);
+    }
+  l.consumer = carehare_session_acking_consumer (session, queue, 10);
+  carehare_session_start (session);
+  carehare_consumer_next_delivery_async (l.consumer, NULL, carehare_test_store_result, &got);
+  carehare_test_wait_for_result (&got, TIMEOUT_MS);
+  delivery = carehare_consumer_next_delivery_finish (l.consumer, got, &error);
+  g_assert_no_error (error);
+  l.tag = carehare_delivery_get_delivery_tag (delivery);
+
+  session_close (session);
+  if (drop)
+    g_clear_object (&session);
+  g_thread_join (g_thread_new ("late-settler", late_settler_thread, &l));
+  g_assert_error (l.error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_clear_error (&l.error);
+  g_assert_null (l.consumer);
+  /* What the thread queued to the session's context runs, harmlessly. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_clear_object (&session);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1415,6 +1489,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/threads/session/thread-pool-acks", test_session_thread_pool_acks);
   g_test_add_func ("/threads/session/sync-from-worker", test_session_sync_from_worker);
   g_test_add_func ("/threads/session/close-from-thread", test_session_close_from_thread);
+  g_test_add_data_func ("/threads/session/settle-after-close", GINT_TO_POINTER (FALSE),
+                        test_session_settle_after_close);
+  g_test_add_data_func ("/threads/session/settle-after-drop", GINT_TO_POINTER (TRUE),
+                        test_session_settle_after_close);
 
   return g_test_run ();
 }
