@@ -840,10 +840,16 @@ carehare_consumer_class_init (CarehareConsumerClass *klass)
    * buffered again and taken with `next_delivery` as before: none is
    * lost. A handler that is blocked (g_signal_handler_block(), to pause)
    * counts as none: messages are buffered while every handler is
-   * blocked, and emitted once one is unblocked. A handler may disconnect itself, or close the consumer: the
-   * messages not emitted yet then go back to the queue, and
-   * [signal@Carehare.Consumer::closed] is emitted as always. Nothing is
-   * emitted once the consumer is closed.
+   * blocked, and emitted once one is unblocked. A handler may disconnect
+   * itself, or close the consumer: the messages not emitted yet then go
+   * back to the queue, and [signal@Carehare.Consumer::closed] is emitted
+   * as always. Nothing is emitted once the consumer is closed.
+   *
+   * A handler runs inside the read that brought its message: nothing more
+   * is read from the broker until it returns. It must not wait for the
+   * broker in a main loop of its own (running the context until a
+   * declaration completes, say): that would wait forever. Start the
+   * operation and return; go on in its callback.
    *
    * A waiting `next_delivery` holds the consumer; a handler does not: keep
    * a reference on the consumer while it consumes this way (dropping the
@@ -1057,6 +1063,12 @@ next_async (CarehareConsumer    *self,
  * program keeps no reference to goes on waiting, and receiving. To stop
  * waiting, close the consumer ([method@Carehare.Consumer.close_async]: the
  * call fails with %CAREHARE_ERROR_CHANNEL_CLOSED) or cancel the call.
+ *
+ * @callback may run inside the read that brought the message (the call
+ * made in a previous callback is answered there, with no main-loop
+ * iteration per message): it must not wait for the broker in a main loop
+ * of its own, which nothing would answer until it returns. Start the
+ * operation and return; go on in its callback.
  */
 void
 carehare_consumer_next_delivery_async (CarehareConsumer    *self,
