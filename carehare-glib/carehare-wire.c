@@ -730,8 +730,14 @@ G_STATIC_ASSERT (CAREHARE_PROPERTY_ALL == 0xFFFC);
 void
 carehare_basic_properties_clear (CarehareBasicProperties *props)
 {
+  static const CarehareBasicProperties empty;
+
   g_return_if_fail (props != NULL);
 
+  /* Twice per consumed message this is already clear (the properties moved
+   * into the delivery, or a message sent without any): skip the walk. */
+  if (memcmp (props, &empty, sizeof *props) == 0)
+    return;
   clear_args (props, basic_properties, G_N_ELEMENTS (basic_properties));
   memset (props, 0, sizeof *props);
 }
