@@ -1424,6 +1424,27 @@ test_error_bad_short_string (void)
                        "routing-key");
   assert_method_error ("0032 000B 02 71FF 00000000 00000000", CAREHARE_WIRE_ERROR_BAD_SHORT_STRING, 502,
                        "queue");
+
+  /* Strings longer than eight bytes take the word-at-a-time ASCII check
+   * first: a NUL or a non-ASCII byte in a word or in the tail is still
+   * caught, and valid UTF-8 that is not ASCII still passes. */
+  assert_method_error ("003C 0028 0000 0A 6162630064656667 6869 02 726B 00",
+                       CAREHARE_WIRE_ERROR_BAD_SHORT_STRING, 502, "exchange");
+  assert_method_error ("003C 0028 0000 0A 6162636465666780 6869 02 726B 00",
+                       CAREHARE_WIRE_ERROR_BAD_SHORT_STRING, 502, "exchange");
+  assert_method_error ("003C 0028 0000 0A 6162636465666768 6900 02 726B 00",
+                       CAREHARE_WIRE_ERROR_BAD_SHORT_STRING, 502, "exchange");
+  assert_method_error ("003C 0028 0000 0A 6162636465666768 69FF 02 726B 00",
+                       CAREHARE_WIRE_ERROR_BAD_SHORT_STRING, 502, "exchange");
+  {
+    g_autoptr(GError) error = NULL;
+    CarehareMethod m;
+
+    g_assert_true (decode_method_hex ("003C 0028 0000 0A 61C3A96263646566 6768 02 726B 00", &m, &error));
+    g_assert_no_error (error);
+    g_assert_cmpstr (m.basic_publish.exchange, ==, "a\xc3\xa9" "bcdefgh");
+    carehare_method_clear (&m);
+  }
 }
 
 static void
