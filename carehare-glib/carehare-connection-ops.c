@@ -11,6 +11,7 @@
 #include "carehare-delivery-private.h"
 #include "carehare-properties-private.h"
 #include "carehare-protocol.h"
+#include "carehare-uri.h"
 
 #include <string.h>
 
@@ -133,10 +134,8 @@ static void
 update_secret_start_free (gpointer data)
 {
   UpdateSecretStart *copy = data;
-  char *secret = (char *) copy->new_secret;
 
-  memset (secret, 0, strlen (secret));
-  g_free (secret);
+  carehare_uri_secret_free ((char *) copy->new_secret);
   g_free ((char *) copy->reason);
   g_free (copy);
 }
