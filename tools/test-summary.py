@@ -20,11 +20,21 @@ TELLING = re.compile(
 TAIL = 12
 
 
+TAP_RESULT = re.compile(r"^(not )?ok \d+ ")
+
+
 def explain(stdout):
-    """The telling lines of a test's output, else its last lines."""
+    """The telling lines of a test's output, else its last lines.
+
+    A GLib test that aborts (g_error, a timeout) prints no result line for
+    the case it was running, so the last result line comes first: the case
+    after it in the program's order is the one that broke."""
     lines = stdout.splitlines()
-    telling = [line for line in lines if TELLING.search(line)]
-    return (telling or lines)[-TAIL:]
+    telling = [line for line in lines if TELLING.search(line)][-TAIL:]
+    results = [line for line in lines if TAP_RESULT.match(line)]
+    if results and results[-1] not in telling:
+        telling.insert(0, "last result before the failure: " + results[-1])
+    return telling or lines[-TAIL:]
 
 
 passed = failed = skipped = 0
