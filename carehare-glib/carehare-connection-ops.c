@@ -883,22 +883,11 @@ carehare_connection_exchange_unbind_finish (CarehareConnection  *self,
 
 /* ---- public API: publishing ---------------------------------------------- */
 
-typedef struct {
-  const char *exchange;
-  const char *routing_key;
-  GBytes *body;
-  CarehareBasicProperties basic;  /* borrowed from properties */
-  gboolean mandatory;
-  CarehareProperties *properties; /* nullable; owned by a copy */
-} PublishStart;
-
-/* A copy for a call queued for the thread running the context: the caller
- * does not wait for it, so nothing may stay borrowed. */
-static gpointer
-publish_start_copy (gpointer data)
+gpointer
+_carehare_connection_publish_copy (gpointer data)
 {
-  const PublishStart *in = data;
-  PublishStart *out = g_new0 (PublishStart, 1);
+  const CarehareConnectionPublish *in = data;
+  CarehareConnectionPublish *out = g_new0 (CarehareConnectionPublish, 1);
 
   out->exchange = g_strdup (in->exchange);
   out->routing_key = g_strdup (in->routing_key);
@@ -906,13 +895,14 @@ publish_start_copy (gpointer data)
   out->mandatory = in->mandatory;
   out->properties = in->properties != NULL ? carehare_properties_copy (in->properties) : NULL;
   carehare_properties_to_basic (out->properties, &out->basic);
+  out->id = in->id;
   return out;
 }
 
-static void
-publish_start_free (gpointer data)
+void
+_carehare_connection_publish_free (gpointer data)
 {
-  PublishStart *start = data;
+  CarehareConnectionPublish *start = data;
 
   g_free ((char *) start->exchange);
   g_free ((char *) start->routing_key);
@@ -926,7 +916,7 @@ publish_start (CarehareProtocol *protocol,
                GTask            *task,
                gpointer          start_data)
 {
-  PublishStart *publish = start_data;
+  CarehareConnectionPublish *publish = start_data;
 
   return carehare_protocol_publish (protocol, publish->exchange, publish->routing_key,
                                     publish->body, &publish->basic, publish->mandatory,
@@ -984,7 +974,7 @@ carehare_connection_publish_async (CarehareConnection   *self,
                                    GAsyncReadyCallback   callback,
                                    gpointer              user_data)
 {
-  PublishStart publish = { exchange, routing_key, body, .properties = properties };
+  CarehareConnectionPublish publish = { exchange, routing_key, body, .properties = properties };
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (exchange != NULL);
@@ -998,8 +988,8 @@ carehare_connection_publish_async (CarehareConnection   *self,
    * protocol completes it with G_IO_ERROR_CANCELLED itself; once written,
    * the broker's answer is the result, whatever the cancellable says. */
   _carehare_connection_start_op (self, carehare_connection_publish_async, FALSE,
-                                 publish_start, &publish, publish_start_copy,
-                                 publish_start_free, cancellable, callback, user_data);
+                                 publish_start, &publish, _carehare_connection_publish_copy,
+                                 _carehare_connection_publish_free, cancellable, callback, user_data);
 }
 
 /**
@@ -1048,7 +1038,7 @@ call_start (CarehareProtocol *protocol,
             GTask            *task,
             gpointer          start_data)
 {
-  PublishStart *call = start_data;
+  CarehareConnectionPublish *call = start_data;
 
   return carehare_protocol_call (protocol, call->exchange, call->routing_key, call->body,
                                  &call->basic, call->mandatory, call_done_cb, task);
@@ -1117,7 +1107,7 @@ carehare_connection_call_async (CarehareConnection   *self,
                                 GAsyncReadyCallback   callback,
                                 gpointer              user_data)
 {
-  PublishStart call = { exchange, routing_key, body, .properties = properties };
+  CarehareConnectionPublish call = { exchange, routing_key, body, .properties = properties };
 
   g_return_if_fail (CAREHARE_IS_CONNECTION (self));
   g_return_if_fail (exchange != NULL);
@@ -1128,7 +1118,7 @@ carehare_connection_call_async (CarehareConnection   *self,
   carehare_properties_to_basic (properties, &call.basic);
   call.mandatory = (flags & CAREHARE_PUBLISH_FLAGS_MANDATORY) != 0;
   _carehare_connection_start_op (self, carehare_connection_call_async, TRUE, call_start,
-                                 &call, publish_start_copy, publish_start_free,
+                                 &call, _carehare_connection_publish_copy, _carehare_connection_publish_free,
                                  cancellable, callback, user_data);
 }
 

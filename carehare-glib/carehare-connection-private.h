@@ -132,4 +132,37 @@ RpcData *_carehare_connection_finish_rpc  (CarehareConnection          *self,
                                            gpointer                     source_tag,
                                            GError                     **error);
 
+/* A publish's arguments (carehare-connection-ops.c), for publish_async(),
+ * call_async() and publish_tracked(): borrowed from the caller, or a copy
+ * (copy/free) for a call queued for the thread running the context, which
+ * the caller does not wait for, so nothing may stay borrowed. */
+typedef struct {
+  const char *exchange;
+  const char *routing_key;
+  GBytes *body;
+  CarehareBasicProperties basic;  /* borrowed from properties */
+  gboolean mandatory;
+  CarehareProperties *properties; /* nullable; owned by a copy */
+  guint64 id;                     /* publish_tracked()'s */
+} CarehareConnectionPublish;
+
+gpointer _carehare_connection_publish_copy (gpointer data);
+void     _carehare_connection_publish_free (gpointer data);
+
+/* Tracked publishes (carehare-connection-tracked.c): their state, made in
+ * init and freed in finalize; the signals, registered from class_init;
+ * receiving() brackets the protocol's handling of received bytes, whose
+ * confirms are announced when it ends (returns @more); drop() forgets
+ * everything in dispose, announcing nothing. */
+typedef struct _CarehareTracked CarehareTracked;
+
+CarehareTracked *_carehare_tracked_new                     (void);
+void             _carehare_tracked_free                    (CarehareTracked    *tracked);
+CarehareTracked *_carehare_connection_get_tracked          (CarehareConnection *self);
+void             _carehare_connection_tracked_class_init   (GObjectClass       *klass);
+void             _carehare_connection_tracked_enter        (CarehareConnection *self);
+gboolean         _carehare_connection_tracked_leave        (CarehareConnection *self,
+                                                            gboolean            more);
+void             _carehare_connection_tracked_drop         (CarehareConnection *self);
+
 G_END_DECLS

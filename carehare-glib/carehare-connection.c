@@ -98,6 +98,7 @@ struct _CarehareConnection
 
   GMainContext *context;          /* owned: thread-default at construction */
   CarehareMailbox *mailbox;       /* owned: calls from threads that cannot hold the context */
+  CarehareTracked *tracked;       /* owned: publish_tracked()'s state */
 
   /* construct-only */
   char *uri;                      /* owned; never exposed, it may hold a password */
@@ -416,8 +417,10 @@ transport_received (gpointer      user_data,
 {
   CarehareConnection *self = user_data;
 
-  return self->protocol != NULL &&
-         carehare_protocol_receive (self->protocol, data, size, g_get_monotonic_time ());
+  _carehare_connection_tracked_enter (self);
+  return _carehare_connection_tracked_leave (
+    self, self->protocol != NULL &&
+          carehare_protocol_receive (self->protocol, data, size, g_get_monotonic_time ()));
 }
 
 static guint8 *
@@ -439,8 +442,10 @@ transport_received_in_place (gpointer user_data,
 {
   CarehareConnection *self = user_data;
 
-  return self->protocol != NULL &&
-         carehare_protocol_receive_in_place (self->protocol, size, g_get_monotonic_time ());
+  _carehare_connection_tracked_enter (self);
+  return _carehare_connection_tracked_leave (
+    self, self->protocol != NULL &&
+          carehare_protocol_receive_in_place (self->protocol, size, g_get_monotonic_time ()));
 }
 
 static void
@@ -773,6 +778,7 @@ dispose_run (CarehareConnection *self,
       carehare_protocol_free (g_steal_pointer (&self->protocol));
     }
   g_ptr_array_set_size (self->dead_protocols, 0);
+  _carehare_connection_tracked_drop (self);
   /* Nobody may iterate our context any more (a worker thread that closed,
    * dropped its reference and ended): close the socket now, not when the
    * last pending callback has run, and complete the closes waiting for it. */
@@ -813,6 +819,7 @@ carehare_connection_finalize (GObject *object)
   g_ptr_array_unref (self->dead_protocols);
   carehare_uri_secret_strv_free (self->uris);
   _carehare_mailbox_free (self->mailbox);
+  _carehare_tracked_free (self->tracked);
   g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (carehare_connection_parent_class)->finalize (object);
@@ -1126,6 +1133,8 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
   signals[SIGNAL_CLOSED] =
     g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                   NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
+
+  _carehare_connection_tracked_class_init (object_class);
 }
 
 static void
@@ -1133,6 +1142,7 @@ carehare_connection_init (CarehareConnection *self)
 {
   self->context = g_main_context_ref_thread_default ();
   self->mailbox = _carehare_mailbox_new (self->context);
+  self->tracked = _carehare_tracked_new ();
   self->close_tasks = g_ptr_array_new ();
   self->dead_protocols = g_ptr_array_new_with_free_func ((GDestroyNotify) carehare_protocol_free);
   self->transport = _carehare_transport_new (G_OBJECT (self), self->context,
@@ -1447,6 +1457,12 @@ CarehareProtocol *
 _carehare_connection_get_protocol (CarehareConnection *self)
 {
   return self->protocol;
+}
+
+CarehareTracked *
+_carehare_connection_get_tracked (CarehareConnection *self)
+{
+  return self->tracked;
 }
 
 CarehareTransport *

@@ -233,6 +233,17 @@ gboolean            carehare_connection_publish_finish  (CarehareConnection   *s
                                                          GError              **error);
 
 CAREHARE_AVAILABLE_IN_ALL
+guint64             carehare_connection_publish_tracked (CarehareConnection   *self,
+                                                         const char           *exchange,
+                                                         const char           *routing_key,
+                                                         GBytes               *body,
+                                                         CarehareProperties   *properties,
+                                                         CareharePublishFlags  flags);
+CAREHARE_AVAILABLE_IN_ALL
+guint64            *carehare_connection_take_confirmed  (CarehareConnection   *self,
+                                                         gsize                *n_ids);
+
+CAREHARE_AVAILABLE_IN_ALL
 void                carehare_connection_call_async      (CarehareConnection   *self,
                                                          const char           *exchange,
                                                          const char           *routing_key,

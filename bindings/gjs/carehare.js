@@ -82,6 +82,45 @@ for (const name of ['close', 'queue_declare', 'queue_delete', 'queue_purge', 'qu
 for (const name of ['next_delivery', 'next_deliveries', 'close'])
     promisify(Carehare.Consumer.prototype, name);
 
+// publish_async() as a promise without a cancellable takes the fast path:
+// publish_tracked(), whose confirms come back in one ::publishes-confirmed
+// per read (take_confirmed()), so no GTask and no GI callback per message.
+// The same outcomes: the promise resolves to true on the confirm and
+// rejects with the GLib.Error of publish_async() (reply_code set).
+const trackedOf = new WeakMap();
+const promisedPublish = Carehare.Connection.prototype.publish_async;
+Carehare.Connection.prototype.publish_async = function (exchange, routingKey, body, properties,
+    flags, cancellable, ...rest) {
+    if (rest.length > 0 || (cancellable !== null && cancellable !== undefined))
+        return promisedPublish.call(this, exchange, routingKey, body, properties, flags,
+            cancellable, ...rest);
+    let pending = trackedOf.get(this);
+    if (pending === undefined) {
+        pending = new Map();
+        trackedOf.set(this, pending);
+        this.connect('publishes-confirmed', connection => {
+            for (const id of connection.take_confirmed() ?? []) {
+                const settle = pending.get(id);
+                if (settle) {
+                    pending.delete(id);
+                    settle.resolve(true);
+                }
+            }
+        });
+        this.connect('publish-failed', (_connection, id, error) => {
+            const settle = pending.get(id);
+            if (settle) {
+                pending.delete(id);
+                settle.reject(withReplyCode(error));
+            }
+        });
+    }
+    return new Promise((resolve, reject) => {
+        pending.set(this.publish_tracked(exchange, routingKey, body, properties, flags),
+            {resolve, reject});
+    });
+};
+
 // `for await (const delivery of consumer)`: each Carehare.Delivery until
 // the consumer is closed. Nothing is acked for you. The loop takes the
 // messages through the consumer's ::delivery signal (one handler call per

@@ -643,6 +643,42 @@ test('the module\'s promises: 100 publishes in flight, a callback still makes th
     }
 });
 
+test('publish_tracked: ids, take_confirmed() in ::publishes-confirmed, ::publish-failed with the error', async () => {
+    const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
+    const confirmed = [];
+    const failed = [];
+    const handlers = [
+        conn.connect('publishes-confirmed', c => {
+            confirmed.push(...c.take_confirmed());
+            assertEqual(c.take_confirmed(), null, 'taken once');
+        }),
+        conn.connect('publish-failed', (_c, id, error) => failed.push([id, error])),
+    ];
+    try {
+        const queue = await declareQueue(conn);
+        const body = new GLib.Bytes(new Uint8Array(16));
+        const ids = [];
+        for (let i = 0; i < 50; i++)
+            ids.push(conn.publish_tracked('', queue, body, null, Carehare.PublishFlags.NONE));
+        assertEqual(ids, ids.map((_, i) => ids[0] + i), 'consecutive ids');
+        assertEqual(confirmed.length, 0, 'nothing announced inside the calls');
+        await until(() => confirmed.length === 50);
+        assertEqual(confirmed, ids, 'confirmed in order');
+        const bad = conn.publish_tracked(unique('missing'), 'k', body, null, Carehare.PublishFlags.NONE);
+        await until(() => failed.length === 1);
+        assertEqual(failed[0][0], bad, 'failed id');
+        assert(failed[0][1].matches(Carehare.error_quark(), Carehare.Error.CHANNEL_CLOSED_BY_SERVER),
+            `error ${failed[0][1]}`);
+        // The module's promises take this path: the same outcome.
+        const error = await expectError(Carehare.error_quark(), Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+            conn.publish_async(unique('missing'), 'k', body, null, Carehare.PublishFlags.NONE, null));
+        assertEqual(error.reply_code, 404, 'reply_code');
+    } finally {
+        handlers.forEach(id => conn.disconnect(id));
+        await close(conn);
+    }
+});
+
 test('for await: many messages in order through ::delivery; after a break, what was not taken comes back', async () => {
     const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
     try {

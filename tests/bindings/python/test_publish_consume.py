@@ -92,6 +92,56 @@ async def test_publish_futures_are_independent(connection):
     assert isinstance(results[2], carehare.ServerSentNack)
 
 
+async def test_publish_settles_every_future_and_keeps_none(connection):
+    # publish() takes publish_tracked(): one ::publishes-confirmed per read
+    # settles many futures, a failure its own; none is kept afterwards.
+    queue = await connection.queue_declare("", exclusive=True)
+    futures = [connection.publish(b"m", routing_key=queue) for _ in range(300)]
+    futures.append(connection.publish(b"m", exchange_name=unique("missing")))
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert results[:300] == [None] * 300
+    assert isinstance(results[300], carehare.ChannelClosedByServer)
+    assert connection._carehare_tracked == {}
+    assert await connection.queue_purge(queue) == 300
+
+
+async def test_publish_tracked_from_python(connection):
+    # The GI surface itself: an id per publish, the ids of one read as a
+    # list from take_confirmed(), a failure with its id and GLib.Error.
+    queue = await connection.queue_declare("", exclusive=True)
+    loop = asyncio.get_running_loop()
+    confirmed = []
+    failed = loop.create_future()
+    done = loop.create_future()
+    body = GLib.Bytes.new(b"tracked")
+
+    def on_confirmed(conn):
+        ids = conn.take_confirmed()
+        assert all(isinstance(i, int) for i in ids)
+        confirmed.extend(ids)
+        assert conn.take_confirmed() == []
+        if len(confirmed) == 10 and not done.done():
+            done.set_result(None)
+
+    handlers = [connection.connect("publishes-confirmed", on_confirmed),
+                connection.connect("publish-failed",
+                                   lambda conn, i, e: failed.set_result((i, e)))]
+    try:
+        ids = [connection.publish_tracked("", queue, body, None, carehare.PublishFlags.NONE)
+               for _ in range(10)]
+        assert ids == list(range(ids[0], ids[0] + 10))
+        await asyncio.wait_for(done, 30)
+        assert confirmed == ids
+        bad = connection.publish_tracked(unique("missing"), "k", body, None,
+                                         carehare.PublishFlags.NONE)
+        publish_id, error = await asyncio.wait_for(failed, 30)
+        assert publish_id == bad
+        assert error.matches(carehare.error_quark(), carehare.Error.CHANNEL_CLOSED_BY_SERVER)
+    finally:
+        for handler in handlers:
+            connection.disconnect(handler)
+
+
 async def test_consume_missing_queue(connection):
     with pytest.raises(carehare.ChannelClosedByServer) as cm:
         async with connection.acking_consumer(unique("missing")):
