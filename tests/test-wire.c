@@ -423,6 +423,10 @@ test_method_encode_basic_ack (void)
   m.basic_ack.delivery_tag = 5;
   m.basic_ack.multiple = TRUE;
   assert_method_frame (1, &m, "01 0001 0000000D 003C 0050 0000000000000005 01 CE");
+  /* Every byte of the channel and the tag in place; bit 0 clear. */
+  m.basic_ack.delivery_tag = G_GUINT64_CONSTANT (0xF1E2D3C4B5A69788);
+  m.basic_ack.multiple = FALSE;
+  assert_method_frame (0xABCD, &m, "01 ABCD 0000000D 003C 0050 F1E2D3C4B5A69788 00 CE");
 }
 
 static void
