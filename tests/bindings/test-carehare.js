@@ -719,6 +719,62 @@ test('for await: many messages in order through ::delivery; after a break, what 
     }
 });
 
+test('for await: a rejected message throws its error and ends the loop; a closed consumer ends it or throws', async () => {
+    // max_body_size=64: a larger message is rejected (::rejected) in its place.
+    const plain = env('CAREHARE_TEST_AMQP_URI');
+    const conn = await connect(`${plain}${plain.includes('?') ? '&' : '?'}max_body_size=64`);
+    try {
+        const queue = await declareQueue(conn);
+        await publish(conn, queue, 'small');
+        await publish(conn, queue, 'x'.repeat(100));
+        await publish(conn, queue, 'after');
+        const consumer = await timeout(conn.acking_consumer_async(queue, 0, 10, null));
+        const seen = [];
+        let thrown = null;
+        try {
+            for await (const delivery of consumer) {
+                seen.push(new TextDecoder().decode(delivery.get_body().toArray()));
+                consumer.ack(delivery.get_delivery_tag());
+            }
+        } catch (e) {
+            thrown = e;
+        }
+        assertEqual(seen, ['small'], 'before the rejected one');
+        assert(thrown !== null && thrown.matches(Carehare.error_quark(), Carehare.Error.MESSAGE_TOO_LARGE),
+            `thrown ${thrown}`);
+        // The loop's handlers are gone: 'after' is next_delivery's.
+        const after = await timeout(consumer.next_delivery_async(null));
+        assertEqual(new TextDecoder().decode(after.get_body().toArray()), 'after', 'after');
+        consumer.ack(after.get_delivery_tag());
+
+        // Deleted under a waiting loop: it throws the server's error.
+        const doomed = await declareQueue(conn, Carehare.QueueFlags.NONE);
+        const cancelled = await timeout(conn.acking_consumer_async(doomed, 0, 10, null));
+        const loop = (async () => {
+            // eslint-disable-next-line no-unused-vars
+            for await (const _delivery of cancelled)
+                throw new Error('nothing was published');
+        })();
+        await timeout(conn.queue_delete_async(doomed, Carehare.QueueDeleteFlags.NONE, null));
+        let error = null;
+        await timeout(loop.catch(e => {
+            error = e;
+        }));
+        assert(error !== null && error.matches(Carehare.error_quark(), Carehare.Error.CHANNEL_CLOSED_BY_SERVER),
+            `deleted queue gave ${error}`);
+
+        // Closed by us before the loop: no iteration, no error.
+        await timeout(consumer.close_async(null));
+        let iterations = 0;
+        // eslint-disable-next-line no-unused-vars
+        for await (const _delivery of consumer)
+            iterations++;
+        assertEqual(iterations, 0, 'iterations over a closed consumer');
+    } finally {
+        await close(conn);
+    }
+});
+
 test('::delivery: a handler gets each message; next_delivery fails with BUSY meanwhile', async () => {
     const conn = await connect(env('CAREHARE_TEST_AMQP_URI'));
     try {
