@@ -222,7 +222,11 @@ Carehare.Consumer.prototype[Symbol.asyncIterator] = function deliveries() {
                     items.length = 0;
                     head = 0;
                 }
-                return new Promise((resolve, reject) => settle(item, resolve, reject));
+                if (item.error) {
+                    finish();
+                    return Promise.reject(item.error);
+                }
+                return Promise.resolve({value: item.delivery, done: false});
             }
             if (end) {
                 finish();
