@@ -2,17 +2,14 @@
 // Error handling: what each failure looks like, and a connection that
 // reconnects with backoff.
 //
-//     gjs error-handling.js URI
+//     gjs -m error-handling.js URI
 //
 // Shown in docs/error-handling.md and run by the tests.
-imports.gi.versions.Carehare = '1.0';
-const {Carehare, Gio, GLib} = imports.gi;
-const System = imports.system;
-
-Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
-for (const name of ['close', 'queue_declare', 'publish', 'acking_consumer'])
-    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
-Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
+import GLib from 'gi://GLib';
+import System from 'system';
+// carehare.js, installed as $datadir/carehare-glib-1.0/carehare.js; here,
+// from the source tree.
+import Carehare from '../../bindings/gjs/carehare.js';
 
 // Whether trying again later can help. Configuration mistakes (a bad URI, a
 // refused login, an unknown vhost, a certificate problem) fail the same way
@@ -91,8 +88,9 @@ async function demonstrate(conn) {
             Carehare.QueueFlags.PASSIVE, null, null);
         status = 1;
     } catch (e) {
+        // carehare.js sets reply_code on each error of the Carehare.Error domain.
         if (!e.matches(Carehare.Error, Carehare.Error.CHANNEL_CLOSED_BY_SERVER) ||
-            Carehare.error_get_reply_code(e) !== 404)
+            e.reply_code !== 404)
             throw e;
         // Only this operation failed: the connection is still open.
         print(`no such queue (connection still open: ${!conn.is_closed}): ${e.message}`);
@@ -121,8 +119,9 @@ async function demonstrate(conn) {
     await pending;
 }
 
+const ARGV = System.programArgs;
 if (ARGV.length !== 1) {
-    printerr('usage: gjs error-handling.js amqp://user:password@host:port/vhost');
+    printerr('usage: gjs -m error-handling.js amqp://user:password@host:port/vhost');
     System.exit(2);
 }
 const loop = new GLib.MainLoop(null, false);

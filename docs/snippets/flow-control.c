@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Flow control: a publisher that keeps at most WINDOW publishes in flight
- * and gives up on what the broker has not taken by a deadline, then
- * streams large messages pausing while the connection's output is above
- * its high-water mark, and a consumer whose memory the prefetch count
- * bounds.
+ * and gives up on what the broker has not taken by a deadline, then keeps
+ * thousands in flight as tracked publishes (an id each, the outcomes as
+ * signals), then streams large messages pausing while the connection's
+ * output is above its high-water mark, and a consumer whose memory the
+ * prefetch count bounds.
  *
  *   flow-control URI
  *
@@ -18,6 +19,8 @@
 #define WINDOW 50       /* publishes in flight at most */
 #define PREFETCH 20     /* unacknowledged deliveries at most */
 #define DEADLINE_S 60   /* for the whole batch */
+#define TRACKED_COUNT 10000  /* messages to send as tracked publishes */
+#define TRACKED_WINDOW 1000  /* tracked publishes in flight at most */
 #define LARGE_COUNT 16  /* large messages, streamed */
 #define LARGE_SIZE (256 * 1024)
 
@@ -29,6 +32,7 @@ typedef struct {
   GCancellable *give_up;        /* cancelled at the deadline */
   guint deadline_id;
   guint sent, in_flight, confirmed, received;
+  guint tracked_sent, tracked_in_flight, tracked_confirmed;
   GBytes *large_body;
   guint large_sent, large_confirmed, pauses;
   int status;
@@ -36,6 +40,7 @@ typedef struct {
 
 static void closed_cb (GObject *source, GAsyncResult *result, gpointer user_data);
 static void start_consumer (App *app);
+static void start_tracked (App *app);
 static void stream_large (App *app);
 
 static void
@@ -132,10 +137,75 @@ published_cb (GObject      *source,
       g_print ("%u messages confirmed, never more than %u in flight\n",
                app->confirmed, WINDOW);
       g_clear_handle_id (&app->deadline_id, g_source_remove);
-      stream_large (app);
+      start_tracked (app);
     }
   else
     publish_more (app);
+}
+
+/* Fills the window of tracked publishes: each returns its id at once; its
+ * outcome comes back as a signal, with no GTask and no callback of its own. */
+static void
+publish_tracked_more (App *app)
+{
+  while (app->tracked_in_flight < TRACKED_WINDOW && app->tracked_sent < TRACKED_COUNT)
+    {
+      g_autofree char *text = g_strdup_printf ("tracked %u", app->tracked_sent);
+      g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+      carehare_connection_publish_tracked (app->conn, "", app->queue, body, NULL,
+                                           CAREHARE_PUBLISH_FLAGS_NONE);
+      app->tracked_sent++;
+      app->tracked_in_flight++;
+    }
+}
+
+/* Emitted once per read, for every tracked publish the broker confirmed in
+ * it: take their ids here, in the order of their confirms (ids not taken
+ * by the end of the emission are forgotten). A program that keeps
+ * something per message looks it up by id. */
+static void
+publishes_confirmed_cb (CarehareConnection *conn,
+                        gpointer            user_data)
+{
+  App *app = user_data;
+  gsize n_ids;
+  g_autofree guint64 *ids = carehare_connection_take_confirmed (conn, &n_ids);
+
+  if (app->status != 0)
+    return;
+  app->tracked_in_flight -= n_ids;
+  app->tracked_confirmed += n_ids;
+  if (app->tracked_confirmed == TRACKED_COUNT)
+    {
+      g_print ("%u tracked messages confirmed, never more than %u in flight\n",
+               app->tracked_confirmed, TRACKED_WINDOW);
+      stream_large (app);
+    }
+  else
+    publish_tracked_more (app);
+}
+
+/* Emitted once for each tracked publish that failed, with the error
+ * publish_finish() would give. */
+static void
+publish_failed_cb (CarehareConnection *conn,
+                   guint64             id,
+                   GError             *error,
+                   gpointer            user_data)
+{
+  App *app = user_data;
+
+  app->tracked_in_flight--;
+  finish (app, "publishing", error);
+}
+
+static void
+start_tracked (App *app)
+{
+  g_signal_connect (app->conn, "publishes-confirmed", G_CALLBACK (publishes_confirmed_cb), app);
+  g_signal_connect (app->conn, "publish-failed", G_CALLBACK (publish_failed_cb), app);
+  publish_tracked_more (app);
 }
 
 static void large_published_cb (GObject *source, GAsyncResult *result, gpointer user_data);
@@ -220,7 +290,7 @@ delivery_cb (GObject      *source,
   /* Acking lets the broker send the next message: the consumer never
    * holds more than PREFETCH deliveries, however long the queue. */
   carehare_consumer_ack (app->consumer, carehare_delivery_get_delivery_tag (delivery));
-  if (++app->received == TOTAL + LARGE_COUNT)
+  if (++app->received == TOTAL + TRACKED_COUNT + LARGE_COUNT)
     {
       g_print ("%u messages received with prefetch %u\n", app->received, PREFETCH);
       return finish (app, NULL, NULL);

@@ -4,17 +4,15 @@
 // large messages pausing while the connection's output is above its
 // high-water mark, and a consumer whose memory the prefetch count bounds.
 //
-//     gjs flow-control.js URI
+//     gjs -m flow-control.js URI
 //
 // Shown in docs/flow-control.md and run by the tests.
-imports.gi.versions.Carehare = '1.0';
-const {Carehare, Gio, GLib} = imports.gi;
-const System = imports.system;
-
-Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
-for (const name of ['close', 'queue_declare', 'publish', 'acking_consumer'])
-    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
-Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
+import Gio from 'gi://Gio';
+import GLib from 'gi://GLib';
+import System from 'system';
+// carehare.js, installed as $datadir/carehare-glib-1.0/carehare.js; here,
+// from the source tree.
+import Carehare from '../../bindings/gjs/carehare.js';
 
 const TOTAL = 1000; // messages to send
 const WINDOW = 50; // publishes in flight at most
@@ -104,20 +102,23 @@ async function main(uri) {
 
         // prefetch_size 0: no byte limit (RabbitMQ supports no other).
         const consumer = await conn.acking_consumer_async(queue, 0, PREFETCH, null);
-        for (let received = 0; received < TOTAL + LARGE_COUNT; received++) {
-            const delivery = await consumer.next_delivery_async(null);
+        let received = 0;
+        for await (const delivery of consumer) {
             // Acking lets the broker send the next message: the consumer never
             // holds more than PREFETCH deliveries, however long the queue.
             consumer.ack(delivery.get_delivery_tag());
+            if (++received === TOTAL + LARGE_COUNT)
+                break;
         }
-        print(`${TOTAL + LARGE_COUNT} messages received with prefetch ${PREFETCH}`);
+        print(`${received} messages received with prefetch ${PREFETCH}`);
     } finally {
         await conn.close_async(null);
     }
 }
 
+const ARGV = System.programArgs;
 if (ARGV.length !== 1) {
-    printerr('usage: gjs flow-control.js amqp://user:password@host:port/vhost');
+    printerr('usage: gjs -m flow-control.js amqp://user:password@host:port/vhost');
     System.exit(2);
 }
 const loop = new GLib.MainLoop(null, false);

@@ -2,19 +2,16 @@
 // Getting started: connect, declare a queue, publish one message with a
 // publisher confirm, consume it with an ack, close.
 //
-//     gjs getting-started.js URI
+//     gjs -m getting-started.js URI
 //
 // Shown in docs/getting-started.md and run by the tests.
-imports.gi.versions.Carehare = '1.0';
-const {Carehare, Gio, GLib} = imports.gi;
-const System = imports.system;
-
-// Each *_async/*_finish pair becomes a method returning a Promise; a failed
-// *_finish() rejects it with a GLib.Error.
-Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
-for (const name of ['close', 'queue_declare', 'publish', 'acking_consumer'])
-    Gio._promisify(Carehare.Connection.prototype, `${name}_async`, `${name}_finish`);
-Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
+import GLib from 'gi://GLib';
+import System from 'system';
+// carehare.js: Carehare with each *_async method returning a Promise when
+// called without a callback; a failed operation rejects it with a
+// GLib.Error. Installed as $datadir/carehare-glib-1.0/carehare.js: import
+// 'file:///usr/share/carehare-glib-1.0/carehare.js'. Here, from the source tree.
+import Carehare from '../../bindings/gjs/carehare.js';
 
 async function main(uri) {
     const conn = await Carehare.Connection.new_async(uri, null);
@@ -35,17 +32,22 @@ async function main(uri) {
 
         // Prefetch 10: the broker sends at most 10 unacknowledged messages.
         const consumer = await conn.acking_consumer_async(queue, 0, 10, null);
-        const delivery = await consumer.next_delivery_async(null);
-        print(`received "${new TextDecoder().decode(delivery.get_body().toArray())}"`);
-        // Settle every delivery: ack() never fails and is not awaited.
-        consumer.ack(delivery.get_delivery_tag());
+        // Each delivery as it arrives, until the consumer is closed or the
+        // loop is left.
+        for await (const delivery of consumer) {
+            print(`received "${new TextDecoder().decode(delivery.get_body().toArray())}"`);
+            // Settle every delivery: ack() never fails and is not awaited.
+            consumer.ack(delivery.get_delivery_tag());
+            break; // one is all this program wants
+        }
     } finally {
         await conn.close_async(null);
     }
 }
 
+const ARGV = System.programArgs;
 if (ARGV.length !== 1) {
-    printerr('usage: gjs getting-started.js amqp://user:password@host:port/vhost');
+    printerr('usage: gjs -m getting-started.js amqp://user:password@host:port/vhost');
     System.exit(2);
 }
 const loop = new GLib.MainLoop(null, false);

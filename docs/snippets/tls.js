@@ -2,18 +2,20 @@
 // TLS: certificates from the URI, certificates as GIO objects with EXTERNAL
 // authentication, and what a certificate problem looks like.
 //
-//     gjs tls.js amqps://HOST:PORT/ CERT_DIR
+//     gjs -m tls.js amqps://HOST:PORT/ CERT_DIR
 //
 // CERT_DIR holds ca.pem (the CA that signed the broker's certificate),
 // client.pem and client-key.pem (a client certificate whose common name is a
 // RabbitMQ user), and other-ca.pem (a CA the broker has nothing to do with).
 // Shown in docs/tls.md and run by the tests.
-imports.gi.versions.Carehare = '1.0';
-const {Carehare, Gio, GLib} = imports.gi;
-const System = imports.system;
+import Gio from 'gi://Gio';
+import GLib from 'gi://GLib';
+import System from 'system';
+// carehare.js, installed as $datadir/carehare-glib-1.0/carehare.js; here,
+// from the source tree.
+import Carehare from '../../bindings/gjs/carehare.js';
 
-Gio._promisify(Carehare.Connection, 'new_async', 'new_finish');
-Gio._promisify(Carehare.Connection.prototype, 'close_async', 'close_finish');
+// Gio.AsyncInitable's init_async is GIO's own: carehare.js leaves it alone.
 Gio._promisify(Gio.AsyncInitable.prototype, 'init_async', 'init_finish');
 
 // The simplest way: the files in the URI's query, percent-encoded.
@@ -60,8 +62,9 @@ async function main(baseUri, certDir) {
     }
 }
 
+const ARGV = System.programArgs;
 if (ARGV.length !== 2) {
-    printerr('usage: gjs tls.js amqps://host:port/ CERT_DIR');
+    printerr('usage: gjs -m tls.js amqps://host:port/ CERT_DIR');
     System.exit(2);
 }
 const loop = new GLib.MainLoop(null, false);
