@@ -73,8 +73,8 @@ carehare_test_store_result (GObject      *source,
   *out = g_object_ref (result);
 }
 
-static gboolean
-set_flag_cb (gpointer user_data)
+gboolean
+carehare_test_set_flag (gpointer user_data)
 {
   *(gboolean *) user_data = TRUE;
   return G_SOURCE_REMOVE;
@@ -85,7 +85,7 @@ carehare_test_wait_for_result (GAsyncResult **result,
                                guint          timeout_ms)
 {
   gboolean timed_out = FALSE;
-  guint id = g_timeout_add (timeout_ms, set_flag_cb, &timed_out);
+  guint id = g_timeout_add (timeout_ms, carehare_test_set_flag, &timed_out);
 
   while (*result == NULL && !timed_out)
     g_main_context_iteration (NULL, TRUE);
@@ -100,7 +100,7 @@ carehare_test_run_for (guint ms)
 {
   gboolean done = FALSE;
 
-  g_timeout_add (ms, set_flag_cb, &done);
+  g_timeout_add (ms, carehare_test_set_flag, &done);
   while (!done)
     g_main_context_iteration (NULL, TRUE);
 }

@@ -30,6 +30,8 @@ void        carehare_test_store_result (GObject      *source,
                                         gpointer      user_data);
 /* Iterates the main context for @ms milliseconds. */
 void        carehare_test_run_for (guint ms);
+/* A GSourceFunc that sets the gboolean its data points to, once. */
+gboolean    carehare_test_set_flag (gpointer user_data);
 
 /* Connects synchronously (iterating the main context) or fails the test. */
 CarehareConnection *carehare_test_connect (const char *uri);

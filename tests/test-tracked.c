@@ -98,20 +98,13 @@ watch (CarehareConnection *conn,
   g_signal_connect (conn, "publish-failed", G_CALLBACK (failed_cb), seen);
 }
 
-static gboolean
-set_flag_cb (gpointer user_data)
-{
-  *(gboolean *) user_data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
 /* Iterates until @n publishes were announced (confirmed or failed). */
 static void
 wait_announced (Seen  *seen,
                 guint  n)
 {
   gboolean timed_out = FALSE;
-  guint id = g_timeout_add (TIMEOUT_MS, set_flag_cb, &timed_out);
+  guint id = g_timeout_add (TIMEOUT_MS, carehare_test_set_flag, &timed_out);
 
   while (seen->confirmed->len + g_hash_table_size (seen->failed) < n && !timed_out)
     g_main_context_iteration (NULL, TRUE);
@@ -292,7 +285,7 @@ test_tracked_keeps_connection (void)
   g_assert_false (gone);
   wait_announced (&seen, 50);
   g_assert_cmpuint (seen.confirmed->len, ==, 50);
-  timeout = g_timeout_add (TIMEOUT_MS, set_flag_cb, &timed_out);
+  timeout = g_timeout_add (TIMEOUT_MS, carehare_test_set_flag, &timed_out);
   while (!gone && !timed_out)
     g_main_context_iteration (NULL, TRUE);
   g_assert_true (gone);
