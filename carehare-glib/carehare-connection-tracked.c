@@ -91,7 +91,7 @@ static void
 announce (CarehareConnection *self)
 {
   CarehareTracked *tracked = _carehare_connection_get_tracked (self);
-  g_autoptr(CarehareConnection) keep = g_object_ref (self);
+  g_autoptr(CarehareConnection) keep G_GNUC_UNUSED = g_object_ref (self);
 
   if (tracked->announcing)
     return;
