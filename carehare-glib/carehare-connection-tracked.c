@@ -84,39 +84,47 @@ _carehare_tracked_free (CarehareTracked *tracked)
   g_free (tracked);
 }
 
+static void settled (CarehareConnection *self,
+                     CarehareTracked    *tracked);
+
 /* Announces what settled: the confirms in one emission, then each
  * failure. Handlers may publish again, close, or drop their reference:
- * the connection is held here, and the tracked reference goes last. */
+ * the connection is held here, and the tracked reference goes last. What
+ * settles while handlers run (a publish of theirs that failed at once) is
+ * announced from the next iteration, so that a handler publishing again
+ * what failed lets the main loop run in between, as with publish_async(). */
 static void
 announce (CarehareConnection *self)
 {
   CarehareTracked *tracked = _carehare_connection_get_tracked (self);
   g_autoptr(CarehareConnection) keep G_GNUC_UNUSED = g_object_ref (self);
+  guint n_failed;
 
   if (tracked->announcing)
     return;
   tracked->announcing = TRUE;
   destroy_idle (tracked);
-  while (tracked->confirmed->len > 0 || tracked->failed->len > 0)
+  n_failed = tracked->failed->len;
+  if (tracked->confirmed->len > 0)
     {
-      if (tracked->confirmed->len > 0)
-        {
-          g_signal_emit (self, signals[SIGNAL_PUBLISHES_CONFIRMED], 0);
-          /* Not taken by a handler: nobody wants them. */
-          g_array_set_size (tracked->confirmed, 0);
-        }
-      if (tracked->failed->len > 0)
-        {
-          Failure failure = g_array_index (tracked->failed, Failure, 0);
+      g_signal_emit (self, signals[SIGNAL_PUBLISHES_CONFIRMED], 0);
+      /* Not taken by a handler: nobody wants them. */
+      g_array_set_size (tracked->confirmed, 0);
+    }
+  /* A handler's g_object_run_dispose() empties the failures. */
+  for (; n_failed > 0 && tracked->failed->len > 0; n_failed--)
+    {
+      Failure failure = g_array_index (tracked->failed, Failure, 0);
 
-          g_array_index (tracked->failed, Failure, 0).error = NULL;
-          g_array_remove_index (tracked->failed, 0);
-          g_signal_emit (self, signals[SIGNAL_PUBLISH_FAILED], 0, failure.id, failure.error);
-          g_error_free (failure.error);
-        }
+      g_array_index (tracked->failed, Failure, 0).error = NULL;
+      g_array_remove_index (tracked->failed, 0);
+      g_signal_emit (self, signals[SIGNAL_PUBLISH_FAILED], 0, failure.id, failure.error);
+      g_error_free (failure.error);
     }
   tracked->announcing = FALSE;
-  if (tracked->pending == 0 && tracked->holding)
+  if (tracked->confirmed->len > 0 || tracked->failed->len > 0)
+    settled (self, tracked);
+  else if (tracked->pending == 0 && tracked->holding)
     {
       tracked->holding = FALSE;
       g_object_unref (self);  /* keep still holds it */
