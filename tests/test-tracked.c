@@ -859,6 +859,83 @@ test_tracked_thread_drops (void)
   seen_clear (&seen);
 }
 
+typedef struct {
+  Seen seen;
+  CarehareConnection *conn;
+  guint nested;          /* nested main loops still to run, one per announcement */
+} Nested;
+
+/* Publishes a tracked message, then one with publish_async(), and runs
+ * the main loop until the latter's confirm: the tracked one's confirm
+ * (before it on the channel) is read meanwhile. */
+static void
+publish_and_wait (Nested *nested)
+{
+  g_autoptr(GBytes) body = g_bytes_new_static ("nested", 6);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (nested->nested == 0)
+    return;
+  nested->nested--;
+  publish (nested->conn, &nested->seen, "", nested->seen.queue, CAREHARE_PUBLISH_FLAGS_NONE);
+  carehare_connection_publish_async (nested->conn, "", nested->seen.queue, body, NULL,
+                                     CAREHARE_PUBLISH_FLAGS_NONE, NULL,
+                                     carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_true (carehare_connection_publish_finish (nested->conn, result, &error));
+  g_assert_no_error (error);
+}
+
+static void
+nested_confirmed_cb (CarehareConnection *conn,
+                     Nested             *nested)
+{
+  confirmed_cb (conn, &nested->seen);
+  publish_and_wait (nested);
+}
+
+static void
+nested_failed_cb (CarehareConnection *conn,
+                  guint64             id,
+                  const GError       *error,
+                  Nested             *nested)
+{
+  failed_cb (conn, id, error, &nested->seen);
+  publish_and_wait (nested);
+}
+
+/* Handlers that run a main loop of their own (a dialog, a blocking wait
+ * of the program's) while confirms arrive: those confirms are announced
+ * once the handler returned, none is lost. The first announcement is a
+ * failure outside a read (a routing key too long), so the loops read. */
+static void
+test_tracked_nested_loop_in_handler (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *too_long = g_strnfill (300, 'k');
+  const GError *error;
+  guint64 bad;
+  Nested nested = { .conn = conn, .nested = 2 };
+
+  seen_init (&nested.seen);
+  nested.seen.queue = declare_queue (conn);
+  g_signal_connect (conn, "publishes-confirmed", G_CALLBACK (nested_confirmed_cb), &nested);
+  g_signal_connect (conn, "publish-failed", G_CALLBACK (nested_failed_cb), &nested);
+  bad = publish (conn, &nested.seen, "", too_long, CAREHARE_PUBLISH_FLAGS_NONE);
+  /* The failure, then the confirms of both handlers' publishes. */
+  wait_announced (&nested.seen, 3);
+  g_assert_cmpuint (nested.nested, ==, 0);
+  error = g_hash_table_lookup (nested.seen.failed, &bad);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpuint (nested.seen.confirmed->len, ==, 2);
+  g_assert_cmpuint (g_array_index (nested.seen.confirmed, guint64, 0), ==, bad + 1);
+  g_assert_cmpuint (g_array_index (nested.seen.confirmed, guint64, 1), ==, bad + 2);
+  g_assert_cmpuint (message_count (conn, nested.seen.queue), ==, 4);
+  close_connection (conn);
+  seen_clear (&nested.seen);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -884,6 +961,7 @@ main (int   argc,
   g_test_add_func ("/tracked/many-exchanges", test_tracked_many_exchanges);
   g_test_add_func ("/tracked/no-handler", test_tracked_no_handler);
   g_test_add_func ("/tracked/thread-drops", test_tracked_thread_drops);
+  g_test_add_func ("/tracked/nested-loop-in-handler", test_tracked_nested_loop_in_handler);
 
   return g_test_run ();
 }
