@@ -25,6 +25,7 @@ struct _CarehareTracked {
   gboolean holding;       /* the reference on the connection while pending */
   guint receiving;        /* inside the protocol's handling of received bytes */
   gboolean announcing;
+  gboolean taken;         /* take_confirmed() was called in this emission */
   GArray *confirmed;      /* of guint64 */
   GArray *failed;         /* of Failure */
   GSource *idle;          /* owned, attached: announces what no read will */
@@ -107,9 +108,14 @@ announce (CarehareConnection *self)
   n_failed = tracked->failed->len;
   if (tracked->confirmed->len > 0)
     {
+      guint n_confirmed = tracked->confirmed->len;
+
+      tracked->taken = FALSE;
       g_signal_emit (self, signals[SIGNAL_PUBLISHES_CONFIRMED], 0);
-      /* Not taken by a handler: nobody wants them. */
-      g_array_set_size (tracked->confirmed, 0);
+      /* Not taken by a handler: nobody wants them. Those a main loop run
+       * by a handler read after the take are the next emission's. */
+      if (!tracked->taken)
+        g_array_remove_range (tracked->confirmed, 0, MIN (n_confirmed, tracked->confirmed->len));
     }
   /* A handler's g_object_run_dispose() empties the failures. */
   for (; n_failed > 0 && tracked->failed->len > 0; n_failed--)
@@ -316,6 +322,7 @@ carehare_connection_take_confirmed (CarehareConnection *self,
   *n_ids = len;
   if (len == 0)
     return NULL;
+  tracked->taken = TRUE;
   return g_array_steal (tracked->confirmed, NULL);
 }
 
