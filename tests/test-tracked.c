@@ -630,6 +630,41 @@ test_tracked_close_in_handler (void)
   seen_clear (&dropper.seen);
 }
 
+/* The server closes the connection with publishes in flight, and the
+ * handler of the first failure drops the program's last reference: the
+ * other failures are still announced, once, then the connection goes. */
+static void
+test_tracked_unref_on_server_close (void)
+{
+  g_autofree char *name = carehare_test_unique_name ("tracked-unref-close");
+  g_autofree char *suffix = g_strdup_printf ("/?connection_name=%s", name);
+  g_autofree char *uri = carehare_test_amqp_uri_with (suffix);
+  g_autofree char *queue = NULL;
+  Dropper dropper = { 0 };
+  gboolean gone = FALSE;
+  guint n = 0;
+
+  seen_init (&dropper.seen);
+  dropper.conn = carehare_test_connect (uri);
+  queue = declare_queue (dropper.conn);
+  dropper.drop_after = G_MAXUINT;
+  dropper_watch (&dropper);
+  g_object_weak_ref (G_OBJECT (dropper.conn), gone_cb, &gone);
+  for (guint i = 0; i < 50; i++, n++)
+    publish (dropper.conn, &dropper.seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
+  wait_announced (&dropper.seen, n);
+  /* The next announcement, a failure, drops the reference. */
+  dropper.drop_after = n + 1;
+  carehare_test_broker_close_connection (name, "tracked review: closed");
+  for (guint i = 0; i < 200; i++, n++)
+    publish (dropper.conn, &dropper.seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
+  wait_announced (&dropper.seen, n);
+  g_assert_null (dropper.conn);
+  g_assert_cmpuint (g_hash_table_size (dropper.seen.failed), >, 0);
+  wait_gone (&gone);
+  seen_clear (&dropper.seen);
+}
+
 typedef struct {
   Seen seen;
   GError *error;
@@ -955,6 +990,7 @@ main (int   argc,
   g_test_add_func ("/tracked/dispose-in-handler", test_tracked_dispose_in_handler);
   g_test_add_func ("/tracked/dispose-in-failed-handler", test_tracked_dispose_in_failed_handler);
   g_test_add_func ("/tracked/close-in-handler", test_tracked_close_in_handler);
+  g_test_add_func ("/tracked/unref-on-server-close", test_tracked_unref_on_server_close);
   g_test_add_func ("/tracked/sync-in-handler", test_tracked_sync_in_handler);
   g_test_add_func ("/tracked/closed-by-server", test_tracked_closed_by_server);
   g_test_add_func ("/tracked/while-connecting", test_tracked_while_connecting);
