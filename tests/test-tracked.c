@@ -665,6 +665,52 @@ test_tracked_unref_on_server_close (void)
   seen_clear (&dropper.seen);
 }
 
+static void
+dispose_when_published_cb (GObject      *source,
+                           GAsyncResult *result,
+                           gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (carehare_connection_publish_finish (CAREHARE_CONNECTION (source), result,
+                                                     &error));
+  g_assert_no_error (error);
+  g_object_run_dispose (source);
+  *(gboolean *) user_data = TRUE;
+}
+
+/* A publish_async() callback disposes the connection (from inside the
+ * protocol's completions) while tracked publishes are in flight: those
+ * the dispose fails are dropped with the connection, nothing else. */
+static void
+test_tracked_dispose_in_publish_callback (void)
+{
+  CarehareConnection *conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = declare_queue (conn);
+  g_autoptr(GBytes) body = g_bytes_new_static ("async", 5);
+  gboolean disposed = FALSE;
+  gboolean gone = FALSE;
+  Seen seen;
+
+  seen_init (&seen);
+  watch (conn, &seen);
+  g_object_weak_ref (G_OBJECT (conn), gone_cb, &gone);
+  for (guint i = 0; i < 10; i++)
+    publish (conn, &seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
+  carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     NULL, dispose_when_published_cb, &disposed);
+  for (guint i = 0; i < 300; i++)
+    publish (conn, &seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
+  while (!disposed)
+    g_main_context_iteration (NULL, TRUE);
+  carehare_test_run_for (100);
+  g_test_message ("%u confirmed, %u failed", seen.confirmed->len,
+                  g_hash_table_size (seen.failed));
+  g_object_unref (conn);
+  wait_gone (&gone);
+  seen_clear (&seen);
+}
+
 typedef struct {
   Seen seen;
   GError *error;
@@ -991,6 +1037,8 @@ main (int   argc,
   g_test_add_func ("/tracked/dispose-in-failed-handler", test_tracked_dispose_in_failed_handler);
   g_test_add_func ("/tracked/close-in-handler", test_tracked_close_in_handler);
   g_test_add_func ("/tracked/unref-on-server-close", test_tracked_unref_on_server_close);
+  g_test_add_func ("/tracked/dispose-in-publish-callback",
+                   test_tracked_dispose_in_publish_callback);
   g_test_add_func ("/tracked/sync-in-handler", test_tracked_sync_in_handler);
   g_test_add_func ("/tracked/closed-by-server", test_tracked_closed_by_server);
   g_test_add_func ("/tracked/while-connecting", test_tracked_while_connecting);
