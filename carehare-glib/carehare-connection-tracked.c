@@ -23,6 +23,7 @@ struct _CarehareTracked {
   gsize next_id;          /* atomic: ids are taken on the calling thread */
   guint pending;          /* started and not settled */
   gboolean holding;       /* the reference on the connection while pending */
+  guint dropped;          /* how many times dispose dropped the pending ones */
   guint receiving;        /* inside the protocol's handling of received bytes */
   gboolean announcing;
   gboolean taken;         /* take_confirmed() was called in this emission */
@@ -39,6 +40,7 @@ typedef struct {
 typedef struct {
   CarehareConnection *self;  /* not owned: the tracked reference keeps it */
   guint64 id;
+  guint dropped;             /* the tracked state's when it started */
 } TrackedOp;
 
 enum {
@@ -191,8 +193,12 @@ tracked_done_cb (CarehareProtocolOp   *op,
                  gpointer              user_data)
 {
   TrackedOp *tracked_op = user_data;
+  CarehareTracked *tracked = _carehare_connection_get_tracked (tracked_op->self);
 
-  record (tracked_op->self, tracked_op->id, error);
+  /* A dispose from inside the protocol's callbacks frees it once they
+   * returned: the publishes it then fails were dropped already. */
+  if (tracked_op->dropped == tracked->dropped)
+    record (tracked_op->self, tracked_op->id, error);
   g_free (tracked_op);
 }
 
@@ -223,6 +229,7 @@ publish_run (CarehareConnection *self,
   op = g_new (TrackedOp, 1);
   op->self = self;
   op->id = publish->id;
+  op->dropped = tracked->dropped;
   /* Writing may find the socket dead and complete older publishes (and
    * this one) before it returns: they are announced from the idle. */
   tracked->receiving++;
@@ -353,6 +360,7 @@ _carehare_connection_tracked_drop (CarehareConnection *self)
   g_array_set_size (tracked->confirmed, 0);
   g_array_set_size (tracked->failed, 0);
   tracked->pending = 0;
+  tracked->dropped++;
   /* Only g_object_run_dispose() gets here while publishes are pending; it
    * holds the connection until dispose is over. */
   if (tracked->holding)
