@@ -838,6 +838,46 @@ test_tracked_while_connecting (void)
   seen_clear (&seen);
 }
 
+/* Closed while connecting, then published: the publish fails like
+ * publish_async()'s, announced later; the init fails and the close
+ * completes; the connection goes with the last reference. */
+static void
+test_tracked_close_while_connecting (void)
+{
+  CarehareConnection *conn = g_object_new (CAREHARE_TYPE_CONNECTION, "uri",
+                                           carehare_test_amqp_uri (), NULL);
+  g_autoptr(GAsyncResult) init = NULL;
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean gone = FALSE;
+  const GError *tracked_error;
+  guint64 id;
+  Seen seen;
+
+  seen_init (&seen);
+  watch (conn, &seen);
+  g_object_weak_ref (G_OBJECT (conn), gone_cb, &gone);
+  g_async_initable_init_async (G_ASYNC_INITABLE (conn), G_PRIORITY_DEFAULT, NULL,
+                               carehare_test_store_result, &init);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+  id = publish (conn, &seen, "", "early", CAREHARE_PUBLISH_FLAGS_NONE);
+  g_object_unref (conn);
+  wait_announced (&seen, 1);
+  tracked_error = g_hash_table_lookup (seen.failed, &id);
+  g_assert_error (tracked_error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  carehare_test_wait_for_result (&init, TIMEOUT_MS);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_false (g_async_initable_init_finish (G_ASYNC_INITABLE (conn), init, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+  g_assert_no_error (error);
+  g_clear_object (&init);
+  g_clear_object (&closed);
+  wait_gone (&gone);
+  seen_clear (&seen);
+}
+
 /* channel_max=4 and 1 MiB bodies to many exchanges at once: each publish
  * confirmed once. */
 static void
@@ -1042,6 +1082,7 @@ main (int   argc,
   g_test_add_func ("/tracked/sync-in-handler", test_tracked_sync_in_handler);
   g_test_add_func ("/tracked/closed-by-server", test_tracked_closed_by_server);
   g_test_add_func ("/tracked/while-connecting", test_tracked_while_connecting);
+  g_test_add_func ("/tracked/close-while-connecting", test_tracked_close_while_connecting);
   g_test_add_func ("/tracked/many-exchanges", test_tracked_many_exchanges);
   g_test_add_func ("/tracked/no-handler", test_tracked_no_handler);
   g_test_add_func ("/tracked/thread-drops", test_tracked_thread_drops);
