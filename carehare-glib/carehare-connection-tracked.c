@@ -23,8 +23,10 @@ struct _CarehareTracked {
   gsize next_id;          /* atomic: ids are taken on the calling thread */
   guint pending;          /* started and not settled */
   gboolean holding;       /* the reference on the connection while pending */
+  guint dropped;          /* how many times dispose dropped the pending ones */
   guint receiving;        /* inside the protocol's handling of received bytes */
   gboolean announcing;
+  gboolean taken;         /* take_confirmed() was called in this emission */
   GArray *confirmed;      /* of guint64 */
   GArray *failed;         /* of Failure */
   GSource *idle;          /* owned, attached: announces what no read will */
@@ -38,6 +40,7 @@ typedef struct {
 typedef struct {
   CarehareConnection *self;  /* not owned: the tracked reference keeps it */
   guint64 id;
+  guint dropped;             /* the tracked state's when it started */
 } TrackedOp;
 
 enum {
@@ -84,39 +87,52 @@ _carehare_tracked_free (CarehareTracked *tracked)
   g_free (tracked);
 }
 
+static void settled (CarehareConnection *self,
+                     CarehareTracked    *tracked);
+
 /* Announces what settled: the confirms in one emission, then each
  * failure. Handlers may publish again, close, or drop their reference:
- * the connection is held here, and the tracked reference goes last. */
+ * the connection is held here, and the tracked reference goes last. What
+ * settles while handlers run (a publish of theirs that failed at once) is
+ * announced from the next iteration, so that a handler publishing again
+ * what failed lets the main loop run in between, as with publish_async(). */
 static void
 announce (CarehareConnection *self)
 {
   CarehareTracked *tracked = _carehare_connection_get_tracked (self);
   g_autoptr(CarehareConnection) keep G_GNUC_UNUSED = g_object_ref (self);
+  guint n_failed;
 
   if (tracked->announcing)
     return;
   tracked->announcing = TRUE;
   destroy_idle (tracked);
-  while (tracked->confirmed->len > 0 || tracked->failed->len > 0)
+  n_failed = tracked->failed->len;
+  if (tracked->confirmed->len > 0)
     {
-      if (tracked->confirmed->len > 0)
-        {
-          g_signal_emit (self, signals[SIGNAL_PUBLISHES_CONFIRMED], 0);
-          /* Not taken by a handler: nobody wants them. */
-          g_array_set_size (tracked->confirmed, 0);
-        }
-      if (tracked->failed->len > 0)
-        {
-          Failure failure = g_array_index (tracked->failed, Failure, 0);
+      guint n_confirmed = tracked->confirmed->len;
 
-          g_array_index (tracked->failed, Failure, 0).error = NULL;
-          g_array_remove_index (tracked->failed, 0);
-          g_signal_emit (self, signals[SIGNAL_PUBLISH_FAILED], 0, failure.id, failure.error);
-          g_error_free (failure.error);
-        }
+      tracked->taken = FALSE;
+      g_signal_emit (self, signals[SIGNAL_PUBLISHES_CONFIRMED], 0);
+      /* Not taken by a handler: nobody wants them. Those a main loop run
+       * by a handler read after the take are the next emission's. */
+      if (!tracked->taken)
+        g_array_remove_range (tracked->confirmed, 0, MIN (n_confirmed, tracked->confirmed->len));
+    }
+  /* A handler's g_object_run_dispose() empties the failures. */
+  for (; n_failed > 0 && tracked->failed->len > 0; n_failed--)
+    {
+      Failure failure = g_array_index (tracked->failed, Failure, 0);
+
+      g_array_index (tracked->failed, Failure, 0).error = NULL;
+      g_array_remove_index (tracked->failed, 0);
+      g_signal_emit (self, signals[SIGNAL_PUBLISH_FAILED], 0, failure.id, failure.error);
+      g_error_free (failure.error);
     }
   tracked->announcing = FALSE;
-  if (tracked->pending == 0 && tracked->holding)
+  if (tracked->confirmed->len > 0 || tracked->failed->len > 0)
+    settled (self, tracked);
+  else if (tracked->pending == 0 && tracked->holding)
     {
       tracked->holding = FALSE;
       g_object_unref (self);  /* keep still holds it */
@@ -177,8 +193,12 @@ tracked_done_cb (CarehareProtocolOp   *op,
                  gpointer              user_data)
 {
   TrackedOp *tracked_op = user_data;
+  CarehareTracked *tracked = _carehare_connection_get_tracked (tracked_op->self);
 
-  record (tracked_op->self, tracked_op->id, error);
+  /* A dispose from inside the protocol's callbacks frees it once they
+   * returned: the publishes it then fails were dropped already. */
+  if (tracked_op->dropped == tracked->dropped)
+    record (tracked_op->self, tracked_op->id, error);
   g_free (tracked_op);
 }
 
@@ -209,6 +229,7 @@ publish_run (CarehareConnection *self,
   op = g_new (TrackedOp, 1);
   op->self = self;
   op->id = publish->id;
+  op->dropped = tracked->dropped;
   /* Writing may find the socket dead and complete older publishes (and
    * this one) before it returns: they are announced from the idle. */
   tracked->receiving++;
@@ -308,6 +329,7 @@ carehare_connection_take_confirmed (CarehareConnection *self,
   *n_ids = len;
   if (len == 0)
     return NULL;
+  tracked->taken = TRUE;
   return g_array_steal (tracked->confirmed, NULL);
 }
 
@@ -338,6 +360,7 @@ _carehare_connection_tracked_drop (CarehareConnection *self)
   g_array_set_size (tracked->confirmed, 0);
   g_array_set_size (tracked->failed, 0);
   tracked->pending = 0;
+  tracked->dropped++;
   /* Only g_object_run_dispose() gets here while publishes are pending; it
    * holds the connection until dispose is over. */
   if (tracked->holding)

@@ -170,7 +170,7 @@ publishes_confirmed_cb (CarehareConnection *conn,
 {
   App *app = user_data;
   gsize n_ids;
-  g_autofree guint64 *ids = carehare_connection_take_confirmed (conn, &n_ids);
+  g_autofree guint64 *ids G_GNUC_UNUSED = carehare_connection_take_confirmed (conn, &n_ids);
 
   if (app->status != 0)
     return;
