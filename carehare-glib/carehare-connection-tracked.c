@@ -9,8 +9,9 @@
  *
  * Outcomes are never announced inside the call that published (the caller
  * has not seen the id yet): confirms at the end of the read that brought
- * them, anything else (a failure while publishing, a close) from an idle on
- * the connection's context. While any tracked publish is pending the
+ * them, anything else (a failure while publishing, a close, what settles
+ * while a handler runs a main loop of its own) from an idle on the
+ * connection's context. While any tracked publish is pending the
  * connection holds a reference on itself, as a pending publish_async()'s
  * task does, so none is dropped unannounced.
  */
