@@ -33,6 +33,48 @@ wait_blocked (CarehareConnection *conn,
     }
 }
 
+/* A connection named @name (in its client properties), for rabbitmqctl. */
+static CarehareConnection *
+connect_named (const char *name)
+{
+  g_autofree char *suffix = g_strdup_printf ("/?connection_name=%s", name);
+  g_autofree char *uri = carehare_test_amqp_uri_with (suffix);
+
+  return carehare_test_connect (uri);
+}
+
+/* Raises the memory alarm and waits until the broker has passed it on to
+ * connection @name (rabbitmqctl lists it as blocking). RabbitMQ tells the
+ * connections asynchronously, maybe after set_vm_memory_high_watermark has
+ * returned: a publish that got there first would go through, and the
+ * connection would block only at a next one, which the test never makes. */
+static void
+raise_alarm_for (const char *name)
+{
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+
+  set_watermark ("0");
+  for (guint polls = 1;; polls++)
+    {
+      g_autofree char *list = carehare_test_broker_ctl ("list_connections", "--quiet",
+                                                        "--no-table-headers", "state",
+                                                        "client_properties", NULL);
+      g_auto(GStrv) lines = g_strsplit (list, "\n", -1);
+
+      for (char **line = lines; *line != NULL; line++)
+        if (strstr (*line, name) != NULL &&
+            (g_str_has_prefix (*line, "blocking") || g_str_has_prefix (*line, "blocked")))
+          return;
+      /* At least twice: a loaded machine may take seconds to run rabbitmqctl. */
+      if (polls >= 2 && g_get_monotonic_time () > deadline)
+        {
+          set_watermark ("0.4");
+          g_error ("the broker never passed the memory alarm on to connection %s", name);
+        }
+      carehare_test_run_for (50);
+    }
+}
+
 typedef struct {
   guint done;
   guint ok;
@@ -86,6 +128,7 @@ static void
 test_publishes_wait_while_blocked (void)
 {
   g_autoptr(CarehareConnection) conn = NULL;
+  g_autofree char *conn_name = carehare_test_unique_name ("blocked-wait");
   g_autoptr(GBytes) body = g_bytes_new_static ("m", 1);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(GAsyncResult) counted = NULL;
@@ -98,11 +141,11 @@ test_publishes_wait_while_blocked (void)
   guint count = 0;
 
   set_watermark ("0.4");
-  conn = carehare_test_connect (carehare_test_amqp_uri ());
+  conn = connect_named (conn_name);
   queue = declare (conn);
   g_signal_connect (conn, "notify::is-blocked", G_CALLBACK (notify_cb), &notified);
 
-  set_watermark ("0");
+  raise_alarm_for (conn_name);
   /* RabbitMQ blocks a connection when it publishes during an alarm. */
   carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
                                      NULL, tally_cb, &first);
@@ -140,6 +183,7 @@ static void
 test_blocked_publishes_fail_on_close (void)
 {
   g_autoptr(CarehareConnection) conn = NULL;
+  g_autofree char *conn_name = carehare_test_unique_name ("blocked-close");
   g_autoptr(GBytes) body = g_bytes_new_static ("m", 1);
   g_autoptr(GAsyncResult) closed = NULL;
   g_autoptr(GError) error = NULL;
@@ -148,9 +192,9 @@ test_blocked_publishes_fail_on_close (void)
   Tally waiting = { 0 };
 
   set_watermark ("0.4");
-  conn = carehare_test_connect (carehare_test_amqp_uri ());
+  conn = connect_named (conn_name);
   queue = declare (conn);
-  set_watermark ("0");
+  raise_alarm_for (conn_name);
   carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
                                      NULL, tally_cb, &first);
   wait_blocked (conn, TRUE);

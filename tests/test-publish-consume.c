@@ -747,24 +747,69 @@ test_consume_missing_queue (void)
   close_connection (conn);
 }
 
-static guint
-unacked_on_broker (const char *queue)
+/* The broker's counts of @queue's messages ready and unacknowledged. */
+static void
+counts_on_broker (const char *queue,
+                  guint      *ready,
+                  guint      *unacked)
 {
   g_autofree char *out = carehare_test_broker_ctl ("list_queues", "--quiet", "--no-table-headers",
-                                                   "name", "messages_unacknowledged", NULL);
+                                                   "name", "messages_ready",
+                                                   "messages_unacknowledged", NULL);
   g_auto(GStrv) lines = g_strsplit (out, "\n", -1);
 
   for (char **line = lines; *line != NULL; line++)
     {
       g_auto(GStrv) fields = g_strsplit_set (*line, " \t", -1);
+      guint *counts[] = { ready, unacked };
+      guint n = 0;
 
-      if (fields[0] != NULL && g_str_equal (fields[0], queue))
-        for (guint i = 1; fields[i] != NULL; i++)
-          if (*fields[i] != '\0')
-            return (guint) g_ascii_strtoull (fields[i], NULL, 10);
+      if (fields[0] == NULL || !g_str_equal (fields[0], queue))
+        continue;
+      for (guint i = 1; fields[i] != NULL && n < G_N_ELEMENTS (counts); i++)
+        if (*fields[i] != '\0')
+          *counts[n++] = (guint) g_ascii_strtoull (fields[i], NULL, 10);
+      g_assert_cmpuint (n, ==, G_N_ELEMENTS (counts));
+      return;
     }
   g_error ("queue %s not listed by the broker", queue);
-  return 0;
+}
+
+static guint
+unacked_on_broker (const char *queue)
+{
+  guint ready, unacked;
+
+  counts_on_broker (queue, &ready, &unacked);
+  return unacked;
+}
+
+/* Waits until the broker counts @ready messages ready and @unacked
+ * unacknowledged in @queue, failing after 20 s. For counts that depend on
+ * an ack, nack or close the program sent on a consumer's channel: RabbitMQ
+ * does not order that channel's work with a query made elsewhere (another
+ * channel, rabbitmqctl), so the query may come first however long the
+ * test waited. */
+static void
+wait_for_counts_on_broker (const char *queue,
+                           guint       ready,
+                           guint       unacked)
+{
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  guint got_ready, got_unacked;
+
+  /* At least twice, the main loop run before each: rabbitmqctl blocks it,
+   * and a loaded machine may take seconds to run it. */
+  for (guint polls = 1;; polls++)
+    {
+      carehare_test_run_for (50);
+      counts_on_broker (queue, &got_ready, &got_unacked);
+      if (got_ready == ready && got_unacked == unacked)
+        return;
+      if (polls >= 2 && g_get_monotonic_time () > deadline)
+        g_error ("queue %s: %u ready and %u unacknowledged after 20 s, not %u and %u",
+                 queue, got_ready, got_unacked, ready, unacked);
+    }
 }
 
 static void
@@ -791,8 +836,7 @@ test_prefetch_bounds_what_is_held (void)
     g_assert_no_error (error);
     carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
   }
-  carehare_test_run_for (500);
-  g_assert_cmpuint (queue_message_count (conn, queue), ==, 39);
+  wait_for_counts_on_broker (queue, 39, 10);
   close_connection (conn);
 }
 
@@ -876,8 +920,9 @@ test_nack_requeue_and_drop (void)
   d3 = next_delivery (consumer, &error);
   assert_body (d3, "drop");
   carehare_consumer_nack (consumer, carehare_delivery_get_delivery_tag (d3), FALSE);
-  carehare_test_run_for (300);
-  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
+  /* Gone: neither held (the nack was taken) nor back in the queue (a
+   * requeued one would be held again, prefetch 1 having room). */
+  wait_for_counts_on_broker (queue, 0, 0);
   close_connection (conn);
 }
 
@@ -1053,8 +1098,8 @@ test_queue_deleted_with_deliveries_held (void)
   g_assert_cmpuint (carehare_protocol_get_n_open_channels (_carehare_connection_get_protocol (conn)),
                     ==, n_channels);
   carehare_consumer_nack (consumer, carehare_delivery_get_delivery_tag (second), TRUE);
-  /* ...and closed once they are settled. */
-  for (guint i = 0; i < 100 && carehare_protocol_get_n_open_channels (
+  /* ...and closed once they are settled, at the broker's Close-Ok (up to 20 s). */
+  for (guint i = 0; i < 1000 && carehare_protocol_get_n_open_channels (
          _carehare_connection_get_protocol (conn)) == n_channels; i++)
     carehare_test_run_for (20);
   g_assert_cmpuint (carehare_protocol_get_n_open_channels (_carehare_connection_get_protocol (conn)),
@@ -1068,6 +1113,7 @@ test_queue_deleted_with_deliveries_held (void)
 }
 
 static guint queue_consumer_count (CarehareConnection *conn, const char *queue);
+static void wait_for_no_consumer (CarehareConnection *conn, const char *queue);
 
 /* A consumer start cancelled once the program was told it runs reports
  * the running consumer, whenever the program calls finish: reporting
@@ -1132,8 +1178,7 @@ test_consume_start_cancelled_before_read (gconstpointer data)
   g_assert_false (carehare_error_is_transient (error));
   g_assert_null (consumer);
   g_clear_object (&result);
-  carehare_test_run_for (200);
-  g_assert_cmpuint (queue_consumer_count (conn, queue), ==, 0);
+  wait_for_no_consumer (conn, queue);
   /* The connection goes on. */
   g_assert_false (carehare_connection_get_is_closed (conn));
 
@@ -1186,8 +1231,7 @@ test_ack_twice (void)
     }
   carehare_test_run_for (200);
   g_assert_cmpuint (rec.n, ==, 0);
-  g_assert_cmpuint (unacked_on_broker (queue), ==, 0);
-  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
+  wait_for_counts_on_broker (queue, 0, 0);
   g_assert_false (carehare_connection_get_is_closed (conn));
   close_connection (conn);
   g_assert_cmpuint (rec.n, ==, 1);
@@ -1352,6 +1396,26 @@ queue_consumer_count (CarehareConnection *conn,
   return count;
 }
 
+/* Waits until the broker counts no consumer on @queue, failing after 20 s.
+ * For a consumer whose channel the library closes on its own (a cancelled
+ * start, a dropped consumer): the program is not told when the broker is
+ * done, and RabbitMQ does not order that channel's close with the
+ * queue.declare asking on another. */
+static void
+wait_for_no_consumer (CarehareConnection *conn,
+                      const char         *queue)
+{
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  guint count;
+
+  while ((count = queue_consumer_count (conn, queue)) > 0)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("queue %s still has %u consumers after 20 s", queue, count);
+      carehare_test_run_for (50);
+    }
+}
+
 /* A waiting next_delivery holds the consumer, as a pending GIO call holds
  * its object: dropping the program's last reference does not end it (it
  * did before issue 13: the call failed with CHANNEL_CLOSED). The call gets
@@ -1368,7 +1432,6 @@ test_drop_consumer_with_pending (void)
   g_autoptr(GObject) alive = NULL;
   GWeakRef weak;
   guint n = 0;
-  guint waited = 0;
 
   g_assert_no_error (error);
   g_weak_ref_init (&weak, consumer);
@@ -1390,9 +1453,7 @@ test_drop_consumer_with_pending (void)
   g_weak_ref_clear (&weak);
 
   /* The broker has no consumer left on the queue; the connection is fine. */
-  while (queue_consumer_count (conn, queue) > 0 && waited++ < 50)
-    carehare_test_run_for (100);
-  g_assert_cmpuint (queue_consumer_count (conn, queue), ==, 0);
+  wait_for_no_consumer (conn, queue);
   g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
   close_connection (conn);
 }
@@ -1967,8 +2028,7 @@ test_consume_settle_up_to (void)
   carehare_consumer_ack_up_to (consumer, last + 1000);
   carehare_test_run_for (200);
   g_assert_false (carehare_consumer_get_is_closed (consumer));
-  g_assert_cmpuint (unacked_on_broker (queue), ==, 3);
-  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
+  wait_for_counts_on_broker (queue, 0, 3);
 
   carehare_consumer_nack_up_to (consumer, last, TRUE);
   for (guint i = 7; i < 10; i++)
@@ -1984,8 +2044,7 @@ test_consume_settle_up_to (void)
     }
   carehare_test_run_for (200);
   g_assert_false (carehare_consumer_get_is_closed (consumer));
-  g_assert_cmpuint (unacked_on_broker (queue), ==, 0);
-  g_assert_cmpuint (queue_message_count (conn, queue), ==, 0);
+  wait_for_counts_on_broker (queue, 0, 0);
 
   g_clear_object (&consumer);
   delete_queue (conn, queue);
