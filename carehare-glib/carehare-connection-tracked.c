@@ -272,7 +272,8 @@ publish_run (CarehareConnection *self,
  * connection's main context.
  *
  * Returns: the publish's id: 1 for the connection's first tracked publish,
- *   then one more for each
+ *   then one more for each (0, which is no publish's, after a critical for
+ *   an invalid argument)
  */
 guint64
 carehare_connection_publish_tracked (CarehareConnection   *self,
