@@ -170,8 +170,10 @@ publishes_confirmed_cb (CarehareConnection *conn,
 {
   App *app = user_data;
   gsize n_ids;
-  g_autofree guint64 *ids G_GNUC_UNUSED = carehare_connection_take_confirmed (conn, &n_ids);
+  g_autofree guint64 *ids = carehare_connection_take_confirmed (conn, &n_ids);
 
+  for (gsize i = 0; i < n_ids; i++)
+    g_debug ("tracked publish %" G_GUINT64_FORMAT " confirmed", ids[i]);
   if (app->status != 0)
     return;
   app->tracked_in_flight -= n_ids;
