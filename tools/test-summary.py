@@ -29,7 +29,7 @@ def explain(stdout):
     A GLib test that aborts (g_error, a timeout) prints no result line for
     the case it was running, so the last result line comes first: the case
     after it in the program's order is the one that broke."""
-    lines = stdout.splitlines()
+    lines = [line for line in stdout.splitlines() if line.strip()]
     telling = [line for line in lines if TELLING.search(line)][-TAIL:]
     results = [line for line in lines if TAP_RESULT.match(line)]
     if results and results[-1] not in telling:
@@ -56,8 +56,9 @@ for path in sys.argv[1:]:
             skipped += 1
         else:
             failed += 1
-            failures.append((path, test.get("name", "?"), result,
-                             explain(test.get("stdout") or "")))
+            # meson keeps stderr apart unless the test merges it.
+            output = (test.get("stdout") or "") + "\n" + (test.get("stderr") or "")
+            failures.append((path, test.get("name", "?"), result, explain(output)))
 
 for path, name, result, why in failures:
     print(f"FAILED {name} ({result}) in {path}")
