@@ -269,7 +269,10 @@ publish_run (CarehareConnection *self,
  * the program's last reference does not lose an announcement.
  *
  * May be called from any thread; the signals are emitted on the
- * connection's main context.
+ * connection's main context. From a thread that does not run that
+ * context, the outcome may be announced (by the thread that does) before
+ * this call has returned: a program that keeps something per publish, keyed
+ * by id, must let the outcome come first.
  *
  * Returns: the publish's id: 1 for the connection's first tracked publish,
  *   then one more for each (0, which is no publish's, after a critical for

@@ -105,6 +105,37 @@ async def test_publish_settles_every_future_and_keeps_none(connection):
     assert await connection.queue_purge(queue) == 300
 
 
+async def test_publish_from_another_threads_loop(connection):
+    # A plain asyncio loop in a worker thread publishes on the connection
+    # the main loop runs: the outcomes are announced on the connection's
+    # context (this thread), and each future is settled on its own loop.
+    import threading
+
+    queue = await connection.queue_declare("", exclusive=True)
+    outcome = {}
+
+    async def worker():
+        await asyncio.wait_for(
+            asyncio.gather(*(connection.publish(b"w", routing_key=queue) for _ in range(20))), 10)
+        with pytest.raises(carehare.ChannelClosedByServer):
+            await asyncio.wait_for(connection.publish(b"w", exchange_name=unique("missing")), 10)
+
+    def run():
+        try:
+            asyncio.new_event_loop().run_until_complete(worker())
+            outcome["ok"] = True
+        except BaseException as e:  # reported by the assertion below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while thread.is_alive():
+        await asyncio.sleep(0.01)
+    thread.join()
+    assert outcome == {"ok": True}
+    assert await connection.queue_purge(queue) == 20
+
+
 async def test_publish_tracked_from_python(connection):
     # The GI surface itself: an id per publish, the ids of one read as a
     # list from take_confirmed(), a failure with its id and GLib.Error.

@@ -347,21 +347,59 @@ def _publish_done(source, result, future):
         future.set_result(None)
 
 
+def _settle(future, error):
+    """Completes a publish() future: None, or the exception of `error`."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(_exception(error))
+
+
+def _settle_from(here, future, error):
+    """_settle() from the connection's context, whose thread runs `here`
+    (None: no loop): a future of another thread's loop is settled there."""
+    loop = future.get_loop()
+    if loop is here:
+        _settle(future, error)
+    else:
+        loop.call_soon_threadsafe(_settle, future, error)
+
+
+def _here():
+    """The asyncio loop running in this thread, or None."""
+    return _running.loop or asyncio._get_running_loop()
+
+
+# An outcome that came before its publish() stored its future: possible
+# when another thread publishes, since the connection's thread may read the
+# confirm before that thread goes on. Whichever side comes second (both use
+# dict.setdefault, atomic under the GIL) settles the future.
+_CONFIRMED = object()
+
+
+def _tracked_outcome(futures, publish_id, outcome):
+    """From the connection's context: settles the future of `publish_id`
+    with `outcome` (_CONFIRMED or a GLib.Error), or leaves the outcome for
+    publish() to find."""
+    future = futures.setdefault(publish_id, outcome)
+    if future is not outcome:
+        del futures[publish_id]
+        _settle_from(_here(), future, None if outcome is _CONFIRMED else outcome)
+
+
 def _tracked_confirmed(connection, futures):
     """::publishes-confirmed of a Connection: one call per read, for all the
-    publish() futures it confirms."""
-    pop = futures.pop
+    publish() futures it confirms. They are this thread's, unless another
+    thread's loop published on this connection."""
     for publish_id in connection.take_confirmed():
-        future = pop(publish_id, None)
-        if future is not None and not future.done():
-            future.set_result(None)
+        _tracked_outcome(futures, publish_id, _CONFIRMED)
 
 
 def _tracked_failed(connection, publish_id, error, futures):
     """::publish-failed of a Connection: that publish() raises."""
-    future = futures.pop(publish_id, None)
-    if future is not None and not future.done():
-        future.set_exception(_exception(error))
+    _tracked_outcome(futures, publish_id, error)
 
 
 def _follow(future):
@@ -709,9 +747,15 @@ class Connection(Carehare.Connection):
             self.connect("publishes-confirmed", _tracked_confirmed, futures)
             self.connect("publish-failed", _tracked_failed, futures)
         future = _loop().create_future()
-        futures[self.publish_tracked(exchange_name, routing_key, _new_bytes(bytes(message)),
-                                     None if properties is None else _to_properties(properties),
-                                     _MANDATORY if mandatory else _NO_FLAGS)] = future
+        publish_id = self.publish_tracked(exchange_name, routing_key, _new_bytes(bytes(message)),
+                                          None if properties is None
+                                          else _to_properties(properties),
+                                          _MANDATORY if mandatory else _NO_FLAGS)
+        outcome = futures.setdefault(publish_id, future)
+        if outcome is not future:
+            # Announced already (published from another thread's loop).
+            del futures[publish_id]
+            _settle(future, None if outcome is _CONFIRMED else outcome)
         return future
 
     def call(self, message, *, exchange_name="", routing_key="", properties=None,
