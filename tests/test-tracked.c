@@ -493,6 +493,23 @@ dropper_watch (Dropper *dropper)
   g_signal_connect (dropper->conn, "publish-failed", G_CALLBACK (dropper_failed_cb), dropper);
 }
 
+/* Connects @dropper's connection to @uri and watches its announcements,
+ * acting after @drop_after of them; @gone (if not NULL) is set when the
+ * connection is finalized. */
+static void
+dropper_start (Dropper    *dropper,
+               const char *uri,
+               guint       drop_after,
+               gboolean   *gone)
+{
+  seen_init (&dropper->seen);
+  dropper->conn = carehare_test_connect (uri);
+  dropper->drop_after = drop_after;
+  dropper_watch (dropper);
+  if (gone != NULL)
+    g_object_weak_ref (G_OBJECT (dropper->conn), gone_cb, gone);
+}
+
 static void
 wait_gone (gboolean *gone)
 {
@@ -515,12 +532,8 @@ test_tracked_unref_in_handler (void)
   g_autofree char *queue = NULL;
   gboolean gone = FALSE;
 
-  seen_init (&dropper.seen);
-  dropper.conn = carehare_test_connect (carehare_test_amqp_uri ());
+  dropper_start (&dropper, carehare_test_amqp_uri (), 1, &gone);
   queue = declare_queue (dropper.conn);
-  dropper.drop_after = 1;
-  dropper_watch (&dropper);
-  g_object_weak_ref (G_OBJECT (dropper.conn), gone_cb, &gone);
   for (guint i = 0; i < 300; i++)
     publish (dropper.conn, &dropper.seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
   wait_announced (&dropper.seen, 300);
@@ -539,12 +552,8 @@ test_tracked_unref_in_last_handler (void)
   g_autofree char *queue = NULL;
   gboolean gone = FALSE;
 
-  seen_init (&dropper.seen);
-  dropper.conn = carehare_test_connect (carehare_test_amqp_uri ());
+  dropper_start (&dropper, carehare_test_amqp_uri (), 1, &gone);
   queue = declare_queue (dropper.conn);
-  dropper.drop_after = 1;
-  dropper_watch (&dropper);
-  g_object_weak_ref (G_OBJECT (dropper.conn), gone_cb, &gone);
   publish (dropper.conn, &dropper.seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
   wait_announced (&dropper.seen, 1);
   g_assert_null (dropper.conn);
@@ -562,13 +571,9 @@ test_tracked_dispose_in_handler (void)
   g_autofree char *queue = NULL;
   gboolean gone = FALSE;
 
-  seen_init (&dropper.seen);
-  dropper.conn = carehare_test_connect (carehare_test_amqp_uri ());
+  dropper_start (&dropper, carehare_test_amqp_uri (), 1, &gone);
   queue = declare_queue (dropper.conn);
-  dropper.drop_after = 1;
   dropper.dispose = TRUE;
-  dropper_watch (&dropper);
-  g_object_weak_ref (G_OBJECT (dropper.conn), gone_cb, &gone);
   for (guint i = 0; i < 300; i++)
     publish (dropper.conn, &dropper.seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
   wait_announced (&dropper.seen, 1);
@@ -586,12 +591,8 @@ test_tracked_dispose_in_failed_handler (void)
   Dropper dropper = { 0 };
   gboolean gone = FALSE;
 
-  seen_init (&dropper.seen);
-  dropper.conn = carehare_test_connect (carehare_test_amqp_uri ());
-  dropper.drop_after = 1;
+  dropper_start (&dropper, carehare_test_amqp_uri (), 1, &gone);
   dropper.dispose = TRUE;
-  dropper_watch (&dropper);
-  g_object_weak_ref (G_OBJECT (dropper.conn), gone_cb, &gone);
   close_connection (dropper.conn);
   for (guint i = 0; i < 20; i++)
     publish (dropper.conn, &dropper.seen, "", "anything", CAREHARE_PUBLISH_FLAGS_NONE);
@@ -611,12 +612,10 @@ test_tracked_close_in_handler (void)
   g_autoptr(GError) error = NULL;
   CarehareConnection *conn;
 
-  seen_init (&dropper.seen);
-  conn = dropper.conn = carehare_test_connect (carehare_test_amqp_uri ());
+  dropper_start (&dropper, carehare_test_amqp_uri (), 1, NULL);
+  conn = dropper.conn;
   queue = declare_queue (dropper.conn);
-  dropper.drop_after = 1;
   dropper.close = TRUE;
-  dropper_watch (&dropper);
   for (guint i = 0; i < 300; i++)
     publish (dropper.conn, &dropper.seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
   wait_announced (&dropper.seen, 300);
@@ -644,12 +643,8 @@ test_tracked_unref_on_server_close (void)
   gboolean gone = FALSE;
   guint n = 0;
 
-  seen_init (&dropper.seen);
-  dropper.conn = carehare_test_connect (uri);
+  dropper_start (&dropper, uri, G_MAXUINT, &gone);
   queue = declare_queue (dropper.conn);
-  dropper.drop_after = G_MAXUINT;
-  dropper_watch (&dropper);
-  g_object_weak_ref (G_OBJECT (dropper.conn), gone_cb, &gone);
   for (guint i = 0; i < 50; i++, n++)
     publish (dropper.conn, &dropper.seen, "", queue, CAREHARE_PUBLISH_FLAGS_NONE);
   wait_announced (&dropper.seen, n);
