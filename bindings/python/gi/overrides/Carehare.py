@@ -379,27 +379,28 @@ def _here():
 _CONFIRMED = object()
 
 
-def _tracked_outcome(futures, publish_id, outcome):
-    """From the connection's context: settles the future of `publish_id`
-    with `outcome` (_CONFIRMED or a GLib.Error), or leaves the outcome for
-    publish() to find."""
+def _tracked_outcome(here, futures, publish_id, outcome):
+    """From the connection's context, whose thread runs the loop `here`:
+    settles the future of `publish_id` with `outcome` (_CONFIRMED or a
+    GLib.Error), or leaves the outcome for publish() to find."""
     future = futures.setdefault(publish_id, outcome)
     if future is not outcome:
         del futures[publish_id]
-        _settle_from(_here(), future, None if outcome is _CONFIRMED else outcome)
+        _settle_from(here, future, None if outcome is _CONFIRMED else outcome)
 
 
 def _tracked_confirmed(connection, futures):
     """::publishes-confirmed of a Connection: one call per read, for all the
     publish() futures it confirms. They are this thread's, unless another
     thread's loop published on this connection."""
+    here = _here()
     for publish_id in connection.take_confirmed():
-        _tracked_outcome(futures, publish_id, _CONFIRMED)
+        _tracked_outcome(here, futures, publish_id, _CONFIRMED)
 
 
 def _tracked_failed(connection, publish_id, error, futures):
     """::publish-failed of a Connection: that publish() raises."""
-    _tracked_outcome(futures, publish_id, error)
+    _tracked_outcome(_here(), futures, publish_id, error)
 
 
 def _follow(future):
