@@ -388,20 +388,29 @@ timer_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-/* After a failed attempt or a lost connection: wait, then try again. */
-static void
-schedule_retry (CarehareSession *self)
+/* The next wait, in ms: the cap doubles from the minimum (or starts at
+ * it, after a reset) up to the maximum, and the wait is drawn uniformly
+ * in [minimum, cap]. Both bounds are at most G_MAXINT32 and the minimum
+ * at least 1, so cap - minimum + 1 fits a gint32. */
+guint
+_carehare_session_next_delay (CarehareSession *self)
 {
-  guint delay;
-
   if (self->cap == 0)
     self->cap = self->delay_min;
   else
     self->cap = MIN (MAX (self->cap, 1) * 2, self->delay_max);
   self->cap = MAX (self->cap, self->delay_min);
-  delay = self->cap > self->delay_min
-          ? (guint) g_random_int_range ((gint32) self->delay_min, (gint32) self->cap + 1)
-          : self->delay_min;
+  if (self->cap == self->delay_min)
+    return self->delay_min;
+  return self->delay_min +
+         (guint) g_random_int_range (0, (gint32) (self->cap - self->delay_min + 1));
+}
+
+/* After a failed attempt or a lost connection: wait, then try again. */
+static void
+schedule_retry (CarehareSession *self)
+{
+  guint delay = _carehare_session_next_delay (self);
 
   g_debug ("session %p: next attempt in %u ms", self, delay);
   set_state (self, CAREHARE_SESSION_STATE_WAITING);

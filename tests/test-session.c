@@ -6,6 +6,7 @@
  */
 #include "carehare-test-util.h"
 
+#include "carehare-session-private.h"
 #include "fault-proxy.h"
 
 #include <gio/gio.h>
@@ -584,6 +585,65 @@ test_broker_away (void)
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
 }
 
+/* ---- backoff --------------------------------------------------------------- */
+
+/* The waits the session draws (read from the session: an elapsed wait can
+ * only be checked from below, as /session/broker-away does): the first is
+ * the minimum, then each lies in [minimum, cap] with the cap doubling from
+ * the minimum up to the maximum, and the draws spread over that whole
+ * range. With the largest maximum the property allows, no overflow. */
+static void
+test_backoff_bounds (void)
+{
+  const char *uris[] = { "amqp://127.0.0.1:1", NULL };
+  g_autoptr(CarehareSession) session = carehare_session_new (uris);
+  g_autoptr(CarehareSession) wide = carehare_session_new (uris);
+  guint cap = 100, n_low = 0, n_high = 0;
+
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_min (session), ==, 100);
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_max (session), ==, 30000);
+  for (guint i = 0; i < 2000; i++)
+    {
+      guint delay = _carehare_session_next_delay (session);
+
+      g_assert_cmpuint (session->cap, ==, cap);
+      g_assert_cmpuint (delay, >=, 100);
+      g_assert_cmpuint (delay, <=, cap);
+      if (i == 0)
+        g_assert_cmpuint (delay, ==, 100);
+      if (cap == 30000)
+        {
+          if (delay < 15050)
+            n_low++;
+          else
+            n_high++;
+        }
+      cap = MIN (cap * 2, 30000);
+    }
+  /* ~1990 draws at the full cap, uniform: both halves are hit. */
+  g_assert_cmpuint (n_low, >, 0);
+  g_assert_cmpuint (n_high, >, 0);
+
+  /* A lower maximum lowers the cap at once; minimum == maximum: fixed. */
+  carehare_session_set_reconnect_delay_max (session, 50);
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_min (session), ==, 50);
+  for (guint i = 0; i < 10; i++)
+    g_assert_cmpuint (_carehare_session_next_delay (session), ==, 50);
+
+  carehare_session_set_reconnect_delay_min (wide, 1);
+  carehare_session_set_reconnect_delay_max (wide, G_MAXINT32);
+  cap = 1;
+  for (guint i = 0; i < 40; i++)
+    {
+      guint delay = _carehare_session_next_delay (wide);
+
+      g_assert_cmpuint (wide->cap, ==, cap);
+      g_assert_cmpuint (delay, >=, 1);
+      g_assert_cmpuint (delay, <=, cap);
+      cap = (guint) MIN ((guint64) cap * 2, G_MAXINT32);
+    }
+}
+
 /* ---- token refresh ------------------------------------------------------- */
 
 /* Connection.Update-Secret against the broker: its internal backend
@@ -1111,6 +1171,7 @@ main (int    argc,
   g_test_add_func ("/session/forced-reconnect", test_forced_reconnect);
   g_test_add_func ("/session/reset-with-publishes-in-flight", test_reset_in_flight);
   g_test_add_func ("/session/broker-away", test_broker_away);
+  g_test_add_func ("/session/backoff/bounds", test_backoff_bounds);
   g_test_add_func ("/session/update-secret", test_update_secret);
   g_test_add_func ("/session/set-password", test_set_password);
   g_test_add_func ("/session/permanent/login-refused", test_login_refused);
