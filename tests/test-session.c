@@ -120,6 +120,24 @@ wait_for_state (CarehareSession      *session,
                ? carehare_session_get_last_error (session)->message : "none");
 }
 
+/* Iterates until @func (@data) holds, failing the test after @timeout_ms. */
+static void
+wait_until (gboolean    (*func) (gpointer data),
+            gpointer      data,
+            const char   *what,
+            guint         timeout_ms)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (timeout_ms, set_flag_cb, &timed_out);
+
+  while (!func (data) && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  if (!func (data))
+    g_error ("still waiting for %s after %u ms", what, timeout_ms);
+}
+
 static void
 wait_for_connections (Recorder *rec,
                       guint     n_connected,
@@ -459,6 +477,7 @@ test_reset_in_flight (void)
 typedef struct {
   GSocketService *service;
   guint16 port;
+  guint n_accepted;
 } Forwarder;
 
 static void
@@ -478,7 +497,9 @@ incoming_cb (GSocketService    *service,
   g_autoptr(GSocketClient) client = g_socket_client_new ();
   g_autoptr(GSocketConnection) upstream = NULL;
   g_autoptr(GError) error = NULL;
+  Forwarder *fwd = user_data;
 
+  fwd->n_accepted++;
   /* No proxy lookup (libproxy throws C++ exceptions ASan cannot follow). */
   g_socket_client_set_enable_proxy (client, FALSE);
   upstream = g_socket_client_connect_to_host (client, "127.0.0.1", broker_port (), NULL, &error);
@@ -514,7 +535,7 @@ forwarder_start (Forwarder *fwd)
                                  G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL, NULL,
                                  &error);
   g_assert_no_error (error);
-  g_signal_connect (fwd->service, "incoming", G_CALLBACK (incoming_cb), NULL);
+  g_signal_connect (fwd->service, "incoming", G_CALLBACK (incoming_cb), fwd);
   g_socket_service_start (fwd->service);
 }
 
@@ -524,7 +545,7 @@ forwarder_start (Forwarder *fwd)
 static void
 test_broker_away (void)
 {
-  Forwarder fwd = { NULL, free_port () };
+  Forwarder fwd = { NULL, free_port (), 0 };
   g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", fwd.port);
   g_autoptr(CarehareSession) session = session_for (uri);
   g_autoptr(Recorder) rec = recorder_new (session);
@@ -642,6 +663,83 @@ test_backoff_bounds (void)
       g_assert_cmpuint (delay, <=, cap);
       cap = (guint) MIN ((guint64) cap * 2, G_MAXINT32);
     }
+}
+
+static gboolean
+cap_is_max (gpointer data)
+{
+  CarehareSession *session = data;
+
+  return session->cap == session->delay_max;
+}
+
+/* A connection that stayed up for at least reconnect-delay-max starts the
+ * backoff over: the cap, at its maximum after failed attempts, is back at
+ * the minimum for the wait after that connection. */
+static void
+test_backoff_reset (void)
+{
+  Forwarder fwd = { NULL, free_port (), 0 };
+  g_autofree char *name = carehare_test_unique_name ("session-backoff-conn");
+  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u/?connection_name=%s",
+                                          fwd.port, name);
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 40);
+  carehare_session_start (session);
+  /* Nothing listens: failed attempts raise the cap to the maximum. */
+  wait_until (cap_is_max, session, "the backoff cap at its maximum", TIMEOUT_MS);
+  g_assert_cmpuint (rec->n_connected, ==, 0);
+
+  forwarder_start (&fwd);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpuint (session->cap, ==, 40);
+  /* Up for longer than the maximum (40 ms), then lost. */
+  carehare_test_run_for (100);
+  carehare_test_broker_close_connection (name, "forced by test-session");
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  /* Without the reset: MIN (40 * 2, 40) = 40. */
+  g_assert_cmpuint (session->cap, ==, 10);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  close_session (session);
+  g_socket_service_stop (fwd.service);
+  g_socket_listener_close (G_SOCKET_LISTENER (fwd.service));
+  g_clear_object (&fwd.service);
+}
+
+/* After a connection drops, the URIs are tried again from the first: the
+ * first URI was down at the start (the second took the connection), is
+ * up when the connection drops, and takes the next one. */
+static void
+test_uris_from_first (void)
+{
+  Forwarder fwd = { NULL, free_port (), 0 };
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autofree char *first = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", fwd.port);
+  g_autofree char *second = fault_proxy_uri (proxy, "");
+  const char *uris[] = { first, second, NULL };
+  g_autoptr(CarehareSession) session = carehare_session_new (uris);
+  g_autoptr(Recorder) rec = recorder_new (session);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpuint (fault_proxy_get_n_accepted (proxy), ==, 1);
+
+  forwarder_start (&fwd);
+  fault_proxy_reset (proxy);
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  g_assert_cmpuint (fwd.n_accepted, ==, 1);
+  g_assert_cmpuint (fault_proxy_get_n_accepted (proxy), ==, 1);
+  close_session (session);
+  g_socket_service_stop (fwd.service);
+  g_socket_listener_close (G_SOCKET_LISTENER (fwd.service));
+  g_clear_object (&fwd.service);
+  fault_proxy_free (proxy);
 }
 
 /* ---- token refresh ------------------------------------------------------- */
@@ -1172,6 +1270,8 @@ main (int    argc,
   g_test_add_func ("/session/reset-with-publishes-in-flight", test_reset_in_flight);
   g_test_add_func ("/session/broker-away", test_broker_away);
   g_test_add_func ("/session/backoff/bounds", test_backoff_bounds);
+  g_test_add_func ("/session/backoff/reset-after-long-connection", test_backoff_reset);
+  g_test_add_func ("/session/uris-from-first", test_uris_from_first);
   g_test_add_func ("/session/update-secret", test_update_secret);
   g_test_add_func ("/session/set-password", test_set_password);
   g_test_add_func ("/session/permanent/login-refused", test_login_refused);
