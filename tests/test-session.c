@@ -162,18 +162,29 @@ session_for (const char *uri)
 }
 
 static gboolean
+session_publish_to (CarehareSession *session,
+                    const char      *exchange,
+                    const char      *routing_key,
+                    const char      *text,
+                    GError         **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+  carehare_session_publish_async (session, exchange, routing_key, body, NULL,
+                                  CAREHARE_PUBLISH_FLAGS_NONE, NULL, carehare_test_store_result,
+                                  &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_session_publish_finish (session, result, error);
+}
+
+static gboolean
 session_publish (CarehareSession *session,
                  const char      *queue,
                  const char      *text,
                  GError         **error)
 {
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
-
-  carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
-                                  NULL, carehare_test_store_result, &result);
-  carehare_test_wait_for_result (&result, TIMEOUT_MS);
-  return carehare_session_publish_finish (session, result, error);
+  return session_publish_to (session, "", queue, text, error);
 }
 
 static CarehareDelivery *
@@ -466,6 +477,242 @@ test_reset_in_flight (void)
   close_session (session);
   g_assert_cmpuint (rec->n_connected, ==, rec->n_disconnected);
   g_hash_table_unref (seen);
+  fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+static void
+count_cb (gpointer user_data)
+{
+  (*(guint *) user_data)++;
+}
+
+static gboolean
+attempt_restoring (gpointer data)
+{
+  CarehareSession *session = data;
+
+  return session->attempt != NULL && session->attempt->connection != NULL;
+}
+
+/* A connection that dies while its topology is being restored is a
+ * failed attempt: `last-error` and `state` change, nothing else (no
+ * `disconnected`, no `connected`, no `connection` notified); the next
+ * attempt connects, and the signals pair up. */
+static void
+test_topology_restore_dies (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-restore-dies");
+  g_autofree char *exchange = carehare_test_unique_name ("session-restore-dies-x");
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autofree char *uri = fault_proxy_uri (proxy, "");
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareConnection) doomed = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  guint n_connection_notified = 0, n_error_notified = 0;
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  carehare_session_declare_exchange (session, exchange, "direct",
+                                     CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE, NULL);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_bind_queue (session, queue, exchange, "key", NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 5);
+  g_signal_connect_swapped (session, "notify::connection", G_CALLBACK (count_cb),
+                            &n_connection_notified);
+  g_signal_connect_swapped (session, "notify::last-error", G_CALLBACK (count_cb),
+                            &n_error_notified);
+  carehare_session_start (session);
+
+  /* The first connection is up and its topology is being declared: each
+   * declaration is a round trip that needs this thread to run the main
+   * loop, so it is cut before the topology is complete. */
+  wait_until (attempt_restoring, session, "a connection restoring its topology", TIMEOUT_MS);
+  doomed = g_object_ref (session->attempt->connection);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_CONNECTING);
+  fault_proxy_reset (proxy);
+
+  wait_for_connections (rec, 1, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "C");
+  g_assert_true (carehare_session_get_connection (session) != doomed);
+  g_assert_true (carehare_connection_get_is_closed (doomed));
+  g_assert_cmpuint (n_error_notified, >=, 1);
+  g_assert_nonnull (carehare_session_get_last_error (session));
+  g_assert_cmpuint (n_connection_notified, ==, 1);
+  g_assert_cmpuint (fault_proxy_get_n_accepted (proxy), >=, 2);
+
+  /* The topology and the consumer are in place on the new connection. */
+  g_assert_true (session_publish_to (session, exchange, "key", "restored", &error));
+  g_assert_no_error (error);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+
+  close_session (session);
+  g_assert_cmpstr (rec->events->str, ==, "CD");
+  fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+/* ---- the push path (::delivery) across a reconnection ------------------- */
+
+typedef struct {
+  GPtrArray *texts;     /* owned strings */
+  GArray *tags;         /* guint64 */
+  GArray *redelivered;  /* gboolean */
+} PushLog;
+
+static void
+push_delivery_cb (CarehareConsumer *consumer,
+                  CarehareDelivery *delivery,
+                  gpointer          user_data)
+{
+  PushLog *log = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+  gboolean redelivered = carehare_delivery_get_redelivered (delivery);
+
+  g_ptr_array_add (log->texts, delivery_text (delivery));
+  g_array_append_val (log->tags, tag);
+  g_array_append_val (log->redelivered, redelivered);
+  carehare_consumer_ack (consumer, tag);
+}
+
+typedef struct {
+  PushLog *log;
+  const char *text;
+} PushWait;
+
+static gboolean
+push_got (gpointer data)
+{
+  PushWait *wait = data;
+
+  for (guint i = 0; i < wait->log->texts->len; i++)
+    if (g_strcmp0 (g_ptr_array_index (wait->log->texts, i), wait->text) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* A session consumer consumed through ::delivery keeps delivering after a
+ * reconnection, with tags that go on growing. */
+static void
+test_push_across_reconnection (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-push");
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autofree char *uri = fault_proxy_uri (proxy, "");
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+  PushLog log = { g_ptr_array_new_with_free_func (g_free), g_array_new (FALSE, FALSE, sizeof (guint64)),
+                  g_array_new (FALSE, FALSE, sizeof (gboolean)) };
+  PushWait one = { &log, "one" }, two = { &log, "two" };
+  guint before;
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 10);
+  g_signal_connect (consumer, "delivery", G_CALLBACK (push_delivery_cb), &log);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+
+  g_assert_true (session_publish (session, queue, "one", &error));
+  g_assert_no_error (error);
+  wait_until (push_got, &one, "\"one\" through ::delivery", TIMEOUT_MS);
+  before = log.texts->len;
+
+  fault_proxy_reset (proxy);
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_true (session_publish (session, queue, "two", &error));
+  g_assert_no_error (error);
+  wait_until (push_got, &two, "\"two\" through ::delivery after the reconnection", TIMEOUT_MS);
+
+  /* Only "one" again (its ack may have been lost with the connection,
+   * then it comes back redelivered) before "two"; tags always grow. */
+  for (guint i = before; i + 1 < log.texts->len; i++)
+    {
+      g_assert_cmpstr (g_ptr_array_index (log.texts, i), ==, "one");
+      g_assert_true (g_array_index (log.redelivered, gboolean, i));
+    }
+  g_assert_cmpstr (g_ptr_array_index (log.texts, log.texts->len - 1), ==, "two");
+  for (guint i = 1; i < log.tags->len; i++)
+    g_assert_cmpuint (g_array_index (log.tags, guint64, i), >,
+                      g_array_index (log.tags, guint64, i - 1));
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+
+  close_session (session);
+  g_assert_cmpstr (rec->events->str, ==, "CDCD");
+  g_ptr_array_unref (log.texts);
+  g_array_unref (log.tags);
+  g_array_unref (log.redelivered);
+  fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+/* Messages handed to a connection that is lost before their confirm fail
+ * with CONNECTION_CLOSED and are never sent again by the session: the
+ * proxy forwards nothing (stalled both ways), so none reached the broker,
+ * and after the reconnection the queue holds only what was published
+ * since. */
+static void
+test_unconfirmed_not_resent (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-no-resend");
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autofree char *uri = fault_proxy_uri (proxy, "");
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *declared = NULL;
+  g_autoptr(GBytes) body = g_bytes_new_static ("lost", 4);
+  GAsyncResult *slots[5] = { NULL };
+  guint n_messages = G_MAXUINT;
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+
+  fault_proxy_stall (proxy, FAULT_DIRECTION_BOTH);
+  for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
+    carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                    NULL, carehare_test_store_result, &slots[i]);
+  carehare_test_run_for (100);
+  for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
+    g_assert_null (slots[i]);
+  fault_proxy_reset (proxy);
+  for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
+    {
+      carehare_test_wait_for_result (&slots[i], TIMEOUT_MS);
+      g_assert_false (carehare_session_publish_finish (session, slots[i], &error));
+      g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+      g_clear_error (&error);
+      g_clear_object (&slots[i]);
+    }
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_true (session_publish (session, queue, "after", &error));
+  g_assert_no_error (error);
+
+  conn = carehare_test_connect (carehare_test_amqp_uri ());
+  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (conn, result, &n_messages, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (n_messages, ==, 1);
+  g_clear_object (&result);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+
+  close_session (session);
   fault_proxy_free (proxy);
   delete_queue (queue);
 }
@@ -1268,6 +1515,9 @@ main (int    argc,
   g_test_add_func ("/session/basic", test_basic);
   g_test_add_func ("/session/forced-reconnect", test_forced_reconnect);
   g_test_add_func ("/session/reset-with-publishes-in-flight", test_reset_in_flight);
+  g_test_add_func ("/session/topology-restore-dies", test_topology_restore_dies);
+  g_test_add_func ("/session/push-across-reconnection", test_push_across_reconnection);
+  g_test_add_func ("/session/publish/unconfirmed-not-resent", test_unconfirmed_not_resent);
   g_test_add_func ("/session/broker-away", test_broker_away);
   g_test_add_func ("/session/backoff/bounds", test_backoff_bounds);
   g_test_add_func ("/session/backoff/reset-after-long-connection", test_backoff_reset);
