@@ -233,6 +233,27 @@ delete_queue (const char *queue)
   carehare_test_wait_for_result (&result, TIMEOUT_MS);
 }
 
+/* The messages in @queue now (a passive declare on a connection of its own). */
+static guint
+queue_message_count (const char *queue)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *declared = NULL;
+  guint n_messages = G_MAXUINT;
+
+  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (conn, result, &n_messages, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_object (&result);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return n_messages;
+}
+
 static guint16
 broker_port (void)
 {
@@ -667,13 +688,9 @@ test_unconfirmed_not_resent (void)
   g_autofree char *uri = fault_proxy_uri (proxy, "");
   g_autoptr(CarehareSession) session = session_for (uri);
   g_autoptr(Recorder) rec = recorder_new (session);
-  g_autoptr(CarehareConnection) conn = NULL;
-  g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *declared = NULL;
   g_autoptr(GBytes) body = g_bytes_new_static ("lost", 4);
   GAsyncResult *slots[5] = { NULL };
-  guint n_messages = G_MAXUINT;
 
   carehare_session_set_reconnect_delay_min (session, 10);
   carehare_session_set_reconnect_delay_max (session, 20);
@@ -701,19 +718,42 @@ test_unconfirmed_not_resent (void)
   g_assert_true (session_publish (session, queue, "after", &error));
   g_assert_no_error (error);
 
-  conn = carehare_test_connect (carehare_test_amqp_uri ());
-  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
-                                           carehare_test_store_result, &result);
-  carehare_test_wait_for_result (&result, TIMEOUT_MS);
-  declared = carehare_connection_queue_declare_finish (conn, result, &n_messages, NULL, &error);
-  g_assert_no_error (error);
-  g_assert_cmpuint (n_messages, ==, 1);
-  g_clear_object (&result);
-  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
-  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  g_assert_cmpuint (queue_message_count (queue), ==, 1);
 
   close_session (session);
   fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+/* A publish waiting for a connection, cancelled: it fails with
+ * G_IO_ERROR_CANCELLED and is never sent once the session connects. */
+static void
+test_publish_cancel_waiting (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-cancel");
+  g_autoptr(CarehareSession) session = session_for (carehare_test_amqp_uri ());
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) dropped = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) body = g_bytes_new_static ("dropped", 7);
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                  cancellable, carehare_test_store_result, &dropped);
+  carehare_test_run_for (20);
+  g_assert_null (dropped);
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&dropped, TIMEOUT_MS);
+  g_assert_false (carehare_session_publish_finish (session, dropped, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_true (session_publish (session, queue, "kept", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (queue_message_count (queue), ==, 1);
+  close_session (session);
   delete_queue (queue);
 }
 
@@ -846,8 +886,10 @@ test_broker_away (void)
   carehare_session_publish_async (second, "", "q", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE, NULL,
                                   carehare_test_store_result, &pending);
   carehare_session_close_async (second, NULL, carehare_test_store_result, &result);
+  /* Bounded far below the 60 s backoff: the close does not wait for it. */
   carehare_test_wait_for_result (&result, 5000);
   g_assert_true (carehare_session_close_finish (second, result, NULL));
+  g_assert_cmpint (carehare_session_get_state (second), ==, CAREHARE_SESSION_STATE_STOPPED);
   carehare_test_wait_for_result (&pending, 5000);
   g_assert_false (carehare_session_publish_finish (second, pending, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
@@ -1518,6 +1560,7 @@ main (int    argc,
   g_test_add_func ("/session/topology-restore-dies", test_topology_restore_dies);
   g_test_add_func ("/session/push-across-reconnection", test_push_across_reconnection);
   g_test_add_func ("/session/publish/unconfirmed-not-resent", test_unconfirmed_not_resent);
+  g_test_add_func ("/session/publish/cancel-waiting", test_publish_cancel_waiting);
   g_test_add_func ("/session/broker-away", test_broker_away);
   g_test_add_func ("/session/backoff/bounds", test_backoff_bounds);
   g_test_add_func ("/session/backoff/reset-after-long-connection", test_backoff_reset);
