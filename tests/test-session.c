@@ -161,6 +161,18 @@ session_for (const char *uri)
   return carehare_session_new (uris);
 }
 
+/* A session through @proxy that reconnects after 10-20 ms. */
+static CarehareSession *
+session_through (FaultProxy *proxy)
+{
+  g_autofree char *uri = fault_proxy_uri (proxy, "");
+  CarehareSession *session = session_for (uri);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  return session;
+}
+
 static gboolean
 session_publish_to (CarehareSession *session,
                     const char      *exchange,
@@ -526,8 +538,7 @@ test_topology_restore_dies (void)
   g_autofree char *queue = carehare_test_unique_name ("session-restore-dies");
   g_autofree char *exchange = carehare_test_unique_name ("session-restore-dies-x");
   FaultProxy *proxy = fault_proxy_new (broker_port ());
-  g_autofree char *uri = fault_proxy_uri (proxy, "");
-  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(CarehareSession) session = session_through (proxy);
   g_autoptr(Recorder) rec = recorder_new (session);
   g_autoptr(CarehareConsumer) consumer = NULL;
   g_autoptr(CarehareConnection) doomed = NULL;
@@ -535,8 +546,6 @@ test_topology_restore_dies (void)
   g_autoptr(GError) error = NULL;
   guint n_connection_notified = 0, n_error_notified = 0;
 
-  carehare_session_set_reconnect_delay_min (session, 10);
-  carehare_session_set_reconnect_delay_max (session, 20);
   carehare_session_declare_exchange (session, exchange, "direct",
                                      CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE, NULL);
   carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
@@ -624,18 +633,16 @@ test_push_across_reconnection (void)
 {
   g_autofree char *queue = carehare_test_unique_name ("session-push");
   FaultProxy *proxy = fault_proxy_new (broker_port ());
-  g_autofree char *uri = fault_proxy_uri (proxy, "");
-  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(CarehareSession) session = session_through (proxy);
   g_autoptr(Recorder) rec = recorder_new (session);
   g_autoptr(CarehareConsumer) consumer = NULL;
   g_autoptr(GError) error = NULL;
-  PushLog log = { g_ptr_array_new_with_free_func (g_free), g_array_new (FALSE, FALSE, sizeof (guint64)),
+  PushLog log = { g_ptr_array_new_with_free_func (g_free),
+                  g_array_new (FALSE, FALSE, sizeof (guint64)),
                   g_array_new (FALSE, FALSE, sizeof (gboolean)) };
   PushWait one = { &log, "one" }, two = { &log, "two" };
   guint before;
 
-  carehare_session_set_reconnect_delay_min (session, 10);
-  carehare_session_set_reconnect_delay_max (session, 20);
   carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
   consumer = carehare_session_acking_consumer (session, queue, 10);
   g_signal_connect (consumer, "delivery", G_CALLBACK (push_delivery_cb), &log);
@@ -685,15 +692,12 @@ test_unconfirmed_not_resent (void)
 {
   g_autofree char *queue = carehare_test_unique_name ("session-no-resend");
   FaultProxy *proxy = fault_proxy_new (broker_port ());
-  g_autofree char *uri = fault_proxy_uri (proxy, "");
-  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(CarehareSession) session = session_through (proxy);
   g_autoptr(Recorder) rec = recorder_new (session);
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) body = g_bytes_new_static ("lost", 4);
   GAsyncResult *slots[5] = { NULL };
 
-  carehare_session_set_reconnect_delay_min (session, 10);
-  carehare_session_set_reconnect_delay_max (session, 20);
   carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
   carehare_session_start (session);
   wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
