@@ -1212,6 +1212,51 @@ test_topology_refused (void)
   delete_queue (queue);
 }
 
+static gboolean
+last_error_is_405 (gpointer data)
+{
+  const GError *error = carehare_session_get_last_error (data);
+
+  return error != NULL && carehare_error_get_reply_code (error) == 405;
+}
+
+/* Another connection holds the exclusive queue the session declares: 405
+ * RESOURCE_LOCKED is retried (never FAILED, no signal) until the holder
+ * goes, then the session connects. */
+static void
+test_resource_locked_retried (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-locked");
+  g_autoptr(CarehareConnection) holder = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(CarehareSession) session = session_for (carehare_test_amqp_uri ());
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *declared = NULL;
+
+  carehare_connection_queue_declare_async (holder, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
+                                           NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (holder, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  carehare_session_start (session);
+  wait_until (last_error_is_405, session, "405 RESOURCE_LOCKED", TIMEOUT_MS);
+  g_assert_cmpint (carehare_session_get_state (session), !=, CAREHARE_SESSION_STATE_FAILED);
+  g_assert_cmpuint (rec->n_connected + rec->n_disconnected, ==, 0);
+
+  /* The holder goes, and its exclusive queue with it. */
+  g_clear_object (&result);
+  carehare_connection_close_async (holder, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "C");
+  close_session (session);
+}
+
 /* An exclusive queue: after a forced close the broker may still hold it
  * (405 RESOURCE_LOCKED), which is retried until it lets go. */
 static void
@@ -1575,6 +1620,7 @@ main (int    argc,
   g_test_add_func ("/session/permanent/invalid-uri", test_invalid_uri);
   g_test_add_func ("/session/permanent/topology-refused", test_topology_refused);
   g_test_add_func ("/session/exclusive-queue", test_exclusive_queue);
+  g_test_add_func ("/session/transient/resource-locked", test_resource_locked_retried);
   g_test_add_func ("/session/consumer-close", test_consumer_close);
   g_test_add_func ("/session/close-in-callback", test_close_in_callback);
   g_test_add_func ("/session/many-reconnections", test_many_reconnections);
