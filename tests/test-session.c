@@ -841,8 +841,10 @@ test_broker_away (void)
   g_autoptr(CarehareSession) session = session_for (uri);
   g_autoptr(Recorder) rec = recorder_new (session);
   g_autoptr(CarehareSession) second = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
   g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GAsyncResult) waiting = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) body = g_bytes_new_static ("x", 1);
   guint cap = 20;
@@ -889,6 +891,9 @@ test_broker_away (void)
   g_clear_object (&pending);
   carehare_session_publish_async (second, "", "q", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE, NULL,
                                   carehare_test_store_result, &pending);
+  consumer = carehare_session_acking_consumer (second, "q", 1);
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &waiting);
+  g_clear_object (&result);
   carehare_session_close_async (second, NULL, carehare_test_store_result, &result);
   /* Bounded far below the 60 s backoff: the close does not wait for it. */
   carehare_test_wait_for_result (&result, 5000);
@@ -896,6 +901,11 @@ test_broker_away (void)
   g_assert_cmpint (carehare_session_get_state (second), ==, CAREHARE_SESSION_STATE_STOPPED);
   carehare_test_wait_for_result (&pending, 5000);
   g_assert_false (carehare_session_publish_finish (second, pending, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_clear_error (&error);
+  /* And so does a next_delivery that was waiting. */
+  carehare_test_wait_for_result (&waiting, 5000);
+  g_assert_null (carehare_consumer_next_delivery_finish (consumer, waiting, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
 }
 
