@@ -71,6 +71,7 @@ struct _CarehareSession
   gboolean monitor_is_default;     /* the system's, not the program's */
   gulong monitor_id;
   gboolean waiting_for_network;
+  gboolean network_lost;           /* seen unavailable since it was last available */
 };
 
 struct _Attempt

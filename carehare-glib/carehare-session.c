@@ -572,6 +572,7 @@ attempt_now (CarehareSession *self)
     {
       g_debug ("session %p: waiting for the network", self);
       self->waiting_for_network = TRUE;
+      self->network_lost = TRUE;
       set_state (self, CAREHARE_SESSION_STATE_WAITING);
       return;
     }
@@ -600,8 +601,18 @@ static void
 network_changed_run (CarehareSession *self,
                      gpointer         data)
 {
-  if (!self->started || self->closed || self->state != CAREHARE_SESSION_STATE_WAITING ||
-      !network_available (self))
+  if (!network_available (self))
+    {
+      self->network_lost = TRUE;
+      return;
+    }
+  /* A monitor also reports changes that leave the network available (a
+   * route, an interface): those are not the network coming back, and the
+   * backoff stands. */
+  if (!self->network_lost)
+    return;
+  self->network_lost = FALSE;
+  if (!self->started || self->closed || self->state != CAREHARE_SESSION_STATE_WAITING)
     return;
   /* Back: the next attempt starts at once. */
   if (self->timer != NULL)
@@ -912,9 +923,10 @@ carehare_session_class_init (CarehareSessionClass *klass)
    * What tells the session whether the network is available; the
    * system's (g_network_monitor_get_default()) unless set at construction.
    * While it says the network is unavailable no attempt is made; when it
-   * comes back, the next attempt starts at once. The system's monitor is
-   * not consulted when every URI names this machine (`localhost`, a
-   * loopback address), which needs no network.
+   * comes back, the next attempt starts at once (a change it reports while
+   * the network stays available does not cut a wait short). The system's
+   * monitor is not consulted when every URI names this machine
+   * (`localhost`, a loopback address), which needs no network.
    */
   obj_props[PROP_NETWORK_MONITOR] =
     g_param_spec_object ("network-monitor", NULL, NULL, G_TYPE_NETWORK_MONITOR,

@@ -1607,6 +1607,55 @@ test_network_monitor (void)
   g_object_unref (monitor);
 }
 
+static void
+count_connecting_cb (CarehareSession *session,
+                     GParamSpec      *pspec,
+                     gpointer         user_data)
+{
+  if (carehare_session_get_state (session) == CAREHARE_SESSION_STATE_CONNECTING)
+    (*(guint *) user_data)++;
+}
+
+static gboolean
+uint_at_least_2 (gpointer data)
+{
+  return *(guint *) data >= 2;
+}
+
+/* A change the monitor reports while the network stays available (a new
+ * route, an interface) is not the network coming back: the backoff
+ * stands. Only unavailable -> available cuts a wait short. */
+static void
+test_network_change_while_available (void)
+{
+  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", free_port ());
+  const char *uris[] = { uri, NULL };
+  TestMonitor *monitor = g_object_new (test_monitor_get_type (), NULL);
+  g_autoptr(CarehareSession) session = NULL;
+  guint n_attempts = 0;
+
+  monitor->available = TRUE;
+  session = g_object_new (CAREHARE_TYPE_SESSION, "uris", uris, "network-monitor", monitor,
+                          "reconnect-delay-min", 600000, NULL);
+  g_signal_connect (session, "notify::state", G_CALLBACK (count_connecting_cb), &n_attempts);
+  carehare_session_start (session);
+  /* Nothing listens: refused, then a wait of ten minutes. */
+  wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
+  g_assert_cmpuint (n_attempts, ==, 1);
+
+  test_monitor_set_available (monitor, TRUE);
+  carehare_test_run_for (100);
+  g_assert_cmpuint (n_attempts, ==, 1);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_WAITING);
+
+  /* Lost and back: now the next attempt starts at once. */
+  test_monitor_set_available (monitor, FALSE);
+  test_monitor_set_available (monitor, TRUE);
+  wait_until (uint_at_least_2, &n_attempts, "an attempt once the network is back", TIMEOUT_MS);
+  close_session (session);
+  g_object_unref (monitor);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1635,6 +1684,8 @@ main (int    argc,
   g_test_add_func ("/session/close-in-callback", test_close_in_callback);
   g_test_add_func ("/session/many-reconnections", test_many_reconnections);
   g_test_add_func ("/session/network-monitor", test_network_monitor);
+  g_test_add_func ("/session/network-monitor/change-while-available",
+                   test_network_change_while_available);
 
   return g_test_run ();
 }
