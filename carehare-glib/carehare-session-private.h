@@ -71,6 +71,7 @@ struct _CarehareSession
   gboolean monitor_is_default;     /* the system's, not the program's */
   gulong monitor_id;
   gboolean waiting_for_network;
+  gboolean network_lost;           /* seen unavailable since it was last available */
 };
 
 struct _Attempt
@@ -125,6 +126,8 @@ gboolean  _carehare_session_attempt_is_current       (Attempt *attempt);
 void      _carehare_session_attempt_failed           (Attempt *attempt,
                                                       GError  *error);
 void      _carehare_session_go_connected             (Attempt *attempt);
+/* Advances the backoff cap and draws the next wait, in ms (tests call it). */
+guint     _carehare_session_next_delay               (CarehareSession *self);
 
 /* carehare-session-consumer.c */
 SessionConsumer *_carehare_session_consumer_ref        (SessionConsumer *sc);

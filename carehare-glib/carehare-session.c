@@ -388,20 +388,29 @@ timer_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-/* After a failed attempt or a lost connection: wait, then try again. */
-static void
-schedule_retry (CarehareSession *self)
+/* The next wait, in ms: the cap doubles from the minimum (or starts at
+ * it, after a reset) up to the maximum, and the wait is drawn uniformly
+ * in [minimum, cap]. Both bounds are at most G_MAXINT32 and the minimum
+ * at least 1, so cap - minimum + 1 fits a gint32. */
+guint
+_carehare_session_next_delay (CarehareSession *self)
 {
-  guint delay;
-
   if (self->cap == 0)
     self->cap = self->delay_min;
   else
     self->cap = MIN (MAX (self->cap, 1) * 2, self->delay_max);
   self->cap = MAX (self->cap, self->delay_min);
-  delay = self->cap > self->delay_min
-          ? (guint) g_random_int_range ((gint32) self->delay_min, (gint32) self->cap + 1)
-          : self->delay_min;
+  if (self->cap == self->delay_min)
+    return self->delay_min;
+  return self->delay_min +
+         (guint) g_random_int_range (0, (gint32) (self->cap - self->delay_min + 1));
+}
+
+/* After a failed attempt or a lost connection: wait, then try again. */
+static void
+schedule_retry (CarehareSession *self)
+{
+  guint delay = _carehare_session_next_delay (self);
 
   g_debug ("session %p: next attempt in %u ms", self, delay);
   set_state (self, CAREHARE_SESSION_STATE_WAITING);
@@ -563,6 +572,7 @@ attempt_now (CarehareSession *self)
     {
       g_debug ("session %p: waiting for the network", self);
       self->waiting_for_network = TRUE;
+      self->network_lost = TRUE;
       set_state (self, CAREHARE_SESSION_STATE_WAITING);
       return;
     }
@@ -591,8 +601,18 @@ static void
 network_changed_run (CarehareSession *self,
                      gpointer         data)
 {
-  if (!self->started || self->closed || self->state != CAREHARE_SESSION_STATE_WAITING ||
-      !network_available (self))
+  if (!network_available (self))
+    {
+      self->network_lost = TRUE;
+      return;
+    }
+  /* A monitor also reports changes that leave the network available (a
+   * route, an interface): those are not the network coming back, and the
+   * backoff stands. */
+  if (!self->network_lost)
+    return;
+  self->network_lost = FALSE;
+  if (!self->started || self->closed || self->state != CAREHARE_SESSION_STATE_WAITING)
     return;
   /* Back: the next attempt starts at once. */
   if (self->timer != NULL)
@@ -903,9 +923,10 @@ carehare_session_class_init (CarehareSessionClass *klass)
    * What tells the session whether the network is available; the
    * system's (g_network_monitor_get_default()) unless set at construction.
    * While it says the network is unavailable no attempt is made; when it
-   * comes back, the next attempt starts at once. The system's monitor is
-   * not consulted when every URI names this machine (`localhost`, a
-   * loopback address), which needs no network.
+   * comes back, the next attempt starts at once (a change it reports while
+   * the network stays available does not cut a wait short). The system's
+   * monitor is not consulted when every URI names this machine
+   * (`localhost`, a loopback address), which needs no network.
    */
   obj_props[PROP_NETWORK_MONITOR] =
     g_param_spec_object ("network-monitor", NULL, NULL, G_TYPE_NETWORK_MONITOR,

@@ -6,6 +6,7 @@
  */
 #include "carehare-test-util.h"
 
+#include "carehare-session-private.h"
 #include "fault-proxy.h"
 
 #include <gio/gio.h>
@@ -119,6 +120,24 @@ wait_for_state (CarehareSession      *session,
                ? carehare_session_get_last_error (session)->message : "none");
 }
 
+/* Iterates until @func (@data) holds, failing the test after @timeout_ms. */
+static void
+wait_until (gboolean    (*func) (gpointer data),
+            gpointer      data,
+            const char   *what,
+            guint         timeout_ms)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (timeout_ms, set_flag_cb, &timed_out);
+
+  while (!func (data) && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  if (!func (data))
+    g_error ("still waiting for %s after %u ms", what, timeout_ms);
+}
+
 static void
 wait_for_connections (Recorder *rec,
                       guint     n_connected,
@@ -142,19 +161,42 @@ session_for (const char *uri)
   return carehare_session_new (uris);
 }
 
+/* A session through @proxy that reconnects after 10-20 ms. */
+static CarehareSession *
+session_through (FaultProxy *proxy)
+{
+  g_autofree char *uri = fault_proxy_uri (proxy, "");
+  CarehareSession *session = session_for (uri);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  return session;
+}
+
+static gboolean
+session_publish_to (CarehareSession *session,
+                    const char      *exchange,
+                    const char      *routing_key,
+                    const char      *text,
+                    GError         **error)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
+
+  carehare_session_publish_async (session, exchange, routing_key, body, NULL,
+                                  CAREHARE_PUBLISH_FLAGS_NONE, NULL, carehare_test_store_result,
+                                  &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return carehare_session_publish_finish (session, result, error);
+}
+
 static gboolean
 session_publish (CarehareSession *session,
                  const char      *queue,
                  const char      *text,
                  GError         **error)
 {
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GBytes) body = g_bytes_new (text, strlen (text));
-
-  carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
-                                  NULL, carehare_test_store_result, &result);
-  carehare_test_wait_for_result (&result, TIMEOUT_MS);
-  return carehare_session_publish_finish (session, result, error);
+  return session_publish_to (session, "", queue, text, error);
 }
 
 static CarehareDelivery *
@@ -201,6 +243,27 @@ delete_queue (const char *queue)
   g_clear_object (&result);
   carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
   carehare_test_wait_for_result (&result, TIMEOUT_MS);
+}
+
+/* The messages in @queue now (a passive declare on a connection of its own). */
+static guint
+queue_message_count (const char *queue)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *declared = NULL;
+  guint n_messages = G_MAXUINT;
+
+  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
+                                           carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (conn, result, &n_messages, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_object (&result);
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  return n_messages;
 }
 
 static guint16
@@ -451,6 +514,253 @@ test_reset_in_flight (void)
   delete_queue (queue);
 }
 
+static void
+count_cb (gpointer user_data)
+{
+  (*(guint *) user_data)++;
+}
+
+static gboolean
+attempt_restoring (gpointer data)
+{
+  CarehareSession *session = data;
+
+  return session->attempt != NULL && session->attempt->connection != NULL;
+}
+
+/* A connection that dies while its topology is being restored is a
+ * failed attempt: `last-error` and `state` change, nothing else (no
+ * `disconnected`, no `connected`, no `connection` notified); the next
+ * attempt connects, and the signals pair up. */
+static void
+test_topology_restore_dies (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-restore-dies");
+  g_autofree char *exchange = carehare_test_unique_name ("session-restore-dies-x");
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autoptr(CarehareSession) session = session_through (proxy);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(CarehareConnection) doomed = NULL;
+  g_autoptr(CarehareDelivery) delivery = NULL;
+  g_autoptr(GError) error = NULL;
+  guint n_connection_notified = 0, n_error_notified = 0;
+
+  carehare_session_declare_exchange (session, exchange, "direct",
+                                     CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE, NULL);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_bind_queue (session, queue, exchange, "key", NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 5);
+  g_signal_connect_swapped (session, "notify::connection", G_CALLBACK (count_cb),
+                            &n_connection_notified);
+  g_signal_connect_swapped (session, "notify::last-error", G_CALLBACK (count_cb),
+                            &n_error_notified);
+  carehare_session_start (session);
+
+  /* The first connection is up and its topology is being declared: each
+   * declaration is a round trip that needs this thread to run the main
+   * loop, so it is cut before the topology is complete. */
+  wait_until (attempt_restoring, session, "a connection restoring its topology", TIMEOUT_MS);
+  doomed = g_object_ref (session->attempt->connection);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_CONNECTING);
+  fault_proxy_reset (proxy);
+
+  wait_for_connections (rec, 1, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "C");
+  g_assert_true (carehare_session_get_connection (session) != doomed);
+  g_assert_true (carehare_connection_get_is_closed (doomed));
+  g_assert_cmpuint (n_error_notified, >=, 1);
+  g_assert_nonnull (carehare_session_get_last_error (session));
+  g_assert_cmpuint (n_connection_notified, ==, 1);
+  g_assert_cmpuint (fault_proxy_get_n_accepted (proxy), >=, 2);
+
+  /* The topology and the consumer are in place on the new connection. */
+  g_assert_true (session_publish_to (session, exchange, "key", "restored", &error));
+  g_assert_no_error (error);
+  delivery = next_delivery (consumer, &error);
+  g_assert_no_error (error);
+  carehare_consumer_ack (consumer, carehare_delivery_get_delivery_tag (delivery));
+
+  close_session (session);
+  g_assert_cmpstr (rec->events->str, ==, "CD");
+  fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+/* ---- the push path (::delivery) across a reconnection ------------------- */
+
+typedef struct {
+  GPtrArray *texts;     /* owned strings */
+  GArray *tags;         /* guint64 */
+  GArray *redelivered;  /* gboolean */
+} PushLog;
+
+static void
+push_delivery_cb (CarehareConsumer *consumer,
+                  CarehareDelivery *delivery,
+                  gpointer          user_data)
+{
+  PushLog *log = user_data;
+  guint64 tag = carehare_delivery_get_delivery_tag (delivery);
+  gboolean redelivered = carehare_delivery_get_redelivered (delivery);
+
+  g_ptr_array_add (log->texts, delivery_text (delivery));
+  g_array_append_val (log->tags, tag);
+  g_array_append_val (log->redelivered, redelivered);
+  carehare_consumer_ack (consumer, tag);
+}
+
+typedef struct {
+  PushLog *log;
+  const char *text;
+} PushWait;
+
+static gboolean
+push_got (gpointer data)
+{
+  PushWait *wait = data;
+
+  for (guint i = 0; i < wait->log->texts->len; i++)
+    if (g_strcmp0 (g_ptr_array_index (wait->log->texts, i), wait->text) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* A session consumer consumed through ::delivery keeps delivering after a
+ * reconnection, with tags that go on growing. */
+static void
+test_push_across_reconnection (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-push");
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autoptr(CarehareSession) session = session_through (proxy);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(CarehareConsumer) consumer = NULL;
+  g_autoptr(GError) error = NULL;
+  PushLog log = { g_ptr_array_new_with_free_func (g_free),
+                  g_array_new (FALSE, FALSE, sizeof (guint64)),
+                  g_array_new (FALSE, FALSE, sizeof (gboolean)) };
+  PushWait one = { &log, "one" }, two = { &log, "two" };
+  guint before;
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  consumer = carehare_session_acking_consumer (session, queue, 10);
+  g_signal_connect (consumer, "delivery", G_CALLBACK (push_delivery_cb), &log);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+
+  g_assert_true (session_publish (session, queue, "one", &error));
+  g_assert_no_error (error);
+  wait_until (push_got, &one, "\"one\" through ::delivery", TIMEOUT_MS);
+  before = log.texts->len;
+
+  fault_proxy_reset (proxy);
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_true (session_publish (session, queue, "two", &error));
+  g_assert_no_error (error);
+  wait_until (push_got, &two, "\"two\" through ::delivery after the reconnection", TIMEOUT_MS);
+
+  /* Only "one" again (its ack may have been lost with the connection,
+   * then it comes back redelivered) before "two"; tags always grow. */
+  for (guint i = before; i + 1 < log.texts->len; i++)
+    {
+      g_assert_cmpstr (g_ptr_array_index (log.texts, i), ==, "one");
+      g_assert_true (g_array_index (log.redelivered, gboolean, i));
+    }
+  g_assert_cmpstr (g_ptr_array_index (log.texts, log.texts->len - 1), ==, "two");
+  for (guint i = 1; i < log.tags->len; i++)
+    g_assert_cmpuint (g_array_index (log.tags, guint64, i), >,
+                      g_array_index (log.tags, guint64, i - 1));
+  g_assert_false (carehare_consumer_get_is_closed (consumer));
+
+  close_session (session);
+  g_assert_cmpstr (rec->events->str, ==, "CDCD");
+  g_ptr_array_unref (log.texts);
+  g_array_unref (log.tags);
+  g_array_unref (log.redelivered);
+  fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+/* Messages handed to a connection that is lost before their confirm fail
+ * with CONNECTION_CLOSED and are never sent again by the session: the
+ * proxy forwards nothing (stalled both ways), so none reached the broker,
+ * and after the reconnection the queue holds only what was published
+ * since. */
+static void
+test_unconfirmed_not_resent (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-no-resend");
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autoptr(CarehareSession) session = session_through (proxy);
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) body = g_bytes_new_static ("lost", 4);
+  GAsyncResult *slots[5] = { NULL };
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+
+  fault_proxy_stall (proxy, FAULT_DIRECTION_BOTH);
+  for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
+    carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                    NULL, carehare_test_store_result, &slots[i]);
+  carehare_test_run_for (100);
+  for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
+    g_assert_null (slots[i]);
+  fault_proxy_reset (proxy);
+  for (guint i = 0; i < G_N_ELEMENTS (slots); i++)
+    {
+      carehare_test_wait_for_result (&slots[i], TIMEOUT_MS);
+      g_assert_false (carehare_session_publish_finish (session, slots[i], &error));
+      g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+      g_clear_error (&error);
+      g_clear_object (&slots[i]);
+    }
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_true (session_publish (session, queue, "after", &error));
+  g_assert_no_error (error);
+
+  g_assert_cmpuint (queue_message_count (queue), ==, 1);
+
+  close_session (session);
+  fault_proxy_free (proxy);
+  delete_queue (queue);
+}
+
+/* A publish waiting for a connection, cancelled: it fails with
+ * G_IO_ERROR_CANCELLED and is never sent once the session connects. */
+static void
+test_publish_cancel_waiting (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-cancel");
+  g_autoptr(CarehareSession) session = session_for (carehare_test_amqp_uri ());
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) dropped = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) body = g_bytes_new_static ("dropped", 7);
+
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_NONE, NULL);
+  carehare_session_publish_async (session, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                  cancellable, carehare_test_store_result, &dropped);
+  carehare_test_run_for (20);
+  g_assert_null (dropped);
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&dropped, TIMEOUT_MS);
+  g_assert_false (carehare_session_publish_finish (session, dropped, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_true (session_publish (session, queue, "kept", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (queue_message_count (queue), ==, 1);
+  close_session (session);
+  delete_queue (queue);
+}
+
 /* ---- a broker that is away, then back ------------------------------------ */
 
 /* Forwards connections on @port to the broker once started: the broker
@@ -458,6 +768,7 @@ test_reset_in_flight (void)
 typedef struct {
   GSocketService *service;
   guint16 port;
+  guint n_accepted;
 } Forwarder;
 
 static void
@@ -477,7 +788,9 @@ incoming_cb (GSocketService    *service,
   g_autoptr(GSocketClient) client = g_socket_client_new ();
   g_autoptr(GSocketConnection) upstream = NULL;
   g_autoptr(GError) error = NULL;
+  Forwarder *fwd = user_data;
 
+  fwd->n_accepted++;
   /* No proxy lookup (libproxy throws C++ exceptions ASan cannot follow). */
   g_socket_client_set_enable_proxy (client, FALSE);
   upstream = g_socket_client_connect_to_host (client, "127.0.0.1", broker_port (), NULL, &error);
@@ -513,7 +826,7 @@ forwarder_start (Forwarder *fwd)
                                  G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL, NULL,
                                  &error);
   g_assert_no_error (error);
-  g_signal_connect (fwd->service, "incoming", G_CALLBACK (incoming_cb), NULL);
+  g_signal_connect (fwd->service, "incoming", G_CALLBACK (incoming_cb), fwd);
   g_socket_service_start (fwd->service);
 }
 
@@ -523,13 +836,15 @@ forwarder_start (Forwarder *fwd)
 static void
 test_broker_away (void)
 {
-  Forwarder fwd = { NULL, free_port () };
+  Forwarder fwd = { NULL, free_port (), 0 };
   g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", fwd.port);
   g_autoptr(CarehareSession) session = session_for (uri);
   g_autoptr(Recorder) rec = recorder_new (session);
   g_autoptr(CarehareSession) second = NULL;
+  g_autoptr(CarehareConsumer) consumer = NULL;
   g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GAsyncResult) waiting = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) body = g_bytes_new_static ("x", 1);
   guint cap = 20;
@@ -576,12 +891,158 @@ test_broker_away (void)
   g_clear_object (&pending);
   carehare_session_publish_async (second, "", "q", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE, NULL,
                                   carehare_test_store_result, &pending);
+  consumer = carehare_session_acking_consumer (second, "q", 1);
+  carehare_consumer_next_delivery_async (consumer, NULL, carehare_test_store_result, &waiting);
+  g_clear_object (&result);
   carehare_session_close_async (second, NULL, carehare_test_store_result, &result);
+  /* Bounded far below the 60 s backoff: the close does not wait for it. */
   carehare_test_wait_for_result (&result, 5000);
   g_assert_true (carehare_session_close_finish (second, result, NULL));
+  g_assert_cmpint (carehare_session_get_state (second), ==, CAREHARE_SESSION_STATE_STOPPED);
   carehare_test_wait_for_result (&pending, 5000);
   g_assert_false (carehare_session_publish_finish (second, pending, &error));
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+  g_clear_error (&error);
+  /* And so does a next_delivery that was waiting. */
+  carehare_test_wait_for_result (&waiting, 5000);
+  g_assert_null (carehare_consumer_next_delivery_finish (consumer, waiting, &error));
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED);
+}
+
+/* ---- backoff --------------------------------------------------------------- */
+
+/* The waits the session draws (read from the session: an elapsed wait can
+ * only be checked from below, as /session/broker-away does): the first is
+ * the minimum, then each lies in [minimum, cap] with the cap doubling from
+ * the minimum up to the maximum, and the draws spread over that whole
+ * range. With the largest maximum the property allows, no overflow. */
+static void
+test_backoff_bounds (void)
+{
+  const char *uris[] = { "amqp://127.0.0.1:1", NULL };
+  g_autoptr(CarehareSession) session = carehare_session_new (uris);
+  g_autoptr(CarehareSession) wide = carehare_session_new (uris);
+  guint cap = 100, n_low = 0, n_high = 0;
+
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_min (session), ==, 100);
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_max (session), ==, 30000);
+  for (guint i = 0; i < 2000; i++)
+    {
+      guint delay = _carehare_session_next_delay (session);
+
+      g_assert_cmpuint (session->cap, ==, cap);
+      g_assert_cmpuint (delay, >=, 100);
+      g_assert_cmpuint (delay, <=, cap);
+      if (i == 0)
+        g_assert_cmpuint (delay, ==, 100);
+      if (cap == 30000)
+        {
+          if (delay < 15050)
+            n_low++;
+          else
+            n_high++;
+        }
+      cap = MIN (cap * 2, 30000);
+    }
+  /* ~1990 draws at the full cap, uniform: both halves are hit. */
+  g_assert_cmpuint (n_low, >, 0);
+  g_assert_cmpuint (n_high, >, 0);
+
+  /* A lower maximum lowers the cap at once; minimum == maximum: fixed. */
+  carehare_session_set_reconnect_delay_max (session, 50);
+  g_assert_cmpuint (carehare_session_get_reconnect_delay_min (session), ==, 50);
+  for (guint i = 0; i < 10; i++)
+    g_assert_cmpuint (_carehare_session_next_delay (session), ==, 50);
+
+  carehare_session_set_reconnect_delay_min (wide, 1);
+  carehare_session_set_reconnect_delay_max (wide, G_MAXINT32);
+  cap = 1;
+  for (guint i = 0; i < 40; i++)
+    {
+      guint delay = _carehare_session_next_delay (wide);
+
+      g_assert_cmpuint (wide->cap, ==, cap);
+      g_assert_cmpuint (delay, >=, 1);
+      g_assert_cmpuint (delay, <=, cap);
+      cap = (guint) MIN ((guint64) cap * 2, G_MAXINT32);
+    }
+}
+
+static gboolean
+cap_is_max (gpointer data)
+{
+  CarehareSession *session = data;
+
+  return session->cap == session->delay_max;
+}
+
+/* A connection that stayed up for at least reconnect-delay-max starts the
+ * backoff over: the cap, at its maximum after failed attempts, is back at
+ * the minimum for the wait after that connection. */
+static void
+test_backoff_reset (void)
+{
+  Forwarder fwd = { NULL, free_port (), 0 };
+  g_autofree char *name = carehare_test_unique_name ("session-backoff-conn");
+  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u/?connection_name=%s",
+                                          fwd.port, name);
+  g_autoptr(CarehareSession) session = session_for (uri);
+  g_autoptr(Recorder) rec = recorder_new (session);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 40);
+  carehare_session_start (session);
+  /* Nothing listens: failed attempts raise the cap to the maximum. */
+  wait_until (cap_is_max, session, "the backoff cap at its maximum", TIMEOUT_MS);
+  g_assert_cmpuint (rec->n_connected, ==, 0);
+
+  forwarder_start (&fwd);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpuint (session->cap, ==, 40);
+  /* Up for longer than the maximum (40 ms), then lost. */
+  carehare_test_run_for (100);
+  carehare_test_broker_close_connection (name, "forced by test-session");
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  /* Without the reset: MIN (40 * 2, 40) = 40. */
+  g_assert_cmpuint (session->cap, ==, 10);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  close_session (session);
+  g_socket_service_stop (fwd.service);
+  g_socket_listener_close (G_SOCKET_LISTENER (fwd.service));
+  g_clear_object (&fwd.service);
+}
+
+/* After a connection drops, the URIs are tried again from the first: the
+ * first URI was down at the start (the second took the connection), is
+ * up when the connection drops, and takes the next one. */
+static void
+test_uris_from_first (void)
+{
+  Forwarder fwd = { NULL, free_port (), 0 };
+  FaultProxy *proxy = fault_proxy_new (broker_port ());
+  g_autofree char *first = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", fwd.port);
+  g_autofree char *second = fault_proxy_uri (proxy, "");
+  const char *uris[] = { first, second, NULL };
+  g_autoptr(CarehareSession) session = carehare_session_new (uris);
+  g_autoptr(Recorder) rec = recorder_new (session);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpuint (fault_proxy_get_n_accepted (proxy), ==, 1);
+
+  forwarder_start (&fwd);
+  fault_proxy_reset (proxy);
+  wait_for_connections (rec, 2, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "CDC");
+  g_assert_cmpuint (fwd.n_accepted, ==, 1);
+  g_assert_cmpuint (fault_proxy_get_n_accepted (proxy), ==, 1);
+  close_session (session);
+  g_socket_service_stop (fwd.service);
+  g_socket_listener_close (G_SOCKET_LISTENER (fwd.service));
+  g_clear_object (&fwd.service);
+  fault_proxy_free (proxy);
 }
 
 /* ---- token refresh ------------------------------------------------------- */
@@ -759,6 +1220,51 @@ test_topology_refused (void)
   carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
   carehare_test_wait_for_result (&result, TIMEOUT_MS);
   delete_queue (queue);
+}
+
+static gboolean
+last_error_is_405 (gpointer data)
+{
+  const GError *error = carehare_session_get_last_error (data);
+
+  return error != NULL && carehare_error_get_reply_code (error) == 405;
+}
+
+/* Another connection holds the exclusive queue the session declares: 405
+ * RESOURCE_LOCKED is retried (never FAILED, no signal) until the holder
+ * goes, then the session connects. */
+static void
+test_resource_locked_retried (void)
+{
+  g_autofree char *queue = carehare_test_unique_name ("session-locked");
+  g_autoptr(CarehareConnection) holder = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autoptr(CarehareSession) session = session_for (carehare_test_amqp_uri ());
+  g_autoptr(Recorder) rec = recorder_new (session);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *declared = NULL;
+
+  carehare_connection_queue_declare_async (holder, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
+                                           NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  declared = carehare_connection_queue_declare_finish (holder, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  carehare_session_set_reconnect_delay_min (session, 10);
+  carehare_session_set_reconnect_delay_max (session, 20);
+  carehare_session_declare_queue (session, queue, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL);
+  carehare_session_start (session);
+  wait_until (last_error_is_405, session, "405 RESOURCE_LOCKED", TIMEOUT_MS);
+  g_assert_cmpint (carehare_session_get_state (session), !=, CAREHARE_SESSION_STATE_FAILED);
+  g_assert_cmpuint (rec->n_connected + rec->n_disconnected, ==, 0);
+
+  /* The holder goes, and its exclusive queue with it. */
+  g_clear_object (&result);
+  carehare_connection_close_async (holder, NULL, carehare_test_store_result, &result);
+  carehare_test_wait_for_result (&result, TIMEOUT_MS);
+  wait_for_state (session, CAREHARE_SESSION_STATE_CONNECTED, TIMEOUT_MS);
+  g_assert_cmpstr (rec->events->str, ==, "C");
+  close_session (session);
 }
 
 /* An exclusive queue: after a forced close the broker may still hold it
@@ -1101,6 +1607,55 @@ test_network_monitor (void)
   g_object_unref (monitor);
 }
 
+static void
+count_connecting_cb (CarehareSession *session,
+                     GParamSpec      *pspec,
+                     gpointer         user_data)
+{
+  if (carehare_session_get_state (session) == CAREHARE_SESSION_STATE_CONNECTING)
+    (*(guint *) user_data)++;
+}
+
+static gboolean
+uint_at_least_2 (gpointer data)
+{
+  return *(guint *) data >= 2;
+}
+
+/* A change the monitor reports while the network stays available (a new
+ * route, an interface) is not the network coming back: the backoff
+ * stands. Only unavailable -> available cuts a wait short. */
+static void
+test_network_change_while_available (void)
+{
+  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", free_port ());
+  const char *uris[] = { uri, NULL };
+  TestMonitor *monitor = g_object_new (test_monitor_get_type (), NULL);
+  g_autoptr(CarehareSession) session = NULL;
+  guint n_attempts = 0;
+
+  monitor->available = TRUE;
+  session = g_object_new (CAREHARE_TYPE_SESSION, "uris", uris, "network-monitor", monitor,
+                          "reconnect-delay-min", 600000, NULL);
+  g_signal_connect (session, "notify::state", G_CALLBACK (count_connecting_cb), &n_attempts);
+  carehare_session_start (session);
+  /* Nothing listens: refused, then a wait of ten minutes. */
+  wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
+  g_assert_cmpuint (n_attempts, ==, 1);
+
+  test_monitor_set_available (monitor, TRUE);
+  carehare_test_run_for (100);
+  g_assert_cmpuint (n_attempts, ==, 1);
+  g_assert_cmpint (carehare_session_get_state (session), ==, CAREHARE_SESSION_STATE_WAITING);
+
+  /* Lost and back: now the next attempt starts at once. */
+  test_monitor_set_available (monitor, FALSE);
+  test_monitor_set_available (monitor, TRUE);
+  wait_until (uint_at_least_2, &n_attempts, "an attempt once the network is back", TIMEOUT_MS);
+  close_session (session);
+  g_object_unref (monitor);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1110,17 +1665,27 @@ main (int    argc,
   g_test_add_func ("/session/basic", test_basic);
   g_test_add_func ("/session/forced-reconnect", test_forced_reconnect);
   g_test_add_func ("/session/reset-with-publishes-in-flight", test_reset_in_flight);
+  g_test_add_func ("/session/topology-restore-dies", test_topology_restore_dies);
+  g_test_add_func ("/session/push-across-reconnection", test_push_across_reconnection);
+  g_test_add_func ("/session/publish/unconfirmed-not-resent", test_unconfirmed_not_resent);
+  g_test_add_func ("/session/publish/cancel-waiting", test_publish_cancel_waiting);
   g_test_add_func ("/session/broker-away", test_broker_away);
+  g_test_add_func ("/session/backoff/bounds", test_backoff_bounds);
+  g_test_add_func ("/session/backoff/reset-after-long-connection", test_backoff_reset);
+  g_test_add_func ("/session/uris-from-first", test_uris_from_first);
   g_test_add_func ("/session/update-secret", test_update_secret);
   g_test_add_func ("/session/set-password", test_set_password);
   g_test_add_func ("/session/permanent/login-refused", test_login_refused);
   g_test_add_func ("/session/permanent/invalid-uri", test_invalid_uri);
   g_test_add_func ("/session/permanent/topology-refused", test_topology_refused);
   g_test_add_func ("/session/exclusive-queue", test_exclusive_queue);
+  g_test_add_func ("/session/transient/resource-locked", test_resource_locked_retried);
   g_test_add_func ("/session/consumer-close", test_consumer_close);
   g_test_add_func ("/session/close-in-callback", test_close_in_callback);
   g_test_add_func ("/session/many-reconnections", test_many_reconnections);
   g_test_add_func ("/session/network-monitor", test_network_monitor);
+  g_test_add_func ("/session/network-monitor/change-while-available",
+                   test_network_change_while_available);
 
   return g_test_run ();
 }
