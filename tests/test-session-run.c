@@ -11,10 +11,14 @@
  * Asserted: every message whose publish succeeded is consumed at least
  * once by the session's consumer (none lost); a publish fails only with
  * CONNECTION_CLOSED; the consumer never ends; `connected` and
- * `disconnected` alternate, starting with `connected`. Printed: the
- * connections, the duplicates, the time to recover (median and worst) and
- * the longest pause in deliveries. Nothing here is timed: the figures
- * are reported, not asserted.
+ * `disconnected` alternate, starting with `connected`; the consumer never
+ * stops delivering for longer than the configuration allows a connection to
+ * be lost and replaced (PAUSE_BOUND_MS: the heartbeat monitor's two
+ * intervals to find a silent peer, the longest backoff delay, and the
+ * connection timeout of the next attempt; a bound derived from settings,
+ * never from the machine's speed). Printed: the connections, the
+ * duplicates, the time to recover (median and worst) and the longest pause
+ * in deliveries.
  */
 #include "carehare-test-util.h"
 
@@ -27,6 +31,14 @@
 #define WINDOW 200            /* publishes in flight at most */
 #define PER_TICK 4            /* publishes per 5 ms tick: at most 800/s */
 #define BROKER_CLOSE_EVERY 7  /* one connection in 7 is closed by rabbitmqctl */
+#define HEARTBEAT_S 5
+#define DELAY_MAX_MS 200
+#define CONNECT_TIMEOUT_MS 5000
+/* A stall the proxy makes is found by the heartbeat monitor within two
+ * intervals; then at most the longest backoff delay, then one attempt that
+ * either connects or times out (and a timed-out attempt would be retried
+ * after another delay: counted once more, with a margin for a loaded loop). */
+#define PAUSE_BOUND_MS (2 * HEARTBEAT_S * 1000 + 2 * (DELAY_MAX_MS + CONNECT_TIMEOUT_MS))
 
 static guint n_messages = 20000;
 
@@ -411,7 +423,8 @@ test_run (void)
   run.rand = g_rand_new_with_seed (seed);
   g_test_message ("queue %s, faults drawn with seed %u (g_test_rand_int)", run.queue, seed);
   run.proxy = fault_proxy_new ((guint16) g_ascii_strtoull (port, NULL, 10));
-  suffix = g_strdup_printf ("?connection_name=%s&heartbeat=5", run.name);
+  suffix = g_strdup_printf ("?connection_name=%s&heartbeat=%d&connection_timeout=%d",
+                            run.name, HEARTBEAT_S, CONNECT_TIMEOUT_MS);
   uri = fault_proxy_uri (run.proxy, suffix);
   uris[0] = uri;
   run.ok = g_new0 (guint8, n_messages);
@@ -423,7 +436,7 @@ test_run (void)
   run.session = carehare_session_new (uris);
   g_object_set_data (G_OBJECT (run.session), "run", &run);
   carehare_session_set_reconnect_delay_min (run.session, 10);
-  carehare_session_set_reconnect_delay_max (run.session, 200);
+  carehare_session_set_reconnect_delay_max (run.session, DELAY_MAX_MS);
   g_signal_connect (run.session, "connected", G_CALLBACK (connected_cb), &run);
   g_signal_connect (run.session, "disconnected", G_CALLBACK (disconnected_cb), &run);
   carehare_session_declare_queue (run.session, run.queue, CAREHARE_QUEUE_FLAGS_DURABLE, NULL);
@@ -484,6 +497,9 @@ test_run (void)
   g_assert_cmpuint (run.recover_us->len, ==, n_connections - 1);
   g_assert_cmpuint (run.n_ok + run.n_failed, ==, n_messages);
   g_assert_cmpuint (run.n_ok_received, ==, run.n_ok);
+  /* Never stopped delivering for longer than losing and replacing a
+   * connection may take under these settings. */
+  g_assert_cmpint (run.max_gap_us / 1000, <=, PAUSE_BOUND_MS);
 
   g_object_unref (run.consumer);
   g_object_unref (run.session);
