@@ -732,6 +732,59 @@ append_scripted_message (GByteArray            *out,
   carehare_wire_append_body_frame (out, channel, (const guint8 *) body, size);
 }
 
+/* A scripted broker's greeting: reads the client's protocol header and
+ * sends Connection.Start. FALSE when the client went away first. */
+static gboolean
+script_greet (GInputStream  *in,
+              GOutputStream *out)
+{
+  g_autoptr(GBytes) mechanisms = g_bytes_new_static ("PLAIN", 5);
+  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
+  CarehareMethod start = { .id = CAREHARE_METHOD_CONNECTION_START };
+  guint8 header[8];
+  gsize got = 0;
+
+  if (!g_input_stream_read_all (in, header, sizeof header, &got, NULL, NULL) || got != 8)
+    return FALSE;
+  start.connection_start.version_minor = 9;
+  start.connection_start.mechanisms = mechanisms;
+  start.connection_start.locales = locales;
+  return send_method (out, 0, &start);
+}
+
+/* What a broker answers to the handshake and to opening and closing:
+ * fills @reply (and sets @finished for Connection.Close) and returns TRUE,
+ * or FALSE for any other method. */
+static gboolean
+script_common_reply (guint32         method_id,
+                     CarehareMethod *reply,
+                     gboolean       *finished)
+{
+  switch (method_id)
+    {
+    case CAREHARE_METHOD_CONNECTION_START_OK:
+      reply->id = CAREHARE_METHOD_CONNECTION_TUNE;
+      reply->connection_tune.channel_max = 16;
+      reply->connection_tune.frame_max = 131072;
+      return TRUE;
+    case CAREHARE_METHOD_CONNECTION_OPEN:
+      reply->id = CAREHARE_METHOD_CONNECTION_OPEN_OK;
+      return TRUE;
+    case CAREHARE_METHOD_CHANNEL_OPEN:
+      reply->id = CAREHARE_METHOD_CHANNEL_OPEN_OK;
+      return TRUE;
+    case CAREHARE_METHOD_CHANNEL_CLOSE:
+      reply->id = CAREHARE_METHOD_CHANNEL_CLOSE_OK;
+      return TRUE;
+    case CAREHARE_METHOD_CONNECTION_CLOSE:
+      reply->id = CAREHARE_METHOD_CONNECTION_CLOSE_OK;
+      *finished = TRUE;
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
 static void
 script_serve (GSocketConnection *connection,
               gpointer           user_data)
@@ -741,20 +794,11 @@ script_serve (GSocketConnection *connection,
   GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (connection));
   g_autoptr(GByteArray) buf = g_byte_array_new ();
   g_autoptr(GByteArray) payload = g_byte_array_new ();
-  g_autoptr(GBytes) mechanisms = g_bytes_new_static ("PLAIN", 5);
-  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
-  CarehareMethod start = { .id = CAREHARE_METHOD_CONNECTION_START };
   guint16 consumer_channel = 0;
   guint next_batch = 0;
-  guint8 header[8];
-  gsize got = 0;
 
-  if (!g_input_stream_read_all (in, header, sizeof header, &got, NULL, NULL) || got != 8)
+  if (!script_greet (in, out))
     goto done;
-  start.connection_start.version_minor = 9;
-  start.connection_start.mechanisms = mechanisms;
-  start.connection_start.locales = locales;
-  send_method (out, 0, &start);
 
   for (;;)
     {
@@ -774,17 +818,6 @@ script_serve (GSocketConnection *connection,
 
       switch (method.id)
         {
-        case CAREHARE_METHOD_CONNECTION_START_OK:
-          reply.id = CAREHARE_METHOD_CONNECTION_TUNE;
-          reply.connection_tune.channel_max = 16;
-          reply.connection_tune.frame_max = 131072;
-          break;
-        case CAREHARE_METHOD_CONNECTION_OPEN:
-          reply.id = CAREHARE_METHOD_CONNECTION_OPEN_OK;
-          break;
-        case CAREHARE_METHOD_CHANNEL_OPEN:
-          reply.id = CAREHARE_METHOD_CHANNEL_OPEN_OK;
-          break;
         case CAREHARE_METHOD_BASIC_QOS:
           reply.id = CAREHARE_METHOD_BASIC_QOS_OK;
           break;
@@ -816,7 +849,7 @@ script_serve (GSocketConnection *connection,
                               method.basic_reject.requeue };
           break;
         case CAREHARE_METHOD_CHANNEL_CLOSE:
-          reply.id = CAREHARE_METHOD_CHANNEL_CLOSE_OK;
+          script_common_reply (method.id, &reply, &finished);
           if (channel == consumer_channel)
             {
               g_mutex_lock (&srv->lock);
@@ -824,11 +857,8 @@ script_serve (GSocketConnection *connection,
               g_mutex_unlock (&srv->lock);
             }
           break;
-        case CAREHARE_METHOD_CONNECTION_CLOSE:
-          reply.id = CAREHARE_METHOD_CONNECTION_CLOSE_OK;
-          finished = TRUE;
-          break;
         default:
+          script_common_reply (method.id, &reply, &finished);
           break;
         }
       if (settle.method_id != 0)
@@ -2256,20 +2286,11 @@ flow_serve (GSocketConnection *connection,
   GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (connection));
   g_autoptr(GByteArray) buf = g_byte_array_new ();
   g_autoptr(GByteArray) payload = g_byte_array_new ();
-  g_autoptr(GBytes) mechanisms = g_bytes_new_static ("PLAIN", 5);
-  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
-  CarehareMethod start = { .id = CAREHARE_METHOD_CONNECTION_START };
   guint16 publisher_channel = 0;
   guint64 next_tag = 1;
-  guint8 header[8];
-  gsize got = 0;
 
-  if (!g_input_stream_read_all (in, header, sizeof header, &got, NULL, NULL) || got != 8)
+  if (!script_greet (in, out))
     goto done;
-  start.connection_start.version_minor = 9;
-  start.connection_start.mechanisms = mechanisms;
-  start.connection_start.locales = locales;
-  send_method (out, 0, &start);
 
   for (;;)
     {
@@ -2289,17 +2310,6 @@ flow_serve (GSocketConnection *connection,
 
       switch (method.id)
         {
-        case CAREHARE_METHOD_CONNECTION_START_OK:
-          reply.id = CAREHARE_METHOD_CONNECTION_TUNE;
-          reply.connection_tune.channel_max = 16;
-          reply.connection_tune.frame_max = 131072;
-          break;
-        case CAREHARE_METHOD_CONNECTION_OPEN:
-          reply.id = CAREHARE_METHOD_CONNECTION_OPEN_OK;
-          break;
-        case CAREHARE_METHOD_CHANNEL_OPEN:
-          reply.id = CAREHARE_METHOD_CHANNEL_OPEN_OK;
-          break;
         case CAREHARE_METHOD_CONFIRM_SELECT:
           publisher_channel = channel;
           reply.id = CAREHARE_METHOD_CONFIRM_SELECT_OK;
@@ -2347,14 +2357,8 @@ flow_serve (GSocketConnection *connection,
               append_method (frames, publisher_channel, &flow);
             }
           break;
-        case CAREHARE_METHOD_CHANNEL_CLOSE:
-          reply.id = CAREHARE_METHOD_CHANNEL_CLOSE_OK;
-          break;
-        case CAREHARE_METHOD_CONNECTION_CLOSE:
-          reply.id = CAREHARE_METHOD_CONNECTION_CLOSE_OK;
-          finished = TRUE;
-          break;
         default:
+          script_common_reply (method.id, &reply, &finished);
           break;
         }
       if (reply.id != 0)
