@@ -182,8 +182,10 @@ update_secret_start (CarehareProtocol *protocol,
  * the connection. A secret too large for one frame fails
  * with %G_IO_ERROR_INVALID_ARGUMENT and nothing is sent.
  *
- * Cancelling completes the call at once with %G_IO_ERROR_CANCELLED; the
- * request may still have reached the broker.
+ * The request is sent at once, and cannot be recalled: a @cancellable
+ * cancelled after the call has no effect, and the call completes with the
+ * broker's answer. One already cancelled before the call completes it with
+ * %G_IO_ERROR_CANCELLED, and nothing is sent.
  */
 void
 carehare_connection_update_secret_async (CarehareConnection  *self,
@@ -200,7 +202,9 @@ carehare_connection_update_secret_async (CarehareConnection  *self,
   g_return_if_fail (reason != NULL && strlen (reason) <= 255);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  _carehare_connection_start_op (self, carehare_connection_update_secret_async, TRUE,
+  /* Not GTask's check: sent at once, it completes with the broker's
+   * answer whatever the cancellable says. */
+  _carehare_connection_start_op (self, carehare_connection_update_secret_async, FALSE,
                                  update_secret_start, &start, update_secret_start_copy,
                                  update_secret_start_free, cancellable, callback,
                                  user_data);
@@ -285,7 +289,9 @@ start_rpc (CarehareConnection   *self,
 {
   RpcStart rpc = { method, reply_id };
 
-  _carehare_connection_start_op (self, source_tag, TRUE, rpc_start, &rpc, rpc_start_copy,
+  /* Not GTask's check: a request sent completes with the broker's answer
+   * whatever the cancellable says (the protocol decides, at the cancel). */
+  _carehare_connection_start_op (self, source_tag, FALSE, rpc_start, &rpc, rpc_start_copy,
                                  rpc_start_free, cancellable, callback, user_data);
 }
 

@@ -2,10 +2,11 @@
 /*
  * The protocol core (see carehare-protocol.c): cancelling an operation.
  * What a cancellation undoes depends on how far the operation got and on
- * its kind: an RPC waiting for a channel leaves the queue, one running
- * discards its channel; an unwritten publish is dropped, a written one
- * completes with the broker's answer; a consumer's start closes its
- * channel; a close stops waiting for Close-Ok.
+ * its kind: an RPC waiting for a channel leaves the queue, one sent
+ * completes with the broker's answer; so does a written publish, while an
+ * unwritten one is dropped, and so does an Update-Secret (always sent at
+ * once); a consumer's start closes its channel; a close stops waiting for
+ * Close-Ok.
  */
 
 #include "carehare-protocol-private.h"
@@ -24,10 +25,15 @@ carehare_protocol_cancel (CarehareProtocol   *self,
   switch (op->kind)
     {
     case OP_RPC:
-      if (op->channel == 0)
-        g_queue_remove (&self->waiting, op);
-      else
-        _carehare_protocol_discard_channel (self, op->channel, "operation cancelled");
+      /* A request on the wire cannot be recalled (the broker declares,
+       * binds or deletes all the same): it completes with the broker's
+       * answer. One still waiting for a channel is dropped. */
+      if (op->channel != 0)
+        {
+          _carehare_protocol_leave (self);
+          return;
+        }
+      g_queue_remove (&self->waiting, op);
       break;
     case OP_HANDSHAKE:
       self->handshake = NULL;
@@ -82,8 +88,10 @@ carehare_protocol_cancel (CarehareProtocol   *self,
       g_ptr_array_remove (op->consumer->close_ops, op);
       break;
     case OP_UPDATE_SECRET:
-      _carehare_protocol_cancel_update_secret (self, op);
-      break;
+      /* Always sent at once, and the broker applies it all the same: it
+       * completes with the broker's answer. */
+      _carehare_protocol_leave (self);
+      return;
     default:
       g_assert_not_reached ();
     }

@@ -342,9 +342,7 @@ _carehare_protocol_handle_update_secret_ok (CarehareProtocol *self,
 {
   CarehareProtocolOp *op = g_queue_pop_head (&self->secret_ops);
 
-  /* NULL: the caller cancelled it, and nobody waits for this answer. */
-  if (op != NULL)
-    _carehare_protocol_complete (self, op, method, NULL);
+  _carehare_protocol_complete (self, op, method, NULL);
 }
 
 /* The connection ends, or the server closed it because of an
@@ -358,20 +356,6 @@ _carehare_protocol_fail_update_secrets (CarehareProtocol *self,
   while (!g_queue_is_empty (&self->secret_ops))
     {
       op = g_queue_pop_head (&self->secret_ops);
-      if (op != NULL)
-        _carehare_protocol_complete (self, op, NULL, g_error_copy (error));
+      _carehare_protocol_complete (self, op, NULL, g_error_copy (error));
     }
-}
-
-/* A sent Update-Secret cannot be recalled: its place in the queue stays,
- * empty, so that the server's answer to it is not taken for the next
- * one's. */
-void
-_carehare_protocol_cancel_update_secret (CarehareProtocol   *self,
-                                         CarehareProtocolOp *op)
-{
-  GList *link = g_queue_find (&self->secret_ops, op);
-
-  if (link != NULL)
-    link->data = NULL;
 }

@@ -255,7 +255,7 @@ struct _CarehareProtocol {
   GPtrArray *close_ops;           /* pending close ops, not owned */
   GQueue secret_ops;              /* of CarehareProtocolOp * (OP_UPDATE_SECRET), not
                                    * owned, in the order sent: the server answers in
-                                   * order; NULL stands for a cancelled one */
+                                   * order */
 
   Channel *channels;       /* channel_max + 1 entries, [0] unused */
   guint n_open_channels;
@@ -305,7 +305,6 @@ void _carehare_protocol_add_segment (CarehareProtocol *self,
 /* carehare-protocol-handshake.c: Update-Secret's answers and end */
 void _carehare_protocol_handle_update_secret_ok (CarehareProtocol *self, CarehareMethod *method);
 void _carehare_protocol_fail_update_secrets (CarehareProtocol *self, const GError *error);
-void _carehare_protocol_cancel_update_secret (CarehareProtocol *self, CarehareProtocolOp *op);
 void _carehare_protocol_fail_bad_bytes (CarehareProtocol *self, guint16 reply_code,
                                         guint32 method_id, GError *error);
 void _carehare_protocol_op_free (CarehareProtocolOp *op);

@@ -1321,16 +1321,42 @@ test_operations_wait_for_channels (void)
   g_assert_true (close_conn (conn, &error));
 }
 
+/* Cancelling a declare: before it was sent (already cancelled at the
+ * call, or waiting for a channel) it is dropped and reports CANCELLED, and
+ * the queue does not exist; once sent (issue 12 #2: the broker declares it
+ * whatever we do next) it completes with the broker's answer. */
 static void
 test_cancel_operation (void)
 {
-  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *uri = carehare_test_amqp_uri_with ("/?channel_max=1");
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (uri);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GAsyncResult) first = NULL;
   g_autoptr(GError) error = NULL;
+  g_autofree char *sent_name = carehare_test_unique_name ("cancel-sent");
+  g_autofree char *waiting_name = carehare_test_unique_name ("cancel-waiting");
+  g_autofree char *early_name = carehare_test_unique_name ("cancel-early");
   g_autofree char *name = NULL;
 
-  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
+  g_assert_cmpuint (carehare_connection_get_channel_max (conn), ==, 1);
+
+  /* Sent at the call (the one channel is free), then cancelled. */
+  carehare_connection_queue_declare_async (conn, sent_name, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
+                                           cancellable, carehare_test_store_result, &result);
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&result, 5000);
+  name = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (name, ==, sent_name);
+  g_clear_pointer (&name, g_free);
+  g_clear_object (&result);
+
+  /* Waiting for the one channel, held by another declare: dropped. */
+  g_cancellable_reset (cancellable);
+  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL, NULL,
+                                           carehare_test_store_result, &first);
+  carehare_connection_queue_declare_async (conn, waiting_name, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
                                            cancellable, carehare_test_store_result, &result);
   g_cancellable_cancel (cancellable);
   carehare_test_wait_for_result (&result, 5000);
@@ -1339,15 +1365,33 @@ test_cancel_operation (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_false (carehare_error_is_transient (error));
   g_clear_error (&error);
-
-  /* Already cancelled before the call. */
   g_clear_object (&result);
-  carehare_connection_queue_declare_async (conn, "", CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
+  carehare_test_wait_for_result (&first, 5000);
+  name = carehare_connection_queue_declare_finish (conn, first, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&name, g_free);
+
+  /* Already cancelled before the call: nothing is sent. */
+  carehare_connection_queue_declare_async (conn, early_name, CAREHARE_QUEUE_FLAGS_EXCLUSIVE, NULL,
                                            cancellable, carehare_test_store_result, &result);
   carehare_test_wait_for_result (&result, 5000);
   name = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+  g_assert_null (name);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_false (carehare_error_is_transient (error));
+  g_clear_error (&error);
+
+  /* The broker has the sent one only. */
+  name = declare (conn, sent_name, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&name, g_free);
+  name = declare (conn, waiting_name, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 404);
+  g_clear_error (&error);
+  name = declare (conn, early_name, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL, &error);
+  g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 404);
   g_clear_error (&error);
 
   /* The connection is fine afterwards. */

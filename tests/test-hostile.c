@@ -14,6 +14,10 @@
  * client's acks and rejects: what another client published (a header that
  * cannot be represented) fails that one delivery and the connection stays
  * open; a delivery handed over is reported whatever the cancellable says.
+ *
+ * /scripted/publisher/flow uses a third one that confirms publishes and
+ * sends Channel.Flow: a publisher channel the server stopped holds its
+ * publishes until the server lets it go on.
  */
 #include "carehare-test-util.h"
 
@@ -728,6 +732,59 @@ append_scripted_message (GByteArray            *out,
   carehare_wire_append_body_frame (out, channel, (const guint8 *) body, size);
 }
 
+/* A scripted broker's greeting: reads the client's protocol header and
+ * sends Connection.Start. FALSE when the client went away first. */
+static gboolean
+script_greet (GInputStream  *in,
+              GOutputStream *out)
+{
+  g_autoptr(GBytes) mechanisms = g_bytes_new_static ("PLAIN", 5);
+  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
+  CarehareMethod start = { .id = CAREHARE_METHOD_CONNECTION_START };
+  guint8 header[8];
+  gsize got = 0;
+
+  if (!g_input_stream_read_all (in, header, sizeof header, &got, NULL, NULL) || got != 8)
+    return FALSE;
+  start.connection_start.version_minor = 9;
+  start.connection_start.mechanisms = mechanisms;
+  start.connection_start.locales = locales;
+  return send_method (out, 0, &start);
+}
+
+/* What a broker answers to the handshake and to opening and closing:
+ * fills @reply (and sets @finished for Connection.Close) and returns TRUE,
+ * or FALSE for any other method. */
+static gboolean
+script_common_reply (guint32         method_id,
+                     CarehareMethod *reply,
+                     gboolean       *finished)
+{
+  switch (method_id)
+    {
+    case CAREHARE_METHOD_CONNECTION_START_OK:
+      reply->id = CAREHARE_METHOD_CONNECTION_TUNE;
+      reply->connection_tune.channel_max = 16;
+      reply->connection_tune.frame_max = 131072;
+      return TRUE;
+    case CAREHARE_METHOD_CONNECTION_OPEN:
+      reply->id = CAREHARE_METHOD_CONNECTION_OPEN_OK;
+      return TRUE;
+    case CAREHARE_METHOD_CHANNEL_OPEN:
+      reply->id = CAREHARE_METHOD_CHANNEL_OPEN_OK;
+      return TRUE;
+    case CAREHARE_METHOD_CHANNEL_CLOSE:
+      reply->id = CAREHARE_METHOD_CHANNEL_CLOSE_OK;
+      return TRUE;
+    case CAREHARE_METHOD_CONNECTION_CLOSE:
+      reply->id = CAREHARE_METHOD_CONNECTION_CLOSE_OK;
+      *finished = TRUE;
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
 static void
 script_serve (GSocketConnection *connection,
               gpointer           user_data)
@@ -737,20 +794,11 @@ script_serve (GSocketConnection *connection,
   GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (connection));
   g_autoptr(GByteArray) buf = g_byte_array_new ();
   g_autoptr(GByteArray) payload = g_byte_array_new ();
-  g_autoptr(GBytes) mechanisms = g_bytes_new_static ("PLAIN", 5);
-  g_autoptr(GBytes) locales = g_bytes_new_static ("en_US", 5);
-  CarehareMethod start = { .id = CAREHARE_METHOD_CONNECTION_START };
   guint16 consumer_channel = 0;
   guint next_batch = 0;
-  guint8 header[8];
-  gsize got = 0;
 
-  if (!g_input_stream_read_all (in, header, sizeof header, &got, NULL, NULL) || got != 8)
+  if (!script_greet (in, out))
     goto done;
-  start.connection_start.version_minor = 9;
-  start.connection_start.mechanisms = mechanisms;
-  start.connection_start.locales = locales;
-  send_method (out, 0, &start);
 
   for (;;)
     {
@@ -770,17 +818,6 @@ script_serve (GSocketConnection *connection,
 
       switch (method.id)
         {
-        case CAREHARE_METHOD_CONNECTION_START_OK:
-          reply.id = CAREHARE_METHOD_CONNECTION_TUNE;
-          reply.connection_tune.channel_max = 16;
-          reply.connection_tune.frame_max = 131072;
-          break;
-        case CAREHARE_METHOD_CONNECTION_OPEN:
-          reply.id = CAREHARE_METHOD_CONNECTION_OPEN_OK;
-          break;
-        case CAREHARE_METHOD_CHANNEL_OPEN:
-          reply.id = CAREHARE_METHOD_CHANNEL_OPEN_OK;
-          break;
         case CAREHARE_METHOD_BASIC_QOS:
           reply.id = CAREHARE_METHOD_BASIC_QOS_OK;
           break;
@@ -812,7 +849,7 @@ script_serve (GSocketConnection *connection,
                               method.basic_reject.requeue };
           break;
         case CAREHARE_METHOD_CHANNEL_CLOSE:
-          reply.id = CAREHARE_METHOD_CHANNEL_CLOSE_OK;
+          script_common_reply (method.id, &reply, &finished);
           if (channel == consumer_channel)
             {
               g_mutex_lock (&srv->lock);
@@ -820,11 +857,8 @@ script_serve (GSocketConnection *connection,
               g_mutex_unlock (&srv->lock);
             }
           break;
-        case CAREHARE_METHOD_CONNECTION_CLOSE:
-          reply.id = CAREHARE_METHOD_CONNECTION_CLOSE_OK;
-          finished = TRUE;
-          break;
         default:
+          script_common_reply (method.id, &reply, &finished);
           break;
         }
       if (settle.method_id != 0)
@@ -2219,6 +2253,283 @@ test_nested_wait_for_server (gconstpointer data)
   script_client_finish (&client);
 }
 
+/* ---- Channel.Flow on a publisher channel (issue 12 #19) ------------------ */
+
+/* A fake broker that confirms every publish at once; after the one routed
+ * to "first" it sends Channel.Flow(active=false) on that channel, and after
+ * answering a queue.declare of "resume" it sends Channel.Flow(active=true).
+ * It logs, in the order they arrive, the client's publishes (by routing
+ * key), its Flow-Oks and its declares (by queue name). */
+typedef struct {
+  LoopbackServer *server;
+  guint16 port;
+  GMutex lock;
+  GPtrArray *log;             /* of char *, under lock */
+  gboolean done;
+} FlowServer;
+
+static void
+flow_log (FlowServer *srv,
+          char       *entry)
+{
+  g_mutex_lock (&srv->lock);
+  g_ptr_array_add (srv->log, entry);
+  g_mutex_unlock (&srv->lock);
+}
+
+static void
+flow_serve (GSocketConnection *connection,
+            gpointer           user_data)
+{
+  FlowServer *srv = user_data;
+  GInputStream *in = g_io_stream_get_input_stream (G_IO_STREAM (connection));
+  GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (connection));
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autoptr(GByteArray) payload = g_byte_array_new ();
+  guint16 publisher_channel = 0;
+  guint64 next_tag = 1;
+
+  if (!script_greet (in, out))
+    goto done;
+
+  for (;;)
+    {
+      CarehareMethod method = { 0 };
+      CarehareMethod reply = { 0 };
+      g_autoptr(GByteArray) frames = g_byte_array_new ();
+      gboolean finished = FALSE;
+      guint8 type;
+      guint16 channel;
+
+      if (!read_frame (in, buf, &type, &channel, payload))
+        break;
+      if (type == CAREHARE_FRAME_HEARTBEAT)
+        continue;
+      g_assert_cmpuint (type, ==, CAREHARE_FRAME_METHOD);
+      g_assert_true (carehare_method_decode (payload->data, payload->len, &method, NULL));
+
+      switch (method.id)
+        {
+        case CAREHARE_METHOD_CONFIRM_SELECT:
+          publisher_channel = channel;
+          reply.id = CAREHARE_METHOD_CONFIRM_SELECT_OK;
+          break;
+        case CAREHARE_METHOD_BASIC_PUBLISH:
+          {
+            gboolean first = g_str_equal (method.basic_publish.routing_key, "first");
+
+            /* The content: a header frame, then one body frame. */
+            g_assert_cmpuint (channel, ==, publisher_channel);
+            g_assert_true (read_frame (in, buf, &type, &channel, payload));
+            g_assert_cmpuint (type, ==, CAREHARE_FRAME_HEADER);
+            g_assert_true (read_frame (in, buf, &type, &channel, payload));
+            g_assert_cmpuint (type, ==, CAREHARE_FRAME_BODY);
+            flow_log (srv, g_strdup_printf ("publish %s", method.basic_publish.routing_key));
+            reply.id = CAREHARE_METHOD_BASIC_ACK;
+            reply.basic_ack.delivery_tag = next_tag++;
+            append_method (frames, channel, &reply);
+            reply.id = 0;
+            if (first)
+              {
+                CarehareMethod flow = { .id = CAREHARE_METHOD_CHANNEL_FLOW };
+
+                flow.channel_flow.active = FALSE;
+                append_method (frames, channel, &flow);
+              }
+          }
+          break;
+        case CAREHARE_METHOD_CHANNEL_FLOW_OK:
+          g_assert_cmpuint (channel, ==, publisher_channel);
+          flow_log (srv, g_strdup_printf ("flow-ok %d", method.channel_flow_ok.active));
+          break;
+        case CAREHARE_METHOD_QUEUE_DECLARE:
+          g_assert_cmpuint (channel, !=, publisher_channel);
+          flow_log (srv, g_strdup_printf ("declare %s", method.queue_declare.queue));
+          reply.id = CAREHARE_METHOD_QUEUE_DECLARE_OK;
+          reply.queue_declare_ok.queue = method.queue_declare.queue;
+          append_method (frames, channel, &reply);
+          reply.id = 0;
+          if (g_str_equal (method.queue_declare.queue, "resume"))
+            {
+              CarehareMethod flow = { .id = CAREHARE_METHOD_CHANNEL_FLOW };
+
+              flow.channel_flow.active = TRUE;
+              append_method (frames, publisher_channel, &flow);
+            }
+          break;
+        default:
+          script_common_reply (method.id, &reply, &finished);
+          break;
+        }
+      if (reply.id != 0)
+        append_method (frames, channel, &reply);
+      carehare_method_clear (&method);
+      if (frames->len > 0)
+        write_bytes (out, frames->data, frames->len);
+      if (finished)
+        break;
+    }
+
+done:
+  g_mutex_lock (&srv->lock);
+  srv->done = TRUE;
+  g_mutex_unlock (&srv->lock);
+}
+
+/* The server's log so far, one entry per line. */
+static char *
+flow_server_log (FlowServer *srv)
+{
+  GString *text = g_string_new (NULL);
+
+  g_mutex_lock (&srv->lock);
+  for (guint i = 0; i < srv->log->len; i++)
+    g_string_append_printf (text, "%s\n", (const char *) g_ptr_array_index (srv->log, i));
+  g_mutex_unlock (&srv->lock);
+  return g_string_free (text, FALSE);
+}
+
+/* Iterates the main context until the server logged @n entries. */
+static void
+flow_server_wait_log (FlowServer *srv,
+                      guint       n)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  for (;;)
+    {
+      guint len;
+
+      g_mutex_lock (&srv->lock);
+      len = srv->log->len;
+      g_mutex_unlock (&srv->lock);
+      if (len >= n)
+        return;
+      if (g_get_monotonic_time () > deadline)
+        g_error ("the fake broker logged %u entries, not %u", len, n);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (2000);
+    }
+}
+
+static void
+flow_declare (CarehareConnection *conn,
+              const char         *name)
+{
+  g_autoptr(GAsyncResult) declared = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *queue = NULL;
+
+  carehare_connection_queue_declare_async (conn, name, CAREHARE_QUEUE_FLAGS_NONE, NULL, NULL,
+                                           carehare_test_store_result, &declared);
+  carehare_test_wait_for_result (&declared, TIMEOUT_MS);
+  queue = carehare_connection_queue_declare_finish (conn, declared, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (queue, ==, name);
+}
+
+/* Channel.Flow(active=false) on the channel of an exchange holds its
+ * publishes (they are not written, and can be cancelled) until
+ * Channel.Flow(active=true); then they go out in order and complete with
+ * the broker's answer. Other channels go on. */
+static void
+test_publisher_flow (void)
+{
+  FlowServer *srv = g_new0 (FlowServer, 1);
+  g_autofree char *uri = NULL;
+  g_autoptr(CarehareConnection) conn = NULL;
+  g_autoptr(GBytes) body = g_bytes_new_static ("m", 1);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) first = NULL;
+  g_autoptr(GAsyncResult) a = NULL;
+  g_autoptr(GAsyncResult) b = NULL;
+  g_autoptr(GAsyncResult) c = NULL;
+  g_autoptr(GAsyncResult) closed = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *log = NULL;
+  gint64 deadline;
+
+  g_mutex_init (&srv->lock);
+  srv->log = g_ptr_array_new_with_free_func (g_free);
+  srv->server = loopback_server_new (flow_serve, srv);
+  srv->port = loopback_server_get_port (srv->server);
+  uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u/", srv->port);
+  conn = carehare_test_connect (uri);
+
+  carehare_connection_publish_async (conn, "ex", "first", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     NULL, carehare_test_store_result, &first);
+  carehare_test_wait_for_result (&first, TIMEOUT_MS);
+  g_assert_true (carehare_connection_publish_finish (conn, first, &error));
+  g_assert_no_error (error);
+  /* The client answered the Flow(active=false) that followed the ack. */
+  flow_server_wait_log (srv, 2);
+
+  carehare_connection_publish_async (conn, "ex", "a", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     NULL, carehare_test_store_result, &a);
+  carehare_connection_publish_async (conn, "ex", "b", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     cancellable, carehare_test_store_result, &b);
+  carehare_connection_publish_async (conn, "ex", "c", body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                     NULL, carehare_test_store_result, &c);
+  /* A declare made after them goes out on another channel, and the
+   * socket keeps the order: had a publish been written, the server would
+   * have logged it before the declare. */
+  flow_declare (conn, "meanwhile");
+  log = flow_server_log (srv);
+  g_assert_cmpstr (log, ==, "publish first\nflow-ok 0\ndeclare meanwhile\n");
+  g_clear_pointer (&log, g_free);
+  g_assert_null (a);
+  g_assert_null (b);
+  g_assert_null (c);
+
+  /* A held publish is not written: cancelling it wins, at once. */
+  g_cancellable_cancel (cancellable);
+  carehare_test_wait_for_result (&b, TIMEOUT_MS);
+  g_assert_false (carehare_connection_publish_finish (conn, b, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_null (a);
+  g_assert_null (c);
+
+  /* Flow(active=true): Flow-Ok, then what waited, in order. */
+  flow_declare (conn, "resume");
+  carehare_test_wait_for_result (&a, TIMEOUT_MS);
+  carehare_test_wait_for_result (&c, TIMEOUT_MS);
+  g_assert_true (carehare_connection_publish_finish (conn, a, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_publish_finish (conn, c, &error));
+  g_assert_no_error (error);
+  log = flow_server_log (srv);
+  g_assert_cmpstr (log, ==, "publish first\nflow-ok 0\ndeclare meanwhile\ndeclare resume\n"
+                            "flow-ok 1\npublish a\npublish c\n");
+
+  g_assert_false (carehare_connection_get_is_closed (conn));
+  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &closed);
+  carehare_test_wait_for_result (&closed, TIMEOUT_MS);
+  g_assert_true (carehare_connection_close_finish (conn, closed, &error));
+  g_assert_no_error (error);
+  g_clear_object (&conn);
+
+  deadline = g_get_monotonic_time () + 20 * G_TIME_SPAN_SECOND;
+  for (;;)
+    {
+      gboolean done;
+
+      g_mutex_lock (&srv->lock);
+      done = srv->done;
+      g_mutex_unlock (&srv->lock);
+      if (done)
+        break;
+      if (g_get_monotonic_time () > deadline)
+        g_error ("the fake broker never saw the client close the connection");
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (5000);
+    }
+  loopback_server_free (srv->server);
+  g_ptr_array_unref (srv->log);
+  g_mutex_clear (&srv->lock);
+  g_free (srv);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -2267,6 +2578,7 @@ main (int argc, char *argv[])
                         GUINT_TO_POINTER (3), test_signal_connect_between);
   g_test_add_func ("/scripted/consumer/signal/drop-connection", test_signal_drop_connection);
   g_test_add_func ("/scripted/consumer/chain/self-cancel", test_chain_self_cancel);
+  g_test_add_func ("/scripted/publisher/flow", test_publisher_flow);
   /* Known to fail (hang 10 s, then abort): the transport reads nothing in a
    * main loop nested in the read that decoded the message, and both
    * ::delivery and the serve() loop run callbacks inside that read. Not a

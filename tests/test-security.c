@@ -202,6 +202,50 @@ test_tls_sni_disabled_untrusted (void)
   g_assert_null (strstr (error->message, "host name"));
 }
 
+/* A server whose certificate names another host (wrong.example), from the
+ * trusted CA: with server_name_indication=disable the host name is not
+ * checked, so TLS succeeds (the connection then fails on AMQP, as this
+ * server speaks none); the same server is refused for its host name
+ * without the parameter (/security/tls/host-name-mismatch). What the host
+ * name check does not cover is still checked: an expired certificate is
+ * refused. */
+static void
+test_tls_sni_disabled_host_mismatch (void)
+{
+  static const struct {
+    const char *cert_name;
+    const char *refusal;  /* NULL: accepted */
+  } servers[] = {
+    { "wronghost-server", NULL },
+    { "expired-server", "expired" },
+  };
+  g_autofree char *ca = g_build_filename (carehare_test_cert_dir (), "ca.pem", NULL);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (servers); i++)
+    {
+      TlsServer *srv = tls_server_new (servers[i].cert_name);
+      g_autofree char *uri = g_strdup_printf ("amqps://guest:guest@localhost:%u/?cacertfile=%s"
+                                              "&server_name_indication=disable",
+                                              srv->port, ca);
+      g_autoptr(GError) error = carehare_test_connect_error (uri, TIMEOUT_MS);
+
+      g_assert_nonnull (error);
+      g_test_message ("%s: %s %d: %s", servers[i].cert_name, g_quark_to_string (error->domain),
+                      error->code, error->message);
+      if (servers[i].refusal == NULL)
+        {
+          g_assert_false (error->domain == G_TLS_ERROR);
+          g_assert_null (strstr (error->message, "host name"));
+        }
+      else
+        {
+          g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+          g_assert_nonnull (strstr (error->message, servers[i].refusal));
+        }
+      tls_server_free (srv);
+    }
+}
+
 /* ---- the network drops after the handshake ------------------------------- */
 
 static void
@@ -620,6 +664,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/security/tls/trusted-certificate-control", test_tls_trusted_certificate_works);
   g_test_add_func ("/security/tls/sni-disabled", test_tls_sni_disabled);
   g_test_add_func ("/security/tls/sni-disabled-untrusted", test_tls_sni_disabled_untrusted);
+  g_test_add_func ("/security/tls/sni-disabled-host-mismatch", test_tls_sni_disabled_host_mismatch);
   g_test_add_func ("/security/tls/drop-after-handshake", test_tls_drop_after_handshake);
   g_test_add_func ("/security/tls/truncated-record", test_tls_truncated_record);
   g_test_add_func ("/security/tls/untrusted-client-certificate", test_tls_untrusted_client_certificate);
