@@ -267,6 +267,190 @@ test_call_concurrent (void)
   close_connection (conn);
 }
 
+/* examples/rpc-server, run as a program of its own: its standard output
+ * and error read line by line until it ends. */
+typedef struct {
+  GSubprocess *process;
+  GDataInputStream *out;
+  GPtrArray *lines;         /* every line it printed */
+  gboolean eof;
+  GAsyncResult *exited;
+} ExampleServer;
+
+static void
+example_server_read_cb (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  ExampleServer *s = user_data;
+  g_autoptr(GError) error = NULL;
+  char *line = g_data_input_stream_read_line_finish_utf8 (s->out, result, NULL, &error);
+
+  g_assert_no_error (error);
+  if (line == NULL)
+    {
+      s->eof = TRUE;
+      return;
+    }
+  g_ptr_array_add (s->lines, line);
+  g_data_input_stream_read_line_async (s->out, G_PRIORITY_DEFAULT, NULL, example_server_read_cb,
+                                       s);
+}
+
+/* Whether the server printed a line starting with @prefix. */
+static gboolean
+example_server_said (ExampleServer *s,
+                     const char    *prefix)
+{
+  for (guint i = 0; i < s->lines->len; i++)
+    if (g_str_has_prefix (s->lines->pdata[i], prefix))
+      return TRUE;
+  return FALSE;
+}
+
+/* Starts `rpc-server URI QUEUE --count N` and waits until it consumes. */
+static ExampleServer *
+example_server_start (const char *queue,
+                      guint       count)
+{
+  ExampleServer *s = g_new0 (ExampleServer, 1);
+  g_autofree char *path = g_test_build_filename (G_TEST_BUILT, "..", "examples", "rpc-server",
+                                                 NULL);
+  g_autofree char *count_text = g_strdup_printf ("%u", count);
+  g_autoptr(GError) error = NULL;
+  gboolean timed_out = FALSE;
+  guint id;
+
+  s->lines = g_ptr_array_new_with_free_func (g_free);
+  s->process = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE,
+                                 &error, path,
+                                 carehare_test_amqp_uri (), queue, "--count", count_text, NULL);
+  g_assert_no_error (error);
+  s->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (s->process));
+  g_data_input_stream_read_line_async (s->out, G_PRIORITY_DEFAULT, NULL, example_server_read_cb,
+                                       s);
+  g_subprocess_wait_async (s->process, NULL, carehare_test_store_result, &s->exited);
+
+  id = g_timeout_add (TIMEOUT_MS, carehare_test_set_flag, &timed_out);
+  while (!example_server_said (s, "waiting for requests") && s->exited == NULL && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  if (!example_server_said (s, "waiting for requests"))
+    g_error ("rpc-server did not start consuming %s", queue);
+  return s;
+}
+
+/* Waits until the server ended by itself (its --count answered) and
+ * checks it succeeded. */
+static void
+example_server_wait (ExampleServer *s)
+{
+  g_autoptr(GError) error = NULL;
+
+  carehare_test_wait_for_result (&s->exited, TIMEOUT_MS);
+  g_assert_true (g_subprocess_wait_finish (s->process, s->exited, &error));
+  g_assert_no_error (error);
+  while (!s->eof)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (g_subprocess_get_if_exited (s->process));
+  g_assert_cmpint (g_subprocess_get_exit_status (s->process), ==, 0);
+}
+
+static void
+example_server_free (ExampleServer *s)
+{
+  g_clear_object (&s->exited);
+  g_object_unref (s->out);
+  g_object_unref (s->process);
+  g_ptr_array_unref (s->lines);
+  g_free (s);
+}
+
+/* 100 calls in flight at once against examples/rpc-server (which answers
+ * each request in upper case, to its reply_to, with its correlation id):
+ * each call gets the answer to its own request, with its own correlation
+ * id, and the server answered each request once. */
+static void
+test_call_rpc_server_example (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = carehare_test_unique_name ("rpc-server-example");
+  g_autoptr(GAsyncResult) deleted = NULL;
+  g_autoptr(GError) delete_error = NULL;
+  GAsyncResult *results[N_CONCURRENT] = { NULL };
+  char *ids[N_CONCURRENT] = { NULL };
+  g_autoptr(GHashTable) seen_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  ExampleServer *server = example_server_start (queue, N_CONCURRENT);
+  guint n_requests = 0;
+
+  for (guint i = 0; i < N_CONCURRENT; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("request %u", i);
+      g_autoptr(GBytes) body = text_bytes (text);
+      g_autoptr(CarehareProperties) props = NULL;
+
+      /* Half choose their correlation id, half get a fresh one. */
+      if (i % 2 == 0)
+        {
+          props = carehare_properties_new ();
+          ids[i] = g_strdup_printf ("example-%u", i);
+          carehare_properties_set_correlation_id (props, ids[i]);
+        }
+      carehare_connection_call_async (conn, "", queue, body, props,
+                                      CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
+                                      carehare_test_store_result, &results[i]);
+    }
+  for (guint i = 0; i < N_CONCURRENT; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(CarehareDelivery) reply = NULL;
+      g_autofree char *expected = g_strdup_printf ("REQUEST %u", i);
+      g_autofree char *text = NULL;
+      const char *id;
+
+      carehare_test_wait_for_result (&results[i], TIMEOUT_MS);
+      reply = carehare_connection_call_finish (conn, results[i], &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (reply);
+      text = body_text (reply);
+      g_assert_cmpstr (text, ==, expected);
+      id = carehare_properties_get_correlation_id (carehare_delivery_get_properties (reply));
+      g_assert_nonnull (id);
+      if (ids[i] != NULL)
+        g_assert_cmpstr (id, ==, ids[i]);
+      /* Fresh ids are fresh: no two calls share one. */
+      g_assert_true (g_hash_table_add (seen_ids, g_strdup (id)));
+      g_clear_object (&results[i]);
+    }
+
+  example_server_wait (server);
+  for (guint i = 0; i < server->lines->len; i++)
+    if (g_str_has_prefix (server->lines->pdata[i], "request "))
+      n_requests++;
+  g_assert_cmpuint (n_requests, ==, N_CONCURRENT);
+  /* Every reply reached its caller: the server has no complaint. */
+  g_assert_false (example_server_said (server, "reply dropped"));
+  for (guint i = 0; i < N_CONCURRENT; i += 2)
+    {
+      g_autofree char *line = g_strdup_printf ("request %s: request %u", ids[i], i);
+
+      g_assert_true (example_server_said (server, line));
+    }
+
+  /* rpc-server declares its queue to outlive it. */
+  carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
+                                          carehare_test_store_result, &deleted);
+  carehare_test_wait_for_result (&deleted, TIMEOUT_MS);
+  carehare_connection_queue_delete_finish (conn, deleted, NULL, &delete_error);
+  g_assert_no_error (delete_error);
+
+  example_server_free (server);
+  for (guint i = 0; i < N_CONCURRENT; i++)
+    g_free (ids[i]);
+  close_connection (conn);
+}
+
 /* MANDATORY to a routing key no queue is bound with: UNROUTABLE (RabbitMQ
  * rewrites the request's reply_to, and the return is still matched). The
  * next call works. */
@@ -404,6 +588,7 @@ main (int   argc,
   g_test_init (&argc, &argv, NULL);
 
   g_test_add_func ("/call/concurrent", test_call_concurrent);
+  g_test_add_func ("/call/rpc-server-example", test_call_rpc_server_example);
   g_test_add_func ("/call/unroutable", test_call_unroutable);
   g_test_add_func ("/call/cancelled-late-reply", test_call_cancelled_late_reply);
   g_test_add_func ("/call/missing-exchange", test_call_missing_exchange);
