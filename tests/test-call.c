@@ -570,22 +570,39 @@ test_call_cancelled_late_reply (void)
 }
 
 /* A call to a missing exchange: the broker closes the call channel
- * (CHANNEL_CLOSED_BY_SERVER 404); the next call opens a new one and
- * works. */
+ * (CHANNEL_CLOSED_BY_SERVER 404), and every call pending on it fails the
+ * same way, here one whose request a queue took and nobody answers; the
+ * next call opens a new channel and works. */
 static void
 test_call_missing_exchange (void)
 {
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
   g_autofree char *missing = carehare_test_unique_name ("no-such-exchange");
+  g_autofree char *silent_name = carehare_test_unique_name ("call-unanswered");
+  g_autofree char *silent = declare_queue (conn, silent_name);
+  g_autoptr(GBytes) waiting_body = text_bytes ("waiting");
+  g_autoptr(GAsyncResult) waiting_result = NULL;
   g_autoptr(GError) error = NULL;
+  g_autoptr(GError) waiting_error = NULL;
   g_autoptr(CarehareDelivery) reply = NULL;
+  g_autoptr(CarehareDelivery) waiting_reply = NULL;
   g_autoptr(CarehareDelivery) reply2 = NULL;
   Responder *r = responder_start ();
 
+  /* Confirmed (the queue took it), then waits for a reply. */
+  carehare_connection_call_async (conn, "", silent, waiting_body, NULL,
+                                  CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
+                                  carehare_test_store_result, &waiting_result);
   reply = call (conn, missing, "rk", "lost", CAREHARE_PUBLISH_FLAGS_NONE, &error);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
   g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 404);
   g_assert_null (reply);
+
+  carehare_test_wait_for_result (&waiting_result, TIMEOUT_MS);
+  waiting_reply = carehare_connection_call_finish (conn, waiting_result, &waiting_error);
+  g_assert_error (waiting_error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
+  g_assert_cmpuint (carehare_error_get_reply_code (waiting_error), ==, 404);
+  g_assert_null (waiting_reply);
 
   reply2 = call (conn, "", r->queue, "found", CAREHARE_PUBLISH_FLAGS_NONE, NULL);
   assert_reply (reply2, "found");
