@@ -218,10 +218,70 @@ assert_reply (CarehareDelivery *reply,
 
 /* ---- tests --------------------------------------------------------------- */
 
-typedef struct {
-  guint index;
-  GAsyncResult *result;
-} Pending;
+/* N_CONCURRENT calls in flight at once to @queue, "request 0" to
+ * "request 99"; the even ones choose their correlation id ("mine-N", kept
+ * in @ids), the odd ones get a fresh one. */
+static void
+start_calls (CarehareConnection    *conn,
+             const char            *queue,
+             CareharePublishFlags   flags,
+             GAsyncResult         **results,
+             char                 **ids)
+{
+  for (guint i = 0; i < N_CONCURRENT; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("request %u", i);
+      g_autoptr(GBytes) body = text_bytes (text);
+      g_autoptr(CarehareProperties) props = NULL;
+
+      if (i % 2 == 0)
+        {
+          props = carehare_properties_new ();
+          ids[i] = g_strdup_printf ("mine-%u", i);
+          carehare_properties_set_correlation_id (props, ids[i]);
+        }
+      carehare_connection_call_async (conn, "", queue, body, props, flags, NULL,
+                                      carehare_test_store_result, &results[i]);
+    }
+}
+
+/* Each call started by start_calls() got the reply to its own request
+ * (@expected_prefix followed by what follows "request " in it: "reply to
+ * request 7" or "REQUEST 7"), with its own correlation id; no two share
+ * one. Frees @results and @ids. */
+static void
+assert_call_replies (CarehareConnection  *conn,
+                     const char          *expected_prefix,
+                     GAsyncResult       **results,
+                     char               **ids)
+{
+  g_autoptr(GHashTable) seen_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  for (guint i = 0; i < N_CONCURRENT; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(CarehareDelivery) reply = NULL;
+      g_autofree char *expected = g_strdup_printf ("%s %u", expected_prefix, i);
+      g_autofree char *text = NULL;
+      const char *id;
+
+      carehare_test_wait_for_result (&results[i], TIMEOUT_MS);
+      reply = carehare_connection_call_finish (conn, results[i], &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (reply);
+      text = body_text (reply);
+      g_assert_cmpstr (text, ==, expected);
+      /* Direct reply-to delivers without acks: nothing to acknowledge. */
+      g_assert_cmpuint (carehare_delivery_get_delivery_tag (reply), ==, 0);
+      id = carehare_properties_get_correlation_id (carehare_delivery_get_properties (reply));
+      g_assert_nonnull (id);
+      if (ids[i] != NULL)
+        g_assert_cmpstr (id, ==, ids[i]);
+      g_assert_true (g_hash_table_add (seen_ids, g_strdup (id)));
+      g_clear_object (&results[i]);
+      g_clear_pointer (&ids[i], g_free);
+    }
+}
 
 /* 100 calls in flight at once, each with a body of its own: each gets the
  * reply to its own request, with its correlation id. */
@@ -230,45 +290,11 @@ test_call_concurrent (void)
 {
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
   Responder *r = responder_start ();
-  Pending pending[N_CONCURRENT] = { { 0 } };
+  GAsyncResult *results[N_CONCURRENT] = { NULL };
   char *ids[N_CONCURRENT] = { NULL };
 
-  for (guint i = 0; i < N_CONCURRENT; i++)
-    {
-      g_autofree char *text = g_strdup_printf ("request %u", i);
-      g_autoptr(GBytes) body = text_bytes (text);
-      g_autoptr(CarehareProperties) props = NULL;
-
-      pending[i].index = i;
-      /* Half choose their correlation id, half get a fresh one. */
-      if (i % 2 == 0)
-        {
-          props = carehare_properties_new ();
-          ids[i] = g_strdup_printf ("mine-%u", i);
-          carehare_properties_set_correlation_id (props, ids[i]);
-        }
-      carehare_connection_call_async (conn, "", r->queue, body, props,
-                                      CAREHARE_PUBLISH_FLAGS_NONE, NULL,
-                                      carehare_test_store_result, &pending[i].result);
-    }
-  for (guint i = 0; i < N_CONCURRENT; i++)
-    {
-      g_autoptr(GError) error = NULL;
-      g_autoptr(CarehareDelivery) reply = NULL;
-      g_autofree char *text = g_strdup_printf ("request %u", i);
-      const char *id;
-
-      carehare_test_wait_for_result (&pending[i].result, TIMEOUT_MS);
-      reply = carehare_connection_call_finish (conn, pending[i].result, &error);
-      g_assert_no_error (error);
-      assert_reply (reply, text);
-      id = carehare_properties_get_correlation_id (carehare_delivery_get_properties (reply));
-      g_assert_nonnull (id);
-      if (ids[i] != NULL)
-        g_assert_cmpstr (id, ==, ids[i]);
-      g_clear_object (&pending[i].result);
-      g_free (ids[i]);
-    }
+  start_calls (conn, r->queue, CAREHARE_PUBLISH_FLAGS_NONE, results, ids);
+  assert_call_replies (conn, "reply to request", results, ids);
   g_assert_cmpuint (r->n_answered, ==, N_CONCURRENT);
 
   responder_stop (r);
@@ -423,63 +449,26 @@ test_call_rpc_server_example (void)
   g_autoptr(GError) delete_error = NULL;
   GAsyncResult *results[N_CONCURRENT] = { NULL };
   char *ids[N_CONCURRENT] = { NULL };
-  g_autoptr(GHashTable) seen_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   ExampleServer *server = example_server_start (queue, N_CONCURRENT);
   guint n_requests = 0;
 
-  for (guint i = 0; i < N_CONCURRENT; i++)
-    {
-      g_autofree char *text = g_strdup_printf ("request %u", i);
-      g_autoptr(GBytes) body = text_bytes (text);
-      g_autoptr(CarehareProperties) props = NULL;
-
-      /* Half choose their correlation id, half get a fresh one. */
-      if (i % 2 == 0)
-        {
-          props = carehare_properties_new ();
-          ids[i] = g_strdup_printf ("example-%u", i);
-          carehare_properties_set_correlation_id (props, ids[i]);
-        }
-      carehare_connection_call_async (conn, "", queue, body, props,
-                                      CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
-                                      carehare_test_store_result, &results[i]);
-    }
-  for (guint i = 0; i < N_CONCURRENT; i++)
-    {
-      g_autoptr(GError) error = NULL;
-      g_autoptr(CarehareDelivery) reply = NULL;
-      g_autofree char *expected = g_strdup_printf ("REQUEST %u", i);
-      g_autofree char *text = NULL;
-      const char *id;
-
-      carehare_test_wait_for_result (&results[i], TIMEOUT_MS);
-      reply = carehare_connection_call_finish (conn, results[i], &error);
-      g_assert_no_error (error);
-      g_assert_nonnull (reply);
-      text = body_text (reply);
-      g_assert_cmpstr (text, ==, expected);
-      id = carehare_properties_get_correlation_id (carehare_delivery_get_properties (reply));
-      g_assert_nonnull (id);
-      if (ids[i] != NULL)
-        g_assert_cmpstr (id, ==, ids[i]);
-      /* Fresh ids are fresh: no two calls share one. */
-      g_assert_true (g_hash_table_add (seen_ids, g_strdup (id)));
-      g_clear_object (&results[i]);
-    }
+  start_calls (conn, queue, CAREHARE_PUBLISH_FLAGS_MANDATORY, results, ids);
+  assert_call_replies (conn, "REQUEST", results, ids);
 
   example_server_wait (server);
   for (guint i = 0; i < server->lines->len; i++)
     if (g_str_has_prefix (server->lines->pdata[i], "request "))
       n_requests++;
   g_assert_cmpuint (n_requests, ==, N_CONCURRENT);
-  /* Every reply reached its caller: the server has no complaint. */
-  g_assert_false (example_server_said (server, "reply dropped"));
+  /* It saw the correlation ids the caller chose. */
   for (guint i = 0; i < N_CONCURRENT; i += 2)
     {
-      g_autofree char *line = g_strdup_printf ("request %s: request %u", ids[i], i);
+      g_autofree char *line = g_strdup_printf ("request mine-%u: request %u", i, i);
 
       g_assert_true (example_server_said (server, line));
     }
+  /* Every reply reached its caller: the server has no complaint. */
+  g_assert_false (example_server_said (server, "reply dropped"));
 
   /* rpc-server declares its queue to outlive it. */
   carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
@@ -489,8 +478,6 @@ test_call_rpc_server_example (void)
   g_assert_no_error (delete_error);
 
   example_server_free (server);
-  for (guint i = 0; i < N_CONCURRENT; i++)
-    g_free (ids[i]);
   close_connection (conn);
 }
 
