@@ -88,7 +88,11 @@ settle_run (CarehareConnection *connection,
     }
   protocol = _carehare_consumer_get_protocol (self);
   if (self->pc == NULL || protocol == NULL)
-    return;
+    {
+      g_debug ("not settling delivery tag %" G_GUINT64_FORMAT ": the consumer or its "
+               "connection is closed", delivery_tag);
+      return;
+    }
   if (ack)
     carehare_protocol_consumer_ack (protocol, self->pc, delivery_tag, multiple);
   else

@@ -391,7 +391,12 @@ consumer_send_ack (CarehareProtocol         *self,
    * broker redelivers what was not acked. */
   if ((consumer->state != CONSUMER_ACTIVE && consumer->state != CONSUMER_CANCELLED) ||
       self->state != STATE_OPEN)
-    return;
+    {
+      g_debug ("not sending %s of delivery tag %" G_GUINT64_FORMAT "%s: the %s is closed",
+               carehare_method_name (method->id), *tag, multiple ? " (multiple)" : "",
+               self->state != STATE_OPEN ? "connection" : "consumer's channel");
+      return;
+    }
   n = consumer_settle (consumer, tag, multiple);
   if (n == 0)
     {

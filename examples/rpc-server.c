@@ -178,10 +178,16 @@ delivery_cb (GObject      *source,
   reply->delivery_tag = carehare_delivery_get_delivery_tag (delivery);
   app->in_flight++;
   /* The default exchange routes to the queue named by the routing key;
-   * MANDATORY reports a reply queue that no longer exists. */
+   * MANDATORY reports a reply queue that no longer exists. Not for a
+   * direct reply-to name (what carehare_connection_call_async() sends):
+   * no queue has it, so RabbitMQ returns a mandatory reply as unroutable
+   * even though it delivered it, and drops by itself the reply to a
+   * client that is gone. */
   carehare_connection_publish_async (app->conn, "", reply_to, answer, reply_props,
-                                     CAREHARE_PUBLISH_FLAGS_MANDATORY, NULL,
-                                     reply_published_cb, reply);
+                                     g_str_has_prefix (reply_to, "amq.rabbitmq.reply-to.")
+                                       ? CAREHARE_PUBLISH_FLAGS_NONE
+                                       : CAREHARE_PUBLISH_FLAGS_MANDATORY,
+                                     NULL, reply_published_cb, reply);
 
   /* Take the next request only while more are wanted. */
   if (app->count == 0 || app->answered + app->in_flight < app->count)

@@ -244,13 +244,15 @@ send_method (GOutputStream        *out,
   return write_bytes (out, frame->data, frame->len);
 }
 
-/* Reads one frame into @frame_out (a copy); FALSE on end of file. */
+/* Reads one frame: its type, channel and payload (a copy), and when @raw
+ * is not %NULL the frame's bytes as they came; FALSE on end of file. */
 static gboolean
 read_frame (GInputStream *in,
             GByteArray   *buf,
             guint8       *type,
             guint16      *channel,
-            GByteArray   *payload)
+            GByteArray   *payload,
+            GByteArray   *raw)
 {
   for (;;)
     {
@@ -267,6 +269,11 @@ read_frame (GInputStream *in,
           g_byte_array_set_size (payload, 0);
           if (frame.size > 0)
             g_byte_array_append (payload, frame.payload, frame.size);
+          if (raw != NULL)
+            {
+              g_byte_array_set_size (raw, 0);
+              g_byte_array_append (raw, buf->data, n);
+            }
           g_byte_array_remove_range (buf, 0, n);
           return TRUE;
         }
@@ -335,7 +342,7 @@ serve (HostileServer *srv,
       guint8 type;
       guint16 channel;
 
-      if (!read_frame (in, buf, &type, &channel, payload))
+      if (!read_frame (in, buf, &type, &channel, payload, NULL))
         break;
       if (type != CAREHARE_FRAME_METHOD)
         continue;
@@ -679,6 +686,8 @@ typedef struct {
   guint64 tag;
   gboolean multiple;
   gboolean requeue;
+  guint8 frame[32];           /* the frame as it came over the socket */
+  guint frame_len;
 } Settle;
 
 typedef struct {
@@ -794,6 +803,7 @@ script_serve (GSocketConnection *connection,
   GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (connection));
   g_autoptr(GByteArray) buf = g_byte_array_new ();
   g_autoptr(GByteArray) payload = g_byte_array_new ();
+  g_autoptr(GByteArray) raw = g_byte_array_new ();
   guint16 consumer_channel = 0;
   guint next_batch = 0;
 
@@ -810,7 +820,7 @@ script_serve (GSocketConnection *connection,
       guint8 type;
       guint16 channel;
 
-      if (!read_frame (in, buf, &type, &channel, payload))
+      if (!read_frame (in, buf, &type, &channel, payload, raw))
         break;
       if (type != CAREHARE_FRAME_METHOD)
         continue;
@@ -864,6 +874,9 @@ script_serve (GSocketConnection *connection,
       if (settle.method_id != 0)
         {
           g_assert_cmpuint (channel, ==, consumer_channel);
+          g_assert_cmpuint (raw->len, <=, sizeof settle.frame);
+          memcpy (settle.frame, raw->data, raw->len);
+          settle.frame_len = raw->len;
           g_mutex_lock (&srv->lock);
           g_array_append_val (srv->settles, settle);
           g_mutex_unlock (&srv->lock);
@@ -1359,6 +1372,90 @@ test_unrepresentable_deliveries_batch_stops (void)
   g_assert_no_error (error);
   g_assert_cmpuint (batch->len, ==, 1);
   g_assert_cmpuint (carehare_delivery_get_delivery_tag (g_ptr_array_index (batch, 0)), ==, 4);
+  script_client_finish (&client);
+}
+
+/* ---- settling many at once ---------------------------------------------- */
+
+static const ScriptedBatch ten[] = {
+  { { { 1, MESSAGE_GOOD }, { 2, MESSAGE_GOOD }, { 3, MESSAGE_GOOD }, { 4, MESSAGE_GOOD } } },
+  { { { 5, MESSAGE_GOOD }, { 6, MESSAGE_GOOD }, { 7, MESSAGE_GOOD }, { 8, MESSAGE_GOOD } } },
+  { { { 9, MESSAGE_GOOD }, { 10, MESSAGE_GOOD } } },
+};
+
+/* Asserts @st came as exactly @expected: one method frame of @size bytes
+ * on the consumer's channel (whatever its number). */
+static void
+assert_settle_frame (const Settle *st,
+                     const guint8 *expected,
+                     gsize         size)
+{
+  g_assert_cmpuint (st->frame_len, ==, size);
+  /* Bytes 1 and 2: the channel. */
+  g_assert_cmpmem (st->frame, 1, expected, 1);
+  g_assert_cmpmem (st->frame + 3, size - 3, expected + 3, size - 3);
+}
+
+/* Ten deliveries; ack_up_to the 7th settles 1..7 in one frame, Basic.Ack
+ * delivery-tag 7 multiple, byte for byte as the server reads it. Then
+ * ack_up_to 7 again, ack_up_to below it, ack and nack of tags it settled,
+ * ack_up_to of a tag never delivered and of 0 send nothing; nack_up_to the
+ * 10th with requeue settles 8..10 in one frame. The server reads exactly
+ * those two frames, and the consumer and the connection stay open. */
+static void
+test_settle_up_to_one_frame (void)
+{
+  static const guint8 ack_7_multiple[] = {
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0d,   /* method frame, channel, size 13 */
+    0x00, 0x3c, 0x00, 0x50,                     /* basic.ack (60, 80) */
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07,  /* delivery-tag 7 */
+    0x01,                                       /* multiple */
+    0xce,
+  };
+  static const guint8 nack_10_multiple_requeue[] = {
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0d,
+    0x00, 0x3c, 0x00, 0x78,                     /* basic.nack (60, 120) */
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a,  /* delivery-tag 10 */
+    0x03,                                       /* multiple, requeue */
+    0xce,
+  };
+  ScriptClient client = { 0 };
+  g_autoptr(GArray) settles = NULL;
+  g_autoptr(GError) error = NULL;
+
+  script_client_start (&client, ten, G_N_ELEMENTS (ten));
+  for (guint i = 0; i < G_N_ELEMENTS (ten); i++)
+    script_client_next_batch (&client);
+  for (guint64 tag = 1; tag <= 10; tag++)
+    {
+      g_autoptr(CarehareDelivery) delivery = script_next_delivery (client.consumer, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (carehare_delivery_get_delivery_tag (delivery), ==, tag);
+    }
+
+  carehare_consumer_ack_up_to (client.consumer, 7);
+  carehare_consumer_ack_up_to (client.consumer, 7);
+  carehare_consumer_ack_up_to (client.consumer, 3);
+  carehare_consumer_nack_up_to (client.consumer, 6, TRUE);
+  carehare_consumer_ack (client.consumer, 5);
+  carehare_consumer_nack (client.consumer, 7, FALSE);
+  carehare_consumer_ack_up_to (client.consumer, 11);
+  carehare_consumer_nack_up_to (client.consumer, 11, TRUE);
+  carehare_consumer_ack_up_to (client.consumer, 0);
+  carehare_consumer_nack_up_to (client.consumer, 10, TRUE);
+
+  /* One socket, in the order sent: a dropped settle that went out anyway
+   * would come before the nack. */
+  settles = script_server_wait_settles (client.srv, 2);
+  g_assert_cmpuint (settles->len, ==, 2);
+  g_assert_cmpuint (g_array_index (settles, Settle, 0).method_id, ==, CAREHARE_METHOD_BASIC_ACK);
+  assert_settle_frame (&g_array_index (settles, Settle, 0), ack_7_multiple,
+                       sizeof ack_7_multiple);
+  g_assert_cmpuint (g_array_index (settles, Settle, 1).method_id, ==, CAREHARE_METHOD_BASIC_NACK);
+  assert_settle_frame (&g_array_index (settles, Settle, 1), nack_10_multiple_requeue,
+                       sizeof nack_10_multiple_requeue);
+  g_assert_false (carehare_consumer_get_is_closed (client.consumer));
   script_client_finish (&client);
 }
 
@@ -2301,7 +2398,7 @@ flow_serve (GSocketConnection *connection,
       guint8 type;
       guint16 channel;
 
-      if (!read_frame (in, buf, &type, &channel, payload))
+      if (!read_frame (in, buf, &type, &channel, payload, NULL))
         break;
       if (type == CAREHARE_FRAME_HEARTBEAT)
         continue;
@@ -2320,9 +2417,9 @@ flow_serve (GSocketConnection *connection,
 
             /* The content: a header frame, then one body frame. */
             g_assert_cmpuint (channel, ==, publisher_channel);
-            g_assert_true (read_frame (in, buf, &type, &channel, payload));
+            g_assert_true (read_frame (in, buf, &type, &channel, payload, NULL));
             g_assert_cmpuint (type, ==, CAREHARE_FRAME_HEADER);
-            g_assert_true (read_frame (in, buf, &type, &channel, payload));
+            g_assert_true (read_frame (in, buf, &type, &channel, payload, NULL));
             g_assert_cmpuint (type, ==, CAREHARE_FRAME_BODY);
             flow_log (srv, g_strdup_printf ("publish %s", method.basic_publish.routing_key));
             reply.id = CAREHARE_METHOD_BASIC_ACK;
@@ -2546,6 +2643,7 @@ main (int argc, char *argv[])
                    test_unrepresentable_deliveries_batch);
   g_test_add_func ("/scripted/consumer/unrepresentable/batch-stops",
                    test_unrepresentable_deliveries_batch_stops);
+  g_test_add_func ("/scripted/consumer/settle-up-to/one-frame", test_settle_up_to_one_frame);
   g_test_add_func ("/scripted/consumer/cancel-after-handover", test_cancel_after_handover);
   g_test_add_func ("/scripted/consumer/cancel-after-handover/batch",
                    test_cancel_after_handover_batch);

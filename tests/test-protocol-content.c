@@ -2013,7 +2013,11 @@ test_consume_ack_settled_or_unknown (Fixture       *f,
 
   /* Before anything is settled: tags the broker never sent. */
   carehare_protocol_consumer_ack (f->p, r->consumer, 0, FALSE);
+  g_test_expect_message ("Carehare", G_LOG_LEVEL_DEBUG,
+                         "not sending basic.ack of delivery tag 99 on channel 1: "
+                         "no such delivery is waiting to be settled");
   carehare_protocol_consumer_ack (f->p, r->consumer, 99, FALSE);
+  g_test_assert_expected_messages ();
   carehare_protocol_consumer_nack (f->p, r->consumer, 7, FALSE, TRUE);
   assert_no_output (f);
 
@@ -2208,13 +2212,22 @@ test_consume_ack_after_close (Fixture       *f,
   g_assert_cmpuint (sent->len, ==, 1);
   sent_method (sent, 0, 1, CAREHARE_METHOD_CHANNEL_CLOSE);
 
-  /* Dropped while closing and after: the broker requeues. */
+  /* Dropped while closing and after, each with a debug line: the broker
+   * requeues. */
+  g_test_expect_message ("Carehare", G_LOG_LEVEL_DEBUG,
+                         "not sending basic.ack of delivery tag 1: *closed*");
   carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  g_test_expect_message ("Carehare", G_LOG_LEVEL_DEBUG,
+                         "not sending basic.nack of delivery tag 1: *closed*");
   carehare_protocol_consumer_nack (f->p, r->consumer, 1, FALSE, TRUE);
+  g_test_assert_expected_messages ();
   assert_no_output (f);
   g_assert_true (server_channel_close_ok (f, 1));
   assert_ok (close_c);
-  carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  g_test_expect_message ("Carehare", G_LOG_LEVEL_DEBUG,
+                         "not sending basic.ack of delivery tag 1 (multiple): *closed*");
+  carehare_protocol_consumer_ack (f->p, r->consumer, 1, TRUE);
+  g_test_assert_expected_messages ();
   assert_no_output (f);
   g_assert_cmpuint (r->n_closed, ==, 0);
 }
@@ -2231,8 +2244,13 @@ test_consume_ack_after_finish (Fixture       *f,
   g_assert_false (server_close (f, 320, "CONNECTION_FORCED - shutdown"));
   g_ptr_array_unref (take_sent (f));
 
+  g_test_expect_message ("Carehare", G_LOG_LEVEL_DEBUG,
+                         "not sending basic.ack of delivery tag 1: *closed*");
   carehare_protocol_consumer_ack (f->p, r->consumer, 1, FALSE);
+  g_test_expect_message ("Carehare", G_LOG_LEVEL_DEBUG,
+                         "not sending basic.nack of delivery tag 1 (multiple): *closed*");
   carehare_protocol_consumer_nack (f->p, r->consumer, 1, TRUE, TRUE);
+  g_test_assert_expected_messages ();
   assert_no_output (f);
 }
 

@@ -1806,11 +1806,13 @@ test_consume_exclusive (void)
   close_connection (conn);
 }
 
-/* x-priority: while the high-priority consumer has room (prefetch 5), the
- * low one gets nothing; once the high one is full, the low one gets the next
- * message. Nothing is acked before the spill: an ack travels on the
- * consumer's channel and a publish on another, and RabbitMQ does not order
- * the two, so "ack, then publish" could still find the high one full. */
+/* x-priority 10 and 0 on one queue, both with prefetch 1: while the high
+ * one has room, every message goes to it and the low one gets nothing;
+ * only while the high one holds its one message does the next go to the
+ * low one. Before each publish the broker is seen to have the previous ack
+ * (no unacknowledged message left): an ack travels on the consumer's
+ * channel and a publish on another, and RabbitMQ does not order the two,
+ * so "ack, then publish" alone could still find the high one full. */
 static void
 test_consume_priority (void)
 {
@@ -1820,32 +1822,42 @@ test_consume_priority (void)
   g_autoptr(GVariant) high_args = g_variant_ref_sink (g_variant_new_parsed ("{'x-priority': <10>}"));
   g_autoptr(CarehareConsumer) low = NULL;
   g_autoptr(CarehareConsumer) high = NULL;
-  g_autoptr(GPtrArray) held = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(CarehareDelivery) held = NULL;
   g_autoptr(CarehareDelivery) spill = NULL;
   g_autoptr(GError) error = NULL;
 
   low = start_consumer_full (conn, queue, 1, CAREHARE_CONSUME_FLAGS_NONE, NULL, low_args, &error);
   g_assert_no_error (error);
-  high = start_consumer_full (conn, queue, 5, CAREHARE_CONSUME_FLAGS_NONE, NULL, high_args,
+  high = start_consumer_full (conn, queue, 1, CAREHARE_CONSUME_FLAGS_NONE, NULL, high_args,
                               &error);
   g_assert_no_error (error);
 
   for (guint i = 0; i < 5; i++)
     {
-      CarehareDelivery *delivery;
+      g_autofree char *text = g_strdup_printf ("for the high one %u", i);
+      g_autoptr(CarehareDelivery) delivery = NULL;
 
-      g_assert_true (publish_text (conn, "", queue, "for the high one", &error));
+      g_assert_true (publish_text (conn, "", queue, text, &error));
       delivery = next_delivery (high, &error);
       g_assert_no_error (error);
-      g_ptr_array_add (held, delivery);
+      assert_body (delivery, text);
+      carehare_consumer_ack (high, carehare_delivery_get_delivery_tag (delivery));
+      wait_for_counts_on_broker (queue, 0, 0);
     }
+  /* Had any of them gone to the low one, it would hold it. */
   g_assert_true (gets_nothing (low, 200));
 
+  /* The high one full (its one message unacknowledged): the next goes to
+   * the low one. */
+  g_assert_true (publish_text (conn, "", queue, "held", &error));
+  held = next_delivery (high, &error);
+  g_assert_no_error (error);
+  assert_body (held, "held");
   g_assert_true (publish_text (conn, "", queue, "spill", &error));
   spill = next_delivery (low, &error);
   g_assert_no_error (error);
   assert_body (spill, "spill");
-  carehare_consumer_ack_up_to (high, carehare_delivery_get_delivery_tag (held->pdata[4]));
+  carehare_consumer_ack_up_to (high, carehare_delivery_get_delivery_tag (held));
   carehare_consumer_ack (low, carehare_delivery_get_delivery_tag (spill));
   close_connection (conn);
 }
