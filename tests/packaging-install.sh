@@ -105,3 +105,17 @@ import gi.overrides.Carehare as override  # noqa: E402
 assert override.__file__.startswith(sys.argv[1]), override.__file__
 print("python override from", override.__file__)
 PY
+
+# With the default prefix, /usr/local, the override must land where
+# /usr/bin/python3 looks (Debian's reads /usr/local/lib/python3.X/dist-packages,
+# not the /usr/local/lib/python3/dist-packages of meson's python module):
+# what `sudo meson install` installs, without building again.
+meson setup --reconfigure "$tmp/build" "$srcdir" --prefix=/usr/local >"$tmp/reconfigure.log" 2>&1 ||
+  { cat "$tmp/reconfigure.log"; exit 1; }
+meson introspect "$tmp/build" --installed | /usr/bin/python3 -c '
+import json, os, sys
+dest = next(d for s, d in json.load(sys.stdin).items() if s.endswith("gi/overrides/Carehare.py"))
+site = os.path.dirname(os.path.dirname(os.path.dirname(dest)))
+assert site in sys.path, "%s is not on %s" % (dest, sys.path)
+print("with --prefix=/usr/local the override goes to", dest)
+'
