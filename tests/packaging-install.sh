@@ -105,3 +105,41 @@ import gi.overrides.Carehare as override  # noqa: E402
 assert override.__file__.startswith(sys.argv[1]), override.__file__
 print("python override from", override.__file__)
 PY
+
+# The installed GJS module, imported by its file URI as the README says,
+# promisifies the installed typelib's methods.
+cat >"$tmp/use-module.js" <<JS
+import Carehare from 'file://$prefix/share/carehare-glib-1.0/carehare.js';
+const proto = Carehare.Connection.prototype;
+if (typeof proto.queue_declare_async !== 'function' || proto._original_queue_declare_async === undefined)
+    throw new Error('carehare.js did not promisify queue_declare_async');
+print('gjs module promisified Carehare');
+JS
+GI_TYPELIB_PATH=$typelib_dir LD_LIBRARY_PATH=$libdir gjs -m "$tmp/use-module.js"
+
+# The installed VAPI: a Vala program built with only it and pkg-config.
+cat >"$tmp/user.vala" <<'VALA'
+int main () {
+    var props = new Carehare.Properties ();
+    props.correlation_id = "from Vala";
+    print ("vala: %s\n", props.correlation_id);
+    return props.correlation_id == "from Vala" ? 0 : 1;
+}
+VALA
+valac --vapidir="$prefix/share/vala/vapi" --pkg carehare-glib-1.0 -X -w \
+  -d "$tmp" -o vala-user "$tmp/user.vala"
+LD_LIBRARY_PATH=$libdir "$tmp/vala-user"
+
+# With the default prefix, /usr/local, the override must land where
+# /usr/bin/python3 looks (Debian's reads /usr/local/lib/python3.X/dist-packages,
+# not the /usr/local/lib/python3/dist-packages of meson's python module):
+# what `sudo meson install` installs, without building again.
+meson setup --reconfigure "$tmp/build" "$srcdir" --prefix=/usr/local >"$tmp/reconfigure.log" 2>&1 ||
+  { cat "$tmp/reconfigure.log"; exit 1; }
+meson introspect "$tmp/build" --installed | /usr/bin/python3 -c '
+import json, os, sys
+dest = next(d for s, d in json.load(sys.stdin).items() if s.endswith("gi/overrides/Carehare.py"))
+site = os.path.dirname(os.path.dirname(os.path.dirname(dest)))
+assert site in sys.path, "%s is not on %s" % (dest, sys.path)
+print("with --prefix=/usr/local the override goes to", dest)
+'

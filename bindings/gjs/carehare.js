@@ -73,14 +73,20 @@ function promisify(target, name) {
     };
 }
 
-for (const name of ['new', 'new_for_uris'])
-    promisify(Carehare.Connection, name);
-for (const name of ['close', 'queue_declare', 'queue_delete', 'queue_purge', 'queue_bind',
-    'queue_unbind', 'exchange_declare', 'exchange_delete', 'exchange_bind', 'exchange_unbind',
-    'publish', 'acking_consumer', 'acking_consumer_full', 'call'])
-    promisify(Carehare.Connection.prototype, name);
-for (const name of ['next_delivery', 'next_deliveries', 'close'])
-    promisify(Carehare.Consumer.prototype, name);
+// Every *_async with its *_finish, found rather than listed, so that a
+// method or class the library adds later (Session's, update_secret...) is a
+// promise too: the static ones (Connection.new_async) and the instance ones.
+for (const name of Object.keys(Carehare)) {
+    const klass = Carehare[name];
+    if (typeof klass !== 'function' || !klass.prototype || klass.$gtype === undefined)
+        continue;
+    for (const target of [klass, klass.prototype]) {
+        for (const member of Object.getOwnPropertyNames(target)) {
+            if (member.endsWith('_async'))
+                promisify(target, member.slice(0, -'_async'.length));
+        }
+    }
+}
 
 // publish_async() as a promise without a cancellable takes the fast path:
 // publish_tracked(), whose confirms come back in one ::publishes-confirmed

@@ -5,101 +5,57 @@ publisher confirm, consume it with an ack, close.
 
     getting-started.py URI
 
-Shown in docs/getting-started.md and run by the tests.
+Shown in docs/getting-started.md and run by the tests. asyncio through the
+PyGObject override (docs/python.md): the Python `carehare` library's API.
 """
 import sys
 
 import gi
 
 gi.require_version("Carehare", "1.0")
-from gi.repository import Carehare, GLib  # noqa: E402
+from gi.repository import Carehare as carehare  # noqa: E402
 
 
-class App:
-    def __init__(self, uri):
-        self.loop = GLib.MainLoop()
-        self.conn = None
-        self.consumer = None
-        self.queue = None
-        self.status = 0
-        Carehare.Connection.new_async(uri, None, self.on_connected)
+async def main(uri):
+    # Closes the connection at the end; raises the server's error
+    # (ConnectionClosedByServer...) if the server closed it first.
+    async with carehare.connect(uri) as connection:
+        # "": the broker picks the name; exclusive: the queue goes when we do.
+        queue = await connection.queue_declare("", exclusive=True)
+        print(f"declared {queue}")
 
-    def finish(self, what=None, error=None):
-        """Ends the program: close the connection if there is one, then quit."""
-        if error is not None:
-            print(f"{what} failed: {error.message}", file=sys.stderr)
-            self.status = 1
-        if self.conn is not None:
-            self.conn.close_async(None, self.on_closed)
-        else:
-            self.loop.quit()
-
-    def on_connected(self, source, result):
-        try:
-            self.conn = Carehare.Connection.new_finish(result)
-        except GLib.Error as e:
-            return self.finish("connecting", e)
-        # "": the broker picks the name; EXCLUSIVE: the queue goes when we do.
-        self.conn.queue_declare_async("", Carehare.QueueFlags.EXCLUSIVE, None, None,
-                                      self.on_declared)
-
-    def on_declared(self, conn, result):
-        try:
-            # The out arguments come after the return value.
-            self.queue, _messages, _consumers = conn.queue_declare_finish(result)
-        except GLib.Error as e:
-            return self.finish("declaring the queue", e)
-        print(f"declared {self.queue}")
-        props = Carehare.Properties(content_type="text/plain")
-        # The default exchange "" routes to the queue named by the routing key;
-        # MANDATORY makes an unroutable message an error instead of a loss.
-        conn.publish_async("", self.queue, GLib.Bytes.new(b"Hello from carehare-glib"),
-                           props, Carehare.PublishFlags.MANDATORY, None, self.on_published)
-
-    def on_published(self, conn, result):
-        try:
-            # True once the broker has taken responsibility for the message.
-            conn.publish_finish(result)
-        except GLib.Error as e:
-            return self.finish("publishing", e)
+        # The default exchange "" routes to the queue named by the routing
+        # key; mandatory makes an unroutable message an error (Unroutable)
+        # instead of a loss. Resolves once the broker has taken
+        # responsibility for the message.
+        await connection.publish(b"Hello from carehare-glib", routing_key=queue,
+                                 properties={"content_type": "text/plain"},
+                                 mandatory=True)
         print("the broker confirmed the message")
+
         # Prefetch 10: the broker sends at most 10 unacknowledged messages.
-        conn.acking_consumer_async(self.queue, 0, 10, None, self.on_consumer)
-
-    def on_consumer(self, conn, result):
-        try:
-            self.consumer = conn.acking_consumer_finish(result)
-        except GLib.Error as e:
-            return self.finish("starting the consumer", e)
-        self.consumer.next_delivery_async(None, self.on_delivery)
-
-    def on_delivery(self, consumer, result):
-        try:
-            delivery = consumer.next_delivery_finish(result)
-        except GLib.Error as e:
-            return self.finish("receiving", e)
-        print(f'received "{delivery.get_body().get_data().decode()}"')
-        # Settle every delivery: ack() never fails and is not awaited.
-        consumer.ack(delivery.get_delivery_tag())
-        self.finish()
-
-    def on_closed(self, conn, result):
-        try:
-            conn.close_finish(result)
-        except GLib.Error as e:
-            # Only if the server or the heartbeat monitor closed it first.
-            print(f"the connection had closed: {e.message}", file=sys.stderr)
-        self.loop.quit()
+        # Leaving the block closes the consumer.
+        async with connection.acking_consumer(queue, prefetch_count=10) as consumer:
+            # One is all this program wants; `async for message in consumer`
+            # takes each as it arrives, acking it when the loop goes on.
+            message, delivery_tag = await consumer.next_delivery()
+            print(f'received "{message.decode()}"')
+            # Settle every delivery: ack() never fails and is not awaited.
+            consumer.ack(delivery_tag)
 
 
-def main():
+def run():
     if len(sys.argv) != 2:
         print(f"usage: {sys.argv[0]} amqp://user:password@host:port/vhost", file=sys.stderr)
         return 2
-    app = App(sys.argv[1])
-    app.loop.run()
-    return app.status
+    try:
+        # An asyncio loop that runs GLib's main context (docs/python.md).
+        carehare.run(main(sys.argv[1]))
+    except Exception as e:  # noqa: BLE001: every failure is reported
+        print(f"failed: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

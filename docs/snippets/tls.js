@@ -15,8 +15,8 @@ import System from 'system';
 // from the source tree.
 import Carehare from '../../bindings/gjs/carehare.js';
 
-// Gio.AsyncInitable's init_async is GIO's own: carehare.js leaves it alone.
-Gio._promisify(Gio.AsyncInitable.prototype, 'init_async', 'init_finish');
+// carehare.js promisifies Carehare.Connection's init_async (GAsyncInitable's)
+// too, as every *_async of the library's classes.
 
 // The simplest way: the files in the URI's query, percent-encoded.
 function connectWithUri(baseUri, certDir) {

@@ -7,14 +7,12 @@
 
 import GLib from 'gi://GLib';
 import Gio from 'gi://Gio';
-import Carehare from 'gi://Carehare?version=1.0';
+// The module carehare-glib installs: every *_async of Carehare, Session's
+// included, promisified once.
+import Carehare from '../../bindings/gjs/carehare.js';
 import System from 'system';
 
 const TIMEOUT_MS = 30000;
-
-Gio._promisify(Carehare.Session.prototype, 'publish_async', 'publish_finish');
-Gio._promisify(Carehare.Session.prototype, 'close_async', 'close_finish');
-Gio._promisify(Carehare.Consumer.prototype, 'next_delivery_async', 'next_delivery_finish');
 
 function env(name) {
     const value = GLib.getenv(name);

@@ -4,9 +4,11 @@ import asyncio
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from conftest import env, unique
@@ -56,8 +58,9 @@ async def test_connect_amqp_with_ssl_context():
 
 
 async def test_connect_amqp_with_tls_parameters():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as cm:
         await carehare.connect(env("CAREHARE_TEST_AMQP_URI") + "?verify=verify_none")
+    assert "amqps://" in str(cm.value)
 
 
 async def test_connect_invalid_vhost():
@@ -108,6 +111,75 @@ async def test_trailing_slash_is_default_vhost(url):
         async with carehare.connect(url[:-1] + "/%2F") as other:
             assert (await other.queue_declare(queue, passive=True)) == queue
         await connection.queue_delete(queue)
+
+
+async def test_plain_amqp_to_the_tls_port_is_bad_bytes_from_server():
+    # The broker answers the AMQP header with a TLS alert.
+    with pytest.raises(carehare.BadBytesFromServer) as cm:
+        await carehare.connect("amqp://guest:guest@127.0.0.1:%s/"
+                               % env("CAREHARE_TEST_BROKER_TLS_PORT"))
+    assert "amqps://" in str(cm.value)
+    assert cm.value.matches(carehare.error_quark(), carehare.Error.BAD_BYTES_FROM_SERVER)
+
+
+def _frame(payload, frame_type=1):
+    return struct.pack(">BHI", frame_type, 0, len(payload)) + payload + b"\xce"
+
+
+def _read_method(sock):
+    """The (class, method) of the next method frame from the client (its
+    heartbeats skipped), or None at the end."""
+    while True:
+        header = sock.recv(7, socket.MSG_WAITALL)
+        if len(header) < 7:
+            return None
+        frame_type, _channel, size = struct.unpack(">BHI", header)
+        payload = sock.recv(size + 1, socket.MSG_WAITALL)
+        if len(payload) < size + 1:
+            return None
+        if frame_type == 1:
+            return struct.unpack(">HH", payload[:4])
+
+
+def _silent_broker(listener):
+    """A broker that opens the connection with a 1 s heartbeat, then never
+    says another word (it reads what the client sends, until it hangs up)."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.recv(8, socket.MSG_WAITALL)  # AMQP 0-9-1's protocol header
+        longstr = lambda b: struct.pack(">I", len(b)) + b  # noqa: E731
+        conn.sendall(_frame(struct.pack(">HHBBI", 10, 10, 0, 9, 0)  # Start, no properties
+                            + longstr(b"PLAIN") + longstr(b"en_US")))
+        assert _read_method(conn) == (10, 11)  # Start-Ok
+        conn.sendall(_frame(struct.pack(">HHHIH", 10, 30, 16, 131072, 1)))  # Tune
+        while _read_method(conn) not in ((10, 40), None):  # Tune-Ok, then Open
+            pass
+        conn.sendall(_frame(struct.pack(">HHB", 10, 41, 0)))  # Open-Ok
+        while _read_method(conn) is not None:
+            pass
+
+
+async def test_heartbeat_monitor_closes_a_silent_connection():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        server = threading.Thread(target=_silent_broker, args=(listener,), daemon=True)
+        server.start()
+        # Only the connection's context manager (and `closed`) raise the
+        # reason; the operation it interrupted gets ConnectionClosed.
+        with pytest.raises(carehare.ConnectionClosedByHeartbeatMonitor) as cm:
+            async with carehare.connect("amqp://guest:guest@127.0.0.1:%d/" % port) as connection:
+                assert connection.props.heartbeat == 1
+                with pytest.raises(carehare.ConnectionClosed) as pending:
+                    await connection.queue_declare("never-answered")
+                assert not isinstance(pending.value, carehare.ConnectionClosedByHeartbeatMonitor)
+                with pytest.raises(carehare.ConnectionClosedByHeartbeatMonitor):
+                    await connection.closed
+        assert cm.value.matches(carehare.error_quark(),
+                                carehare.Error.CONNECTION_CLOSED_BY_HEARTBEAT_MONITOR)
+        while server.is_alive():
+            await asyncio.sleep(0.01)
 
 
 async def test_connection_refused():

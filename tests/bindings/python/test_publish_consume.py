@@ -17,6 +17,19 @@ async def test_publish_to_missing_exchange(connection):
     assert await connection.queue_declare("", exclusive=True)
 
 
+async def test_publish_after_the_server_closed_the_publish_channel(connection):
+    # The 404 closes the channel publishes go through; the next publish,
+    # once the exchange exists, goes through a new one.
+    exchange = unique("later")
+    with pytest.raises(carehare.ChannelClosedByServer):
+        await connection.publish(b"foo", exchange_name=exchange)
+    await connection.exchange_declare(exchange, exchange_type="direct", auto_delete=False)
+    try:
+        await connection.publish(b"foo", exchange_name=exchange)
+    finally:
+        await connection.exchange_delete(exchange)
+
+
 async def test_publish_and_consume(connection):
     queue = await connection.queue_declare("", exclusive=True)
     await connection.publish(b"foo", routing_key=queue)

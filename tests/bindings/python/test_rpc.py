@@ -27,6 +27,8 @@ async def test_queue_declare_not_ok(connection, url):
 async def test_multiple_rpcs(connection):
     names = [unique() for _ in range(5)]
     futures = [connection.queue_declare(name, exclusive=True) for name in names]
+    # Futures, not coroutines: each was sent when called.
+    assert all(isinstance(f, asyncio.Future) for f in futures)
     assert await asyncio.gather(*futures) == names
 
 
