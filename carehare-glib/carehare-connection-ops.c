@@ -1232,7 +1232,8 @@ consumer_start (CarehareProtocol *protocol,
   return NULL;
 }
 
-/* The one start of acking_consumer_async() and acking_consumer_full_async(). */
+/* The start of acking_consumer_full_async(), which acking_consumer_async()
+ * calls with no options. */
 static void
 start_consumer (CarehareConnection   *self,
                 gpointer              source_tag,
@@ -1298,12 +1299,9 @@ carehare_connection_acking_consumer_async (CarehareConnection  *self,
                                            GAsyncReadyCallback  callback,
                                            gpointer             user_data)
 {
-  g_return_if_fail (CAREHARE_IS_CONNECTION (self));
-  g_return_if_fail (queue != NULL);
-
-  start_consumer (self, carehare_connection_acking_consumer_async, queue, prefetch_size,
-                  prefetch_count, CAREHARE_CONSUME_FLAGS_NONE, NULL, NULL, cancellable,
-                  callback, user_data);
+  carehare_connection_acking_consumer_full_async (self, queue, prefetch_size, prefetch_count,
+                                                  CAREHARE_CONSUME_FLAGS_NONE, NULL, NULL,
+                                                  cancellable, callback, user_data);
 }
 
 /**
@@ -1321,7 +1319,7 @@ carehare_connection_acking_consumer_finish (CarehareConnection  *self,
                                             GAsyncResult        *result,
                                             GError             **error)
 {
-  return finish_consumer (self, result, carehare_connection_acking_consumer_async, error);
+  return carehare_connection_acking_consumer_full_finish (self, result, error);
 }
 
 /**

@@ -879,7 +879,7 @@ issued_cb (GObject      *source,
     ok = carehare_connection_queue_bind_finish (is->conn, result, &error);
   else if (tag == carehare_connection_queue_purge_async)
     ok = carehare_connection_queue_purge_finish (is->conn, result, NULL, &error);
-  else if (tag == carehare_connection_acking_consumer_async)
+  else if (tag == carehare_connection_acking_consumer_full_async)
     {
       is->consumer = carehare_connection_acking_consumer_finish (is->conn, result, &error);
       ok = is->consumer != NULL;
