@@ -82,7 +82,10 @@ carehare_error_new_from_reply (CarehareError  code,
  * or the connection, such as 404 (NOT_FOUND) or 320 (CONNECTION_FORCED).
  *
  * Only errors with the codes %CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER and
- * %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER carry a reply code. The code
+ * %CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER carry a reply code, and
+ * %CAREHARE_ERROR_UNROUTABLE, which carries the code of the broker's
+ * Basic.Return (312 NO_ROUTE; 313 NO_CONSUMERS from brokers that still send
+ * it). The code
  * is read back from the error's message, so it survives the trip through
  * language bindings, which copy only an error's domain, code and message.
  *
@@ -97,7 +100,8 @@ carehare_error_get_reply_code (const GError *error)
 
   if (error->domain != CAREHARE_ERROR ||
       (error->code != CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER &&
-       error->code != CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER) ||
+       error->code != CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER &&
+       error->code != CAREHARE_ERROR_UNROUTABLE) ||
       error->message == NULL)
     return 0;
 

@@ -44,6 +44,18 @@ test_reply_code_name_added (void)
 }
 
 static void
+test_reply_code_unroutable (void)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* A Basic.Return's code, 312 NO_ROUTE, is the reply code of the
+   * UNROUTABLE error it becomes. */
+  error = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE,
+                                         "Message returned by server", 312, "NO_ROUTE");
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 312);
+}
+
+static void
 test_reply_code_absent (void)
 {
   g_autoptr(GError) other_code = NULL;
@@ -219,6 +231,7 @@ main (int argc, char *argv[])
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/error/reply-code/round-trip", test_reply_code_round_trip);
   g_test_add_func ("/error/reply-code/name-added", test_reply_code_name_added);
+  g_test_add_func ("/error/reply-code/unroutable", test_reply_code_unroutable);
   g_test_add_func ("/error/reply-code/absent", test_reply_code_absent);
   g_test_add_func ("/error/reply-code/names", test_reply_code_names);
   g_test_add_func ("/error/is-transient/table", test_is_transient);

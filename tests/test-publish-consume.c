@@ -461,6 +461,7 @@ test_mandatory_unroutable (void)
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
   g_assert_false (carehare_error_is_transient (error));
   g_assert_nonnull (strstr (error->message, "312 NO_ROUTE"));
+  g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 312);
   g_clear_error (&error);
   carehare_test_wait_for_result (&routed2, TIMEOUT_MS);
   g_assert_true (carehare_connection_publish_finish (conn, routed2, &error));

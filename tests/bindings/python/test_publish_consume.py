@@ -283,8 +283,10 @@ async def test_publish_nack(connection):
 
 
 async def test_publish_unroutable_mandatory(connection):
-    with pytest.raises(carehare.Unroutable):
+    with pytest.raises(carehare.Unroutable) as caught:
         await connection.publish(b"lost", routing_key=unique("nowhere"), mandatory=True)
+    assert caught.value.reply_code == 312
+    assert caught.value.reply_text.startswith("NO_ROUTE")
     # Without mandatory the broker drops it and confirms.
     await connection.publish(b"lost", routing_key=unique("nowhere"))
 

@@ -80,7 +80,8 @@ class _CarehareError(GLib.Error):
         super().__init__(message, domain, int(self._code) if code is None else code)
         match = _REPLY_RE.search(message)
         if match and self._code in (Carehare.Error.CONNECTION_CLOSED_BY_SERVER,
-                                    Carehare.Error.CHANNEL_CLOSED_BY_SERVER):
+                                    Carehare.Error.CHANNEL_CLOSED_BY_SERVER,
+                                    Carehare.Error.UNROUTABLE):
             self.reply_code = int(match.group(1))
             self.reply_text = match.group(2)
         else:
