@@ -186,9 +186,9 @@ publish_unroutable_cb (GObject      *source,
   App *app = user_data;
   g_autoptr(GError) error = NULL;
 
-  /* 312 NO_ROUTE is in the message; get_reply_code() reads closes only. */
+  /* The broker's return carries 312 NO_ROUTE. */
   carehare_connection_publish_finish (app->conn, result, &error);
-  expect (app, "unroutable mandatory publish", error, CAREHARE_ERROR_UNROUTABLE, 0);
+  expect (app, "unroutable mandatory publish", error, CAREHARE_ERROR_UNROUTABLE, 312);
   check_done (app);
 }
 

@@ -102,11 +102,11 @@ async function demonstrate(conn) {
         Carehare.Error.CHANNEL_CLOSED_BY_SERVER, 404);
 
     // No queue is bound to this routing key: with MANDATORY the broker
-    // returns the message. 312 NO_ROUTE is in the message only.
+    // returns the message, with reply code 312 NO_ROUTE.
     await expect('unroutable mandatory publish',
         conn.publish_async('', 'carehare-docs-nobody-listens', body, null,
             Carehare.PublishFlags.MANDATORY, null),
-        Carehare.Error.UNROUTABLE);
+        Carehare.Error.UNROUTABLE, 312);
 
     // The queue is empty, so next_delivery waits, until the connection
     // closes and fails it with CONNECTION_CLOSED: nothing hangs.

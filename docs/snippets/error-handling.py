@@ -95,11 +95,11 @@ async def demonstrate(connection):
                  carehare.ChannelClosedByServer, 404)
 
     # No queue is bound to this routing key: with mandatory the broker
-    # returns the message. 312 NO_ROUTE is in the message only.
+    # returns the message, with reply code 312 NO_ROUTE.
     await expect("unroutable mandatory publish",
                  connection.publish(b"hello", routing_key="carehare-docs-nobody-listens",
                                     mandatory=True),
-                 carehare.Unroutable)
+                 carehare.Unroutable, 312)
 
     # The queue is empty, so next_delivery() waits, until the connection
     # closes and fails it with ConnectionClosed: nothing hangs.
