@@ -30,7 +30,7 @@ trap cleanup EXIT
 
 # What the test environment set for the other tests, devenv must provide.
 devenv() {
-  env -u LD_LIBRARY_PATH -u GI_TYPELIB_PATH -u PKG_CONFIG_PATH \
+  env -u LD_LIBRARY_PATH -u GI_TYPELIB_PATH -u PKG_CONFIG_PATH -u PYTHONPATH \
     timeout 60 "$meson" devenv -C "$builddir" -w "$srcdir" "$@"
 }
 
