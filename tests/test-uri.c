@@ -3,6 +3,7 @@
 
 #include "carehare-error.h"
 #include "carehare-uri.h"
+#include "transient-check.h"
 
 /* Every case that has a password uses this one, so that each error message
  * can be checked for it. */
