@@ -81,8 +81,9 @@ class Demo:
         # Even a malformed URI is reported to the callback, never raised here.
         Carehare.Connection.new_async("http://localhost", None, self.on_bad_uri)
 
-    def expect(self, what, finish, result, code, reply_code=0):
-        """Calls finish(result), which must fail with code and reply_code."""
+    def expect(self, what, finish, result, code, reply_code=0, transient=False):
+        """Calls finish(result), which must fail with code and reply_code,
+        and be transient (worth a retry) or not."""
         try:
             finish(result)
             print(f"{what}: succeeded, expected an error", file=sys.stderr)
@@ -90,7 +91,8 @@ class Demo:
         except GLib.Error as e:
             print(f"{what}: {e.message} (reply code {Carehare.error_get_reply_code(e)})")
             if (not e.matches(Carehare.error_quark(), code)
-                    or Carehare.error_get_reply_code(e) != reply_code):
+                    or Carehare.error_get_reply_code(e) != reply_code
+                    or Carehare.error_is_transient(e) != transient):
                 self.status = 1
 
     def on_gave_up(self, error):
@@ -151,7 +153,8 @@ class Demo:
 
     def on_pending_delivery(self, consumer, result):
         self.expect("waiting for a delivery when the connection closes",
-                    consumer.next_delivery_finish, result, Carehare.Error.CONNECTION_CLOSED)
+                    consumer.next_delivery_finish, result, Carehare.Error.CONNECTION_CLOSED,
+                    transient=True)
 
     def on_closed(self, conn, result):
         conn.close_finish(result)
