@@ -29,11 +29,13 @@ cleanup() {
 trap cleanup EXIT
 
 # Free ports: a block of 110 from a random base, every one unused (the
-# ctl range is 100 ports from CAREHARE_BROKER_CTL_DIST_PORT_MIN).
+# ctl range is 100 ports from CAREHARE_BROKER_CTL_DIST_PORT_MIN), below
+# Linux's ephemeral range (32768 and up), where outgoing connections take
+# their local ports.
 in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 base=
 for _ in $(seq 1 50); do
-  candidate=$((20000 + RANDOM % 30000))
+  candidate=$((20000 + RANDOM % 12500))
   ok=true
   for p in $(seq "$candidate" $((candidate + 109))); do
     if in_use "$p"; then ok=false; break; fi
