@@ -939,7 +939,7 @@ carehare_connection_class_init (CarehareConnectionClass *klass)
    * The broker's URI, `amqp://user:password@host:port/vhost?params` or
    * `amqps://...`; see the URI reference for every parameter.
    *
-   * Read back, the password is replaced by `****` (as in the library's
+   * Read back, the password is replaced by `***` (as in the library's
    * debug messages), in the user information and in query parameters.
    * Once connected it is the URI the connection uses: for a connection
    * made from a list ([property@Carehare.Connection:uris]), the one that

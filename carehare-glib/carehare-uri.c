@@ -25,7 +25,7 @@
 
 #include "carehare-error.h"
 
-#define REDACTED_PASSWORD "****"
+#define REDACTED_PASSWORD "***"
 #define UNPARSEABLE_URI "<unparseable URI>"
 #define HIDDEN_TEXT "<not shown>"
 #define HIDDEN_HINT \

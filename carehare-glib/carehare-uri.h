@@ -91,7 +91,7 @@ void carehare_uri_secret_strv_free (char **secrets);
 char *carehare_uri_with_password (const char *uri,
                                   const char *password);
 
-/* @uri as it may be shown: the password replaced by "****". Never fails and
+/* @uri as it may be shown: the password replaced by "***". Never fails and
  * never returns NULL; for something that is not recognisably an AMQP-style
  * URI it returns "<unparseable URI>" rather than risk showing a password. */
 char *carehare_uri_redact (const char *uri);

@@ -7,7 +7,8 @@
 //     vala-round-trip URI
 //
 // Prints "received: hello from Vala"; a failure is printed with its reply
-// code and exits 1.
+// code and whether retrying later may help (Carehare.Error.is_transient),
+// and exits 1. --help prints the usage.
 
 async int round_trip (string uri) {
     try {
@@ -25,14 +26,29 @@ async int round_trip (string uri) {
         yield conn.close_async (null);
         return 0;
     } catch (Error e) {
-        printerr ("failed: %s (reply code %u)\n", e.message, Carehare.Error.get_reply_code (e));
+        printerr ("failed: %s (reply code %u)\n  -> %s\n", e.message,
+                  Carehare.Error.get_reply_code (e),
+                  Carehare.Error.is_transient (e)
+                  ? "transient: retrying later (with backoff) may succeed"
+                  : "retrying will not help until the cause is fixed");
         return 1;
     }
 }
 
 int main (string[] args) {
-    if (args.length != 2) {
-        printerr ("usage: %s URI\n", args[0]);
+    // --help prints the usage and exits 0, as every example does.
+    var context = new OptionContext ("URI");
+    context.set_summary ("Declares a queue, publishes a message with a confirm, consumes it\n"
+                         + "and acks it, then closes.");
+    bool parsed = true;
+    try {
+        context.parse (ref args);
+    } catch (OptionError e) {
+        printerr ("%s\n", e.message);
+        parsed = false;
+    }
+    if (!parsed || args.length != 2) {
+        printerr ("%s", context.get_help (true, null));
         return 2;
     }
     var loop = new MainLoop ();

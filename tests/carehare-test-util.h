@@ -48,3 +48,6 @@ void        carehare_test_broker_close_connection (const char *connection_name,
                                                    const char *reason);
 
 G_END_DECLS
+
+/* Every g_assert_error() also checks carehare_error_is_transient(). */
+#include "transient-check.h"

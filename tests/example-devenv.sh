@@ -7,13 +7,14 @@
 # built with the uninstalled pkg-config file that devenv puts on
 # PKG_CONFIG_PATH. Python is Debian's /usr/bin/python3, which has PyGObject.
 #
-#   example-devenv.sh MESON BUILDDIR SOURCEDIR HAVE_GIR HAVE_GTK
+#   example-devenv.sh MESON BUILDDIR SOURCEDIR HAVE_GIR HAVE_GTK HAVE_VALA
 set -euo pipefail
 meson=$1
 builddir=$2
 srcdir=$3
 have_gir=$4
 have_gtk=$5
+have_vala=$6
 : "${CAREHARE_TEST_AMQP_URI:?start the broker: test-server/broker start}"
 uri=$CAREHARE_TEST_AMQP_URI
 
@@ -30,7 +31,7 @@ trap cleanup EXIT
 
 # What the test environment set for the other tests, devenv must provide.
 devenv() {
-  env -u LD_LIBRARY_PATH -u GI_TYPELIB_PATH -u PKG_CONFIG_PATH \
+  env -u LD_LIBRARY_PATH -u GI_TYPELIB_PATH -u PKG_CONFIG_PATH -u PYTHONPATH \
     timeout 60 "$meson" devenv -C "$builddir" -w "$srcdir" "$@"
 }
 
@@ -46,6 +47,11 @@ done
 if [ "$have_gtk" = true ]; then
   step "gtk-chat --help"
   out=$(devenv gtk-chat --help)
+  grep -q "Usage:" <<<"$out"
+fi
+if [ "$have_vala" = true ]; then
+  step "vala-round-trip --help"
+  out=$(devenv vala-round-trip --help)
   grep -q "Usage:" <<<"$out"
 fi
 if [ "$have_gir" = true ]; then
@@ -66,6 +72,18 @@ step "declare-bind-delete"
 devenv declare-bind-delete "$uri"
 step "round-trip"
 devenv round-trip "$uri" 2
+if [ "$have_vala" = true ]; then
+  step "vala-round-trip"
+  out=$(devenv vala-round-trip "$uri")
+  [ "$out" = "received: hello from Vala" ]
+  # A failure is reported with what to do about it.
+  if devenv vala-round-trip "amqp://guest:guest@127.0.0.1:1/" 2>"$tmp/vala.err"; then
+    echo "vala-round-trip to a closed port should fail" >&2
+    exit 1
+  fi
+  cat "$tmp/vala.err"
+  grep -q "transient: retrying later" "$tmp/vala.err"
+fi
 
 run_pair() {
   local label=$1 publish=$2 consume=$3 queue

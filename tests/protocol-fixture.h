@@ -179,3 +179,6 @@ Completion *rpc_declare (Fixture    *f,
 Completion *close_start (Fixture *f);
 
 G_END_DECLS
+
+/* Every g_assert_error() also checks carehare_error_is_transient(). */
+#include "transient-check.h"

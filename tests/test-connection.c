@@ -420,7 +420,7 @@ test_uri_property_redacted (void)
 {
   g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%s/?heartbeat=30",
                                           g_getenv ("CAREHARE_TEST_BROKER_PORT"));
-  g_autofree char *expected = g_strdup_printf ("amqp://guest:****@127.0.0.1:%s/?heartbeat=30",
+  g_autofree char *expected = g_strdup_printf ("amqp://guest:***@127.0.0.1:%s/?heartbeat=30",
                                                g_getenv ("CAREHARE_TEST_BROKER_PORT"));
   g_autofree char *before = NULL;
   g_autofree char *after = NULL;

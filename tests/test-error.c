@@ -2,6 +2,7 @@
 #include <carehare-glib/carehare-glib.h>
 
 #include "carehare-error-private.h"
+#include "transient-check.h"
 
 static void
 test_reply_code_round_trip (void)
@@ -175,6 +176,12 @@ test_is_transient (void)
         g_error ("%s: carehare_error_is_transient (\"%s\") should be %s",
                  transient_cases[i].row, error->message,
                  transient_cases[i].transient ? "TRUE" : "FALSE");
+      /* The list every suite's g_assert_error() checks against
+       * (transient-check.h) says the same. */
+      if (carehare_test_expected_transient (error) != transient_cases[i].transient)
+        g_error ("%s: transient-check.h's list says %s for \"%s\"",
+                 transient_cases[i].row,
+                 transient_cases[i].transient ? "FALSE" : "TRUE", error->message);
     }
 }
 

@@ -3,6 +3,7 @@
 
 #include "carehare-error.h"
 #include "carehare-uri.h"
+#include "transient-check.h"
 
 /* Every case that has a password uses this one, so that each error message
  * can be checked for it. */
@@ -445,28 +446,28 @@ typedef struct {
 } RedactCase;
 
 static const RedactCase redact_cases[] = {
-  { "amqp://user:" PW "@host:5672/vh?heartbeat=5", "amqp://user:****@host:5672/vh?heartbeat=5" },
-  { "amqps://user:s3cr%40PW@host/", "amqps://user:****@host/" },
-  { "amqp://user:" PW "@[::1]:5672/", "amqp://user:****@[::1]:5672/" },
-  { "amqp://:" PW "@host", "amqp://:****@host" },
-  { "amqp://user:@host", "amqp://user:****@host" },
-  { "AMQP://user:" PW "@host", "AMQP://user:****@host" },
-  { "http://user:" PW "@host/", "http://user:****@host/" },
+  { "amqp://user:" PW "@host:5672/vh?heartbeat=5", "amqp://user:***@host:5672/vh?heartbeat=5" },
+  { "amqps://user:s3cr%40PW@host/", "amqps://user:***@host/" },
+  { "amqp://user:" PW "@[::1]:5672/", "amqp://user:***@[::1]:5672/" },
+  { "amqp://:" PW "@host", "amqp://:***@host" },
+  { "amqp://user:@host", "amqp://user:***@host" },
+  { "AMQP://user:" PW "@host", "AMQP://user:***@host" },
+  { "http://user:" PW "@host/", "http://user:***@host/" },
   { "amqp://user@host/", "amqp://user@host/" },
   { "amqp://host/", "amqp://host/" },
   { "amqp://", "amqp://" },
   { "amqp://host?connection_name=a%40b", "amqp://host?connection_name=a%40b" },
   /* An unencoded '@' in the password: all of it is hidden. */
-  { "amqp://user:s3cr@3tPW@host/", "amqp://user:****@host/" },
+  { "amqp://user:s3cr@3tPW@host/", "amqp://user:***@host/" },
   /* An unencoded '/', '?' or '#' in the password: everything up to the '@'. */
-  { "amqp://user:s3cr/3tPW@host/v", "amqp://****@host/v" },
-  { "amqp://user:s3cr?3tPW@host", "amqp://****@host" },
-  { "amqp://user:s3cr#3tPW@host", "amqp://****@host" },
-  { "amqp://user:1234/" PW "@host/", "amqp://****@host/" },
+  { "amqp://user:s3cr/3tPW@host/v", "amqp://***@host/v" },
+  { "amqp://user:s3cr?3tPW@host", "amqp://***@host" },
+  { "amqp://user:s3cr#3tPW@host", "amqp://***@host" },
+  { "amqp://user:1234/" PW "@host/", "amqp://***@host/" },
   /* Erlang's TLS key passphrase parameter. */
   { "amqps://host/?cacertfile=/ca.pem&password=" PW "&verify=verify_peer",
-    "amqps://host/?cacertfile=/ca.pem&password=****&verify=verify_peer" },
-  { "amqps://u:" PW "@host/?Pass%77ord=" PW "&&x#f", "amqps://u:****@host/?Pass%77ord=****&&x#f" },
+    "amqps://host/?cacertfile=/ca.pem&password=***&verify=verify_peer" },
+  { "amqps://u:" PW "@host/?Pass%77ord=" PW "&&x#f", "amqps://u:***@host/?Pass%77ord=***&&x#f" },
   /* Not recognisably a URI: nothing of it is shown. */
   { "", "<unparseable URI>" },
   { "not a uri " PW, "<unparseable URI>" },

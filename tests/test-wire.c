@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "carehare-wire.h"
+#include "transient-check.h"
 
 /* ---------------------------------------------------------------- helpers */
 

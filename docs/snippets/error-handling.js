@@ -67,15 +67,17 @@ class Keeper {
 
 let status = 0;
 
-// Runs @promise, which must fail with @code (and @replyCode), and prints how.
-async function expect(what, promise, code, replyCode = 0) {
+// The promise must fail with code and replyCode, and be transient (worth a
+// retry) or not.
+async function expect(what, promise, code, replyCode = 0, transient = false) {
     try {
         await promise;
         printerr(`${what}: succeeded, expected an error`);
         status = 1;
     } catch (e) {
         print(`${what}: ${e.message} (reply code ${Carehare.error_get_reply_code(e)})`);
-        if (!e.matches(Carehare.Error, code) || Carehare.error_get_reply_code(e) !== replyCode)
+        if (!e.matches(Carehare.Error, code) || Carehare.error_get_reply_code(e) !== replyCode ||
+            Carehare.error_is_transient(e) !== transient)
             status = 1;
     }
 }
@@ -114,7 +116,7 @@ async function demonstrate(conn) {
         null, null);
     const consumer = await conn.acking_consumer_async(queue, 0, 10, null);
     const pending = expect('waiting for a delivery when the connection closes',
-        consumer.next_delivery_async(null), Carehare.Error.CONNECTION_CLOSED);
+        consumer.next_delivery_async(null), Carehare.Error.CONNECTION_CLOSED, 0, true);
     await conn.close_async(null);
     await pending;
 }

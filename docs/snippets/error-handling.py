@@ -64,8 +64,9 @@ class Keeper:
 status = 0
 
 
-async def expect(what, awaitable, exception, reply_code=0):
-    """Awaits awaitable, which must raise exception with reply_code."""
+async def expect(what, awaitable, exception, reply_code=0, transient=False):
+    """Awaits awaitable, which must raise exception with reply_code, and be
+    transient (worth a retry) or not."""
     global status
     try:
         await awaitable
@@ -73,7 +74,7 @@ async def expect(what, awaitable, exception, reply_code=0):
         status = 1
     except exception as e:
         print(f"{what}: {e} (reply code {e.reply_code})")
-        if e.reply_code != reply_code:
+        if e.reply_code != reply_code or carehare.error_is_transient(e) != transient:
             status = 1
 
 
@@ -106,7 +107,8 @@ async def demonstrate(connection):
     queue = await connection.queue_declare("", exclusive=True)
     consumer = await connection.acking_consumer(queue, prefetch_count=10)
     pending = asyncio.ensure_future(expect("waiting for a delivery when the connection closes",
-                                           consumer.next_delivery(), carehare.ConnectionClosed))
+                                           consumer.next_delivery(), carehare.ConnectionClosed,
+                                           transient=True))
     await connection.close()
     await pending
 
