@@ -92,8 +92,8 @@ CAREHARE_BROKER_PORT=$new_port "$broker" start
 port=$new_port
 check_saved_ports "after start with a new CAREHARE_BROKER_PORT"
 # ... and that value is the one saved from then on.
-"$broker" restart
-check_saved_ports "after a restart following the new port"
+grep -q "^PORT=$new_port\$" "$state/settings.sh" ||
+  { echo "the new port was not saved:" >&2; cat "$state/settings.sh" >&2; exit 1; }
 
 "$broker" stop
 echo "the broker kept its saved settings"
