@@ -80,7 +80,8 @@ static const GOptionEntry publish_entries[] = {
   { "header", 'H', 0, G_OPTION_ARG_STRING_ARRAY, &opt_headers,
     "Add a header; VALUE is a string, or NAME:int=, NAME:bool=, NAME:float=, NAME:str= for a typed value (repeatable)", "NAME=VALUE" },
   { "mandatory", 'm', 0, G_OPTION_ARG_NONE, &opt_mandatory, "Fail when no queue is bound for the routing key", NULL },
-  { "lines", 'l', 0, G_OPTION_ARG_NONE, &opt_lines, "One message per input line instead of one message", NULL },
+  { "lines", 'l', 0, G_OPTION_ARG_NONE, &opt_lines, "One message per input line instead of one message; when standard error is a terminal, "
+    "a progress line there (published, confirmed, messages/s)", NULL },
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_file, "Read from FILE instead of standard input", "FILE" },
   { NULL }
 };
