@@ -179,11 +179,13 @@ ok "call --timeout with nobody answering: exit 5" \
   eval 'echo -n x | carehare call "$prefix-nobody" --timeout 1 >"$tmp/out" 2>"$tmp/err"; [ $? = 5 ] && err_has "no reply within 1 seconds"'
 
 # ---- Ctrl-C ---------------------------------------------------------------------------
-"${wrapper[@]}" "$bin" consume "$q" >"$tmp/sigint" 2>&1 &
+"${wrapper[@]}" "$bin" consume "$q" --prefetch 7 >"$tmp/sigint" 2>&1 &
 consumer_pid=$!
 bg_pids+=($consumer_pid)
 echo before-sigint | carehare publish -r "$q"
 for _ in $(seq 100); do grep -q before-sigint "$tmp/sigint" && break; sleep 0.1; done
+ok "consume --prefetch: the broker sees the consumer's prefetch count" \
+  eval '"$CAREHARE_TEST_BROKER" ctl list_consumers -q queue_name prefetch_count | grep -qx "$q	7"'
 kill -INT "$consumer_pid"
 wait "$consumer_pid"
 sigint_status=$?
@@ -213,6 +215,8 @@ ok "no such queue: exit 3 with the broker's 404, not worth retrying" \
 ok "wrong password: exit 2, 403, password not shown" \
   eval 'run 2 --uri "amqp://guest:not-the-password@127.0.0.1:$CAREHARE_TEST_BROKER_PORT/" purge-queue "$q" &&
         err_has "403 ACCESS_REFUSED" && ! grep -q not-the-password "$tmp/err"'
+ok "--uri wins over CAREHARE_URI" \
+  eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 0 --uri "$CAREHARE_TEST_AMQP_URI" declare-queue --exclusive && grep -q "^amq.gen-" "$tmp/out"'
 ok "nothing listening: exit 2, transient" \
   eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 2 purge-queue "$q" && err_has "127.0.0.1:1" &&
         err_has "transient: retrying later"'
