@@ -113,6 +113,12 @@ m = json.load(open(sys.argv[1]))
 assert m[\"body_base64\"] == \"//4=\" and \"body\" not in m, m
 " "$tmp/out"'
 
+ok "consume: a message it cannot print is requeued, not acked (exit 1)" eval '
+  echo unprinted | carehare publish -r "$q" &&
+  carehare consume "$q" --count 1 >/dev/full 2>"$tmp/err"; [ $? = 1 ] &&
+  err_has "cannot write to standard output; message requeued" &&
+  run 0 consume "$q" --count 1 && out_is unprinted'
+
 # ---- --exec ---------------------------------------------------------------------
 ok "consume --exec: body on the command's stdin, acked on exit 0" eval '
   echo payload | carehare publish -r "$q" &&
