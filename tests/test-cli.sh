@@ -176,11 +176,19 @@ ok "publish to a missing exchange: exit 3, 404" \
 
 # ---- call ---------------------------------------------------------------------------
 rpc="$prefix-rpc"
-"$examples/rpc-server" "$CAREHARE_TEST_AMQP_URI" "$rpc" --count 1 >"$tmp/server" 2>&1 &
+"$examples/rpc-server" "$CAREHARE_TEST_AMQP_URI" "$rpc" --count 2 >"$tmp/server" 2>&1 &
 bg_pids+=($!)
 for _ in $(seq 100); do grep -q "waiting for requests" "$tmp/server" && break; sleep 0.1; done
 ok "call: the reply to a request over direct reply-to" \
   eval 'echo -n shout | carehare call "$rpc" --timeout 30 >"$tmp/out" 2>"$tmp/err" && out_is SHOUT'
+ok "call --json: the reply as consume --json prints it" eval '
+  echo -n loud | carehare call "$rpc" --json --timeout 30 >"$tmp/out" 2>"$tmp/err" &&
+  /usr/bin/python3 -c "
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m[\"body\"] == \"LOUD\" and m[\"redelivered\"] is False and \"headers\" in m, m
+assert m[\"routing_key\"].startswith(\"amq.rabbitmq.reply-to\"), m
+" "$tmp/out"'
 ok "call --timeout with nobody answering: exit 5" \
   eval 'echo -n x | carehare call "$prefix-nobody" --timeout 1 >"$tmp/out" 2>"$tmp/err"; [ $? = 5 ] && err_has "no reply within 1 seconds"'
 
