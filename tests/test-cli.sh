@@ -206,6 +206,22 @@ sigint_status=$?
 ok "consume stops cleanly on SIGINT with exit 0 after printing and acking" \
   eval '[ $sigint_status = 0 ] && [ "$(cat "$tmp/sigint")" = before-sigint ] && run 0 purge-queue "$q" && out_is 0'
 
+# ---- the connection lost while consuming ------------------------------------------------
+lost="$prefix-lost"
+"${wrapper[@]}" "$bin" --uri "${CAREHARE_TEST_AMQP_URI}?connection_name=$lost" consume "$q" >"$tmp/lost" 2>&1 &
+lost_pid=$!
+bg_pids+=($lost_pid)
+echo before-close | carehare publish -r "$q"
+for _ in $(seq 100); do grep -q before-close "$tmp/lost" && break; sleep 0.1; done
+conn_pid=$("$CAREHARE_TEST_BROKER" ctl list_connections -q --no-table-headers pid client_properties |
+           grep -F "$lost" | grep -o '^<[^>]*>')
+"$CAREHARE_TEST_BROKER" ctl close_connection "$conn_pid" "closed by test-cli" >/dev/null
+wait "$lost_pid"
+lost_status=$?
+ok "consume: the connection closed by an operator: exit 2 with the broker's reason" \
+  eval '[ $lost_status = 2 ] && grep -q "closed by test-cli" "$tmp/lost" && grep -q "transient" "$tmp/lost" ||
+        { sed "s/^/# /" "$tmp/lost"; false; }'
+
 # ---- interop with rabbitmq-c's amqp-tools ------------------------------------------------
 # rabbitmq-c reads the "/" of amqp://host:port/ as the empty vhost name.
 amqp_tools_url=${CAREHARE_TEST_AMQP_URI%/}
