@@ -143,7 +143,6 @@ test_statistics_nacked (void)
   g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
   g_autofree char *queue = carehare_test_unique_name ("statistics-full");
   g_autoptr(CarehareStatistics) stats = NULL;
-  g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(GBytes) body = g_bytes_new_static ("refused", 7);
   g_autoptr(GError) error = NULL;
   g_autofree char *name = NULL;
@@ -154,13 +153,9 @@ test_statistics_nacked (void)
   g_variant_dict_init (&arguments, NULL);
   g_variant_dict_insert (&arguments, "x-max-length", "x", (gint64) 1);
   g_variant_dict_insert (&arguments, "x-overflow", "s", "reject-publish");
-  carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_AUTO_DELETE,
-                                           g_variant_dict_end (&arguments), NULL,
-                                           carehare_test_store_result, &result);
-  carehare_test_wait_for_result (&result, 10000);
-  name = carehare_connection_queue_declare_finish (conn, result, NULL, NULL, &error);
+  name = carehare_connection_queue_declare_sync (conn, queue, CAREHARE_QUEUE_FLAGS_NONE,
+                                                 g_variant_dict_end (&arguments), NULL, NULL, NULL, &error);
   g_assert_no_error (error);
-  g_clear_object (&result);
 
   /* The first fits; the queue refuses the other nine. */
   for (i = 0; i < 10; i++)
@@ -179,15 +174,10 @@ test_statistics_nacked (void)
   g_assert_cmpuint (carehare_statistics_get_messages_nacked (stats), ==, 9);
   g_assert_cmpuint (carehare_statistics_get_messages_returned (stats), ==, 0);
 
-  carehare_connection_queue_delete_async (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE, NULL,
-                                          carehare_test_store_result, &result);
-  carehare_test_wait_for_result (&result, 10000);
-  g_assert_true (carehare_connection_queue_delete_finish (conn, result, NULL, &error));
+  g_assert_true (carehare_connection_queue_delete_sync (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE,
+                                                        NULL, NULL, &error));
   g_assert_no_error (error);
-  g_clear_object (&result);
-  carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
-  carehare_test_wait_for_result (&result, 10000);
-  g_assert_true (carehare_connection_close_finish (conn, result, &error));
+  g_assert_true (carehare_connection_close_sync (conn, NULL, &error));
   g_assert_no_error (error);
 }
 
