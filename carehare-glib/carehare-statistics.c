@@ -9,7 +9,9 @@
  *
  * The counters are kept by the connection at all times: plain integers
  * bumped where each event happens, with no lock and no allocation per
- * message (see `benchmarks/` for their cost). A snapshot does not change
+ * message (their measured cost, with the commands that measure it, is in
+ * `docs/benchmarks.md`, "Cost of the counters"; the "Operations" guide
+ * lists what each counts). A snapshot does not change
  * afterwards; take another one to see new values. Counters start at zero
  * when the connection is made and only grow.
  *

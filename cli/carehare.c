@@ -2,12 +2,13 @@
 /*
  * carehare: publish, consume, declare and call from shells and scripts.
  *
- * Built on the public carehare-glib API only. Every broker call goes through
- * one of the cli_* wrappers of the "loop glue" section: each starts the
- * asynchronous call and runs a GMainLoop until it completes. When the
- * library grows blocking _sync twins, each wrapper becomes one call to its
- * twin and nothing else changes. Only `publish --lines` keeps many publishes
- * in flight and so drives the loop itself.
+ * Built on the public carehare-glib API only. Every broker call is one of
+ * the library's blocking _sync twins: the connection belongs to the global
+ * default main context, which each twin runs while it waits, so the
+ * Ctrl-C/SIGTERM sources and `call --timeout` fire during a wait and cancel
+ * it through the `interrupted` cancellable. Only `publish --lines` keeps
+ * many publishes in flight and so uses the _async calls and drives the loop
+ * itself.
  *
  * The help text (`carehare --help`) is generated from the command table and
  * the GOptionEntry arrays below, and the man page is generated from the
@@ -79,7 +80,8 @@ static const GOptionEntry publish_entries[] = {
   { "header", 'H', 0, G_OPTION_ARG_STRING_ARRAY, &opt_headers,
     "Add a header; VALUE is a string, or NAME:int=, NAME:bool=, NAME:float=, NAME:str= for a typed value (repeatable)", "NAME=VALUE" },
   { "mandatory", 'm', 0, G_OPTION_ARG_NONE, &opt_mandatory, "Fail when no queue is bound for the routing key", NULL },
-  { "lines", 'l', 0, G_OPTION_ARG_NONE, &opt_lines, "One message per input line instead of one message", NULL },
+  { "lines", 'l', 0, G_OPTION_ARG_NONE, &opt_lines, "One message per input line instead of one message; when standard error is a terminal, "
+    "a progress line there (published, confirmed, messages/s)", NULL },
   { "file", 'f', 0, G_OPTION_ARG_FILENAME, &opt_file, "Read from FILE instead of standard input", "FILE" },
   { NULL }
 };
@@ -222,282 +224,66 @@ uri_for_display (const char *uri)
   return g_uri_to_string_partial (parsed, G_URI_HIDE_PASSWORD);
 }
 
-/* ---- Loop glue: one blocking wrapper per asynchronous call ---------------- */
-
-typedef struct {
-  GMainLoop    *loop;
-  GAsyncResult *result;
-} Waiter;
+/* ---- Waiting for a child ----------------------------------------------------- */
 
 static void
-waiter_done (GObject      *source,
-             GAsyncResult *result,
-             gpointer      user_data)
+store_result (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
 {
-  Waiter *waiter = user_data;
-
-  waiter->result = g_object_ref (result);
-  g_main_loop_quit (waiter->loop);
+  *(GAsyncResult **) user_data = g_object_ref (result);
 }
 
-static void
-waiter_init (Waiter *waiter)
-{
-  waiter->loop = g_main_loop_new (NULL, FALSE);
-  waiter->result = NULL;
-}
-
-static void
-waiter_run (Waiter *waiter)
-{
-  if (waiter->result == NULL)
-    g_main_loop_run (waiter->loop);
-}
-
-static void
-waiter_clear (Waiter *waiter)
-{
-  g_clear_pointer (&waiter->loop, g_main_loop_unref);
-  g_clear_object (&waiter->result);
-}
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Waiter, waiter_clear)
-
-static CarehareConnection *
-cli_connect (const char *uri,
-             GCancellable *cancellable,
-             GError    **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_new_async (uri, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_new_finish (w.result, error);
-}
-
-static void
-cli_close (CarehareConnection *conn)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_close_async (conn, NULL, waiter_done, &w);
-  waiter_run (&w);
-  /* A connection the server had closed reports why; the operation that
-   * failed has said so already. */
-  carehare_connection_close_finish (conn, w.result, NULL);
-}
-
-static char *
-cli_queue_declare (CarehareConnection *conn,
-                   const char         *queue,
-                   CarehareQueueFlags  flags,
-                   GVariant           *arguments,
-                   guint              *message_count,
-                   guint              *consumer_count,
-                   GCancellable *cancellable,
-                   GError            **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_queue_declare_async (conn, queue, flags, arguments, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_queue_declare_finish (conn, w.result, message_count, consumer_count, error);
-}
-
+/* Runs CMD with BODY on its standard input; TRUE if it exited 0. The
+ * default main context keeps running meanwhile, so that Ctrl-C and SIGTERM
+ * are seen while a slow command runs. */
 static gboolean
-cli_queue_delete (CarehareConnection       *conn,
-                  const char               *queue,
-                  CarehareQueueDeleteFlags  flags,
-                  guint                    *message_count,
-                  GCancellable *cancellable,
-                  GError                  **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_queue_delete_async (conn, queue, flags, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_queue_delete_finish (conn, w.result, message_count, error);
-}
-
-static gboolean
-cli_queue_purge (CarehareConnection *conn,
-                 const char         *queue,
-                 guint              *message_count,
-                 GCancellable *cancellable,
-                 GError            **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_queue_purge_async (conn, queue, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_queue_purge_finish (conn, w.result, message_count, error);
-}
-
-static gboolean
-cli_exchange_declare (CarehareConnection    *conn,
-                      const char            *exchange,
-                      const char            *type,
-                      CarehareExchangeFlags  flags,
-                      GVariant              *arguments,
-                      GCancellable *cancellable,
-                      GError               **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_exchange_declare_async (conn, exchange, type, flags, arguments, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_exchange_declare_finish (conn, w.result, error);
-}
-
-static gboolean
-cli_exchange_delete (CarehareConnection          *conn,
-                     const char                  *exchange,
-                     CarehareExchangeDeleteFlags  flags,
-                     GCancellable *cancellable,
-                     GError                     **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_exchange_delete_async (conn, exchange, flags, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_exchange_delete_finish (conn, w.result, error);
-}
-
-/* bind and unbind, queue or exchange destination: one wrapper. */
-static gboolean
-cli_bind (CarehareConnection *conn,
-          gboolean            bind,
-          gboolean            to_exchange,
-          const char         *destination,
-          const char         *source,
-          const char         *routing_key,
-          GVariant           *arguments,
-          GCancellable *cancellable,
-          GError            **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  if (to_exchange && bind)
-    carehare_connection_exchange_bind_async (conn, destination, source, routing_key, arguments, cancellable, waiter_done, &w);
-  else if (to_exchange)
-    carehare_connection_exchange_unbind_async (conn, destination, source, routing_key, arguments, cancellable, waiter_done, &w);
-  else if (bind)
-    carehare_connection_queue_bind_async (conn, destination, source, routing_key, arguments, cancellable, waiter_done, &w);
-  else
-    carehare_connection_queue_unbind_async (conn, destination, source, routing_key, arguments, cancellable, waiter_done, &w);
-  waiter_run (&w);
-
-  if (to_exchange && bind)
-    return carehare_connection_exchange_bind_finish (conn, w.result, error);
-  else if (to_exchange)
-    return carehare_connection_exchange_unbind_finish (conn, w.result, error);
-  else if (bind)
-    return carehare_connection_queue_bind_finish (conn, w.result, error);
-  else
-    return carehare_connection_queue_unbind_finish (conn, w.result, error);
-}
-
-static gboolean
-cli_publish (CarehareConnection   *conn,
-             const char           *exchange,
-             const char           *routing_key,
-             GBytes               *body,
-             CarehareProperties   *properties,
-             CareharePublishFlags  flags,
-             GCancellable *cancellable,
-             GError              **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_publish_async (conn, exchange, routing_key, body, properties, flags, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_publish_finish (conn, w.result, error);
-}
-
-static CarehareDelivery *
-cli_call (CarehareConnection   *conn,
-          const char           *exchange,
-          const char           *routing_key,
-          GBytes               *body,
-          CarehareProperties   *properties,
-          GCancellable         *cancellable,
-          GError              **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_call_async (conn, exchange, routing_key, body, properties,
-                                  CAREHARE_PUBLISH_FLAGS_NONE, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_call_finish (conn, w.result, error);
-}
-
-static CarehareConsumer *
-cli_consumer (CarehareConnection *conn,
-              const char         *queue,
-              guint16             prefetch,
-              GCancellable *cancellable,
-              GError            **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_connection_acking_consumer_async (conn, queue, 0, prefetch, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_connection_acking_consumer_finish (conn, w.result, error);
-}
-
-static CarehareDelivery *
-cli_next_delivery (CarehareConsumer *consumer,
-                   GCancellable     *cancellable,
-                   GError          **error)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_consumer_next_delivery_async (consumer, cancellable, waiter_done, &w);
-  waiter_run (&w);
-  return carehare_consumer_next_delivery_finish (consumer, w.result, error);
-}
-
-static void
-cli_consumer_close (CarehareConsumer *consumer)
-{
-  g_auto(Waiter) w;
-
-  waiter_init (&w);
-  carehare_consumer_close_async (consumer, NULL, waiter_done, &w);
-  waiter_run (&w);
-  carehare_consumer_close_finish (consumer, w.result, NULL);
-}
-
-/* Runs CMD with BODY on its standard input; TRUE if it exited 0. */
-static gboolean
-cli_exec (const char *command,
+run_exec (const char *command,
           GBytes     *body,
           GError    **error)
 {
-  g_auto(Waiter) w;
   g_autoptr(GSubprocess) child = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
 
   child = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE, error, "/bin/sh", "-c", command, NULL);
   if (child == NULL)
     return FALSE;
-  waiter_init (&w);
-  g_subprocess_communicate_async (child, body, NULL, waiter_done, &w);
-  waiter_run (&w);
-  if (!g_subprocess_communicate_finish (child, w.result, NULL, NULL, error))
+  g_subprocess_communicate_async (child, body, NULL, store_result, &result);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  if (!g_subprocess_communicate_finish (child, result, NULL, NULL, error))
     return FALSE;
   return g_subprocess_get_if_exited (child) && g_subprocess_get_exit_status (child) == 0;
+}
+
+/* bind and unbind, queue or exchange destination. */
+static gboolean
+bind_sync (CarehareConnection *conn,
+           gboolean            bind,
+           gboolean            to_exchange,
+           const char         *destination,
+           const char         *source,
+           const char         *routing_key,
+           GVariant           *arguments,
+           GCancellable       *cancellable,
+           GError            **error)
+{
+  if (to_exchange && bind)
+    return carehare_connection_exchange_bind_sync (conn, destination, source, routing_key, arguments, cancellable, error);
+  else if (to_exchange)
+    return carehare_connection_exchange_unbind_sync (conn, destination, source, routing_key, arguments, cancellable, error);
+  else if (bind)
+    return carehare_connection_queue_bind_sync (conn, destination, source, routing_key, arguments, cancellable, error);
+  else
+    return carehare_connection_queue_unbind_sync (conn, destination, source, routing_key, arguments, cancellable, error);
+}
+
+/* Closes the connection. A connection the server had closed reports why;
+ * the operation that failed has said so already. */
+static void
+close_quietly (CarehareConnection *conn)
+{
+  carehare_connection_close_sync (conn, NULL, NULL);
 }
 
 /* ---- Parsing NAME=VALUE ---------------------------------------------------- */
@@ -993,7 +779,7 @@ static CarehareConnection *
 connect_or_fail (int *status)
 {
   g_autoptr(GError) error = NULL;
-  CarehareConnection *conn = cli_connect (resolved_uri (), interrupted, &error);
+  CarehareConnection *conn = carehare_connection_new_sync (resolved_uri (), interrupted, &error);
 
   if (conn == NULL)
     {
@@ -1233,10 +1019,10 @@ cmd_publish (int argc, char **argv)
 
   if (opt_lines)
     status = publish_lines (conn, props, flags);
-  else if (!cli_publish (conn, opt_exchange ? opt_exchange : "", opt_routing_key ? opt_routing_key : "",
+  else if (!carehare_connection_publish_sync (conn, opt_exchange ? opt_exchange : "", opt_routing_key ? opt_routing_key : "",
                          body, props, flags, interrupted, &error))
     status = fail ("publish", error);
-  cli_close (conn);
+  close_quietly (conn);
   return status;
 }
 
@@ -1270,18 +1056,18 @@ cmd_consume (int argc, char **argv)
 
   if ((conn = connect_or_fail (&status)) == NULL)
     return status;
-  consumer = cli_consumer (conn, argv[1], (guint16) prefetch, interrupted, &error);
+  consumer = carehare_connection_acking_consumer_sync (conn, argv[1], 0, (guint16) prefetch, interrupted, &error);
   if (consumer == NULL)
     {
       g_autofree char *what = g_strdup_printf ("consuming from '%s'", argv[1]);
       status = fail (what, error);
-      cli_close (conn);
+      close_quietly (conn);
       return status;
     }
 
   while (opt_count == 0 || handled < opt_count)
     {
-      g_autoptr(CarehareDelivery) delivery = cli_next_delivery (consumer, interrupted, &error);
+      g_autoptr(CarehareDelivery) delivery = carehare_consumer_next_delivery_sync (consumer, interrupted, &error);
       guint64 tag;
 
       if (delivery == NULL)
@@ -1298,7 +1084,7 @@ cmd_consume (int argc, char **argv)
       if (opt_exec != NULL)
         {
           g_autoptr(GError) exec_error = NULL;
-          if (cli_exec (opt_exec, carehare_delivery_get_body (delivery), &exec_error))
+          if (run_exec (opt_exec, carehare_delivery_get_body (delivery), &exec_error))
             carehare_consumer_ack (consumer, tag);
           else
             {
@@ -1321,8 +1107,8 @@ cmd_consume (int argc, char **argv)
         break;
     }
 
-  cli_consumer_close (consumer);
-  cli_close (conn);
+  carehare_consumer_close_sync (consumer, NULL, NULL);
+  close_quietly (conn);
   return status;
 }
 
@@ -1349,12 +1135,12 @@ cmd_declare_queue (int argc, char **argv)
     return usage_error ("%s", error->message);
   if ((conn = connect_or_fail (&status)) == NULL)
     return status;
-  name = cli_queue_declare (conn, argc == 2 ? argv[1] : "", queue_flags (), arguments, NULL, NULL, interrupted, &error);
+  name = carehare_connection_queue_declare_sync (conn, argc == 2 ? argv[1] : "", queue_flags (), arguments, NULL, NULL, interrupted, &error);
   if (name == NULL)
     status = fail ("declare-queue", error);
   else
     g_print ("%s\n", name);
-  cli_close (conn);
+  close_quietly (conn);
   return status;
 }
 
@@ -1370,14 +1156,14 @@ cmd_delete_queue (int argc, char **argv)
     return usage_error ("delete-queue takes one NAME");
   if ((conn = connect_or_fail (&status)) == NULL)
     return status;
-  if (cli_queue_delete (conn, argv[1],
+  if (carehare_connection_queue_delete_sync (conn, argv[1],
                         (opt_if_unused ? CAREHARE_QUEUE_DELETE_FLAGS_IF_UNUSED : 0) |
                         (opt_if_empty ? CAREHARE_QUEUE_DELETE_FLAGS_IF_EMPTY : 0),
                         &count, interrupted, &error))
     g_print ("%u\n", count);
   else
     status = fail ("delete-queue", error);
-  cli_close (conn);
+  close_quietly (conn);
   return status;
 }
 
@@ -1393,11 +1179,11 @@ cmd_purge_queue (int argc, char **argv)
     return usage_error ("purge-queue takes one NAME");
   if ((conn = connect_or_fail (&status)) == NULL)
     return status;
-  if (cli_queue_purge (conn, argv[1], &count, interrupted, &error))
+  if (carehare_connection_queue_purge_sync (conn, argv[1], &count, interrupted, &error))
     g_print ("%u\n", count);
   else
     status = fail ("purge-queue", error);
-  cli_close (conn);
+  close_quietly (conn);
   return status;
 }
 
@@ -1415,13 +1201,13 @@ cmd_declare_exchange (int argc, char **argv)
     return usage_error ("%s", error->message);
   if ((conn = connect_or_fail (&status)) == NULL)
     return status;
-  if (!cli_exchange_declare (conn, argv[1], opt_type ? opt_type : "direct",
+  if (!carehare_connection_exchange_declare_sync (conn, argv[1], opt_type ? opt_type : "direct",
                              (opt_durable ? CAREHARE_EXCHANGE_FLAGS_DURABLE : 0) |
                              (opt_auto_delete ? CAREHARE_EXCHANGE_FLAGS_AUTO_DELETE : 0) |
                              (opt_internal ? CAREHARE_EXCHANGE_FLAGS_INTERNAL : 0),
                              arguments, interrupted, &error))
     status = fail ("declare-exchange", error);
-  cli_close (conn);
+  close_quietly (conn);
   return status;
 }
 
@@ -1436,10 +1222,10 @@ cmd_delete_exchange (int argc, char **argv)
     return usage_error ("delete-exchange takes one NAME");
   if ((conn = connect_or_fail (&status)) == NULL)
     return status;
-  if (!cli_exchange_delete (conn, argv[1],
+  if (!carehare_connection_exchange_delete_sync (conn, argv[1],
                             opt_if_unused ? CAREHARE_EXCHANGE_DELETE_FLAGS_IF_UNUSED : 0, interrupted, &error))
     status = fail ("delete-exchange", error);
-  cli_close (conn);
+  close_quietly (conn);
   return status;
 }
 
@@ -1458,9 +1244,9 @@ bind_or_unbind (gboolean bind, int argc, char **argv)
     return usage_error ("%s", error->message);
   if ((conn = connect_or_fail (&status)) == NULL)
     return status;
-  if (!cli_bind (conn, bind, opt_to_exchange, argv[1], argv[2], argc == 4 ? argv[3] : "", arguments, interrupted, &error))
+  if (!bind_sync (conn, bind, opt_to_exchange, argv[1], argv[2], argc == 4 ? argv[3] : "", arguments, interrupted, &error))
     status = fail (command, error);
-  cli_close (conn);
+  close_quietly (conn);
   return status;
 }
 
@@ -1513,7 +1299,8 @@ cmd_call (int argc, char **argv)
     return status;
   if (opt_timeout > 0)
     timeout_id = g_timeout_add_seconds (opt_timeout, on_call_timeout, &timed_out);
-  reply = cli_call (conn, opt_exchange ? opt_exchange : "", argv[1], body, props, interrupted, &error);
+  reply = carehare_connection_call_sync (conn, opt_exchange ? opt_exchange : "", argv[1], body, props,
+                                        CAREHARE_PUBLISH_FLAGS_NONE, interrupted, &error);
   if (!timed_out && timeout_id != 0)
     g_source_remove (timeout_id);
 
@@ -1528,7 +1315,7 @@ cmd_call (int argc, char **argv)
     status = EXIT_TIMED_OUT;
   else
     status = fail ("call", error);
-  cli_close (conn);
+  close_quietly (conn);
   return status;
 }
 

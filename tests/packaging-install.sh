@@ -56,6 +56,13 @@ LD_LIBRARY_PATH=$libdir "$tmp/user"
 [ -f "$prefix/share/man/man1/carehare.1" ]
 [ -f "$prefix/share/bash-completion/completions/carehare" ]
 LD_LIBRARY_PATH=$libdir "$prefix/bin/carehare" --version | grep -q '^carehare '
+# The man page has a section per command and the exit codes (help2man
+# ran); the installed completion completes a command from the installed tool.
+grep -q '^\.SS "carehare consume QUEUE:"' "$prefix/share/man/man1/carehare.1"
+grep -q '^\.SS "Exit status:"' "$prefix/share/man/man1/carehare.1"
+# shellcheck disable=SC2016
+[ "$(LD_LIBRARY_PATH=$libdir bash -c 'source "$1"; COMP_WORDS=("$2" purge); COMP_CWORD=1; _carehare; echo "${COMPREPLY[*]}"' \
+     _ "$prefix/share/bash-completion/completions/carehare" "$prefix/bin/carehare")" = purge-queue ]
 
 # The installed typelib, found where GObject Introspection installs it.
 typelib_dir=$libdir/girepository-1.0

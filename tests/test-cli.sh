@@ -5,7 +5,7 @@
 # interop with rabbitmq-c's amqp-publish/amqp-consume (amqp-tools), and the
 # documented exit code and message for bad input.
 #
-#   test-cli.sh CAREHARE_BINARY EXAMPLES_BUILDDIR
+#   test-cli.sh CAREHARE_BINARY EXAMPLES_BUILDDIR BASH_COMPLETION_FILE
 #
 # CAREHARE_CLI_WRAPPER (optional), e.g. "valgrind --error-exitcode=99 ...",
 # runs every carehare invocation under it.
@@ -13,6 +13,7 @@ set -uo pipefail
 
 bin=$1
 examples=$2
+completion=$3
 : "${CAREHARE_TEST_AMQP_URI:?start the broker: test-server/broker start}"
 export CAREHARE_URI=$CAREHARE_TEST_AMQP_URI
 read -r -a wrapper <<<"${CAREHARE_CLI_WRAPPER:-}"
@@ -23,7 +24,7 @@ prefix="carehare-cli-$$-$RANDOM"
 bg_pids=()
 cleanup () {
   for pid in "${bg_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for q in "$prefix"-q "$prefix"-q2 "$prefix"-rpc; do
+  for q in "$prefix"-q "$prefix"-q2 "$prefix"-rpc "$prefix"-full "$prefix"-durable "$prefix"-autodel; do
     "$CAREHARE_TEST_BROKER" ctl delete_queue "$q" >/dev/null 2>&1 || true
   done
   rm -rf "$tmp"
@@ -79,6 +80,14 @@ ok "consume --count 1000 prints them in order" \
   eval 'run 0 consume "$q" --count 1000 --prefetch 50 && cmp -s "$tmp/out" "$tmp/lines"'
 ok "purge-queue prints 0 on an empty queue" eval 'run 0 purge-queue "$q" && out_is 0'
 
+# stderr is a terminal here (script(1) gives the command a pseudo-terminal):
+# the progress line says how many were published and confirmed, and the rate.
+ok "publish --lines: progress on a terminal's stderr, published, confirmed and msg/s" eval '
+  script -qec "$(printf "%q " "${wrapper[@]}" "$bin" publish --lines -r "$q" --file "$tmp/lines")" /dev/null \
+    </dev/null >"$tmp/err" &&
+  grep -q "carehare: 1000 published, 1000 confirmed, [0-9]* msg/s" "$tmp/err" &&
+  run 0 purge-queue "$q" && out_is 1000'
+
 ok "publish --lines from stdin, then purge-queue prints the count" \
   eval 'seq 7 | carehare publish --lines -r "$q" && run 0 purge-queue "$q" && out_is 7'
 
@@ -96,6 +105,20 @@ assert p == {\"content_type\": \"application/json\", \"delivery_mode\": 2, \"cor
 assert m[\"headers\"] == {\"who\": \"me\", \"n\": 42, \"yes\": True}, m
 " "$tmp/out" "$q"'
 
+ok "consume --json: a body that is not UTF-8 is given as body_base64" eval '
+  printf "\\377\\376" | carehare publish -r "$q" && run 0 consume "$q" --count 1 --json &&
+  /usr/bin/python3 -c "
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m[\"body_base64\"] == \"//4=\" and \"body\" not in m, m
+" "$tmp/out"'
+
+ok "consume: a message it cannot print is requeued, not acked (exit 1)" eval '
+  echo unprinted | carehare publish -r "$q" &&
+  carehare consume "$q" --count 1 >/dev/full 2>"$tmp/err"; [ $? = 1 ] &&
+  err_has "cannot write to standard output; message requeued" &&
+  run 0 consume "$q" --count 1 && out_is unprinted'
+
 # ---- --exec ---------------------------------------------------------------------
 ok "consume --exec: body on the command's stdin, acked on exit 0" eval '
   echo payload | carehare publish -r "$q" &&
@@ -106,6 +129,34 @@ ok "consume --exec: nacked and requeued when the command fails" eval '
   run 0 consume "$q" --count 1 --exec "exit 3" &&
   run 0 consume "$q" --count 1 --json && grep -q "\"redelivered\":true" "$tmp/out" &&
   run 0 purge-queue "$q" && out_is 0'
+
+# ---- nacks ------------------------------------------------------------------------
+full="$prefix-full"
+ok "publish to a full queue with x-overflow=reject-publish: exit 4, basic.nack" eval '
+  run 0 declare-queue "$full" --argument x-max-length=1 --argument x-overflow=reject-publish &&
+  echo first | carehare publish -r "$full" &&
+  echo second | carehare publish -r "$full" 2>"$tmp/err"; [ $? = 4 ] && err_has "publish: The broker refused the message (basic.nack)"'
+# Reading stops at the first failure: how many of b and c were sent depends
+# on when the nack arrives.
+ok "publish --lines names the first nacked line" eval '
+  run 0 purge-queue "$full" && out_is 1 &&
+  printf "a\nb\nc\n" | carehare publish --lines -r "$full" 2>"$tmp/err"; [ $? = 4 ] &&
+  grep -Eq "^carehare: line 2 \((1 of 2|2 of 3) published messages failed\): The broker refused the message \(basic.nack\)" "$tmp/err" &&
+  run 0 delete-queue "$full" && out_is 1'
+
+# ---- queue flags reach the broker: a redeclare without them is refused -----------------
+ok "declare-queue --durable" eval '
+  run 0 declare-queue "$prefix-durable" --durable &&
+  run 3 declare-queue "$prefix-durable" && err_has "inequivalent arg '"'"'durable'"'"'" &&
+  run 0 delete-queue "$prefix-durable"'
+ok "declare-queue --auto-delete" eval '
+  run 0 declare-queue "$prefix-autodel" --auto-delete &&
+  run 3 declare-queue "$prefix-autodel" && err_has "inequivalent arg '"'"'auto_delete'"'"'" &&
+  run 0 delete-queue "$prefix-autodel"'
+
+# ---- TLS through the URI ------------------------------------------------------------
+ok "TLS options in the URI's query (amqps:// with a client certificate)" \
+  eval 'run 0 --uri "${CAREHARE_TEST_AMQPS_URI:?}" declare-queue --exclusive && grep -q "^amq.gen-" "$tmp/out"'
 
 # ---- exchanges and bindings -------------------------------------------------------
 ok "declare-exchange" run 0 declare-exchange "$ex" --type topic
@@ -125,25 +176,51 @@ ok "publish to a missing exchange: exit 3, 404" \
 
 # ---- call ---------------------------------------------------------------------------
 rpc="$prefix-rpc"
-"$examples/rpc-server" "$CAREHARE_TEST_AMQP_URI" "$rpc" --count 1 >"$tmp/server" 2>&1 &
+"$examples/rpc-server" "$CAREHARE_TEST_AMQP_URI" "$rpc" --count 2 >"$tmp/server" 2>&1 &
 bg_pids+=($!)
 for _ in $(seq 100); do grep -q "waiting for requests" "$tmp/server" && break; sleep 0.1; done
 ok "call: the reply to a request over direct reply-to" \
   eval 'echo -n shout | carehare call "$rpc" --timeout 30 >"$tmp/out" 2>"$tmp/err" && out_is SHOUT'
+ok "call --json: the reply as consume --json prints it" eval '
+  echo -n loud | carehare call "$rpc" --json --timeout 30 >"$tmp/out" 2>"$tmp/err" &&
+  /usr/bin/python3 -c "
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m[\"body\"] == \"LOUD\" and m[\"redelivered\"] is False and \"headers\" in m, m
+assert m[\"routing_key\"].startswith(\"amq.rabbitmq.reply-to\"), m
+" "$tmp/out"'
 ok "call --timeout with nobody answering: exit 5" \
   eval 'echo -n x | carehare call "$prefix-nobody" --timeout 1 >"$tmp/out" 2>"$tmp/err"; [ $? = 5 ] && err_has "no reply within 1 seconds"'
 
 # ---- Ctrl-C ---------------------------------------------------------------------------
-"${wrapper[@]}" "$bin" consume "$q" >"$tmp/sigint" 2>&1 &
+"${wrapper[@]}" "$bin" consume "$q" --prefetch 7 >"$tmp/sigint" 2>&1 &
 consumer_pid=$!
 bg_pids+=($consumer_pid)
 echo before-sigint | carehare publish -r "$q"
 for _ in $(seq 100); do grep -q before-sigint "$tmp/sigint" && break; sleep 0.1; done
+ok "consume --prefetch: the broker sees the consumer's prefetch count" \
+  eval '"$CAREHARE_TEST_BROKER" ctl list_consumers -q queue_name prefetch_count | grep -qx "$q	7"'
 kill -INT "$consumer_pid"
 wait "$consumer_pid"
 sigint_status=$?
 ok "consume stops cleanly on SIGINT with exit 0 after printing and acking" \
   eval '[ $sigint_status = 0 ] && [ "$(cat "$tmp/sigint")" = before-sigint ] && run 0 purge-queue "$q" && out_is 0'
+
+# ---- the connection lost while consuming ------------------------------------------------
+lost="$prefix-lost"
+"${wrapper[@]}" "$bin" --uri "${CAREHARE_TEST_AMQP_URI}?connection_name=$lost" consume "$q" >"$tmp/lost" 2>&1 &
+lost_pid=$!
+bg_pids+=($lost_pid)
+echo before-close | carehare publish -r "$q"
+for _ in $(seq 100); do grep -q before-close "$tmp/lost" && break; sleep 0.1; done
+conn_pid=$("$CAREHARE_TEST_BROKER" ctl list_connections -q --no-table-headers pid client_properties |
+           grep -F "$lost" | grep -o '^<[^>]*>')
+"$CAREHARE_TEST_BROKER" ctl close_connection "$conn_pid" "closed by test-cli" >/dev/null
+wait "$lost_pid"
+lost_status=$?
+ok "consume: the connection closed by an operator: exit 2 with the broker's reason" \
+  eval '[ $lost_status = 2 ] && grep -q "closed by test-cli" "$tmp/lost" && grep -q "transient" "$tmp/lost" ||
+        { sed "s/^/# /" "$tmp/lost"; false; }'
 
 # ---- interop with rabbitmq-c's amqp-tools ------------------------------------------------
 # rabbitmq-c reads the "/" of amqp://host:port/ as the empty vhost name.
@@ -168,6 +245,8 @@ ok "no such queue: exit 3 with the broker's 404, not worth retrying" \
 ok "wrong password: exit 2, 403, password not shown" \
   eval 'run 2 --uri "amqp://guest:not-the-password@127.0.0.1:$CAREHARE_TEST_BROKER_PORT/" purge-queue "$q" &&
         err_has "403 ACCESS_REFUSED" && ! grep -q not-the-password "$tmp/err"'
+ok "--uri wins over CAREHARE_URI" \
+  eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 0 --uri "$CAREHARE_TEST_AMQP_URI" declare-queue --exclusive && grep -q "^amq.gen-" "$tmp/out"'
 ok "nothing listening: exit 2, transient" \
   eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 2 purge-queue "$q" && err_has "127.0.0.1:1" &&
         err_has "transient: retrying later"'
@@ -191,6 +270,16 @@ help_lists_commands () {
   grep -q "^Exit status:" "$tmp/out"
 }
 ok "--help lists every command and the exit status" eval 'run 0 --help && help_lists_commands'
+
+# ---- bash completion ------------------------------------------------------------------
+# completes WORD...: what the completion offers for the last WORD.
+completes () {
+  bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _carehare; printf "%s\n" "${COMPREPLY[@]}"' \
+    _ "$completion" "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+}
+ok "bash completion: commands" eval 'completes de && out_is "$(printf "declare-queue\ndelete-queue\ndeclare-exchange\ndelete-exchange")"'
+ok "bash completion: a command's options" eval 'completes consume q --j && out_is --json'
+ok "bash completion: options after --uri URI" eval 'completes --uri amqp://x publish --rout && out_is --routing-key'
 
 echo "1..$n"
 exit $((failed > 0))

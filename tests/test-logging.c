@@ -141,6 +141,39 @@ test_channel_closed_by_server (void)
 }
 
 static void
+closed_cb (CarehareConnection *conn,
+           const GError       *error,
+           gpointer            user_data)
+{
+  *(gboolean *) user_data = TRUE;
+}
+
+/* An operator closes the connection: the record of its end carries the
+ * server's reply code. */
+static void
+test_connection_closed_by_server (void)
+{
+  g_autofree char *name = carehare_test_unique_name ("logging-forced");
+  g_autofree char *base = carehare_test_amqp_uri_with ("/?connection_name=");
+  g_autofree char *uri = g_strconcat (base, name, NULL);
+  g_autofree char *redacted = carehare_uri_redact (uri);
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (uri);
+  gboolean closed = FALSE;
+  GHashTable *record;
+
+  g_signal_connect (conn, "closed", G_CALLBACK (closed_cb), &closed);
+  g_ptr_array_set_size (records, 0);
+  carehare_test_broker_close_connection (name, "closed by test-logging");
+  while (!closed)
+    g_main_context_iteration (NULL, TRUE);
+
+  record = find_record ("connection to ");
+  assert_debug_with_uri (record, redacted);
+  g_assert_cmpstr (g_hash_table_lookup (record, "CAREHARE_REPLY_CODE"), ==, "320");
+  g_assert_false (g_hash_table_contains (record, "CAREHARE_CHANNEL"));
+}
+
+static void
 test_refused_login (void)
 {
   g_autofree char *uri = NULL;
@@ -196,6 +229,7 @@ main (int argc, char **argv)
   g_test_add_func ("/logging/connect-close", test_connect_close);
   g_test_add_func ("/logging/channel-closed-by-server", test_channel_closed_by_server);
   g_test_add_func ("/logging/refused-login", test_refused_login);
+  g_test_add_func ("/logging/connection-closed-by-server", test_connection_closed_by_server);
   ret = g_test_run ();
   g_ptr_array_unref (records);
   return ret;

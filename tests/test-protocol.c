@@ -788,6 +788,63 @@ test_heartbeat_keepalive (Fixture       *f,
   g_assert_cmpuint (f->n_finished, ==, 0);
 }
 
+/* The counters behind carehare_connection_get_statistics(): heartbeat
+ * frames sent, each silence of one interval missed once, the bytes of
+ * both, and when the server was last heard. */
+static void
+test_heartbeat_counters (Fixture       *f,
+                         gconstpointer  data)
+{
+  const CarehareProtocolStats *stats;
+  guint64 bytes_sent, bytes_received;
+  gint64 heard;
+  guint n_sent = 0;
+
+  handshake (f, 2047, 131072, 1);
+  stats = carehare_protocol_get_stats (f->p);
+  g_assert_cmpuint (stats->heartbeats_sent, ==, 0);
+  g_assert_cmpuint (stats->heartbeats_missed, ==, 0);
+  bytes_sent = stats->bytes_sent;
+  bytes_received = stats->bytes_received;
+
+  f->now += 10 * MSEC;
+  g_assert_true (server_heartbeat (f));
+  heard = f->now;
+  g_assert_cmpint (carehare_protocol_get_last_read (f->p), ==, heard);
+  g_assert_cmpuint (stats->bytes_received, ==, bytes_received + sizeof heartbeat_frame);
+
+  /* 1.5 intervals of silence: one miss, counted once however many ticks
+   * see it; our own heartbeats go out meanwhile. */
+  for (gint64 t = heard + 100 * MSEC; t <= heard + 3 * SEC / 2; t += 100 * MSEC)
+    {
+      g_autoptr(GBytes) bytes = NULL;
+
+      f->now = t;
+      carehare_protocol_tick (f->p, f->now);
+      bytes = take_bytes (f);
+      if (bytes != NULL)
+        {
+          assert_bytes (bytes, heartbeat_frame, sizeof heartbeat_frame);
+          n_sent++;
+        }
+      g_assert_cmpuint (stats->heartbeats_missed, ==, t >= heard + SEC ? 1 : 0);
+      g_assert_cmpuint (stats->heartbeats_sent, ==, n_sent);
+    }
+  g_assert_cmpuint (n_sent, >=, 2);
+  g_assert_cmpuint (stats->bytes_sent, ==, bytes_sent + n_sent * sizeof heartbeat_frame);
+  g_assert_cmpint (carehare_protocol_get_last_read (f->p), ==, heard);
+
+  /* The server is heard again: a new silence is a second miss. */
+  g_assert_true (server_heartbeat (f));
+  heard = f->now;
+  g_assert_cmpuint (stats->heartbeats_missed, ==, 1);
+  f->now = heard + SEC;
+  carehare_protocol_tick (f->p, f->now);
+  g_assert_cmpuint (stats->heartbeats_missed, ==, 2);
+  g_assert_cmpuint (stats->bytes_received, ==, bytes_received + 2 * sizeof heartbeat_frame);
+  g_assert_false (carehare_protocol_is_finished (f->p));
+}
+
 static void
 test_heartbeat_timeout (Fixture       *f,
                         gconstpointer  data)
@@ -2667,6 +2724,7 @@ main (int   argc,
 
   ADD ("heartbeat/deadline", test_heartbeat_deadline);
   ADD ("heartbeat/keepalive", test_heartbeat_keepalive);
+  ADD ("heartbeat/counters", test_heartbeat_counters);
   ADD ("heartbeat/timeout", test_heartbeat_timeout);
   ADD ("heartbeat/disabled", test_heartbeat_disabled);
   ADD ("heartbeat/server-zero", test_heartbeat_server_zero);

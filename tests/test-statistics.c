@@ -135,10 +135,57 @@ test_statistics_exact (void)
   }
 }
 
+/* Publishes the broker refuses (a full queue with x-overflow=reject-publish)
+ * count as nacked, not confirmed. */
+static void
+test_statistics_nacked (void)
+{
+  g_autoptr(CarehareConnection) conn = carehare_test_connect (carehare_test_amqp_uri ());
+  g_autofree char *queue = carehare_test_unique_name ("statistics-full");
+  g_autoptr(CarehareStatistics) stats = NULL;
+  g_autoptr(GBytes) body = g_bytes_new_static ("refused", 7);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = NULL;
+  GVariantDict arguments;
+  Publishes p = { 0 };
+  guint i;
+
+  g_variant_dict_init (&arguments, NULL);
+  g_variant_dict_insert (&arguments, "x-max-length", "x", (gint64) 1);
+  g_variant_dict_insert (&arguments, "x-overflow", "s", "reject-publish");
+  name = carehare_connection_queue_declare_sync (conn, queue, CAREHARE_QUEUE_FLAGS_NONE,
+                                                 g_variant_dict_end (&arguments), NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  /* The first fits; the queue refuses the other nine. */
+  for (i = 0; i < 10; i++)
+    {
+      p.pending++;
+      carehare_connection_publish_async (conn, "", queue, body, NULL, CAREHARE_PUBLISH_FLAGS_NONE,
+                                         NULL, published_cb, &p);
+    }
+  while (p.pending > 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (p.failed, ==, 9);
+
+  stats = carehare_connection_get_statistics (conn);
+  g_assert_cmpuint (carehare_statistics_get_messages_published (stats), ==, 10);
+  g_assert_cmpuint (carehare_statistics_get_messages_confirmed (stats), ==, 1);
+  g_assert_cmpuint (carehare_statistics_get_messages_nacked (stats), ==, 9);
+  g_assert_cmpuint (carehare_statistics_get_messages_returned (stats), ==, 0);
+
+  g_assert_true (carehare_connection_queue_delete_sync (conn, queue, CAREHARE_QUEUE_DELETE_FLAGS_NONE,
+                                                        NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (carehare_connection_close_sync (conn, NULL, &error));
+  g_assert_no_error (error);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/statistics/publish-consume-exact", test_statistics_exact);
+  g_test_add_func ("/statistics/nacked", test_statistics_nacked);
   return g_test_run ();
 }
