@@ -110,7 +110,10 @@ carehare_connection_get_pending_write_bytes (CarehareConnection *self)
  * the time since the last bytes from the server. They are always kept,
  * cheaply (plain integers in the protocol core), so a service can log them
  * periodically or export them. Safe to call at any time, also after the
- * connection closed (then the counters keep their last values).
+ * connection closed (then the counters keep their last values). From
+ * another thread than the connection's, the snapshot is read without a
+ * lock while that thread updates the counters, so they may be a moment
+ * apart from one another (see [Threads](threads.html)).
  *
  * Returns: (transfer full): a snapshot; free it with
  *   [method@Carehare.Statistics.free]
