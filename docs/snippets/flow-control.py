@@ -1,20 +1,24 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Flow control: a publisher that keeps at most WINDOW publishes in flight
-and gives up on what the broker has not taken by a deadline, then streams
-large messages pausing while the connection's output is above its
-high-water mark, and a consumer whose memory the prefetch count bounds.
+and stops waiting for the broker at a deadline, then streams large messages
+pausing while the connection's output is above its high-water mark, and a
+consumer whose memory the prefetch count bounds.
 
     flow-control.py URI
 
-Shown in docs/flow-control.md and run by the tests.
+Shown in docs/flow-control.md and run by the tests. asyncio through the
+PyGObject override (docs/python.md); the connection is the
+Carehare.Connection GObject, so its properties and their notify signals
+are there too.
 """
+import asyncio
 import sys
 
 import gi
 
 gi.require_version("Carehare", "1.0")
-from gi.repository import Carehare, Gio, GLib  # noqa: E402
+from gi.repository import Carehare as carehare  # noqa: E402
 
 TOTAL = 1000     # messages to send
 WINDOW = 50      # publishes in flight at most
@@ -24,155 +28,112 @@ LARGE_COUNT = 16  # large messages, streamed
 LARGE_SIZE = 256 * 1024
 
 
-class App:
-    def __init__(self, uri):
-        self.loop = GLib.MainLoop()
-        self.status = 0
-        self.conn = None
-        self.consumer = None
-        self.queue = None
-        self.give_up = Gio.Cancellable()  # cancelled at the deadline
-        self.deadline_id = 0
-        self.sent = self.in_flight = self.confirmed = self.received = 0
-        self.large_body = GLib.Bytes.new(bytes(LARGE_SIZE))
-        self.large_sent = self.large_confirmed = self.pauses = 0
-        Carehare.Connection.new_async(uri, None, self.on_connected)
+async def publish_all(connection, queue):
+    """Never more than WINDOW publishes (and their bodies) waiting for the
+    broker: each takes a place in the window and gives it back when the
+    broker has answered."""
+    window = asyncio.Semaphore(WINDOW)
+    failures = []
 
-    def finish(self, what=None, error=None):
-        if error is not None:
-            if self.status == 0:
-                print(f"{what} failed: {error.message}", file=sys.stderr)
-            self.status = 1
-        if self.deadline_id:
-            GLib.source_remove(self.deadline_id)
-            self.deadline_id = 0
-        if self.conn is not None and not self.conn.props.is_closed:
-            self.conn.close_async(None, lambda conn, result: self.loop.quit())
-        else:
-            self.loop.quit()
+    def settled(confirm):
+        window.release()
+        if not confirm.cancelled() and confirm.exception() is not None:
+            failures.append(confirm.exception())
 
-    def on_connected(self, source, result):
+    for i in range(TOTAL):
+        await window.acquire()
+        if failures:
+            raise failures[0]  # a failure stops the loop
+        connection.publish(f"message {i}".encode(), routing_key=queue).add_done_callback(settled)
+    # Every place back: every publish has been answered.
+    for _ in range(WINDOW):
+        await window.acquire()
+    if failures:
+        raise failures[0]
+
+
+def drained(connection):
+    """A future that completes once the connection's output is back at the
+    low-water mark or below (or the connection closed): the notify is
+    emitted once when it rises above the high-water mark and once when it
+    has drained."""
+    future = asyncio.get_running_loop().create_future()
+
+    def on_pending_write(conn, _pspec):
+        if conn.props.pending_write_bytes <= carehare.CONNECTION_WRITE_LOW_WATER_MARK:
+            conn.disconnect(handler)
+            if not future.done():
+                future.set_result(None)
+
+    handler = connection.connect("notify::pending-write-bytes", on_pending_write)
+    return future
+
+
+async def stream_large(connection, queue):
+    """Publishes without a window, pausing while the output is above the
+    high-water mark. Returns how many times it paused."""
+    body = bytes(LARGE_SIZE)
+    confirms = []
+    pauses = 0
+    for _ in range(LARGE_COUNT):
+        if connection.props.pending_write_bytes > carehare.CONNECTION_WRITE_HIGH_WATER_MARK:
+            pauses += 1
+            await drained(connection)
+        confirms.append(connection.publish(body, routing_key=queue))
+    await asyncio.gather(*confirms)
+    return pauses
+
+
+def on_blocked_changed(conn, _pspec):
+    # The broker's memory or disk alarm: while blocked, publishes wait in
+    # the library, unwritten, and complete once it unblocks.
+    print(f"the broker {'blocked' if conn.props.is_blocked else 'unblocked'} this connection")
+
+
+async def main(uri):
+    async with carehare.connect(uri) as connection:
+        connection.connect("notify::is-blocked", on_blocked_changed)
+        queue = await connection.queue_declare("", exclusive=True)
+
         try:
-            self.conn = Carehare.Connection.new_finish(result)
-        except GLib.Error as e:
-            return self.finish("connecting", e)
-        self.conn.connect("notify::is-blocked", self.on_blocked_changed)
-        self.conn.queue_declare_async("", Carehare.QueueFlags.EXCLUSIVE, None, None,
-                                      self.on_declared)
+            await asyncio.wait_for(publish_all(connection, queue), DEADLINE_S)
+        except asyncio.TimeoutError:
+            # No more publishes are started, and none is withdrawn: those in
+            # the window are published all the same. Leaving `async with`
+            # closes the connection, which drops those not yet written.
+            raise asyncio.TimeoutError("not confirmed by the deadline: "
+                                       "the broker is blocking us") from None
+        print(f"{TOTAL} messages confirmed, never more than {WINDOW} in flight")
 
-    def on_blocked_changed(self, conn, pspec):
-        # The broker's memory or disk alarm: while blocked, publishes wait in
-        # the library, unwritten, and complete once it unblocks.
-        print(f"the broker {'blocked' if conn.props.is_blocked else 'unblocked'} "
-              "this connection")
+        pauses = await stream_large(connection, queue)
+        paused = "while the output was above the high-water mark" if pauses else "never"
+        print(f"{LARGE_COUNT} large messages confirmed, paused {paused}")
 
-    def on_declared(self, conn, result):
-        try:
-            self.queue, _, _ = conn.queue_declare_finish(result)
-        except GLib.Error as e:
-            return self.finish("declaring the queue", e)
-        self.deadline_id = GLib.timeout_add_seconds(DEADLINE_S, self.on_deadline)
-        self.publish_more()
-
-    def on_deadline(self):
-        # Publishes not yet written complete with Gio.IOErrorEnum.CANCELLED;
-        # those already written complete with the broker's answer.
-        self.deadline_id = 0
-        self.give_up.cancel()
-        return GLib.SOURCE_REMOVE
-
-    def publish_more(self):
-        """Fills the window: never more than WINDOW publishes (and their
-        bodies) waiting for the broker."""
-        while self.in_flight < WINDOW and self.sent < TOTAL:
-            body = GLib.Bytes.new(f"message {self.sent}".encode())
-            self.conn.publish_async("", self.queue, body, None, Carehare.PublishFlags.NONE,
-                                    self.give_up, self.on_published)
-            self.sent += 1
-            self.in_flight += 1
-
-    def on_published(self, conn, result):
-        self.in_flight -= 1
-        try:
-            conn.publish_finish(result)
-        except GLib.Error as e:
-            if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED):
-                print("not sent by the deadline: the broker is blocking us", file=sys.stderr)
-            return self.finish("publishing", e)
-        if self.status != 0:
-            return
-        self.confirmed += 1
-        if self.confirmed == TOTAL:
-            print(f"{self.confirmed} messages confirmed, never more than {WINDOW} in flight")
-            GLib.source_remove(self.deadline_id)
-            self.deadline_id = 0
-            conn.connect("notify::pending-write-bytes", self.on_pending_write)
-            self.stream_more()
-        else:
-            self.publish_more()
-
-    def stream_more(self):
-        """Publishes while the connection's output is at most the high-water
-        mark; on_pending_write resumes once it has drained."""
-        while self.large_sent < LARGE_COUNT:
-            if self.conn.props.pending_write_bytes > Carehare.CONNECTION_WRITE_HIGH_WATER_MARK:
-                self.pauses += 1
-                return
-            self.conn.publish_async("", self.queue, self.large_body, None,
-                                    Carehare.PublishFlags.NONE, None, self.on_large_published)
-            self.large_sent += 1
-
-    def on_pending_write(self, conn, pspec):
-        # Emitted once when the output rises above the high-water mark and
-        # once when it is back at the low-water mark or below (or the
-        # connection closed): resume then.
-        if conn.props.pending_write_bytes <= Carehare.CONNECTION_WRITE_LOW_WATER_MARK:
-            self.stream_more()
-
-    def on_large_published(self, conn, result):
-        try:
-            conn.publish_finish(result)
-        except GLib.Error as e:
-            return self.finish("publishing", e)
-        if self.status != 0:
-            return
-        self.large_confirmed += 1
-        if self.large_confirmed == LARGE_COUNT:
-            paused = "while the output was above the high-water mark" if self.pauses else "never"
-            print(f"{self.large_confirmed} large messages confirmed, paused {paused}")
-            # prefetch_size 0: no byte limit (RabbitMQ supports no other).
-            conn.acking_consumer_async(self.queue, 0, PREFETCH, None, self.on_consumer)
-
-    def on_consumer(self, conn, result):
-        try:
-            self.consumer = conn.acking_consumer_finish(result)
-        except GLib.Error as e:
-            return self.finish("starting the consumer", e)
-        self.consumer.next_delivery_async(None, self.on_delivery)
-
-    def on_delivery(self, consumer, result):
-        try:
-            delivery = consumer.next_delivery_finish(result)
-        except GLib.Error as e:
-            return self.finish("receiving", e)
-        # Acking lets the broker send the next message: the consumer never
-        # holds more than PREFETCH deliveries, however long the queue.
-        consumer.ack(delivery.get_delivery_tag())
-        self.received += 1
-        if self.received == TOTAL + LARGE_COUNT:
-            print(f"{self.received} messages received with prefetch {PREFETCH}")
-            return self.finish()
-        consumer.next_delivery_async(None, self.on_delivery)
+        # prefetch_size 0: no byte limit (RabbitMQ supports no other).
+        received = 0
+        async with connection.acking_consumer(queue, prefetch_count=PREFETCH) as consumer:
+            async for delivery in consumer.deliveries():
+                # Acking lets the broker send the next message: the consumer
+                # never holds more than PREFETCH deliveries, however long the
+                # queue.
+                consumer.ack(delivery.get_delivery_tag())
+                received += 1
+                if received == TOTAL + LARGE_COUNT:
+                    consumer.close()  # ends the loop
+        print(f"{received} messages received with prefetch {PREFETCH}")
 
 
-def main():
+def run():
     if len(sys.argv) != 2:
         print(f"usage: {sys.argv[0]} amqp://user:password@host:port/vhost", file=sys.stderr)
         return 2
-    app = App(sys.argv[1])
-    app.loop.run()
-    return app.status
+    try:
+        carehare.run(main(sys.argv[1]))
+    except Exception as e:  # noqa: BLE001: every failure is reported
+        print(f"failed: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

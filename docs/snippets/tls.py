@@ -1,101 +1,76 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""TLS: certificates from the URI, certificates as GIO objects with EXTERNAL
-authentication, and what a certificate problem looks like.
+"""TLS: certificates from the URI, the trust from an ssl.SSLContext with
+EXTERNAL authentication, and what a certificate problem looks like.
 
     tls.py amqps://HOST:PORT/ CERT_DIR
 
 CERT_DIR holds ca.pem (the CA that signed the broker's certificate),
 client.pem and client-key.pem (a client certificate whose common name is a
 RabbitMQ user), and other-ca.pem (a CA the broker has nothing to do with).
-Shown in docs/tls.md and run by the tests.
+Shown in docs/tls.md and run by the tests. asyncio through the PyGObject
+override (docs/python.md).
 """
 import os
+import ssl
 import sys
 from urllib.parse import quote
 
 import gi
 
 gi.require_version("Carehare", "1.0")
-from gi.repository import Carehare, Gio, GLib  # noqa: E402
+from gi.repository import Carehare as carehare  # noqa: E402
 
 
-class App:
-    def __init__(self, base_uri, cert_dir):
-        self.loop = GLib.MainLoop()
-        self.status = 0
-        self.base_uri = base_uri
-        self.cert_dir = cert_dir
-        self.connect_with_uri()
+def uri_with_files(base_uri, cert_dir):
+    """The simplest way: the files in the URI's query, percent-encoded."""
+    def q(name):
+        return quote(os.path.join(cert_dir, name))
+    return (f"{base_uri}?cacertfile={q('ca.pem')}"
+            f"&certfile={q('client.pem')}&keyfile={q('client-key.pem')}")
 
-    def path(self, name):
-        return os.path.join(self.cert_dir, name)
 
-    def fail(self, message):
-        print(message, file=sys.stderr)
-        self.status = 1
-        self.loop.quit()
+async def connect_external(base_uri, cert_dir, ca_name):
+    """Trusts the CAs in ca_name only, presents client.pem, and logs in as
+    the certificate's common name: no password anywhere."""
+    # The context's CA certificates become the connection's trust; nothing
+    # else of it is used: the client certificate comes from the URI.
+    context = ssl.create_default_context(cafile=os.path.join(cert_dir, ca_name))
+    cert = quote(os.path.join(cert_dir, "client.pem"))
+    key = quote(os.path.join(cert_dir, "client-key.pem"))
+    return await carehare.connect(
+        f"{base_uri}?auth_mechanism=external&certfile={cert}&keyfile={key}", ssl=context)
 
-    def connect_with_uri(self):
-        """The simplest way: the files in the URI's query, percent-encoded."""
-        uri = (f"{self.base_uri}?cacertfile={quote(self.path('ca.pem'))}"
-               f"&certfile={quote(self.path('client.pem'))}"
-               f"&keyfile={quote(self.path('client-key.pem'))}")
-        Carehare.Connection.new_async(uri, None, self.on_uri_files)
 
-    def on_uri_files(self, source, result):
-        try:
-            conn = Carehare.Connection.new_finish(result)
-        except GLib.Error as e:
-            return self.fail(f"connecting with the URI's certificates failed: {e.message}")
+async def main(base_uri, cert_dir):
+    async with carehare.connect(uri_with_files(base_uri, cert_dir)):
         print("connected over TLS, certificates named in the URI")
-        conn.close_async(None, lambda conn, result: self.connect_with_objects(
-            "ca.pem", self.on_external))
 
-    def connect_with_objects(self, ca_name, callback):
-        """Trusts the CAs in ca_name only, presents client.pem, and logs in
-        as the certificate's common name: no password anywhere."""
-        try:
-            database = Gio.TlsFileDatabase.new(self.path(ca_name))
-            certificate = Gio.TlsCertificate.new_from_files(self.path("client.pem"),
-                                                            self.path("client-key.pem"))
-        except GLib.Error as e:
-            return self.fail(f"cannot load the certificates: {e.message}")
-        conn = Carehare.Connection(uri=f"{self.base_uri}?auth_mechanism=external",
-                                   tls_database=database, tls_certificate=certificate)
-        conn.init_async(GLib.PRIORITY_DEFAULT, None, callback)
+    connection = await connect_external(base_uri, cert_dir, "ca.pem")
+    print("logged in with the client certificate (EXTERNAL)")
+    await connection.close()
 
-    def on_external(self, conn, result):
-        try:
-            conn.init_finish(result)
-        except GLib.Error as e:
-            return self.fail(f"EXTERNAL login failed: {e.message}")
-        print("logged in with the client certificate (EXTERNAL)")
-        conn.close_async(None, lambda conn, result: self.connect_with_objects(
-            "other-ca.pem", self.on_wrong_ca))
-
-    def on_wrong_ca(self, conn, result):
-        try:
-            conn.init_finish(result)
-            return self.fail("expected a certificate error, got a connection")
-        except GLib.Error as e:
-            # Gio.TlsError.BAD_CERTIFICATE, saying why the broker's
-            # certificate was refused. Not worth retrying: the configuration
-            # must change.
-            if not e.matches(Gio.tls_error_quark(), Gio.TlsError.BAD_CERTIFICATE):
-                return self.fail(f"expected a certificate error, got {e.message}")
-            print(f"as expected: {e.message}")
-        self.loop.quit()
+    try:
+        connection = await connect_external(base_uri, cert_dir, "other-ca.pem")
+        await connection.close()
+        raise RuntimeError("expected a certificate error, got a connection")
+    except ssl.SSLCertVerificationError as e:
+        # The broker's certificate was refused; the message says why. Not
+        # worth retrying: the configuration must change.
+        print(f"as expected: {e}")
 
 
-def main():
+def run():
     if len(sys.argv) != 3:
         print(f"usage: {sys.argv[0]} amqps://host:port/ CERT_DIR", file=sys.stderr)
         return 2
-    app = App(sys.argv[1], sys.argv[2])
-    app.loop.run()
-    return app.status
+    try:
+        carehare.run(main(sys.argv[1], sys.argv[2]))
+    except Exception as e:  # noqa: BLE001: every failure is reported
+        print(f"failed: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -181,10 +181,12 @@ def _exception(error, operation=True):
         return ValueError(error.message)
     if error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CONNECTION_REFUSED):
         return ConnectionRefusedError(error.message)
+    # (errno, message), as the ssl module makes them: SSLError's str() is
+    # its strerror, and the repr of its args without one.
     if error.matches(Gio.tls_error_quark(), Gio.TlsError.BAD_CERTIFICATE):
-        return _ssl.SSLCertVerificationError(error.message)
+        return _ssl.SSLCertVerificationError(_ssl.SSL_ERROR_SSL, error.message)
     if error.domain == GLib.quark_to_string(Gio.tls_error_quark()):
-        return _ssl.SSLError(error.message)
+        return _ssl.SSLError(_ssl.SSL_ERROR_SSL, error.message)
     return error
 
 
