@@ -83,9 +83,12 @@ async def test_connect_invalid_password(url):
 
 async def test_connect_ssl_error():
     # The system's trust does not include the test broker's private CA.
-    with pytest.raises(ssl.SSLCertVerificationError):
+    with pytest.raises(ssl.SSLCertVerificationError) as caught:
         async with carehare.connect(tls_url(**client_cert()), ssl=ssl.create_default_context()):
             pass
+    # str() is the library's message, not a tuple of arguments.
+    assert str(caught.value).startswith("The TLS certificate of ")
+    assert "refused" in str(caught.value)
 
 
 async def test_connect_ssl_context_ca_certs():
