@@ -247,6 +247,20 @@ ok "wrong password: exit 2, 403, password not shown" \
         err_has "403 ACCESS_REFUSED" && ! grep -q not-the-password "$tmp/err"'
 ok "--uri wins over CAREHARE_URI" \
   eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 0 --uri "$CAREHARE_TEST_AMQP_URI" declare-queue --exclusive && grep -q "^amq.gen-" "$tmp/out"'
+# Without --uri and CAREHARE_URI the tool uses amqp://localhost (port 5672):
+# either nothing listens there (exit 2, naming that URI) or a broker does,
+# which has no such queue (exit 3, 404).
+default_uri () {
+  local status
+  env -u CAREHARE_URI "${wrapper[@]}" "$bin" purge-queue "$prefix-none" >"$tmp/out" 2>"$tmp/err" </dev/null
+  status=$?
+  case $status in
+    2) err_has "connecting to amqp://localhost" ;;
+    3) err_has "404 NOT_FOUND" && err_has "$prefix-none" ;;
+    *) echo "# exit $status, expected 2 or 3"; return 1 ;;
+  esac
+}
+ok "no --uri, no CAREHARE_URI: amqp://localhost" default_uri
 ok "nothing listening: exit 2, transient" \
   eval 'CAREHARE_URI=amqp://127.0.0.1:1/ run 2 purge-queue "$q" && err_has "127.0.0.1:1" &&
         err_has "transient: retrying later"'
