@@ -191,3 +191,86 @@ carehare_test_broker_close_connection (const char *connection_name,
     }
   g_error ("the broker never listed connection %s", connection_name);
 }
+
+/* ---- log records ---------------------------------------------------------- */
+
+static GMutex log_lock;
+static GPtrArray *log_records;  /* of GHashTable; under log_lock */
+static gboolean log_forward;
+
+static GLogWriterOutput
+log_capture_writer (GLogLevelFlags   log_level,
+                    const GLogField *fields,
+                    gsize            n_fields,
+                    gpointer         user_data)
+{
+  GHashTable *record = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  gboolean ours = FALSE;
+
+  for (gsize i = 0; i < n_fields; i++)
+    {
+      /* Every field as text: a length of -1 means NUL-terminated. */
+      char *value = fields[i].length < 0
+                      ? g_strdup (fields[i].value)
+                      : g_strndup (fields[i].value, fields[i].length);
+
+      if (g_str_equal (fields[i].key, "GLIB_DOMAIN") && g_str_equal (value, "Carehare"))
+        ours = TRUE;
+      g_hash_table_replace (record, g_strdup (fields[i].key), value);
+    }
+  if (!ours)
+    {
+      g_hash_table_unref (record);
+      return g_log_writer_default (log_level, fields, n_fields, user_data);
+    }
+  g_hash_table_replace (record, g_strdup ("(level)"),
+                        g_strdup_printf ("%d", (int) (log_level & G_LOG_LEVEL_MASK)));
+  g_mutex_lock (&log_lock);
+  g_ptr_array_add (log_records, record);
+  g_mutex_unlock (&log_lock);
+  if (log_forward)
+    return g_log_writer_default (log_level, fields, n_fields, user_data);
+  return G_LOG_WRITER_HANDLED;
+}
+
+void
+carehare_test_log_capture_install (gboolean forward)
+{
+  g_assert_null (log_records);
+  log_records = g_ptr_array_new_with_free_func ((GDestroyNotify) g_hash_table_unref);
+  log_forward = forward;
+  /* Process-wide and settable once: a test executable of its own. */
+  g_log_set_writer_func (log_capture_writer, NULL, NULL);
+}
+
+void
+carehare_test_log_capture_clear (void)
+{
+  g_mutex_lock (&log_lock);
+  g_ptr_array_set_size (log_records, 0);
+  g_mutex_unlock (&log_lock);
+}
+
+GPtrArray *
+carehare_test_log_records (void)
+{
+  return log_records;
+}
+
+GHashTable *
+carehare_test_log_find (const char *prefix)
+{
+  GHashTable *found = NULL;
+
+  g_mutex_lock (&log_lock);
+  for (guint i = 0; i < log_records->len && found == NULL; i++)
+    {
+      GHashTable *record = log_records->pdata[i];
+      const char *message = g_hash_table_lookup (record, "MESSAGE");
+
+      if (message != NULL && g_str_has_prefix (message, prefix))
+        found = record;
+    }
+  g_mutex_unlock (&log_lock);
+  return found;
+}

@@ -47,6 +47,19 @@ char       *carehare_test_broker_ctl (const char *first_arg, ...) G_GNUC_NULL_TE
 void        carehare_test_broker_close_connection (const char *connection_name,
                                                    const char *reason);
 
+/* Log records of the "Carehare" domain, captured by a writer that
+ * carehare_test_log_capture_install() sets for the whole process (once, in
+ * main(), before any test). Each record is a GHashTable of field name ->
+ * value as text, plus "(level)" (the GLogLevelFlags level, in decimal).
+ * With @forward, captured records also go to the default writer. */
+void        carehare_test_log_capture_install (gboolean forward);
+/* Forgets the records captured so far. */
+void        carehare_test_log_capture_clear (void);
+/* The records captured since the last clear (borrowed). */
+GPtrArray  *carehare_test_log_records (void);
+/* The first record captured whose MESSAGE starts with @prefix, or NULL. */
+GHashTable *carehare_test_log_find (const char *prefix);
+
 G_END_DECLS
 
 /* Every g_assert_error() also checks carehare_error_is_transient(). */

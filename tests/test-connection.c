@@ -932,6 +932,24 @@ test_blocked_notifications (void)
   while (carehare_connection_get_is_blocked (conn))
     g_main_context_iteration (NULL, TRUE);
   g_assert_cmpuint (notified, ==, 2);
+
+  /* Both logged at debug level, with the URI field and the reason. */
+  {
+    const char *names[] = { "connection blocked: low on memory", "connection unblocked" };
+    g_autofree char *debug = g_strdup_printf ("%d", G_LOG_LEVEL_DEBUG);
+
+    for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+      {
+        GHashTable *record = carehare_test_log_find (names[i]);
+
+        g_assert_nonnull (record);
+        g_assert_cmpstr (g_hash_table_lookup (record, "MESSAGE"), ==, names[i]);
+        g_assert_cmpstr (g_hash_table_lookup (record, "(level)"), ==, debug);
+        g_assert_cmpstr (g_hash_table_lookup (record, "CAREHARE_URI"), ==, uri);
+        g_assert_false (g_hash_table_contains (record, "CAREHARE_REPLY_CODE"));
+        g_assert_false (g_hash_table_contains (record, "CAREHARE_CHANNEL"));
+      }
+  }
   g_assert_true (close_conn (conn, &error));
   g_assert_no_error (error);
   scripted_server_free (srv);
@@ -1420,6 +1438,9 @@ int
 main (int argc, char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  /* Records the library's structured log records (and still prints them
+   * under G_MESSAGES_DEBUG). */
+  carehare_test_log_capture_install (TRUE);
   /* The scripted servers run in GThreadedSocketService's pooled threads:
    * kept idle, they would keep GLib's thread-local memory (GSlice's
    * magazine), which LeakSanitizer, run with use_tls=0 here (see

@@ -2,8 +2,11 @@
 /*
  * The structured log fields operators filter on (CAREHARE_URI redacted,
  * CAREHARE_REPLY_CODE, CAREHARE_CHANNEL), seen by a log writer installed
- * for this process only: connecting, connected, closed, a channel the
- * server closed (404), a refused login (403) whose password never appears.
+ * for this process only (carehare_test_log_capture_install()): connecting,
+ * connected, closed, a channel the server closed (404), a refused login
+ * (403) whose password never appears. Blocked and unblocked are checked by
+ * test-connection's /connection/blocked/notifications, against a scripted
+ * server.
  */
 #include "carehare-test-util.h"
 #include "carehare-uri.h"
@@ -11,55 +14,6 @@
 #include <string.h>
 
 #define SECRET "n0t-the-Passw0rd-4c9e"
-
-/* One GHashTable (field name -> value) per "Carehare" record. */
-static GPtrArray *records;
-
-static GLogWriterOutput
-record_writer (GLogLevelFlags   log_level,
-               const GLogField *fields,
-               gsize            n_fields,
-               gpointer         user_data)
-{
-  GHashTable *record = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  gboolean ours = FALSE;
-
-  for (gsize i = 0; i < n_fields; i++)
-    {
-      /* Every field as text: a length of -1 means NUL-terminated. */
-      char *value = fields[i].length < 0
-                      ? g_strdup (fields[i].value)
-                      : g_strndup (fields[i].value, fields[i].length);
-
-      if (g_str_equal (fields[i].key, "GLIB_DOMAIN") && g_str_equal (value, "Carehare"))
-        ours = TRUE;
-      g_hash_table_replace (record, g_strdup (fields[i].key), value);
-    }
-  if (ours)
-    {
-      g_hash_table_replace (record, g_strdup ("(level)"),
-                            g_strdup_printf ("%d", (int) (log_level & G_LOG_LEVEL_MASK)));
-      g_ptr_array_add (records, record);
-      return G_LOG_WRITER_HANDLED;
-    }
-  g_hash_table_unref (record);
-  return g_log_writer_default (log_level, fields, n_fields, user_data);
-}
-
-/* The first record whose MESSAGE starts with @prefix, or NULL. */
-static GHashTable *
-find_record (const char *prefix)
-{
-  for (guint i = 0; i < records->len; i++)
-    {
-      GHashTable *record = records->pdata[i];
-      const char *message = g_hash_table_lookup (record, "MESSAGE");
-
-      if (message != NULL && g_str_has_prefix (message, prefix))
-        return record;
-    }
-  return NULL;
-}
 
 static void
 assert_debug_with_uri (GHashTable *record,
@@ -83,7 +37,7 @@ test_connect_close (void)
   g_autoptr(GError) error = NULL;
   GHashTable *record;
 
-  g_ptr_array_set_size (records, 0);
+  carehare_test_log_capture_clear ();
   conn = carehare_test_connect (uri);
   carehare_connection_close_async (conn, NULL, carehare_test_store_result, &result);
   carehare_test_wait_for_result (&result, 10000);
@@ -94,16 +48,16 @@ test_connect_close (void)
   g_assert_nonnull (strchr (uri, '@'));
   g_assert_null (strstr (redacted, ":guest@"));
 
-  record = find_record ("connecting to ");
+  record = carehare_test_log_find ("connecting to ");
   assert_debug_with_uri (record, redacted);
   g_assert_false (g_hash_table_contains (record, "CAREHARE_REPLY_CODE"));
   g_assert_false (g_hash_table_contains (record, "CAREHARE_CHANNEL"));
 
-  record = find_record ("connected to ");
+  record = carehare_test_log_find ("connected to ");
   assert_debug_with_uri (record, redacted);
 
   /* We closed it: no reply code. */
-  record = find_record ("connection to ");
+  record = carehare_test_log_find ("connection to ");
   assert_debug_with_uri (record, redacted);
   g_assert_false (g_hash_table_contains (record, "CAREHARE_REPLY_CODE"));
 }
@@ -121,7 +75,7 @@ test_channel_closed_by_server (void)
   GHashTable *record;
   const char *channel;
 
-  g_ptr_array_set_size (records, 0);
+  carehare_test_log_capture_clear ();
   carehare_connection_queue_declare_async (conn, queue, CAREHARE_QUEUE_FLAGS_PASSIVE, NULL, NULL,
                                            carehare_test_store_result, &result);
   carehare_test_wait_for_result (&result, 10000);
@@ -129,7 +83,7 @@ test_channel_closed_by_server (void)
   g_assert_null (name);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CHANNEL_CLOSED_BY_SERVER);
 
-  record = find_record ("channel ");
+  record = carehare_test_log_find ("channel ");
   assert_debug_with_uri (record, redacted);
   g_assert_cmpstr (g_hash_table_lookup (record, "CAREHARE_REPLY_CODE"), ==, "404");
   channel = g_hash_table_lookup (record, "CAREHARE_CHANNEL");
@@ -162,12 +116,12 @@ test_connection_closed_by_server (void)
   GHashTable *record;
 
   g_signal_connect (conn, "closed", G_CALLBACK (closed_cb), &closed);
-  g_ptr_array_set_size (records, 0);
+  carehare_test_log_capture_clear ();
   carehare_test_broker_close_connection (name, "closed by test-logging");
   while (!closed)
     g_main_context_iteration (NULL, TRUE);
 
-  record = find_record ("connection to ");
+  record = carehare_test_log_find ("connection to ");
   assert_debug_with_uri (record, redacted);
   g_assert_cmpstr (g_hash_table_lookup (record, "CAREHARE_REPLY_CODE"), ==, "320");
   g_assert_false (g_hash_table_contains (record, "CAREHARE_CHANNEL"));
@@ -184,18 +138,19 @@ test_refused_login (void)
   uri = g_strdup_printf ("amqp://guest:%s@127.0.0.1:%s/", SECRET,
                          g_getenv ("CAREHARE_TEST_BROKER_PORT"));
   redacted = carehare_uri_redact (uri);
-  g_ptr_array_set_size (records, 0);
+  carehare_test_log_capture_clear ();
   error = carehare_test_connect_error (uri, 10000);
   g_assert_error (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED_BY_SERVER);
   g_assert_cmpuint (carehare_error_get_reply_code (error), ==, 403);
 
-  record = find_record ("connecting to ");
+  record = carehare_test_log_find ("connecting to ");
   assert_debug_with_uri (record, redacted);
   g_assert_false (g_hash_table_contains (record, "CAREHARE_REPLY_CODE"));
 
   /* The refusal is logged with its code; no field holds the password. */
   {
     gboolean seen_403 = FALSE;
+    GPtrArray *records = carehare_test_log_records ();
 
     for (guint i = 0; i < records->len; i++)
       {
@@ -222,15 +177,12 @@ main (int argc, char **argv)
   int ret;
 
   g_test_init (&argc, &argv, NULL);
-  records = g_ptr_array_new_with_free_func ((GDestroyNotify) g_hash_table_unref);
-  /* Process-wide and settable once: this executable is its own. */
-  g_log_set_writer_func (record_writer, NULL, NULL);
+  carehare_test_log_capture_install (FALSE);
 
   g_test_add_func ("/logging/connect-close", test_connect_close);
   g_test_add_func ("/logging/channel-closed-by-server", test_channel_closed_by_server);
   g_test_add_func ("/logging/refused-login", test_refused_login);
   g_test_add_func ("/logging/connection-closed-by-server", test_connection_closed_by_server);
   ret = g_test_run ();
-  g_ptr_array_unref (records);
   return ret;
 }
