@@ -123,13 +123,16 @@ tests.push({
         await timeout(session.close_async(null));
         assert(events.join('') === 'CDCD', `events ${events.join('')}`);
         assert(session.state === Carehare.SessionState.STOPPED);
+        let closedError = null;
         try {
             await timeout(consumer.next_delivery_async(null));
-            throw new Error('next_delivery after close succeeded');
         } catch (error) {
-            assert(error.matches(Carehare.error_quark(), Carehare.Error.CONNECTION_CLOSED),
-                `${error}`);
+            closedError = error;
         }
+        assert(closedError !== null, 'next_delivery after close succeeded');
+        assert(closedError instanceof GLib.Error &&
+            closedError.matches(Carehare.error_quark(), Carehare.Error.CONNECTION_CLOSED),
+            `${closedError}`);
     },
 });
 
