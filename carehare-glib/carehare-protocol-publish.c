@@ -556,7 +556,7 @@ _carehare_protocol_handle_return (CarehareProtocol *self,
   Return *prev = g_queue_peek_tail (&pub->returns);
   guint64 after = pub->returned_seq;
   g_autoptr(GArray) candidates = g_array_new (FALSE, FALSE, sizeof (guint64));
-  g_autofree char *what = NULL;
+  g_autofree char *text = NULL;
   Return *pending;
 
   if (prev != NULL)
@@ -581,11 +581,17 @@ _carehare_protocol_handle_return (CarehareProtocol *self,
       return;
     }
 
-  what = g_strdup_printf ("Message returned by the broker: exchange '%s', routing key '%s'",
+  /* The code first ("...: 312 NO_ROUTE (exchange 'x', routing key 'k')"):
+   * carehare_error_get_reply_code() reads the first code of the message,
+   * and an exchange or routing key may contain one. */
+  text = g_strdup_printf ("%s%s(exchange '%s', routing key '%s')",
+                          ret->reply_text != NULL ? ret->reply_text : "",
+                          ret->reply_text != NULL && *ret->reply_text != '\0' ? " " : "",
                           ret->exchange, ret->routing_key);
   pending = g_new0 (Return, 1);
-  pending->error = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE, what,
-                                                  ret->reply_code, ret->reply_text);
+  pending->error = carehare_error_new_from_reply (CAREHARE_ERROR_UNROUTABLE,
+                                                  "Message returned by the broker",
+                                                  ret->reply_code, text);
   pending->candidates = g_steal_pointer (&candidates);
   g_queue_push_tail (&pub->returns, pending);
 }

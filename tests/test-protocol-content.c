@@ -902,6 +902,29 @@ test_publish_nack (Fixture       *f,
   assert_no_output (f);
 }
 
+/* The reply code of an UNROUTABLE error is the return's, even when the
+ * routing key itself reads like a reply code. */
+static void
+test_publish_return_reply_code (Fixture       *f,
+                                gconstpointer  data)
+{
+  Completion *unroutable;
+  g_autoptr(GPtrArray) sent = NULL;
+  g_autoptr(GBytes) body = make_body (10, 3);
+
+  handshake (f, 2047, 4096, 0);
+  unroutable = publish_full (f, "ex 123 ABC", "job 404 NOT_FOUND", body, NULL, TRUE);
+  sent = take_sent (f);
+  server_publisher_ready (f, 1);
+  g_assert_true (server_return_full (f, 1, "ex 123 ABC", "job 404 NOT_FOUND", body, NULL));
+  g_assert_true (server_ack (f, 1, 1, FALSE));
+
+  assert_failed (unroutable, CAREHARE_ERROR, CAREHARE_ERROR_UNROUTABLE);
+  g_assert_cmpuint (carehare_error_get_reply_code (unroutable->error), ==, 312);
+  assert_message_contains (unroutable->error, "'job 404 NOT_FOUND'");
+  assert_message_contains (unroutable->error, "'ex 123 ABC'");
+}
+
 static void
 test_publish_return (Fixture       *f,
                      gconstpointer  data)
@@ -4788,6 +4811,7 @@ main (int   argc,
   ADD ("publish/ack-out-of-order", test_publish_ack_out_of_order);
   ADD ("publish/nack", test_publish_nack);
   ADD ("publish/return", test_publish_return);
+  ADD ("publish/return/reply-code", test_publish_return_reply_code);
   ADD ("publish/return-unmatched", test_publish_return_unmatched);
   ADD ("publish/return/not-oldest", test_publish_return_not_oldest);
   ADD ("publish/return/two-then-multiple", test_publish_return_two_then_multiple);
