@@ -144,6 +144,8 @@ static const GOptionEntry call_entries[] = {
 
 /* Cancelled by Ctrl-C and SIGTERM; every broker call takes it. */
 static GCancellable *interrupted;
+/* A connection Ctrl-C and SIGTERM close at once (weak; see connect_or_fail()). */
+static CarehareConnection *abort_on_interrupt;
 
 /* ---- Errors -------------------------------------------------------------- */
 
@@ -188,6 +190,13 @@ static int
 fail (const char   *what,
       const GError *error)
 {
+  if (g_cancellable_is_cancelled (interrupted) &&
+      (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) ||
+       g_error_matches (error, CAREHARE_ERROR, CAREHARE_ERROR_CONNECTION_CLOSED)))
+    {
+      g_printerr ("carehare: %s: interrupted\n", what);
+      return EXIT_INTERRUPTED;
+    }
   g_printerr ("carehare: %s: %s\n  -> %s\n", what, error->message,
               carehare_error_is_transient (error)
               ? "transient: retrying later (with backoff) may succeed"
@@ -774,9 +783,14 @@ resolved_uri (void)
   return DEFAULT_URI;
 }
 
-/* Connects, or prints why not and returns NULL with *status set. */
+/* Connects, or prints why not and returns NULL with *status set. With
+ * @abortable, Ctrl-C or SIGTERM closes the connection at once: a request
+ * the library has sent waits for the broker's answer whatever its
+ * cancellable says, and a slow or silent broker must not keep the tool
+ * from stopping. (consume and call stop through their cancellable.) */
 static CarehareConnection *
-connect_or_fail (int *status)
+connect_or_fail (int      *status,
+                 gboolean  abortable)
 {
   g_autoptr(GError) error = NULL;
   CarehareConnection *conn = carehare_connection_new_sync (resolved_uri (), interrupted, &error);
@@ -787,6 +801,8 @@ connect_or_fail (int *status)
       g_autofree char *what = g_strdup_printf ("connecting to %s", shown);
       *status = fail (what, error);
     }
+  else if (abortable)
+    g_set_weak_pointer (&abort_on_interrupt, conn);
   return conn;
 }
 
@@ -1014,7 +1030,7 @@ cmd_publish (int argc, char **argv)
       g_printerr ("carehare: %s\n", error->message);
       return EXIT_USAGE;
     }
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, !opt_lines)) == NULL)
     return status;
 
   if (opt_lines)
@@ -1030,6 +1046,15 @@ static gboolean
 on_interrupt (gpointer user_data)
 {
   g_cancellable_cancel (interrupted);
+  if (abort_on_interrupt != NULL)
+    {
+      /* A close whose cancellable is cancelled shuts the socket at once;
+       * what waited fails with CONNECTION_CLOSED, reported as interrupted. */
+      g_autoptr(GCancellable) now = g_cancellable_new ();
+
+      g_cancellable_cancel (now);
+      carehare_connection_close_async (abort_on_interrupt, now, NULL, NULL);
+    }
   return G_SOURCE_CONTINUE;
 }
 
@@ -1054,7 +1079,7 @@ cmd_consume (int argc, char **argv)
   else
     prefetch = opt_count > 0 && opt_count < 100 ? opt_count : 100;
 
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, FALSE)) == NULL)
     return status;
   consumer = carehare_connection_acking_consumer_sync (conn, argv[1], 0, (guint16) prefetch, interrupted, &error);
   if (consumer == NULL)
@@ -1133,7 +1158,7 @@ cmd_declare_queue (int argc, char **argv)
     return usage_error ("declare-queue takes at most one NAME");
   if (!parse_table ("--argument", opt_arguments, TRUE, &arguments, &error))
     return usage_error ("%s", error->message);
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, TRUE)) == NULL)
     return status;
   name = carehare_connection_queue_declare_sync (conn, argc == 2 ? argv[1] : "", queue_flags (), arguments, NULL, NULL, interrupted, &error);
   if (name == NULL)
@@ -1154,7 +1179,7 @@ cmd_delete_queue (int argc, char **argv)
 
   if (argc != 2)
     return usage_error ("delete-queue takes one NAME");
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, TRUE)) == NULL)
     return status;
   if (carehare_connection_queue_delete_sync (conn, argv[1],
                         (opt_if_unused ? CAREHARE_QUEUE_DELETE_FLAGS_IF_UNUSED : 0) |
@@ -1177,7 +1202,7 @@ cmd_purge_queue (int argc, char **argv)
 
   if (argc != 2)
     return usage_error ("purge-queue takes one NAME");
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, TRUE)) == NULL)
     return status;
   if (carehare_connection_queue_purge_sync (conn, argv[1], &count, interrupted, &error))
     g_print ("%u\n", count);
@@ -1199,7 +1224,7 @@ cmd_declare_exchange (int argc, char **argv)
     return usage_error ("declare-exchange takes one NAME");
   if (!parse_table ("--argument", opt_arguments, TRUE, &arguments, &error))
     return usage_error ("%s", error->message);
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, TRUE)) == NULL)
     return status;
   if (!carehare_connection_exchange_declare_sync (conn, argv[1], opt_type ? opt_type : "direct",
                              (opt_durable ? CAREHARE_EXCHANGE_FLAGS_DURABLE : 0) |
@@ -1220,7 +1245,7 @@ cmd_delete_exchange (int argc, char **argv)
 
   if (argc != 2)
     return usage_error ("delete-exchange takes one NAME");
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, TRUE)) == NULL)
     return status;
   if (!carehare_connection_exchange_delete_sync (conn, argv[1],
                             opt_if_unused ? CAREHARE_EXCHANGE_DELETE_FLAGS_IF_UNUSED : 0, interrupted, &error))
@@ -1242,7 +1267,7 @@ bind_or_unbind (gboolean bind, int argc, char **argv)
     return usage_error ("%s takes DESTINATION EXCHANGE [ROUTING_KEY]", command);
   if (!parse_table ("--argument", opt_arguments, TRUE, &arguments, &error))
     return usage_error ("%s", error->message);
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, TRUE)) == NULL)
     return status;
   if (!bind_sync (conn, bind, opt_to_exchange, argv[1], argv[2], argc == 4 ? argv[3] : "", arguments, interrupted, &error))
     status = fail (command, error);
@@ -1295,7 +1320,7 @@ cmd_call (int argc, char **argv)
       g_printerr ("carehare: %s\n", error->message);
       return EXIT_USAGE;
     }
-  if ((conn = connect_or_fail (&status)) == NULL)
+  if ((conn = connect_or_fail (&status, FALSE)) == NULL)
     return status;
   if (opt_timeout > 0)
     timeout_id = g_timeout_add_seconds (opt_timeout, on_call_timeout, &timed_out);
@@ -1311,8 +1336,6 @@ cmd_call (int argc, char **argv)
       g_printerr ("carehare: call: no reply within %d seconds\n", opt_timeout);
       status = EXIT_TIMED_OUT;
     }
-  else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    status = EXIT_TIMED_OUT;
   else
     status = fail ("call", error);
   close_quietly (conn);

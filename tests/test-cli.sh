@@ -285,6 +285,47 @@ help_lists_commands () {
 }
 ok "--help lists every command and the exit status" eval 'run 0 --help && help_lists_commands'
 
+# ---- stopping against a broker that answers nothing -----------------------------------
+# A request the library has sent waits for the broker's answer; Ctrl-C and
+# SIGTERM must still stop the tool at once, with exit 130.
+silent_log=$tmp/silent.log
+python3 "$(dirname "${BASH_SOURCE[0]}")/silent-broker.py" "$tmp/silent.port" >"$silent_log" 2>&1 &
+bg_pids+=($!)
+for _ in $(seq 1 100); do [ -s "$tmp/silent.port" ] && break; sleep 0.1; done
+silent_uri="amqp://guest:guest@127.0.0.1:$(cat "$tmp/silent.port" 2>/dev/null)/"
+# interrupted SIGNAL "CLASS METHOD" ARGS...: runs carehare against the silent
+# broker, waits until the broker has read the method CLASS METHOD (the
+# request, sent), sends SIGNAL and expects exit 130 naming the interruption.
+interrupted () {
+  local signal=$1 request=$2 pid status before
+  shift 2
+  before=$(grep -c "^method $request\$" "$silent_log")
+  "${wrapper[@]}" "$bin" --uri "$silent_uri" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null &
+  pid=$!
+  for _ in $(seq 1 600); do
+    [ "$(grep -c "^method $request\$" "$silent_log")" -gt "$before" ] && break
+    sleep 0.1
+  done
+  kill "-$signal" "$pid"
+  # A bound on a hang, not a timing: the tool stops within 60 s or is killed.
+  ( sleep 60; kill -KILL "$pid" 2>/dev/null ) &
+  local guard=$!
+  wait "$pid"; status=$?
+  kill "$guard" 2>/dev/null; wait "$guard" 2>/dev/null
+  [ "$status" -eq 130 ] || { echo "# exit $status, expected 130: carehare $*"; return 1; }
+  err_has "interrupted"
+}
+ok "Ctrl-C while declare-queue waits for the broker: exit 130" \
+  interrupted INT "50 10" declare-queue "$prefix-silent"
+ok "SIGTERM while purge-queue waits for the broker: exit 130" \
+  interrupted TERM "50 30" purge-queue "$prefix-silent"
+ok "Ctrl-C while bind waits for the broker: exit 130" \
+  interrupted INT "50 20" bind "$prefix-silent" amq.direct
+ok "Ctrl-C while publish waits for its confirm: exit 130" \
+  interrupted INT "85 10" publish -r "$prefix-silent"
+ok "SIGTERM while call waits for its reply: exit 130" \
+  interrupted TERM "85 10" call "$prefix-silent"
+
 # ---- bash completion ------------------------------------------------------------------
 # completes WORD...: what the completion offers for the last WORD.
 completes () {
