@@ -295,10 +295,14 @@ host_is_loopback (const char *host)
  * every URI is on this machine, which needs no network (a container
  * without a default route says "unavailable"); one the program set is
  * always obeyed. */
+/* Whether attempts may be made, when the monitor says @monitor_available:
+ * a system monitor's "unavailable" does not stop attempts at loopback URIs
+ * only. */
 static gboolean
-network_available (CarehareSession *self)
+network_usable (CarehareSession *self,
+                gboolean         monitor_available)
 {
-  if (self->monitor == NULL || g_network_monitor_get_network_available (self->monitor))
+  if (self->monitor == NULL || monitor_available)
     return TRUE;
   if (!self->monitor_is_default)
     return FALSE;
@@ -310,6 +314,13 @@ network_available (CarehareSession *self)
         return FALSE;
     }
   return TRUE;
+}
+
+static gboolean
+network_available (CarehareSession *self)
+{
+  return network_usable (self, self->monitor == NULL ||
+                               g_network_monitor_get_network_available (self->monitor));
 }
 
 /* ---- attempts ------------------------------------------------------------ */
@@ -601,7 +612,10 @@ static void
 network_changed_run (CarehareSession *self,
                      gpointer         data)
 {
-  if (!network_available (self))
+  /* The report's own availability: a report queued from the monitor's
+   * thread may run after the network changed again, and a loss followed
+   * by a return must still be seen as both. */
+  if (!network_usable (self, GPOINTER_TO_UINT (data)))
     {
       self->network_lost = TRUE;
       return;
@@ -633,7 +647,8 @@ network_changed_cb (GNetworkMonitor *monitor,
 {
   /* The monitor emits on the context it was made on, which may be
    * another thread's. */
-  _carehare_session_run_nowait (user_data, network_changed_run, NULL, NULL);
+  _carehare_session_run_nowait (user_data, network_changed_run, GUINT_TO_POINTER (available),
+                                NULL);
 }
 
 /* ---- GObject ------------------------------------------------------------- */

@@ -1656,6 +1656,47 @@ test_network_change_while_available (void)
   g_object_unref (monitor);
 }
 
+static gpointer
+flap_thread (gpointer data)
+{
+  TestMonitor *monitor = data;
+
+  test_monitor_set_available (monitor, FALSE);
+  test_monitor_set_available (monitor, TRUE);
+  return NULL;
+}
+
+/* A monitor that reports from another thread: the network lost and back
+ * before the session's thread runs the two reports. Each report carries
+ * its own availability (by the time the first runs, the monitor says
+ * available again), so the backoff is still cut short. */
+static void
+test_network_flap_from_thread (void)
+{
+  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", free_port ());
+  const char *uris[] = { uri, NULL };
+  TestMonitor *monitor = g_object_new (test_monitor_get_type (), NULL);
+  g_autoptr(CarehareSession) session = NULL;
+  guint n_attempts = 0;
+
+  monitor->available = TRUE;
+  session = g_object_new (CAREHARE_TYPE_SESSION, "uris", uris, "network-monitor", monitor,
+                          "reconnect-delay-min", 600000, NULL);
+  g_signal_connect (session, "notify::state", G_CALLBACK (count_connecting_cb), &n_attempts);
+  carehare_session_start (session);
+  wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
+  g_assert_cmpuint (n_attempts, ==, 1);
+
+  /* The session's thread holds its context while the monitor's thread
+   * reports: both reports are queued. */
+  g_assert_true (g_main_context_acquire (NULL));
+  g_thread_join (g_thread_new ("flap", flap_thread, monitor));
+  g_main_context_release (NULL);
+  wait_until (uint_at_least_2, &n_attempts, "an attempt once the network is back", TIMEOUT_MS);
+  close_session (session);
+  g_object_unref (monitor);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1684,6 +1725,8 @@ main (int    argc,
   g_test_add_func ("/session/close-in-callback", test_close_in_callback);
   g_test_add_func ("/session/many-reconnections", test_many_reconnections);
   g_test_add_func ("/session/network-monitor", test_network_monitor);
+  g_test_add_func ("/session/network-monitor/flap-from-another-thread",
+                   test_network_flap_from_thread);
   g_test_add_func ("/session/network-monitor/change-while-available",
                    test_network_change_while_available);
 
