@@ -245,7 +245,9 @@ store_result (GObject      *source,
 
 /* Runs CMD with BODY on its standard input; TRUE if it exited 0. The
  * default main context keeps running meanwhile, so that Ctrl-C and SIGTERM
- * are seen while a slow command runs. */
+ * are seen while a slow command runs; the command itself is left to finish
+ * (the terminal's Ctrl-C reaches it directly), its status settles the
+ * message, and then consume stops. */
 static gboolean
 run_exec (const char *command,
           GBytes     *body,
