@@ -252,6 +252,45 @@ async def test_run_picks_a_glib_loop():
     assert out.startswith(b"amq.gen-")
 
 
+async def test_run_twice_one_connection_and_leftover_tasks():
+    # Two carehare.run() calls in one program: a connection made in the
+    # first is used and closed in the second, and a task the first left
+    # pending is cancelled at its end, as asyncio.run() does.
+    script = textwrap.dedent("""
+        import asyncio
+        import sys
+        import gi
+        gi.require_version("Carehare", "1.0")
+        from gi.repository import Carehare as carehare
+
+        state = {}
+
+        async def first(url):
+            state["connection"] = await carehare.connect(url)
+            state["leftover"] = asyncio.ensure_future(asyncio.sleep(3600))
+            return await state["connection"].queue_declare("", exclusive=True)
+
+        async def second():
+            assert state["leftover"].cancelled(), "leftover task not cancelled"
+            connection = state["connection"]
+            queue = await connection.queue_declare("", exclusive=True)
+            await connection.close()
+            await connection.closed
+            return queue
+
+        print(carehare.run(first(sys.argv[1])))
+        print(carehare.run(second()))
+    """)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, env("CAREHARE_TEST_AMQP_URI"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err, err.decode()
+    lines = out.split()
+    assert len(lines) == 2 and all(line.startswith(b"amq.gen-") for line in lines)
+
+
 async def test_run_loop_runs_call_soon_callbacks_in_order():
     # carehare.run() on gbulb runs call_soon() callbacks from one queue
     # (not one GLib source each): asyncio's order, cancelled handles

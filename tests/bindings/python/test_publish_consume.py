@@ -291,6 +291,29 @@ async def test_publish_unroutable_mandatory(connection):
     await connection.publish(b"lost", routing_key=unique("nowhere"))
 
 
+async def test_cancelled_next_delivery_loses_no_message(connection):
+    # A next_delivery() cancelled at once, while a message waits in the
+    # consumer, is handed that message all the same (the library never
+    # loses one handed over): the override gives it back (nack, requeue),
+    # so it is delivered again instead of being held unacked for good.
+    queue = await connection.queue_declare("", exclusive=True)
+    for body in (b"m1", b"m2", b"m3"):
+        await connection.publish(body, routing_key=queue)
+    async with connection.acking_consumer(queue, prefetch_count=10) as consumer:
+        message, tag = await consumer.next_delivery()
+        received = {message}
+        consumer.ack(tag)
+        # Let m2 and m3 reach the consumer's buffer (not a timing: the test
+        # holds either way).
+        await asyncio.sleep(0.2)
+        future = consumer.next_delivery()
+        future.cancel()
+        while received != {b"m1", b"m2", b"m3"}:
+            message, tag = await consumer.next_delivery()
+            consumer.ack(tag)
+            received.add(message)
+
+
 async def test_consume_ack(connection):
     queue = await connection.queue_declare(
         "", exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})

@@ -2,6 +2,7 @@
 """carehare.Session in asyncio: a reconnection the broker forces, publishes
 and a consumer that go on across it, and a login refused for good."""
 import asyncio
+import socket
 import subprocess
 
 import pytest
@@ -96,3 +97,25 @@ async def test_session_login_refused():
     assert info.value.reply_code == 403
     assert session.props.state == carehare.SessionState.FAILED
     await session.close()
+
+
+async def test_session_enter_interrupted_closes_it():
+    # `async with session:` given up while connecting (here by a timeout
+    # around it; nothing listens on the port): no __aexit__ runs, and the
+    # session must not go on retrying for good.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    session = carehare.session(["amqp://guest:guest@127.0.0.1:%d/" % port])
+
+    async def enter():
+        async with session:
+            pass
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(enter(), 0.5)
+    for _ in range(200):
+        if session.props.state == carehare.SessionState.STOPPED:
+            break
+        await asyncio.sleep(0.05)
+    assert session.props.state == carehare.SessionState.STOPPED

@@ -281,9 +281,11 @@ def _loop():
         return asyncio.get_event_loop()
 
 
-def _start(begin, finish, convert=None, operation=True, cancellable=True):
+def _start(begin, finish, convert=None, operation=True, cancellable=True, orphan=None):
     """Calls begin(cancellable, callback) now and returns a future of
-    convert(finish(result)); cancelling the future cancels the call."""
+    convert(finish(result)); cancelling the future cancels the call. A
+    result that comes when the future was cancelled already (the call had
+    gone too far to be cancelled) is given to orphan(value), if any."""
     future = _loop().create_future()
     gcancellable = Gio.Cancellable() if cancellable else None
 
@@ -296,6 +298,8 @@ def _start(begin, finish, convert=None, operation=True, cancellable=True):
             return
         if not future.done():
             future.set_result(convert(value) if convert is not None else value)
+        elif orphan is not None:
+            orphan(value)
 
     if gcancellable is not None:
         future.add_done_callback(lambda f: gcancellable.cancel() if f.cancelled() else None)
@@ -589,7 +593,11 @@ def run(main):
         from gi.events import GLibEventLoopPolicy
     except ImportError:
         import gbulb
-        gbulb.install()
+        from gbulb.glib_events import GLibEventLoopPolicy as GbulbPolicy
+        # Installed once: every run() uses the same loop, so that what one
+        # run made (a connection, its `closed` future) works in the next.
+        if not isinstance(asyncio.get_event_loop_policy(), GbulbPolicy):
+            gbulb.install()
         # gbulb's default loop runs the default main context; a second loop
         # would get a new context, which carehare-glib does not run in.
         policy = asyncio.get_event_loop_policy()
@@ -602,8 +610,13 @@ def run(main):
         try:
             return loop.run_until_complete(task)
         finally:
-            if not task.done():
-                task.cancel()
+            # As asyncio.run(): the tasks main left behind are cancelled
+            # and given the chance to finish.
+            leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for leftover in leftovers:
+                leftover.cancel()
+            if leftovers:
+                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
     asyncio.set_event_loop_policy(GLibEventLoopPolicy())
     return asyncio.run(main)
 
@@ -898,7 +911,13 @@ class Session(Carehare.Session):
 
     async def __aenter__(self):
         self.start()
-        await self.wait_connected()
+        try:
+            await self.wait_connected()
+        except BaseException:
+            # Not entered (a permanent error, or a timeout around it): no
+            # __aexit__ will close the session, so it stops retrying here.
+            self.close().add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise
         return self
 
     async def __aexit__(self, exc_type, exc_value, traceback):
@@ -915,15 +934,23 @@ class Consumer(Carehare.Consumer):
 
     def next_delivery(self):
         """Resolves to (message, delivery_tag), the body as bytes; ack()
-        the tag. Raises ChannelClosed once the consumer was closed."""
+        the tag. Raises ChannelClosed once the consumer was closed.
+        Cancelling the future loses nothing: a message handed over as it
+        was cancelled goes back to the queue (nack with requeue)."""
         return _start(lambda c, cb: self.next_delivery_async(c, cb),
                       self.next_delivery_finish,
-                      lambda d: (d.get_body().get_data(), d.get_delivery_tag()))
+                      lambda d: (d.get_body().get_data(), d.get_delivery_tag()),
+                      orphan=self._carehare_give_back)
 
     def next_delivery_object(self):
         """Resolves to the next Carehare.Delivery (properties, headers,
-        redelivered...)."""
-        return _start(lambda c, cb: self.next_delivery_async(c, cb), self.next_delivery_finish)
+        redelivered...); cancelled, as next_delivery()."""
+        return _start(lambda c, cb: self.next_delivery_async(c, cb), self.next_delivery_finish,
+                      orphan=self._carehare_give_back)
+
+    def _carehare_give_back(self, delivery):
+        # Handed over to a cancelled future: nobody will ack it.
+        self.nack(delivery.get_delivery_tag(), True)
 
     async def deliveries(self):
         """`async for delivery in consumer.deliveries():` each
