@@ -291,13 +291,10 @@ host_is_loopback (const char *host)
   return address != NULL && g_inet_address_get_is_loopback (address);
 }
 
-/* Whether an attempt may start now. The system's monitor is ignored when
- * every URI is on this machine, which needs no network (a container
- * without a default route says "unavailable"); one the program set is
- * always obeyed. */
-/* Whether attempts may be made, when the monitor says @monitor_available:
- * a system monitor's "unavailable" does not stop attempts at loopback URIs
- * only. */
+/* Whether an attempt may start, when the monitor says @monitor_available.
+ * The system's monitor is ignored when every URI is on this machine, which
+ * needs no network (a container without a default route says
+ * "unavailable"); one the program set is always obeyed. */
 static gboolean
 network_usable (CarehareSession *self,
                 gboolean         monitor_available)
@@ -316,6 +313,7 @@ network_usable (CarehareSession *self,
   return TRUE;
 }
 
+/* Whether an attempt may start now. */
 static gboolean
 network_available (CarehareSession *self)
 {
