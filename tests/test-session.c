@@ -1625,23 +1625,33 @@ uint_at_least_2 (gpointer data)
 /* A change the monitor reports while the network stays available (a new
  * route, an interface) is not the network coming back: the backoff
  * stands. Only unavailable -> available cuts a wait short. */
-static void
-test_network_change_while_available (void)
+/* A session watched by @monitor (available) at a port nothing listens on:
+ * its first attempt is refused, and it then waits ten minutes. Its
+ * attempts are counted in @n_attempts. */
+static CarehareSession *
+session_waiting_long (TestMonitor *monitor,
+                      guint       *n_attempts)
 {
   g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", free_port ());
   const char *uris[] = { uri, NULL };
-  TestMonitor *monitor = g_object_new (test_monitor_get_type (), NULL);
-  g_autoptr(CarehareSession) session = NULL;
-  guint n_attempts = 0;
+  CarehareSession *session;
 
   monitor->available = TRUE;
   session = g_object_new (CAREHARE_TYPE_SESSION, "uris", uris, "network-monitor", monitor,
                           "reconnect-delay-min", 600000, NULL);
-  g_signal_connect (session, "notify::state", G_CALLBACK (count_connecting_cb), &n_attempts);
+  g_signal_connect (session, "notify::state", G_CALLBACK (count_connecting_cb), n_attempts);
   carehare_session_start (session);
-  /* Nothing listens: refused, then a wait of ten minutes. */
   wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
-  g_assert_cmpuint (n_attempts, ==, 1);
+  g_assert_cmpuint (*n_attempts, ==, 1);
+  return session;
+}
+
+static void
+test_network_change_while_available (void)
+{
+  TestMonitor *monitor = g_object_new (test_monitor_get_type (), NULL);
+  guint n_attempts = 0;
+  g_autoptr(CarehareSession) session = session_waiting_long (monitor, &n_attempts);
 
   test_monitor_set_available (monitor, TRUE);
   carehare_test_run_for (100);
@@ -1673,19 +1683,9 @@ flap_thread (gpointer data)
 static void
 test_network_flap_from_thread (void)
 {
-  g_autofree char *uri = g_strdup_printf ("amqp://guest:guest@127.0.0.1:%u", free_port ());
-  const char *uris[] = { uri, NULL };
   TestMonitor *monitor = g_object_new (test_monitor_get_type (), NULL);
-  g_autoptr(CarehareSession) session = NULL;
   guint n_attempts = 0;
-
-  monitor->available = TRUE;
-  session = g_object_new (CAREHARE_TYPE_SESSION, "uris", uris, "network-monitor", monitor,
-                          "reconnect-delay-min", 600000, NULL);
-  g_signal_connect (session, "notify::state", G_CALLBACK (count_connecting_cb), &n_attempts);
-  carehare_session_start (session);
-  wait_for_state (session, CAREHARE_SESSION_STATE_WAITING, TIMEOUT_MS);
-  g_assert_cmpuint (n_attempts, ==, 1);
+  g_autoptr(CarehareSession) session = session_waiting_long (monitor, &n_attempts);
 
   /* The session's thread holds its context while the monitor's thread
    * reports: both reports are queued. */
