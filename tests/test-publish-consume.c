@@ -1882,8 +1882,8 @@ assert_stream_from (CarehareConsumer *consumer,
     }
 }
 
-/* A RabbitMQ stream read from "first", from offset 50, from a timestamp
- * and from "next"; acks give the stream consumer credit (prefetch 10 for
+/* A RabbitMQ stream read from "first", from offset 50, from a timestamp,
+ * from "next" and from "last"; acks give the stream consumer credit (prefetch 10 for
  * 100 messages). */
 static void
 test_consume_stream (void)
@@ -1899,6 +1899,7 @@ test_consume_stream (void)
   g_autoptr(CarehareConsumer) from_50 = NULL;
   g_autoptr(CarehareConsumer) from_time = NULL;
   g_autoptr(CarehareConsumer) from_next = NULL;
+  g_autoptr(CarehareConsumer) from_last = NULL;
   GVariantDict dict;
 
   queue = declare_queue_with_flags (conn, name, CAREHARE_QUEUE_FLAGS_DURABLE, stream);
@@ -1942,7 +1943,38 @@ test_consume_stream (void)
   g_assert_true (publish_text (conn, "", queue, "100", &error));
   assert_stream_from (from_next, 100, 1);
 
+  /* "last": from the start of the stream's last chunk (where RabbitMQ cut
+   * it is its own choice), so a run of consecutive messages that ends with
+   * the newest one. */
+  g_variant_dict_init (&dict, NULL);
+  g_variant_dict_insert (&dict, "x-stream-offset", "s", offsets[1]);
+  from_last = start_consumer_full (conn, queue, 10, CAREHARE_CONSUME_FLAGS_NONE, NULL,
+                                   g_variant_dict_end (&dict), &error);
+  g_assert_no_error (error);
+  {
+    guint64 expected = G_MAXUINT64;
+
+    while (expected != 101)
+      {
+        g_autoptr(CarehareDelivery) delivery = next_delivery (from_last, &error);
+        GBytes *body;
+        g_autofree char *text = NULL;
+        guint64 index;
+
+        g_assert_no_error (error);
+        body = carehare_delivery_get_body (delivery);
+        text = g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+        index = g_ascii_strtoull (text, NULL, 10);
+        if (expected != G_MAXUINT64)
+          g_assert_cmpuint (index, ==, expected);
+        g_assert_cmpuint (index, <=, 100);
+        expected = index + 1;
+        carehare_consumer_ack (from_last, carehare_delivery_get_delivery_tag (delivery));
+      }
+  }
+
   g_clear_object (&from_first);
+  g_clear_object (&from_last);
   g_clear_object (&from_50);
   g_clear_object (&from_time);
   g_clear_object (&from_next);
