@@ -19,6 +19,8 @@
 #include <gio/gio.h>
 #include <gio/gunixinputstream.h>
 #include <glib-unix.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
@@ -144,6 +146,10 @@ static const GOptionEntry call_entries[] = {
 
 /* Cancelled by Ctrl-C and SIGTERM; every broker call takes it. */
 static GCancellable *interrupted;
+/* fd 0 was closed when the tool started (`carehare publish <&-`): /dev/null
+ * stands in for it, so that no descriptor GLib opens becomes "stdin". */
+static gboolean stdin_was_closed;
+
 /* A connection Ctrl-C and SIGTERM close at once (weak; see connect_or_fail()). */
 static CarehareConnection *abort_on_interrupt;
 
@@ -255,6 +261,7 @@ run_exec (const char *command,
 {
   g_autoptr(GSubprocess) child = NULL;
   g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) local_error = NULL;
 
   child = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE, error, "/bin/sh", "-c", command, NULL);
   if (child == NULL)
@@ -262,8 +269,22 @@ run_exec (const char *command,
   g_subprocess_communicate_async (child, body, NULL, store_result, &result);
   while (result == NULL)
     g_main_context_iteration (NULL, TRUE);
-  if (!g_subprocess_communicate_finish (child, result, NULL, NULL, error))
-    return FALSE;
+  if (!g_subprocess_communicate_finish (child, result, NULL, NULL, &local_error))
+    {
+      /* A command that exits without reading all of a large body closes
+       * the pipe: its exit status still decides. */
+      if (!g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE))
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return FALSE;
+        }
+      g_clear_object (&result);
+      g_subprocess_wait_async (child, NULL, store_result, &result);
+      while (result == NULL)
+        g_main_context_iteration (NULL, TRUE);
+      if (!g_subprocess_wait_finish (child, result, error))
+        return FALSE;
+    }
   return g_subprocess_get_if_exited (child) && g_subprocess_get_exit_status (child) == 0;
 }
 
@@ -753,6 +774,12 @@ open_input (GError **error)
       g_autoptr(GFile) file = g_file_new_for_commandline_arg (opt_file);
       return G_INPUT_STREAM (g_file_read (file, NULL, error));
     }
+  if (stdin_was_closed)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CLOSED,
+                           "reading input: standard input is closed");
+      return NULL;
+    }
   return g_unix_input_stream_new (STDIN_FILENO, FALSE);
 }
 
@@ -761,14 +788,35 @@ read_all (GError **error)
 {
   g_autoptr(GInputStream) in = open_input (error);
   g_autoptr(GOutputStream) mem = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
 
   if (in == NULL)
     return NULL;
   mem = g_memory_output_stream_new_resizable ();
-  if (g_output_stream_splice (mem, in, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE | G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
-                              NULL, error) < 0)
+  /* Read while the main context runs, so that Ctrl-C and SIGTERM stop a
+   * slow writer (the read fails with G_IO_ERROR_CANCELLED). */
+  g_output_stream_splice_async (mem, in, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE |
+                                G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
+                                G_PRIORITY_DEFAULT, interrupted, store_result, &result);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  if (g_output_stream_splice_finish (mem, result, error) < 0)
     return NULL;
   return g_memory_output_stream_steal_as_bytes (G_MEMORY_OUTPUT_STREAM (mem));
+}
+
+/* Reports an input that could not be read: interrupted (130), or an
+ * unreadable file or standard input (1). */
+static int
+input_failed (const GError *error)
+{
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_printerr ("carehare: reading input: interrupted\n");
+      return EXIT_INTERRUPTED;
+    }
+  g_printerr ("carehare: %s\n", error->message);
+  return EXIT_USAGE;
 }
 
 /* ---- Commands ------------------------------------------------------------------ */
@@ -789,7 +837,8 @@ resolved_uri (void)
  * @abortable, Ctrl-C or SIGTERM closes the connection at once: a request
  * the library has sent waits for the broker's answer whatever its
  * cancellable says, and a slow or silent broker must not keep the tool
- * from stopping. (consume and call stop through their cancellable.) */
+ * from stopping (publish --lines too: its confirms may never come).
+ * consume and call stop through their cancellable. */
 static CarehareConnection *
 connect_or_fail (int      *status,
                  gboolean  abortable)
@@ -959,10 +1008,7 @@ publish_lines (CarehareConnection   *conn,
   int status = EXIT_OK;
 
   if (raw == NULL)
-    {
-      g_printerr ("carehare: %s\n", error->message);
-      return EXIT_USAGE;
-    }
+    return input_failed (error);
   lp.loop = g_main_loop_new (NULL, FALSE);
   lp.conn = conn;
   lp.in = g_data_input_stream_new (raw);
@@ -1028,11 +1074,8 @@ cmd_publish (int argc, char **argv)
   /* A single body is read before connecting: a broken pipe or missing file
    * costs no connection. */
   if (!opt_lines && (body = read_all (&error)) == NULL)
-    {
-      g_printerr ("carehare: %s\n", error->message);
-      return EXIT_USAGE;
-    }
-  if ((conn = connect_or_fail (&status, !opt_lines)) == NULL)
+    return input_failed (error);
+  if ((conn = connect_or_fail (&status, TRUE)) == NULL)
     return status;
 
   if (opt_lines)
@@ -1318,16 +1361,13 @@ cmd_call (int argc, char **argv)
   if (!parse_properties (&props, &error))
     return usage_error ("%s", error->message);
   if ((body = read_all (&error)) == NULL)
-    {
-      g_printerr ("carehare: %s\n", error->message);
-      return EXIT_USAGE;
-    }
+    return input_failed (error);
   if ((conn = connect_or_fail (&status, FALSE)) == NULL)
     return status;
   if (opt_timeout > 0)
     timeout_id = g_timeout_add_seconds (opt_timeout, on_call_timeout, &timed_out);
   reply = carehare_connection_call_sync (conn, opt_exchange ? opt_exchange : "", argv[1], body, props,
-                                        CAREHARE_PUBLISH_FLAGS_NONE, interrupted, &error);
+                                        CAREHARE_PUBLISH_FLAGS_MANDATORY, interrupted, &error);
   if (!timed_out && timeout_id != 0)
     g_source_remove (timeout_id);
 
@@ -1376,7 +1416,7 @@ static const Command commands[] = {
     "Bind a queue (or with --to-exchange an exchange) to EXCHANGE.", bind_entries, cmd_bind },
   { "unbind", "DESTINATION EXCHANGE [ROUTING_KEY]", "Remove a binding made by bind.", bind_entries, cmd_unbind },
   { "call", "ROUTING_KEY",
-    "Send standard input (or --file) as a request over direct reply-to and print the reply.",
+    "Send standard input (or --file) as a request over direct reply-to and print the reply. The request is mandatory: a routing key no queue takes fails at once (exit 4).",
     call_entries, cmd_call },
 };
 
@@ -1519,6 +1559,22 @@ main (int argc, char **argv)
   guint sigint_id, sigterm_id;
   int status;
 
+  /* Before GLib opens anything: a closed standard descriptor would be
+   * reused by the main context's eventfd, which the tool would then read
+   * from or write to. */
+  for (int fd = 0; fd <= 2; fd++)
+    if (fcntl (fd, F_GETFD) < 0 && errno == EBADF)
+      {
+        int null_fd = open ("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+
+        if (fd == 0)
+          stdin_was_closed = TRUE;
+        if (null_fd >= 0 && null_fd != fd)
+          {
+            dup2 (null_fd, fd);
+            close (null_fd);
+          }
+      }
   setlocale (LC_ALL, "");
   /* A closed pipe (carehare consume q | head -1) is a write error to
    * report, not a silent death with messages unacked. */

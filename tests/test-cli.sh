@@ -129,6 +129,35 @@ ok "consume --exec: nacked and requeued when the command fails" eval '
   run 0 consume "$q" --count 1 --exec "exit 3" &&
   run 0 consume "$q" --count 1 --json && grep -q "\"redelivered\":true" "$tmp/out" &&
   run 0 purge-queue "$q" && out_is 0'
+ok "consume --exec: a command that exits 0 without reading a large body acks it" eval '
+  head -c 300000 /dev/zero | tr "\\0" x | carehare publish -r "$q" &&
+  run 0 consume "$q" --count 1 --exec "exit 0" &&
+  run 0 purge-queue "$q" && out_is 0'
+
+# ---- input --------------------------------------------------------------------------
+ok "publish with standard input closed: exit 1, said so" eval '
+  carehare publish -r "$q" >"$tmp/out" 2>"$tmp/err" <&-; [ $? = 1 ] &&
+  err_has "standard input is closed"'
+# SIGTERM while publish waits for its input: handled (130, "interrupted"),
+# not a kill by the signal (143), once the tool's signal thread is up.
+term_while_reading () {
+  local pid status
+  # A FIFO this shell also holds open for writing: the read never ends.
+  mkfifo "$tmp/input.fifo"
+  exec 8<>"$tmp/input.fifo"
+  "${wrapper[@]}" "$bin" publish -r "$q" >"$tmp/out" 2>"$tmp/err" <"$tmp/input.fifo" &
+  pid=$!
+  for _ in $(seq 1 600); do
+    grep -qx gmain /proc/"$pid"/task/*/comm 2>/dev/null && break
+    sleep 0.1
+  done
+  kill -TERM "$pid"
+  wait "$pid"; status=$?
+  exec 8>&-
+  [ "$status" -eq 130 ] || { echo "# exit $status, expected 130"; return 1; }
+  err_has "reading input: interrupted"
+}
+ok "SIGTERM while publish reads its input: exit 130" term_while_reading
 
 # ---- nacks ------------------------------------------------------------------------
 full="$prefix-full"
@@ -190,7 +219,10 @@ assert m[\"body\"] == \"LOUD\" and m[\"redelivered\"] is False and \"headers\" i
 assert m[\"routing_key\"].startswith(\"amq.rabbitmq.reply-to\"), m
 " "$tmp/out"'
 ok "call --timeout with nobody answering: exit 5" \
-  eval 'echo -n x | carehare call "$prefix-nobody" --timeout 1 >"$tmp/out" 2>"$tmp/err"; [ $? = 5 ] && err_has "no reply within 1 seconds"'
+  eval 'run 0 declare-queue --auto-delete "$prefix-nobody" &&
+        echo -n x | carehare call "$prefix-nobody" --timeout 1 >"$tmp/out" 2>"$tmp/err"; [ $? = 5 ] && err_has "no reply within 1 seconds"'
+ok "call to a routing key no queue takes: exit 4 at once, not a wait for ever" \
+  eval 'echo -n x | carehare call "$prefix-no-such-queue" >"$tmp/out" 2>"$tmp/err"; [ $? = 4 ] && err_has "312 NO_ROUTE"'
 
 # ---- Ctrl-C ---------------------------------------------------------------------------
 "${wrapper[@]}" "$bin" consume "$q" --prefetch 7 >"$tmp/sigint" 2>&1 &
@@ -300,7 +332,7 @@ interrupted () {
   local signal=$1 request=$2 pid status before
   shift 2
   before=$(grep -c "^method $request\$" "$silent_log")
-  "${wrapper[@]}" "$bin" --uri "$silent_uri" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null &
+  "${wrapper[@]}" "$bin" --uri "$silent_uri" "$@" >"$tmp/out" 2>"$tmp/err" <"${input:-/dev/null}" &
   pid=$!
   for _ in $(seq 1 600); do
     [ "$(grep -c "^method $request\$" "$silent_log")" -gt "$before" ] && break
@@ -326,6 +358,9 @@ ok "Ctrl-C while publish waits for its confirm: exit 130" \
   interrupted INT "85 10" publish -r "$prefix-silent"
 ok "SIGTERM while call waits for its reply: exit 130" \
   interrupted TERM "85 10" call "$prefix-silent"
+seq 1 10 >"$tmp/lines"
+ok "SIGTERM while publish --lines waits for its confirms: exit 130" \
+  eval 'input=$tmp/lines interrupted TERM "85 10" publish --lines -r "$prefix-silent"'
 
 # ---- bash completion ------------------------------------------------------------------
 # completes WORD...: what the completion offers for the last WORD.
